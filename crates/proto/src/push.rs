@@ -1,0 +1,95 @@
+//! Pushes (server to client): `emit("mediasoupSignaling", {type, data})`, no ack.
+
+use crate::ids::{ConsumerId, DataConsumerId, DataProducerId, PeerId, ProducerId};
+use mediasoup_types::rtp_parameters::{MediaKind, RtpParameters};
+use mediasoup_types::sctp_parameters::SctpStreamParameters;
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// One producer as listed in `availableProducers`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AvailableProducer {
+    pub label: String,
+    pub broadcast: bool,
+    pub peer_id: PeerId,
+    /// Extension: `audio` or `video`.
+    pub kind: MediaKind,
+    /// Extension: whether the producer is paused by its peer.
+    pub paused: bool,
+}
+
+/// What one peer offers.
+#[derive(Debug, Clone, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PeerProducers {
+    pub producers: BTreeMap<ProducerId, AvailableProducer>,
+    pub data_producers: BTreeMap<DataProducerId, Value>,
+}
+
+/// `availableProducers`: every peer of the room, the receiver included.
+pub type AvailableProducers = BTreeMap<PeerId, PeerProducers>;
+
+/// `createConsumer` push.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateConsumer {
+    pub peer_id: PeerId,
+    pub producer_id: ProducerId,
+    pub id: ConsumerId,
+    pub kind: MediaKind,
+    pub rtp_parameters: RtpParameters,
+    /// `simple` or `simulcast`, as mediasoup names consumer types.
+    #[serde(rename = "type")]
+    pub consumer_type: &'static str,
+    pub app_data: Value,
+    pub producer_paused: bool,
+}
+
+/// `createDataConsumer` push.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateDataConsumer {
+    pub peer_id: PeerId,
+    pub data_producer_id: DataProducerId,
+    pub id: DataConsumerId,
+    pub sctp_stream_parameters: SctpStreamParameters,
+    pub label: String,
+    pub protocol: String,
+    pub app_data: Value,
+}
+
+/// `consumerClosed` / `dataConsumerClosed`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerClosed {
+    pub producing_peer_id: PeerId,
+    /// The producer (or data producer) id the consumer consumed.
+    pub producer_id: String,
+}
+
+/// Every push, serialized as `{type, data}`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", content = "data", rename_all = "camelCase")]
+pub enum Push {
+    PeerConnection(Vec<PeerId>),
+    PeerDisconnection(Vec<PeerId>),
+    AvailableProducers(AvailableProducers),
+    CreateConsumer(Box<CreateConsumer>),
+    CreateDataConsumer(CreateDataConsumer),
+    ConsumerClosed(ConsumerClosed),
+    DataConsumerClosed(ConsumerClosed),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pushes_serialize_as_type_and_data() {
+        let peer: PeerId = "p1".parse().expect("valid");
+        let v = serde_json::to_value(Push::PeerConnection(vec![peer])).expect("serializes");
+        assert_eq!(v, serde_json::json!({"type": "peerConnection", "data": ["p1"]}));
+    }
+}

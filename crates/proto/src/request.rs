@@ -1,0 +1,354 @@
+//! Requests (client to server): `emit("mediasoupSignaling", {type, data}, ack)`.
+//!
+//! [`Request::parse`] turns the raw JSON into a typed request or a
+//! [`SignalingError`] whose message names the offending field.
+
+use crate::ack::{ErrorCode, SignalingError};
+use crate::ids::{DataProducerId, PeerId, ProducerId, RoomId, TransportId};
+use mediasoup_types::data_structures::DtlsParameters;
+use mediasoup_types::rtp_parameters::{MediaKind, RtpParameters};
+use mediasoup_types::sctp_parameters::SctpStreamParameters;
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde_json::Value;
+
+/// Requests larger than this (as JSON text) are refused with `payload_too_large`.
+/// Real RTP parameters of a simulcast producer are a few KiB.
+pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
+
+/// `joinRoom` / `leaveRoom`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct JoinRoom {
+    /// Numbers are accepted too and taken as their decimal text.
+    #[serde(deserialize_with = "room_id_from_string_or_number")]
+    pub room_id: RoomId,
+}
+
+fn room_id_from_string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RoomId, D::Error> {
+    let raw = Value::deserialize(d)?;
+    let text = match raw {
+        Value::String(s) => s,
+        Value::Number(n) => n.to_string(),
+        _ => return Err(serde::de::Error::custom("roomId must be a string")),
+    };
+    text.parse().map_err(serde::de::Error::custom)
+}
+
+/// `createWebRtcTransport`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateWebRtcTransport {
+    #[serde(default)]
+    pub force_tcp: bool,
+    #[serde(default)]
+    pub producing: bool,
+    #[serde(default)]
+    pub consuming: bool,
+    /// `{numStreams: {OS, MIS}}`; its presence asks for SCTP (data channels).
+    #[serde(default)]
+    pub sctp_capabilities: Option<Value>,
+}
+
+/// `connectWebRtcTransport`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectWebRtcTransport {
+    pub transport_id: TransportId,
+    pub dtls_parameters: DtlsParameters,
+}
+
+/// `appData` of `produce` as the published client sends it.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProduceAppData {
+    #[serde(default)]
+    pub label: Option<String>,
+    #[serde(default)]
+    pub broadcast: bool,
+}
+
+/// `produce`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Produce {
+    pub transport_id: TransportId,
+    pub kind: MediaKind,
+    pub rtp_parameters: RtpParameters,
+    #[serde(default)]
+    pub app_data: ProduceAppData,
+}
+
+/// `produceData`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProduceData {
+    pub transport_id: TransportId,
+    pub sctp_stream_parameters: SctpStreamParameters,
+    #[serde(default)]
+    pub label: String,
+    #[serde(default)]
+    pub protocol: String,
+    #[serde(default)]
+    pub app_data: Value,
+}
+
+/// `createConsumer` / `createDataConsumer`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CreateConsumerRequest<Id> {
+    pub producing_peer_id: PeerId,
+    pub producer_id: Id,
+}
+
+/// `pauseConsumer`, `resumeConsumer`, `closeConsumer`, `closeProducer`,
+/// `pauseProducer`, `resumeProducer`: all address the producer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerRef {
+    pub producer_id: ProducerId,
+}
+
+/// A parsed, validated request.
+#[derive(Debug, Clone)]
+pub enum Request {
+    JoinRoom(JoinRoom),
+    LeaveRoom(JoinRoom),
+    GetRouterRtpCapabilities,
+    CreateWebRtcTransport(CreateWebRtcTransport),
+    ConnectWebRtcTransport(ConnectWebRtcTransport),
+    Produce(Box<Produce>),
+    ProduceData(ProduceData),
+    CreateConsumer(CreateConsumerRequest<ProducerId>),
+    CreateDataConsumer(CreateConsumerRequest<DataProducerId>),
+    PauseConsumer(ProducerRef),
+    ResumeConsumer(ProducerRef),
+    CloseConsumer(ProducerRef),
+    CloseProducer(ProducerRef),
+    /// Extension: pause a producer of one's own (no packets reach any consumer).
+    PauseProducer(ProducerRef),
+    /// Extension: resume a producer of one's own.
+    ResumeProducer(ProducerRef),
+}
+
+/// The request types, for logs and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RequestType {
+    JoinRoom,
+    LeaveRoom,
+    GetRouterRtpCapabilities,
+    CreateWebRtcTransport,
+    ConnectWebRtcTransport,
+    Produce,
+    ProduceData,
+    CreateConsumer,
+    CreateDataConsumer,
+    PauseConsumer,
+    ResumeConsumer,
+    CloseConsumer,
+    CloseProducer,
+    PauseProducer,
+    ResumeProducer,
+}
+
+impl RequestType {
+    /// Every request type, in protocol order.
+    pub const ALL: [RequestType; 15] = [
+        Self::JoinRoom,
+        Self::LeaveRoom,
+        Self::GetRouterRtpCapabilities,
+        Self::CreateWebRtcTransport,
+        Self::ConnectWebRtcTransport,
+        Self::Produce,
+        Self::ProduceData,
+        Self::CreateConsumer,
+        Self::CreateDataConsumer,
+        Self::PauseConsumer,
+        Self::ResumeConsumer,
+        Self::CloseConsumer,
+        Self::CloseProducer,
+        Self::PauseProducer,
+        Self::ResumeProducer,
+    ];
+
+    /// The wire name, e.g. `createWebRtcTransport`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::JoinRoom => "joinRoom",
+            Self::LeaveRoom => "leaveRoom",
+            Self::GetRouterRtpCapabilities => "getRouterRtpCapabilities",
+            Self::CreateWebRtcTransport => "createWebRtcTransport",
+            Self::ConnectWebRtcTransport => "connectWebRtcTransport",
+            Self::Produce => "produce",
+            Self::ProduceData => "produceData",
+            Self::CreateConsumer => "createConsumer",
+            Self::CreateDataConsumer => "createDataConsumer",
+            Self::PauseConsumer => "pauseConsumer",
+            Self::ResumeConsumer => "resumeConsumer",
+            Self::CloseConsumer => "closeConsumer",
+            Self::CloseProducer => "closeProducer",
+            Self::PauseProducer => "pauseProducer",
+            Self::ResumeProducer => "resumeProducer",
+        }
+    }
+
+    fn from_wire(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl Request {
+    /// Parse `{type, data}`. Every failure is a [`SignalingError`] that says
+    /// which part of the request is wrong; nothing is partially accepted.
+    pub fn parse(envelope: &Value) -> Result<Request, SignalingError> {
+        let size = serde_json::to_vec(envelope).map(|v| v.len()).unwrap_or(usize::MAX);
+        if size > MAX_REQUEST_BYTES {
+            return Err(SignalingError::new(
+                ErrorCode::PayloadTooLarge,
+                format!("request is {size} bytes; the limit is {MAX_REQUEST_BYTES}"),
+            ));
+        }
+        let Value::Object(map) = envelope else {
+            return Err(SignalingError::new(
+                ErrorCode::InvalidRequest,
+                "a request must be an object {type, data}",
+            ));
+        };
+        let Some(Value::String(name)) = map.get("type") else {
+            return Err(SignalingError::new(
+                ErrorCode::InvalidRequest,
+                "a request needs a string field `type`",
+            ));
+        };
+        let Some(kind) = RequestType::from_wire(name) else {
+            let shown: String = name.chars().take(64).collect();
+            return Err(SignalingError::new(
+                ErrorCode::UnknownRequest,
+                format!("unknown request type `{shown}`"),
+            ));
+        };
+        let data = map.get("data").cloned().unwrap_or(Value::Null);
+        Ok(match kind {
+            RequestType::JoinRoom => Request::JoinRoom(data_of(kind, data)?),
+            RequestType::LeaveRoom => Request::LeaveRoom(data_of(kind, data)?),
+            RequestType::GetRouterRtpCapabilities => Request::GetRouterRtpCapabilities,
+            RequestType::CreateWebRtcTransport => {
+                let data = if data.is_null() { Value::Object(Default::default()) } else { data };
+                Request::CreateWebRtcTransport(data_of(kind, data)?)
+            }
+            RequestType::ConnectWebRtcTransport => Request::ConnectWebRtcTransport(data_of(kind, data)?),
+            RequestType::Produce => Request::Produce(Box::new(parse_produce(data)?)),
+            RequestType::ProduceData => Request::ProduceData(data_of(kind, data)?),
+            RequestType::CreateConsumer => Request::CreateConsumer(data_of(kind, data)?),
+            RequestType::CreateDataConsumer => Request::CreateDataConsumer(data_of(kind, data)?),
+            RequestType::PauseConsumer => Request::PauseConsumer(data_of(kind, data)?),
+            RequestType::ResumeConsumer => Request::ResumeConsumer(data_of(kind, data)?),
+            RequestType::CloseConsumer => Request::CloseConsumer(data_of(kind, data)?),
+            RequestType::CloseProducer => Request::CloseProducer(data_of(kind, data)?),
+            RequestType::PauseProducer => Request::PauseProducer(data_of(kind, data)?),
+            RequestType::ResumeProducer => Request::ResumeProducer(data_of(kind, data)?),
+        })
+    }
+
+    /// The type of this request.
+    pub fn request_type(&self) -> RequestType {
+        match self {
+            Request::JoinRoom(_) => RequestType::JoinRoom,
+            Request::LeaveRoom(_) => RequestType::LeaveRoom,
+            Request::GetRouterRtpCapabilities => RequestType::GetRouterRtpCapabilities,
+            Request::CreateWebRtcTransport(_) => RequestType::CreateWebRtcTransport,
+            Request::ConnectWebRtcTransport(_) => RequestType::ConnectWebRtcTransport,
+            Request::Produce(_) => RequestType::Produce,
+            Request::ProduceData(_) => RequestType::ProduceData,
+            Request::CreateConsumer(_) => RequestType::CreateConsumer,
+            Request::CreateDataConsumer(_) => RequestType::CreateDataConsumer,
+            Request::PauseConsumer(_) => RequestType::PauseConsumer,
+            Request::ResumeConsumer(_) => RequestType::ResumeConsumer,
+            Request::CloseConsumer(_) => RequestType::CloseConsumer,
+            Request::CloseProducer(_) => RequestType::CloseProducer,
+            Request::PauseProducer(_) => RequestType::PauseProducer,
+            Request::ResumeProducer(_) => RequestType::ResumeProducer,
+        }
+    }
+}
+
+fn data_of<T: DeserializeOwned>(kind: RequestType, data: Value) -> Result<T, SignalingError> {
+    serde_json::from_value(data).map_err(|e| {
+        SignalingError::new(ErrorCode::InvalidRequest, format!("bad `data` for {}: {e}", kind.as_str()))
+    })
+}
+
+/// `produce` is parsed in two steps so that unusable RTP parameters get their
+/// own code (`invalid_rtp_parameters`) rather than the generic one.
+fn parse_produce(mut data: Value) -> Result<Produce, SignalingError> {
+    let rtp = match data.as_object_mut().and_then(|m| m.remove("rtpParameters")) {
+        Some(rtp) => rtp,
+        None => {
+            return Err(SignalingError::new(
+                ErrorCode::InvalidRequest,
+                "bad `data` for produce: missing field `rtpParameters`",
+            ))
+        }
+    };
+    let rtp_parameters: RtpParameters = serde_json::from_value(rtp).map_err(|e| {
+        SignalingError::new(ErrorCode::InvalidRtpParameters, format!("unusable rtpParameters: {e}"))
+    })?;
+    if let Some(map) = data.as_object_mut() {
+        map.insert("rtpParameters".into(), serde_json::to_value(&rtp_parameters).unwrap_or(Value::Null));
+    }
+    data_of(RequestType::Produce, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn code_of(v: Value) -> ErrorCode {
+        Request::parse(&v).expect_err("should be refused").code
+    }
+
+    #[test]
+    fn parses_join_room_with_string_or_number() {
+        let r = Request::parse(&json!({"type": "joinRoom", "data": {"roomId": "abc"}})).expect("valid");
+        assert!(matches!(r, Request::JoinRoom(j) if j.room_id.as_str() == "abc"));
+        let r = Request::parse(&json!({"type": "joinRoom", "data": {"roomId": 7}})).expect("valid");
+        assert!(matches!(r, Request::JoinRoom(j) if j.room_id.as_str() == "7"));
+    }
+
+    #[test]
+    fn refuses_malformed_requests_with_codes() {
+        assert_eq!(code_of(json!("hello")), ErrorCode::InvalidRequest);
+        assert_eq!(code_of(json!({"data": {}})), ErrorCode::InvalidRequest);
+        assert_eq!(code_of(json!({"type": "fly"})), ErrorCode::UnknownRequest);
+        assert_eq!(code_of(json!({"type": "joinRoom", "data": {}})), ErrorCode::InvalidRequest);
+        assert_eq!(code_of(json!({"type": "joinRoom", "data": {"roomId": {}}})), ErrorCode::InvalidRequest);
+        assert_eq!(
+            code_of(json!({"type": "connectWebRtcTransport", "data": {"transportId": "x", "dtlsParameters": {}}})),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code_of(json!({"type": "closeProducer", "data": {"producerId": 12}})),
+            ErrorCode::InvalidRequest
+        );
+        let huge = "x".repeat(MAX_REQUEST_BYTES + 1);
+        assert_eq!(code_of(json!({"type": "joinRoom", "data": {"roomId": huge}})), ErrorCode::PayloadTooLarge);
+    }
+
+    #[test]
+    fn create_transport_accepts_missing_data() {
+        let r = Request::parse(&json!({"type": "createWebRtcTransport"})).expect("valid");
+        assert!(matches!(r, Request::CreateWebRtcTransport(c) if !c.producing && !c.consuming));
+    }
+
+    #[test]
+    fn produce_with_bad_codec_is_invalid_rtp_parameters() {
+        let req = json!({"type": "produce", "data": {
+            "transportId": TransportId::new().to_string(),
+            "kind": "video",
+            "rtpParameters": {"codecs": [{"mimeType": "video/NOPE", "payloadType": 96, "clockRate": 90000}],
+                              "headerExtensions": [], "encodings": [{"ssrc": 1}], "rtcp": {"reducedSize": true}}
+        }});
+        assert_eq!(code_of(req), ErrorCode::InvalidRtpParameters);
+    }
+}
