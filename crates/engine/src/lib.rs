@@ -1,1 +1,26 @@
+//! The simplesfu media engine: a selective forwarding unit in mediasoup's
+//! vocabulary (Worker, Router, WebRtcTransport, Producer, Consumer,
+//! DataProducer, DataConsumer) on the sans-IO WebRTC stack str0m.
+//!
+//! A [`Worker`] is one thread that owns a UDP socket, its router and every
+//! transport on it; nothing else touches that state. Callers talk to it through
+//! a cloneable [`WorkerHandle`] whose async methods send a command and await
+//! the reply. The router itself ([`Router`]) is plain, synchronous code with
+//! time as an input, so tests can drive it directly.
+//!
+//! This crate knows nothing about socket.io or rooms: who may consume what is
+//! decided by the caller.
 
+mod api;
+mod capabilities;
+mod router;
+mod sdp;
+mod worker;
+
+pub use api::{
+    ClosedProducer, ConsumerInfo, DataConsumerInfo, DataProducerOptions, Direction, EngineError,
+    EngineEvent, ProducerOptions, WebRtcTransportInfo, WebRtcTransportOptions, WorkerStats,
+};
+pub use capabilities::router_rtp_capabilities;
+pub use router::{Router, RouterConfig};
+pub use worker::{Worker, WorkerHandle, WorkerSettings};

@@ -1,0 +1,156 @@
+//! The engine's public vocabulary: options, infos and errors of each operation.
+
+use mediasoup_types::data_structures::{DtlsParameters, IceCandidate, IceParameters};
+use mediasoup_types::rtp_parameters::{MediaKind, RtpParameters};
+use mediasoup_types::sctp_parameters::{SctpParameters, SctpStreamParameters};
+use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
+
+/// Which way media flows on a transport, seen from the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// The client sends (producers live here).
+    Send,
+    /// The client receives (consumers live here).
+    Recv,
+}
+
+/// Options of [`crate::WorkerHandle::create_webrtc_transport`].
+#[derive(Debug, Clone, Copy)]
+pub struct WebRtcTransportOptions {
+    pub direction: Direction,
+    /// Open an SCTP association for data channels.
+    pub enable_sctp: bool,
+}
+
+/// What the client needs to build its side of a transport.
+#[derive(Debug, Clone)]
+pub struct WebRtcTransportInfo {
+    pub id: TransportId,
+    pub ice_parameters: IceParameters,
+    pub ice_candidates: Vec<IceCandidate>,
+    pub dtls_parameters: DtlsParameters,
+    pub sctp_parameters: Option<SctpParameters>,
+}
+
+/// Options of [`crate::WorkerHandle::produce`].
+#[derive(Debug, Clone)]
+pub struct ProducerOptions {
+    pub transport_id: TransportId,
+    pub kind: MediaKind,
+    pub rtp_parameters: RtpParameters,
+    pub paused: bool,
+}
+
+/// What the consuming client needs for `recvTransport.consume()`.
+#[derive(Debug, Clone)]
+pub struct ConsumerInfo {
+    pub id: ConsumerId,
+    pub producer_id: ProducerId,
+    pub kind: MediaKind,
+    pub rtp_parameters: RtpParameters,
+    /// `simple` or `simulcast`.
+    pub consumer_type: &'static str,
+    pub producer_paused: bool,
+}
+
+/// Options of [`crate::WorkerHandle::produce_data`].
+#[derive(Debug, Clone)]
+pub struct DataProducerOptions {
+    pub transport_id: TransportId,
+    pub sctp_stream_parameters: SctpStreamParameters,
+    pub label: String,
+    pub protocol: String,
+}
+
+/// What the consuming client needs for `recvTransport.consumeData()`.
+#[derive(Debug, Clone)]
+pub struct DataConsumerInfo {
+    pub id: DataConsumerId,
+    pub data_producer_id: DataProducerId,
+    pub sctp_stream_parameters: SctpStreamParameters,
+    pub label: String,
+    pub protocol: String,
+}
+
+/// What a closed producer took with it.
+#[derive(Debug, Clone, Default)]
+pub struct ClosedProducer {
+    /// Consumers of other transports that were closed because their producer closed.
+    pub consumers: Vec<ConsumerId>,
+}
+
+/// Counters of one worker, for placement and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    pub transports: usize,
+    pub producers: usize,
+    pub consumers: usize,
+    pub data_producers: usize,
+    pub data_consumers: usize,
+    pub rtp_packets_in: u64,
+    pub rtp_packets_out: u64,
+    pub data_messages_in: u64,
+    pub data_messages_out: u64,
+    /// UDP datagrams that belonged to no transport or could not be parsed.
+    pub datagrams_dropped: u64,
+}
+
+/// Events the engine reports without being asked.
+#[derive(Debug, Clone)]
+pub enum EngineEvent {
+    /// A transport died on its own (ICE timeout, DTLS failure, DTLS close).
+    /// Its producers and consumers are closed; `consumers_closed` lists the
+    /// consumers on other transports that went with its producers.
+    TransportClosed {
+        transport_id: TransportId,
+        reason: String,
+        producers_closed: Vec<ProducerId>,
+        consumers_closed: Vec<ConsumerId>,
+    },
+}
+
+/// Errors of the engine's operations. Each variant names the ids involved
+/// and says what misuse causes it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    /// No transport with this id on this worker (never created or closed).
+    #[error("transport {0} not found")]
+    TransportNotFound(TransportId),
+    /// The operation needs a transport of the other direction.
+    #[error("transport {0} has the wrong direction for this operation")]
+    WrongDirection(TransportId),
+    /// `connect` was already called for this transport.
+    #[error("transport {0} is already connected")]
+    AlreadyConnected(TransportId),
+    /// The operation needs `connect` first.
+    #[error("transport {0} is not connected yet; connect it first")]
+    NotConnected(TransportId),
+    /// The DTLS parameters carry no usable fingerprint.
+    #[error("unusable DTLS parameters: {0}")]
+    InvalidDtlsParameters(String),
+    /// The RTP parameters cannot be forwarded (unsupported codec, no encodings, ...).
+    #[error("unusable RTP parameters: {0}")]
+    InvalidRtpParameters(String),
+    /// The SCTP stream parameters cannot be used (bad or duplicate stream id, no SCTP).
+    #[error("unusable SCTP parameters: {0}")]
+    InvalidSctpParameters(String),
+    /// No producer with this id on this worker.
+    #[error("producer {0} not found")]
+    ProducerNotFound(ProducerId),
+    /// No consumer with this id on this worker.
+    #[error("consumer {0} not found")]
+    ConsumerNotFound(ConsumerId),
+    /// No data producer with this id on this worker.
+    #[error("data producer {0} not found")]
+    DataProducerNotFound(DataProducerId),
+    /// No data consumer with this id on this worker.
+    #[error("data consumer {0} not found")]
+    DataConsumerNotFound(DataConsumerId),
+    /// The worker thread is gone (it stopped or crashed).
+    #[error("the media worker is not running")]
+    WorkerGone,
+    /// Something inside str0m refused the operation.
+    #[error("media engine failure: {0}")]
+    Internal(String),
+}

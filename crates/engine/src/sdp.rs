@@ -1,0 +1,1 @@
+//! Synthesized SDP offers that describe a client's send transport to str0m.

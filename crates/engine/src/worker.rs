@@ -1,0 +1,257 @@
+//! A worker: one thread, one UDP socket, one [`Router`]. Commands arrive on a
+//! channel and are answered through oneshot replies; datagrams and timers are
+//! handled in the same loop, so no lock is ever taken on the packet path.
+
+use crate::api::*;
+use crate::router::{Router, RouterConfig};
+use mediasoup_types::data_structures::DtlsParameters;
+use mediasoup_types::rtp_parameters::RtpCapabilitiesFinalized;
+use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, oneshot};
+
+/// How to start a worker.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// A name for logs and metrics (e.g. `worker-0`).
+    pub name: String,
+    /// Address the UDP socket binds to.
+    pub listen_ip: IpAddr,
+    /// UDP port; 0 picks a free one.
+    pub port: u16,
+    /// Address put in ICE candidates (the public address behind NAT).
+    pub announced_ip: IpAddr,
+}
+
+type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
+
+pub(crate) enum Command {
+    CreateTransport(WebRtcTransportOptions, Reply<WebRtcTransportInfo>),
+    ConnectTransport(TransportId, DtlsParameters, Reply<()>),
+    CloseTransport(TransportId, Reply<ClosedProducer>),
+    Produce(ProducerOptions, Reply<ProducerId>),
+    PauseProducer(ProducerId, bool, Reply<()>),
+    CloseProducer(ProducerId, Reply<ClosedProducer>),
+    Consume(TransportId, ProducerId, Reply<ConsumerInfo>),
+    PauseConsumer(ConsumerId, bool, Reply<()>),
+    CloseConsumer(ConsumerId, Reply<()>),
+    ProduceData(DataProducerOptions, Reply<DataProducerId>),
+    CloseDataProducer(DataProducerId, Reply<Vec<DataConsumerId>>),
+    ConsumeData(TransportId, DataProducerId, Reply<DataConsumerInfo>),
+    CloseDataConsumer(DataConsumerId, Reply<()>),
+    Stats(oneshot::Sender<WorkerStats>),
+    Shutdown,
+}
+
+/// A cloneable handle to a running worker.
+#[derive(Clone)]
+pub struct WorkerHandle {
+    name: Arc<str>,
+    commands: mpsc::UnboundedSender<Command>,
+    local_addr: SocketAddr,
+    rtp_capabilities: Arc<RtpCapabilitiesFinalized>,
+}
+
+impl std::fmt::Debug for WorkerHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WorkerHandle").field("name", &self.name).field("local_addr", &self.local_addr).finish()
+    }
+}
+
+/// Starts workers.
+#[derive(Debug)]
+pub struct Worker;
+
+impl Worker {
+    /// Bind the UDP socket and start the worker thread. Events the engine
+    /// reports on its own arrive on the returned receiver.
+    pub fn spawn(
+        settings: WorkerSettings,
+    ) -> io::Result<(WorkerHandle, mpsc::UnboundedReceiver<EngineEvent>)> {
+        let socket = std::net::UdpSocket::bind(SocketAddr::new(settings.listen_ip, settings.port))?;
+        socket.set_nonblocking(true)?;
+        let local_addr = socket.local_addr()?;
+        let announced = SocketAddr::new(settings.announced_ip, local_addr.port());
+        let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
+        let (event_tx, event_rx) = mpsc::unbounded_channel();
+        let router = Router::new(RouterConfig { local_addr, announced_addr: announced });
+        let rtp_capabilities = Arc::new(router.rtp_capabilities().clone());
+        let name: Arc<str> = settings.name.clone().into();
+        let thread_name = settings.name.clone();
+        std::thread::Builder::new().name(thread_name).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(error) => {
+                    tracing::error!(%error, "worker could not start its runtime");
+                    return;
+                }
+            };
+            runtime.block_on(run(router, socket, cmd_rx, event_tx));
+        })?;
+        tracing::info!(worker = %name, port = local_addr.port(), "worker started");
+        Ok((WorkerHandle { name, commands: cmd_tx, local_addr, rtp_capabilities }, event_rx))
+    }
+}
+
+async fn run(
+    mut router: Router,
+    socket: std::net::UdpSocket,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    events: mpsc::UnboundedSender<EngineEvent>,
+) {
+    let socket = match tokio::net::UdpSocket::from_std(socket) {
+        Ok(s) => s,
+        Err(error) => {
+            tracing::error!(%error, "worker could not register its UDP socket");
+            return;
+        }
+    };
+    let mut buf = vec![0u8; 2048];
+    loop {
+        let deadline = router.next_timeout();
+        let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
+        tokio::select! {
+            biased;
+            cmd = commands.recv() => {
+                match cmd {
+                    None | Some(Command::Shutdown) => break,
+                    Some(cmd) => router.handle_command(Instant::now(), cmd),
+                }
+            }
+            res = socket.recv_from(&mut buf) => {
+                match res {
+                    Ok((n, source)) => router.handle_datagram(Instant::now(), source, &buf[..n]),
+                    Err(error) => tracing::debug!(%error, "udp receive failed"),
+                }
+            }
+            _ = sleep => router.handle_timeout(Instant::now()),
+        }
+        router.drain(|to, bytes| {
+            if let Err(error) = socket.try_send_to(bytes, to) {
+                tracing::trace!(%error, "udp send failed");
+            }
+        });
+        for event in router.take_events() {
+            let _ = events.send(event);
+        }
+    }
+    tracing::info!("worker stopped");
+}
+
+impl WorkerHandle {
+    /// The worker's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The UDP address the worker listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The router's RTP capabilities, as mediasoup-client's `Device.load` wants them.
+    pub fn rtp_capabilities(&self) -> &RtpCapabilitiesFinalized {
+        &self.rtp_capabilities
+    }
+
+    async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(make(tx)).map_err(|_| EngineError::WorkerGone)?;
+        rx.await.map_err(|_| EngineError::WorkerGone)?
+    }
+
+    /// Create a WebRTC transport (ICE-lite, DTLS, SRTP, optional SCTP).
+    pub async fn create_webrtc_transport(
+        &self,
+        options: WebRtcTransportOptions,
+    ) -> Result<WebRtcTransportInfo, EngineError> {
+        self.call(|r| Command::CreateTransport(options, r)).await
+    }
+
+    /// Give the transport the client's DTLS parameters and start DTLS.
+    pub async fn connect_webrtc_transport(
+        &self,
+        id: TransportId,
+        dtls_parameters: DtlsParameters,
+    ) -> Result<(), EngineError> {
+        self.call(|r| Command::ConnectTransport(id, dtls_parameters, r)).await
+    }
+
+    /// Close a transport with everything on it.
+    pub async fn close_transport(&self, id: TransportId) -> Result<ClosedProducer, EngineError> {
+        self.call(|r| Command::CloseTransport(id, r)).await
+    }
+
+    /// Start receiving a track on a send transport.
+    pub async fn produce(&self, options: ProducerOptions) -> Result<ProducerId, EngineError> {
+        self.call(|r| Command::Produce(options, r)).await
+    }
+
+    /// Pause (true) or resume (false) a producer.
+    pub async fn set_producer_paused(&self, id: ProducerId, paused: bool) -> Result<(), EngineError> {
+        self.call(|r| Command::PauseProducer(id, paused, r)).await
+    }
+
+    /// Close a producer and all its consumers.
+    pub async fn close_producer(&self, id: ProducerId) -> Result<ClosedProducer, EngineError> {
+        self.call(|r| Command::CloseProducer(id, r)).await
+    }
+
+    /// Create a consumer of `producer` on receive transport `transport`. It starts paused.
+    pub async fn consume(
+        &self,
+        transport: TransportId,
+        producer: ProducerId,
+    ) -> Result<ConsumerInfo, EngineError> {
+        self.call(|r| Command::Consume(transport, producer, r)).await
+    }
+
+    /// Pause (true) or resume (false) a consumer; resuming video asks for a key frame.
+    pub async fn set_consumer_paused(&self, id: ConsumerId, paused: bool) -> Result<(), EngineError> {
+        self.call(|r| Command::PauseConsumer(id, paused, r)).await
+    }
+
+    /// Close one consumer.
+    pub async fn close_consumer(&self, id: ConsumerId) -> Result<(), EngineError> {
+        self.call(|r| Command::CloseConsumer(id, r)).await
+    }
+
+    /// Start receiving data on a send transport's SCTP stream.
+    pub async fn produce_data(&self, options: DataProducerOptions) -> Result<DataProducerId, EngineError> {
+        self.call(|r| Command::ProduceData(options, r)).await
+    }
+
+    /// Close a data producer and its data consumers (returned).
+    pub async fn close_data_producer(&self, id: DataProducerId) -> Result<Vec<DataConsumerId>, EngineError> {
+        self.call(|r| Command::CloseDataProducer(id, r)).await
+    }
+
+    /// Create a data consumer of `data_producer` on receive transport `transport`.
+    pub async fn consume_data(
+        &self,
+        transport: TransportId,
+        data_producer: DataProducerId,
+    ) -> Result<DataConsumerInfo, EngineError> {
+        self.call(|r| Command::ConsumeData(transport, data_producer, r)).await
+    }
+
+    /// Close one data consumer.
+    pub async fn close_data_consumer(&self, id: DataConsumerId) -> Result<(), EngineError> {
+        self.call(|r| Command::CloseDataConsumer(id, r)).await
+    }
+
+    /// The worker's counters.
+    pub async fn stats(&self) -> Result<WorkerStats, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands.send(Command::Stats(tx)).map_err(|_| EngineError::WorkerGone)?;
+        rx.await.map_err(|_| EngineError::WorkerGone)
+    }
+
+    /// Stop the worker thread (transports die with it).
+    pub fn shutdown(&self) {
+        let _ = self.commands.send(Command::Shutdown);
+    }
+}
