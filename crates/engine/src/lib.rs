@@ -13,8 +13,10 @@
 
 mod api;
 mod capabilities;
+mod forward;
 mod router;
 mod sdp;
+mod stun;
 mod worker;
 
 pub use api::{

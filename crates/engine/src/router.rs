@@ -1,64 +1,1387 @@
-//! The router: every transport, producer and consumer of one worker.
+//! The router: every transport, producer and consumer of one worker, and the
+//! forwarding between them. Plain synchronous code with time as an input: the
+//! worker feeds it commands, datagrams and timeouts, then drains what it has
+//! to send.
 
 use crate::api::*;
-use crate::capabilities::router_rtp_capabilities;
+use crate::capabilities::{ext_id, pt, router_rtp_capabilities};
+use crate::forward::{is_keyframe_start, LayerSwitch, SeqRewriter};
+use crate::sdp::{send_transport_offer, RemoteEnd, SendMedia};
+use crate::stun;
 use crate::worker::Command;
-use mediasoup_types::rtp_parameters::RtpCapabilitiesFinalized;
+use mediasoup_types::data_structures::{
+    DtlsFingerprint, DtlsParameters, DtlsRole, IceCandidate, IceCandidateType, IceParameters, Protocol as MsProtocol,
+};
+use mediasoup_types::rtp_parameters::{
+    MediaKind, MimeType, MimeTypeVideo, RtcpFeedback, RtcpParameters, RtpCapabilitiesFinalized, RtpCodecCapabilityFinalized,
+    RtpCodecParameters, RtpEncodingParameters, RtpEncodingParametersRtx, RtpHeaderExtensionParameters, RtpHeaderExtensionUri, RtpParameters,
+};
+use mediasoup_types::sctp_parameters::{SctpParameters, SctpStreamParameters};
+use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
+use str0m::change::SdpOffer;
+use str0m::channel::{ChannelConfig, ChannelId, Reliability};
+use str0m::config::Fingerprint;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, KeyframeRequestKind, MediaKind as StrMediaKind, Mid, Pt, Rid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpPacket, RtpWrite, Ssrc};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
+
+/// Minimum gap between two key-frame requests sent to one producer layer.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// A simulcast layer with no packet for this long is taken as stopped.
+const LAYER_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
+/// Data messages kept for a data consumer whose channel is not open yet.
+const MAX_PENDING_DATA_MESSAGES: usize = 256;
+/// SCTP port announced to clients (the conventional one).
+const SCTP_PORT: u16 = 5000;
+const SCTP_MAX_MESSAGE_SIZE: u32 = 262_144;
+const SCTP_STREAMS: u16 = 1024;
+/// How far ahead the worker sleeps when nothing is scheduled.
+const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The remote ICE password is never sent by mediasoup-client; ICE-lite never
+/// needs it, but str0m and the SDP both want one.
+const UNKNOWN_REMOTE_PASSWORD: &str = "simplesfu-remote-password-unknown";
 
 /// Where the router's socket is.
 #[derive(Debug, Clone, Copy)]
 pub struct RouterConfig {
+    /// The socket's bound address.
     pub local_addr: SocketAddr,
+    /// The address announced in ICE candidates (public address behind NAT).
     pub announced_addr: SocketAddr,
+}
+
+struct Transport {
+    id: TransportId,
+    direction: Direction,
+    rtc: Rtc,
+    local_ufrag: String,
+    /// Remote ICE credentials as set in str0m; `placeholder` until the first STUN request.
+    remote_creds: Option<IceCreds>,
+    remote_creds_placeholder: bool,
+    /// Set by connect: the browser's fingerprint (`sha-256 AB:..`) and our DTLS role.
+    dtls: Option<DtlsSetup>,
+    sctp: bool,
+    addr: Option<SocketAddr>,
+    next_timeout: Instant,
+    /// Send transports: m-lines in order, live and closed.
+    send_media: Vec<SendMediaEntry>,
+    /// Send transports: incoming SSRC to (producer, layer).
+    ssrc_routes: HashMap<Ssrc, (ProducerId, usize)>,
+    /// Recv transports: consumer by mid.
+    consumers_by_mid: HashMap<Mid, ConsumerId>,
+    next_consumer_mid: u64,
+    used_ssrcs: HashSet<u32>,
+    /// Data channels on this transport.
+    channels: HashMap<ChannelId, DataRoute>,
+    used_stream_ids: HashSet<u16>,
+    offer_version: u64,
+}
+
+struct DtlsSetup {
+    remote_fingerprint: String,
+    browser_is_client: bool,
+}
+
+struct SendMediaEntry {
+    mid: String,
+    kind: MediaKind,
+    rtp_parameters: RtpParameters,
+    producer: Option<ProducerId>,
+}
+
+#[derive(Clone, Copy)]
+enum DataRoute {
+    Producer(DataProducerId),
+    Consumer(DataConsumerId),
+}
+
+struct Layer {
+    rid: Option<Rid>,
+    ssrc: Option<u32>,
+    last_packet: Option<Instant>,
+    last_keyframe_request: Option<Instant>,
+}
+
+struct Producer {
+    transport_id: TransportId,
+    kind: MediaKind,
+    mid: Mid,
+    codec: Codec,
+    /// Browser payload type to router payload type.
+    pt_map: HashMap<u8, Pt>,
+    router_codec: RtpCodecParameters,
+    router_rtx_pt: Option<u8>,
+    msid_stream: Option<String>,
+    max_bitrate: Option<u64>,
+    layers: Vec<Layer>,
+    paused: bool,
+    consumers: Vec<ConsumerId>,
+}
+
+impl Producer {
+    fn is_simulcast(&self) -> bool {
+        self.layers.len() > 1
+    }
+
+    /// The highest layer that is sending (encodings are ordered low to high).
+    fn best_layer(&self, now: Instant) -> Option<usize> {
+        (0..self.layers.len()).rev().find(|&i| {
+            self.layers[i]
+                .last_packet
+                .is_some_and(|t| now.saturating_duration_since(t) < LAYER_INACTIVE_AFTER)
+        })
+    }
+}
+
+struct Consumer {
+    producer_id: ProducerId,
+    transport_id: TransportId,
+    kind: MediaKind,
+    mid: Mid,
+    ssrc: Ssrc,
+    paused: bool,
+    layers: LayerSwitch,
+    seq: SeqRewriter,
+}
+
+struct DataProducer {
+    transport_id: TransportId,
+    channel: ChannelId,
+    params: SctpStreamParameters,
+    label: String,
+    protocol: String,
+    consumers: Vec<DataConsumerId>,
+}
+
+struct DataConsumer {
+    data_producer_id: DataProducerId,
+    transport_id: TransportId,
+    channel: ChannelId,
+    open: bool,
+    pending: VecDeque<(bool, Vec<u8>)>,
 }
 
 /// All media state of one worker.
 pub struct Router {
     config: RouterConfig,
     caps: RtpCapabilitiesFinalized,
-    stats: WorkerStats,
+    transports: HashMap<TransportId, Transport>,
+    by_ufrag: HashMap<String, TransportId>,
+    by_addr: HashMap<SocketAddr, TransportId>,
+    producers: HashMap<ProducerId, Producer>,
+    consumers: HashMap<ConsumerId, Consumer>,
+    data_producers: HashMap<DataProducerId, DataProducer>,
+    data_consumers: HashMap<DataConsumerId, DataConsumer>,
+    dirty: Vec<TransportId>,
+    dirty_set: HashSet<TransportId>,
     events: Vec<EngineEvent>,
+    stats: WorkerStats,
 }
 
 impl Router {
+    /// An empty router listening (through its worker) on `config.local_addr`.
     pub fn new(config: RouterConfig) -> Self {
-        Router { config, caps: router_rtp_capabilities(), stats: WorkerStats::default(), events: vec![] }
+        Router {
+            config,
+            caps: router_rtp_capabilities(),
+            transports: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            producers: HashMap::new(),
+            consumers: HashMap::new(),
+            data_producers: HashMap::new(),
+            data_consumers: HashMap::new(),
+            dirty: Vec::new(),
+            dirty_set: HashSet::new(),
+            events: Vec::new(),
+            stats: WorkerStats::default(),
+        }
     }
+
+    /// The router's RTP capabilities.
     pub fn rtp_capabilities(&self) -> &RtpCapabilitiesFinalized {
         &self.caps
     }
-    pub(crate) fn handle_command(&mut self, _now: Instant, cmd: Command) {
-        let _ = self.config;
-        let unimplemented = || EngineError::Internal("not implemented yet".into());
+
+    /// Counters.
+    pub fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            transports: self.transports.len(),
+            producers: self.producers.len(),
+            consumers: self.consumers.len(),
+            data_producers: self.data_producers.len(),
+            data_consumers: self.data_consumers.len(),
+            ..self.stats
+        }
+    }
+
+    fn mark_dirty(&mut self, id: TransportId) {
+        if self.dirty_set.insert(id) {
+            self.dirty.push(id);
+        }
+    }
+
+    pub(crate) fn handle_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
-            Command::CreateTransport(_, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::ConnectTransport(_, _, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::CloseTransport(_, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::Produce(_, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::PauseProducer(_, _, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::CloseProducer(_, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::Consume(_, _, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::PauseConsumer(_, _, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::CloseConsumer(_, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::ProduceData(_, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::CloseDataProducer(_, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::ConsumeData(_, _, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::CloseDataConsumer(_, r) => { let _ = r.send(Err(unimplemented())); }
-            Command::Stats(r) => { let _ = r.send(self.stats); }
+            Command::CreateTransport(o, r) => drop(r.send(self.create_transport(now, o))),
+            Command::ConnectTransport(id, d, r) => drop(r.send(self.connect_transport(id, d))),
+            Command::CloseTransport(id, r) => drop(r.send(self.close_transport(id))),
+            Command::Produce(o, r) => drop(r.send(self.produce(o))),
+            Command::PauseProducer(id, p, r) => drop(r.send(self.set_producer_paused(now, id, p))),
+            Command::CloseProducer(id, r) => drop(r.send(self.close_producer(id))),
+            Command::Consume(t, p, r) => drop(r.send(self.consume(t, p))),
+            Command::PauseConsumer(id, p, r) => drop(r.send(self.set_consumer_paused(now, id, p))),
+            Command::CloseConsumer(id, r) => drop(r.send(self.close_consumer(id))),
+            Command::ProduceData(o, r) => drop(r.send(self.produce_data(o))),
+            Command::CloseDataProducer(id, r) => drop(r.send(self.close_data_producer(id))),
+            Command::ConsumeData(t, p, r) => drop(r.send(self.consume_data(t, p))),
+            Command::CloseDataConsumer(id, r) => drop(r.send(self.close_data_consumer(id))),
+            Command::Stats(r) => drop(r.send(self.stats())),
             Command::Shutdown => {}
         }
     }
-    pub fn handle_datagram(&mut self, _now: Instant, _source: SocketAddr, _data: &[u8]) {
-        self.stats.datagrams_dropped += 1;
+
+    // ---------------------------------------------------------------- transports
+
+    /// Create a WebRTC transport.
+    pub fn create_transport(
+        &mut self,
+        now: Instant,
+        options: WebRtcTransportOptions,
+    ) -> Result<WebRtcTransportInfo, EngineError> {
+        let mut rtc = build_rtc(now);
+        let creds = rtc.direct_api().local_ice_credentials();
+        let candidate = Candidate::host(self.config.announced_addr, "udp")
+            .map_err(|e| EngineError::Internal(format!("bad announced address: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        let fingerprint = rtc.direct_api().local_dtls_fingerprint().clone();
+        let dtls_fingerprint = to_mediasoup_fingerprint(&fingerprint)?;
+        let id = TransportId::new();
+        let info = WebRtcTransportInfo {
+            id,
+            ice_parameters: IceParameters {
+                username_fragment: creds.ufrag.clone(),
+                password: creds.pass.clone(),
+                ice_lite: Some(true),
+            },
+            ice_candidates: vec![IceCandidate {
+                foundation: "udpcandidate".into(),
+                priority: 1_076_302_079,
+                address: self.config.announced_addr.ip().to_string(),
+                protocol: MsProtocol::Udp,
+                port: self.config.announced_addr.port(),
+                r#type: IceCandidateType::Host,
+                tcp_type: None,
+            }],
+            dtls_parameters: DtlsParameters { role: DtlsRole::Auto, fingerprints: vec![dtls_fingerprint] },
+            sctp_parameters: options.enable_sctp.then_some(SctpParameters {
+                port: SCTP_PORT,
+                max_send_message_size: SCTP_MAX_MESSAGE_SIZE,
+                max_receive_message_size: SCTP_MAX_MESSAGE_SIZE,
+                send_buffer_size: SCTP_MAX_MESSAGE_SIZE,
+                per_stream_send_queue_limit: SCTP_MAX_MESSAGE_SIZE,
+                max_receiver_window_buffer_size: SCTP_MAX_MESSAGE_SIZE,
+                is_data_channel: true,
+                os: SCTP_STREAMS,
+                mis: SCTP_STREAMS,
+                max_message_size: SCTP_MAX_MESSAGE_SIZE,
+            }),
+        };
+        self.by_ufrag.insert(creds.ufrag.clone(), id);
+        self.transports.insert(
+            id,
+            Transport {
+                id,
+                direction: options.direction,
+                rtc,
+                local_ufrag: creds.ufrag,
+                remote_creds: None,
+                remote_creds_placeholder: false,
+                dtls: None,
+                sctp: options.enable_sctp,
+                addr: None,
+                next_timeout: now,
+                send_media: Vec::new(),
+                ssrc_routes: HashMap::new(),
+                consumers_by_mid: HashMap::new(),
+                next_consumer_mid: 0,
+                used_ssrcs: HashSet::from([1234]),
+                channels: HashMap::new(),
+                used_stream_ids: HashSet::new(),
+                offer_version: 1,
+            },
+        );
+        self.mark_dirty(id);
+        tracing::debug!(transport = %id, direction = ?options.direction, "transport created");
+        Ok(info)
     }
-    pub fn handle_timeout(&mut self, _now: Instant) {}
-    pub fn next_timeout(&self) -> Instant {
-        Instant::now() + Duration::from_millis(100)
+
+    /// Give a transport the client's DTLS parameters and start DTLS (and SCTP).
+    pub fn connect_transport(&mut self, id: TransportId, dtls: DtlsParameters) -> Result<(), EngineError> {
+        let t = self.transports.get_mut(&id).ok_or(EngineError::TransportNotFound(id))?;
+        if t.dtls.is_some() {
+            return Err(EngineError::AlreadyConnected(id));
+        }
+        // mediasoup-client uses the last fingerprint it is given; prefer sha-256 among the client's.
+        let chosen = dtls
+            .fingerprints
+            .iter()
+            .find(|f| matches!(f, DtlsFingerprint::Sha256 { .. }))
+            .or_else(|| dtls.fingerprints.iter().find(|f| matches!(f, DtlsFingerprint::Sha1 { .. })))
+            .ok_or_else(|| {
+                EngineError::InvalidDtlsParameters("no sha-256 or sha-1 fingerprint among the client's".into())
+            })?;
+        let remote = from_mediasoup_fingerprint(chosen);
+        let browser_is_client = !matches!(dtls.role, DtlsRole::Server);
+        let remote_fingerprint = remote.to_string();
+        let mut api = t.rtc.direct_api();
+        api.set_remote_fingerprint(remote);
+        // The browser as DTLS client means we are the passive (server) end.
+        api.start_dtls(!browser_is_client).map_err(|e| EngineError::Internal(format!("DTLS start failed: {e}")))?;
+        if t.sctp {
+            // As SCTP client both ends sent INIT and opening took a second; the DTLS server is the SCTP server.
+            api.start_sctp(!browser_is_client);
+        }
+        t.dtls = Some(DtlsSetup { remote_fingerprint, browser_is_client });
+        self.mark_dirty(id);
+        tracing::debug!(transport = %id, "transport connected");
+        Ok(())
     }
-    pub fn drain(&mut self, mut _send: impl FnMut(SocketAddr, &[u8])) {}
+
+    /// Close a transport with everything on it.
+    pub fn close_transport(&mut self, id: TransportId) -> Result<ClosedProducer, EngineError> {
+        let (closed, _) = self.remove_transport(id)?;
+        Ok(closed)
+    }
+
+    fn remove_transport(&mut self, id: TransportId) -> Result<(ClosedProducer, Vec<ProducerId>), EngineError> {
+        if !self.transports.contains_key(&id) {
+            return Err(EngineError::TransportNotFound(id));
+        }
+        let producers: Vec<ProducerId> =
+            self.producers.iter().filter(|(_, p)| p.transport_id == id).map(|(pid, _)| *pid).collect();
+        let mut closed = ClosedProducer::default();
+        for pid in &producers {
+            if let Ok(c) = self.close_producer(*pid) {
+                closed.consumers.extend(c.consumers);
+            }
+        }
+        let consumers: Vec<ConsumerId> =
+            self.consumers.iter().filter(|(_, c)| c.transport_id == id).map(|(cid, _)| *cid).collect();
+        for cid in consumers {
+            let _ = self.close_consumer(cid);
+        }
+        let data_producers: Vec<DataProducerId> =
+            self.data_producers.iter().filter(|(_, d)| d.transport_id == id).map(|(k, _)| *k).collect();
+        for d in data_producers {
+            let _ = self.close_data_producer(d);
+        }
+        let data_consumers: Vec<DataConsumerId> =
+            self.data_consumers.iter().filter(|(_, d)| d.transport_id == id).map(|(k, _)| *k).collect();
+        for d in data_consumers {
+            let _ = self.close_data_consumer(d);
+        }
+        if let Some(mut t) = self.transports.remove(&id) {
+            t.rtc.disconnect();
+            self.by_ufrag.remove(&t.local_ufrag);
+            if let Some(addr) = t.addr {
+                if self.by_addr.get(&addr) == Some(&id) {
+                    self.by_addr.remove(&addr);
+                }
+            }
+        }
+        self.dirty_set.remove(&id);
+        self.dirty.retain(|d| *d != id);
+        tracing::debug!(transport = %id, "transport closed");
+        Ok((closed, producers))
+    }
+
+    fn transport_mut(&mut self, id: TransportId, direction: Direction) -> Result<&mut Transport, EngineError> {
+        let t = self.transports.get_mut(&id).ok_or(EngineError::TransportNotFound(id))?;
+        if t.direction != direction {
+            return Err(EngineError::WrongDirection(id));
+        }
+        Ok(t)
+    }
+
+    // ---------------------------------------------------------------- producers
+
+    /// Start receiving a track on a send transport.
+    pub fn produce(&mut self, options: ProducerOptions) -> Result<ProducerId, EngineError> {
+        let tid = options.transport_id;
+        let caps = self.caps.clone();
+        let t = self.transport_mut(tid, Direction::Send)?;
+        let Some(dtls) = &t.dtls else {
+            return Err(EngineError::NotConnected(tid));
+        };
+        let checked = check_producer_parameters(&caps, options.kind, &options.rtp_parameters)?;
+        let mid_text = options.rtp_parameters.mid.clone().unwrap_or_default();
+        if t.send_media.iter().any(|m| m.mid == mid_text) {
+            return Err(EngineError::InvalidRtpParameters(format!("mid {mid_text:?} is already used on this transport")));
+        }
+        for e in &options.rtp_parameters.encodings {
+            for ssrc in e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)) {
+                if t.used_ssrcs.contains(&ssrc) {
+                    return Err(EngineError::InvalidRtpParameters(format!("ssrc {ssrc} is already used on this transport")));
+                }
+            }
+        }
+        // The remote ICE credentials in the offer must equal those set in str0m.
+        if t.remote_creds.is_none() {
+            let placeholder = IceCreds { ufrag: "pending".into(), pass: UNKNOWN_REMOTE_PASSWORD.into() };
+            t.rtc.direct_api().set_remote_ice_credentials(placeholder.clone());
+            t.remote_creds = Some(placeholder);
+            t.remote_creds_placeholder = true;
+        }
+        let creds = t.remote_creds.clone().expect("set just above");
+        let producer_id = ProducerId::new();
+        t.send_media.push(SendMediaEntry {
+            mid: mid_text.clone(),
+            kind: options.kind,
+            rtp_parameters: options.rtp_parameters.clone(),
+            producer: Some(producer_id),
+        });
+        let media: Vec<SendMedia<'_>> = t
+            .send_media
+            .iter()
+            .map(|m| SendMedia {
+                mid: &m.mid,
+                kind: m.kind,
+                rtp_parameters: &m.rtp_parameters,
+                active: m.producer.is_some(),
+            })
+            .collect();
+        t.offer_version += 1;
+        let remote = RemoteEnd {
+            ice_ufrag: &creds.ufrag,
+            ice_pwd: &creds.pass,
+            fingerprint: &dtls.remote_fingerprint,
+            setup: if dtls.browser_is_client { "active" } else { "passive" },
+        };
+        let offer_text = send_transport_offer(&remote, &media, t.offer_version);
+        let accepted = SdpOffer::from_sdp_string(&offer_text)
+            .map_err(|e| EngineError::InvalidRtpParameters(format!("parameters do not form a valid SDP: {e}")))
+            .and_then(|offer| {
+                t.rtc
+                    .sdp_api()
+                    .accept_offer(offer)
+                    .map_err(|e| EngineError::InvalidRtpParameters(format!("str0m refused the media description: {e}")))
+            });
+        if let Err(e) = accepted {
+            t.send_media.pop();
+            return Err(e);
+        }
+        for e in &options.rtp_parameters.encodings {
+            for ssrc in e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)) {
+                t.used_ssrcs.insert(ssrc);
+            }
+        }
+        let layers = options
+            .rtp_parameters
+            .encodings
+            .iter()
+            .map(|e| Layer {
+                rid: e.rid.as_deref().map(Rid::from),
+                ssrc: e.ssrc,
+                last_packet: None,
+                last_keyframe_request: None,
+            })
+            .collect();
+        let producer = Producer {
+            transport_id: tid,
+            kind: options.kind,
+            mid: Mid::from(mid_text.as_str()),
+            codec: checked.codec,
+            pt_map: checked.pt_map,
+            router_codec: checked.router_codec,
+            router_rtx_pt: checked.router_rtx_pt,
+            msid_stream: options.rtp_parameters.msid.as_deref().and_then(|m| m.split(' ').next()).map(str::to_owned),
+            max_bitrate: options.rtp_parameters.encodings.iter().filter_map(|e| e.max_bitrate).max(),
+            layers,
+            paused: options.paused,
+            consumers: Vec::new(),
+        };
+        self.producers.insert(producer_id, producer);
+        self.mark_dirty(tid);
+        tracing::debug!(producer = %producer_id, transport = %tid, mid = %mid_text, "producer created");
+        Ok(producer_id)
+    }
+
+    /// Pause or resume a producer. Resuming asks for a key frame for its consumers.
+    pub fn set_producer_paused(&mut self, now: Instant, id: ProducerId, paused: bool) -> Result<(), EngineError> {
+        let p = self.producers.get_mut(&id).ok_or(EngineError::ProducerNotFound(id))?;
+        let was = p.paused;
+        p.paused = paused;
+        if was && !paused && p.kind == MediaKind::Video {
+            self.request_keyframe(now, id, None);
+        }
+        Ok(())
+    }
+
+    /// Close a producer and all its consumers.
+    pub fn close_producer(&mut self, id: ProducerId) -> Result<ClosedProducer, EngineError> {
+        let p = self.producers.remove(&id).ok_or(EngineError::ProducerNotFound(id))?;
+        if let Some(t) = self.transports.get_mut(&p.transport_id) {
+            for m in t.send_media.iter_mut().filter(|m| m.producer == Some(id)) {
+                m.producer = None;
+            }
+            t.ssrc_routes.retain(|_, (pid, _)| *pid != id);
+        }
+        let mut closed = ClosedProducer::default();
+        for cid in p.consumers {
+            self.remove_consumer(cid);
+            closed.consumers.push(cid);
+        }
+        tracing::debug!(producer = %id, consumers = closed.consumers.len(), "producer closed");
+        Ok(closed)
+    }
+
+    // ---------------------------------------------------------------- consumers
+
+    /// Create a consumer of `producer_id` on receive transport `tid`. It starts paused.
+    pub fn consume(&mut self, tid: TransportId, producer_id: ProducerId) -> Result<ConsumerInfo, EngineError> {
+        let producer = self.producers.get(&producer_id).ok_or(EngineError::ProducerNotFound(producer_id))?;
+        let kind = producer.kind;
+        let router_codec = producer.router_codec.clone();
+        let router_rtx_pt = producer.router_rtx_pt;
+        let simulcast = producer.is_simulcast();
+        let producer_paused = producer.paused;
+        let msid_stream = producer.msid_stream.clone();
+        let max_bitrate = producer.max_bitrate;
+        let layer_count = producer.layers.len();
+        let t = self.transport_mut(tid, Direction::Recv)?;
+        let mid_text = t.next_consumer_mid.to_string();
+        t.next_consumer_mid += 1;
+        let mid = Mid::from(mid_text.as_str());
+        let mut api = t.rtc.direct_api();
+        let ssrc = fresh_ssrc(&mut t.used_ssrcs, || api.new_ssrc());
+        let rtx = router_rtx_pt.map(|_| fresh_ssrc(&mut t.used_ssrcs, || api.new_ssrc()));
+        let str0m_kind = match kind {
+            MediaKind::Audio => StrMediaKind::Audio,
+            MediaKind::Video => StrMediaKind::Video,
+        };
+        api.declare_media(mid, str0m_kind);
+        api.declare_stream_tx(ssrc, rtx, mid, None);
+        let cname = t.rtc.media(mid).map(|m| m.cname().to_owned());
+        let consumer_id = ConsumerId::new();
+        t.consumers_by_mid.insert(mid, consumer_id);
+        let rtp_parameters = consumer_rtp_parameters(ConsumerRtp {
+            kind,
+            mid: mid_text,
+            router_codec,
+            router_rtx_pt,
+            ssrc: *ssrc,
+            rtx: rtx.map(|r| *r),
+            cname,
+            msid: msid_stream.map(|s| format!("{s} {consumer_id}")),
+            max_bitrate,
+            layer_count,
+        });
+        self.consumers.insert(
+            consumer_id,
+            Consumer {
+                producer_id,
+                transport_id: tid,
+                kind,
+                mid,
+                ssrc,
+                paused: true,
+                layers: LayerSwitch::new(simulcast),
+                seq: SeqRewriter::new(),
+            },
+        );
+        if let Some(p) = self.producers.get_mut(&producer_id) {
+            p.consumers.push(consumer_id);
+        }
+        self.mark_dirty(tid);
+        tracing::debug!(consumer = %consumer_id, producer = %producer_id, transport = %tid, "consumer created");
+        Ok(ConsumerInfo {
+            id: consumer_id,
+            producer_id,
+            kind,
+            rtp_parameters,
+            consumer_type: if simulcast { "simulcast" } else { "simple" },
+            producer_paused,
+        })
+    }
+
+    /// Pause or resume a consumer. Resuming a video consumer asks for a key frame.
+    pub fn set_consumer_paused(&mut self, now: Instant, id: ConsumerId, paused: bool) -> Result<(), EngineError> {
+        let c = self.consumers.get_mut(&id).ok_or(EngineError::ConsumerNotFound(id))?;
+        c.paused = paused;
+        let (kind, producer) = (c.kind, c.producer_id);
+        if !paused && kind == MediaKind::Video {
+            // The decoder needs a key frame to start (or restart) after a gap.
+            c.layers.restart();
+            self.request_keyframe(now, producer, None);
+        }
+        if !paused {
+            if let Some(c) = self.consumers.get_mut(&id) {
+                // Continue right after the last packet sent, whatever the producer sent meanwhile.
+                c.seq.rebase();
+            }
+        }
+        Ok(())
+    }
+
+    /// Close one consumer.
+    pub fn close_consumer(&mut self, id: ConsumerId) -> Result<(), EngineError> {
+        if !self.consumers.contains_key(&id) {
+            return Err(EngineError::ConsumerNotFound(id));
+        }
+        self.remove_consumer(id);
+        Ok(())
+    }
+
+    fn remove_consumer(&mut self, id: ConsumerId) {
+        let Some(c) = self.consumers.remove(&id) else { return };
+        if let Some(p) = self.producers.get_mut(&c.producer_id) {
+            p.consumers.retain(|x| *x != id);
+        }
+        if let Some(t) = self.transports.get_mut(&c.transport_id) {
+            t.consumers_by_mid.remove(&c.mid);
+            t.rtc.direct_api().remove_media(c.mid);
+            self.mark_dirty(c.transport_id);
+        }
+    }
+
+    // ---------------------------------------------------------------- data
+
+    /// Start receiving data on a send transport's SCTP stream.
+    pub fn produce_data(&mut self, o: DataProducerOptions) -> Result<DataProducerId, EngineError> {
+        let tid = o.transport_id;
+        let t = self.transport_mut(tid, Direction::Send)?;
+        if !t.sctp {
+            return Err(EngineError::InvalidSctpParameters("the transport was created without SCTP".into()));
+        }
+        if t.dtls.is_none() {
+            return Err(EngineError::NotConnected(tid));
+        }
+        let stream_id = o.sctp_stream_parameters.stream_id;
+        if stream_id >= SCTP_STREAMS || t.used_stream_ids.contains(&stream_id) {
+            return Err(EngineError::InvalidSctpParameters(format!(
+                "stream id {stream_id} is in use or out of range (0..{SCTP_STREAMS})"
+            )));
+        }
+        let reliability = reliability_of(&o.sctp_stream_parameters)?;
+        let channel = t.rtc.direct_api().create_data_channel(ChannelConfig {
+            label: o.label.clone(),
+            ordered: o.sctp_stream_parameters.ordered,
+            reliability,
+            negotiated: Some(stream_id),
+            protocol: o.protocol.clone(),
+        });
+        t.used_stream_ids.insert(stream_id);
+        let id = DataProducerId::new();
+        t.channels.insert(channel, DataRoute::Producer(id));
+        self.data_producers.insert(
+            id,
+            DataProducer {
+                transport_id: tid,
+                channel,
+                params: o.sctp_stream_parameters,
+                label: o.label,
+                protocol: o.protocol,
+                consumers: Vec::new(),
+            },
+        );
+        self.mark_dirty(tid);
+        Ok(id)
+    }
+
+    /// Close a data producer and its data consumers.
+    pub fn close_data_producer(&mut self, id: DataProducerId) -> Result<Vec<DataConsumerId>, EngineError> {
+        let d = self.data_producers.remove(&id).ok_or(EngineError::DataProducerNotFound(id))?;
+        if let Some(t) = self.transports.get_mut(&d.transport_id) {
+            close_channel(t, d.channel, d.params.stream_id);
+            self.mark_dirty(d.transport_id);
+        }
+        for cid in &d.consumers {
+            self.remove_data_consumer(*cid);
+        }
+        Ok(d.consumers)
+    }
+
+    /// Create a data consumer on receive transport `tid`; the server picks the stream id.
+    pub fn consume_data(&mut self, tid: TransportId, dp: DataProducerId) -> Result<DataConsumerInfo, EngineError> {
+        let producer = self.data_producers.get(&dp).ok_or(EngineError::DataProducerNotFound(dp))?;
+        let (params, label, protocol) = (producer.params, producer.label.clone(), producer.protocol.clone());
+        let t = self.transport_mut(tid, Direction::Recv)?;
+        if !t.sctp {
+            return Err(EngineError::InvalidSctpParameters("the receive transport was created without SCTP".into()));
+        }
+        let stream_id = (0..SCTP_STREAMS)
+            .find(|s| !t.used_stream_ids.contains(s))
+            .ok_or_else(|| EngineError::InvalidSctpParameters("no free SCTP stream id left".into()))?;
+        let reliability = reliability_of(&params)?;
+        let channel = t.rtc.direct_api().create_data_channel(ChannelConfig {
+            label: label.clone(),
+            ordered: params.ordered,
+            reliability,
+            negotiated: Some(stream_id),
+            protocol: protocol.clone(),
+        });
+        t.used_stream_ids.insert(stream_id);
+        let id = DataConsumerId::new();
+        t.channels.insert(channel, DataRoute::Consumer(id));
+        self.data_consumers.insert(
+            id,
+            DataConsumer { data_producer_id: dp, transport_id: tid, channel, open: false, pending: VecDeque::new() },
+        );
+        if let Some(p) = self.data_producers.get_mut(&dp) {
+            p.consumers.push(id);
+        }
+        self.mark_dirty(tid);
+        Ok(DataConsumerInfo {
+            id,
+            data_producer_id: dp,
+            sctp_stream_parameters: SctpStreamParameters { stream_id, ..params },
+            label,
+            protocol,
+        })
+    }
+
+    /// Close one data consumer.
+    pub fn close_data_consumer(&mut self, id: DataConsumerId) -> Result<(), EngineError> {
+        if !self.data_consumers.contains_key(&id) {
+            return Err(EngineError::DataConsumerNotFound(id));
+        }
+        self.remove_data_consumer(id);
+        Ok(())
+    }
+
+    fn remove_data_consumer(&mut self, id: DataConsumerId) {
+        let Some(d) = self.data_consumers.remove(&id) else { return };
+        if let Some(p) = self.data_producers.get_mut(&d.data_producer_id) {
+            p.consumers.retain(|x| *x != id);
+        }
+        if let Some(t) = self.transports.get_mut(&d.transport_id) {
+            let stream_id = t.rtc.direct_api().sctp_stream_id_by_channel_id(d.channel);
+            if let Some(stream_id) = stream_id {
+                close_channel(t, d.channel, stream_id);
+            }
+            self.mark_dirty(d.transport_id);
+        }
+    }
+
+    // ---------------------------------------------------------------- I/O
+
+    /// A UDP datagram arrived at the worker's socket.
+    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+        let tid = match stun::binding_request_username(data) {
+            Some(username) => {
+                // USERNAME is `ourUfrag:theirUfrag`.
+                let mut parts = username.splitn(2, ':');
+                let local = parts.next().unwrap_or_default();
+                let remote = parts.next().unwrap_or_default();
+                let Some(&tid) = self.by_ufrag.get(local) else {
+                    self.stats.datagrams_dropped += 1;
+                    return;
+                };
+                if let Some(t) = self.transports.get_mut(&tid) {
+                    learn_remote_ufrag(t, remote);
+                }
+                tid
+            }
+            None => match self.by_addr.get(&source) {
+                Some(&tid) => tid,
+                None => {
+                    self.stats.datagrams_dropped += 1;
+                    return;
+                }
+            },
+        };
+        let Some(t) = self.transports.get_mut(&tid) else {
+            self.stats.datagrams_dropped += 1;
+            return;
+        };
+        let receive = match Receive::new(Protocol::Udp, source, self.config.announced_addr, data) {
+            Ok(r) => r,
+            Err(_) => {
+                self.stats.datagrams_dropped += 1;
+                return;
+            }
+        };
+        if let Err(error) = t.rtc.handle_input(Input::Receive(now, receive)) {
+            self.stats.datagrams_dropped += 1;
+            tracing::debug!(transport = %tid, %error, "datagram refused");
+        }
+        if t.addr != Some(source) && stun::is_stun(data) {
+            if let Some(old) = t.addr.replace(source) {
+                if self.by_addr.get(&old) == Some(&tid) {
+                    self.by_addr.remove(&old);
+                }
+            }
+            self.by_addr.insert(source, tid);
+        }
+        self.mark_dirty(tid);
+    }
+
+    /// Time passed: drive every transport whose timer is due.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let due: Vec<TransportId> =
+            self.transports.values().filter(|t| t.next_timeout <= now).map(|t| t.id).collect();
+        for tid in due {
+            if let Some(t) = self.transports.get_mut(&tid) {
+                if let Err(error) = t.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(transport = %tid, %error, "timeout handling failed");
+                }
+                self.mark_dirty(tid);
+            }
+        }
+    }
+
+    /// When the router next needs [`Router::handle_timeout`].
+    pub fn next_timeout(&self, now: Instant) -> Instant {
+        self.transports.values().map(|t| t.next_timeout).min().unwrap_or(now + IDLE_TIMEOUT).min(now + IDLE_TIMEOUT)
+    }
+
+    /// Poll every transport that has work, handing each datagram to `send`.
+    pub fn drain(&mut self, now: Instant, mut send: impl FnMut(SocketAddr, &[u8])) {
+        while let Some(tid) = self.dirty.pop() {
+            self.dirty_set.remove(&tid);
+            self.poll_transport(now, tid, &mut send);
+        }
+    }
+
+    /// Events for the owner of the worker.
     pub fn take_events(&mut self) -> Vec<EngineEvent> {
         std::mem::take(&mut self.events)
+    }
+
+    fn poll_transport(&mut self, now: Instant, tid: TransportId, send: &mut impl FnMut(SocketAddr, &[u8])) {
+        loop {
+            let Some(t) = self.transports.get_mut(&tid) else { return };
+            match t.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    t.next_timeout = at;
+                    break;
+                }
+                Ok(Output::Transmit(tx)) => send(tx.destination, &tx.contents),
+                Ok(Output::Event(event)) => self.handle_event(now, tid, event),
+                Err(error) => {
+                    tracing::debug!(transport = %tid, %error, "transport failed");
+                    self.transport_died(tid, format!("media engine error: {error}"));
+                    return;
+                }
+            }
+        }
+        let alive = self.transports.get(&tid).is_some_and(|t| t.rtc.is_alive());
+        if !alive {
+            self.transport_died(tid, "the connection closed (ICE timeout or DTLS close)".into());
+        }
+    }
+
+    fn transport_died(&mut self, tid: TransportId, reason: String) {
+        if let Ok((closed, producers)) = self.remove_transport(tid) {
+            tracing::info!(transport = %tid, %reason, "transport closed by the engine");
+            self.events.push(EngineEvent::TransportClosed {
+                transport_id: tid,
+                reason,
+                producers_closed: producers,
+                consumers_closed: closed.consumers,
+            });
+        }
+    }
+
+    fn handle_event(&mut self, now: Instant, tid: TransportId, event: Event) {
+        match event {
+            Event::RtpPacket(packet) => self.forward_rtp(now, tid, packet),
+            Event::KeyframeRequest(req) => {
+                let consumer = self.transports.get(&tid).and_then(|t| t.consumers_by_mid.get(&req.mid)).copied();
+                if let Some(c) = consumer.and_then(|cid| self.consumers.get(&cid)) {
+                    let (producer, layer) = (c.producer_id, c.layers.current());
+                    self.request_keyframe(now, producer, layer);
+                }
+            }
+            Event::ChannelOpen(channel, _) => self.on_channel_open(tid, channel),
+            Event::ChannelData(data) => self.on_channel_data(tid, data.id, data.binary, &data.data),
+            Event::IceConnectionStateChange(state) => {
+                tracing::debug!(transport = %tid, ?state, "ICE state");
+                if state == IceConnectionState::Disconnected {
+                    tracing::debug!(transport = %tid, "ICE disconnected");
+                }
+            }
+            Event::Connected => tracing::debug!(transport = %tid, "ICE and DTLS connected"),
+            _ => {}
+        }
+    }
+
+    // ---------------------------------------------------------------- forwarding
+
+    fn route_of(&mut self, tid: TransportId, ssrc: Ssrc) -> Option<(ProducerId, usize)> {
+        let t = self.transports.get_mut(&tid)?;
+        if let Some(route) = t.ssrc_routes.get(&ssrc) {
+            return Some(*route);
+        }
+        let (mid, rid) = {
+            let stream = t.rtc.direct_api().stream_rx(&ssrc).map(|s| (s.mid(), s.rid()))?;
+            stream
+        };
+        let mid_text = mid.to_string();
+        let producer_id = t.send_media.iter().find(|m| m.mid == mid_text).and_then(|m| m.producer)?;
+        let producer = self.producers.get(&producer_id)?;
+        let layer = producer
+            .layers
+            .iter()
+            .position(|l| (rid.is_some() && l.rid == rid) || l.ssrc == Some(*ssrc))
+            .or(if producer.layers.len() == 1 { Some(0) } else { None })?;
+        t.ssrc_routes.insert(ssrc, (producer_id, layer));
+        Some((producer_id, layer))
+    }
+
+    fn forward_rtp(&mut self, now: Instant, tid: TransportId, packet: RtpPacket) {
+        self.stats.rtp_packets_in += 1;
+        let Some((producer_id, layer)) = self.route_of(tid, packet.header.ssrc) else {
+            self.stats.datagrams_dropped += 1;
+            return;
+        };
+        let Some(producer) = self.producers.get_mut(&producer_id) else { return };
+        let first_of_layer = producer.layers[layer].last_packet.is_none();
+        producer.layers[layer].last_packet = Some(now);
+        if producer.paused {
+            return;
+        }
+        let Some(&router_pt) = producer.pt_map.get(&*packet.header.payload_type) else {
+            return;
+        };
+        let best = producer.best_layer(now);
+        let keyframe = producer.is_simulcast() && is_keyframe_start(producer.codec, &packet.payload);
+        let video = producer.kind == MediaKind::Video;
+        let clock = if video { 90_000 } else { 48_000 };
+        let consumers = producer.consumers.clone();
+        if first_of_layer && producer.is_simulcast() {
+            // A layer that just started: consumers that want it need its key frame.
+            self.request_keyframe(now, producer_id, Some(layer));
+        }
+        let ext = ExtensionValues {
+            audio_level: packet.header.ext_vals.audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            video_orientation: packet.header.ext_vals.video_orientation,
+            ..Default::default()
+        };
+        let mut wants_keyframe = None;
+        for cid in consumers {
+            let Some(c) = self.consumers.get_mut(&cid) else { continue };
+            if c.paused {
+                continue;
+            }
+            let decision = c.layers.accept(layer, best, keyframe);
+            if decision.want_keyframe.is_some() {
+                wants_keyframe = decision.want_keyframe;
+            }
+            if !decision.forward {
+                continue;
+            }
+            if decision.switched {
+                c.seq.rebase();
+            }
+            let Some((seq_no, time)) = c.seq.rewrite(now, *packet.seq_no, packet.header.timestamp, clock) else {
+                continue;
+            };
+            let (consumer_tid, ssrc) = (c.transport_id, c.ssrc);
+            let Some(t) = self.transports.get_mut(&consumer_tid) else { continue };
+            let mut api = t.rtc.direct_api();
+            let Some(stream) = api.stream_tx(&ssrc) else { continue };
+            stream.write_rtp(
+                RtpWrite::new(router_pt, seq_no.into(), time, packet.timestamp, packet.payload.clone())
+                    .marker(packet.header.marker)
+                    .ext_vals(ext.clone())
+                    .nackable(video),
+            );
+            self.stats.rtp_packets_out += 1;
+            self.mark_dirty(consumer_tid);
+        }
+        if let Some(target) = wants_keyframe {
+            self.request_keyframe(now, producer_id, Some(target));
+        }
+    }
+
+    /// Ask a producer for a key frame (PLI), at most once per interval per layer.
+    /// `layer: None` means every layer.
+    fn request_keyframe(&mut self, now: Instant, producer_id: ProducerId, layer: Option<usize>) {
+        let Some(p) = self.producers.get_mut(&producer_id) else { return };
+        if p.kind != MediaKind::Video {
+            return;
+        }
+        let Some(t) = self.transports.get_mut(&p.transport_id) else { return };
+        let range = match layer {
+            Some(l) if l < p.layers.len() => l..l + 1,
+            _ => 0..p.layers.len(),
+        };
+        for l in range {
+            let layer = &mut p.layers[l];
+            if layer.last_keyframe_request.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+                continue;
+            }
+            let mut api = t.rtc.direct_api();
+            let stream = match layer.ssrc {
+                Some(ssrc) => api.stream_rx(&Ssrc::from(ssrc)),
+                None => api.stream_rx_by_mid(p.mid, layer.rid),
+            };
+            if let Some(stream) = stream {
+                stream.request_keyframe(KeyframeRequestKind::Pli);
+                layer.last_keyframe_request = Some(now);
+            }
+        }
+        let tid = p.transport_id;
+        self.mark_dirty(tid);
+    }
+
+    fn on_channel_open(&mut self, tid: TransportId, channel: ChannelId) {
+        let route = self.transports.get(&tid).and_then(|t| t.channels.get(&channel)).copied();
+        if let Some(DataRoute::Consumer(cid)) = route {
+            if let Some(c) = self.data_consumers.get_mut(&cid) {
+                c.open = true;
+            }
+            self.flush_data_consumer(cid);
+        }
+    }
+
+    fn on_channel_data(&mut self, tid: TransportId, channel: ChannelId, binary: bool, data: &[u8]) {
+        let route = self.transports.get(&tid).and_then(|t| t.channels.get(&channel)).copied();
+        let Some(DataRoute::Producer(pid)) = route else { return };
+        self.stats.data_messages_in += 1;
+        let consumers = match self.data_producers.get(&pid) {
+            Some(p) => p.consumers.clone(),
+            None => return,
+        };
+        for cid in consumers {
+            if let Some(c) = self.data_consumers.get_mut(&cid) {
+                if c.pending.len() >= MAX_PENDING_DATA_MESSAGES {
+                    c.pending.pop_front();
+                }
+                c.pending.push_back((binary, data.to_vec()));
+            }
+            self.flush_data_consumer(cid);
+        }
+    }
+
+    fn flush_data_consumer(&mut self, cid: DataConsumerId) {
+        let Some(c) = self.data_consumers.get_mut(&cid) else { return };
+        let Some(t) = self.transports.get_mut(&c.transport_id) else { return };
+        while let Some((binary, data)) = c.pending.front() {
+            let Some(mut channel) = t.rtc.channel(c.channel) else { break };
+            match channel.write(*binary, data) {
+                Ok(true) => {
+                    c.pending.pop_front();
+                    self.stats.data_messages_out += 1;
+                }
+                // Not open yet or the send buffer is full: keep it for later.
+                Ok(false) | Err(_) => break,
+            }
+        }
+        let tid = c.transport_id;
+        self.mark_dirty(tid);
+    }
+}
+
+// -------------------------------------------------------------------- helpers
+
+fn build_rtc(now: Instant) -> Rtc {
+    let mut exts = ExtensionMap::empty();
+    exts.set(ext_id::MID, Extension::RtpMid);
+    exts.set(ext_id::RID, Extension::RtpStreamId);
+    exts.set(ext_id::REPAIRED_RID, Extension::RepairedRtpStreamId);
+    exts.set(ext_id::ABS_SEND_TIME, Extension::AbsoluteSendTime);
+    exts.set(ext_id::TRANSPORT_CC, Extension::TransportSequenceNumber);
+    exts.set(ext_id::AUDIO_LEVEL, Extension::AudioLevel);
+    exts.set(ext_id::VIDEO_ORIENTATION, Extension::VideoOrientation);
+    let mut config = Rtc::builder()
+        .set_rtp_mode(true)
+        .set_ice_lite(true)
+        .clear_codecs()
+        .set_extension_map(exts)
+        .set_stats_interval(None);
+    let codecs = config.codec_config();
+    codecs.add_config(
+        pt::OPUS.into(),
+        None,
+        Codec::Opus,
+        Frequency::FORTY_EIGHT_KHZ,
+        Some(2),
+        FormatParams { min_p_time: Some(10), use_inband_fec: Some(true), ..Default::default() },
+    );
+    codecs.add_config(pt::VP8.into(), Some(pt::VP8_RTX.into()), Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
+    codecs.add_config(
+        pt::VP9.into(),
+        Some(pt::VP9_RTX.into()),
+        Codec::Vp9,
+        Frequency::NINETY_KHZ,
+        None,
+        FormatParams { profile_id: Some(0), ..Default::default() },
+    );
+    codecs.add_h264(pt::H264.into(), Some(pt::H264_RTX.into()), true, 0x42e01f);
+    codecs.add_h264(pt::H264_HIGH.into(), Some(pt::H264_HIGH_RTX.into()), true, 0x4d0032);
+    config.build(now)
+}
+
+fn to_mediasoup_fingerprint(f: &Fingerprint) -> Result<DtlsFingerprint, EngineError> {
+    let value: [u8; 32] = f
+        .bytes
+        .as_slice()
+        .try_into()
+        .map_err(|_| EngineError::Internal(format!("unexpected local fingerprint {}", f.hash_func)))?;
+    Ok(DtlsFingerprint::Sha256 { value })
+}
+
+fn from_mediasoup_fingerprint(f: &DtlsFingerprint) -> Fingerprint {
+    let (hash_func, bytes) = match f {
+        DtlsFingerprint::Sha1 { value } => ("sha-1", value.to_vec()),
+        DtlsFingerprint::Sha224 { value } => ("sha-224", value.to_vec()),
+        DtlsFingerprint::Sha256 { value } => ("sha-256", value.to_vec()),
+        DtlsFingerprint::Sha384 { value } => ("sha-384", value.to_vec()),
+        DtlsFingerprint::Sha512 { value } => ("sha-512", value.to_vec()),
+    };
+    Fingerprint { hash_func: hash_func.into(), bytes }
+}
+
+/// mediasoup-client never sends its ICE credentials: learn the ufrag from the
+/// first binding request (USERNAME is `ours:theirs`).
+fn learn_remote_ufrag(t: &mut Transport, remote: &str) {
+    if remote.is_empty() {
+        return;
+    }
+    let known = t.remote_creds.as_ref().map(|c| c.ufrag.as_str());
+    if known == Some(remote) {
+        return;
+    }
+    if known.is_some() && !t.remote_creds_placeholder {
+        // A different ufrag after the real one: an ICE restart we did not
+        // negotiate. Keep the first; str0m refuses the request's integrity.
+        return;
+    }
+    let creds = IceCreds { ufrag: remote.to_owned(), pass: UNKNOWN_REMOTE_PASSWORD.into() };
+    t.rtc.direct_api().set_remote_ice_credentials(creds.clone());
+    t.remote_creds = Some(creds);
+    t.remote_creds_placeholder = false;
+}
+
+fn fresh_ssrc(used: &mut HashSet<u32>, mut next: impl FnMut() -> Ssrc) -> Ssrc {
+    loop {
+        let s = next();
+        if *s != 0 && used.insert(*s) {
+            return s;
+        }
+    }
+}
+
+fn reliability_of(p: &SctpStreamParameters) -> Result<Reliability, EngineError> {
+    match (p.max_packet_life_time, p.max_retransmits) {
+        (None, None) => Ok(Reliability::Reliable),
+        (Some(lifetime), None) => Ok(Reliability::MaxPacketLifetime { lifetime }),
+        (None, Some(retransmits)) => Ok(Reliability::MaxRetransmits { retransmits }),
+        (Some(_), Some(_)) => Err(EngineError::InvalidSctpParameters(
+            "maxPacketLifeTime and maxRetransmits cannot both be set".into(),
+        )),
+    }
+}
+
+fn close_channel(t: &mut Transport, channel: ChannelId, stream_id: u16) {
+    t.channels.remove(&channel);
+    t.used_stream_ids.remove(&stream_id);
+    t.rtc.direct_api().close_data_channel(channel);
+}
+
+struct CheckedProducer {
+    codec: Codec,
+    pt_map: HashMap<u8, Pt>,
+    router_codec: RtpCodecParameters,
+    router_rtx_pt: Option<u8>,
+}
+
+/// Validate a producer's RTP parameters against the router and work out the
+/// payload-type mapping from the browser's numbers to the router's.
+fn check_producer_parameters(
+    caps: &RtpCapabilitiesFinalized,
+    kind: MediaKind,
+    rtp: &RtpParameters,
+) -> Result<CheckedProducer, EngineError> {
+    let bad = |m: String| EngineError::InvalidRtpParameters(m);
+    let mid = rtp.mid.as_deref().ok_or_else(|| bad("rtpParameters.mid is required".into()))?;
+    if mid.is_empty() || mid.len() > 16 || !mid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+        return Err(bad(format!("mid {mid:?} must be 1 to 16 letters, digits, '-' or '_'")));
+    }
+    if rtp.encodings.is_empty() || rtp.encodings.len() > 4 {
+        return Err(bad("rtpParameters.encodings must have 1 to 4 entries".into()));
+    }
+    let with_rid = rtp.encodings.iter().filter(|e| e.rid.is_some()).count();
+    if with_rid != 0 && with_rid != rtp.encodings.len() {
+        return Err(bad("either every encoding has a rid or none has".into()));
+    }
+    for e in &rtp.encodings {
+        match (&e.rid, e.ssrc) {
+            (Some(rid), _) if rid.is_empty() || rid.len() > 8 || !rid.chars().all(|c| c.is_ascii_alphanumeric()) => {
+                return Err(bad(format!("rid {rid:?} must be 1 to 8 letters or digits")));
+            }
+            (None, None) => return Err(bad("each encoding needs an ssrc or a rid".into())),
+            (None, Some(0)) => return Err(bad("ssrc 0 is not allowed".into())),
+            _ => {}
+        }
+    }
+    if rtp.encodings.len() > 1 && kind == MediaKind::Audio {
+        return Err(bad("audio producers take one encoding".into()));
+    }
+    let mut seen_pt = HashSet::new();
+    for c in &rtp.codecs {
+        if !seen_pt.insert(c.payload_type()) || !(35..=127).contains(&c.payload_type()) || (64..=95).contains(&c.payload_type()) {
+            return Err(bad(format!("payload type {} is duplicated or outside the dynamic range", c.payload_type())));
+        }
+    }
+    for ext in &rtp.header_extensions {
+        if ext.id == 0 || ext.id > 14 {
+            return Err(bad(format!("header extension id {} must be between 1 and 14", ext.id)));
+        }
+    }
+    let media = rtp.codecs.iter().find(|c| !c.is_rtx()).ok_or_else(|| bad("no media codec in rtpParameters.codecs".into()))?;
+    let media_kind = match media.mime_type() {
+        MimeType::Audio(_) => MediaKind::Audio,
+        MimeType::Video(_) => MediaKind::Video,
+    };
+    if media_kind != kind {
+        return Err(bad(format!("codec {} does not match kind {kind:?}", media.mime_type().as_str())));
+    }
+    let router = caps
+        .codecs
+        .iter()
+        .find(|rc| codec_matches(rc, media))
+        .ok_or_else(|| bad(format!("codec {} is not supported by this router", media.mime_type().as_str())))?;
+    let router_pt = router.preferred_payload_type();
+    let router_rtx_pt = caps.codecs.iter().find_map(|rc| {
+        (rc.is_rtx() && rc.parameters().get("apt") == Some(&(router_pt as u32).into())).then(|| rc.preferred_payload_type())
+    });
+    let mut pt_map = HashMap::new();
+    pt_map.insert(media.payload_type(), Pt::from(router_pt));
+    // Repaired packets arrive unwrapped by str0m with the media payload type, but map RTX too.
+    for c in rtp.codecs.iter().filter(|c| c.is_rtx()) {
+        if c.parameters().get("apt") == Some(&(media.payload_type() as u32).into()) {
+            pt_map.insert(c.payload_type(), Pt::from(router_pt));
+        }
+    }
+    let codec = match media.mime_type() {
+        MimeType::Audio(_) => Codec::Opus,
+        MimeType::Video(MimeTypeVideo::Vp8) => Codec::Vp8,
+        MimeType::Video(MimeTypeVideo::Vp9) => Codec::Vp9,
+        MimeType::Video(MimeTypeVideo::H264) => Codec::H264,
+        MimeType::Video(_) => Codec::Vp8,
+    };
+    let router_codec = match router {
+        RtpCodecCapabilityFinalized::Audio { mime_type, preferred_payload_type, clock_rate, channels, rtcp_feedback, .. } => {
+            RtpCodecParameters::Audio {
+                mime_type: *mime_type,
+                payload_type: *preferred_payload_type,
+                clock_rate: *clock_rate,
+                channels: *channels,
+                // mediasoup keeps the producer's codec parameters (e.g. opus useinbandfec).
+                parameters: media.parameters().clone(),
+                rtcp_feedback: rtcp_feedback.iter().copied().filter(|f| *f != RtcpFeedback::Nack && *f != RtcpFeedback::TransportCc).collect(),
+            }
+        }
+        RtpCodecCapabilityFinalized::Video { mime_type, preferred_payload_type, clock_rate, parameters, rtcp_feedback } => {
+            RtpCodecParameters::Video {
+                mime_type: *mime_type,
+                payload_type: *preferred_payload_type,
+                clock_rate: *clock_rate,
+                parameters: parameters.clone(),
+                rtcp_feedback: rtcp_feedback.iter().copied().filter(|f| *f != RtcpFeedback::GoogRemb).collect(),
+            }
+        }
+    };
+    Ok(CheckedProducer { codec, pt_map, router_codec, router_rtx_pt })
+}
+
+fn codec_matches(router: &RtpCodecCapabilityFinalized, producer: &RtpCodecParameters) -> bool {
+    let same_mime = match (router, producer) {
+        (RtpCodecCapabilityFinalized::Audio { mime_type: a, channels: ca, .. }, RtpCodecParameters::Audio { mime_type: b, channels: cb, .. }) => {
+            a == b && ca == cb
+        }
+        (RtpCodecCapabilityFinalized::Video { mime_type: a, .. }, RtpCodecParameters::Video { mime_type: b, .. }) => a == b,
+        _ => false,
+    };
+    if !same_mime || router.clock_rate() != producer.clock_rate() || router.is_rtx() {
+        return false;
+    }
+    let param = |p: &mediasoup_types::rtp_parameters::RtpCodecParametersParameters, k: &str| {
+        p.get(k).map(|v| match v {
+            mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::String(s) => s.to_string(),
+            mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::Number(n) => n.to_string(),
+        })
+    };
+    match producer.mime_type() {
+        MimeType::Video(MimeTypeVideo::H264) => {
+            let pm = |p| param(p, "packetization-mode").unwrap_or_else(|| "0".into());
+            let profile = |p| param(p, "profile-level-id").map(|s| s.get(..2).unwrap_or("").to_ascii_lowercase());
+            pm(router.parameters()) == pm(producer.parameters())
+                && profile(router.parameters()) == profile(producer.parameters())
+        }
+        MimeType::Video(MimeTypeVideo::Vp9) => {
+            let profile = |p| param(p, "profile-id").unwrap_or_else(|| "0".into());
+            profile(router.parameters()) == profile(producer.parameters())
+        }
+        _ => true,
+    }
+}
+
+struct ConsumerRtp {
+    kind: MediaKind,
+    mid: String,
+    router_codec: RtpCodecParameters,
+    router_rtx_pt: Option<u8>,
+    ssrc: u32,
+    rtx: Option<u32>,
+    cname: Option<String>,
+    msid: Option<String>,
+    max_bitrate: Option<u64>,
+    layer_count: usize,
+}
+
+/// The consumer's RTP parameters as mediasoup would build them: router
+/// payload types, the router's send extensions for the kind, one encoding.
+fn consumer_rtp_parameters(c: ConsumerRtp) -> RtpParameters {
+    use RtpHeaderExtensionUri as Uri;
+    let mut codecs = vec![c.router_codec.clone()];
+    if let (Some(rtx_pt), Some(_)) = (c.router_rtx_pt, c.rtx) {
+        let mut params = mediasoup_types::rtp_parameters::RtpCodecParametersParameters::default();
+        params.insert("apt", c.router_codec.payload_type() as u32);
+        codecs.push(RtpCodecParameters::Video {
+            mime_type: MimeTypeVideo::Rtx,
+            payload_type: rtx_pt,
+            clock_rate: c.router_codec.clock_rate(),
+            parameters: params,
+            rtcp_feedback: vec![],
+        });
+    }
+    let ext = |uri, id: u8| RtpHeaderExtensionParameters { uri, id: id as u16, encrypt: false };
+    let header_extensions = match c.kind {
+        MediaKind::Audio => vec![ext(Uri::AbsSendTime, ext_id::ABS_SEND_TIME), ext(Uri::SsrcAudioLevel, ext_id::AUDIO_LEVEL)],
+        MediaKind::Video => vec![
+            ext(Uri::AbsSendTime, ext_id::ABS_SEND_TIME),
+            ext(Uri::TransportWideCcDraft01, ext_id::TRANSPORT_CC),
+            ext(Uri::VideoOrientation, ext_id::VIDEO_ORIENTATION),
+        ],
+    };
+    let encoding = RtpEncodingParameters {
+        ssrc: Some(c.ssrc),
+        rtx: c.rtx.map(|ssrc| RtpEncodingParametersRtx { ssrc }),
+        max_bitrate: c.max_bitrate,
+        scalability_mode: if c.layer_count > 1 {
+            format!("L{}T3", c.layer_count).parse().unwrap_or_default()
+        } else {
+            Default::default()
+        },
+        ..Default::default()
+    };
+    RtpParameters {
+        mid: Some(c.mid),
+        codecs,
+        header_extensions,
+        encodings: vec![encoding],
+        rtcp: RtcpParameters { cname: c.cname, reduced_size: true },
+        msid: c.msid,
     }
 }

@@ -111,7 +111,7 @@ async fn run(
     };
     let mut buf = vec![0u8; 2048];
     loop {
-        let deadline = router.next_timeout();
+        let deadline = router.next_timeout(Instant::now());
         let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
         tokio::select! {
             biased;
@@ -129,7 +129,7 @@ async fn run(
             }
             _ = sleep => router.handle_timeout(Instant::now()),
         }
-        router.drain(|to, bytes| {
+        router.drain(Instant::now(), |to, bytes| {
             if let Err(error) = socket.try_send_to(bytes, to) {
                 tracing::trace!(%error, "udp send failed");
             }
