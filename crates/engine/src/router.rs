@@ -855,6 +855,12 @@ impl Router {
     }
 
     fn poll_transport(&mut self, now: Instant, tid: TransportId, send: &mut impl FnMut(SocketAddr, &[u8])) {
+        if let Some(t) = self.transports.get_mut(&tid) {
+            // Written RTP and queued feedback leave str0m only after a timeout input.
+            if let Err(error) = t.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(transport = %tid, %error, "timeout handling failed");
+            }
+        }
         loop {
             let Some(t) = self.transports.get_mut(&tid) else { return };
             match t.rtc.poll_output() {

@@ -1,0 +1,335 @@
+//! A test harness where str0m plays the browser: each `ClientPeer` is one
+//! client-side transport (its own `Rtc` and UDP socket on loopback) talking
+//! to a real worker over real UDP. Scenarios drive the worker through its
+//! handle and pump the clients until what a user would see has happened.
+
+#![allow(dead_code)]
+
+use mediasoup_types::data_structures::{DtlsFingerprint, DtlsParameters, DtlsRole};
+use mediasoup_types::rtp_parameters::{MediaKind, RtpParameters};
+use simplesfu_engine::{
+    Direction, WebRtcTransportInfo, WebRtcTransportOptions, Worker, WorkerHandle, WorkerSettings,
+};
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::channel::{ChannelConfig, ChannelId};
+use str0m::config::Fingerprint;
+use str0m::format::{Codec, FormatParams};
+use str0m::media::{Frequency, MediaKind as StrKind, Mid, Pt, Rid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{ExtensionMap, RtpWrite, Ssrc};
+use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc};
+
+pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+/// A running worker on loopback plus a runtime to call its async handle.
+pub struct Sfu {
+    pub worker: WorkerHandle,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl Sfu {
+    pub fn start() -> Sfu {
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simplesfu_engine=debug").try_init();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let (worker, _events) = Worker::spawn(WorkerSettings {
+            name: "test-worker".into(),
+            listen_ip: LOOPBACK,
+            port: 0,
+            announced_ip: LOOPBACK,
+        })
+        .expect("worker binds a loopback port");
+        Sfu { worker, rt }
+    }
+
+    pub fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
+        self.rt.block_on(f)
+    }
+
+    /// Create a transport on the worker and the client end that talks to it, connected.
+    pub fn transport(&self, direction: Direction, codecs: ClientCodecs) -> ClientPeer {
+        let info = self
+            .block(self.worker.create_webrtc_transport(WebRtcTransportOptions { direction, enable_sctp: true }))
+            .expect("transport created");
+        let mut peer = ClientPeer::new(&info, codecs);
+        self.block(self.worker.connect_webrtc_transport(info.id, peer.dtls_parameters()))
+            .expect("transport connected");
+        peer.id = Some(info.id);
+        peer
+    }
+}
+
+/// Which payload types the client end uses: the browser's own when sending,
+/// the router's when receiving.
+#[derive(Clone, Copy)]
+pub enum ClientCodecs {
+    Browser,
+    Router,
+}
+
+pub struct ClientPeer {
+    pub id: Option<simplesfu_proto::TransportId>,
+    pub rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    server: SocketAddr,
+    pub received: Vec<ReceivedRtp>,
+    pub keyframe_requests: usize,
+    pub channel_open: Vec<ChannelId>,
+    pub data: Vec<(ChannelId, Vec<u8>)>,
+    pub connected: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceivedRtp {
+    pub ssrc: u32,
+    pub pt: u8,
+    pub seq: u64,
+    pub payload: Arc<[u8]>,
+}
+
+impl ClientPeer {
+    fn new(info: &WebRtcTransportInfo, codecs: ClientCodecs) -> ClientPeer {
+        let socket = UdpSocket::bind((LOOPBACK, 0)).expect("client socket");
+        socket.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+        let local = socket.local_addr().expect("addr");
+        let candidate = &info.ice_candidates[0];
+        let server = SocketAddr::new(candidate.address.parse().expect("ip"), candidate.port);
+        let mut config = Rtc::builder().set_rtp_mode(true).clear_codecs().set_extension_map(ExtensionMap::standard());
+        let c = config.codec_config();
+        match codecs {
+            ClientCodecs::Browser => {
+                c.add_config(Pt::from(111), None, Codec::Opus, Frequency::FORTY_EIGHT_KHZ, Some(2), FormatParams::default());
+                c.add_config(Pt::from(96), Some(Pt::from(97)), Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
+            }
+            ClientCodecs::Router => {
+                c.add_config(Pt::from(100), None, Codec::Opus, Frequency::FORTY_EIGHT_KHZ, Some(2), FormatParams::default());
+                c.add_config(Pt::from(101), Some(Pt::from(102)), Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
+            }
+        }
+        // The server's RTP uses its own extension ids on receive transports.
+        if let ClientCodecs::Router = codecs {
+            let mut exts = ExtensionMap::empty();
+            exts.set(1, str0m::rtp::Extension::RtpMid);
+            exts.set(4, str0m::rtp::Extension::AbsoluteSendTime);
+            exts.set(5, str0m::rtp::Extension::TransportSequenceNumber);
+            exts.set(10, str0m::rtp::Extension::AudioLevel);
+            exts.set(11, str0m::rtp::Extension::VideoOrientation);
+            config = config.set_extension_map(exts);
+        }
+        let mut rtc = config.build(Instant::now());
+        rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
+        rtc.add_remote_candidate(Candidate::host(server, "udp").expect("candidate"));
+        let mut api = rtc.direct_api();
+        api.set_remote_ice_credentials(IceCreds {
+            ufrag: info.ice_parameters.username_fragment.clone(),
+            pass: info.ice_parameters.password.clone(),
+        });
+        api.set_ice_controlling(true);
+        let fp = match &info.dtls_parameters.fingerprints[0] {
+            DtlsFingerprint::Sha256 { value } => Fingerprint { hash_func: "sha-256".into(), bytes: value.to_vec() },
+            other => panic!("server offered {other:?}"),
+        };
+        api.set_remote_fingerprint(fp);
+        api.start_dtls(true).expect("dtls");
+        api.start_sctp(true);
+        ClientPeer {
+            id: None,
+            rtc,
+            socket,
+            local,
+            server,
+            received: Vec::new(),
+            keyframe_requests: 0,
+            channel_open: Vec::new(),
+            data: Vec::new(),
+            connected: false,
+        }
+    }
+
+    /// What `connectWebRtcTransport` carries: role client and our fingerprint.
+    pub fn dtls_parameters(&mut self) -> DtlsParameters {
+        let fp = self.rtc.direct_api().local_dtls_fingerprint().clone();
+        let value: [u8; 32] = fp.bytes.as_slice().try_into().expect("sha-256");
+        DtlsParameters { role: DtlsRole::Client, fingerprints: vec![DtlsFingerprint::Sha256 { value }] }
+    }
+
+    /// Handle everything pending and whatever arrives within a few ms.
+    pub fn pump(&mut self) {
+        let now = Instant::now();
+        let _ = self.rtc.handle_input(Input::Timeout(now));
+        self.poll();
+        let mut buf = [0u8; 2000];
+        while let Ok((n, from)) = self.socket.recv_from(&mut buf) {
+            if let Ok(recv) = Receive::new(Protocol::Udp, from, self.local, &buf[..n]) {
+                let _ = self.rtc.handle_input(Input::Receive(Instant::now(), recv));
+            }
+            self.poll();
+            self.socket.set_nonblocking(true).expect("nonblocking");
+        }
+        self.socket.set_nonblocking(false).expect("blocking");
+    }
+
+    fn poll(&mut self) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(_)) => break,
+                Ok(Output::Transmit(t)) => {
+                    let _ = self.socket.send_to(&t.contents, t.destination);
+                }
+                Ok(Output::Event(e)) => match e {
+                    Event::Connected => self.connected = true,
+                    Event::RtpPacket(p) => self.received.push(ReceivedRtp {
+                        ssrc: *p.header.ssrc,
+                        pt: *p.header.payload_type,
+                        seq: *p.seq_no,
+                        payload: p.payload.clone(),
+                    }),
+                    Event::KeyframeRequest(_) => self.keyframe_requests += 1,
+                    Event::ChannelOpen(id, _) => self.channel_open.push(id),
+                    Event::ChannelData(d) => self.data.push((d.id, d.data.clone())),
+                    _ => {}
+                },
+                Err(e) => panic!("client rtc failed: {e}"),
+            }
+        }
+    }
+
+    /// Declare what this client sends on `mid` and return a sender for it.
+    pub fn declare_send(&mut self, mid: &str, kind: StrKind, ssrc: u32, rtx: Option<u32>, rid: Option<&str>) {
+        let mut api = self.rtc.direct_api();
+        let mid = Mid::from(mid);
+        if api.stream_tx_by_mid(mid, None).is_none() && self.rtc.media(mid).is_none() {
+            self.rtc.direct_api().declare_media(mid, kind);
+        }
+        self.rtc.direct_api().declare_stream_tx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, rid.map(Rid::from));
+    }
+
+    /// Expect a stream from the server (a consumer) on `mid`.
+    pub fn expect_receive(&mut self, mid: &str, kind: StrKind, ssrc: u32, rtx: Option<u32>) {
+        let mid = Mid::from(mid);
+        self.rtc.direct_api().declare_media(mid, kind);
+        self.rtc.direct_api().expect_stream_rx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
+    }
+
+    /// Write one RTP packet (payload only) on a declared stream.
+    pub fn send_rtp(&mut self, ssrc: u32, pt: u8, seq: u64, ts: u32, marker: bool, payload: &[u8]) {
+        let now = Instant::now();
+        let mut api = self.rtc.direct_api();
+        let stream = api.stream_tx(&Ssrc::from(ssrc)).expect("declared stream");
+        stream.write_rtp(RtpWrite::new(Pt::from(pt), seq.into(), ts, now, payload.to_vec()).marker(marker).nackable(true));
+    }
+
+    /// Send a PLI for the stream we receive with `ssrc`.
+    pub fn request_keyframe(&mut self, ssrc: u32) {
+        if let Some(s) = self.rtc.direct_api().stream_rx(&Ssrc::from(ssrc)) {
+            s.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// A negotiated data channel on `stream_id`.
+    pub fn open_channel(&mut self, stream_id: u16, label: &str) -> ChannelId {
+        self.rtc.direct_api().create_data_channel(ChannelConfig {
+            label: label.into(),
+            ordered: true,
+            reliability: Default::default(),
+            negotiated: Some(stream_id),
+            protocol: String::new(),
+        })
+    }
+
+    pub fn write_data(&mut self, channel: ChannelId, data: &[u8]) -> bool {
+        self.rtc.channel(channel).map(|mut c| c.write(true, data).unwrap_or(false)).unwrap_or(false)
+    }
+
+    pub fn received_from(&self, ssrc: u32) -> Vec<&ReceivedRtp> {
+        self.received.iter().filter(|r| r.ssrc == ssrc).collect()
+    }
+}
+
+/// Pump every peer until `done` holds or `timeout` passes; returns whether it held.
+pub fn pump_until(peers: &mut [&mut ClientPeer], timeout: Duration, mut done: impl FnMut(&mut [&mut ClientPeer]) -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        for p in peers.iter_mut() {
+            p.pump();
+        }
+        if done(peers) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Realistic producer RTP parameters as Chromium + mediasoup-client send them.
+pub fn vp8_parameters(mid: &str, ssrc: u32, rtx: u32) -> RtpParameters {
+    serde_json::from_value(serde_json::json!({
+        "mid": mid,
+        "codecs": [
+            {"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {},
+             "rtcpFeedback": [{"type": "transport-cc", "parameter": ""}, {"type": "ccm", "parameter": "fir"},
+                              {"type": "nack", "parameter": ""}, {"type": "nack", "parameter": "pli"}]},
+            {"mimeType": "video/rtx", "payloadType": 97, "clockRate": 90000, "parameters": {"apt": 96}, "rtcpFeedback": []}
+        ],
+        "headerExtensions": [
+            {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4, "encrypt": false},
+            {"uri": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", "id": 2, "encrypt": false},
+            {"uri": "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", "id": 3, "encrypt": false}
+        ],
+        "encodings": [{"ssrc": ssrc, "rtx": {"ssrc": rtx}}],
+        "rtcp": {"cname": "test-cname", "reducedSize": true}
+    }))
+    .expect("valid VP8 parameters")
+}
+
+pub fn opus_parameters(mid: &str, ssrc: u32) -> RtpParameters {
+    serde_json::from_value(serde_json::json!({
+        "mid": mid,
+        "codecs": [{"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2,
+                    "parameters": {"minptime": 10, "useinbandfec": 1}, "rtcpFeedback": []}],
+        "headerExtensions": [
+            {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4, "encrypt": false},
+            {"uri": "urn:ietf:params:rtp-hdrext:ssrc-audio-level", "id": 1, "encrypt": false}
+        ],
+        "encodings": [{"ssrc": ssrc}],
+        "rtcp": {"cname": "test-cname", "reducedSize": true}
+    }))
+    .expect("valid opus parameters")
+}
+
+pub fn vp8_simulcast_parameters(mid: &str) -> RtpParameters {
+    serde_json::from_value(serde_json::json!({
+        "mid": mid,
+        "codecs": [
+            {"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {},
+             "rtcpFeedback": [{"type": "nack", "parameter": ""}, {"type": "nack", "parameter": "pli"}]}
+        ],
+        "headerExtensions": [
+            {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4, "encrypt": false},
+            {"uri": "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "id": 10, "encrypt": false},
+            {"uri": "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id", "id": 11, "encrypt": false}
+        ],
+        "encodings": [{"rid": "r0"}, {"rid": "r1"}, {"rid": "r2"}],
+        "rtcp": {"cname": "", "reducedSize": true}
+    }))
+    .expect("valid simulcast parameters")
+}
+
+/// A VP8 payload: descriptor with S=1, PID=0 and a payload header whose P bit
+/// says key frame (true) or delta frame (false).
+pub fn vp8_payload(keyframe: bool, fill: u8) -> Vec<u8> {
+    let mut p = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
+    p.extend(std::iter::repeat_n(fill, 100));
+    p
+}
+
+pub fn kind_of(kind: MediaKind) -> StrKind {
+    match kind {
+        MediaKind::Audio => StrKind::Audio,
+        MediaKind::Video => StrKind::Video,
+    }
+}
+
+pub type Counts = HashMap<u32, usize>;
