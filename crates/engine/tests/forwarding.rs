@@ -95,3 +95,203 @@ fn audio_and_video_reach_two_consumers_with_their_own_ssrcs_and_router_payload_t
     let stats = sfu.block(sfu.worker.stats()).expect("stats");
     assert!(stats.rtp_packets_out >= 80, "forwarded packets are counted: {stats:?}");
 }
+
+/// One VP8 producer and one resumed consumer on a second transport.
+struct VideoPair {
+    sfu: Sfu,
+    sender: ClientPeer,
+    receiver: ClientPeer,
+    producer: simplesfu_proto::ProducerId,
+    consumer: simplesfu_proto::ConsumerId,
+    consumer_ssrc: u32,
+}
+
+fn video_pair() -> VideoPair {
+    let Scenario { sfu, mut sender } = connected_sender();
+    let producer = sfu
+        .block(sfu.worker.produce(ProducerOptions {
+            transport_id: sender.id.expect("created"),
+            kind: MediaKind::Video,
+            rtp_parameters: vp8_parameters("0", 1111, 2222),
+            paused: false,
+        }))
+        .expect("video producer");
+    sender.declare_send("0", StrKind::Video, 1111, Some(2222), None);
+    let mut receiver = receiver(&sfu);
+    let info = sfu.block(sfu.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
+    let consumer_ssrc = info.rtp_parameters.encodings[0].ssrc.expect("ssrc");
+    receiver.expect_receive(
+        info.rtp_parameters.mid.as_deref().expect("mid"),
+        StrKind::Video,
+        consumer_ssrc,
+        info.rtp_parameters.encodings[0].rtx.map(|r| r.ssrc),
+    );
+    VideoPair { sfu, sender, receiver, producer, consumer: info.id, consumer_ssrc }
+}
+
+/// Send video until `done` holds; returns whether it did.
+fn stream_video(pair: &mut VideoPair, seq: &mut u64, timeout: Duration, mut done: impl FnMut(&ClientPeer, &ClientPeer) -> bool) -> bool {
+    let VideoPair { sender, receiver, .. } = pair;
+    pump_until(&mut [sender, receiver], timeout, |p| {
+        *seq += 1;
+        let s = *seq;
+        p[0].send_rtp(1111, 96, 10_000 + s, (s * 3000) as u32, true, &vp8_payload(false, s as u8));
+        done(&*p[0], &*p[1])
+    })
+}
+
+#[test]
+fn a_consumer_pli_reaches_the_producer_as_a_keyframe_request() {
+    let mut pair = video_pair();
+    pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume");
+    let ssrc = pair.consumer_ssrc;
+    let mut seq = 0;
+    assert!(stream_video(&mut pair, &mut seq, WAIT, |_, r| r.received_from(ssrc).len() >= 5), "video flows");
+    let before = pair.sender.keyframe_requests;
+    // Past the throttle window of the resume's own request.
+    std::thread::sleep(Duration::from_millis(600));
+    pair.receiver.request_keyframe(ssrc);
+    assert!(
+        stream_video(&mut pair, &mut seq, WAIT, |s, _| s.keyframe_requests > before),
+        "the sender sees a key-frame request after the receiver's PLI"
+    );
+}
+
+#[test]
+fn pause_stops_packets_and_resume_restarts_them_with_a_keyframe_request() {
+    let mut pair = video_pair();
+    let ssrc = pair.consumer_ssrc;
+    let mut seq = 0;
+    // Created paused: nothing arrives.
+    assert!(!stream_video(&mut pair, &mut seq, Duration::from_millis(700), |_, r| !r.received_from(ssrc).is_empty()));
+    let requests_before = pair.sender.keyframe_requests;
+    pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume");
+    assert!(stream_video(&mut pair, &mut seq, WAIT, |s, r| r.received_from(ssrc).len() >= 10 && s.keyframe_requests > requests_before),
+        "resume brings packets and a key-frame request");
+    pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, true)).expect("pause");
+    // Let packets in flight land, then nothing more may arrive.
+    stream_video(&mut pair, &mut seq, Duration::from_millis(200), |_, _| false);
+    let count = pair.receiver.received_from(ssrc).len();
+    stream_video(&mut pair, &mut seq, Duration::from_millis(700), |_, _| false);
+    assert_eq!(pair.receiver.received_from(ssrc).len(), count, "a paused consumer receives nothing");
+    std::thread::sleep(Duration::from_millis(600));
+    let requests_before = pair.sender.keyframe_requests;
+    pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume again");
+    assert!(stream_video(&mut pair, &mut seq, WAIT, |s, r| r.received_from(ssrc).len() >= count + 10 && s.keyframe_requests > requests_before),
+        "packets and a key-frame request come back after resume");
+    // The receiver sees one continuous sequence across the pause.
+    let seqs: Vec<u64> = pair.receiver.received_from(ssrc).iter().map(|p| p.seq).collect();
+    assert!(seqs.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 3), "no jump in sequence numbers across the pause: {seqs:?}");
+}
+
+#[test]
+fn closing_the_producer_closes_its_consumers() {
+    let mut pair = video_pair();
+    pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume");
+    let ssrc = pair.consumer_ssrc;
+    let mut seq = 0;
+    assert!(stream_video(&mut pair, &mut seq, WAIT, |_, r| r.received_from(ssrc).len() >= 5));
+    let closed = pair.sfu.block(pair.sfu.worker.close_producer(pair.producer)).expect("close");
+    assert_eq!(closed.consumers, vec![pair.consumer], "the consumer went with its producer");
+    assert_eq!(
+        pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)),
+        Err(simplesfu_engine::EngineError::ConsumerNotFound(pair.consumer))
+    );
+    stream_video(&mut pair, &mut seq, Duration::from_millis(200), |_, _| false);
+    let count = pair.receiver.received_from(ssrc).len();
+    stream_video(&mut pair, &mut seq, Duration::from_millis(500), |_, _| false);
+    assert_eq!(pair.receiver.received_from(ssrc).len(), count, "nothing is forwarded after close");
+    let stats = pair.sfu.block(pair.sfu.worker.stats()).expect("stats");
+    assert_eq!((stats.producers, stats.consumers), (0, 0));
+}
+
+#[test]
+fn a_data_message_reaches_every_data_consumer() {
+    let Scenario { sfu, mut sender } = connected_sender();
+    let send_channel = sender.open_channel(3, "chat");
+    let data_producer = sfu
+        .block(sfu.worker.produce_data(simplesfu_engine::DataProducerOptions {
+            transport_id: sender.id.expect("created"),
+            sctp_stream_parameters: mediasoup_types::sctp_parameters::SctpStreamParameters::new_ordered(3),
+            label: "chat".into(),
+            protocol: String::new(),
+        }))
+        .expect("data producer");
+    let mut receivers = vec![receiver(&sfu), receiver(&sfu)];
+    let mut channels = Vec::new();
+    for r in receivers.iter_mut() {
+        let info = sfu.block(sfu.worker.consume_data(r.id.expect("created"), data_producer)).expect("data consumer");
+        assert_eq!(info.label, "chat");
+        channels.push(r.open_channel(info.sctp_stream_parameters.stream_id, "chat"));
+    }
+    let [r0, r1] = &mut receivers[..] else { unreachable!() };
+    let mut sent = false;
+    let got = pump_until(&mut [&mut sender, r0, r1], WAIT, |p| {
+        if !sent && p[0].channel_open.contains(&send_channel) {
+            sent = p[0].write_data(send_channel, b"hello from the producer");
+        }
+        p[1..].iter().all(|r| r.data.iter().any(|(_, d)| d == b"hello from the producer"))
+    });
+    assert!(got, "both data consumers receive the message (sent: {sent})");
+}
+
+#[test]
+fn simulcast_forwards_the_highest_layer_from_its_keyframe_on() {
+    let Scenario { sfu, mut sender } = connected_sender();
+    let producer = sfu
+        .block(sfu.worker.produce(ProducerOptions {
+            transport_id: sender.id.expect("created"),
+            kind: MediaKind::Video,
+            rtp_parameters: vp8_simulcast_parameters("0"),
+            paused: false,
+        }))
+        .expect("simulcast producer");
+    for (i, rid) in ["r0", "r1", "r2"].iter().enumerate() {
+        sender.declare_send("0", StrKind::Video, 5000 + i as u32, None, Some(rid));
+    }
+    let mut r = receiver(&sfu);
+    let info = sfu.block(sfu.worker.consume(r.id.expect("created"), producer)).expect("consumer");
+    assert_eq!(info.consumer_type, "simulcast");
+    let ssrc = info.rtp_parameters.encodings[0].ssrc.expect("ssrc");
+    r.expect_receive(info.rtp_parameters.mid.as_deref().expect("mid"), StrKind::Video, ssrc, info.rtp_parameters.encodings[0].rtx.map(|x| x.ssrc));
+    sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
+    let mut seq = 0u64;
+    let got = pump_until(&mut [&mut sender, &mut r], WAIT, |p| {
+        seq += 1;
+        for layer in 0..3u32 {
+            // Key frames every 20 packets; the payload's fill byte names the layer.
+            let key = seq % 20 == 0;
+            p[0].send_rtp(5000 + layer, 96, 1000 * layer as u64 + seq, (seq * 3000) as u32, true, &vp8_payload(key, layer as u8));
+        }
+        p[1].received_from(ssrc).len() >= 15
+    });
+    assert!(got, "the consumer receives the simulcast stream");
+    let received = r.received_from(ssrc);
+    assert!(received.iter().all(|p| p.payload[2] == 2), "only the highest layer (r2) is forwarded");
+    assert_eq!(received[0].payload[1] & 0x01, 0, "forwarding starts at a key frame");
+}
+
+#[test]
+fn garbage_datagrams_are_dropped_and_counted() {
+    let Scenario { sfu, mut sender } = connected_sender();
+    let socket = std::net::UdpSocket::bind((LOOPBACK, 0)).expect("socket");
+    let server = sfu.worker.local_addr();
+    let server = std::net::SocketAddr::new(LOOPBACK, server.port());
+    for i in 0..50u8 {
+        socket.send_to(&[i; 37], server).expect("send");
+    }
+    // A truncated STUN header with a valid cookie.
+    socket.send_to(&[0, 1, 0, 200, 0x21, 0x12, 0xa4, 0x42, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12], server).expect("send");
+    let got = pump_until(&mut [&mut sender], WAIT, |_| {
+        sfu.block(sfu.worker.stats()).map(|s| s.datagrams_dropped >= 51).unwrap_or(false)
+    });
+    assert!(got, "every garbage datagram is counted as dropped");
+    // The worker still serves its transport.
+    let producer = sfu.block(sfu.worker.produce(ProducerOptions {
+        transport_id: sender.id.expect("created"),
+        kind: MediaKind::Audio,
+        rtp_parameters: opus_parameters("0", 3333),
+        paused: false,
+    }));
+    assert!(producer.is_ok(), "the worker still works after garbage: {producer:?}");
+}
