@@ -23,6 +23,10 @@ pub struct JoinRoom {
     /// Numbers are accepted too and taken as their decimal text.
     #[serde(deserialize_with = "room_id_from_string_or_number")]
     pub room_id: RoomId,
+    /// Extension (`joinRoom` only): `false` means the server creates no
+    /// consumers for this peer unless it asks (broadcast producers excepted).
+    #[serde(default)]
+    pub auto_consume: Option<bool>,
 }
 
 fn room_id_from_string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RoomId, D::Error> {
@@ -113,7 +117,10 @@ pub struct ProducerRef {
 #[derive(Debug, Clone)]
 pub enum Request {
     JoinRoom(JoinRoom),
-    LeaveRoom(JoinRoom),
+    /// The room named by the client, when it names one usably. The server
+    /// leaves the peer's current room whatever it says: the published client
+    /// sends `{roomId: {roomId: "<old>"}}` here.
+    LeaveRoom(Option<RoomId>),
     GetRouterRtpCapabilities,
     CreateWebRtcTransport(CreateWebRtcTransport),
     ConnectWebRtcTransport(ConnectWebRtcTransport),
@@ -230,7 +237,7 @@ impl Request {
         let data = map.get("data").cloned().unwrap_or(Value::Null);
         Ok(match kind {
             RequestType::JoinRoom => Request::JoinRoom(data_of(kind, data)?),
-            RequestType::LeaveRoom => Request::LeaveRoom(data_of(kind, data)?),
+            RequestType::LeaveRoom => Request::LeaveRoom(data_of::<JoinRoom>(kind, data).ok().map(|j| j.room_id)),
             RequestType::GetRouterRtpCapabilities => Request::GetRouterRtpCapabilities,
             RequestType::CreateWebRtcTransport => {
                 let data = if data.is_null() { Value::Object(Default::default()) } else { data };
@@ -314,6 +321,14 @@ mod tests {
         assert!(matches!(r, Request::JoinRoom(j) if j.room_id.as_str() == "abc"));
         let r = Request::parse(&json!({"type": "joinRoom", "data": {"roomId": 7}})).expect("valid");
         assert!(matches!(r, Request::JoinRoom(j) if j.room_id.as_str() == "7"));
+    }
+
+    #[test]
+    fn leave_room_accepts_the_published_clients_nested_room_id() {
+        let r = Request::parse(&json!({"type": "leaveRoom", "data": {"roomId": {"roomId": "old"}}})).expect("valid");
+        assert!(matches!(r, Request::LeaveRoom(None)));
+        let r = Request::parse(&json!({"type": "leaveRoom", "data": {"roomId": "old"}})).expect("valid");
+        assert!(matches!(r, Request::LeaveRoom(Some(id)) if id.as_str() == "old"));
     }
 
     #[test]

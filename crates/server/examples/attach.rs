@@ -1,0 +1,42 @@
+//! An application with its own axum routes and its own socket.io events that
+//! adds the SFU with one call. Run it with
+//! `cargo run -p simplesfu --example attach` and point a
+//! simple-mediasoup-peer-client at http://127.0.0.1:3001.
+
+use axum::routing::get;
+use simplesfu::{Sfu, SfuOptions, MAX_SOCKET_IO_PAYLOAD};
+use socketioxide::extract::{Data, SocketRef};
+use socketioxide::SocketIo;
+use std::net::{IpAddr, Ipv4Addr};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_env_filter("info").init();
+
+    let (layer, io) = SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).build_layer();
+
+    // The application's own namespace handler: a chat event of its own, and
+    // the SFU's signaling on the same socket. (An application without a "/"
+    // handler of its own would call `Sfu::attach(&io, options)` instead.)
+    let sfu = Sfu::new(SfuOptions {
+        rtc_listen_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        rtc_port: 0,
+        ..SfuOptions::default()
+    })?;
+    let media = sfu.clone();
+    io.ns("/", async move |socket: SocketRef| {
+        socket.on("chat", async |socket: SocketRef, Data(text): Data<String>| {
+            socket.broadcast().emit("chat", &text).await.ok();
+        });
+        media.on_connect(socket);
+    });
+
+    let app = axum::Router::new()
+        .route("/", get(|| async { "my app, with an SFU inside" }))
+        .layer(layer);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
+    println!("attach example listening on http://{}", listener.local_addr()?);
+    axum::serve(listener, app).await?;
+    sfu.shutdown();
+    Ok(())
+}

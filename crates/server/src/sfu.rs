@@ -1,0 +1,473 @@
+//! [`Sfu`]: the SFU as a library object. It owns the media workers, the
+//! signaling registry and one request queue per peer, attaches to a
+//! socketioxide [`SocketIo`], and carries out what registry operations ask
+//! for (pushes, engine closes, `availableProducers` refreshes).
+//!
+//! Concurrency: socketioxide runs each incoming message in its own task, so
+//! every peer has an async queue (a `tokio::sync::Mutex<()>`) that its
+//! requests, its disconnect cleanup and engine events about its transports
+//! take in turn; one peer's requests therefore run in the order they were
+//! sent. The registry sits behind a std mutex held only for bookkeeping, never
+//! across an `.await`. Work that touches another peer's consumers takes that
+//! peer's queue in a task of its own, so no task ever holds two queues.
+
+use crate::errors::{from_engine, SfuError};
+use crate::registry::{AutoConsume, ConsumePlan, Effects, Registry, RegistryCounts, WorkerIndex};
+use serde_json::Value;
+use simplesfu_engine::{EngineError, EngineEvent, Worker, WorkerHandle, WorkerSettings};
+use simplesfu_proto::{
+    success_ack, CreateConsumer, CreateDataConsumer, DataProducerId, ErrorCode, PeerId, ProducerId,
+    Push, Request, RoomId, SignalingError, SIGNALING_EVENT,
+};
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::socket::DisconnectReason;
+use socketioxide::SocketIo;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+use tokio::sync::mpsc::UnboundedReceiver;
+
+/// A request that has not been answered after this long gets an
+/// `internal_error` ack: the client must always hear back.
+const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
+
+/// How the SFU's media side is set up.
+#[derive(Debug, Clone)]
+pub struct SfuOptions {
+    /// Media worker threads. Only 1 for now: consuming a producer of another
+    /// worker needs pipes between workers, which come later.
+    pub workers: usize,
+    /// Address the workers' UDP sockets bind to.
+    pub rtc_listen_ip: IpAddr,
+    /// UDP port of worker 0; worker `i` uses `rtc_port + i`. 0 picks free ports.
+    pub rtc_port: u16,
+    /// Address put in ICE candidates. `None`: the listen address, or
+    /// 127.0.0.1 when that is unspecified (0.0.0.0 / ::).
+    pub announced_ip: Option<IpAddr>,
+    /// Resend `availableProducers` to every room this often (`None`: only on
+    /// changes). The published client relies on the periodic resend to
+    /// recover from a missed push; the original server sent it every second.
+    pub available_producers_interval: Option<Duration>,
+}
+
+impl Default for SfuOptions {
+    fn default() -> Self {
+        Self {
+            workers: 1,
+            rtc_listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            rtc_port: 40000,
+            announced_ip: None,
+            available_producers_interval: Some(Duration::from_millis(1000)),
+        }
+    }
+}
+
+impl SfuOptions {
+    /// The address announced in ICE candidates.
+    pub fn effective_announced_ip(&self) -> IpAddr {
+        match self.announced_ip {
+            Some(ip) => ip,
+            None if self.rtc_listen_ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            None => self.rtc_listen_ip,
+        }
+    }
+}
+
+/// Counters for `/health` and metrics.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct SfuStats {
+    pub workers: usize,
+    #[serde(flatten)]
+    pub signaling: RegistryCounts,
+}
+
+/// What the SFU keeps per connected socket.
+struct PeerLink {
+    socket: SocketRef,
+    /// Serializes this peer's requests (see the module doc).
+    queue: Arc<tokio::sync::Mutex<()>>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) workers: Vec<WorkerHandle>,
+    registry: Mutex<Registry>,
+    links: Mutex<HashMap<PeerId, PeerLink>>,
+    next_worker: AtomicUsize,
+}
+
+/// The SFU. Cheap to clone; all clones are the same SFU.
+///
+/// ```no_run
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let (layer, io) = socketioxide::SocketIo::new_layer();
+/// let sfu = simplesfu::Sfu::attach(&io, simplesfu::SfuOptions::default())?;
+/// let app = axum::Router::<()>::new().layer(layer);
+/// # let _ = (sfu, app); Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Sfu {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Sfu {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sfu").field("workers", &self.inner.workers).finish_non_exhaustive()
+    }
+}
+
+impl Sfu {
+    /// Start the media workers and attach the SFU to `io`'s default
+    /// namespace: every socket that connects to "/" becomes a peer. This is
+    /// the one call an application needs (the original `new MediasoupManager(io)`).
+    ///
+    /// If the application has its own "/" handler, use [`Sfu::new`] instead and
+    /// call [`Sfu::on_connect`] from that handler.
+    pub fn attach(io: &SocketIo, options: SfuOptions) -> Result<Sfu, SfuError> {
+        let sfu = Sfu::new(options)?;
+        let handle = sfu.clone();
+        io.ns("/", async move |socket: SocketRef| handle.on_connect(socket));
+        Ok(sfu)
+    }
+
+    /// Start the media workers and background tasks without attaching to a
+    /// namespace. Must run inside a tokio runtime.
+    pub fn new(options: SfuOptions) -> Result<Sfu, SfuError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| SfuError::NoRuntime)?;
+        if options.workers != 1 {
+            return Err(SfuError::UnsupportedWorkerCount(options.workers));
+        }
+        let announced_ip = options.effective_announced_ip();
+        let mut workers = Vec::with_capacity(options.workers);
+        let mut event_streams = Vec::with_capacity(options.workers);
+        for index in 0..options.workers {
+            let port = if options.rtc_port == 0 {
+                0
+            } else {
+                u16::try_from(usize::from(options.rtc_port) + index).unwrap_or(0)
+            };
+            let settings = WorkerSettings {
+                name: format!("worker-{index}"),
+                listen_ip: options.rtc_listen_ip,
+                port,
+                announced_ip,
+            };
+            let (handle, events) =
+                Worker::spawn(settings).map_err(|source| SfuError::WorkerSpawn { index, port, source })?;
+            workers.push(handle);
+            event_streams.push(events);
+        }
+        let sfu = Sfu {
+            inner: Arc::new(Inner {
+                workers,
+                registry: Mutex::new(Registry::default()),
+                links: Mutex::new(HashMap::new()),
+                next_worker: AtomicUsize::new(0),
+            }),
+        };
+        for (index, events) in event_streams.into_iter().enumerate() {
+            runtime.spawn(watch_engine_events(Arc::downgrade(&sfu.inner), index, events));
+        }
+        if let Some(period) = options.available_producers_interval.filter(|p| !p.is_zero()) {
+            runtime.spawn(resend_available_producers(Arc::downgrade(&sfu.inner), period));
+        }
+        Ok(sfu)
+    }
+
+    /// Make `socket` a peer: register it and its `mediasoupSignaling` and
+    /// disconnect handlers. Call this from your own namespace handler when
+    /// you do not use [`Sfu::attach`]. It replaces any disconnect handler
+    /// already set on the socket (socketioxide keeps one per socket).
+    pub fn on_connect(&self, socket: SocketRef) {
+        let peer = match socket.id.to_string().parse::<PeerId>() {
+            Ok(peer) => peer,
+            Err(error) => {
+                tracing::error!(%error, "socket id is not a usable peer id");
+                return;
+            }
+        };
+        let worker = self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % self.inner.workers.len();
+        self.registry().add_peer(peer.clone(), worker);
+        self.links().insert(
+            peer.clone(),
+            PeerLink { socket: socket.clone(), queue: Arc::new(tokio::sync::Mutex::new(())) },
+        );
+        tracing::info!(peer = %peer, worker, "peer connected");
+
+        let sfu = self.clone();
+        let id = peer.clone();
+        socket.on(SIGNALING_EVENT, move |TryData(raw): TryData<Value>, ack: AckSender| {
+            let (sfu, id) = (sfu.clone(), id.clone());
+            // A message whose arguments are not JSON is parsed as `null`,
+            // which the protocol refuses with a coded error like any other.
+            async move { sfu.on_request(&id, raw.unwrap_or(Value::Null), ack).await }
+        });
+        let sfu = self.clone();
+        socket.on_disconnect(move |reason: DisconnectReason| {
+            let (sfu, peer) = (sfu.clone(), peer.clone());
+            // Cleanup waits for the peer's queue; do not hold up socketioxide meanwhile.
+            tokio::spawn(async move { sfu.remove_peer(&peer, reason).await });
+            std::future::ready(())
+        });
+    }
+
+    /// Counters of peers, rooms, transports, producers and consumers.
+    pub fn stats(&self) -> SfuStats {
+        SfuStats { workers: self.inner.workers.len(), signaling: self.registry().counts() }
+    }
+
+    /// The UDP addresses the media workers listen on.
+    pub fn rtc_addrs(&self) -> Vec<std::net::SocketAddr> {
+        self.inner.workers.iter().map(WorkerHandle::local_addr).collect()
+    }
+
+    /// Stop the media workers (transports die with them).
+    pub fn shutdown(&self) {
+        for worker in &self.inner.workers {
+            worker.shutdown();
+        }
+    }
+
+    pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic while holding the lock leaves bookkeeping that is still
+        // structurally valid; keep serving rather than poisoning every peer.
+        self.inner.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn links(&self) -> MutexGuard<'_, HashMap<PeerId, PeerLink>> {
+        self.inner.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub(crate) fn worker(&self, index: WorkerIndex) -> Result<&WorkerHandle, SignalingError> {
+        self.inner
+            .workers
+            .get(index)
+            .ok_or_else(|| SignalingError::new(ErrorCode::InternalError, "no such media worker"))
+    }
+
+    fn queue_of(&self, peer: &PeerId) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        self.links().get(peer).map(|l| l.queue.clone())
+    }
+
+    /// One request, start to ack. Always acks exactly once.
+    async fn on_request(&self, peer: &PeerId, raw: Value, ack: AckSender) {
+        let outcome = match Request::parse(&raw) {
+            Err(e) => Err(e),
+            Ok(request) => {
+                let kind = request.request_type().as_str();
+                match self.queue_of(peer) {
+                    None => Err(SignalingError::new(ErrorCode::PeerNotFound, "this peer is disconnecting")),
+                    Some(queue) => {
+                        let _turn = queue.lock().await;
+                        match tokio::time::timeout(REQUEST_DEADLINE, self.dispatch(peer, request)).await {
+                            Ok(outcome) => outcome,
+                            Err(_) => {
+                                tracing::error!(peer = %peer, request = kind, "request timed out");
+                                Err(SignalingError::new(ErrorCode::InternalError, "the request timed out"))
+                            }
+                        }
+                    }
+                }
+                .inspect(|_| tracing::debug!(peer = %peer, request = kind, "request done"))
+            }
+        };
+        let body = match outcome {
+            Ok(fields) => success_ack(fields),
+            Err(error) => {
+                tracing::debug!(peer = %peer, code = error.code.as_str(), message = %error.message, "request refused");
+                error.to_ack()
+            }
+        };
+        if let Err(error) = ack.send(&body) {
+            tracing::debug!(peer = %peer, %error, "could not send ack");
+        }
+    }
+
+    /// Send a push to one peer (dropped if it is gone).
+    pub(crate) fn push(&self, peer: &PeerId, push: &Push) {
+        let socket = self.links().get(peer).map(|l| l.socket.clone());
+        let Some(socket) = socket else { return };
+        if let Err(error) = socket.emit(SIGNALING_EVENT, push) {
+            tracing::debug!(peer = %peer, %error, "could not send push");
+        }
+    }
+
+    /// Send every member of `room` the room's `availableProducers`.
+    pub(crate) fn send_available_producers(&self, room: &RoomId) {
+        let (members, available) = {
+            let registry = self.registry();
+            (registry.members(room), registry.available_producers(room))
+        };
+        let push = Push::AvailableProducers(available);
+        for member in &members {
+            self.push(member, &push);
+        }
+    }
+
+    /// Carry out what a registry operation asked for.
+    pub(crate) async fn apply(&self, effects: Effects) {
+        for (worker, id) in effects.close_consumers {
+            if let Ok(w) = self.worker(worker) {
+                match w.close_consumer(id).await {
+                    Ok(()) | Err(EngineError::ConsumerNotFound(_)) => {}
+                    Err(error) => tracing::warn!(consumer = %id, %error, "could not close consumer"),
+                }
+            }
+        }
+        for (worker, id) in effects.close_data_consumers {
+            if let Ok(w) = self.worker(worker) {
+                match w.close_data_consumer(id).await {
+                    Ok(()) | Err(EngineError::DataConsumerNotFound(_)) => {}
+                    Err(error) => tracing::warn!(data_consumer = %id, %error, "could not close data consumer"),
+                }
+            }
+        }
+        for (peer, push) in &effects.pushes {
+            self.push(peer, push);
+        }
+        for room in &effects.rooms_changed {
+            self.send_available_producers(room);
+        }
+    }
+
+    /// The peer's consumer of `producer`: the existing one, or a new one from
+    /// the engine (created paused).
+    pub(crate) async fn consumer_for(
+        &self,
+        peer: &PeerId,
+        producing_peer: &PeerId,
+        producer: ProducerId,
+    ) -> Result<CreateConsumer, SignalingError> {
+        let plan = self.registry().plan_consume(peer, producing_peer, producer)?;
+        let (worker, recv_transport) = match plan {
+            ConsumePlan::Existing(push) => return Ok(push),
+            ConsumePlan::Create { worker, recv_transport } => (worker, recv_transport),
+        };
+        let engine = self.worker(worker)?;
+        let info = engine.consume(recv_transport, producer).await.map_err(from_engine)?;
+        let consumer = info.id;
+        let recorded = self.registry().add_consumer(peer, producing_peer, recv_transport, info);
+        if recorded.is_err() {
+            // The producer, the room or the transport went away meanwhile.
+            let _ = engine.close_consumer(consumer).await;
+        }
+        recorded
+    }
+
+    pub(crate) async fn data_consumer_for(
+        &self,
+        peer: &PeerId,
+        producing_peer: &PeerId,
+        producer: DataProducerId,
+    ) -> Result<CreateDataConsumer, SignalingError> {
+        let plan = self.registry().plan_consume_data(peer, producing_peer, producer)?;
+        let (worker, recv_transport) = match plan {
+            ConsumePlan::Existing(push) => return Ok(push),
+            ConsumePlan::Create { worker, recv_transport } => (worker, recv_transport),
+        };
+        let engine = self.worker(worker)?;
+        let info = engine.consume_data(recv_transport, producer).await.map_err(from_engine)?;
+        let consumer = info.id;
+        let recorded = self.registry().add_data_consumer(peer, producing_peer, recv_transport, info);
+        if recorded.is_err() {
+            let _ = engine.close_data_consumer(consumer).await;
+        }
+        recorded
+    }
+
+    /// Create consumers nobody asked for (see "Who consumes what" in
+    /// docs/PROTOCOL.md) and push them. Each consuming peer's queue is taken
+    /// in a task of its own, so this never waits on two queues at once.
+    pub(crate) fn auto_consume(&self, targets: Vec<AutoConsume>) {
+        let mut by_peer: HashMap<PeerId, Vec<AutoConsume>> = HashMap::new();
+        for target in targets {
+            by_peer.entry(target.consumer.clone()).or_default().push(target);
+        }
+        for (peer, targets) in by_peer {
+            let sfu = self.clone();
+            tokio::spawn(async move {
+                let Some(queue) = sfu.queue_of(&peer) else { return };
+                let _turn = queue.lock().await;
+                for t in targets {
+                    match sfu.consumer_for(&peer, &t.producing_peer, t.producer).await {
+                        Ok(push) => sfu.push(&peer, &Push::CreateConsumer(Box::new(push))),
+                        Err(error) => tracing::debug!(
+                            peer = %peer, producer = %t.producer, code = error.code.as_str(), "automatic consumer not created"
+                        ),
+                    }
+                }
+            });
+        }
+    }
+
+    /// Disconnect cleanup: after the peer's last request, leave its room,
+    /// close its transports (the engine closes what lived on them) and tell
+    /// the peers that consumed from it.
+    async fn remove_peer(&self, peer: &PeerId, reason: DisconnectReason) {
+        let link = self.links().remove(peer);
+        if let Some(link) = &link {
+            let _turn = link.queue.lock().await;
+            self.cleanup_peer(peer).await;
+        } else {
+            self.cleanup_peer(peer).await;
+        }
+        tracing::info!(peer = %peer, ?reason, "peer disconnected");
+    }
+
+    async fn cleanup_peer(&self, peer: &PeerId) {
+        let Some(removed) = self.registry().remove_peer(peer) else { return };
+        if let Ok(engine) = self.worker(removed.worker) {
+            for transport in removed.transports {
+                match engine.close_transport(transport).await {
+                    Ok(_) | Err(EngineError::TransportNotFound(_)) => {}
+                    Err(error) => tracing::warn!(peer = %peer, %error, "could not close transport"),
+                }
+            }
+        }
+        self.apply(removed.effects).await;
+    }
+
+    async fn on_engine_event(&self, worker: WorkerIndex, event: EngineEvent) {
+        match event {
+            EngineEvent::TransportClosed { transport_id, reason, .. } => {
+                let owner = self.registry().transport_owner(transport_id);
+                let Some(owner) = owner else { return };
+                tracing::info!(peer = %owner, worker, transport = %transport_id, %reason, "transport closed by the engine");
+                let Some(queue) = self.queue_of(&owner) else { return };
+                let _turn = queue.lock().await;
+                let closed = self.registry().transport_closed(transport_id);
+                if let Some((_, effects)) = closed {
+                    self.apply(effects).await;
+                }
+            }
+        }
+    }
+}
+
+async fn watch_engine_events(sfu: Weak<Inner>, worker: WorkerIndex, mut events: UnboundedReceiver<EngineEvent>) {
+    while let Some(event) = events.recv().await {
+        let Some(inner) = sfu.upgrade() else { break };
+        Sfu { inner }.on_engine_event(worker, event).await;
+    }
+}
+
+async fn resend_available_producers(sfu: Weak<Inner>, period: Duration) {
+    let mut ticker = tokio::time::interval(period);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticker.tick().await;
+    loop {
+        ticker.tick().await;
+        let Some(inner) = sfu.upgrade() else { break };
+        let sfu = Sfu { inner };
+        let rooms = sfu.registry().room_ids();
+        for room in &rooms {
+            sfu.send_available_producers(room);
+        }
+    }
+}
+
+/// Build a success ack's fields from pairs.
+pub(crate) fn fields<const N: usize>(pairs: [(&str, Value); N]) -> serde_json::Map<String, Value> {
+    pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
