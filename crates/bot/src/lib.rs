@@ -1,0 +1,14 @@
+//! simplesfu-bot: synthetic WebRTC peers (str0m on the client side) that
+//! speak simplesfu's protocol v1 or Janus's VideoRoom API, publish stamped
+//! synthetic media and measure what arrives; plus the benchmark harness that
+//! runs scenarios against both servers and writes the report.
+
+pub mod janus;
+pub mod load;
+pub mod media;
+pub mod payload;
+pub mod procfs;
+pub mod sfu;
+pub mod signaling;
+pub mod stats;
+pub mod transport;

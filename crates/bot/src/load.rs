@@ -1,0 +1,434 @@
+//! One load run: peers join at a set rate (publishers first), the run waits
+//! for media to flow, measures for a fixed window, and returns a report. A
+//! progress line goes to stderr once a second.
+
+use crate::media::MediaOptions;
+use crate::procfs;
+use crate::sfu::{JoinedPeer, PeerSpec};
+use crate::stats::{Histogram, Kind, KindTotals, LatencySummary};
+use crate::transport::{RunState, TransportHandle};
+use serde::Serialize;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// Which server the peers talk to.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", content = "url", rename_all = "lowercase")]
+pub enum Target {
+    /// simplesfu at `http://host:port`.
+    Simplesfu(String),
+    /// Janus VideoRoom, HTTP API at `http://host:port/janus`.
+    Janus(String),
+}
+
+impl Target {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Simplesfu(_) => "simplesfu",
+            Target::Janus(_) => "janus",
+        }
+    }
+}
+
+/// The shape of one run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadConfig {
+    pub target: Target,
+    pub rooms: u32,
+    pub publishers_per_room: u32,
+    /// Receive-only peers per room.
+    pub subscribers_per_room: u32,
+    /// Publishers also receive everyone else in their room.
+    pub publishers_subscribe: bool,
+    pub media: MediaOptions,
+    /// Measurement window.
+    #[serde(skip)]
+    pub duration: Duration,
+    /// Peers started per second.
+    pub join_rate: f64,
+    #[serde(skip)]
+    pub local_ip: IpAddr,
+    /// Print the progress line.
+    #[serde(skip)]
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct KindReport {
+    pub streams: u64,
+    pub packets: u64,
+    pub expected: u64,
+    pub lost: u64,
+    pub loss_pct: f64,
+    pub duplicates: u64,
+    pub too_late: u64,
+    pub latency: LatencySummary,
+    pub kbps_per_stream: f64,
+}
+
+impl KindReport {
+    fn from_totals(t: &KindTotals, seconds: f64) -> KindReport {
+        KindReport {
+            streams: t.streams,
+            packets: t.packets,
+            expected: t.expected,
+            lost: t.lost,
+            loss_pct: t.loss_pct(),
+            duplicates: t.duplicates,
+            too_late: t.too_late,
+            latency: t.latency.summary_ms(),
+            kbps_per_stream: if t.streams == 0 || seconds <= 0.0 { 0.0 } else { t.bytes as f64 * 8.0 / 1000.0 / seconds / t.streams as f64 },
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LoadReport {
+    pub config: LoadConfig,
+    pub duration_s: f64,
+    pub peers: u64,
+    pub peers_joined: u64,
+    pub join_failures: u64,
+    pub first_error: Option<String>,
+    /// Streams the receivers should get (each receiver: each other publisher's audio/video).
+    pub expected_streams: u64,
+    /// Streams that delivered at least one packet in the window.
+    pub receiving_streams: u64,
+    pub packets_sent: u64,
+    pub packets_received: u64,
+    pub received_packets_per_s: f64,
+    pub loss_pct: f64,
+    pub latency: LatencySummary,
+    pub video: KindReport,
+    pub audio: KindReport,
+    /// From `joinRoom` to the first stamped packet, per receiver.
+    pub join_to_first_packet: LatencySummary,
+    pub receivers_without_media: u64,
+    /// The bot's own CPU use in the window, percent of one core.
+    pub bot_cpu_pct: f64,
+    /// Number of CPUs the bot may use.
+    pub bot_cpus: usize,
+}
+
+/// Edges of the measurement window, for a caller that samples the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Window {
+    Start,
+    End,
+}
+
+struct Peer {
+    spec: PeerSpec,
+    joined: JoinedPeer,
+}
+
+fn expected_streams_per_receiver(cfg: &LoadConfig, spec: &PeerSpec) -> u64 {
+    let kinds = cfg.media.video as u64 + cfg.media.audio as u64;
+    let others = if spec.publish { cfg.publishers_per_room.saturating_sub(1) } else { cfg.publishers_per_room };
+    others as u64 * kinds
+}
+
+fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
+    let mut specs = Vec::new();
+    let mut index = 0;
+    for publish in [true, false] {
+        for r in 0..cfg.rooms {
+            let n = if publish { cfg.publishers_per_room } else { cfg.subscribers_per_room };
+            for _ in 0..n {
+                specs.push(PeerSpec {
+                    room: format!("bench-{r}"),
+                    publish,
+                    subscribe: !publish || cfg.publishers_subscribe,
+                    index,
+                });
+                index += 1;
+            }
+        }
+    }
+    specs
+}
+
+async fn join_peer(cfg: &LoadConfig, spec: &PeerSpec, run: Arc<RunState>, stop: watch::Receiver<bool>) -> anyhow::Result<JoinedPeer> {
+    match &cfg.target {
+        Target::Simplesfu(url) => crate::sfu::join(url, spec, &cfg.media, cfg.local_ip, run, stop).await,
+        Target::Janus(url) => crate::janus::join(url, spec, &cfg.media, cfg.local_ip, run, stop).await,
+    }
+}
+
+fn receivers(peers: &[Peer]) -> impl Iterator<Item = (&PeerSpec, &TransportHandle)> {
+    peers.iter().filter_map(|p| p.joined.recv.as_ref().map(|r| (&p.spec, r)))
+}
+
+fn packets_sent(peers: &[Peer]) -> u64 {
+    peers.iter().filter_map(|p| p.joined.send.as_ref()).map(|s| s.counters.packets_sent.load(Ordering::Relaxed)).sum()
+}
+
+fn packets_received(peers: &[Peer]) -> u64 {
+    receivers(peers).map(|(_, r)| r.stats.lock().map(|s| s.packets()).unwrap_or(0)).sum()
+}
+
+fn progress(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = write!(err, "\r\x1b[2K{line}");
+    let _ = err.flush();
+}
+
+/// Run one load. `window` is called at the start and the end of the
+/// measurement window (the harness samples the server there).
+pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Result<LoadReport> {
+    let run_state = Arc::new(RunState::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let specs = peer_specs(&cfg);
+    let total = specs.len() as u64;
+    let started = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / cfg.join_rate.max(0.1));
+    let cfg = Arc::new(cfg);
+
+    // Join: publishers first (all of them before any subscriber, as a live
+    // stream would be), paced; each join in its own task.
+    let (publishers, subscribers): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.publish);
+    let mut peers = Vec::new();
+    let mut failures = 0u64;
+    let mut first_error = None;
+    let mut next = Instant::now();
+    let mut started_joins = 0u64;
+    for group in [publishers, subscribers] {
+        let mut tasks = tokio::task::JoinSet::new();
+        for spec in group {
+            tokio::time::sleep_until(next.into()).await;
+            next = Instant::now().max(next) + interval;
+            let (task_cfg, run_state, stop) = (cfg.clone(), run_state.clone(), stop_rx.clone());
+            tasks.spawn(async move {
+                let r = tokio::time::timeout(Duration::from_secs(60), join_peer(&task_cfg, &spec, run_state, stop)).await;
+                let r = r.unwrap_or_else(|_| Err(anyhow::anyhow!("join timed out after 60 s")));
+                (spec, r)
+            });
+            started_joins += 1;
+            if cfg.progress && started_joins % 10 == 1 {
+                progress(&format!("[{:6.1}s] joining {}/{} peers", started.elapsed().as_secs_f64(), started_joins, total));
+            }
+        }
+        while let Some(res) = tasks.join_next().await {
+            match res {
+                Ok((spec, Ok(joined))) => peers.push(Peer { spec, joined }),
+                Ok((spec, Err(e))) => {
+                    failures += 1;
+                    tracing::debug!(peer = spec.index, error = %e, "join failed");
+                    first_error.get_or_insert_with(|| format!("{e:#}"));
+                }
+                Err(e) => {
+                    failures += 1;
+                    first_error.get_or_insert_with(|| format!("join task failed: {e}"));
+                }
+            }
+        }
+    }
+
+    // Settle: wait (bounded) until every receiver has media, then one more second.
+    let settle_deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let waiting = receivers(&peers)
+            .filter(|(spec, r)| expected_streams_per_receiver(&cfg, spec) > 0 && r.stats.lock().map(|s| s.first_packet_ns.is_none()).unwrap_or(true))
+            .count();
+        if cfg.progress {
+            progress(&format!("[{:6.1}s] {} peers joined, {} failed, {} receivers waiting for media", started.elapsed().as_secs_f64(), peers.len(), failures, waiting));
+        }
+        if waiting == 0 || Instant::now() >= settle_deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Measure.
+    let bot_before = procfs::sample("self").ok();
+    let sent_before = packets_sent(&peers);
+    window(Window::Start);
+    run_state.measuring.store(true, Ordering::Relaxed);
+    let window_start = Instant::now();
+    let mut last_rx = 0;
+    while window_start.elapsed() < cfg.duration {
+        tokio::time::sleep(Duration::from_secs(1).min(cfg.duration.saturating_sub(window_start.elapsed()))).await;
+        if cfg.progress {
+            let rx = packets_received(&peers);
+            let mut video = KindTotals::default();
+            for (_, r) in receivers(&peers) {
+                if let Ok(s) = r.stats.lock() {
+                    video.merge(&s.totals(Kind::Video));
+                    video.merge(&s.totals(Kind::Audio));
+                }
+            }
+            progress(&format!(
+                "[{:6.1}s] measuring {:4.1}/{:.0}s: {} peers, {} pkt/s received, loss {:.2}%, p99 {:.1} ms",
+                started.elapsed().as_secs_f64(),
+                window_start.elapsed().as_secs_f64(),
+                cfg.duration.as_secs_f64(),
+                peers.len(),
+                rx - last_rx,
+                video.loss_pct(),
+                video.latency.summary_ms().p99_ms
+            ));
+            last_rx = rx;
+        }
+    }
+    run_state.measuring.store(false, Ordering::Relaxed);
+    window(Window::End);
+    let seconds = window_start.elapsed().as_secs_f64();
+    let sent = packets_sent(&peers) - sent_before;
+    let bot_after = procfs::sample("self").ok();
+    if cfg.progress {
+        eprintln!();
+    }
+
+    // Collect.
+    let (mut video, mut audio) = (KindTotals::default(), KindTotals::default());
+    let mut join_times = Histogram::default();
+    let mut expected_streams = 0;
+    let mut without_media = 0;
+    for (spec, r) in receivers(&peers) {
+        expected_streams += expected_streams_per_receiver(&cfg, spec);
+        let Ok(s) = r.stats.lock() else { continue };
+        video.merge(&s.totals(Kind::Video));
+        audio.merge(&s.totals(Kind::Audio));
+        match s.join_to_first_ms() {
+            Some(ms) => join_times.record_us((ms * 1000.0) as u64),
+            None if expected_streams_per_receiver(&cfg, spec) > 0 => without_media += 1,
+            None => {}
+        }
+    }
+    let _ = stop_tx.send(true);
+    let mut all = video.clone();
+    all.merge(&audio);
+    let bot_cpu_pct = match (bot_before, bot_after) {
+        (Some(a), Some(b)) if seconds > 0.0 => 100.0 * (b.cpu_s - a.cpu_s) / seconds,
+        _ => 0.0,
+    };
+    // Give the transports a moment to stop before the caller tears the server down.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cfg = Arc::try_unwrap(cfg).unwrap_or_else(|c| (*c).clone());
+    Ok(LoadReport {
+        duration_s: seconds,
+        peers: total,
+        peers_joined: peers.len() as u64,
+        join_failures: failures,
+        first_error,
+        expected_streams,
+        receiving_streams: all.streams,
+        packets_sent: sent,
+        packets_received: all.packets,
+        received_packets_per_s: all.packets as f64 / seconds.max(1e-9),
+        loss_pct: all.loss_pct(),
+        latency: all.latency.summary_ms(),
+        video: KindReport::from_totals(&video, seconds),
+        audio: KindReport::from_totals(&audio, seconds),
+        join_to_first_packet: join_times.summary_ms(),
+        receivers_without_media: without_media,
+        bot_cpu_pct,
+        bot_cpus: procfs::allowed_cpus(),
+        config: cfg,
+    })
+}
+
+impl LoadReport {
+    /// Streams that never delivered count as fully lost: a receiver that gets
+    /// nothing is the worst loss there is.
+    pub fn effective_loss_pct(&self) -> f64 {
+        if self.expected_streams == 0 {
+            return self.loss_pct;
+        }
+        let missing = self.expected_streams.saturating_sub(self.receiving_streams) as f64 / self.expected_streams as f64;
+        let delivered = 1.0 - missing;
+        100.0 * (missing + delivered * self.loss_pct / 100.0)
+    }
+
+    /// A human summary table.
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let c = &self.config;
+        t += &format!(
+            "{} | rooms {} x ({} publishers{} + {} subscribers) | video {} kbit/s {} pkt/s{} | audio {}\n",
+            c.target.name(),
+            c.rooms,
+            c.publishers_per_room,
+            if c.publishers_subscribe { " also receiving" } else { "" },
+            c.subscribers_per_room,
+            c.media.video_bitrate_bps / 1000,
+            c.media.video_packets_per_s,
+            if c.media.simulcast { " simulcast" } else { "" },
+            if c.media.audio { "on" } else { "off" },
+        );
+        t += &format!(
+            "peers joined {}/{} ({} failed{}) | streams receiving {}/{} | window {:.1} s\n",
+            self.peers_joined,
+            self.peers,
+            self.join_failures,
+            self.first_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default(),
+            self.receiving_streams,
+            self.expected_streams,
+            self.duration_s
+        );
+        t += "kind   streams   packets    lost  loss%   p50 ms   p99 ms   max ms  kbit/s/stream\n";
+        for (name, k) in [("video", &self.video), ("audio", &self.audio)] {
+            if k.streams == 0 && k.packets == 0 {
+                continue;
+            }
+            t += &format!(
+                "{name:<6} {:>7} {:>9} {:>7} {:>6.2} {:>8.2} {:>8.2} {:>8.2} {:>14.0}\n",
+                k.streams, k.packets, k.lost, k.loss_pct, k.latency.p50_ms, k.latency.p99_ms, k.latency.max_ms, k.kbps_per_stream
+            );
+        }
+        t += &format!(
+            "sent {} pkt, received {} pkt ({:.0}/s) | join to first packet p50 {:.0} ms, max {:.0} ms, {} receivers without media | bot CPU {:.0}% of one core ({} CPUs)\n",
+            self.packets_sent,
+            self.packets_received,
+            self.received_packets_per_s,
+            self.join_to_first_packet.p50_ms,
+            self.join_to_first_packet.max_ms,
+            self.receivers_without_media,
+            self.bot_cpu_pct,
+            self.bot_cpus
+        );
+        t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(publishers: u32, subscribers: u32, meeting: bool) -> LoadConfig {
+        LoadConfig {
+            target: Target::Simplesfu("http://127.0.0.1:1".into()),
+            rooms: 2,
+            publishers_per_room: publishers,
+            subscribers_per_room: subscribers,
+            publishers_subscribe: meeting,
+            media: MediaOptions { audio: true, ..Default::default() },
+            duration: Duration::from_secs(1),
+            join_rate: 10.0,
+            local_ip: IpAddr::from([127, 0, 0, 1]),
+            progress: false,
+        }
+    }
+
+    #[test]
+    fn peers_and_expected_streams_per_scenario() {
+        let live = cfg(1, 3, false);
+        let specs = peer_specs(&live);
+        assert_eq!(specs.len(), 8);
+        assert!(specs[..2].iter().all(|s| s.publish && !s.subscribe), "publishers come first");
+        assert_eq!(expected_streams_per_receiver(&live, &specs[5]), 2, "audio + video of the one publisher");
+        let meeting = cfg(10, 0, true);
+        let specs = peer_specs(&meeting);
+        assert_eq!(specs.len(), 20);
+        assert!(specs.iter().all(|s| s.publish && s.subscribe));
+        assert_eq!(expected_streams_per_receiver(&meeting, &specs[0]), 18, "9 others x 2 kinds");
+        let ids: std::collections::HashSet<u32> = specs.iter().map(|s| s.index).collect();
+        assert_eq!(ids.len(), 20, "unique stream id prefixes");
+    }
+}

@@ -1,0 +1,133 @@
+//! The `simplesfu-bot` command: `run` a load against a server, measure the
+//! `floor` cost of forwarding a packet on this machine, or run the `bench`
+//! harness. Only wiring here.
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use simplesfu_bot::load::{self, LoadConfig, Target};
+use simplesfu_bot::media::MediaOptions;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use tracing_subscriber::EnvFilter;
+
+#[derive(Parser)]
+#[command(name = "simplesfu-bot", version, about = "Load-test peers and benchmark harness for simplesfu")]
+struct Cli {
+    /// Log level or tracing filter (logs go to stderr).
+    #[arg(long, global = true, default_value = "warn")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one load against a server and print a summary.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct RunArgs {
+    /// simplesfu's URL (http://host:port).
+    #[arg(long, default_value = "http://127.0.0.1:3000")]
+    server: String,
+    /// Drive Janus VideoRoom at this HTTP API URL (http://host:8088/janus) instead of simplesfu.
+    #[arg(long)]
+    janus: Option<String>,
+    /// Number of rooms.
+    #[arg(long, default_value_t = 1)]
+    rooms: u32,
+    /// Publishers per room.
+    #[arg(long, default_value_t = 1)]
+    publishers: u32,
+    /// Receive-only subscribers per room.
+    #[arg(long, default_value_t = 2)]
+    subscribers: u32,
+    /// Publishers also receive every other publisher of their room (a meeting).
+    #[arg(long)]
+    meeting: bool,
+    /// Video bitrate of a publisher, bits per second (the top layer with --simulcast).
+    #[arg(long, default_value_t = 1_500_000)]
+    bitrate: u64,
+    /// Video packets per second of a publisher.
+    #[arg(long, default_value_t = 200)]
+    packet_rate: u32,
+    /// Video frames per second (packets are sent in per-frame bursts).
+    #[arg(long, default_value_t = 25)]
+    fps: u32,
+    /// Do not send video.
+    #[arg(long)]
+    no_video: bool,
+    /// Also send opus-like audio (50 packets/s).
+    #[arg(long)]
+    audio: bool,
+    /// Send three VP8 simulcast layers (r0, r1, r2).
+    #[arg(long)]
+    simulcast: bool,
+    /// Measurement window in seconds (after everyone joined and media flows).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Peers joining per second.
+    #[arg(long, default_value_t = 50.0)]
+    join_rate: f64,
+    /// Local address the bot's UDP sockets bind to.
+    #[arg(long, default_value = "127.0.0.1")]
+    local_ip: IpAddr,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// No progress line.
+    #[arg(long)]
+    quiet: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_new(&cli.log_level).with_context(|| format!("invalid log level `{}`", cli.log_level))?;
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    match cli.command {
+        Command::Run(args) => run_load(args),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(simplesfu_bot::procfs::allowed_cpus())
+        .enable_all()
+        .build()
+        .context("could not start the async runtime")
+}
+
+fn run_load(a: RunArgs) -> anyhow::Result<()> {
+    let target = match a.janus {
+        Some(url) => Target::Janus(url),
+        None => Target::Simplesfu(a.server),
+    };
+    let cfg = LoadConfig {
+        target,
+        rooms: a.rooms,
+        publishers_per_room: a.publishers,
+        subscribers_per_room: a.subscribers,
+        publishers_subscribe: a.meeting,
+        media: MediaOptions {
+            video: !a.no_video,
+            video_bitrate_bps: a.bitrate,
+            video_packets_per_s: a.packet_rate,
+            fps: a.fps,
+            audio: a.audio,
+            simulcast: a.simulcast,
+        },
+        duration: Duration::from_secs_f64(a.duration.max(0.5)),
+        join_rate: a.join_rate,
+        local_ip: a.local_ip,
+        progress: !a.quiet,
+    };
+    let report = runtime()?.block_on(load::run(cfg, &mut |_| {}))?;
+    print!("{}", report.table());
+    if let Some(path) = a.json {
+        let text = serde_json::to_string_pretty(&report).context("report to JSON")?;
+        std::fs::write(&path, text).with_context(|| format!("could not write {}", path.display()))?;
+    }
+    Ok(())
+}

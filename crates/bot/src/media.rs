@@ -1,0 +1,150 @@
+//! What a publishing peer sends: bitrate and packet rate turned into frames,
+//! packets per frame and payload sizes per layer, plus the SSRCs and stream
+//! ids of one peer. Shared by the simplesfu and Janus drivers.
+
+use crate::payload::{MAX_PAYLOAD, MIN_PAYLOAD};
+use crate::transport::{MediaPlan, VideoLayer};
+use serde::Serialize;
+
+/// Media options of a run (the CLI's).
+#[derive(Debug, Clone, Serialize)]
+pub struct MediaOptions {
+    /// Send video (top layer bitrate and packet rate below).
+    pub video: bool,
+    pub video_bitrate_bps: u64,
+    pub video_packets_per_s: u32,
+    pub fps: u32,
+    pub audio: bool,
+    /// Three VP8 layers r0, r1, r2 (1/16, 1/4 and all of the bitrate and packet rate).
+    pub simulcast: bool,
+}
+
+impl Default for MediaOptions {
+    fn default() -> Self {
+        MediaOptions { video: true, video_bitrate_bps: 1_500_000, video_packets_per_s: 200, fps: 25, audio: false, simulcast: false }
+    }
+}
+
+/// Audio: 50 packets/s of 20 ms, 80-byte payloads (32 kbit/s).
+pub const AUDIO_PAYLOAD: usize = 80;
+
+/// Stream id layout: peer index in the high 24 bits, then 0 = audio, 1.. = video layers.
+pub fn stream_id(peer_index: u32, slot: u32) -> u32 {
+    (peer_index << 8) | slot
+}
+
+#[derive(Debug, Clone)]
+pub struct VideoStream {
+    pub ssrc: u32,
+    pub rtx: u32,
+    pub stream_id: u32,
+    pub packets_per_frame: u32,
+    pub payload_size: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct AudioStream {
+    pub ssrc: u32,
+    pub stream_id: u32,
+}
+
+/// One publishing peer's streams.
+#[derive(Debug, Clone)]
+pub struct PeerMedia {
+    pub video: Vec<VideoStream>,
+    pub audio: Option<AudioStream>,
+    pub cname: String,
+    pub fps: u32,
+    video_pt: u8,
+    audio_pt: u8,
+}
+
+impl PeerMedia {
+    pub fn new(o: &MediaOptions, peer_index: u32) -> PeerMedia {
+        let fps = o.fps.clamp(1, 120);
+        let base = 0x1000_0000u32.wrapping_add(peer_index.wrapping_mul(16));
+        let layers: &[u32] = if !o.video {
+            &[]
+        } else if o.simulcast {
+            &[16, 4, 1]
+        } else {
+            &[1]
+        };
+        let video = layers
+            .iter()
+            .enumerate()
+            .map(|(i, &div)| {
+                let pps = (o.video_packets_per_s / div).max(fps);
+                let packets_per_frame = pps.div_ceil(fps).max(1);
+                let bytes_per_s = o.video_bitrate_bps / 8 / div as u64;
+                let payload_size = (bytes_per_s / (packets_per_frame as u64 * fps as u64)) as usize;
+                VideoStream {
+                    ssrc: base + 2 * i as u32,
+                    rtx: base + 2 * i as u32 + 1,
+                    stream_id: stream_id(peer_index, 1 + i as u32),
+                    packets_per_frame,
+                    payload_size: payload_size.clamp(MIN_PAYLOAD, MAX_PAYLOAD),
+                }
+            })
+            .collect();
+        let audio = o.audio.then(|| AudioStream { ssrc: base + 8, stream_id: stream_id(peer_index, 0) });
+        PeerMedia {
+            video,
+            audio,
+            cname: format!("bot-{peer_index}"),
+            fps,
+            video_pt: crate::sfu::browser::VP8,
+            audio_pt: crate::sfu::browser::OPUS,
+        }
+    }
+
+    /// Use other payload types (Janus negotiates its own).
+    pub fn with_payload_types(mut self, video_pt: u8, audio_pt: u8) -> PeerMedia {
+        self.video_pt = video_pt;
+        self.audio_pt = audio_pt;
+        self
+    }
+
+    /// The sending plan for the transport task.
+    pub fn plan(&self) -> MediaPlan {
+        MediaPlan {
+            video: self
+                .video
+                .iter()
+                .map(|v| VideoLayer {
+                    ssrc: v.ssrc,
+                    pt: self.video_pt,
+                    stream_id: v.stream_id,
+                    packets_per_frame: v.packets_per_frame,
+                    payload_size: v.payload_size,
+                })
+                .collect(),
+            fps: self.fps,
+            audio: self.audio.as_ref().map(|a| (a.ssrc, self.audio_pt, a.stream_id, AUDIO_PAYLOAD)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_give_about_200_packets_and_1_5_mbps() {
+        let m = PeerMedia::new(&MediaOptions::default(), 3);
+        let v = &m.video[0];
+        assert_eq!(v.packets_per_frame * m.fps, 200);
+        let bps = v.payload_size as u64 * 8 * 200;
+        assert!((1_400_000..=1_550_000).contains(&bps), "{bps}");
+        assert_eq!(v.stream_id, (3 << 8) | 1);
+    }
+
+    #[test]
+    fn simulcast_has_three_smaller_layers() {
+        let m = PeerMedia::new(&MediaOptions { simulcast: true, audio: true, ..Default::default() }, 0);
+        assert_eq!(m.video.len(), 3);
+        assert!(m.video[0].packets_per_frame < m.video[2].packets_per_frame);
+        assert!(m.video[0].payload_size <= m.video[2].payload_size);
+        assert_eq!(m.plan().audio.map(|a| a.2), Some(0));
+    }
+}
