@@ -3,11 +3,15 @@
 //! synthetic media and measure what arrives; plus the benchmark harness that
 //! runs scenarios against both servers and writes the report.
 
+pub mod bench;
+pub mod floor;
 pub mod janus;
 pub mod load;
 pub mod media;
 pub mod payload;
+pub mod plot;
 pub mod procfs;
+pub mod report;
 pub mod sfu;
 pub mod signaling;
 pub mod stats;

@@ -25,6 +25,50 @@ struct Cli {
 enum Command {
     /// Run one load against a server and print a summary.
     Run(RunArgs),
+    /// Measure the floor: CPU µs of one 1200-byte loopback UDP send (sendmmsg)
+    /// plus one AES-256-GCM seal of 1200 bytes.
+    Floor {
+        /// Packets per measurement round.
+        #[arg(long, default_value_t = 200_000)]
+        packets: usize,
+    },
+    /// The benchmark harness (bench/run calls this): scenarios against
+    /// simplesfu and optionally Janus, report into --out.
+    Bench(BenchArgs),
+}
+
+#[derive(Args)]
+struct BenchArgs {
+    /// Output directory (report.md, report.json, plot.png).
+    #[arg(long)]
+    out: PathBuf,
+    /// The simplesfu binary to start.
+    #[arg(long)]
+    simplesfu_bin: PathBuf,
+    /// The Janus binary; without it, Janus is not measured.
+    #[arg(long)]
+    janus_bin: Option<PathBuf>,
+    /// The address Janus gathers as its ICE candidate.
+    #[arg(long, default_value = "127.0.0.2")]
+    janus_ip: IpAddr,
+    /// Tiny load for a few seconds: checks the harness, measures nothing useful.
+    #[arg(long)]
+    smoke: bool,
+    /// Only these scenarios (livestream, meeting, audio-only); default all.
+    #[arg(long, value_delimiter = ',')]
+    scenarios: Vec<String>,
+    /// Measurement window per level, seconds.
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Peers joining per second.
+    #[arg(long, default_value_t = 100.0)]
+    join_rate: f64,
+    /// Largest subscriber count tried by ramped scenarios.
+    #[arg(long, default_value_t = 1600)]
+    max_subscribers: u32,
+    /// Do not pin the server to CPU 0 and the bot to CPU 1.
+    #[arg(long)]
+    no_pin: bool,
 }
 
 #[derive(Args)]
@@ -88,6 +132,27 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match cli.command {
         Command::Run(args) => run_load(args),
+        Command::Floor { packets } => {
+            let f = simplesfu_bot::floor::measure(packets.max(1000))?;
+            println!("{}", serde_json::to_string_pretty(&f).context("floor to JSON")?);
+            Ok(())
+        }
+        Command::Bench(b) => {
+            let report = simplesfu_bot::bench::run(simplesfu_bot::bench::BenchOptions {
+                out_dir: b.out.clone(),
+                simplesfu_bin: b.simplesfu_bin,
+                janus_bin: b.janus_bin,
+                janus_ip: b.janus_ip,
+                smoke: b.smoke,
+                scenarios: b.scenarios,
+                duration: Duration::from_secs_f64(b.duration.max(1.0)),
+                join_rate: b.join_rate,
+                pin: !b.no_pin,
+                max_subscribers: b.max_subscribers,
+            })?;
+            eprintln!("bench: {} levels measured; report in {}", report.levels.len(), b.out.join("report.md").display());
+            Ok(())
+        }
     }
 }
 

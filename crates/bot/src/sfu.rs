@@ -162,7 +162,7 @@ pub fn dtls_parameters(rtc: &mut Rtc) -> Value {
     json!({"role": "client", "fingerprints": [{"algorithm": "sha-256", "value": value}]})
 }
 
-fn video_parameters(media: &PeerMedia, simulcast: bool) -> Value {
+fn video_parameters(media: &PeerMedia, simulcast: bool, mid: &str) -> Value {
     let mut exts = vec![
         json!({"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4, "encrypt": false, "parameters": {}}),
         json!({"uri": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", "id": 2, "encrypt": false, "parameters": {}}),
@@ -176,7 +176,7 @@ fn video_parameters(media: &PeerMedia, simulcast: bool) -> Value {
         media.video.iter().map(|l| json!({"ssrc": l.ssrc, "rtx": {"ssrc": l.rtx}})).collect()
     };
     json!({
-        "mid": "0",
+        "mid": mid,
         "codecs": [
             {"mimeType": "video/VP8", "payloadType": browser::VP8, "clockRate": 90000, "parameters": {},
              "rtcpFeedback": [{"type": "goog-remb", "parameter": ""}, {"type": "transport-cc", "parameter": ""},
@@ -189,9 +189,9 @@ fn video_parameters(media: &PeerMedia, simulcast: bool) -> Value {
     })
 }
 
-fn audio_parameters(media: &PeerMedia, ssrc: u32) -> Value {
+fn audio_parameters(media: &PeerMedia, ssrc: u32, mid: &str) -> Value {
     json!({
-        "mid": "1",
+        "mid": mid,
         "codecs": [{"mimeType": "audio/opus", "payloadType": browser::OPUS, "clockRate": 48000, "channels": 2,
                     "parameters": {"minptime": 10, "useinbandfec": 1}, "rtcpFeedback": [{"type": "transport-cc", "parameter": ""}]}],
         "headerExtensions": [
@@ -244,26 +244,33 @@ pub async fn join(
     if spec.publish {
         let media = PeerMedia::new(options, spec.index);
         let mut t = create_transport(&client, true, ClientCodecs::Browser, local_ip).await?;
-        {
-            let video_mid = Mid::from("0");
-            t.rtc.direct_api().declare_media(video_mid, MediaKind::Video);
+        // mids in produce order, as mediasoup-client assigns them: video first.
+        let video_mid = (!media.video.is_empty()).then(|| "0".to_string());
+        let audio_mid = media.audio.as_ref().map(|_| if video_mid.is_some() { "1" } else { "0" }.to_string());
+        if let Some(mid) = &video_mid {
+            let mid = Mid::from(mid.as_str());
+            t.rtc.direct_api().declare_media(mid, MediaKind::Video);
             for (i, l) in media.video.iter().enumerate() {
                 let rid = options.simulcast.then(|| Rid::from(format!("r{i}").as_str()));
-                t.rtc.direct_api().declare_stream_tx(Ssrc::from(l.ssrc), Some(Ssrc::from(l.rtx)), video_mid, rid);
-            }
-            if let Some(a) = &media.audio {
-                let audio_mid = Mid::from("1");
-                t.rtc.direct_api().declare_media(audio_mid, MediaKind::Audio);
-                t.rtc.direct_api().declare_stream_tx(Ssrc::from(a.ssrc), None, audio_mid, None);
+                t.rtc.direct_api().declare_stream_tx(Ssrc::from(l.ssrc), Some(Ssrc::from(l.rtx)), mid, rid);
             }
         }
+        if let (Some(mid), Some(a)) = (&audio_mid, &media.audio) {
+            let mid = Mid::from(mid.as_str());
+            t.rtc.direct_api().declare_media(mid, MediaKind::Audio);
+            t.rtc.direct_api().declare_stream_tx(Ssrc::from(a.ssrc), None, mid, None);
+        }
         let handle = transport::spawn(t.rtc, t.socket, t.local, run.clone(), stop.clone());
-        client
-            .request("produce", json!({"transportId": t.id, "kind": "video", "rtpParameters": video_parameters(&media, options.simulcast), "appData": {"label": "video", "broadcast": false}}))
-            .await?;
-        if let Some(a) = &media.audio {
+        if let Some(mid) = &video_mid {
+            let params = video_parameters(&media, options.simulcast, mid);
             client
-                .request("produce", json!({"transportId": t.id, "kind": "audio", "rtpParameters": audio_parameters(&media, a.ssrc), "appData": {"label": "audio", "broadcast": false}}))
+                .request("produce", json!({"transportId": t.id, "kind": "video", "rtpParameters": params, "appData": {"label": "video", "broadcast": false}}))
+                .await?;
+        }
+        if let (Some(mid), Some(a)) = (&audio_mid, &media.audio) {
+            let params = audio_parameters(&media, a.ssrc, mid);
+            client
+                .request("produce", json!({"transportId": t.id, "kind": "audio", "rtpParameters": params, "appData": {"label": "audio", "broadcast": false}}))
                 .await?;
         }
         handle.commands.send(Command::Send(media.plan())).map_err(|_| anyhow!("the send transport stopped"))?;

@@ -122,7 +122,8 @@ impl SocketIoClient {
     pub async fn request(&self, kind: &str, data: Value) -> anyhow::Result<Value> {
         let ack = self
             .emit_with_ack(simplesfu_proto::SIGNALING_EVENT, json!({"type": kind, "data": data}), Duration::from_secs(30))
-            .await?;
+            .await
+            .with_context(|| format!("request `{kind}`"))?;
         if let Some(err) = ack.get("error") {
             bail!("`{kind}` refused: {} ({})", err["message"].as_str().unwrap_or("?"), err["code"].as_str().unwrap_or("?"));
         }

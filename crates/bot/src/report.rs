@@ -1,0 +1,105 @@
+//! The benchmark report in Markdown: machine, floor, one table per scenario,
+//! the largest load each server held, and ratios at equal load.
+
+use crate::bench::{BenchReport, LevelResult, ServerKind, MAX_LOSS_PCT, MAX_P99_MS};
+use std::fmt::Write;
+
+fn row(l: &LevelResult) -> String {
+    format!(
+        "| {:?} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.2} | {:.0} | {:.1} | {:.0} | {:.0} | {} |\n",
+        l.server,
+        l.load,
+        l.streams,
+        l.loss_pct,
+        l.p50_ms,
+        l.p99_ms,
+        l.max_ms,
+        l.server_cpu_pct,
+        l.cpu_us_per_forwarded_packet,
+        l.forwarded_packets_per_cpu_s,
+        l.floor_multiple,
+        l.server_rss_mb,
+        l.report.bot_cpu_pct,
+        if l.passed { "yes" } else { "**no**" }
+    )
+}
+
+/// Largest load of `scenario` that `server` held within the limits.
+pub fn largest_held<'a>(r: &'a BenchReport, scenario: &str, server: ServerKind) -> Option<&'a LevelResult> {
+    r.levels.iter().filter(|l| l.scenario == scenario && l.server == server && l.passed).max_by_key(|l| l.load)
+}
+
+pub fn markdown(r: &BenchReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# simplesfu benchmark {}\n", r.date);
+    if r.smoke {
+        let _ = writeln!(s, "**Smoke run**: tiny load, possibly debug binaries. These numbers check that the harness works; they are not benchmarks.\n");
+    }
+    let _ = writeln!(s, "- Machine: {} CPUs, {}, Linux {}", r.machine.nproc, r.machine.cpu_model, r.machine.kernel);
+    let _ = writeln!(
+        s,
+        "- Floor: {:.2} µs per forwarded packet = {:.2} µs loopback UDP send (sendmmsg, 1200 B) + {:.2} µs AES-256-GCM seal (1200 B), i.e. {:.0} packets per CPU-second",
+        r.floor.floor_us, r.floor.udp_send_us, r.floor.aes_gcm_seal_us, r.floor.packets_per_cpu_s
+    );
+    let _ = writeln!(
+        s,
+        "- Server pinned to CPU 0 and bot to CPU 1: {}. Limits per level: loss < {MAX_LOSS_PCT}% (streams that never arrive count as lost), p99 added latency < {MAX_P99_MS} ms, no failed joins.",
+        if r.pinned { "yes" } else { "no" }
+    );
+    let _ = writeln!(s, "- µs/pkt is server CPU time per packet the bot received from it (forwarded); a bot CPU near 100% means the bot, not the server, may be the limit.\n");
+    let mut names: Vec<&str> = Vec::new();
+    for l in &r.levels {
+        if !names.contains(&l.scenario.as_str()) {
+            names.push(&l.scenario);
+        }
+    }
+    for name in &names {
+        let _ = writeln!(s, "## {name}\n");
+        let _ = writeln!(s, "| server | load | streams | loss % | p50 ms | p99 ms | max ms | server CPU % | µs/pkt | pkt/CPU-s | x floor | RSS MB | bot CPU % | held |");
+        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        for l in r.levels.iter().filter(|l| l.scenario == *name) {
+            s += &row(l);
+        }
+        s += "\n";
+        for server in [ServerKind::Simplesfu, ServerKind::Janus] {
+            if !r.levels.iter().any(|l| l.scenario == *name && l.server == server) {
+                continue;
+            }
+            match largest_held(r, name, server) {
+                Some(l) => {
+                    let _ = writeln!(s, "- {server:?}: largest load held: {} ({} streams, {:.0} packets/s forwarded)", l.load, l.streams, l.report.received_packets_per_s);
+                }
+                None => {
+                    let _ = writeln!(s, "- {server:?}: held no level");
+                }
+            }
+        }
+        let ours: Vec<&LevelResult> = r.levels.iter().filter(|l| l.scenario == *name && l.server == ServerKind::Simplesfu).collect();
+        let mut ratios = String::new();
+        for o in &ours {
+            if let Some(j) = r.levels.iter().find(|l| l.scenario == *name && l.server == ServerKind::Janus && l.load == o.load) {
+                let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
+                let _ = writeln!(
+                    ratios,
+                    "| {} | {} | {} | {:.2} / {:.2} | {:.1} / {:.1} |",
+                    o.load,
+                    ratio(o.cpu_us_per_forwarded_packet, j.cpu_us_per_forwarded_packet),
+                    ratio(o.server_cpu_s, j.server_cpu_s),
+                    o.loss_pct,
+                    j.loss_pct,
+                    o.p99_ms,
+                    j.p99_ms
+                );
+            }
+        }
+        if !ratios.is_empty() {
+            let _ = writeln!(s, "\nAt equal load (simplesfu ÷ Janus; below 1 means simplesfu is cheaper):\n");
+            let _ = writeln!(s, "| load | µs/pkt ratio | CPU ratio | loss % ours / Janus | p99 ms ours / Janus |");
+            let _ = writeln!(s, "|---|---|---|---|---|");
+            s += &ratios;
+        }
+        s += "\n";
+    }
+    s += "![loss and latency against load](plot.png)\n";
+    s
+}
