@@ -1,0 +1,210 @@
+// Shared harness of the browser tests: the real simplesfu binary serving the
+// test pages, Debian's Chromium driven by playwright-core, console capture,
+// polling with deadlines, and cleanup that runs even when a test fails.
+
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { chromium } from 'playwright-core';
+
+export { buildPages, PAGES_DIR } from './build.mjs';
+
+const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
+
+export const SERVER_BIN = process.env.SIMPLESFU_BIN ?? join(REPO_ROOT, 'target/debug/simplesfu');
+export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+
+/** The flags of DESIGN.md "Tests at every level". */
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-fake-device-for-media-stream',
+  '--use-fake-ui-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+];
+
+const SERVER_READY_TIMEOUT_MS = 15_000;
+const SERVER_STOP_TIMEOUT_MS = 5_000;
+const LOG_TAIL_LINES = 40;
+
+/**
+ * Cleanup actions run last-in first-out, each at most once, errors collected
+ * rather than thrown halfway. Register it with node:test's `after` as well as
+ * a `finally`, so that a test that times out still releases its processes.
+ */
+export class Cleanup {
+  #actions = [];
+
+  add(description, action) {
+    this.#actions.push({ description, action });
+  }
+
+  async run() {
+    const errors = [];
+    while (this.#actions.length > 0) {
+      const { description, action } = this.#actions.pop();
+      try {
+        await action();
+      } catch (error) {
+        errors.push(`${description}: ${error?.message ?? error}`);
+      }
+    }
+    if (errors.length > 0) throw new Error(`cleanup failed:\n${errors.join('\n')}`);
+  }
+}
+
+// Child processes still running when Node exits (a test that timed out, a
+// crash): killed synchronously so that nothing outlives the test run.
+const liveChildren = new Set();
+process.on('exit', () => {
+  for (const child of liveChildren) child.kill('SIGKILL');
+});
+
+/**
+ * Starts `simplesfu` on loopback with ephemeral ports and waits for its
+ * "listening" line. Returns {url, logTail(), stop()}.
+ */
+export async function startServer({ staticDir, logLevel = 'warn' } = {}) {
+  if (!existsSync(SERVER_BIN)) {
+    throw new Error(`${SERVER_BIN} does not exist: build it with \`cargo build -p simplesfu\``);
+  }
+  const args = [
+    '--http-listen', '127.0.0.1:0',
+    '--rtc-listen-ip', '127.0.0.1',
+    '--rtc-port', '0',
+    '--static-dir', staticDir,
+    '--log-level', logLevel,
+  ];
+  const child = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  liveChildren.add(child);
+  const lines = [];
+  const exited = new Promise((resolve) => {
+    child.once('exit', (code, signal) => {
+      liveChildren.delete(child);
+      resolve({ code, signal });
+    });
+  });
+  const logTail = () => lines.slice(-LOG_TAIL_LINES).join('\n');
+
+  const url = await new Promise((resolve, reject) => {
+    const buffered = { stdout: '', stderr: '' };
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`simplesfu did not print its listening line within ${SERVER_READY_TIMEOUT_MS} ms:\n${logTail()}`));
+    }, SERVER_READY_TIMEOUT_MS);
+    const onData = (stream) => (chunk) => {
+      buffered[stream] += chunk.toString();
+      const parts = buffered[stream].split('\n');
+      buffered[stream] = parts.pop();
+      for (const line of parts) {
+        lines.push(`[simplesfu ${stream}] ${line}`);
+        const match = /simplesfu listening on (http:\/\/\S+)/.exec(line);
+        if (match) {
+          clearTimeout(timer);
+          resolve(match[1].replace(/\/$/, ''));
+        }
+      }
+    };
+    child.stdout.on('data', onData('stdout'));
+    child.stderr.on('data', onData('stderr'));
+    child.once('error', (error) => {
+      clearTimeout(timer);
+      reject(new Error(`cannot start ${SERVER_BIN}: ${error.message}`));
+    });
+    exited.then(({ code, signal }) => {
+      clearTimeout(timer);
+      reject(new Error(`simplesfu exited before it was ready (code ${code}, signal ${signal}):\n${logTail()}`));
+    });
+  });
+
+  return {
+    url,
+    logTail,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      const stopped = await Promise.race([exited, sleep(SERVER_STOP_TIMEOUT_MS, null, { ref: false })]);
+      if (stopped === null) {
+        child.kill('SIGKILL');
+        await exited;
+        throw new Error(`simplesfu ignored SIGTERM for ${SERVER_STOP_TIMEOUT_MS} ms and was killed`);
+      }
+    },
+  };
+}
+
+/**
+ * Launches Debian's Chromium, headless, with a fresh profile (removed again
+ * by close()). Returns {context, close()}.
+ */
+export async function launchBrowser() {
+  if (!existsSync(CHROMIUM)) {
+    throw new Error(`${CHROMIUM} does not exist: install Debian's chromium (apt-get install -y chromium)`);
+  }
+  const profileDir = await mkdtemp(join(tmpdir(), 'simplesfu-e2e-profile-'));
+  let context;
+  try {
+    context = await chromium.launchPersistentContext(profileDir, {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: CHROMIUM_ARGS,
+      timeout: 30_000,
+    });
+  } catch (error) {
+    await rm(profileDir, { recursive: true, force: true });
+    throw error;
+  }
+  return {
+    context,
+    async close() {
+      try {
+        await context.close();
+      } finally {
+        await rm(profileDir, { recursive: true, force: true });
+      }
+    },
+  };
+}
+
+/**
+ * Collects what a page reports as wrong: console errors and uncaught
+ * exceptions. Warnings are kept apart, for diagnostics only.
+ */
+export function watchPage(page, name) {
+  const problems = [];
+  const warnings = [];
+  page.on('console', (message) => {
+    const text = `${name} console.${message.type()}: ${message.text()}`;
+    if (message.type() === 'error') problems.push(text);
+    else if (message.type() === 'warning') warnings.push(text);
+  });
+  page.on('pageerror', (error) => problems.push(`${name} uncaught: ${error.message}`));
+  page.on('crash', () => problems.push(`${name} crashed`));
+  return { problems, warnings };
+}
+
+/**
+ * Calls `probe` every `intervalMs` until it returns a truthy value, which is
+ * returned. After `timeoutMs` throws, with `describe()` (the last observed
+ * state) in the message. `probe` may throw to stop at once.
+ */
+export async function pollUntil(probe, { timeoutMs = 20_000, intervalMs = 200, what, describe = () => '' }) {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (value) return value;
+    if (Date.now() >= deadline) {
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${await describe()}`);
+    }
+    await sleep(intervalMs);
+  }
+}
