@@ -6,6 +6,7 @@
 use axum::routing::get;
 use simplesfu::{Sfu, SfuOptions, MAX_SOCKET_IO_PAYLOAD};
 use socketioxide::extract::{Data, SocketRef};
+use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -24,12 +25,16 @@ async fn main() -> anyhow::Result<()> {
         ..SfuOptions::default()
     })?;
     let media = sfu.clone();
-    io.ns("/", async move |socket: SocketRef| {
+    // Event handlers go in a connect middleware: it runs before the client is
+    // told it is connected, so no early request is lost.
+    let register = async move |socket: SocketRef| {
         socket.on("chat", async |socket: SocketRef, Data(text): Data<String>| {
             socket.broadcast().emit("chat", &text).await.ok();
         });
         media.on_connect(socket);
-    });
+        Ok::<(), std::convert::Infallible>(())
+    };
+    io.ns("/", (async |_: SocketRef| {}).with(register));
 
     let app = axum::Router::new()
         .route("/", get(|| async { "my app, with an SFU inside" }))

@@ -21,6 +21,7 @@ use simplesfu_proto::{
 };
 use socketioxide::extract::{AckSender, SocketRef, TryData};
 use socketioxide::socket::DisconnectReason;
+use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -123,11 +124,24 @@ impl Sfu {
     /// the one call an application needs (the original `new MediasoupManager(io)`).
     ///
     /// If the application has its own "/" handler, use [`Sfu::new`] instead and
-    /// call [`Sfu::on_connect`] from that handler.
+    /// call [`Sfu::on_connect`] from a connect middleware of that handler
+    /// (`handler.with(...)`): socketioxide runs the handler itself only after
+    /// the client is told it is connected, and requests sent before
+    /// `on_connect` ran would be lost.
     pub fn attach(io: &SocketIo, options: SfuOptions) -> Result<Sfu, SfuError> {
         let sfu = Sfu::new(options)?;
         let handle = sfu.clone();
-        io.ns("/", async move |socket: SocketRef| handle.on_connect(socket));
+        // socketioxide sends the CONNECT packet before it runs the connect
+        // handler (in a task of its own), so a client may emit before a
+        // handler registered there exists and its request would be lost.
+        // Middlewares run before the CONNECT packet: register there.
+        io.ns(
+            "/",
+            (async |_: SocketRef| {}).with(async move |socket: SocketRef| {
+                handle.on_connect(socket);
+                Ok::<(), std::convert::Infallible>(())
+            }),
+        );
         Ok(sfu)
     }
 
