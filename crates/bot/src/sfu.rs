@@ -237,7 +237,17 @@ pub async fn join(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinedPeer> {
     let (client, mut pushes) = SocketIoClient::connect(server).await?;
-    let caps = client.request("getRouterRtpCapabilities", Value::Null).await?;
+    // Workaround: simplesfu can run its connect handler after it has told the
+    // client it is connected, and then drops a request sent at once (seen in
+    // a few % of connections). The first request is idempotent: retry it.
+    let mut caps = Err(anyhow!("not asked"));
+    for _ in 0..3 {
+        caps = client.request_within("getRouterRtpCapabilities", Value::Null, std::time::Duration::from_secs(3)).await;
+        if caps.is_ok() {
+            break;
+        }
+    }
+    let caps = caps?;
     let router = RouterCodecs::from_capabilities(&caps["routerRtpCapabilities"])?;
 
     let mut send = None;

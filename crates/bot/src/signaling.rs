@@ -120,8 +120,13 @@ impl SocketIoClient {
     /// One protocol v1 request: `{type, data}` on `mediasoupSignaling`; the
     /// success ack, or the error ack turned into an error.
     pub async fn request(&self, kind: &str, data: Value) -> anyhow::Result<Value> {
+        self.request_within(kind, data, Duration::from_secs(30)).await
+    }
+
+    /// [`Self::request`] with its own ack timeout.
+    pub async fn request_within(&self, kind: &str, data: Value, timeout: Duration) -> anyhow::Result<Value> {
         let ack = self
-            .emit_with_ack(simplesfu_proto::SIGNALING_EVENT, json!({"type": kind, "data": data}), Duration::from_secs(30))
+            .emit_with_ack(simplesfu_proto::SIGNALING_EVENT, json!({"type": kind, "data": data}), timeout)
             .await
             .with_context(|| format!("request `{kind}`"))?;
         if let Some(err) = ack.get("error") {
