@@ -20,6 +20,8 @@ use mediasoup_types::sctp_parameters::{SctpParameters, SctpStreamParameters};
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::mpsc::UnboundedSender;
 use std::time::{Duration, Instant};
 use str0m::change::SdpOffer;
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
@@ -107,8 +109,24 @@ struct Layer {
     last_keyframe_request: Option<Instant>,
 }
 
+/// Where a producer's packets come from.
+enum ProducerSource {
+    /// A send transport of this worker.
+    Transport(TransportId),
+    /// A producer of another worker, piped here; key-frame requests go back
+    /// through the origin worker's command channel.
+    Pipe(UnboundedSender<Command>),
+}
+
+/// A worker this producer's packets are piped to.
+struct PipeOut {
+    worker: Arc<str>,
+    sink: UnboundedSender<Command>,
+}
+
 struct Producer {
-    transport_id: TransportId,
+    source: ProducerSource,
+    pipes: Vec<PipeOut>,
     kind: MediaKind,
     mid: Mid,
     codec: Codec,
@@ -124,6 +142,13 @@ struct Producer {
 }
 
 impl Producer {
+    fn transport_id(&self) -> Option<TransportId> {
+        match self.source {
+            ProducerSource::Transport(tid) => Some(tid),
+            ProducerSource::Pipe(_) => None,
+        }
+    }
+
     fn is_simulcast(&self) -> bool {
         self.layers.len() > 1
     }
@@ -164,6 +189,36 @@ struct DataConsumer {
     channel: ChannelId,
     open: bool,
     pending: VecDeque<(bool, Vec<u8>)>,
+}
+
+/// One RTP packet on its way from a producer to consumers (and pipes).
+#[derive(Clone)]
+pub(crate) struct ForwardedPacket {
+    producer_id: ProducerId,
+    layer: usize,
+    seq_no: u64,
+    timestamp: u32,
+    marker: bool,
+    /// Already the router's payload type.
+    router_pt: Pt,
+    /// First packet of a key frame (only looked at for simulcast).
+    keyframe: bool,
+    arrival: Instant,
+    ext: ExtensionValues,
+    payload: Arc<[u8]>,
+}
+
+/// What a worker needs to mirror a producer of another worker.
+pub(crate) struct PipedProducer {
+    id: ProducerId,
+    kind: MediaKind,
+    codec: Codec,
+    router_codec: RtpCodecParameters,
+    router_rtx_pt: Option<u8>,
+    msid_stream: Option<String>,
+    max_bitrate: Option<u64>,
+    layers: usize,
+    paused: bool,
 }
 
 /// All media state of one worker.
@@ -241,6 +296,14 @@ impl Router {
             Command::CloseDataProducer(id, r) => drop(r.send(self.close_data_producer(id))),
             Command::ConsumeData(t, p, r) => drop(r.send(self.consume_data(t, p))),
             Command::CloseDataConsumer(id, r) => drop(r.send(self.close_data_consumer(id))),
+            Command::PipeOut(id, worker, sink, r) => drop(r.send(self.pipe_out(id, worker, sink))),
+            Command::PipeIn(piped, origin, r) => {
+                self.pipe_in(piped, origin);
+                drop(r.send(Ok(())))
+            }
+            Command::PipePacket(packet) => self.on_pipe_packet(now, *packet),
+            Command::PipeClose(id) => self.on_pipe_close(id),
+            Command::PipeKeyframe(id, layer) => self.request_keyframe(now, id, layer),
             Command::Stats(r) => drop(r.send(self.stats())),
             Command::Shutdown => {}
         }
@@ -364,7 +427,7 @@ impl Router {
             return Err(EngineError::TransportNotFound(id));
         }
         let producers: Vec<ProducerId> =
-            self.producers.iter().filter(|(_, p)| p.transport_id == id).map(|(pid, _)| *pid).collect();
+            self.producers.iter().filter(|(_, p)| p.transport_id() == Some(id)).map(|(pid, _)| *pid).collect();
         let mut closed = ClosedProducer::default();
         for pid in &producers {
             if let Ok(c) = self.close_producer(*pid) {
@@ -493,7 +556,8 @@ impl Router {
             })
             .collect();
         let producer = Producer {
-            transport_id: tid,
+            source: ProducerSource::Transport(tid),
+            pipes: Vec::new(),
             kind: options.kind,
             mid: Mid::from(mid_text.as_str()),
             codec: checked.codec,
@@ -526,7 +590,10 @@ impl Router {
     /// Close a producer and all its consumers.
     pub fn close_producer(&mut self, id: ProducerId) -> Result<ClosedProducer, EngineError> {
         let p = self.producers.remove(&id).ok_or(EngineError::ProducerNotFound(id))?;
-        if let Some(t) = self.transports.get_mut(&p.transport_id) {
+        for pipe in &p.pipes {
+            let _ = pipe.sink.send(Command::PipeClose(id));
+        }
+        if let Some(t) = p.transport_id().and_then(|tid| self.transports.get_mut(&tid)) {
             for m in t.send_media.iter_mut().filter(|m| m.producer == Some(id)) {
                 m.producer = None;
             }
@@ -947,37 +1014,59 @@ impl Router {
             self.stats.datagrams_dropped += 1;
             return;
         };
+        let Some(producer) = self.producers.get(&producer_id) else { return };
+        let Some(&router_pt) = producer.pt_map.get(&*packet.header.payload_type) else {
+            return;
+        };
+        let keyframe = producer.is_simulcast() && is_keyframe_start(producer.codec, &packet.payload);
+        let packet = ForwardedPacket {
+            producer_id,
+            layer,
+            seq_no: *packet.seq_no,
+            timestamp: packet.header.timestamp,
+            marker: packet.header.marker,
+            router_pt,
+            keyframe,
+            arrival: packet.timestamp,
+            ext: ExtensionValues {
+                audio_level: packet.header.ext_vals.audio_level,
+                voice_activity: packet.header.ext_vals.voice_activity,
+                video_orientation: packet.header.ext_vals.video_orientation,
+                ..Default::default()
+            },
+            payload: packet.payload,
+        };
+        self.fan_out(now, packet);
+    }
+
+    /// A packet of a producer (own or piped in): to every pipe and every
+    /// consumer that wants it.
+    fn fan_out(&mut self, now: Instant, packet: ForwardedPacket) {
+        let (producer_id, layer) = (packet.producer_id, packet.layer);
         let Some(producer) = self.producers.get_mut(&producer_id) else { return };
         let first_of_layer = producer.layers[layer].last_packet.is_none();
         producer.layers[layer].last_packet = Some(now);
         if producer.paused {
             return;
         }
-        let Some(&router_pt) = producer.pt_map.get(&*packet.header.payload_type) else {
-            return;
-        };
+        // A pipe whose worker is gone is dropped on the first failed send.
+        producer.pipes.retain(|pipe| pipe.sink.send(Command::PipePacket(Box::new(packet.clone()))).is_ok());
         let best = producer.best_layer(now);
-        let keyframe = producer.is_simulcast() && is_keyframe_start(producer.codec, &packet.payload);
         let video = producer.kind == MediaKind::Video;
+        let simulcast = producer.is_simulcast();
         let clock = if video { 90_000 } else { 48_000 };
         let consumers = producer.consumers.clone();
-        if first_of_layer && producer.is_simulcast() {
+        if first_of_layer && simulcast {
             // A layer that just started: consumers that want it need its key frame.
             self.request_keyframe(now, producer_id, Some(layer));
         }
-        let ext = ExtensionValues {
-            audio_level: packet.header.ext_vals.audio_level,
-            voice_activity: packet.header.ext_vals.voice_activity,
-            video_orientation: packet.header.ext_vals.video_orientation,
-            ..Default::default()
-        };
         let mut wants_keyframe = None;
         for cid in consumers {
             let Some(c) = self.consumers.get_mut(&cid) else { continue };
             if c.paused {
                 continue;
             }
-            let decision = c.layers.accept(layer, best, keyframe);
+            let decision = c.layers.accept(layer, best, packet.keyframe);
             if decision.want_keyframe.is_some() {
                 wants_keyframe = decision.want_keyframe;
             }
@@ -987,7 +1076,7 @@ impl Router {
             if decision.switched {
                 c.seq.rebase();
             }
-            let Some((seq_no, time)) = c.seq.rewrite(now, *packet.seq_no, packet.header.timestamp, clock) else {
+            let Some((seq_no, time)) = c.seq.rewrite(now, packet.seq_no, packet.timestamp, clock) else {
                 continue;
             };
             let (consumer_tid, ssrc) = (c.transport_id, c.ssrc);
@@ -995,9 +1084,9 @@ impl Router {
             let mut api = t.rtc.direct_api();
             let Some(stream) = api.stream_tx(&ssrc) else { continue };
             stream.write_rtp(
-                RtpWrite::new(router_pt, seq_no.into(), time, packet.timestamp, packet.payload.clone())
-                    .marker(packet.header.marker)
-                    .ext_vals(ext.clone())
+                RtpWrite::new(packet.router_pt, seq_no.into(), time, packet.arrival, packet.payload.clone())
+                    .marker(packet.marker)
+                    .ext_vals(packet.ext.clone())
                     .nackable(video),
             );
             self.stats.rtp_packets_out += 1;
@@ -1008,6 +1097,78 @@ impl Router {
         }
     }
 
+    // ---------------------------------------------------------------- pipes
+
+    /// Start piping `id`'s packets to another worker (once per worker) and
+    /// describe the producer so that worker can mirror it.
+    pub(crate) fn pipe_out(
+        &mut self,
+        id: ProducerId,
+        worker: Arc<str>,
+        sink: UnboundedSender<Command>,
+    ) -> Result<PipedProducer, EngineError> {
+        let p = self.producers.get_mut(&id).ok_or(EngineError::ProducerNotFound(id))?;
+        if !p.pipes.iter().any(|pipe| pipe.worker == worker) {
+            p.pipes.push(PipeOut { worker, sink });
+        }
+        Ok(PipedProducer {
+            id,
+            kind: p.kind,
+            codec: p.codec,
+            router_codec: p.router_codec.clone(),
+            router_rtx_pt: p.router_rtx_pt,
+            msid_stream: p.msid_stream.clone(),
+            max_bitrate: p.max_bitrate,
+            layers: p.layers.len(),
+            paused: p.paused,
+        })
+    }
+
+    /// Mirror a producer of another worker so local transports can consume it.
+    pub(crate) fn pipe_in(&mut self, piped: PipedProducer, origin: UnboundedSender<Command>) {
+        if self.producers.contains_key(&piped.id) {
+            return;
+        }
+        let layers = (0..piped.layers)
+            .map(|_| Layer { rid: None, ssrc: None, last_packet: None, last_keyframe_request: None })
+            .collect();
+        self.producers.insert(
+            piped.id,
+            Producer {
+                source: ProducerSource::Pipe(origin),
+                pipes: Vec::new(),
+                kind: piped.kind,
+                mid: Mid::from("pipe"),
+                codec: piped.codec,
+                pt_map: HashMap::new(),
+                router_codec: piped.router_codec,
+                router_rtx_pt: piped.router_rtx_pt,
+                msid_stream: piped.msid_stream,
+                max_bitrate: piped.max_bitrate,
+                layers,
+                paused: piped.paused,
+                consumers: Vec::new(),
+            },
+        );
+        tracing::debug!(producer = %piped.id, "producer piped in from another worker");
+    }
+
+    fn on_pipe_packet(&mut self, now: Instant, packet: ForwardedPacket) {
+        match self.producers.get(&packet.producer_id) {
+            Some(p) if matches!(p.source, ProducerSource::Pipe(_)) && packet.layer < p.layers.len() => {
+                self.fan_out(now, packet)
+            }
+            // Not mirrored (yet or any more): nobody here wants it.
+            _ => {}
+        }
+    }
+
+    fn on_pipe_close(&mut self, id: ProducerId) {
+        if self.producers.get(&id).is_some_and(|p| matches!(p.source, ProducerSource::Pipe(_))) {
+            let _ = self.close_producer(id);
+        }
+    }
+
     /// Ask a producer for a key frame (PLI), at most once per interval per layer.
     /// `layer: None` means every layer.
     fn request_keyframe(&mut self, now: Instant, producer_id: ProducerId, layer: Option<usize>) {
@@ -1015,11 +1176,25 @@ impl Router {
         if p.kind != MediaKind::Video {
             return;
         }
-        let Some(t) = self.transports.get_mut(&p.transport_id) else { return };
         let range = match layer {
             Some(l) if l < p.layers.len() => l..l + 1,
             _ => 0..p.layers.len(),
         };
+        let tid = match &p.source {
+            ProducerSource::Transport(tid) => *tid,
+            ProducerSource::Pipe(origin) => {
+                for l in range {
+                    let layer = &mut p.layers[l];
+                    if layer.last_keyframe_request.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+                        continue;
+                    }
+                    layer.last_keyframe_request = Some(now);
+                    let _ = origin.send(Command::PipeKeyframe(producer_id, Some(l)));
+                }
+                return;
+            }
+        };
+        let Some(t) = self.transports.get_mut(&tid) else { return };
         for l in range {
             let layer = &mut p.layers[l];
             if layer.last_keyframe_request.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
@@ -1035,7 +1210,6 @@ impl Router {
                 layer.last_keyframe_request = Some(now);
             }
         }
-        let tid = p.transport_id;
         self.mark_dirty(tid);
     }
 

@@ -3,7 +3,7 @@
 //! handled in the same loop, so no lock is ever taken on the packet path.
 
 use crate::api::*;
-use crate::router::{Router, RouterConfig};
+use crate::router::{ForwardedPacket, PipedProducer, Router, RouterConfig};
 use mediasoup_types::data_structures::DtlsParameters;
 use mediasoup_types::rtp_parameters::RtpCapabilitiesFinalized;
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
@@ -42,6 +42,11 @@ pub(crate) enum Command {
     CloseDataProducer(DataProducerId, Reply<Vec<DataConsumerId>>),
     ConsumeData(TransportId, DataProducerId, Reply<DataConsumerInfo>),
     CloseDataConsumer(DataConsumerId, Reply<()>),
+    PipeOut(ProducerId, Arc<str>, mpsc::UnboundedSender<Command>, Reply<PipedProducer>),
+    PipeIn(PipedProducer, mpsc::UnboundedSender<Command>, Reply<()>),
+    PipePacket(Box<ForwardedPacket>),
+    PipeClose(ProducerId),
+    PipeKeyframe(ProducerId, Option<usize>),
     Stats(oneshot::Sender<WorkerStats>),
     Shutdown,
 }
@@ -53,6 +58,7 @@ pub struct WorkerHandle {
     commands: mpsc::UnboundedSender<Command>,
     local_addr: SocketAddr,
     rtp_capabilities: Arc<RtpCapabilitiesFinalized>,
+    load: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl std::fmt::Debug for WorkerHandle {
@@ -81,6 +87,8 @@ impl Worker {
         let rtp_capabilities = Arc::new(router.rtp_capabilities().clone());
         let name: Arc<str> = settings.name.clone().into();
         let thread_name = settings.name.clone();
+        let load = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let load_gauge = load.clone();
         std::thread::Builder::new().name(thread_name).spawn(move || {
             let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
                 Ok(rt) => rt,
@@ -89,10 +97,10 @@ impl Worker {
                     return;
                 }
             };
-            runtime.block_on(run(router, socket, cmd_rx, event_tx));
+            runtime.block_on(run(router, socket, cmd_rx, event_tx, load_gauge));
         })?;
         tracing::info!(worker = %name, port = local_addr.port(), "worker started");
-        Ok((WorkerHandle { name, commands: cmd_tx, local_addr, rtp_capabilities }, event_rx))
+        Ok((WorkerHandle { name, commands: cmd_tx, local_addr, rtp_capabilities, load }, event_rx))
     }
 }
 
@@ -101,6 +109,7 @@ async fn run(
     socket: std::net::UdpSocket,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<EngineEvent>,
+    load: Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let socket = match tokio::net::UdpSocket::from_std(socket) {
         Ok(s) => s,
@@ -137,6 +146,8 @@ async fn run(
         for event in router.take_events() {
             let _ = events.send(event);
         }
+        let stats = router.stats();
+        load.store(stats.transports + stats.consumers, std::sync::atomic::Ordering::Relaxed);
     }
     tracing::info!("worker stopped");
 }
@@ -241,6 +252,26 @@ impl WorkerHandle {
     /// Close one data consumer.
     pub async fn close_data_consumer(&self, id: DataConsumerId) -> Result<(), EngineError> {
         self.call(|r| Command::CloseDataConsumer(id, r)).await
+    }
+
+    /// Make `producer` (of this worker) consumable on worker `to`: its packets
+    /// are piped there and key-frame requests travel back. Done once per
+    /// producer and destination; closing the producer closes the pipe and the
+    /// consumers on the other side. A no-op when `to` is this worker.
+    pub async fn pipe_producer(&self, producer: ProducerId, to: &WorkerHandle) -> Result<(), EngineError> {
+        if self.name == to.name {
+            return Ok(());
+        }
+        let sink = to.commands.clone();
+        let piped = self.call(|r| Command::PipeOut(producer, to.name.clone(), sink, r)).await?;
+        let origin = self.commands.clone();
+        to.call(|r| Command::PipeIn(piped, origin, r)).await
+    }
+
+    /// How busy the worker is, for placing new peers: transports plus
+    /// consumers, updated by the worker as they come and go.
+    pub fn load(&self) -> usize {
+        self.load.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The worker's counters.

@@ -34,31 +34,40 @@ impl Sfu {
     pub fn start() -> Sfu {
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simplesfu_engine=debug").try_init();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        let (worker, _events) = Worker::spawn(WorkerSettings {
-            name: "test-worker".into(),
-            listen_ip: LOOPBACK,
-            port: 0,
-            announced_ip: LOOPBACK,
-        })
-        .expect("worker binds a loopback port");
-        Sfu { worker, rt }
+        Sfu { worker: spawn_worker("worker-0"), rt }
+    }
+
+    /// Create a transport on `worker` and the client end that talks to it, connected.
+    pub fn transport_on(&self, worker: &WorkerHandle, direction: Direction, codecs: ClientCodecs) -> ClientPeer {
+        let info = self
+            .block(worker.create_webrtc_transport(WebRtcTransportOptions { direction, enable_sctp: true }))
+            .expect("transport created");
+        let mut peer = ClientPeer::new(&info, codecs);
+        self.block(worker.connect_webrtc_transport(info.id, peer.dtls_parameters())).expect("transport connected");
+        peer.id = Some(info.id);
+        peer
     }
 
     pub fn block<T>(&self, f: impl std::future::Future<Output = T>) -> T {
         self.rt.block_on(f)
     }
 
-    /// Create a transport on the worker and the client end that talks to it, connected.
+    /// Create a transport on the first worker and its connected client end.
     pub fn transport(&self, direction: Direction, codecs: ClientCodecs) -> ClientPeer {
-        let info = self
-            .block(self.worker.create_webrtc_transport(WebRtcTransportOptions { direction, enable_sctp: true }))
-            .expect("transport created");
-        let mut peer = ClientPeer::new(&info, codecs);
-        self.block(self.worker.connect_webrtc_transport(info.id, peer.dtls_parameters()))
-            .expect("transport connected");
-        peer.id = Some(info.id);
-        peer
+        self.transport_on(&self.worker, direction, codecs)
     }
+}
+
+/// Another worker on loopback.
+pub fn spawn_worker(name: &str) -> WorkerHandle {
+    let (worker, _events) = Worker::spawn(WorkerSettings {
+        name: name.into(),
+        listen_ip: LOOPBACK,
+        port: 0,
+        announced_ip: LOOPBACK,
+    })
+    .expect("worker binds a loopback port");
+    worker
 }
 
 /// Which payload types the client end uses: the browser's own when sending,

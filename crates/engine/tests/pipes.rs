@@ -1,0 +1,86 @@
+//! Scenarios with two workers: a consumer on one worker receives a producer
+//! of the other through a pipe.
+
+mod common;
+
+use common::*;
+use mediasoup_types::rtp_parameters::MediaKind;
+use simplesfu_engine::{Direction, EngineError, ProducerOptions};
+use std::time::Duration;
+use str0m::media::MediaKind as StrKind;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+#[test]
+fn peers_on_two_workers_see_each_others_media_and_close_ends_the_pipe() {
+    let sfu = Sfu::start();
+    let other = spawn_worker("worker-1");
+    let mut sender = sfu.transport(Direction::Send, ClientCodecs::Browser);
+    let mut receiver = sfu.transport_on(&other, Direction::Recv, ClientCodecs::Router);
+    assert!(pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected && p[1].connected), "both connect");
+
+    let producer = sfu
+        .block(sfu.worker.produce(ProducerOptions {
+            transport_id: sender.id.expect("created"),
+            kind: MediaKind::Video,
+            rtp_parameters: vp8_parameters("0", 1111, 2222),
+            paused: false,
+        }))
+        .expect("producer on worker 0");
+    sender.declare_send("0", StrKind::Video, 1111, Some(2222), None);
+
+    // Without a pipe the other worker does not know the producer.
+    assert_eq!(
+        sfu.block(other.consume(receiver.id.expect("created"), producer)).map(|c| c.id).map_err(|e| e.clone()),
+        Err(EngineError::ProducerNotFound(producer))
+    );
+    sfu.block(sfu.worker.pipe_producer(producer, &other)).expect("pipe");
+    // Piping twice is a no-op.
+    sfu.block(sfu.worker.pipe_producer(producer, &other)).expect("pipe again");
+    let info = sfu.block(other.consume(receiver.id.expect("created"), producer)).expect("consumer on worker 1");
+    let ssrc = info.rtp_parameters.encodings[0].ssrc.expect("ssrc");
+    receiver.expect_receive(
+        info.rtp_parameters.mid.as_deref().expect("mid"),
+        StrKind::Video,
+        ssrc,
+        info.rtp_parameters.encodings[0].rtx.map(|r| r.ssrc),
+    );
+    let requests_before = sender.keyframe_requests;
+    sfu.block(other.set_consumer_paused(info.id, false)).expect("resume");
+
+    let mut seq = 0u64;
+    let got = pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| {
+        seq += 1;
+        p[0].send_rtp(1111, 96, 30_000 + seq, (seq * 3000) as u32, true, &vp8_payload(false, seq as u8));
+        p[1].received_from(ssrc).len() >= 20 && p[0].keyframe_requests > requests_before
+    });
+    assert!(got, "video crosses the pipe, and the resume's key-frame request travels back to the sender");
+    assert!(receiver.received_from(ssrc).iter().all(|r| r.pt == 101), "router payload type on the far worker");
+
+    let closed = sfu.block(sfu.worker.close_producer(producer)).expect("close");
+    assert!(closed.consumers.is_empty(), "no consumer lived on the producer's own worker");
+    // The far worker drops its mirror and the consumer with it.
+    let gone = pump_until(&mut [&mut sender, &mut receiver], WAIT, |_| {
+        sfu.block(other.stats()).map(|s| s.producers == 0 && s.consumers == 0).unwrap_or(false)
+    });
+    assert!(gone, "closing the producer closes the pipe and the remote consumer");
+    let count = receiver.received_from(ssrc).len();
+    let mut seq2 = seq;
+    pump_until(&mut [&mut sender, &mut receiver], Duration::from_millis(500), |p| {
+        seq2 += 1;
+        p[0].send_rtp(1111, 96, 30_000 + seq2, (seq2 * 3000) as u32, true, &vp8_payload(false, 1));
+        false
+    });
+    assert!(receiver.received_from(ssrc).len() <= count + 2, "nothing more crosses a closed pipe");
+}
+
+#[test]
+fn load_counts_transports_and_consumers() {
+    let sfu = Sfu::start();
+    assert_eq!(sfu.worker.load(), 0);
+    let _a = sfu.transport(Direction::Send, ClientCodecs::Browser);
+    let _b = sfu.transport(Direction::Recv, ClientCodecs::Router);
+    // The gauge is updated by the worker after each command.
+    sfu.block(sfu.worker.stats()).expect("stats");
+    assert_eq!(sfu.worker.load(), 2);
+}
