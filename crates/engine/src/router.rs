@@ -175,8 +175,10 @@ struct Consumer {
 }
 
 struct DataProducer {
-    transport_id: TransportId,
-    channel: ChannelId,
+    /// The send transport and channel it arrives on; `None` for a data
+    /// producer piped in from another worker.
+    source: Option<(TransportId, ChannelId)>,
+    pipes: Vec<PipeOut>,
     params: SctpStreamParameters,
     label: String,
     protocol: String,
@@ -219,6 +221,14 @@ pub(crate) struct PipedProducer {
     max_bitrate: Option<u64>,
     layers: usize,
     paused: bool,
+}
+
+/// What a worker needs to mirror a data producer of another worker.
+pub(crate) struct PipedDataProducer {
+    id: DataProducerId,
+    params: SctpStreamParameters,
+    label: String,
+    protocol: String,
 }
 
 /// All media state of one worker.
@@ -304,6 +314,17 @@ impl Router {
             Command::PipePacket(packet) => self.on_pipe_packet(now, *packet),
             Command::PipeClose(id) => self.on_pipe_close(id),
             Command::PipeKeyframe(id, layer) => self.request_keyframe(now, id, layer),
+            Command::DataPipeOut(id, worker, sink, r) => drop(r.send(self.data_pipe_out(id, worker, sink))),
+            Command::DataPipeIn(piped, r) => {
+                self.data_pipe_in(piped);
+                drop(r.send(Ok(())))
+            }
+            Command::PipeData(id, binary, data) => {
+                if self.data_producers.get(&id).is_some_and(|d| d.source.is_none()) {
+                    self.fan_out_data(id, binary, &data);
+                }
+            }
+            Command::DataPipeClose(id) => self.on_data_pipe_close(id),
             Command::Stats(r) => drop(r.send(self.stats())),
             Command::Shutdown => {}
         }
@@ -440,7 +461,7 @@ impl Router {
             let _ = self.close_consumer(cid);
         }
         let data_producers: Vec<DataProducerId> =
-            self.data_producers.iter().filter(|(_, d)| d.transport_id == id).map(|(k, _)| *k).collect();
+            self.data_producers.iter().filter(|(_, d)| d.source.is_some_and(|(t, _)| t == id)).map(|(k, _)| *k).collect();
         for d in data_producers {
             let _ = self.close_data_producer(d);
         }
@@ -749,8 +770,8 @@ impl Router {
         self.data_producers.insert(
             id,
             DataProducer {
-                transport_id: tid,
-                channel,
+                source: Some((tid, channel)),
+                pipes: Vec::new(),
                 params: o.sctp_stream_parameters,
                 label: o.label,
                 protocol: o.protocol,
@@ -764,9 +785,14 @@ impl Router {
     /// Close a data producer and its data consumers.
     pub fn close_data_producer(&mut self, id: DataProducerId) -> Result<Vec<DataConsumerId>, EngineError> {
         let d = self.data_producers.remove(&id).ok_or(EngineError::DataProducerNotFound(id))?;
-        if let Some(t) = self.transports.get_mut(&d.transport_id) {
-            close_channel(t, d.channel, d.params.stream_id);
-            self.mark_dirty(d.transport_id);
+        for pipe in &d.pipes {
+            let _ = pipe.sink.send(Command::DataPipeClose(id));
+        }
+        if let Some((tid, channel)) = d.source {
+            if let Some(t) = self.transports.get_mut(&tid) {
+                close_channel(t, channel, d.params.stream_id);
+                self.mark_dirty(tid);
+            }
         }
         for cid in &d.consumers {
             self.remove_data_consumer(*cid);
@@ -1163,6 +1189,38 @@ impl Router {
         }
     }
 
+    /// Start piping a data producer's messages to another worker (once per worker).
+    pub(crate) fn data_pipe_out(
+        &mut self,
+        id: DataProducerId,
+        worker: Arc<str>,
+        sink: UnboundedSender<Command>,
+    ) -> Result<PipedDataProducer, EngineError> {
+        let d = self.data_producers.get_mut(&id).ok_or(EngineError::DataProducerNotFound(id))?;
+        if !d.pipes.iter().any(|pipe| pipe.worker == worker) {
+            d.pipes.push(PipeOut { worker, sink });
+        }
+        Ok(PipedDataProducer { id, params: d.params, label: d.label.clone(), protocol: d.protocol.clone() })
+    }
+
+    /// Mirror a data producer of another worker.
+    pub(crate) fn data_pipe_in(&mut self, piped: PipedDataProducer) {
+        self.data_producers.entry(piped.id).or_insert(DataProducer {
+            source: None,
+            pipes: Vec::new(),
+            params: piped.params,
+            label: piped.label,
+            protocol: piped.protocol,
+            consumers: Vec::new(),
+        });
+    }
+
+    fn on_data_pipe_close(&mut self, id: DataProducerId) {
+        if self.data_producers.get(&id).is_some_and(|d| d.source.is_none()) {
+            let _ = self.close_data_producer(id);
+        }
+    }
+
     fn on_pipe_close(&mut self, id: ProducerId) {
         if self.producers.get(&id).is_some_and(|p| matches!(p.source, ProducerSource::Pipe(_))) {
             let _ = self.close_producer(id);
@@ -1227,8 +1285,20 @@ impl Router {
         let route = self.transports.get(&tid).and_then(|t| t.channels.get(&channel)).copied();
         let Some(DataRoute::Producer(pid)) = route else { return };
         self.stats.data_messages_in += 1;
-        let consumers = match self.data_producers.get(&pid) {
-            Some(p) => p.consumers.clone(),
+        self.fan_out_data(pid, binary, data);
+    }
+
+    /// A message of a data producer (own or piped in): to every pipe and
+    /// every data consumer.
+    fn fan_out_data(&mut self, pid: DataProducerId, binary: bool, data: &[u8]) {
+        let consumers = match self.data_producers.get_mut(&pid) {
+            Some(p) => {
+                if !p.pipes.is_empty() {
+                    let shared: Arc<[u8]> = data.into();
+                    p.pipes.retain(|pipe| pipe.sink.send(Command::PipeData(pid, binary, shared.clone())).is_ok());
+                }
+                p.consumers.clone()
+            }
             None => return,
         };
         for cid in consumers {

@@ -3,7 +3,7 @@
 //! handled in the same loop, so no lock is ever taken on the packet path.
 
 use crate::api::*;
-use crate::router::{ForwardedPacket, PipedProducer, Router, RouterConfig};
+use crate::router::{ForwardedPacket, PipedDataProducer, PipedProducer, Router, RouterConfig};
 use mediasoup_types::data_structures::DtlsParameters;
 use mediasoup_types::rtp_parameters::RtpCapabilitiesFinalized;
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
@@ -47,6 +47,10 @@ pub(crate) enum Command {
     PipePacket(Box<ForwardedPacket>),
     PipeClose(ProducerId),
     PipeKeyframe(ProducerId, Option<usize>),
+    DataPipeOut(DataProducerId, Arc<str>, mpsc::UnboundedSender<Command>, Reply<PipedDataProducer>),
+    DataPipeIn(PipedDataProducer, Reply<()>),
+    PipeData(DataProducerId, bool, Arc<[u8]>),
+    DataPipeClose(DataProducerId),
     Stats(oneshot::Sender<WorkerStats>),
     Shutdown,
 }
@@ -266,6 +270,18 @@ impl WorkerHandle {
         let piped = self.call(|r| Command::PipeOut(producer, to.name.clone(), sink, r)).await?;
         let origin = self.commands.clone();
         to.call(|r| Command::PipeIn(piped, origin, r)).await
+    }
+
+    /// Make `data_producer` (of this worker) consumable on worker `to`: its
+    /// messages are piped there. Once per data producer and destination; a
+    /// no-op when `to` is this worker.
+    pub async fn pipe_data_producer(&self, data_producer: DataProducerId, to: &WorkerHandle) -> Result<(), EngineError> {
+        if self.name == to.name {
+            return Ok(());
+        }
+        let sink = to.commands.clone();
+        let piped = self.call(|r| Command::DataPipeOut(data_producer, to.name.clone(), sink, r)).await?;
+        to.call(|r| Command::DataPipeIn(piped, r)).await
     }
 
     /// How busy the worker is, for placing new peers: transports plus

@@ -84,3 +84,37 @@ fn load_counts_transports_and_consumers() {
     sfu.block(sfu.worker.stats()).expect("stats");
     assert_eq!(sfu.worker.load(), 2);
 }
+
+#[test]
+fn data_messages_cross_a_pipe_to_another_worker() {
+    let sfu = Sfu::start();
+    let other = spawn_worker("worker-1");
+    let mut sender = sfu.transport(Direction::Send, ClientCodecs::Browser);
+    let mut receiver = sfu.transport_on(&other, Direction::Recv, ClientCodecs::Router);
+    let send_channel = sender.open_channel(0, "chat");
+    let data_producer = sfu
+        .block(sfu.worker.produce_data(simplesfu_engine::DataProducerOptions {
+            transport_id: sender.id.expect("created"),
+            sctp_stream_parameters: mediasoup_types::sctp_parameters::SctpStreamParameters::new_ordered(0),
+            label: "chat".into(),
+            protocol: String::new(),
+        }))
+        .expect("data producer on worker 0");
+    sfu.block(sfu.worker.pipe_data_producer(data_producer, &other)).expect("data pipe");
+    let info = sfu.block(other.consume_data(receiver.id.expect("created"), data_producer)).expect("data consumer on worker 1");
+    assert_eq!(info.label, "chat");
+    receiver.open_channel(info.sctp_stream_parameters.stream_id, "chat");
+    let mut sent = 0;
+    let got = pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| {
+        if p[0].channel_open.contains(&send_channel) && sent < 50 && p[0].write_data(send_channel, b"across workers") {
+            sent += 1;
+        }
+        p[1].data.iter().any(|(_, d)| d == b"across workers")
+    });
+    assert!(got, "the message reaches the data consumer on the other worker");
+    sfu.block(sfu.worker.close_data_producer(data_producer)).expect("close");
+    let gone = pump_until(&mut [&mut sender, &mut receiver], WAIT, |_| {
+        sfu.block(other.stats()).map(|s| s.data_producers == 0 && s.data_consumers == 0).unwrap_or(false)
+    });
+    assert!(gone, "closing the data producer closes the far data consumer");
+}
