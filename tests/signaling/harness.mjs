@@ -25,7 +25,8 @@ export async function startServer(t, { args = [], env = {} } = {}) {
   const bin = process.env.SIMPLESFU_BIN || defaultBin;
   const child = spawn(
     bin,
-    ['--http-listen', '127.0.0.1:0', '--rtc-listen-ip', '127.0.0.1', '--rtc-port', '0', '--log-level', 'warn', ...args],
+    // Two workers whatever the machine, so consumers also cross the pipes between workers.
+    ['--http-listen', '127.0.0.1:0', '--rtc-listen-ip', '127.0.0.1', '--rtc-port', '0', '--workers', '2', '--log-level', 'warn', ...args],
     { env: { ...process.env, RUST_LOG: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
   );
   let stderr = '';

@@ -21,7 +21,7 @@ test('prints the real bound address and serves /health with counts', async (t) =
   assert.equal(body.status, 'ok');
   assert.equal(body.peers, 1);
   assert.equal(body.rooms, 1);
-  assert.equal(body.workers, 1);
+  assert.equal(body.workers, 2, 'the harness starts two workers');
   for (const key of ['transports', 'producers', 'consumers', 'dataProducers', 'dataConsumers']) {
     assert.equal(body[key], 0, key);
   }

@@ -33,10 +33,11 @@ pub struct Config {
     #[arg(long, env = "SIMPLESFU_ANNOUNCED_IP")]
     pub announced_ip: Option<IpAddr>,
 
-    /// Number of media worker threads. Only 1 for now: more workers need
-    /// pipes between workers (consumers on another worker than their
-    /// producer), which come later.
-    #[arg(long, env = "SIMPLESFU_WORKERS", default_value_t = 1)]
+    /// Number of media worker threads, each with its own UDP port (worker i
+    /// uses rtc-port + i). Default: one per core. New peers go to the
+    /// least-loaded worker; consumers on another worker than their producer
+    /// get its packets through a pipe between the two.
+    #[arg(long, env = "SIMPLESFU_WORKERS", default_value_t = crate::sfu::default_workers())]
     pub workers: usize,
 
     /// Log level or filter (error, warn, info, debug, trace, or tracing
@@ -69,7 +70,7 @@ impl Config {
             rtc_listen_ip: IpAddr::from([0, 0, 0, 0]),
             rtc_port: 40000,
             announced_ip: None,
-            workers: 1,
+            workers: crate::sfu::default_workers(),
             log_level: "info".into(),
             available_producers_interval_ms: 1000,
             static_dir: None,

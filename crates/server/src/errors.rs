@@ -12,9 +12,8 @@ pub enum SfuError {
     /// spawns its background tasks on the current runtime.
     #[error("simplesfu must be started inside a tokio runtime")]
     NoRuntime,
-    /// A worker count of 0, or more than one (consuming across workers needs
-    /// pipes between workers, which are not implemented yet).
-    #[error("{0} media workers requested; only 1 is supported for now")]
+    /// The worker count is 0 or above `MAX_WORKERS`.
+    #[error("{0} media workers requested; use 1 to 256 (default: one per core)")]
     UnsupportedWorkerCount(usize),
     /// The UDP socket of a media worker could not be bound.
     #[error("media worker {index} could not bind UDP port {port}: {source}")]

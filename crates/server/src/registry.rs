@@ -117,8 +117,9 @@ impl PeerEntry {
 pub(crate) enum ConsumePlan<P> {
     /// The peer consumes this producer already: re-send this push.
     Existing(P),
-    /// Ask the engine for a consumer on this worker and receive transport.
-    Create { worker: WorkerIndex, recv_transport: TransportId },
+    /// Ask the engine for a consumer on this worker and receive transport;
+    /// the producer lives on `producer_worker` (piped over first when it differs).
+    Create { worker: WorkerIndex, recv_transport: TransportId, producer_worker: WorkerIndex },
 }
 
 /// A consumer the server creates without being asked.
@@ -501,20 +502,25 @@ impl Registry {
         Ok((me, them))
     }
 
-    fn recv_for_consuming(&self, me: &PeerEntry, worker_of_producer: WorkerIndex) -> Result<(WorkerIndex, TransportId), SignalingError> {
+    fn recv_for_consuming(&self, me: &PeerEntry) -> Result<(WorkerIndex, TransportId), SignalingError> {
         let Some(recv) = me.recv else {
             return Err(err(
                 ErrorCode::NoReceiveTransport,
                 "create a receive transport (consuming: true) before consuming",
             ));
         };
-        if me.worker != worker_of_producer {
-            return Err(err(
-                ErrorCode::InternalError,
-                "the producer lives on another media worker; consuming across workers is not supported yet",
-            ));
-        }
         Ok((me.worker, recv.id))
+    }
+
+    /// How many peers are placed on each of `workers` workers.
+    pub fn peers_per_worker(&self, workers: usize) -> Vec<usize> {
+        let mut counts = vec![0; workers];
+        for p in self.peers.values() {
+            if let Some(c) = counts.get_mut(p.worker) {
+                *c += 1;
+            }
+        }
+        counts
     }
 
     pub fn plan_consume(
@@ -535,8 +541,8 @@ impl Registry {
             push.producer_paused = entry.paused;
             return Ok(ConsumePlan::Existing(push));
         }
-        let (worker, recv_transport) = self.recv_for_consuming(me, them.worker)?;
-        Ok(ConsumePlan::Create { worker, recv_transport })
+        let (worker, recv_transport) = self.recv_for_consuming(me)?;
+        Ok(ConsumePlan::Create { worker, recv_transport, producer_worker: them.worker })
     }
 
     /// Record the consumer the engine made, unless the world changed while
@@ -591,8 +597,8 @@ impl Registry {
         if let Some(existing) = me.data_consumers.get(&producer) {
             return Ok(ConsumePlan::Existing(existing.push.clone()));
         }
-        let (worker, recv_transport) = self.recv_for_consuming(me, them.worker)?;
-        Ok(ConsumePlan::Create { worker, recv_transport })
+        let (worker, recv_transport) = self.recv_for_consuming(me)?;
+        Ok(ConsumePlan::Create { worker, recv_transport, producer_worker: them.worker })
     }
 
     pub fn add_data_consumer(

@@ -25,10 +25,12 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 use tokio::sync::mpsc::UnboundedReceiver;
+
+/// More media workers than this is a configuration mistake.
+pub const MAX_WORKERS: usize = 256;
 
 /// A request that has not been answered after this long gets an
 /// `internal_error` ack: the client must always hear back.
@@ -37,8 +39,9 @@ const REQUEST_DEADLINE: Duration = Duration::from_secs(10);
 /// How the SFU's media side is set up.
 #[derive(Debug, Clone)]
 pub struct SfuOptions {
-    /// Media worker threads. Only 1 for now: consuming a producer of another
-    /// worker needs pipes between workers, which come later.
+    /// Media worker threads, each with its own UDP socket. A peer is placed on
+    /// the least-loaded worker; a consumer of a producer on another worker
+    /// receives its packets through a pipe between the two.
     pub workers: usize,
     /// Address the workers' UDP sockets bind to.
     pub rtc_listen_ip: IpAddr,
@@ -56,13 +59,18 @@ pub struct SfuOptions {
 impl Default for SfuOptions {
     fn default() -> Self {
         Self {
-            workers: 1,
+            workers: default_workers(),
             rtc_listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             rtc_port: 40000,
             announced_ip: None,
             available_producers_interval: Some(Duration::from_millis(1000)),
         }
     }
+}
+
+/// One worker per core.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
 }
 
 impl SfuOptions {
@@ -95,7 +103,6 @@ pub(crate) struct Inner {
     pub(crate) workers: Vec<WorkerHandle>,
     registry: Mutex<Registry>,
     links: Mutex<HashMap<PeerId, PeerLink>>,
-    next_worker: AtomicUsize,
 }
 
 /// The SFU. Cheap to clone; all clones are the same SFU.
@@ -149,7 +156,7 @@ impl Sfu {
     /// namespace. Must run inside a tokio runtime.
     pub fn new(options: SfuOptions) -> Result<Sfu, SfuError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| SfuError::NoRuntime)?;
-        if options.workers != 1 {
+        if options.workers == 0 || options.workers > MAX_WORKERS {
             return Err(SfuError::UnsupportedWorkerCount(options.workers));
         }
         let announced_ip = options.effective_announced_ip();
@@ -177,7 +184,6 @@ impl Sfu {
                 workers,
                 registry: Mutex::new(Registry::default()),
                 links: Mutex::new(HashMap::new()),
-                next_worker: AtomicUsize::new(0),
             }),
         };
         for (index, events) in event_streams.into_iter().enumerate() {
@@ -201,8 +207,12 @@ impl Sfu {
                 return;
             }
         };
-        let worker = self.inner.next_worker.fetch_add(1, Ordering::Relaxed) % self.inner.workers.len();
-        self.registry().add_peer(peer.clone(), worker);
+        let worker = {
+            let mut registry = self.registry();
+            let worker = least_loaded(&registry.peers_per_worker(self.inner.workers.len()), &self.inner.workers);
+            registry.add_peer(peer.clone(), worker);
+            worker
+        };
         self.links().insert(
             peer.clone(),
             PeerLink { socket: socket.clone(), queue: Arc::new(tokio::sync::Mutex::new(())) },
@@ -354,11 +364,15 @@ impl Sfu {
         producer: ProducerId,
     ) -> Result<CreateConsumer, SignalingError> {
         let plan = self.registry().plan_consume(peer, producing_peer, producer)?;
-        let (worker, recv_transport) = match plan {
+        let (worker, recv_transport, producer_worker) = match plan {
             ConsumePlan::Existing(push) => return Ok(push),
-            ConsumePlan::Create { worker, recv_transport } => (worker, recv_transport),
+            ConsumePlan::Create { worker, recv_transport, producer_worker } => (worker, recv_transport, producer_worker),
         };
         let engine = self.worker(worker)?;
+        if producer_worker != worker {
+            // mediasoup's pipeToRouter: once per producer and worker, idempotent.
+            self.worker(producer_worker)?.pipe_producer(producer, engine).await.map_err(from_engine)?;
+        }
         let info = engine.consume(recv_transport, producer).await.map_err(from_engine)?;
         let consumer = info.id;
         let recorded = self.registry().add_consumer(peer, producing_peer, recv_transport, info);
@@ -376,11 +390,14 @@ impl Sfu {
         producer: DataProducerId,
     ) -> Result<CreateDataConsumer, SignalingError> {
         let plan = self.registry().plan_consume_data(peer, producing_peer, producer)?;
-        let (worker, recv_transport) = match plan {
+        let (worker, recv_transport, producer_worker) = match plan {
             ConsumePlan::Existing(push) => return Ok(push),
-            ConsumePlan::Create { worker, recv_transport } => (worker, recv_transport),
+            ConsumePlan::Create { worker, recv_transport, producer_worker } => (worker, recv_transport, producer_worker),
         };
         let engine = self.worker(worker)?;
+        if producer_worker != worker {
+            self.worker(producer_worker)?.pipe_data_producer(producer, engine).await.map_err(from_engine)?;
+        }
         let info = engine.consume_data(recv_transport, producer).await.map_err(from_engine)?;
         let consumer = info.id;
         let recorded = self.registry().add_data_consumer(peer, producing_peer, recv_transport, info);
@@ -459,6 +476,20 @@ impl Sfu {
     }
 }
 
+/// The worker for a new peer: the one with the least load, where load is
+/// the peers placed on it plus its transports and consumers (see
+/// `WorkerHandle::load`). Counting placed peers spreads a burst of
+/// connections before any of them has created a transport.
+fn least_loaded(peers_per_worker: &[usize], workers: &[WorkerHandle]) -> WorkerIndex {
+    let loads: Vec<usize> = workers.iter().enumerate().map(|(i, w)| peers_per_worker.get(i).copied().unwrap_or(0) + w.load()).collect();
+    pick_least(&loads)
+}
+
+/// Index of the smallest load; the first one on ties.
+fn pick_least(loads: &[usize]) -> WorkerIndex {
+    loads.iter().enumerate().min_by_key(|(i, load)| (**load, *i)).map(|(i, _)| i).unwrap_or(0)
+}
+
 async fn watch_engine_events(sfu: Weak<Inner>, worker: WorkerIndex, mut events: UnboundedReceiver<EngineEvent>) {
     while let Some(event) = events.recv().await {
         let Some(inner) = sfu.upgrade() else { break };
@@ -484,4 +515,16 @@ async fn resend_available_producers(sfu: Weak<Inner>, period: Duration) {
 /// Build a success ack's fields from pairs.
 pub(crate) fn fields<const N: usize>(pairs: [(&str, Value); N]) -> serde_json::Map<String, Value> {
     pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()
+}
+
+#[cfg(test)]
+mod placement_tests {
+    use super::pick_least;
+
+    #[test]
+    fn a_worker_with_more_load_is_not_chosen() {
+        assert_eq!(pick_least(&[3, 1, 2]), 1);
+        assert_eq!(pick_least(&[0, 0]), 0, "ties go to the first worker");
+        assert_eq!(pick_least(&[5, 5, 4]), 2);
+    }
 }
