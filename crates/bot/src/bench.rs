@@ -333,7 +333,9 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     media,
                     duration: opts.duration,
                     join_rate: opts.join_rate,
-                    local_ip: IpAddr::from([127, 0, 0, 1]),
+                    // libnice (Janus) never pairs with a candidate on the loopback
+                    // interface: the bot binds Janus's address then (seen here).
+                    local_ip: if kind == ServerKind::Janus { opts.janus_ip } else { IpAddr::from([127, 0, 0, 1]) },
                     progress: true,
                 };
                 let mut samples: Vec<ProcSample> = Vec::new();

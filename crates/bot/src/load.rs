@@ -145,6 +145,7 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
                     publish,
                     subscribe: !publish || cfg.publishers_subscribe,
                     index,
+                    room_publishers: cfg.publishers_per_room,
                 });
                 index += 1;
             }
@@ -194,6 +195,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     let (publishers, subscribers): (Vec<_>, Vec<_>) = specs.into_iter().partition(|s| s.publish);
     let mut peers = Vec::new();
     let mut failures = 0u64;
+    let mut failed_expected = 0u64;
     let mut first_error = None;
     let mut next = Instant::now();
     let mut started_joins = 0u64;
@@ -218,6 +220,9 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
                 Ok((spec, Ok(joined))) => peers.push(Peer { spec, joined }),
                 Ok((spec, Err(e))) => {
                     failures += 1;
+                    if spec.subscribe {
+                        failed_expected += expected_streams_per_receiver(&cfg, &spec);
+                    }
                     tracing::debug!(peer = spec.index, error = %e, "join failed");
                     first_error.get_or_insert_with(|| format!("{e:#}"));
                 }
@@ -288,7 +293,8 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     // Collect.
     let (mut video, mut audio) = (KindTotals::default(), KindTotals::default());
     let mut join_times = Histogram::default();
-    let mut expected_streams = 0;
+    // Streams of receivers that never joined count as expected and missing.
+    let mut expected_streams = failed_expected;
     let mut without_media = 0;
     for (spec, r) in receivers(&peers) {
         expected_streams += expected_streams_per_receiver(&cfg, spec);

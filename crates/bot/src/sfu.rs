@@ -28,6 +28,8 @@ pub struct PeerSpec {
     pub subscribe: bool,
     /// Unique per run: the high bits of this peer's stream ids.
     pub index: u32,
+    /// Publishers in this peer's room (Janus subscribers wait for them).
+    pub room_publishers: u32,
 }
 
 /// What a joined peer leaves behind for the run to read.
