@@ -4,6 +4,8 @@
 
 use crate::sfu::Sfu;
 use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use socketioxide::layer::SocketIoLayer;
@@ -19,14 +21,31 @@ pub const MAX_SOCKET_IO_PAYLOAD: u64 = 1_000_000;
 /// The whole HTTP application: `io_layer` (from
 /// `SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).build_layer()`)
 /// serves socket.io at `/socket.io/`, `static_dir` is served at `/` (a
-/// directory's `index.html` is its index page), `GET /health` reports counts.
+/// directory's `index.html` is its index page), `GET /health` reports counts,
+/// `GET /simplesfu-client.js` is the browser client's script-tag bundle.
 pub fn app(sfu: Sfu, io_layer: SocketIoLayer, static_dir: &Path) -> Router {
     Router::new()
         .route("/health", get(health))
+        .route("/simplesfu-client.js", get(client_bundle))
         .fallback_service(ServeDir::new(static_dir))
         .with_state(sfu)
         .layer(io_layer)
         .layer(CorsLayer::permissive())
+}
+
+/// The script-tag bundle of `client/` (committed, checked against its sources
+/// by `npm run check:client-bundle`), built into the binary so that pages
+/// need no Node.js anywhere.
+const CLIENT_BUNDLE: &str = include_str!("../../../client/bundle/simplesfu-client.js");
+
+async fn client_bundle() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/javascript; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        CLIENT_BUNDLE,
+    )
 }
 
 async fn health(State(sfu): State<Sfu>) -> Json<serde_json::Value> {

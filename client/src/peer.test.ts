@@ -1,0 +1,354 @@
+import { afterEach, beforeEach, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SimpleMediasoupPeer, type SimpleMediasoupPeerOptions, type TrackEvent, type TrackEndedEvent } from './peer.js';
+import { PeerClosedError, SignalingError } from './errors.js';
+import { FakeServer, FakeSocket, fakeTrack, handlerFactory, until } from './test-support/fake-server.js';
+
+let server: FakeServer;
+let peers: SimpleMediasoupPeer[];
+
+beforeEach(() => {
+  server = new FakeServer();
+  peers = [];
+});
+
+afterEach(() => {
+  for (const peer of peers) peer.close();
+});
+
+/** A peer on a connected fake socket, with what it saw. */
+function makePeer(options: Omit<SimpleMediasoupPeerOptions, 'socket' | 'handlerFactory'> = {}) {
+  const socket = server.socket();
+  const peer = new SimpleMediasoupPeer({ socket, handlerFactory, ...options });
+  peers.push(peer);
+  const seen = {
+    tracks: [] as TrackEvent[],
+    ended: [] as TrackEndedEvent[],
+    joined: [] as string[],
+    left: [] as string[],
+    errors: [] as Error[],
+  };
+  peer.on('track', (event) => seen.tracks.push(event));
+  peer.on('trackEnded', (event) => seen.ended.push(event));
+  peer.on('peerConnection', ({ peerId }) => seen.joined.push(peerId));
+  peer.on('peerDisconnection', ({ peerId }) => seen.left.push(peerId));
+  peer.on('error', (error) => seen.errors.push(error));
+  socket.connect();
+  return { peer, socket, seen };
+}
+
+async function ready(peer: SimpleMediasoupPeer, room?: string) {
+  await until(() => peer.id !== null && (room === undefined || peer.roomId === room), `peer ready in ${room}`);
+}
+
+const tracksFrom = (seen: { tracks: TrackEvent[] }, peerId: string) =>
+  seen.tracks.filter((t) => t.peerId === peerId).map((t) => t.label).sort();
+
+test('both constructor styles: a socket, or options with roomId (joined with autoConsume: false)', async () => {
+  const socket = server.socket();
+  const seed = new SimpleMediasoupPeer(Object.assign(socket, {}) as FakeSocket);
+  peers.push(seed);
+  // The seed style cannot pass a handler factory: in Node it fails to detect a browser.
+  const errors: Error[] = [];
+  seed.on('error', (error) => errors.push(error));
+  socket.connect();
+  await until(() => errors.length > 0, 'device detection to fail outside a browser');
+  assert.match(errors[0]!.message, /not supported|device|handler/i);
+
+  const { peer, socket: optionsSocket } = makePeer({ roomId: 42 });
+  await ready(peer, '42');
+  assert.equal(peer.id, optionsSocket.id);
+  assert.deepEqual(server.requests('joinRoom', peer.id!), [{ roomId: '42', autoConsume: false }]);
+  const transports = server.requests('createWebRtcTransport', peer.id!);
+  assert.deepEqual(
+    transports.map(({ producing, consuming }) => ({ producing, consuming })),
+    [
+      { producing: true, consuming: false },
+      { producing: false, consuming: true },
+    ],
+  );
+});
+
+test('bad arguments throw TypeError; a closed peer throws PeerClosedError', async () => {
+  assert.throws(() => new SimpleMediasoupPeer(42 as never), TypeError);
+  assert.throws(() => new SimpleMediasoupPeer({ socket: {} as never }), TypeError);
+  assert.throws(() => new SimpleMediasoupPeer({ socket: server.socket(), roomId: '' }), TypeError);
+  assert.throws(() => new SimpleMediasoupPeer({ socket: server.socket(), autoConnect: 'yes' as never }), TypeError);
+  const { peer } = makePeer();
+  assert.throws(() => peer.addTrack({} as never, 'camera'), TypeError);
+  assert.throws(() => peer.addTrack(fakeTrack('video'), ''), TypeError);
+  assert.throws(() => peer.addTrack(fakeTrack('video'), 'camera', 'yes' as never), TypeError);
+  assert.throws(() => peer.addTrack(fakeTrack('video'), 'camera', false, 'ultra' as never), TypeError);
+  assert.throws(() => peer.removeTrack(undefined as never), TypeError);
+  assert.throws(() => peer.joinRoom({} as never), TypeError);
+  assert.throws(() => peer.joinRoom('x'.repeat(129)), TypeError);
+  assert.throws(() => peer.connectToPeer(''), TypeError);
+  assert.throws(() => peer.pausePeer(7 as never), TypeError);
+  assert.throws(() => peer.send(123 as never), TypeError);
+  assert.throws(() => peer.on('nope' as never, () => {}), TypeError);
+  assert.throws(() => peer.on('track', 'fn' as never), TypeError);
+
+  peer.close();
+  assert.equal(peer.closed, true);
+  for (const call of [
+    () => peer.addTrack(fakeTrack('video'), 'camera'),
+    () => peer.removeTrack('camera'),
+    () => peer.joinRoom('r'),
+    () => peer.leaveRoom(),
+    () => peer.connectToPeer('p'),
+    () => peer.disconnectFromPeer('p'),
+    () => peer.pausePeer('p'),
+    () => peer.resumePeer('p'),
+    () => peer.send('hi'),
+    () => peer.on('track', () => {}),
+  ]) {
+    assert.throws(call, (error: unknown) => error instanceof PeerClosedError && error.name === 'PeerClosedError');
+  }
+  peer.close(); // twice is fine
+});
+
+test('a track added before the connection is produced once the send transport is connected', async () => {
+  const { peer } = makePeer({ roomId: 'r' });
+  const added = peer.addTrack(fakeTrack('video'), 'camera', true);
+  await added;
+  await ready(peer, 'r');
+  const types = server.log.filter((r) => r.peerId === peer.id).map((r) => r.type);
+  assert.ok(types.indexOf('connectWebRtcTransport') < types.indexOf('produce'), types.join(','));
+  const [produce] = server.requests('produce', peer.id!);
+  assert.deepEqual(produce.appData, { label: 'camera', broadcast: true });
+  assert.equal(produce.kind, 'video');
+  assert.deepEqual(
+    produce.rtpParameters.encodings.map((e: { maxBitrate: number }) => e.maxBitrate),
+    [500_000],
+  );
+});
+
+test('the published client style addTrack({track, label, customEncodings}) and presets', async () => {
+  const { peer } = makePeer();
+  await ready(peer);
+  await peer.addTrack({ track: fakeTrack('video'), label: 'screen', customEncodings: 'screenShare' });
+  await peer.addTrack(fakeTrack('video'), 'simulcast', false, SimpleMediasoupPeer.encodings.simulcast as never);
+  const [screen, simulcast] = server.requests('produce', peer.id!);
+  assert.equal(screen.appData.label, 'screen');
+  assert.equal(screen.rtpParameters.encodings[0].maxFramerate, 15);
+  assert.equal(simulcast.rtpParameters.encodings.length, 3);
+});
+
+test('adding to a used label switches the track without a new producer; other encodings replace it', async () => {
+  const { peer } = makePeer();
+  await ready(peer);
+  await peer.addTrack(fakeTrack('video'), 'camera');
+  await peer.addTrack(fakeTrack('video'), 'camera');
+  assert.equal(server.requests('produce', peer.id!).length, 1, 'replaceTrack, no renegotiation');
+  assert.equal(server.requests('closeProducer', peer.id!).length, 0);
+  await peer.addTrack(fakeTrack('video'), 'camera', false, 'simulcast');
+  assert.equal(server.requests('produce', peer.id!).length, 2);
+  assert.equal(server.requests('closeProducer', peer.id!).length, 1);
+  await peer.removeTrack('camera');
+  assert.equal(server.requests('closeProducer', peer.id!).length, 2);
+  assert.equal(server.peers.get(peer.id!)!.producers.size, 0);
+});
+
+test('auto-connect: peers in one room get each other\'s tracks, events and the seed\'s onTrack', async () => {
+  const a = makePeer({ roomId: 'room' });
+  const b = makePeer({ roomId: 'room' });
+  const legacy: [MediaStreamTrack, string, TrackEvent][] = [];
+  a.peer.onTrack = (track, peerId, info) => {
+    legacy.push([track, peerId, info]);
+  };
+  await a.peer.addTrack(fakeTrack('video'), 'camera');
+  await a.peer.addTrack(fakeTrack('audio'), 'microphone');
+  await b.peer.addTrack(fakeTrack('video'), 'camera');
+  await ready(a.peer, 'room');
+  await ready(b.peer, 'room');
+  await until(() => tracksFrom(a.seen, b.peer.id!).length === 1, 'A to get B\'s camera');
+  await until(() => tracksFrom(b.seen, a.peer.id!).length === 2, 'B to get A\'s tracks');
+  assert.deepEqual(tracksFrom(b.seen, a.peer.id!), ['camera', 'microphone']);
+  assert.deepEqual(a.seen.joined, [b.peer.id]);
+  assert.deepEqual(b.seen.joined, [a.peer.id]);
+  assert.deepEqual(a.peer.peers, [b.peer.id]);
+  assert.equal(legacy.length, 1);
+  assert.equal(legacy[0]![1], b.peer.id);
+  assert.equal(legacy[0]![2].label, 'camera');
+  assert.equal(legacy[0]![0], legacy[0]![2].track);
+  // Every consumer was resumed on the server once the local one existed.
+  const producerId = server.producerOf(b.peer.id!, 'camera')!.id;
+  assert.equal(server.consumer(a.peer.id!, producerId)!.paused, false);
+  assert.deepEqual(a.seen.errors, []);
+});
+
+test('autoConnect: false: only connectToPeer\'ed peers arrive, broadcasts arrive anyway', async () => {
+  const viewer = makePeer({ roomId: 'room', autoConnect: false });
+  const chosen = makePeer({ roomId: 'room' });
+  const other = makePeer({ roomId: 'room' });
+  const stage = makePeer({ roomId: 'room' });
+  for (const { peer } of [chosen, other, stage]) await ready(peer, 'room');
+  await ready(viewer.peer, 'room');
+  await chosen.peer.addTrack(fakeTrack('video'), 'camera');
+  await other.peer.addTrack(fakeTrack('video'), 'camera');
+  await stage.peer.addTrack(fakeTrack('video'), 'stage', true);
+  await viewer.peer.connectToPeer(chosen.peer.id!);
+  await until(() => tracksFrom(viewer.seen, chosen.peer.id!).length === 1, 'the chosen peer\'s camera');
+  await until(() => tracksFrom(viewer.seen, stage.peer.id!).length === 1, 'the broadcast');
+  // Give availableProducers a few more rounds.
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.deepEqual(tracksFrom(viewer.seen, other.peer.id!), []);
+  assert.equal(server.requests('createConsumer', viewer.peer.id!).some((d) => d.producingPeerId === other.peer.id), false);
+  assert.equal(viewer.seen.tracks.find((t) => t.peerId === stage.peer.id)!.broadcast, true);
+  // Everyone is still announced.
+  assert.deepEqual(viewer.seen.joined.sort(), [chosen.peer.id, other.peer.id, stage.peer.id].sort());
+});
+
+test('disconnectFromPeer closes the consumers here and on the server, and auto-connect does not undo it', async () => {
+  const a = makePeer({ roomId: 'room' });
+  const b = makePeer({ roomId: 'room' });
+  await b.peer.addTrack(fakeTrack('video'), 'camera');
+  await b.peer.addTrack(fakeTrack('audio'), 'microphone', true);
+  await until(() => tracksFrom(a.seen, b.peer.id!).length === 2, 'A to get B\'s tracks');
+  await a.peer.disconnectFromPeer(b.peer.id!);
+  assert.deepEqual(a.seen.ended.map((e) => e.label).sort(), ['camera', 'microphone']);
+  assert.equal(server.peers.get(a.peer.id!)!.consumers.size, 0, 'no consumer left on the server');
+  // B publishes again and the room is re-announced: still nothing for A.
+  await b.peer.addTrack(fakeTrack('video'), 'screen');
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(a.seen.tracks.length, 2);
+  assert.equal(server.peers.get(a.peer.id!)!.consumers.size, 0, 'a broadcast pushed later was closed too');
+  // Until we connect again.
+  await a.peer.connectToPeer(b.peer.id!);
+  await until(() => a.seen.tracks.length === 5, 'B\'s three tracks again');
+});
+
+test('pausePeer pauses its consumers and keeps them paused across a re-added track; resumePeer resumes', async () => {
+  const a = makePeer({ roomId: 'room' });
+  const b = makePeer({ roomId: 'room' });
+  await b.peer.addTrack(fakeTrack('video'), 'camera');
+  await until(() => a.seen.tracks.length === 1, 'A to get B\'s camera');
+  const bId = b.peer.id!;
+  await a.peer.pausePeer(bId);
+  const first = server.producerOf(bId, 'camera')!.id;
+  assert.equal(server.consumer(a.peer.id!, first)!.paused, true);
+  assert.equal(a.seen.tracks[0]!.track.enabled, false, 'the local track is paused too');
+
+  await b.peer.removeTrack('camera');
+  await until(() => a.seen.ended.length === 1, 'the remote end event');
+  await b.peer.addTrack(fakeTrack('video'), 'camera');
+  await until(() => a.seen.tracks.length === 2, 'the re-added camera');
+  const second = server.producerOf(bId, 'camera')!.id;
+  assert.equal(a.seen.tracks[1]!.paused, true);
+  assert.equal(server.consumer(a.peer.id!, second)!.paused, true, 'still paused on the server');
+
+  await a.peer.resumePeer(bId);
+  assert.equal(server.consumer(a.peer.id!, second)!.paused, false);
+  assert.equal(a.seen.tracks[1]!.track.enabled, true);
+});
+
+test('leaving: the others get peerDisconnection and trackEnded; a room switch moves us', async () => {
+  const a = makePeer({ roomId: 'one' });
+  const b = makePeer({ roomId: 'one' });
+  const c = makePeer({ roomId: 'two' });
+  await b.peer.addTrack(fakeTrack('video'), 'camera');
+  await until(() => a.seen.tracks.length === 1, 'A to get B\'s camera');
+  await ready(c.peer, 'two');
+  await b.peer.joinRoom('two');
+  assert.equal(b.peer.roomId, 'two');
+  await until(() => a.seen.left.includes(b.peer.id!), 'A to see B leave');
+  assert.equal(a.seen.ended.length, 1);
+  assert.deepEqual(a.peer.peers, []);
+  assert.deepEqual(server.requests('leaveRoom', b.peer.id!), [{ roomId: 'one' }]);
+  await until(() => c.seen.tracks.length === 1, 'C to get B\'s camera in room two');
+  assert.ok(b.seen.left.includes(a.peer.id!));
+  await b.peer.leaveRoom();
+  assert.equal(b.peer.roomId, null);
+  await until(() => c.seen.left.includes(b.peer.id!), 'C to see B leave');
+});
+
+test("a refused request rejects with the server's code; background failures reach 'error'", async () => {
+  const a = makePeer();
+  await ready(a.peer);
+  server.failNext.set('joinRoom', { code: 'limit_reached', message: 'room is full' });
+  await assert.rejects(a.peer.joinRoom('full'), (error: unknown) => {
+    assert.ok(error instanceof SignalingError);
+    assert.equal(error.code, 'limit_reached');
+    return true;
+  });
+  const b = makePeer({ roomId: 'room' });
+  await b.peer.addTrack(fakeTrack('video'), 'camera');
+  server.failNext.set('createConsumer', { code: 'internal_error', message: 'boom' });
+  await a.peer.joinRoom('room');
+  await until(() => a.seen.errors.length > 0, 'the error event');
+  assert.equal((a.seen.errors[0] as SignalingError).code, 'internal_error');
+  // The next announcement (the real server repeats them every second) retries.
+  await b.peer.addTrack(fakeTrack('audio'), 'microphone');
+  await until(() => a.seen.tracks.length === 2, 'the retried consumer and the new one');
+});
+
+test('a throwing listener is logged and does not stop the others or the library', async (t) => {
+  const logged: unknown[][] = [];
+  t.mock.method(console, 'error', (...args: unknown[]) => logged.push(args));
+  const a = makePeer({ roomId: 'room' });
+  a.peer.on('track', () => {
+    throw new Error('user bug');
+  });
+  a.peer.onTrack = () => {
+    throw new Error('legacy user bug');
+  };
+  const b = makePeer({ roomId: 'room' });
+  await b.peer.addTrack(fakeTrack('video'), 'camera');
+  await b.peer.addTrack(fakeTrack('audio'), 'microphone');
+  await until(() => a.seen.tracks.length === 2, 'both tracks despite the throwing listener');
+  assert.equal(logged.length, 4);
+  assert.ok(logged.every((args) => /listener threw|onTrack threw/.test(String(args[0]))));
+  assert.deepEqual(a.seen.errors, []);
+});
+
+test('a reconnect republishes the tracks and rejoins the room', async () => {
+  const a = makePeer({ roomId: 'room' });
+  const b = makePeer({ roomId: 'room' });
+  await a.peer.addTrack(fakeTrack('video'), 'camera');
+  await until(() => b.seen.tracks.length === 1, 'B to get A\'s camera');
+  const firstId = a.peer.id!;
+  a.socket.disconnect();
+  assert.equal(a.peer.id, null);
+  assert.equal(a.peer.roomId, null);
+  await until(() => b.seen.ended.length === 1 && b.seen.left.includes(firstId), 'B to see A go');
+  a.socket.connect();
+  await ready(a.peer, 'room');
+  assert.notEqual(a.peer.id, firstId);
+  await until(() => b.seen.tracks.length === 2, 'B to get A\'s camera again');
+  assert.equal(b.seen.tracks[1]!.peerId, a.peer.id);
+});
+
+test('send: one data producer, created on the first send; data consumers for connected peers', async () => {
+  const a = makePeer({ roomId: 'room', requestTimeoutMs: 100 });
+  const b = makePeer({ roomId: 'room' });
+  await ready(a.peer, 'room');
+  await ready(b.peer, 'room');
+  assert.equal(server.requests('produceData').length, 0, 'nothing before the first send');
+  // The fake handler's data channels never open: both sends time out.
+  const sends = [a.peer.send('one'), a.peer.send(new Uint8Array([1, 2]))];
+  for (const sent of sends) await assert.rejects(sent, { code: 'timeout' });
+  assert.equal(server.requests('produceData', a.peer.id!).length, 1);
+  await until(
+    () => server.requests('createDataConsumer', b.peer.id!).some((d) => d.producingPeerId === a.peer.id),
+    'B to consume A\'s data',
+  );
+});
+
+test('send while not connected rejects with code disconnected', async () => {
+  const socket = server.socket();
+  const peer = new SimpleMediasoupPeer({ socket, handlerFactory });
+  peers.push(peer);
+  await assert.rejects(peer.send('hi'), { name: 'SignalingError', code: 'disconnected' });
+});
+
+test('close() stops listening to the socket it was given and tells the server', async () => {
+  const a = makePeer({ roomId: 'room' });
+  await a.peer.addTrack(fakeTrack('video'), 'camera');
+  await ready(a.peer, 'room');
+  const id = a.peer.id!;
+  a.peer.close();
+  assert.equal(a.socket.listenerCount('mediasoupSignaling'), 0);
+  assert.equal(a.socket.connected, true, 'a socket we did not open stays open');
+  await until(() => server.requests('leaveRoom', id).length === 1, 'leaveRoom');
+  assert.equal(server.requests('closeProducer', id).length, 1);
+});
