@@ -17,6 +17,7 @@ mod forward;
 mod router;
 mod sdp;
 mod stun;
+mod tcp;
 mod worker;
 
 pub use api::{

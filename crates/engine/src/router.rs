@@ -28,7 +28,7 @@ use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::config::Fingerprint;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind as StrMediaKind, Mid, Pt, Rid};
-use str0m::net::{Protocol, Receive};
+use str0m::net::{Protocol, Receive, TcpType};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
@@ -42,6 +42,8 @@ const MAX_PENDING_DATA_MESSAGES: usize = 256;
 const SCTP_PORT: u16 = 5000;
 const SCTP_MAX_MESSAGE_SIZE: u32 = 262_144;
 const SCTP_STREAMS: u16 = 1024;
+/// Network paths one transport may learn (UDP and TCP, address changes).
+const MAX_PATHS_PER_TRANSPORT: usize = 8;
 /// How far ahead the worker sleeps when nothing is scheduled.
 const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The remote ICE password is never sent by mediasoup-client; ICE-lite never
@@ -55,6 +57,10 @@ pub struct RouterConfig {
     pub local_addr: SocketAddr,
     /// The address announced in ICE candidates (public address behind NAT).
     pub announced_addr: SocketAddr,
+    /// Offer the UDP candidate (off only to force ICE over TCP).
+    pub udp: bool,
+    /// The announced address of the passive ICE-TCP candidate, if any.
+    pub announced_tcp_addr: Option<SocketAddr>,
 }
 
 struct Transport {
@@ -68,7 +74,8 @@ struct Transport {
     /// Set by connect: the browser's fingerprint (`sha-256 AB:..`) and our DTLS role.
     dtls: Option<DtlsSetup>,
     sctp: bool,
-    addr: Option<SocketAddr>,
+    /// Network paths (protocol, remote address) learned from STUN requests.
+    addrs: Vec<(Protocol, SocketAddr)>,
     next_timeout: Instant,
     /// Send transports: m-lines in order, live and closed.
     send_media: Vec<SendMediaEntry>,
@@ -237,7 +244,7 @@ pub struct Router {
     caps: RtpCapabilitiesFinalized,
     transports: HashMap<TransportId, Transport>,
     by_ufrag: HashMap<String, TransportId>,
-    by_addr: HashMap<SocketAddr, TransportId>,
+    by_addr: HashMap<(Protocol, SocketAddr), TransportId>,
     producers: HashMap<ProducerId, Producer>,
     consumers: HashMap<ConsumerId, Consumer>,
     data_producers: HashMap<DataProducerId, DataProducer>,
@@ -340,9 +347,40 @@ impl Router {
     ) -> Result<WebRtcTransportInfo, EngineError> {
         let mut rtc = build_rtc(now);
         let creds = rtc.direct_api().local_ice_credentials();
-        let candidate = Candidate::host(self.config.announced_addr, "udp")
-            .map_err(|e| EngineError::Internal(format!("bad announced address: {e}")))?;
-        rtc.add_local_candidate(candidate);
+        let mut ice_candidates = Vec::new();
+        if self.config.udp {
+            let candidate = Candidate::host(self.config.announced_addr, "udp")
+                .map_err(|e| EngineError::Internal(format!("bad announced address: {e}")))?;
+            rtc.add_local_candidate(candidate);
+            ice_candidates.push(IceCandidate {
+                foundation: "udpcandidate".into(),
+                priority: 1_076_302_079,
+                address: self.config.announced_addr.ip().to_string(),
+                protocol: MsProtocol::Udp,
+                port: self.config.announced_addr.port(),
+                r#type: IceCandidateType::Host,
+                tcp_type: None,
+            });
+        }
+        if let Some(tcp) = self.config.announced_tcp_addr {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| EngineError::Internal(format!("bad announced TCP address: {e}")))?;
+            rtc.add_local_candidate(candidate);
+            ice_candidates.push(IceCandidate {
+                foundation: "tcpcandidate".into(),
+                // Below UDP: browsers take TCP only when UDP does not get through.
+                priority: 1_076_276_479,
+                address: tcp.ip().to_string(),
+                protocol: MsProtocol::Tcp,
+                port: tcp.port(),
+                r#type: IceCandidateType::Host,
+                tcp_type: Some(mediasoup_types::data_structures::IceCandidateTcpType::Passive),
+            });
+        }
         let fingerprint = rtc.direct_api().local_dtls_fingerprint().clone();
         let dtls_fingerprint = to_mediasoup_fingerprint(&fingerprint)?;
         let id = TransportId::new();
@@ -353,15 +391,7 @@ impl Router {
                 password: creds.pass.clone(),
                 ice_lite: Some(true),
             },
-            ice_candidates: vec![IceCandidate {
-                foundation: "udpcandidate".into(),
-                priority: 1_076_302_079,
-                address: self.config.announced_addr.ip().to_string(),
-                protocol: MsProtocol::Udp,
-                port: self.config.announced_addr.port(),
-                r#type: IceCandidateType::Host,
-                tcp_type: None,
-            }],
+            ice_candidates,
             dtls_parameters: DtlsParameters { role: DtlsRole::Auto, fingerprints: vec![dtls_fingerprint] },
             sctp_parameters: options.enable_sctp.then_some(SctpParameters {
                 port: SCTP_PORT,
@@ -388,7 +418,7 @@ impl Router {
                 remote_creds_placeholder: false,
                 dtls: None,
                 sctp: options.enable_sctp,
-                addr: None,
+                addrs: Vec::new(),
                 next_timeout: now,
                 send_media: Vec::new(),
                 ssrc_routes: HashMap::new(),
@@ -473,9 +503,9 @@ impl Router {
         if let Some(mut t) = self.transports.remove(&id) {
             t.rtc.disconnect();
             self.by_ufrag.remove(&t.local_ufrag);
-            if let Some(addr) = t.addr {
-                if self.by_addr.get(&addr) == Some(&id) {
-                    self.by_addr.remove(&addr);
+            for path in t.addrs {
+                if self.by_addr.get(&path) == Some(&id) {
+                    self.by_addr.remove(&path);
                 }
             }
         }
@@ -864,8 +894,9 @@ impl Router {
 
     // ---------------------------------------------------------------- I/O
 
-    /// A UDP datagram arrived at the worker's socket.
-    pub fn handle_datagram(&mut self, now: Instant, source: SocketAddr, data: &[u8]) {
+    /// A datagram arrived: on the UDP socket, or a whole RFC 4571 frame on an
+    /// ICE-TCP connection (`proto` says which).
+    pub fn handle_datagram(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) {
         let tid = match stun::binding_request_username(data) {
             Some(username) => {
                 // USERNAME is `ourUfrag:theirUfrag`.
@@ -881,7 +912,7 @@ impl Router {
                 }
                 tid
             }
-            None => match self.by_addr.get(&source) {
+            None => match self.by_addr.get(&(proto, source)) {
                 Some(&tid) => tid,
                 None => {
                     self.stats.datagrams_dropped += 1;
@@ -893,7 +924,11 @@ impl Router {
             self.stats.datagrams_dropped += 1;
             return;
         };
-        let receive = match Receive::new(Protocol::Udp, source, self.config.announced_addr, data) {
+        let destination = match proto {
+            Protocol::Udp => self.config.announced_addr,
+            _ => self.config.announced_tcp_addr.unwrap_or(self.config.announced_addr),
+        };
+        let receive = match Receive::new(proto, source, destination, data) {
             Ok(r) => r,
             Err(_) => {
                 self.stats.datagrams_dropped += 1;
@@ -904,13 +939,10 @@ impl Router {
             self.stats.datagrams_dropped += 1;
             tracing::debug!(transport = %tid, %error, "datagram refused");
         }
-        if t.addr != Some(source) && stun::is_stun(data) {
-            if let Some(old) = t.addr.replace(source) {
-                if self.by_addr.get(&old) == Some(&tid) {
-                    self.by_addr.remove(&old);
-                }
-            }
-            self.by_addr.insert(source, tid);
+        let path = (proto, source);
+        if stun::is_stun(data) && !t.addrs.contains(&path) && t.addrs.len() < MAX_PATHS_PER_TRANSPORT {
+            t.addrs.push(path);
+            self.by_addr.insert(path, tid);
         }
         self.mark_dirty(tid);
     }
@@ -935,7 +967,7 @@ impl Router {
     }
 
     /// Poll every transport that has work, handing each datagram to `send`.
-    pub fn drain(&mut self, now: Instant, mut send: impl FnMut(SocketAddr, &[u8])) {
+    pub fn drain(&mut self, now: Instant, mut send: impl FnMut(Protocol, SocketAddr, &[u8])) {
         while let Some(tid) = self.dirty.pop() {
             self.dirty_set.remove(&tid);
             self.poll_transport(now, tid, &mut send);
@@ -947,7 +979,7 @@ impl Router {
         std::mem::take(&mut self.events)
     }
 
-    fn poll_transport(&mut self, now: Instant, tid: TransportId, send: &mut impl FnMut(SocketAddr, &[u8])) {
+    fn poll_transport(&mut self, now: Instant, tid: TransportId, send: &mut impl FnMut(Protocol, SocketAddr, &[u8])) {
         if let Some(t) = self.transports.get_mut(&tid) {
             // Written RTP and queued feedback leave str0m only after a timeout input.
             if let Err(error) = t.rtc.handle_input(Input::Timeout(now)) {
@@ -961,7 +993,7 @@ impl Router {
                     t.next_timeout = at;
                     break;
                 }
-                Ok(Output::Transmit(tx)) => send(tx.destination, &tx.contents),
+                Ok(Output::Transmit(tx)) => send(tx.proto, tx.destination, &tx.contents),
                 Ok(Output::Event(event)) => self.handle_event(now, tid, event),
                 Err(error) => {
                     tracing::debug!(transport = %tid, %error, "transport failed");

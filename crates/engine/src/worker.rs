@@ -11,7 +11,10 @@ use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
+use str0m::net::Protocol;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::tcp;
 
 /// How to start a worker.
 #[derive(Debug, Clone)]
@@ -24,6 +27,19 @@ pub struct WorkerSettings {
     pub port: u16,
     /// Address put in ICE candidates (the public address behind NAT).
     pub announced_ip: IpAddr,
+    /// Offer the UDP candidate. Off only to force ICE over TCP (tests, or
+    /// networks known to drop UDP).
+    pub udp: bool,
+    /// Accept ICE over TCP (RFC 6544 passive candidate, RFC 4571 framing) on
+    /// the same port number as UDP, for networks that block UDP.
+    pub tcp: bool,
+}
+
+impl WorkerSettings {
+    /// UDP and TCP candidates on `port` (0: any free port).
+    pub fn new(name: impl Into<String>, listen_ip: IpAddr, port: u16, announced_ip: IpAddr) -> Self {
+        WorkerSettings { name: name.into(), listen_ip, port, announced_ip, udp: true, tcp: true }
+    }
 }
 
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
@@ -61,6 +77,7 @@ pub struct WorkerHandle {
     name: Arc<str>,
     commands: mpsc::UnboundedSender<Command>,
     local_addr: SocketAddr,
+    tcp_addr: Option<SocketAddr>,
     rtp_capabilities: Arc<RtpCapabilitiesFinalized>,
     load: Arc<std::sync::atomic::AtomicUsize>,
 }
@@ -85,9 +102,30 @@ impl Worker {
         socket.set_nonblocking(true)?;
         let local_addr = socket.local_addr()?;
         let announced = SocketAddr::new(settings.announced_ip, local_addr.port());
+        let tcp_listener = if settings.tcp {
+            // The same port number as UDP when it is free, so one number is opened in firewalls.
+            let listener = std::net::TcpListener::bind(SocketAddr::new(settings.listen_ip, local_addr.port()))
+                .or_else(|_| std::net::TcpListener::bind(SocketAddr::new(settings.listen_ip, 0)))?;
+            listener.set_nonblocking(true)?;
+            Some(listener)
+        } else {
+            None
+        };
+        let announced_tcp_addr = match &tcp_listener {
+            Some(l) => Some(SocketAddr::new(settings.announced_ip, l.local_addr()?.port())),
+            None => None,
+        };
+        if !settings.udp && announced_tcp_addr.is_none() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a worker needs UDP or TCP (or both)"));
+        }
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, event_rx) = mpsc::unbounded_channel();
-        let router = Router::new(RouterConfig { local_addr, announced_addr: announced });
+        let router = Router::new(RouterConfig {
+            local_addr,
+            announced_addr: announced,
+            udp: settings.udp,
+            announced_tcp_addr,
+        });
         let rtp_capabilities = Arc::new(router.rtp_capabilities().clone());
         let name: Arc<str> = settings.name.clone().into();
         let thread_name = settings.name.clone();
@@ -101,16 +139,17 @@ impl Worker {
                     return;
                 }
             };
-            runtime.block_on(run(router, socket, cmd_rx, event_tx, load_gauge));
+            runtime.block_on(run(router, socket, tcp_listener, cmd_rx, event_tx, load_gauge));
         })?;
-        tracing::info!(worker = %name, port = local_addr.port(), "worker started");
-        Ok((WorkerHandle { name, commands: cmd_tx, local_addr, rtp_capabilities, load }, event_rx))
+        tracing::info!(worker = %name, port = local_addr.port(), tcp_port = ?announced_tcp_addr.map(|a| a.port()), "worker started");
+        Ok((WorkerHandle { name, commands: cmd_tx, local_addr, tcp_addr: announced_tcp_addr, rtp_capabilities, load }, event_rx))
     }
 }
 
 async fn run(
     mut router: Router,
     socket: std::net::UdpSocket,
+    tcp_listener: Option<std::net::TcpListener>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<EngineEvent>,
     load: Arc<std::sync::atomic::AtomicUsize>,
@@ -122,6 +161,14 @@ async fn run(
             return;
         }
     };
+    let (tcp_events_tx, mut tcp_events) = mpsc::unbounded_channel();
+    if let Some(listener) = tcp_listener {
+        match tokio::net::TcpListener::from_std(listener) {
+            Ok(listener) => drop(tokio::spawn(tcp::accept_loop(listener, tcp_events_tx))),
+            Err(error) => tracing::error!(%error, "worker could not register its TCP listener"),
+        }
+    }
+    let mut tcp_connections = tcp::Connections::default();
     let mut buf = vec![0u8; 2048];
     loop {
         let deadline = router.next_timeout(Instant::now());
@@ -136,16 +183,24 @@ async fn run(
             }
             res = socket.recv_from(&mut buf) => {
                 match res {
-                    Ok((n, source)) => router.handle_datagram(Instant::now(), source, &buf[..n]),
+                    Ok((n, source)) => router.handle_datagram(Instant::now(), Protocol::Udp, source, &buf[..n]),
                     Err(error) => tracing::debug!(%error, "udp receive failed"),
+                }
+            }
+            Some(event) = tcp_events.recv() => {
+                if let Some((source, frame)) = tcp_connections.handle(event) {
+                    router.handle_datagram(Instant::now(), Protocol::Tcp, source, &frame);
                 }
             }
             _ = sleep => router.handle_timeout(Instant::now()),
         }
-        router.drain(Instant::now(), |to, bytes| {
-            if let Err(error) = socket.try_send_to(bytes, to) {
-                tracing::trace!(%error, "udp send failed");
+        router.drain(Instant::now(), |proto, to, bytes| match proto {
+            Protocol::Udp => {
+                if let Err(error) = socket.try_send_to(bytes, to) {
+                    tracing::trace!(%error, "udp send failed");
+                }
             }
+            _ => tcp_connections.send(to, bytes),
         });
         for event in router.take_events() {
             let _ = events.send(event);
@@ -165,6 +220,11 @@ impl WorkerHandle {
     /// The UDP address the worker listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The announced address of the ICE-TCP candidate, when TCP is on.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
     }
 
     /// The router's RTP capabilities, as mediasoup-client's `Device.load` wants them.

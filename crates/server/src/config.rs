@@ -40,6 +40,16 @@ pub struct Config {
     #[arg(long, env = "SIMPLESFU_WORKERS", default_value_t = crate::sfu::default_workers())]
     pub workers: usize,
 
+    /// Offer ICE over UDP (the normal path for media). Turn it off only to
+    /// force ICE over TCP.
+    #[arg(long, env = "SIMPLESFU_ICE_UDP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ice_udp: bool,
+
+    /// Offer ICE over TCP (passive candidates on the same port numbers as
+    /// UDP) for networks that block UDP. Browsers use it only when UDP fails.
+    #[arg(long, env = "SIMPLESFU_ICE_TCP", default_value_t = true, action = clap::ArgAction::Set)]
+    pub ice_tcp: bool,
+
     /// Log level or filter (error, warn, info, debug, trace, or tracing
     /// directives). Directives in RUST_LOG are added after it. Logs go to stderr.
     #[arg(long, env = "SIMPLESFU_LOG", default_value = "info")]
@@ -71,6 +81,8 @@ impl Config {
             rtc_port: 40000,
             announced_ip: None,
             workers: crate::sfu::default_workers(),
+            ice_udp: true,
+            ice_tcp: true,
             log_level: "info".into(),
             available_producers_interval_ms: 1000,
             static_dir: None,
@@ -84,6 +96,8 @@ impl Config {
             rtc_listen_ip: self.rtc_listen_ip,
             rtc_port: self.rtc_port,
             announced_ip: self.announced_ip,
+            ice_udp: self.ice_udp,
+            ice_tcp: self.ice_tcp,
             available_producers_interval: (self.available_producers_interval_ms > 0)
                 .then(|| Duration::from_millis(self.available_producers_interval_ms)),
         }

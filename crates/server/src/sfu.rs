@@ -50,6 +50,10 @@ pub struct SfuOptions {
     /// Address put in ICE candidates. `None`: the listen address, or
     /// 127.0.0.1 when that is unspecified (0.0.0.0 / ::).
     pub announced_ip: Option<IpAddr>,
+    /// Offer ICE over UDP.
+    pub ice_udp: bool,
+    /// Offer ICE over TCP (passive candidates, same port numbers as UDP).
+    pub ice_tcp: bool,
     /// Resend `availableProducers` to every room this often (`None`: only on
     /// changes). The published client relies on the periodic resend to
     /// recover from a missed push; the original server sent it every second.
@@ -63,6 +67,8 @@ impl Default for SfuOptions {
             rtc_listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             rtc_port: 40000,
             announced_ip: None,
+            ice_udp: true,
+            ice_tcp: true,
             available_producers_interval: Some(Duration::from_millis(1000)),
         }
     }
@@ -169,10 +175,9 @@ impl Sfu {
                 u16::try_from(usize::from(options.rtc_port) + index).unwrap_or(0)
             };
             let settings = WorkerSettings {
-                name: format!("worker-{index}"),
-                listen_ip: options.rtc_listen_ip,
-                port,
-                announced_ip,
+                udp: options.ice_udp,
+                tcp: options.ice_tcp,
+                ..WorkerSettings::new(format!("worker-{index}"), options.rtc_listen_ip, port, announced_ip)
             };
             let (handle, events) =
                 Worker::spawn(settings).map_err(|source| SfuError::WorkerSpawn { index, port, source })?;

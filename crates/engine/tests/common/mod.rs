@@ -39,10 +39,15 @@ impl Sfu {
 
     /// Create a transport on `worker` and the client end that talks to it, connected.
     pub fn transport_on(&self, worker: &WorkerHandle, direction: Direction, codecs: ClientCodecs) -> ClientPeer {
+        self.transport_with(worker, direction, codecs, false)
+    }
+
+    /// Like `transport_on`, over ICE-TCP when `tcp` is true.
+    pub fn transport_with(&self, worker: &WorkerHandle, direction: Direction, codecs: ClientCodecs, tcp: bool) -> ClientPeer {
         let info = self
             .block(worker.create_webrtc_transport(WebRtcTransportOptions { direction, enable_sctp: true }))
             .expect("transport created");
-        let mut peer = ClientPeer::new(&info, codecs);
+        let mut peer = ClientPeer::new(&info, codecs, tcp);
         self.block(worker.connect_webrtc_transport(info.id, peer.dtls_parameters())).expect("transport connected");
         peer.id = Some(info.id);
         peer
@@ -60,12 +65,7 @@ impl Sfu {
 
 /// Another worker on loopback.
 pub fn spawn_worker(name: &str) -> WorkerHandle {
-    let (worker, _events) = Worker::spawn(WorkerSettings {
-        name: name.into(),
-        listen_ip: LOOPBACK,
-        port: 0,
-        announced_ip: LOOPBACK,
-    })
+    let (worker, _events) = Worker::spawn(WorkerSettings::new(name, LOOPBACK, 0, LOOPBACK))
     .expect("worker binds a loopback port");
     worker
 }
@@ -81,9 +81,8 @@ pub enum ClientCodecs {
 pub struct ClientPeer {
     pub id: Option<simplesfu_proto::TransportId>,
     pub rtc: Rtc,
-    socket: UdpSocket,
+    io: ClientIo,
     local: SocketAddr,
-    server: SocketAddr,
     pub received: Vec<ReceivedRtp>,
     pub keyframe_requests: usize,
     pub channel_open: Vec<ChannelId>,
@@ -99,13 +98,32 @@ pub struct ReceivedRtp {
     pub payload: Arc<[u8]>,
 }
 
+/// The client end's network: a UDP socket, or one ICE-TCP connection with
+/// RFC 4571 framing.
+enum ClientIo {
+    Udp(UdpSocket),
+    Tcp { stream: std::net::TcpStream, inbox: Vec<u8> },
+}
+
 impl ClientPeer {
-    fn new(info: &WebRtcTransportInfo, codecs: ClientCodecs) -> ClientPeer {
-        let socket = UdpSocket::bind((LOOPBACK, 0)).expect("client socket");
-        socket.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
-        let local = socket.local_addr().expect("addr");
-        let candidate = &info.ice_candidates[0];
+    fn new(info: &WebRtcTransportInfo, codecs: ClientCodecs, tcp: bool) -> ClientPeer {
+        let wanted = if tcp { mediasoup_types::data_structures::Protocol::Tcp } else { mediasoup_types::data_structures::Protocol::Udp };
+        let candidate = info.ice_candidates.iter().find(|c| c.protocol == wanted).expect("the server offers this protocol");
         let server = SocketAddr::new(candidate.address.parse().expect("ip"), candidate.port);
+        let (io, local, local_candidate, remote_candidate) = if tcp {
+            let stream = std::net::TcpStream::connect(server).expect("ICE-TCP connect");
+            stream.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+            stream.set_nodelay(true).expect("nodelay");
+            let local = stream.local_addr().expect("addr");
+            let local_candidate = Candidate::builder().tcp().host(local).tcptype(str0m::net::TcpType::Active).build().expect("candidate");
+            let remote_candidate = Candidate::builder().tcp().host(server).tcptype(str0m::net::TcpType::Passive).build().expect("candidate");
+            (ClientIo::Tcp { stream, inbox: Vec::new() }, local, local_candidate, remote_candidate)
+        } else {
+            let socket = UdpSocket::bind((LOOPBACK, 0)).expect("client socket");
+            socket.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+            let local = socket.local_addr().expect("addr");
+            (ClientIo::Udp(socket), local, Candidate::host(local, "udp").expect("candidate"), Candidate::host(server, "udp").expect("candidate"))
+        };
         let mut config = Rtc::builder().set_rtp_mode(true).clear_codecs().set_extension_map(ExtensionMap::standard());
         let c = config.codec_config();
         match codecs {
@@ -129,8 +147,8 @@ impl ClientPeer {
             config = config.set_extension_map(exts);
         }
         let mut rtc = config.build(Instant::now());
-        rtc.add_local_candidate(Candidate::host(local, "udp").expect("candidate"));
-        rtc.add_remote_candidate(Candidate::host(server, "udp").expect("candidate"));
+        rtc.add_local_candidate(local_candidate);
+        rtc.add_remote_candidate(remote_candidate);
         let mut api = rtc.direct_api();
         api.set_remote_ice_credentials(IceCreds {
             ufrag: info.ice_parameters.username_fragment.clone(),
@@ -147,9 +165,8 @@ impl ClientPeer {
         ClientPeer {
             id: None,
             rtc,
-            socket,
+            io,
             local,
-            server,
             received: Vec::new(),
             keyframe_requests: 0,
             channel_open: Vec::new(),
@@ -170,24 +187,55 @@ impl ClientPeer {
         let now = Instant::now();
         let _ = self.rtc.handle_input(Input::Timeout(now));
         self.poll();
-        let mut buf = [0u8; 2000];
-        while let Ok((n, from)) = self.socket.recv_from(&mut buf) {
-            if let Ok(recv) = Receive::new(Protocol::Udp, from, self.local, &buf[..n]) {
+        let mut buf = [0u8; 4000];
+        loop {
+            let (proto, from, datagram) = match &mut self.io {
+                ClientIo::Udp(socket) => match socket.recv_from(&mut buf) {
+                    Ok((n, from)) => (Protocol::Udp, from, buf[..n].to_vec()),
+                    Err(_) => break,
+                },
+                ClientIo::Tcp { stream, inbox } => {
+                    use std::io::Read;
+                    if inbox.len() < 2 || inbox.len() < 2 + u16::from_be_bytes([inbox[0], inbox[1]]) as usize {
+                        match stream.read(&mut buf) {
+                            Ok(0) | Err(_) => break,
+                            Ok(n) => inbox.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if inbox.len() < 2 {
+                        continue;
+                    }
+                    let n = u16::from_be_bytes([inbox[0], inbox[1]]) as usize;
+                    if inbox.len() < 2 + n {
+                        continue;
+                    }
+                    let frame = inbox[2..2 + n].to_vec();
+                    inbox.drain(..2 + n);
+                    (Protocol::Tcp, stream.peer_addr().expect("peer"), frame)
+                }
+            };
+            if let Ok(recv) = Receive::new(proto, from, self.local, &datagram) {
                 let _ = self.rtc.handle_input(Input::Receive(Instant::now(), recv));
             }
             self.poll();
-            self.socket.set_nonblocking(true).expect("nonblocking");
         }
-        self.socket.set_nonblocking(false).expect("blocking");
     }
 
     fn poll(&mut self) {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(_)) => break,
-                Ok(Output::Transmit(t)) => {
-                    let _ = self.socket.send_to(&t.contents, t.destination);
-                }
+                Ok(Output::Transmit(t)) => match &mut self.io {
+                    ClientIo::Udp(socket) => {
+                        let _ = socket.send_to(&t.contents, t.destination);
+                    }
+                    ClientIo::Tcp { stream, .. } => {
+                        use std::io::Write;
+                        let mut framed = (t.contents.len() as u16).to_be_bytes().to_vec();
+                        framed.extend_from_slice(&t.contents);
+                        let _ = stream.write_all(&framed);
+                    }
+                },
                 Ok(Output::Event(e)) => match e {
                     Event::Connected => self.connected = true,
                     Event::RtpPacket(p) => self.received.push(ReceivedRtp {
