@@ -73,7 +73,7 @@ process.on('exit', () => {
  * Starts `simplesfu` on loopback with ephemeral ports and waits for its
  * "listening" line. Returns {url, logTail(), stop()}.
  */
-export async function startServer({ staticDir, logLevel = 'warn' } = {}) {
+export async function startServer({ staticDir, logLevel = 'warn', workers = 2, args: extraArgs = [] } = {}) {
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`${SERVER_BIN} does not exist: build it with \`cargo build -p simplesfu\``);
   }
@@ -81,8 +81,12 @@ export async function startServer({ staticDir, logLevel = 'warn' } = {}) {
     '--http-listen', '127.0.0.1:0',
     '--rtc-listen-ip', '127.0.0.1',
     '--rtc-port', '0',
+    // Two workers whatever the machine: peers spread over both, so the
+    // browser tests also cross the pipes between workers.
+    '--workers', String(workers),
     '--static-dir', staticDir,
     '--log-level', logLevel,
+    ...extraArgs,
   ];
   const child = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   liveChildren.add(child);

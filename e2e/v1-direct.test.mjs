@@ -38,9 +38,19 @@ function readMediaStats(page) {
 }
 
 test('two v1 pages in one room exchange video, audio and data', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  await withCleanup(t, () => run(t));
+});
+
+// A network that lets no UDP through: the server offers only its ICE-TCP
+// candidates, so everything (ICE, DTLS, media, data) must cross TCP.
+test('the same over ICE-TCP when UDP is not offered', { timeout: TEST_TIMEOUT_MS }, async (t) => {
+  await withCleanup(t, () => run(t, { args: ['--ice-udp', 'false'] }));
+});
+
+async function withCleanup(t, body) {
   let failure;
   try {
-    await run(t);
+    await body();
   } catch (error) {
     failure = error;
   }
@@ -51,11 +61,11 @@ test('two v1 pages in one room exchange video, audio and data', { timeout: TEST_
     t.diagnostic(cleanupError.message);
   }
   if (failure) throw failure;
-});
+}
 
-async function run(t) {
+async function run(t, serverOptions = {}) {
   await buildPages();
-  const server = await startServer({ staticDir: PAGES_DIR });
+  const server = await startServer({ staticDir: PAGES_DIR, ...serverOptions });
   cleanup.add('stop simplesfu', () => server.stop());
   const browser = await launchBrowser();
   cleanup.add('close chromium', () => browser.close());
