@@ -11,6 +11,7 @@ export {
   type SimpleMediasoupPeerEvents,
   type TrackEvent,
   type TrackEndedEvent,
+  type RemoteTrackStats,
   type PeerEvent,
   type DataEvent,
   type DataMessage,

@@ -83,6 +83,22 @@ export interface DataEvent {
   data: string | ArrayBuffer | Blob;
 }
 
+/** What arrives of one remote track, from the browser's inbound-rtp statistics. */
+export interface RemoteTrackStats {
+  peerId: string;
+  label: string;
+  kind: MediaKind;
+  producerId: string;
+  broadcast: boolean;
+  paused: boolean;
+  packetsReceived: number;
+  bytesReceived: number;
+  /** Video only (0 for audio). */
+  framesDecoded: number;
+  frameWidth: number;
+  frameHeight: number;
+}
+
 export interface SimpleMediasoupPeerEvents {
   track: TrackEvent;
   trackEnded: TrackEndedEvent;
@@ -412,6 +428,39 @@ export class SimpleMediasoupPeer {
       if (dataProducer.readyState !== 'open') await waitOpen(dataProducer, this.#requestTimeoutMs);
       dataProducer.send(data as string);
     });
+  }
+
+  // ---------------------------------------------------------------- stats
+
+  /** Receive statistics of every remote track we consume. */
+  async getRemoteTrackStats(): Promise<RemoteTrackStats[]> {
+    this.#assertOpen('getRemoteTrackStats');
+    const session = this.#session;
+    if (!session) return [];
+    return Promise.all(
+      [...session.consumers].map(async ([producerId, { consumer, peerId, label, broadcast }]) => {
+        let inbound: Record<string, unknown> = {};
+        if (!consumer.closed) {
+          for (const report of (await consumer.getStats()).values()) {
+            if (report.type === 'inbound-rtp') inbound = report;
+          }
+        }
+        const count = (key: string) => (typeof inbound[key] === 'number' ? (inbound[key] as number) : 0);
+        return {
+          peerId,
+          label,
+          kind: consumer.kind as MediaKind,
+          producerId,
+          broadcast,
+          paused: consumer.paused,
+          packetsReceived: count('packetsReceived'),
+          bytesReceived: count('bytesReceived'),
+          framesDecoded: count('framesDecoded'),
+          frameWidth: count('frameWidth'),
+          frameHeight: count('frameHeight'),
+        };
+      }),
+    );
   }
 
   // -------------------------------------------------------------- closing

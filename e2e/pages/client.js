@@ -1,0 +1,90 @@
+// Browser test page for our client library, built from its TypeScript sources
+// (so the tests exercise client/src, not a stale bundle). The test drives it
+// through `window.t`: start a peer, publish fake media, call any method, and
+// read what a user of the library sees: events, remote tracks and their stats.
+
+import { SimpleMediasoupPeer } from '../../client/src/index.ts';
+
+const state = {
+  /** Remote tracks by producer id: {peerId, label, kind, broadcast, paused, ended}. */
+  tracks: {},
+  /** Every event, in order, as [name, summary]. */
+  events: [],
+  /** Data messages: {from, data}. */
+  data: [],
+  /** Anything that went wrong: error events, failed calls. */
+  errors: [],
+};
+let peer = null;
+const localTracks = {};
+
+function fail(where, error) {
+  const code = error?.code ? ` [${error.code}]` : '';
+  state.errors.push(`${where}: ${error?.message ?? error}${code}`);
+}
+
+window.addEventListener('error', (event) => fail('uncaught', event.error ?? event.message));
+window.addEventListener('unhandledrejection', (event) => fail('unhandled rejection', event.reason));
+
+window.t = {
+  /** Creates the peer: `options` are SimpleMediasoupPeer's (roomId, autoConnect, ...). */
+  start(options = {}) {
+    peer = new SimpleMediasoupPeer(options);
+    window.peer = peer;
+    peer.on('track', ({ track, peerId, label, kind, broadcast, producerId, paused }) => {
+      state.tracks[producerId] = { peerId, label, kind, broadcast, paused, ended: false };
+      state.events.push(['track', `${peerId}/${label}`]);
+      const element = document.createElement(kind);
+      element.autoplay = true;
+      element.muted = true;
+      element.srcObject = new MediaStream([track]);
+      element.dataset.producerId = producerId;
+      document.getElementById('remote').append(element);
+    });
+    peer.on('trackEnded', ({ peerId, label, producerId }) => {
+      if (state.tracks[producerId]) state.tracks[producerId].ended = true;
+      state.events.push(['trackEnded', `${peerId}/${label}`]);
+      document.querySelector(`[data-producer-id="${producerId}"]`)?.remove();
+    });
+    peer.on('peerConnection', ({ peerId }) => state.events.push(['peerConnection', peerId]));
+    peer.on('peerDisconnection', ({ peerId }) => state.events.push(['peerDisconnection', peerId]));
+    peer.on('data', ({ from, data }) => state.data.push({ from, data: String(data) }));
+    peer.on('error', (error) => fail('error event', error));
+  },
+
+  /** Publishes a fresh fake camera and/or microphone track under `labels`. */
+  async publish({ camera, microphone, broadcast = false, encodings } = {}) {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: !!camera, audio: !!microphone });
+    for (const track of stream.getTracks()) {
+      const label = track.kind === 'video' ? camera : microphone;
+      await peer.addTrack(track, label, broadcast, encodings);
+      // Replaced under the same label: from now on only the new track can
+      // be what the others receive.
+      localTracks[label]?.stop();
+      localTracks[label] = track;
+    }
+  },
+
+  /** Calls `peer[method](...args)`; returns an error text instead of throwing. */
+  async call(method, ...args) {
+    try {
+      await peer[method](...args);
+      return null;
+    } catch (error) {
+      return `${error.name}: ${error.message}`;
+    }
+  },
+
+  state() {
+    document.getElementById('peer').textContent = peer?.id ?? '';
+    document.getElementById('room').textContent = peer?.roomId ?? '';
+    return { id: peer?.id ?? null, roomId: peer?.roomId ?? null, peers: peer?.peers ?? [], ...state };
+  },
+
+  /** Remote track stats by producer id. */
+  async stats() {
+    const byProducer = {};
+    for (const stats of (await peer?.getRemoteTrackStats()) ?? []) byProducer[stats.producerId] = stats;
+    return byProducer;
+  },
+};
