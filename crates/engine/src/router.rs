@@ -18,7 +18,8 @@ use mediasoup_types::rtp_parameters::{
 };
 use mediasoup_types::sctp_parameters::{SctpParameters, SctpStreamParameters};
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
@@ -64,7 +65,6 @@ pub struct RouterConfig {
 }
 
 struct Transport {
-    id: TransportId,
     direction: Direction,
     rtc: Rtc,
     local_ufrag: String,
@@ -76,7 +76,8 @@ struct Transport {
     sctp: bool,
     /// Network paths (protocol, remote address) learned from STUN requests.
     addrs: Vec<(Protocol, SocketAddr)>,
-    next_timeout: Instant,
+    /// The earliest time this transport has in the timer heap.
+    scheduled: Option<Instant>,
     /// Send transports: m-lines in order, live and closed.
     send_media: Vec<SendMediaEntry>,
     /// Send transports: incoming SSRC to (producer, layer).
@@ -251,6 +252,9 @@ pub struct Router {
     data_consumers: HashMap<DataConsumerId, DataConsumer>,
     dirty: Vec<TransportId>,
     dirty_set: HashSet<TransportId>,
+    /// When transports want a timeout input: a min-heap with stale entries
+    /// skipped (see `schedule`), so the loop never scans every transport.
+    timers: BinaryHeap<Reverse<(Instant, TransportId)>>,
     events: Vec<EngineEvent>,
     stats: WorkerStats,
 }
@@ -270,6 +274,7 @@ impl Router {
             data_consumers: HashMap::new(),
             dirty: Vec::new(),
             dirty_set: HashSet::new(),
+            timers: BinaryHeap::new(),
             events: Vec::new(),
             stats: WorkerStats::default(),
         }
@@ -410,7 +415,6 @@ impl Router {
         self.transports.insert(
             id,
             Transport {
-                id,
                 direction: options.direction,
                 rtc,
                 local_ufrag: creds.ufrag,
@@ -419,7 +423,7 @@ impl Router {
                 dtls: None,
                 sctp: options.enable_sctp,
                 addrs: Vec::new(),
-                next_timeout: now,
+                scheduled: None,
                 send_media: Vec::new(),
                 ssrc_routes: HashMap::new(),
                 consumers_by_mid: HashMap::new(),
@@ -947,23 +951,43 @@ impl Router {
         self.mark_dirty(tid);
     }
 
-    /// Time passed: drive every transport whose timer is due.
+    /// Time passed: drive every transport whose timer is due (polling a
+    /// transport feeds it the timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
-        let due: Vec<TransportId> =
-            self.transports.values().filter(|t| t.next_timeout <= now).map(|t| t.id).collect();
-        for tid in due {
-            if let Some(t) = self.transports.get_mut(&tid) {
-                if let Err(error) = t.rtc.handle_input(Input::Timeout(now)) {
-                    tracing::debug!(transport = %tid, %error, "timeout handling failed");
+        while let Some(&Reverse((at, tid))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            // Entries superseded by an earlier one, or of closed transports, are stale.
+            let due = match self.transports.get_mut(&tid) {
+                Some(t) if t.scheduled == Some(at) => {
+                    t.scheduled = None;
+                    true
                 }
+                _ => false,
+            };
+            if due {
                 self.mark_dirty(tid);
             }
         }
     }
 
-    /// When the router next needs [`Router::handle_timeout`].
+    /// When the router next needs [`Router::handle_timeout`] (never later
+    /// than a short idle period).
     pub fn next_timeout(&self, now: Instant) -> Instant {
-        self.transports.values().map(|t| t.next_timeout).min().unwrap_or(now + IDLE_TIMEOUT).min(now + IDLE_TIMEOUT)
+        let idle = now + IDLE_TIMEOUT;
+        self.timers.peek().map_or(idle, |Reverse((at, _))| (*at).min(idle))
+    }
+
+    /// Keep the heap's entry for `tid` at or before `at`. A later entry that
+    /// fires early only makes the transport be polled early, which is harmless.
+    fn schedule(&mut self, tid: TransportId, at: Instant) {
+        let Some(t) = self.transports.get_mut(&tid) else { return };
+        if t.scheduled.is_none_or(|s| at < s) {
+            t.scheduled = Some(at);
+            self.timers.push(Reverse((at, tid)));
+        }
     }
 
     /// Poll every transport that has work, handing each datagram to `send`.
@@ -990,7 +1014,7 @@ impl Router {
             let Some(t) = self.transports.get_mut(&tid) else { return };
             match t.rtc.poll_output() {
                 Ok(Output::Timeout(at)) => {
-                    t.next_timeout = at;
+                    self.schedule(tid, at);
                     break;
                 }
                 Ok(Output::Transmit(tx)) => send(tx.proto, tx.destination, &tx.contents),
