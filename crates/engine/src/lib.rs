@@ -18,6 +18,7 @@ mod router;
 mod sdp;
 mod stun;
 mod tcp;
+mod udp;
 mod worker;
 
 pub use api::{

@@ -71,6 +71,10 @@ struct Transport {
     /// Remote ICE credentials as set in str0m; `placeholder` until the first STUN request.
     remote_creds: Option<IceCreds>,
     remote_creds_placeholder: bool,
+    /// Set by an ICE restart until the first binding request with the new
+    /// ufrag: that request may name a new remote ufrag, and the paths
+    /// learned before stop being used (see [`Router::restart_ice`]).
+    ice_restarting: bool,
     /// Set by connect: the browser's fingerprint (`sha-256 AB:..`) and our DTLS role.
     dtls: Option<DtlsSetup>,
     sctp: bool,
@@ -307,6 +311,7 @@ impl Router {
         match cmd {
             Command::CreateTransport(o, r) => drop(r.send(self.create_transport(now, o))),
             Command::ConnectTransport(id, d, r) => drop(r.send(self.connect_transport(id, d))),
+            Command::RestartIce(id, r) => drop(r.send(self.restart_ice(id))),
             Command::CloseTransport(id, r) => drop(r.send(self.close_transport(id))),
             Command::Produce(o, r) => drop(r.send(self.produce(o))),
             Command::PauseProducer(id, p, r) => drop(r.send(self.set_producer_paused(now, id, p))),
@@ -420,6 +425,7 @@ impl Router {
                 local_ufrag: creds.ufrag,
                 remote_creds: None,
                 remote_creds_placeholder: false,
+                ice_restarting: false,
                 dtls: None,
                 sctp: options.enable_sctp,
                 addrs: Vec::new(),
@@ -469,6 +475,27 @@ impl Router {
         self.mark_dirty(id);
         tracing::debug!(transport = %id, "transport connected");
         Ok(())
+    }
+
+    /// New local ICE credentials for a transport. Requests with the old ufrag
+    /// no longer reach it. The first request with the new one may carry a new
+    /// remote ufrag (browsers restart their side too), and the paths learned
+    /// before it are dropped: str0m keeps a nominated pair while it had a
+    /// request in the last 15 s and prefers it at equal priority, so without
+    /// this media would keep going to the broken path. A dropped address is
+    /// ignored by this transport from then on. DTLS, SCTP, producers and
+    /// consumers stay as they are.
+    pub fn restart_ice(&mut self, id: TransportId) -> Result<IceParameters, EngineError> {
+        let t = self.transports.get_mut(&id).ok_or(EngineError::TransportNotFound(id))?;
+        let creds = IceCreds::new();
+        t.rtc.direct_api().set_local_ice_credentials(creds.clone());
+        let old = std::mem::replace(&mut t.local_ufrag, creds.ufrag.clone());
+        t.ice_restarting = true;
+        self.by_ufrag.remove(&old);
+        self.by_ufrag.insert(creds.ufrag.clone(), id);
+        self.mark_dirty(id);
+        tracing::debug!(transport = %id, "ICE restarted");
+        Ok(IceParameters { username_fragment: creds.ufrag, password: creds.pass, ice_lite: Some(true) })
     }
 
     /// Close a transport with everything on it.
@@ -912,6 +939,15 @@ impl Router {
                     return;
                 };
                 if let Some(t) = self.transports.get_mut(&tid) {
+                    if std::mem::take(&mut t.ice_restarting) {
+                        for path in forget_other_paths(t, (proto, source)) {
+                            if self.by_addr.get(&path) == Some(&tid) {
+                                self.by_addr.remove(&path);
+                            }
+                        }
+                        // The restarted client may come with a new ufrag.
+                        t.remote_creds_placeholder = true;
+                    }
                     learn_remote_ufrag(t, remote);
                 }
                 tid
@@ -991,7 +1027,7 @@ impl Router {
     }
 
     /// Poll every transport that has work, handing each datagram to `send`.
-    pub fn drain(&mut self, now: Instant, mut send: impl FnMut(Protocol, SocketAddr, &[u8])) {
+    pub fn drain(&mut self, now: Instant, mut send: impl FnMut(Protocol, SocketAddr, Vec<u8>)) {
         while let Some(tid) = self.dirty.pop() {
             self.dirty_set.remove(&tid);
             self.poll_transport(now, tid, &mut send);
@@ -1003,7 +1039,7 @@ impl Router {
         std::mem::take(&mut self.events)
     }
 
-    fn poll_transport(&mut self, now: Instant, tid: TransportId, send: &mut impl FnMut(Protocol, SocketAddr, &[u8])) {
+    fn poll_transport(&mut self, now: Instant, tid: TransportId, send: &mut impl FnMut(Protocol, SocketAddr, Vec<u8>)) {
         if let Some(t) = self.transports.get_mut(&tid) {
             // Written RTP and queued feedback leave str0m only after a timeout input.
             if let Err(error) = t.rtc.handle_input(Input::Timeout(now)) {
@@ -1017,7 +1053,7 @@ impl Router {
                     self.schedule(tid, at);
                     break;
                 }
-                Ok(Output::Transmit(tx)) => send(tx.proto, tx.destination, &tx.contents),
+                Ok(Output::Transmit(tx)) => send(tx.proto, tx.destination, tx.contents.into()),
                 Ok(Output::Event(event)) => self.handle_event(now, tid, event),
                 Err(error) => {
                     tracing::debug!(transport = %tid, %error, "transport failed");
@@ -1466,6 +1502,29 @@ fn learn_remote_ufrag(t: &mut Transport, remote: &str) {
     t.rtc.direct_api().set_remote_ice_credentials(creds.clone());
     t.remote_creds = Some(creds);
     t.remote_creds_placeholder = false;
+}
+
+/// After an ICE restart: stop using every path but `keep` (their candidate
+/// pairs go, so str0m nominates the new path). Gives the paths dropped.
+fn forget_other_paths(t: &mut Transport, keep: (Protocol, SocketAddr)) -> Vec<(Protocol, SocketAddr)> {
+    let stale: Vec<_> = t.addrs.iter().copied().filter(|p| *p != keep).collect();
+    t.addrs.retain(|p| *p == keep);
+    for (proto, addr) in &stale {
+        // The remote candidate str0m made from the requests of that path.
+        let candidate = Candidate::from_parts(
+            String::new(),
+            1,
+            *proto,
+            0,
+            *addr,
+            str0m::CandidateKind::PeerReflexive,
+            None,
+            None,
+            None,
+        );
+        t.rtc.direct_api().invalidate_candidate(&candidate);
+    }
+    stale
 }
 
 fn fresh_ssrc(used: &mut HashSet<u32>, mut next: impl FnMut() -> Ssrc) -> Ssrc {

@@ -50,9 +50,9 @@ impl Connections {
     }
 
     /// Queue a frame for the connection to `to`, if it is open.
-    pub fn send(&mut self, to: SocketAddr, bytes: &[u8]) {
+    pub fn send(&mut self, to: SocketAddr, bytes: Vec<u8>) {
         if let Some(writer) = self.writers.get(&to) {
-            if let Err(mpsc::error::TrySendError::Closed(_)) = writer.try_send(bytes.to_vec()) {
+            if let Err(mpsc::error::TrySendError::Closed(_)) = writer.try_send(bytes) {
                 self.writers.remove(&to);
             }
         }

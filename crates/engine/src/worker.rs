@@ -4,7 +4,7 @@
 
 use crate::api::*;
 use crate::router::{ForwardedPacket, PipedDataProducer, PipedProducer, Router, RouterConfig};
-use mediasoup_types::data_structures::DtlsParameters;
+use mediasoup_types::data_structures::{DtlsParameters, IceParameters};
 use mediasoup_types::rtp_parameters::RtpCapabilitiesFinalized;
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
 use std::io;
@@ -14,7 +14,7 @@ use std::time::Instant;
 use str0m::net::Protocol;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::tcp;
+use crate::{tcp, udp};
 
 /// How to start a worker.
 #[derive(Debug, Clone)]
@@ -47,6 +47,7 @@ type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 pub(crate) enum Command {
     CreateTransport(WebRtcTransportOptions, Reply<WebRtcTransportInfo>),
     ConnectTransport(TransportId, DtlsParameters, Reply<()>),
+    RestartIce(TransportId, Reply<IceParameters>),
     CloseTransport(TransportId, Reply<ClosedProducer>),
     Produce(ProducerOptions, Reply<ProducerId>),
     PauseProducer(ProducerId, bool, Reply<()>),
@@ -169,7 +170,8 @@ async fn run(
         }
     }
     let mut tcp_connections = tcp::Connections::default();
-    let mut buf = vec![0u8; 2048];
+    let mut received = udp::RecvBatch::new();
+    let mut outgoing: Vec<(SocketAddr, Vec<u8>)> = Vec::with_capacity(256);
     loop {
         let deadline = router.next_timeout(Instant::now());
         let sleep = tokio::time::sleep_until(tokio::time::Instant::from_std(deadline));
@@ -181,9 +183,14 @@ async fn run(
                     Some(cmd) => router.handle_command(Instant::now(), cmd),
                 }
             }
-            res = socket.recv_from(&mut buf) => {
+            res = udp::recv(&socket, &mut received) => {
                 match res {
-                    Ok((n, source)) => router.handle_datagram(Instant::now(), Protocol::Udp, source, &buf[..n]),
+                    Ok(()) => {
+                        let now = Instant::now();
+                        for (source, datagram) in received.iter() {
+                            router.handle_datagram(now, Protocol::Udp, source, datagram);
+                        }
+                    }
                     Err(error) => tracing::debug!(%error, "udp receive failed"),
                 }
             }
@@ -195,13 +202,12 @@ async fn run(
             _ = sleep => router.handle_timeout(Instant::now()),
         }
         router.drain(Instant::now(), |proto, to, bytes| match proto {
-            Protocol::Udp => {
-                if let Err(error) = socket.try_send_to(bytes, to) {
-                    tracing::trace!(%error, "udp send failed");
-                }
-            }
+            Protocol::Udp => outgoing.push((to, bytes)),
             _ => tcp_connections.send(to, bytes),
         });
+        if !outgoing.is_empty() {
+            udp::send(&socket, &mut outgoing).await;
+        }
         for event in router.take_events() {
             let _ = events.send(event);
         }
@@ -253,6 +259,13 @@ impl WorkerHandle {
         dtls_parameters: DtlsParameters,
     ) -> Result<(), EngineError> {
         self.call(|r| Command::ConnectTransport(id, dtls_parameters, r)).await
+    }
+
+    /// Give the transport new local ICE credentials (mediasoup's
+    /// `restartIce`): the client restarts ICE with them and media flows again
+    /// over whatever path its new checks find, without producing anew.
+    pub async fn restart_ice(&self, id: TransportId) -> Result<IceParameters, EngineError> {
+        self.call(|r| Command::RestartIce(id, r)).await
     }
 
     /// Close a transport with everything on it.
