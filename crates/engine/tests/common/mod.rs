@@ -301,6 +301,26 @@ impl ClientPeer {
         self.rtc.channel(channel).map(|mut c| c.write(true, data).unwrap_or(false)).unwrap_or(false)
     }
 
+    /// The network path changed: move to a new UDP socket (a new local
+    /// address) and restart ICE with the server's new parameters, with fresh
+    /// local credentials, as a browser does after `transport.restartIce()`.
+    pub fn restart_ice_on_new_path(&mut self, server: &mediasoup_types::data_structures::IceParameters) {
+        let ClientIo::Udp(_) = &self.io else { panic!("the restart helper moves UDP clients only") };
+        let socket = UdpSocket::bind((LOOPBACK, 0)).expect("client socket");
+        socket.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+        let old = Candidate::host(self.local, "udp").expect("candidate");
+        self.local = socket.local_addr().expect("addr");
+        self.io = ClientIo::Udp(socket);
+        self.rtc.direct_api().invalidate_candidate(&old);
+        self.rtc.add_local_candidate(Candidate::host(self.local, "udp").expect("candidate"));
+        let mut api = self.rtc.direct_api();
+        api.set_local_ice_credentials(IceCreds::new());
+        api.set_remote_ice_credentials(IceCreds {
+            ufrag: server.username_fragment.clone(),
+            pass: server.password.clone(),
+        });
+    }
+
     pub fn received_from(&self, ssrc: u32) -> Vec<&ReceivedRtp> {
         self.received.iter().filter(|r| r.ssrc == ssrc).collect()
     }
