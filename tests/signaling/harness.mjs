@@ -3,7 +3,8 @@
 // `request` that fails the test when no ack arrives (the server must always
 // ack) plus a record of every push it received.
 
-import { spawn } from 'node:child_process';
+import { spawn, execFileSync } from 'node:child_process';
+import { createHmac } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import assert from 'node:assert/strict';
@@ -50,7 +51,7 @@ export async function startServer(t, { args = [], env = {} } = {}) {
     }, START_TIMEOUT_MS);
     child.stdout.on('data', (chunk) => {
       stdout += chunk;
-      const match = stdout.match(/^simplesfu listening on (http:\/\/\S+)$/m);
+      const match = stdout.match(/^simplesfu listening on (https?:\/\/\S+)$/m);
       if (match) {
         clearTimeout(timer);
         resolve(match[1]);
@@ -66,6 +67,75 @@ export async function startServer(t, { args = [], env = {} } = {}) {
     });
   });
   return { url, stop, child, output: () => stderr };
+}
+
+/** A token secret for tests (long enough for the server's minimum). */
+export const TEST_SECRET = 'signaling-tests-secret-0123456789abcdef';
+
+/** Start the server with join tokens on (secret from the environment, as in production). */
+export function startSecureServer(t, { args = [], env = {} } = {}) {
+  return startServer(t, { args, env: { SIMPLESFU_AUTH_SECRET: TEST_SECRET, ...env } });
+}
+
+/** A join token printed by `simplesfu token` (what an operator runs). */
+export function mintToken({ room, publish = false, subscribe = false, data = false, ttl = '1h', secret = TEST_SECRET }) {
+  const bin = process.env.SIMPLESFU_BIN || defaultBin;
+  const args = ['token', '--room', room, '--ttl', ttl];
+  if (publish) args.push('--publish');
+  if (subscribe) args.push('--subscribe');
+  if (data) args.push('--data');
+  return execFileSync(bin, args, { env: { ...process.env, SIMPLESFU_AUTH_SECRET: secret }, encoding: 'utf8' }).trim();
+}
+
+/** An HS256 JWT with arbitrary claims, signed here (for tokens the CLI would never make). */
+export function signJwt(claims, secret = TEST_SECRET) {
+  const part = (obj) => Buffer.from(JSON.stringify(obj)).toString('base64url');
+  const body = `${part({ alg: 'HS256', typ: 'JWT' })}.${part(claims)}`;
+  return `${body}.${createHmac('sha256', secret).update(body).digest('base64url')}`;
+}
+
+/** The connect_error a refused client gets (fails if it connects). */
+export async function connectRefused(url, options = {}) {
+  const socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false, ...options });
+  try {
+    return await new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('neither connected nor refused within 5 s')), 5000);
+      socket.once('connect', () => {
+        clearTimeout(timer);
+        reject(new Error('connected, but the server should have refused the connection'));
+      });
+      socket.once('connect_error', (err) => {
+        clearTimeout(timer);
+        resolve(err);
+      });
+    });
+  } finally {
+    socket.disconnect();
+  }
+}
+
+/** The Prometheus page as {"name{labels}": value}. */
+export async function scrapeMetrics(url, fetchOptions = {}) {
+  const res = await fetch(`${url}/metrics`, fetchOptions);
+  assert.equal(res.status, 200);
+  assert.match(res.headers.get('content-type'), /^text\/plain/);
+  const samples = {};
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    samples[line.slice(0, at)] = Number(line.slice(at + 1));
+  }
+  return samples;
+}
+
+/** Create (and connect) a peer's send and receive transports. */
+export async function createTransports(peer, { connectSend = true, connectRecv = false } = {}) {
+  const sctpCapabilities = SCTP_CAPABILITIES;
+  const send = await peer.ok('createWebRtcTransport', { forceTcp: false, producing: true, consuming: false, sctpCapabilities });
+  const recv = await peer.ok('createWebRtcTransport', { forceTcp: false, producing: false, consuming: true, sctpCapabilities });
+  if (connectSend) await peer.ok('connectWebRtcTransport', { transportId: send.id, dtlsParameters: DTLS_PARAMETERS });
+  if (connectRecv) await peer.ok('connectWebRtcTransport', { transportId: recv.id, dtlsParameters: DTLS_PARAMETERS });
+  return { send: send.id, recv: recv.id };
 }
 
 /** A connected socket.io client with a push log. */

@@ -45,6 +45,9 @@ pub enum ErrorCode {
     NoReceiveTransport,
     /// A per-peer or per-room limit was reached.
     LimitReached,
+    /// The peer's join token does not allow the request (another room, or
+    /// producing with a subscribe-only token).
+    Forbidden,
     /// Something failed inside the server; the request changed nothing.
     InternalError,
 }
@@ -71,6 +74,7 @@ impl ErrorCode {
             Self::ConsumerNotFound => "consumer_not_found",
             Self::NoReceiveTransport => "no_receive_transport",
             Self::LimitReached => "limit_reached",
+            Self::Forbidden => "forbidden",
             Self::InternalError => "internal_error",
         }
     }

@@ -208,11 +208,17 @@ impl Request {
     /// Parse `{type, data}`. Every failure is a [`SignalingError`] that says
     /// which part of the request is wrong; nothing is partially accepted.
     pub fn parse(envelope: &Value) -> Result<Request, SignalingError> {
+        Request::parse_limited(envelope, MAX_REQUEST_BYTES)
+    }
+
+    /// [`Request::parse`] with a server's own size limit instead of
+    /// [`MAX_REQUEST_BYTES`].
+    pub fn parse_limited(envelope: &Value, max_bytes: usize) -> Result<Request, SignalingError> {
         let size = serde_json::to_vec(envelope).map(|v| v.len()).unwrap_or(usize::MAX);
-        if size > MAX_REQUEST_BYTES {
+        if size > max_bytes {
             return Err(SignalingError::new(
                 ErrorCode::PayloadTooLarge,
-                format!("request is {size} bytes; the limit is {MAX_REQUEST_BYTES}"),
+                format!("request is {size} bytes; the limit is {max_bytes}"),
             ));
         }
         let Value::Object(map) = envelope else {

@@ -1,111 +1,246 @@
-//! The server's configuration: one struct, filled from command-line flags and
-//! `SIMPLESFU_*` environment variables (flags win), with defaults that run a
-//! local server out of the box.
+//! The server's configuration: one serde struct ([`Config`]) with defaults
+//! that run a local server out of the box, filled in three layers: a TOML
+//! file (`--config PATH` or `SIMPLESFU_CONFIG`), then `SIMPLESFU_*`
+//! environment variables, then command-line flags ([`Cli`]); each layer
+//! overrides the one before. `simplesfu.example.toml` at the repository root
+//! lists every option with its default.
 
+use crate::auth::{parse_ttl, Rights, TokenSecret};
+use crate::limits::Limits;
 use crate::sfu::SfuOptions;
-use clap::Parser;
-use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use clap::{Args, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// simplesfu: a selective forwarding unit for mediasoup-client, with
-/// socket.io signaling (the protocol of simple-mediasoup-peer-client).
-#[derive(Debug, Clone, Parser)]
-#[command(name = "simplesfu", version, about, long_about = None)]
+/// Why the configuration cannot be used. The message names the file, the key
+/// or the option to fix.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read the configuration file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML, has an unknown key or a wrongly typed value;
+    /// the message names the key and its line.
+    #[error("invalid configuration file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// The options contradict each other or a value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+/// Every option of the server. Missing keys take their defaults; unknown keys
+/// are refused (a typo must not silently fall back to a default).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Address of the HTTP server (socket.io signaling, examples, /health).
-    /// Port 0 picks a free port; the chosen address is printed on stdout.
-    #[arg(long, env = "SIMPLESFU_HTTP_LISTEN", default_value = "0.0.0.0:3000")]
-    pub http_listen: SocketAddr,
-
-    /// Address the media (UDP) sockets bind to.
-    #[arg(long, env = "SIMPLESFU_RTC_LISTEN_IP", default_value = "0.0.0.0")]
-    pub rtc_listen_ip: IpAddr,
-
-    /// UDP port of the first media worker; worker i uses port + i.
-    /// 0 lets the system pick free ports.
-    #[arg(long, env = "SIMPLESFU_RTC_PORT", default_value_t = 40000)]
-    pub rtc_port: u16,
-
-    /// Address announced to browsers in ICE candidates (your public address
-    /// behind NAT). Default: the RTC listen address, or 127.0.0.1 when that
-    /// is 0.0.0.0 or ::.
-    #[arg(long, env = "SIMPLESFU_ANNOUNCED_IP")]
-    pub announced_ip: Option<IpAddr>,
-
-    /// Number of media worker threads, each with its own UDP port (worker i
-    /// uses rtc-port + i). Default: one per core. New peers go to the
-    /// least-loaded worker; consumers on another worker than their producer
-    /// get its packets through a pipe between the two.
-    #[arg(long, env = "SIMPLESFU_WORKERS", default_value_t = crate::sfu::default_workers())]
-    pub workers: usize,
-
-    /// Offer ICE over UDP (the normal path for media). Turn it off only to
-    /// force ICE over TCP.
-    #[arg(long, env = "SIMPLESFU_ICE_UDP", default_value_t = true, action = clap::ArgAction::Set)]
-    pub ice_udp: bool,
-
-    /// Offer ICE over TCP (passive candidates on the same port numbers as
-    /// UDP) for networks that block UDP. Browsers use it only when UDP fails.
-    #[arg(long, env = "SIMPLESFU_ICE_TCP", default_value_t = true, action = clap::ArgAction::Set)]
-    pub ice_tcp: bool,
-
-    /// Log level or filter (error, warn, info, debug, trace, or tracing
-    /// directives). Directives in RUST_LOG are added after it. Logs go to stderr.
-    #[arg(long, env = "SIMPLESFU_LOG", default_value = "info")]
+    /// Log level or tracing filter (error, warn, info, debug, trace, or
+    /// directives); RUST_LOG's directives are added after it.
     pub log_level: String,
-
-    /// Resend availableProducers to every room this often, in milliseconds,
-    /// besides sending it on every change. 0 disables the periodic resend.
-    #[arg(long, env = "SIMPLESFU_AVAILABLE_PRODUCERS_INTERVAL_MS", default_value_t = 1000)]
+    /// Resend `availableProducers` to every room this often, in
+    /// milliseconds, besides on every change; 0 turns the resend off.
     pub available_producers_interval_ms: u64,
+    pub http: HttpConfig,
+    pub rtc: RtcConfig,
+    pub tls: TlsConfig,
+    pub auth: AuthConfig,
+    pub limits: Limits,
+}
 
-    /// Directory of static files served over HTTP (examples, client bundle).
-    /// Default: ./examples if it exists, else the repository's examples/.
-    #[arg(long, env = "SIMPLESFU_STATIC_DIR")]
+/// The HTTP server: signaling, static files, `/health`, `/metrics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address of the HTTP(S) server; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Directory of static files served at `/`. Default: ./examples if it
+    /// exists, else the repository's examples/.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub static_dir: Option<PathBuf>,
+    /// Origins (`https://app.example.com`) whose pages may signal, besides
+    /// this server's own pages. Empty: any origin when access tokens are
+    /// off, only this server's own pages when they are on. `["*"]` allows
+    /// any origin explicitly.
+    pub cors_origins: Vec<String>,
+}
+
+/// The media side: UDP sockets of the workers and what ICE candidates say.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RtcConfig {
+    /// Address the media sockets bind to.
+    pub listen_ip: IpAddr,
+    /// UDP port of worker 0; worker i uses port + i. 0 picks free ports.
+    pub port: u16,
+    /// Address put in ICE candidates (your public address behind NAT).
+    /// Default: the listen address, or 127.0.0.1 when that is 0.0.0.0 / ::.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub announced_ip: Option<IpAddr>,
+    /// Media worker threads. Default: one per core.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<usize>,
+    /// Offer ICE over UDP (the normal path for media).
+    pub ice_udp: bool,
+    /// Offer ICE over TCP (passive candidates on the same port numbers as
+    /// UDP) for networks that block UDP.
+    pub ice_tcp: bool,
+}
+
+/// HTTPS/WSS. Without a certificate the server speaks plain HTTP.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// PEM private key of the certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Development: generate a self-signed certificate for localhost and
+    /// this machine's LAN addresses at start.
+    pub self_signed: bool,
+}
+
+/// Access control with signed join tokens (JWT, HS256).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Shared secret that signs join tokens. Set: every connection needs a
+    /// valid token. Unset (default): anyone may connect and do anything.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<TokenSecret>,
 }
 
 impl Default for Config {
-    /// The defaults, without reading flags or the environment.
     fn default() -> Self {
-        Config::parse_from_defaults()
+        Config {
+            log_level: "info".into(),
+            available_producers_interval_ms: 1000,
+            http: HttpConfig::default(),
+            rtc: RtcConfig::default(),
+            tls: TlsConfig::default(),
+            auth: AuthConfig::default(),
+            limits: Limits::default(),
+        }
     }
 }
 
-impl Config {
-    fn parse_from_defaults() -> Self {
-        Config {
-            http_listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
-            rtc_listen_ip: IpAddr::from([0, 0, 0, 0]),
-            rtc_port: 40000,
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: SocketAddr::from(([0, 0, 0, 0], 3000)), static_dir: None, cors_origins: Vec::new() }
+    }
+}
+
+impl Default for RtcConfig {
+    fn default() -> Self {
+        RtcConfig {
+            listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            port: 40000,
             announced_ip: None,
-            workers: crate::sfu::default_workers(),
+            workers: None,
             ice_udp: true,
             ice_tcp: true,
-            log_level: "info".into(),
-            available_producers_interval_ms: 1000,
-            static_dir: None,
         }
+    }
+}
+
+/// Which pages may signal (see [`HttpConfig::cors_origins`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowedOrigins {
+    Any,
+    /// Pages served by this server (the `Origin` names the `Host` asked for).
+    SameOrigin,
+    /// These origins and this server's own pages.
+    List(Vec<String>),
+}
+
+impl Config {
+    /// Parse a TOML document. An unknown key is an error that names it.
+    pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+    }
+
+    /// Read and parse a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_toml_str(&text, path)
+    }
+
+    /// Refuse contradictory or out-of-range settings before anything starts.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |m: String| Err(ConfigError::Invalid(m));
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) | (None, Some(_)) => {
+                return invalid("tls.cert and tls.key (--tls-cert/--tls-key) go together: set both or neither".into())
+            }
+            (Some(_), Some(_)) if self.tls.self_signed => {
+                return invalid("tls.self_signed cannot be combined with tls.cert/tls.key: choose one".into())
+            }
+            _ => {}
+        }
+        if !self.rtc.ice_udp && !self.rtc.ice_tcp {
+            return invalid("rtc.ice_udp and rtc.ice_tcp are both off: media needs at least one".into());
+        }
+        if let Some(workers) = self.rtc.workers {
+            if workers == 0 || workers > crate::sfu::MAX_WORKERS {
+                return invalid(format!("rtc.workers is {workers}; use 1 to {} (default: one per core)", crate::sfu::MAX_WORKERS));
+            }
+        }
+        if let Some(secret) = &self.auth.secret {
+            secret.validate().map_err(ConfigError::Invalid)?;
+        }
+        self.limits.validate().map_err(ConfigError::Invalid)?;
+        for origin in &self.http.cors_origins {
+            if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
+                return invalid(format!(
+                    "http.cors_origins entry `{origin}` is not an origin: write it as the browser sends it, e.g. https://app.example.com"
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The media side of this configuration.
     pub fn sfu_options(&self) -> SfuOptions {
         SfuOptions {
-            workers: self.workers,
-            rtc_listen_ip: self.rtc_listen_ip,
-            rtc_port: self.rtc_port,
-            announced_ip: self.announced_ip,
-            ice_udp: self.ice_udp,
-            ice_tcp: self.ice_tcp,
+            workers: self.rtc.workers.unwrap_or_else(crate::sfu::default_workers),
+            rtc_listen_ip: self.rtc.listen_ip,
+            rtc_port: self.rtc.port,
+            announced_ip: self.rtc.announced_ip,
+            ice_udp: self.rtc.ice_udp,
+            ice_tcp: self.rtc.ice_tcp,
             available_producers_interval: (self.available_producers_interval_ms > 0)
                 .then(|| Duration::from_millis(self.available_producers_interval_ms)),
+            token_secret: self.auth.secret.clone(),
+            limits: self.limits.clone(),
+        }
+    }
+
+    /// Which pages may signal: the configured list, else any origin without
+    /// tokens and this server's own origin with them (an open CORS policy
+    /// would let any site's page use a token it obtained).
+    pub fn allowed_origins(&self) -> AllowedOrigins {
+        let origins = &self.http.cors_origins;
+        if origins.iter().any(|o| o == "*") {
+            AllowedOrigins::Any
+        } else if !origins.is_empty() {
+            AllowedOrigins::List(origins.clone())
+        } else if self.auth.secret.is_some() {
+            AllowedOrigins::SameOrigin
+        } else {
+            AllowedOrigins::Any
         }
     }
 
     /// The static directory to serve.
     pub fn static_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.static_dir {
+        if let Some(dir) = &self.http.static_dir {
             return dir.clone();
         }
         let local = PathBuf::from("examples");
@@ -115,7 +250,7 @@ impl Config {
         PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples"))
     }
 
-    /// The tracing filter: `--log-level`, then RUST_LOG's directives.
+    /// The tracing filter: `log_level`, then RUST_LOG's directives.
     pub fn log_filter(&self) -> String {
         match std::env::var("RUST_LOG") {
             Ok(extra) if !extra.trim().is_empty() => format!("{},{}", self.log_level, extra),
@@ -124,56 +259,408 @@ impl Config {
     }
 }
 
+/// simplesfu: a selective forwarding unit for mediasoup-client, with
+/// socket.io signaling (the protocol of simple-mediasoup-peer-client).
+///
+/// Options come from a TOML file (--config), then SIMPLESFU_* environment
+/// variables, then these flags, each overriding the one before. The token
+/// secret is read from the file or SIMPLESFU_AUTH_SECRET only, so that it
+/// never shows in a process list.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "simplesfu", version, about, long_about = None, args_override_self = true)]
+pub struct Cli {
+    /// TOML configuration file (see simplesfu.example.toml).
+    #[arg(long, env = "SIMPLESFU_CONFIG", global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub overrides: Overrides,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// What the binary does besides serving.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Print a signed join token (needs auth.secret in the configuration
+    /// file or SIMPLESFU_AUTH_SECRET).
+    Token(TokenArgs),
+}
+
+/// `simplesfu token`: what the token allows.
+#[derive(Debug, Clone, Args)]
+pub struct TokenArgs {
+    /// The only room the token can join.
+    #[arg(long)]
+    pub room: String,
+    /// May produce audio and video.
+    #[arg(long)]
+    pub publish: bool,
+    /// May consume the room's audio and video.
+    #[arg(long)]
+    pub subscribe: bool,
+    /// May produce and consume data channels.
+    #[arg(long)]
+    pub data: bool,
+    /// How long the token is valid for: 90s, 30m, 1h, 7d (or seconds).
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    pub ttl: Duration,
+    /// Optional name of the user, put in the token's `sub` claim.
+    #[arg(long)]
+    pub name: Option<String>,
+}
+
+impl TokenArgs {
+    pub fn rights(&self) -> Rights {
+        Rights { publish: self.publish, subscribe: self.subscribe, data: self.data }
+    }
+}
+
+/// Flags, each also readable from its environment variable. Unset flags
+/// leave the file's (or the default) value alone.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Overrides {
+    /// Address of the HTTP(S) server (signaling, examples, /health, /metrics).
+    /// Port 0 picks a free port; the chosen address is printed on stdout.
+    /// [default: 0.0.0.0:3000]
+    #[arg(long, env = "SIMPLESFU_HTTP_LISTEN")]
+    pub http_listen: Option<SocketAddr>,
+
+    /// Address the media (UDP) sockets bind to. [default: 0.0.0.0]
+    #[arg(long, env = "SIMPLESFU_RTC_LISTEN_IP")]
+    pub rtc_listen_ip: Option<IpAddr>,
+
+    /// UDP port of the first media worker; worker i uses port + i.
+    /// 0 lets the system pick free ports. [default: 40000]
+    #[arg(long, env = "SIMPLESFU_RTC_PORT")]
+    pub rtc_port: Option<u16>,
+
+    /// Address announced to browsers in ICE candidates (your public address
+    /// behind NAT). Default: the RTC listen address, or 127.0.0.1 when that
+    /// is 0.0.0.0 or ::.
+    #[arg(long, env = "SIMPLESFU_ANNOUNCED_IP")]
+    pub announced_ip: Option<IpAddr>,
+
+    /// Number of media worker threads, each with its own UDP port (worker i
+    /// uses rtc-port + i). [default: one per core]
+    #[arg(long, env = "SIMPLESFU_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Offer ICE over UDP (the normal path for media). Turn it off only to
+    /// force ICE over TCP. [default: true]
+    #[arg(long, env = "SIMPLESFU_ICE_UDP", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub ice_udp: Option<bool>,
+
+    /// Offer ICE over TCP (passive candidates on the same port numbers as
+    /// UDP) for networks that block UDP. Browsers use it only when UDP fails.
+    /// [default: true]
+    #[arg(long, env = "SIMPLESFU_ICE_TCP", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub ice_tcp: Option<bool>,
+
+    /// Log level or filter (error, warn, info, debug, trace, or tracing
+    /// directives). Directives in RUST_LOG are added after it. Logs go to
+    /// stderr. [default: info]
+    #[arg(long, env = "SIMPLESFU_LOG")]
+    pub log_level: Option<String>,
+
+    /// Resend availableProducers to every room this often, in milliseconds,
+    /// besides sending it on every change. 0 disables the periodic resend.
+    /// [default: 1000]
+    #[arg(long, env = "SIMPLESFU_AVAILABLE_PRODUCERS_INTERVAL_MS")]
+    pub available_producers_interval_ms: Option<u64>,
+
+    /// Directory of static files served over HTTP (examples, client bundle).
+    /// Default: ./examples if it exists, else the repository's examples/.
+    #[arg(long, env = "SIMPLESFU_STATIC_DIR")]
+    pub static_dir: Option<PathBuf>,
+
+    /// Origins whose pages may signal, comma-separated
+    /// (https://app.example.com), or * for any. Default: any origin without
+    /// tokens, this server's own origin with tokens.
+    #[arg(long, env = "SIMPLESFU_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Option<Vec<String>>,
+
+    /// PEM certificate chain: serve HTTPS/WSS (with --tls-key).
+    #[arg(long, env = "SIMPLESFU_TLS_CERT", value_name = "PEM")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, env = "SIMPLESFU_TLS_KEY", value_name = "PEM")]
+    pub tls_key: Option<PathBuf>,
+
+    /// Serve HTTPS/WSS with a self-signed certificate generated at start for
+    /// localhost and this machine's LAN addresses (development: lets a phone
+    /// on the same network open the examples).
+    #[arg(long, env = "SIMPLESFU_TLS_SELF_SIGNED", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls_self_signed: Option<bool>,
+
+    /// Most peers in one room. [default: 500]
+    #[arg(long, env = "SIMPLESFU_MAX_PEERS_PER_ROOM")]
+    pub max_peers_per_room: Option<usize>,
+
+    /// Most producers (media and data) of one peer. [default: 32]
+    #[arg(long, env = "SIMPLESFU_MAX_PRODUCERS_PER_PEER")]
+    pub max_producers_per_peer: Option<usize>,
+
+    /// Sustained signaling requests per second allowed per connection.
+    /// [default: 50]
+    #[arg(long, env = "SIMPLESFU_REQUESTS_PER_SECOND")]
+    pub requests_per_second: Option<u32>,
+
+    /// Requests a connection may send at once above the sustained rate.
+    /// [default: 200]
+    #[arg(long, env = "SIMPLESFU_REQUEST_BURST")]
+    pub request_burst: Option<u32>,
+
+    /// Largest signaling request, in bytes of JSON. [default: 65536]
+    #[arg(long, env = "SIMPLESFU_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+}
+
+/// The one option without a flag: a secret on a command line is visible to
+/// every user of the machine.
+const SECRET_ENV: &str = "SIMPLESFU_AUTH_SECRET";
+
+impl Cli {
+    /// The configuration: defaults, then the file, then the environment and
+    /// flags; validated.
+    pub fn resolve(&self) -> Result<Config, ConfigError> {
+        let mut config = match &self.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        let secret = std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty());
+        self.overrides.apply(&mut config, secret);
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl Overrides {
+    /// Put every set flag (or its environment variable) into `config`.
+    pub fn apply(&self, config: &mut Config, secret_from_env: Option<String>) {
+        fn set<T: Clone>(target: &mut T, value: &Option<T>) {
+            if let Some(v) = value {
+                *target = v.clone();
+            }
+        }
+        set(&mut config.http.listen, &self.http_listen);
+        set(&mut config.rtc.listen_ip, &self.rtc_listen_ip);
+        set(&mut config.rtc.port, &self.rtc_port);
+        if self.announced_ip.is_some() {
+            config.rtc.announced_ip = self.announced_ip;
+        }
+        if self.workers.is_some() {
+            config.rtc.workers = self.workers;
+        }
+        set(&mut config.rtc.ice_udp, &self.ice_udp);
+        set(&mut config.rtc.ice_tcp, &self.ice_tcp);
+        set(&mut config.log_level, &self.log_level);
+        set(&mut config.available_producers_interval_ms, &self.available_producers_interval_ms);
+        if self.static_dir.is_some() {
+            config.http.static_dir = self.static_dir.clone();
+        }
+        if let Some(origins) = &self.cors_origins {
+            config.http.cors_origins = origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+        }
+        if self.tls_cert.is_some() {
+            config.tls.cert = self.tls_cert.clone();
+        }
+        if self.tls_key.is_some() {
+            config.tls.key = self.tls_key.clone();
+        }
+        set(&mut config.tls.self_signed, &self.tls_self_signed);
+        set(&mut config.limits.peers_per_room, &self.max_peers_per_room);
+        set(&mut config.limits.producers_per_peer, &self.max_producers_per_peer);
+        set(&mut config.limits.requests_per_second, &self.requests_per_second);
+        set(&mut config.limits.request_burst, &self.request_burst);
+        set(&mut config.limits.max_request_bytes, &self.max_request_bytes);
+        if let Some(secret) = secret_from_env {
+            config.auth.secret = Some(TokenSecret::new(secret));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn flag_defaults_match_default() {
-        let parsed = Config::try_parse_from(["simplesfu"]).expect("no flags parse");
-        let default = Config::default();
-        // Environment variables of the test runner may override some fields;
-        // compare the ones CI never sets.
-        assert_eq!(parsed.workers, default.workers);
-        assert_eq!(parsed.available_producers_interval_ms, default.available_producers_interval_ms);
-        assert_eq!(
-            default.sfu_options().available_producers_interval,
-            Some(Duration::from_secs(1))
-        );
+    const SAMPLE: &str = include_str!("../../../simplesfu.example.toml");
+
+    fn cli(args: &[&str]) -> Cli {
+        Cli::try_parse_from(std::iter::once("simplesfu").chain(args.iter().copied())).expect("valid flags")
+    }
+
+    /// Flags only, ignoring the test runner's environment.
+    fn from_flags(args: &[&str]) -> Config {
+        let mut config = Config::default();
+        cli(args).overrides.apply(&mut config, None);
+        config
     }
 
     #[test]
-    fn flags_parse_and_zero_interval_disables_resend() {
-        let c = Config::try_parse_from([
-            "simplesfu",
+    fn the_sample_file_parses_and_lists_every_option() {
+        let sample = Config::from_toml_str(SAMPLE, Path::new("simplesfu.example.toml")).expect("the sample parses");
+        sample.validate().expect("the sample is valid");
+        // The sample shows the defaults (optional keys are commented out).
+        assert_eq!(sample, Config::default());
+        // Every option appears in it, set or commented out.
+        let mut everything = Config::default();
+        everything.http.static_dir = Some("x".into());
+        everything.rtc.announced_ip = Some(IpAddr::from([1, 2, 3, 4]));
+        everything.rtc.workers = Some(1);
+        everything.tls.cert = Some("c".into());
+        everything.tls.key = Some("k".into());
+        everything.auth.secret = Some(TokenSecret::new("s".repeat(32)));
+        let table = toml::Table::try_from(&everything).expect("config serializes");
+        let mut missing = Vec::new();
+        for (key, value) in &table {
+            let nested: Vec<String> = match value.as_table() {
+                Some(section) => {
+                    assert!(SAMPLE.contains(&format!("[{key}]")), "section [{key}] missing from the sample");
+                    section.keys().cloned().collect()
+                }
+                None => vec![key.clone()],
+            };
+            for k in nested {
+                let set = format!("\n{k} = ");
+                let commented = format!("\n# {k} = ");
+                if !SAMPLE.contains(&set) && !SAMPLE.contains(&commented) {
+                    missing.push(k);
+                }
+            }
+        }
+        assert!(missing.is_empty(), "options missing from simplesfu.example.toml: {missing:?}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let error = Config::from_toml_str("[limits]\npeers_per_rom = 3\n", Path::new("x.toml")).expect_err("a typo");
+        let message = error.to_string();
+        assert!(message.contains("peers_per_rom"), "{message}");
+        assert!(message.contains("x.toml"), "{message}");
+        let error = Config::from_toml_str("colour = 1\n", Path::new("x.toml")).expect_err("unknown top-level key");
+        assert!(error.to_string().contains("colour"), "{error}");
+    }
+
+    #[test]
+    fn a_partial_file_keeps_the_other_defaults() {
+        let c = Config::from_toml_str("[rtc]\nport = 50000\n", Path::new("x.toml")).expect("valid");
+        assert_eq!(c.rtc.port, 50000);
+        assert_eq!(c.http, HttpConfig::default());
+        assert_eq!(c.limits, Limits::default());
+    }
+
+    #[test]
+    fn flags_override_the_file_and_unset_flags_do_not() {
+        let mut config = Config::from_toml_str(
+            "log_level = \"debug\"\n[rtc]\nport = 50000\nworkers = 3\n[limits]\npeers_per_room = 7\n",
+            Path::new("x.toml"),
+        )
+        .expect("valid");
+        cli(&["--rtc-port", "0", "--max-peers-per-room", "9"]).overrides.apply(&mut config, None);
+        assert_eq!(config.rtc.port, 0);
+        assert_eq!(config.limits.peers_per_room, 9);
+        assert_eq!(config.rtc.workers, Some(3), "not given on the command line: the file's value stays");
+        assert_eq!(config.log_level, "debug");
+    }
+
+    #[test]
+    fn the_secret_comes_from_the_environment_over_the_file() {
+        let mut config =
+            Config::from_toml_str(&format!("[auth]\nsecret = \"{}\"\n", "f".repeat(32)), Path::new("x.toml")).expect("valid");
+        cli(&[]).overrides.apply(&mut config, Some("e".repeat(32)));
+        assert_eq!(config.auth.secret, Some(TokenSecret::new("e".repeat(32))));
+        assert!(!format!("{config:?}").contains("eeee"), "Debug must not print the secret");
+    }
+
+    #[test]
+    fn existing_flags_keep_working() {
+        let c = from_flags(&[
             "--http-listen",
             "127.0.0.1:0",
             "--rtc-listen-ip",
             "127.0.0.1",
             "--rtc-port",
             "0",
+            "--workers",
+            "2",
+            "--log-level",
+            "warn",
             "--available-producers-interval-ms",
             "0",
-        ])
-        .expect("valid flags");
-        assert_eq!(c.http_listen.port(), 0);
+            "--static-dir",
+            "/tmp",
+        ]);
+        assert_eq!(c.http.listen.port(), 0);
+        assert_eq!(c.rtc.workers, Some(2));
         let options = c.sfu_options();
         assert_eq!(options.available_producers_interval, None);
         assert_eq!(options.effective_announced_ip(), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(c.static_dir(), PathBuf::from("/tmp"));
     }
 
     #[test]
-    fn unspecified_listen_ip_announces_loopback() {
+    fn defaults_resend_every_second_and_announce_loopback() {
         let options = Config::default().sfu_options();
+        assert_eq!(options.available_producers_interval, Some(Duration::from_secs(1)));
         assert_eq!(options.effective_announced_ip(), IpAddr::from([127, 0, 0, 1]));
-        let c = Config::try_parse_from(["simplesfu", "--announced-ip", "203.0.113.7"]).expect("valid");
+        let c = from_flags(&["--announced-ip", "203.0.113.7"]);
         assert_eq!(c.sfu_options().effective_announced_ip(), IpAddr::from([203, 0, 113, 7]));
     }
 
     #[test]
     fn bad_values_are_refused() {
-        assert!(Config::try_parse_from(["simplesfu", "--rtc-port", "70000"]).is_err());
-        assert!(Config::try_parse_from(["simplesfu", "--http-listen", "nope"]).is_err());
-        assert!(Config::try_parse_from(["simplesfu", "--no-such-flag"]).is_err());
+        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("simplesfu").chain(args.iter().copied()));
+        assert!(parse(&["--rtc-port", "70000"]).is_err());
+        assert!(parse(&["--http-listen", "nope"]).is_err());
+        assert!(parse(&["--no-such-flag"]).is_err());
+        let half_tls = from_flags(&["--tls-cert", "cert.pem"]);
+        assert!(half_tls.validate().expect_err("cert without key").to_string().contains("tls.key"));
+        let zero_workers = from_flags(&["--workers", "0"]);
+        assert!(zero_workers.validate().expect_err("0 workers").to_string().contains("rtc.workers"));
+        let bad_origin = from_flags(&["--cors-origins", "app.example.com"]);
+        assert!(bad_origin.validate().expect_err("not an origin").to_string().contains("app.example.com"));
+    }
+
+    #[test]
+    fn cors_is_open_without_tokens_and_same_origin_with_them() {
+        assert_eq!(Config::default().allowed_origins(), AllowedOrigins::Any);
+        let mut c = Config::default();
+        c.auth.secret = Some(TokenSecret::new("s".repeat(32)));
+        assert_eq!(c.allowed_origins(), AllowedOrigins::SameOrigin);
+        c.http.cors_origins = vec!["https://a.example".into(), "https://b.example".into()];
+        assert_eq!(c.allowed_origins(), AllowedOrigins::List(c.http.cors_origins.clone()));
+        let c = from_flags(&["--cors-origins", "*"]);
+        assert_eq!(c.allowed_origins(), AllowedOrigins::Any);
+    }
+
+    #[test]
+    fn switches_take_an_optional_value() {
+        assert!(from_flags(&["--tls-self-signed"]).tls.self_signed);
+        assert!(!from_flags(&["--tls-self-signed=false"]).tls.self_signed);
+        assert!(!from_flags(&[]).tls.self_signed);
+        assert!(!from_flags(&["--ice-udp", "false"]).rtc.ice_udp, "the e2e tests force TCP this way");
+        assert!(from_flags(&["--ice-udp", "false"]).rtc.ice_tcp);
+        assert!(from_flags(&["--ice-tcp=false", "--ice-udp", "false"]).validate().is_err());
+    }
+
+    #[test]
+    fn a_repeated_flag_takes_the_last_value() {
+        // Wrappers append to a base command line (the tests do).
+        assert_eq!(from_flags(&["--log-level", "warn", "--log-level", "info"]).log_level, "info");
+    }
+
+    #[test]
+    fn token_subcommand_parses_rights_and_ttl() {
+        let c = cli(&["token", "--room", "R", "--publish", "--subscribe", "--ttl", "1h"]);
+        let Some(Command::Token(args)) = c.command else { panic!("token subcommand expected") };
+        assert_eq!(args.room, "R");
+        assert_eq!(args.rights(), Rights { publish: true, subscribe: true, data: false });
+        assert_eq!(args.ttl, Duration::from_secs(3600));
     }
 }

@@ -1,16 +1,20 @@
-//! The HTTP side: socket.io signaling, static files and `/health`, with
-//! permissive CORS so pages served from anywhere can signal (polling and
-//! websocket alike).
+//! The HTTP side: socket.io signaling, static files, `/health` and
+//! `/metrics`, with the CORS policy of the configuration: any origin, a list,
+//! or this server's own. Since WebSockets are not subject to CORS, socket.io
+//! requests whose `Origin` the policy refuses are refused here too.
 
+use crate::config::AllowedOrigins;
 use crate::sfu::Sfu;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::IntoResponse;
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use socketioxide::layer::SocketIoLayer;
 use std::path::Path;
-use tower_http::cors::CorsLayer;
+use std::sync::Arc;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer};
 use tower_http::services::ServeDir;
 
 /// Largest socket.io message accepted, in bytes. Requests above the
@@ -22,15 +26,72 @@ pub const MAX_SOCKET_IO_PAYLOAD: u64 = 1_000_000;
 /// `SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).build_layer()`)
 /// serves socket.io at `/socket.io/`, `static_dir` is served at `/` (a
 /// directory's `index.html` is its index page), `GET /health` reports counts,
-/// `GET /simplesfu-client.js` is the browser client's script-tag bundle.
-pub fn app(sfu: Sfu, io_layer: SocketIoLayer, static_dir: &Path) -> Router {
-    Router::new()
+/// `GET /metrics` is the Prometheus page, `GET /simplesfu-client.js` is the
+/// browser client's script-tag bundle. `origins` says which pages may signal.
+pub fn app(sfu: Sfu, io_layer: SocketIoLayer, static_dir: &Path, origins: AllowedOrigins) -> Router {
+    let router = Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics))
         .route("/simplesfu-client.js", get(client_bundle))
         .fallback_service(ServeDir::new(static_dir))
         .with_state(sfu)
-        .layer(io_layer)
-        .layer(CorsLayer::permissive())
+        .layer(io_layer);
+    if origins == AllowedOrigins::Any {
+        return router.layer(CorsLayer::permissive());
+    }
+    let origins = Arc::new(origins);
+    let guard = origins.clone();
+    let allow = AllowOrigin::predicate(move |origin, parts| origins.allows(origin, &parts.headers));
+    router
+        .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
+            let guard = guard.clone();
+            async move { refuse_foreign_signaling(&guard, request, next).await }
+        }))
+        .layer(
+            CorsLayer::new()
+                .allow_origin(allow)
+                .allow_methods(AllowMethods::mirror_request())
+                .allow_headers(AllowHeaders::mirror_request()),
+        )
+}
+
+impl AllowedOrigins {
+    /// Whether a page from `origin` may call this server, whose requests
+    /// carry `headers` (their `Host` is this server's name as the page saw it).
+    pub fn allows(&self, origin: &HeaderValue, headers: &HeaderMap) -> bool {
+        let Ok(origin) = origin.to_str() else { return false };
+        let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+        // This server's own pages (the examples) may always signal.
+        let same = host.is_some_and(|host| same_authority(origin, host));
+        match self {
+            AllowedOrigins::Any => true,
+            AllowedOrigins::SameOrigin => same,
+            AllowedOrigins::List(list) => same || list.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin)),
+        }
+    }
+}
+
+/// `https://example.com:443` names the same server as Host `example.com`.
+fn same_authority(origin: &str, host: &str) -> bool {
+    let Some((scheme, authority)) = origin.split_once("://") else { return false };
+    let default_port = if scheme.eq_ignore_ascii_case("https") { ":443" } else { ":80" };
+    let strip = |a: &str| a.strip_suffix(default_port).map(str::to_owned).unwrap_or_else(|| a.to_owned());
+    strip(authority).eq_ignore_ascii_case(&strip(host))
+}
+
+/// Browsers send `Origin` on socket.io requests (polling and the WebSocket
+/// upgrade alike); one the policy refuses gets a 403 that says what to set.
+/// Clients that are not browsers send none and pass.
+async fn refuse_foreign_signaling(origins: &AllowedOrigins, request: Request, next: Next) -> Response {
+    let is_signaling = request.uri().path().starts_with("/socket.io");
+    if let (true, Some(origin)) = (is_signaling, request.headers().get(header::ORIGIN)) {
+        if !origins.allows(origin, request.headers()) {
+            tracing::info!("signaling refused for a page of another origin");
+            let message = "this page's origin may not use this server: add it to http.cors_origins (--cors-origins)";
+            return (StatusCode::FORBIDDEN, message).into_response();
+        }
+    }
+    next.run(request).await
 }
 
 /// The script-tag bundle of `client/` (committed, checked against its sources
@@ -48,6 +109,13 @@ async fn client_bundle() -> impl IntoResponse {
     )
 }
 
+async fn metrics(State(sfu): State<Sfu>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        crate::metrics::render(&sfu).await,
+    )
+}
+
 async fn health(State(sfu): State<Sfu>) -> Json<serde_json::Value> {
     let stats = serde_json::to_value(sfu.stats()).unwrap_or_default();
     let mut body = serde_json::json!({ "status": "ok" });
@@ -55,4 +123,29 @@ async fn health(State(sfu): State<Sfu>) -> Json<serde_json::Value> {
         out.extend(counts.clone());
     }
     Json(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(h: &str) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::HOST, HeaderValue::from_str(h).expect("header"));
+        headers
+    }
+
+    #[test]
+    fn same_origin_compares_the_origin_with_the_host_asked_for() {
+        let same = AllowedOrigins::SameOrigin;
+        let origin = |o: &str| HeaderValue::from_str(o).expect("header");
+        assert!(same.allows(&origin("https://sfu.example:8443"), &host("sfu.example:8443")));
+        assert!(same.allows(&origin("https://sfu.example"), &host("sfu.example:443")));
+        assert!(!same.allows(&origin("https://evil.example"), &host("sfu.example")));
+        assert!(!same.allows(&origin("https://sfu.example"), &HeaderMap::new()));
+        let list = AllowedOrigins::List(vec!["https://app.example".into()]);
+        assert!(list.allows(&origin("https://app.example"), &host("sfu.example")));
+        assert!(list.allows(&origin("https://sfu.example"), &host("sfu.example")), "and this server's own pages");
+        assert!(!list.allows(&origin("https://evil.example"), &host("sfu.example")));
+    }
 }

@@ -17,15 +17,21 @@
 //! If your application already handles the default namespace, create the SFU
 //! with [`Sfu::new`] and call [`Sfu::on_connect`] from your handler.
 
+mod auth;
 mod config;
 mod errors;
 mod http;
+mod limits;
+mod metrics;
 mod registry;
 mod sfu;
 mod signaling;
+pub mod tls;
 
-pub use config::Config;
+pub use auth::{mint, parse_ttl, AuthError, Claims, Grant, Rights, TokenSecret, TokenVerifier};
+pub use config::{AllowedOrigins, AuthConfig, Cli, Command, Config, ConfigError, HttpConfig, Overrides, RtcConfig, TlsConfig, TokenArgs};
 pub use errors::SfuError;
+pub use limits::Limits;
 pub use http::{app, MAX_SOCKET_IO_PAYLOAD};
 pub use registry::RegistryCounts;
 pub use sfu::{Sfu, SfuOptions, SfuStats};

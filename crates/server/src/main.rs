@@ -1,38 +1,111 @@
-//! The `simplesfu` binary: parse the configuration, start the SFU and serve
-//! HTTP until Ctrl-C or SIGTERM. Prints exactly one line on stdout,
-//! `simplesfu listening on http://<addr>`, once it accepts connections.
+//! The `simplesfu` binary: read the configuration (file, environment,
+//! flags), start the SFU and serve HTTP or HTTPS until Ctrl-C or SIGTERM; or,
+//! with `simplesfu token ...`, print a signed join token. Once it accepts
+//! connections it prints `simplesfu listening on http(s)://<addr>` as the
+//! first line on stdout (with a self-signed certificate, lines with the LAN
+//! URLs follow).
 
 use anyhow::Context;
 use clap::Parser;
-use simplesfu::{app, Config, Sfu, MAX_SOCKET_IO_PAYLOAD};
+use simplesfu::{app, mint, tls, Cli, Command, Config, Sfu, TokenArgs, MAX_SOCKET_IO_PAYLOAD};
 use socketioxide::SocketIo;
 use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
+/// How long open connections get to finish on shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let config = Config::parse();
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let outcome = match cli.resolve() {
+        Err(error) => Err(error.into()),
+        Ok(config) => match &cli.command {
+            Some(Command::Token(args)) => print_token(&config, args),
+            None => serve(config).await,
+        },
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            // The whole chain on one line, without a backtrace: these are
+            // configuration and startup errors a user must read and fix.
+            eprintln!("simplesfu: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> {
+    let secret = config.auth.secret.as_ref().context(
+        "no token secret: set auth.secret in the configuration file (--config) or the SIMPLESFU_AUTH_SECRET environment variable",
+    )?;
+    let token = mint(secret, &args.room, args.rights(), args.ttl, args.name.clone()).map_err(anyhow::Error::msg)?;
+    writeln!(std::io::stdout().lock(), "{token}").context("stdout closed")?;
+    Ok(())
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(config.log_filter())
         .with_context(|| format!("invalid log level/filter `{}`", config.log_filter()))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 
+    let tls = tls::load(&config.tls).await?;
     let (io_layer, io) = SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).build_layer();
     let sfu = Sfu::attach(&io, config.sfu_options()).context("could not start the SFU")?;
     let static_dir = config.static_dir();
-    let router = app(sfu.clone(), io_layer, &static_dir);
+    let router = app(sfu.clone(), io_layer, &static_dir, config.allowed_origins());
 
-    let listener = tokio::net::TcpListener::bind(config.http_listen)
-        .await
-        .with_context(|| format!("could not listen on {}", config.http_listen))?;
+    let listener = std::net::TcpListener::bind(config.http.listen)
+        .with_context(|| format!("could not listen on {}", config.http.listen))?;
+    listener.set_nonblocking(true).context("could not make the listener non-blocking")?;
     let addr = listener.local_addr().context("no local address")?;
-    tracing::info!(%addr, static_dir = %static_dir.display(), rtc = ?sfu.rtc_addrs(), "serving");
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    // Addresses stay out of info logs (the stdout line has the one to use).
+    tracing::info!(
+        workers = sfu.rtc_addrs().len(),
+        tls = tls.is_some(),
+        tokens = config.auth.secret.is_some(),
+        static_dir = %static_dir.display(),
+        "serving"
+    );
+    tracing::debug!(%addr, rtc = ?sfu.rtc_addrs(), "addresses");
     {
         let mut stdout = std::io::stdout().lock();
-        writeln!(stdout, "simplesfu listening on http://{addr}").context("stdout closed")?;
+        writeln!(stdout, "simplesfu listening on {scheme}://{addr}").context("stdout closed")?;
+        if let Some(tls) = tls.as_ref().filter(|t| !t.lan_addresses.is_empty()) {
+            for ip in &tls.lan_addresses {
+                let host = if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+                writeln!(stdout, "simplesfu on this network: https://{host}:{}/ (self-signed: accept the browser's warning once)", addr.port())
+                    .context("stdout closed")?;
+            }
+        }
         stdout.flush().context("stdout closed")?;
     }
 
-    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await.context("HTTP server failed")?;
+    let service = router.into_make_service();
+    match tls {
+        Some(tls) => {
+            let handle = axum_server::Handle::new();
+            let stopper = handle.clone();
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
+            });
+            axum_server::from_tcp_rustls(listener, tls.rustls)
+                .context("could not serve HTTPS")?
+                .handle(handle)
+                .serve(service)
+                .await
+                .context("HTTPS server failed")?
+        }
+        None => {
+            let listener = tokio::net::TcpListener::from_std(listener).context("could not serve HTTP")?;
+            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.context("HTTP server failed")?
+        }
+    }
     sfu.shutdown();
     tracing::info!("stopped");
     Ok(())

@@ -203,6 +203,11 @@ impl Registry {
         );
     }
 
+    /// The peer's producers, media and data together (for the producer limit).
+    pub fn producer_count(&self, peer: &PeerId) -> Result<usize, SignalingError> {
+        self.peer(peer).map(|p| p.producers.len() + p.data_producers.len())
+    }
+
     pub fn worker_of(&self, peer: &PeerId) -> Result<WorkerIndex, SignalingError> {
         self.peers.get(peer).map(|p| p.worker).ok_or_else(peer_gone)
     }

@@ -11,7 +11,10 @@
 //! across an `.await`. Work that touches another peer's consumers takes that
 //! peer's queue in a task of its own, so no task ever holds two queues.
 
+use crate::auth::{AuthError, Grant, Right, TokenSecret, TokenVerifier};
 use crate::errors::{from_engine, SfuError};
+use crate::limits::{Limits, TokenBucket};
+use crate::metrics::{request_label, Metrics};
 use crate::registry::{AutoConsume, ConsumePlan, Effects, Registry, RegistryCounts, WorkerIndex};
 use serde_json::Value;
 use simplesfu_engine::{EngineError, EngineEvent, Worker, WorkerHandle, WorkerSettings};
@@ -26,7 +29,7 @@ use socketioxide::SocketIo;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 /// More media workers than this is a configuration mistake.
@@ -58,6 +61,11 @@ pub struct SfuOptions {
     /// changes). The published client relies on the periodic resend to
     /// recover from a missed push; the original server sent it every second.
     pub available_producers_interval: Option<Duration>,
+    /// Shared secret of join tokens. `Some`: a connection without a valid
+    /// token is refused, and a peer may only do what its token allows.
+    pub token_secret: Option<TokenSecret>,
+    /// Limits on rooms, peers and request rates.
+    pub limits: Limits,
 }
 
 impl Default for SfuOptions {
@@ -70,6 +78,8 @@ impl Default for SfuOptions {
             ice_udp: true,
             ice_tcp: true,
             available_producers_interval: Some(Duration::from_millis(1000)),
+            token_secret: None,
+            limits: Limits::default(),
         }
     }
 }
@@ -103,12 +113,19 @@ struct PeerLink {
     socket: SocketRef,
     /// Serializes this peer's requests (see the module doc).
     queue: Arc<tokio::sync::Mutex<()>>,
+    /// What the peer's join token allows (`None`: tokens are off).
+    grant: Option<Grant>,
+    /// The request rate limiter of this connection.
+    bucket: Arc<Mutex<TokenBucket>>,
 }
 
 pub(crate) struct Inner {
     pub(crate) workers: Vec<WorkerHandle>,
     registry: Mutex<Registry>,
     links: Mutex<HashMap<PeerId, PeerLink>>,
+    verifier: Option<TokenVerifier>,
+    pub(crate) limits: Limits,
+    pub(crate) metrics: Metrics,
 }
 
 /// The SFU. Cheap to clone; all clones are the same SFU.
@@ -147,13 +164,19 @@ impl Sfu {
         // socketioxide sends the CONNECT packet before it runs the connect
         // handler (in a task of its own), so a client may emit before a
         // handler registered there exists and its request would be lost.
-        // Middlewares run before the CONNECT packet: register there.
+        // Middlewares run before the CONNECT packet: register there. The
+        // last `.with` runs first: a refused token never reaches `on_connect`.
+        let verifier = sfu.clone();
         io.ns(
             "/",
-            (async |_: SocketRef| {}).with(async move |socket: SocketRef| {
-                handle.on_connect(socket);
-                Ok::<(), std::convert::Infallible>(())
-            }),
+            (async |_: SocketRef| {})
+                .with(async move |socket: SocketRef| {
+                    handle.on_connect(socket);
+                    Ok::<(), std::convert::Infallible>(())
+                })
+                .with(async move |socket: SocketRef, TryData(auth): TryData<Value>| {
+                    verifier.authenticate(&socket, auth.ok().as_ref())
+                }),
         );
         Ok(sfu)
     }
@@ -189,6 +212,9 @@ impl Sfu {
                 workers,
                 registry: Mutex::new(Registry::default()),
                 links: Mutex::new(HashMap::new()),
+                verifier: options.token_secret.as_ref().map(TokenVerifier::new),
+                limits: options.limits.clone(),
+                metrics: Metrics::default(),
             }),
         };
         for (index, events) in event_streams.into_iter().enumerate() {
@@ -198,6 +224,26 @@ impl Sfu {
             runtime.spawn(resend_available_producers(Arc::downgrade(&sfu.inner), period));
         }
         Ok(sfu)
+    }
+
+    /// Check the join token in a connecting socket's auth payload
+    /// (`{token}`) and keep its grant for [`Sfu::on_connect`]. With tokens
+    /// off this accepts everyone. Call it from a connect middleware that runs
+    /// before the one calling `on_connect`; an `Err` refuses the connection,
+    /// and its text is the client's `connect_error` message.
+    pub fn authenticate(&self, socket: &SocketRef, auth: Option<&Value>) -> Result<(), AuthError> {
+        let Some(verifier) = &self.inner.verifier else { return Ok(()) };
+        match verifier.verify_auth_payload(auth) {
+            Ok(grant) => {
+                socket.extensions.insert(grant);
+                Ok(())
+            }
+            Err(error) => {
+                self.inner.metrics.refused(error.reason());
+                tracing::info!(reason = error.reason(), "connection refused");
+                Err(error)
+            }
+        }
     }
 
     /// Make `socket` a peer: register it and its `mediasoupSignaling` and
@@ -212,17 +258,27 @@ impl Sfu {
                 return;
             }
         };
+        let grant = socket.extensions.get::<Grant>();
+        if self.inner.verifier.is_some() && grant.is_none() {
+            // Only reachable when an application calls on_connect without
+            // authenticate: fail closed.
+            tracing::error!(peer = %peer, "join tokens are on but Sfu::authenticate did not run for this socket; disconnecting it");
+            let _ = socket.disconnect();
+            return;
+        }
         let worker = {
             let mut registry = self.registry();
             let worker = least_loaded(&registry.peers_per_worker(self.inner.workers.len()), &self.inner.workers);
             registry.add_peer(peer.clone(), worker);
             worker
         };
+        self.inner.metrics.connected();
+        tracing::info!(peer = %peer, worker, room = grant.as_ref().map(|g| g.room.as_str()), "peer connected");
+        let bucket = Arc::new(Mutex::new(self.inner.limits.bucket(Instant::now())));
         self.links().insert(
             peer.clone(),
-            PeerLink { socket: socket.clone(), queue: Arc::new(tokio::sync::Mutex::new(())) },
+            PeerLink { socket: socket.clone(), queue: Arc::new(tokio::sync::Mutex::new(())), grant, bucket },
         );
-        tracing::info!(peer = %peer, worker, "peer connected");
 
         let sfu = self.clone();
         let id = peer.clone();
@@ -279,9 +335,35 @@ impl Sfu {
         self.links().get(peer).map(|l| l.queue.clone())
     }
 
+    /// What the peer's token allows; `None` when tokens are off.
+    pub(crate) fn grant_of(&self, peer: &PeerId) -> Option<Grant> {
+        self.links().get(peer).and_then(|l| l.grant.clone())
+    }
+
+    /// Refuse with `forbidden` unless the peer's token allows `right`.
+    pub(crate) fn require(&self, peer: &PeerId, right: Right) -> Result<(), SignalingError> {
+        crate::auth::require(self.grant_of(peer).as_ref(), right)
+    }
+
+    /// Take a token from the peer's rate limiter.
+    fn within_rate(&self, peer: &PeerId) -> bool {
+        let bucket = self.links().get(peer).map(|l| l.bucket.clone());
+        let Some(bucket) = bucket else { return true };
+        let mut bucket = bucket.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        bucket.try_take(Instant::now())
+    }
+
     /// One request, start to ack. Always acks exactly once.
     async fn on_request(&self, peer: &PeerId, raw: Value, ack: AckSender) {
-        let outcome = match Request::parse(&raw) {
+        let label = request_label(&raw);
+        self.inner.metrics.request(label);
+        let parsed = if self.within_rate(peer) {
+            Request::parse_limited(&raw, self.inner.limits.max_request_bytes)
+        } else {
+            tracing::debug!(peer = %peer, request = label, "request rate limit reached");
+            Err(self.inner.limits.rate_exceeded())
+        };
+        let outcome = match parsed {
             Err(e) => Err(e),
             Ok(request) => {
                 let kind = request.request_type().as_str();
@@ -304,6 +386,7 @@ impl Sfu {
         let body = match outcome {
             Ok(fields) => success_ack(fields),
             Err(error) => {
+                self.inner.metrics.error(error.code.as_str());
                 tracing::debug!(peer = %peer, code = error.code.as_str(), message = %error.message, "request refused");
                 error.to_ack()
             }
@@ -421,6 +504,9 @@ impl Sfu {
             by_peer.entry(target.consumer.clone()).or_default().push(target);
         }
         for (peer, targets) in by_peer {
+            if self.require(&peer, Right::Subscribe).is_err() {
+                continue;
+            }
             let sfu = self.clone();
             tokio::spawn(async move {
                 let Some(queue) = sfu.queue_of(&peer) else { return };

@@ -3,6 +3,7 @@
 //! the outcome and names the fields of the success ack. Parsing happened
 //! before (in `simplesfu-proto`); acking happens after (in `sfu`).
 
+use crate::auth::{require_room, Right};
 use crate::errors::from_engine;
 use crate::registry::{DataProducerEntry, ProducerEntry};
 use crate::sfu::{fields, Sfu};
@@ -52,8 +53,13 @@ impl Sfu {
     /// never asks for them.
     async fn join_room(&self, peer: &PeerId, r: JoinRoom) -> Reply {
         let auto_consume = r.auto_consume.unwrap_or(true);
+        require_room(self.grant_of(peer).as_ref(), &r.room_id)?;
         let (effects, targets) = {
             let mut registry = self.registry();
+            let members = registry.members(&r.room_id);
+            if members.len() >= self.inner.limits.peers_per_room && !members.contains(peer) {
+                return Err(self.inner.limits.room_full());
+            }
             let effects = registry.join_room(peer, &r.room_id, auto_consume)?;
             (effects, registry.auto_consume_on_join(peer))
         };
@@ -138,7 +144,18 @@ impl Sfu {
         no_fields()
     }
 
+    /// Producing needs the token's right and room under the producer limit;
+    /// the peer's queue keeps the count from changing until the producer is recorded.
+    fn check_new_producer(&self, peer: &PeerId, right: Right) -> Result<(), SignalingError> {
+        self.require(peer, right)?;
+        if self.registry().producer_count(peer)? >= self.inner.limits.producers_per_peer {
+            return Err(self.inner.limits.too_many_producers());
+        }
+        Ok(())
+    }
+
     async fn produce(&self, peer: &PeerId, r: Produce) -> Reply {
+        self.check_new_producer(peer, Right::Publish)?;
         let worker = self.registry().producing_transport(peer, r.transport_id)?;
         let engine = self.worker(worker)?;
         let options = ProducerOptions {
@@ -171,6 +188,7 @@ impl Sfu {
     }
 
     async fn produce_data(&self, peer: &PeerId, r: ProduceData) -> Reply {
+        self.check_new_producer(peer, Right::Data)?;
         let worker = self.registry().producing_transport(peer, r.transport_id)?;
         let engine = self.worker(worker)?;
         let options = DataProducerOptions {
@@ -197,6 +215,7 @@ impl Sfu {
     /// The consumer arrives as a `createConsumer` push (also when it existed
     /// already: asking twice re-sends the same consumer).
     async fn create_consumer(&self, peer: &PeerId, r: CreateConsumerRequest<ProducerId>) -> Reply {
+        self.require(peer, Right::Subscribe)?;
         let push = self.consumer_for(peer, &r.producing_peer_id, r.producer_id).await?;
         tracing::debug!(peer = %peer, producer = %r.producer_id, consumer = %push.id, "consuming");
         self.push(peer, &Push::CreateConsumer(Box::new(push)));
@@ -204,6 +223,7 @@ impl Sfu {
     }
 
     async fn create_data_consumer(&self, peer: &PeerId, r: CreateConsumerRequest<DataProducerId>) -> Reply {
+        self.require(peer, Right::Data)?;
         let push = self.data_consumer_for(peer, &r.producing_peer_id, r.producer_id).await?;
         tracing::debug!(peer = %peer, data_producer = %r.producer_id, data_consumer = %push.id, "consuming data");
         self.push(peer, &Push::CreateDataConsumer(push));

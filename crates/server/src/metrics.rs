@@ -1,0 +1,160 @@
+//! Counters the signaling layer keeps (requests by type, error acks by code,
+//! connections accepted and refused) and the `/metrics` page in the
+//! Prometheus text format, which adds the registry's gauges and each media
+//! worker's counters.
+
+use crate::sfu::Sfu;
+use serde_json::Value;
+use simplesfu_proto::RequestType;
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Signaling counters. Labels come from fixed sets (request types, error
+/// codes, refusal reasons), never from client text, so a client cannot grow
+/// the page.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    requests: Mutex<BTreeMap<&'static str, u64>>,
+    errors: Mutex<BTreeMap<&'static str, u64>>,
+    refused: Mutex<BTreeMap<&'static str, u64>>,
+    connections: AtomicU64,
+}
+
+fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
+    let mut map = map.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    *map.entry(key).or_default() += 1;
+}
+
+fn snapshot(map: &Mutex<BTreeMap<&'static str, u64>>) -> BTreeMap<&'static str, u64> {
+    map.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+}
+
+/// The request type a raw message names: one of the protocol's, `unknown`
+/// for any other text, `invalid` when there is no string `type`.
+pub(crate) fn request_label(raw: &Value) -> &'static str {
+    match raw.get("type").and_then(Value::as_str) {
+        Some(name) => RequestType::ALL.into_iter().find(|t| t.as_str() == name).map_or("unknown", RequestType::as_str),
+        None => "invalid",
+    }
+}
+
+impl Metrics {
+    pub(crate) fn request(&self, label: &'static str) {
+        bump(&self.requests, label);
+    }
+
+    pub(crate) fn error(&self, code: &'static str) {
+        bump(&self.errors, code);
+    }
+
+    pub(crate) fn refused(&self, reason: &'static str) {
+        bump(&self.refused, reason);
+    }
+
+    pub(crate) fn connected(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Writes one metric family: its HELP and TYPE lines, then its samples.
+struct Page(String);
+
+impl Page {
+    fn family(&mut self, name: &str, kind: &str, help: &str, samples: impl IntoIterator<Item = (String, u64)>) {
+        let _ = writeln!(self.0, "# HELP simplesfu_{name} {help}\n# TYPE simplesfu_{name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(self.0, "simplesfu_{name}{labels} {value}");
+        }
+    }
+
+    fn single(&mut self, name: &str, kind: &str, help: &str, value: u64) {
+        self.family(name, kind, help, [(String::new(), value)]);
+    }
+}
+
+fn count(n: usize) -> u64 {
+    u64::try_from(n).unwrap_or(u64::MAX)
+}
+
+/// The `/metrics` page.
+pub(crate) async fn render(sfu: &Sfu) -> String {
+    let mut page = Page(String::new());
+    let counts = sfu.registry().counts();
+    for (name, help, value) in [
+        ("peers", "Connected peers.", counts.peers),
+        ("rooms", "Rooms with at least one peer.", counts.rooms),
+        ("transports", "WebRTC transports.", counts.transports),
+        ("producers", "Audio and video producers.", counts.producers),
+        ("consumers", "Audio and video consumers.", counts.consumers),
+        ("data_producers", "Data producers.", counts.data_producers),
+        ("data_consumers", "Data consumers.", counts.data_consumers),
+        ("workers", "Media worker threads.", sfu.inner.workers.len()),
+    ] {
+        page.single(name, "gauge", help, count(value));
+    }
+
+    let mut per_worker = Vec::with_capacity(sfu.inner.workers.len());
+    for (index, worker) in sfu.inner.workers.iter().enumerate() {
+        // A worker that is gone reports nothing rather than zeros.
+        let stats = worker.stats().await.ok();
+        per_worker.push((format!("{{worker=\"{index}\"}}"), worker.load(), stats));
+    }
+    let worker_family = |page: &mut Page, name: &str, kind: &str, help: &str, pick: &dyn Fn(&simplesfu_engine::WorkerStats) -> u64| {
+        let samples = per_worker.iter().filter_map(|(l, _, s)| s.as_ref().map(|s| (l.clone(), pick(s))));
+        page.family(name, kind, help, samples.collect::<Vec<_>>());
+    };
+    page.family(
+        "worker_load",
+        "gauge",
+        "Load of each media worker (transports and consumers), used to place new peers.",
+        per_worker.iter().map(|(l, load, _)| (l.clone(), count(*load))).collect::<Vec<_>>(),
+    );
+    worker_family(&mut page, "worker_transports", "gauge", "Transports on each media worker.", &|s| count(s.transports));
+    worker_family(&mut page, "worker_consumers", "gauge", "Consumers on each media worker (pipes included).", &|s| count(s.consumers));
+    worker_family(&mut page, "rtp_packets_received_total", "counter", "RTP packets received from clients.", &|s| s.rtp_packets_in);
+    worker_family(&mut page, "rtp_packets_sent_total", "counter", "RTP packets sent to clients.", &|s| s.rtp_packets_out);
+    worker_family(&mut page, "data_messages_received_total", "counter", "Data channel messages received.", &|s| s.data_messages_in);
+    worker_family(&mut page, "data_messages_sent_total", "counter", "Data channel messages sent.", &|s| s.data_messages_out);
+    worker_family(
+        &mut page,
+        "datagrams_dropped_total",
+        "counter",
+        "UDP datagrams dropped: for no transport, or unparseable.",
+        &|s| s.datagrams_dropped,
+    );
+
+    let metrics = &sfu.inner.metrics;
+    page.single("connections_total", "counter", "Signaling connections accepted.", metrics.connections.load(Ordering::Relaxed));
+    let labelled = |label: &str, map: BTreeMap<&'static str, u64>| {
+        map.into_iter().map(|(k, v)| (format!("{{{label}=\"{k}\"}}"), v)).collect::<Vec<_>>()
+    };
+    page.family(
+        "connections_refused_total",
+        "counter",
+        "Signaling connections refused, by reason (missing, expired, bad_signature, malformed token).",
+        labelled("reason", snapshot(&metrics.refused)),
+    );
+    page.family("requests_total", "counter", "Signaling requests, by type.", labelled("type", snapshot(&metrics.requests)));
+    page.family(
+        "request_errors_total",
+        "counter",
+        "Signaling requests answered with an error, by code.",
+        labelled("code", snapshot(&metrics.errors)),
+    );
+    page.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn request_labels_come_from_a_fixed_set() {
+        assert_eq!(request_label(&json!({"type": "joinRoom"})), "joinRoom");
+        assert_eq!(request_label(&json!({"type": "dropTables"})), "unknown");
+        assert_eq!(request_label(&json!(42)), "invalid");
+    }
+}
