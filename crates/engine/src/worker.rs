@@ -189,6 +189,9 @@ async fn run(
                         let now = Instant::now();
                         for (source, datagram) in received.iter() {
                             router.handle_datagram(now, Protocol::Udp, source, datagram);
+                            // str0m must be polled after every input, or it
+                            // keeps only the last packet's event.
+                            drain(&mut router, now, &mut outgoing, &mut tcp_connections);
                         }
                     }
                     Err(error) => tracing::debug!(%error, "udp receive failed"),
@@ -201,10 +204,7 @@ async fn run(
             }
             _ = sleep => router.handle_timeout(Instant::now()),
         }
-        router.drain(Instant::now(), |proto, to, bytes| match proto {
-            Protocol::Udp => outgoing.push((to, bytes)),
-            _ => tcp_connections.send(to, bytes),
-        });
+        drain(&mut router, Instant::now(), &mut outgoing, &mut tcp_connections);
         if !outgoing.is_empty() {
             udp::send(&socket, &mut outgoing).await;
         }
@@ -215,6 +215,15 @@ async fn run(
         load.store(stats.transports + stats.consumers, std::sync::atomic::Ordering::Relaxed);
     }
     tracing::info!("worker stopped");
+}
+
+/// Poll every transport with work; UDP datagrams wait in `outgoing` for one
+/// batched send, TCP frames go to their connection's writer.
+fn drain(router: &mut Router, now: Instant, outgoing: &mut Vec<(SocketAddr, Vec<u8>)>, tcp: &mut tcp::Connections) {
+    router.drain(now, |proto, to, bytes| match proto {
+        Protocol::Udp => outgoing.push((to, bytes)),
+        _ => tcp.send(to, bytes),
+    });
 }
 
 impl WorkerHandle {

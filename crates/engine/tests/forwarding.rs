@@ -295,3 +295,26 @@ fn garbage_datagrams_are_dropped_and_counted() {
     }));
     assert!(producer.is_ok(), "the worker still works after garbage: {producer:?}");
 }
+
+#[test]
+fn bursts_of_packets_are_forwarded_without_loss() {
+    // A video frame arrives as a burst of packets that the worker reads in one
+    // batch; every one of them must reach the consumer (str0m keeps only the
+    // last event unless it is polled after each input).
+    let mut pair = video_pair();
+    pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume");
+    let ssrc = pair.consumer_ssrc;
+    assert!(pump_until(&mut [&mut pair.sender, &mut pair.receiver], WAIT, |p| p[0].connected && p[1].connected));
+    for frame in 0..50u64 {
+        for k in 0..8u64 {
+            let seq = frame * 8 + k + 1;
+            pair.sender.send_rtp(1111, 96, 1000 + seq, (frame * 3000) as u32, k == 7, &vp8_payload(false, 1));
+        }
+        // One pump flushes the whole frame to the socket at once.
+        pair.sender.pump();
+        pair.receiver.pump();
+    }
+    let all = pump_until(&mut [&mut pair.sender, &mut pair.receiver], WAIT, |p| p[1].received_from(ssrc).len() >= 400);
+    let stats = pair.sfu.block(pair.sfu.worker.stats()).expect("stats");
+    assert!(all, "all 400 packets arrive, got {} ({stats:?})", pair.receiver.received_from(ssrc).len());
+}
