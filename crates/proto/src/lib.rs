@@ -17,11 +17,11 @@ pub use ids::{
 };
 pub use push::{
     AvailableProducer, AvailableProducers, ConsumerClosed, CreateConsumer, CreateDataConsumer,
-    PeerProducers, Push,
+    PeerProducers, Push, ServerShutdown, Session,
 };
 pub use request::{
     ConnectWebRtcTransport, CreateConsumerRequest, CreateWebRtcTransport, JoinRoom, Produce,
-    ProduceAppData, ProduceData, ProducerRef, Request, RequestType, MAX_REQUEST_BYTES,
+    ProduceAppData, ProduceData, ProducerRef, Request, RequestType, TransportRef, MAX_REQUEST_BYTES,
 };
 
 /// mediasoup's parameter types, re-exported so users of this crate name one source.

@@ -69,6 +69,26 @@ pub struct ConsumerClosed {
     pub producer_id: String,
 }
 
+/// **ext** `session`: the peer's id and the secret that lets a new socket
+/// take the peer over after a disconnect (see "Session resume" in
+/// docs/PROTOCOL.md). Sent on every (re)connect of a client that announced
+/// resume support; each one replaces the previous token.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Session {
+    pub peer_id: PeerId,
+    pub resume_token: String,
+    /// How long the server keeps the peer after its socket drops.
+    pub resume_grace_ms: u64,
+}
+
+/// **ext** `serverShutdown`: the server is stopping; the socket closes next.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerShutdown {
+    pub message: String,
+}
+
 /// Every push, serialized as `{type, data}`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "camelCase")]
@@ -80,6 +100,10 @@ pub enum Push {
     CreateDataConsumer(CreateDataConsumer),
     ConsumerClosed(ConsumerClosed),
     DataConsumerClosed(ConsumerClosed),
+    /// Extension: see [`Session`].
+    Session(Session),
+    /// Extension: see [`ServerShutdown`].
+    ServerShutdown(ServerShutdown),
 }
 
 #[cfg(test)]

@@ -113,6 +113,13 @@ pub struct ProducerRef {
     pub producer_id: ProducerId,
 }
 
+/// **ext** `restartIce`: the transport to give new ICE parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TransportRef {
+    pub transport_id: TransportId,
+}
+
 /// A parsed, validated request.
 #[derive(Debug, Clone)]
 pub enum Request {
@@ -136,6 +143,8 @@ pub enum Request {
     PauseProducer(ProducerRef),
     /// Extension: resume a producer of one's own.
     ResumeProducer(ProducerRef),
+    /// Extension: new ICE parameters for one's own transport (ICE restart).
+    RestartIce(TransportRef),
 }
 
 /// The request types, for logs and metrics.
@@ -156,11 +165,12 @@ pub enum RequestType {
     CloseProducer,
     PauseProducer,
     ResumeProducer,
+    RestartIce,
 }
 
 impl RequestType {
     /// Every request type, in protocol order.
-    pub const ALL: [RequestType; 15] = [
+    pub const ALL: [RequestType; 16] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::GetRouterRtpCapabilities,
@@ -176,6 +186,7 @@ impl RequestType {
         Self::CloseProducer,
         Self::PauseProducer,
         Self::ResumeProducer,
+        Self::RestartIce,
     ];
 
     /// The wire name, e.g. `createWebRtcTransport`.
@@ -196,6 +207,7 @@ impl RequestType {
             Self::CloseProducer => "closeProducer",
             Self::PauseProducer => "pauseProducer",
             Self::ResumeProducer => "resumeProducer",
+            Self::RestartIce => "restartIce",
         }
     }
 
@@ -260,6 +272,7 @@ impl Request {
             RequestType::CloseProducer => Request::CloseProducer(data_of(kind, data)?),
             RequestType::PauseProducer => Request::PauseProducer(data_of(kind, data)?),
             RequestType::ResumeProducer => Request::ResumeProducer(data_of(kind, data)?),
+            RequestType::RestartIce => Request::RestartIce(data_of(kind, data)?),
         })
     }
 
@@ -281,6 +294,7 @@ impl Request {
             Request::CloseProducer(_) => RequestType::CloseProducer,
             Request::PauseProducer(_) => RequestType::PauseProducer,
             Request::ResumeProducer(_) => RequestType::ResumeProducer,
+            Request::RestartIce(_) => RequestType::RestartIce,
         }
     }
 }
@@ -327,6 +341,15 @@ mod tests {
         assert!(matches!(r, Request::JoinRoom(j) if j.room_id.as_str() == "abc"));
         let r = Request::parse(&json!({"type": "joinRoom", "data": {"roomId": 7}})).expect("valid");
         assert!(matches!(r, Request::JoinRoom(j) if j.room_id.as_str() == "7"));
+    }
+
+    #[test]
+    fn restart_ice_names_a_transport() {
+        let id = TransportId::new();
+        let r = Request::parse(&json!({"type": "restartIce", "data": {"transportId": id.to_string()}})).expect("valid");
+        assert!(matches!(r, Request::RestartIce(t) if t.transport_id == id));
+        assert_eq!(code_of(json!({"type": "restartIce", "data": {"transportId": "nope"}})), ErrorCode::InvalidRequest);
+        assert_eq!(code_of(json!({"type": "restartIce"})), ErrorCode::InvalidRequest);
     }
 
     #[test]

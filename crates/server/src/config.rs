@@ -46,6 +46,9 @@ pub struct Config {
     /// Resend `availableProducers` to every room this often, in
     /// milliseconds, besides on every change; 0 turns the resend off.
     pub available_producers_interval_ms: u64,
+    /// How long the peer of a client that announced session resume waits
+    /// for it after its socket drops, in milliseconds; 0 turns resume off.
+    pub resume_grace_ms: u64,
     pub http: HttpConfig,
     pub rtc: RtcConfig,
     pub tls: TlsConfig,
@@ -122,6 +125,7 @@ impl Default for Config {
         Config {
             log_level: "info".into(),
             available_producers_interval_ms: 1000,
+            resume_grace_ms: 15_000,
             http: HttpConfig::default(),
             rtc: RtcConfig::default(),
             tls: TlsConfig::default(),
@@ -219,6 +223,7 @@ impl Config {
                 .then(|| Duration::from_millis(self.available_producers_interval_ms)),
             token_secret: self.auth.secret.clone(),
             limits: self.limits.clone(),
+            resume_grace: Duration::from_millis(self.resume_grace_ms),
         }
     }
 
@@ -372,6 +377,11 @@ pub struct Overrides {
     #[arg(long, env = "SIMPLESFU_AVAILABLE_PRODUCERS_INTERVAL_MS")]
     pub available_producers_interval_ms: Option<u64>,
 
+    /// How long a peer whose client announced session resume is kept after
+    /// its socket drops, in milliseconds; 0 cleans up at once. [default: 15000]
+    #[arg(long, env = "SIMPLESFU_RESUME_GRACE_MS")]
+    pub resume_grace_ms: Option<u64>,
+
     /// Directory of static files served over HTTP (examples, client bundle).
     /// Default: ./examples if it exists, else the repository's examples/.
     #[arg(long, env = "SIMPLESFU_STATIC_DIR")]
@@ -461,6 +471,7 @@ impl Overrides {
         set(&mut config.rtc.ice_tcp, &self.ice_tcp);
         set(&mut config.log_level, &self.log_level);
         set(&mut config.available_producers_interval_ms, &self.available_producers_interval_ms);
+        set(&mut config.resume_grace_ms, &self.resume_grace_ms);
         if self.static_dir.is_some() {
             config.http.static_dir = self.static_dir.clone();
         }

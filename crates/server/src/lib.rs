@@ -25,6 +25,7 @@ mod limits;
 mod metrics;
 mod registry;
 mod sfu;
+mod session;
 mod signaling;
 pub mod tls;
 
@@ -34,4 +35,5 @@ pub use errors::SfuError;
 pub use limits::Limits;
 pub use http::{app, MAX_SOCKET_IO_PAYLOAD};
 pub use registry::RegistryCounts;
+pub use session::ResumeError;
 pub use sfu::{Sfu, SfuOptions, SfuStats};

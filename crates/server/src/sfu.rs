@@ -16,6 +16,7 @@ use crate::errors::{from_engine, SfuError};
 use crate::limits::{Limits, TokenBucket};
 use crate::metrics::{request_label, Metrics};
 use crate::registry::{AutoConsume, ConsumePlan, Effects, Registry, RegistryCounts, WorkerIndex};
+use crate::session::{may_come_back, Delivery, Outbox, ResumeError, ResumeIntent};
 use serde_json::Value;
 use simplesfu_engine::{EngineError, EngineEvent, Worker, WorkerHandle, WorkerSettings};
 use simplesfu_proto::{
@@ -66,6 +67,10 @@ pub struct SfuOptions {
     pub token_secret: Option<TokenSecret>,
     /// Limits on rooms, peers and request rates.
     pub limits: Limits,
+    /// How long the peer of a client that announced resume support
+    /// (`auth: {resume: true}`) outlives a dropped socket, waiting for the
+    /// client to come back. Zero: cleaned up at once, like v1 clients.
+    pub resume_grace: Duration,
 }
 
 impl Default for SfuOptions {
@@ -80,6 +85,7 @@ impl Default for SfuOptions {
             available_producers_interval: Some(Duration::from_millis(1000)),
             token_secret: None,
             limits: Limits::default(),
+            resume_grace: Duration::from_millis(15_000),
         }
     }
 }
@@ -110,7 +116,8 @@ pub struct SfuStats {
 
 /// What the SFU keeps per connected socket.
 struct PeerLink {
-    socket: SocketRef,
+    /// The socket speaking for the peer and the pushes waiting for it.
+    outbox: Arc<Mutex<Outbox>>,
     /// Serializes this peer's requests (see the module doc).
     queue: Arc<tokio::sync::Mutex<()>>,
     /// What the peer's join token allows (`None`: tokens are off).
@@ -126,6 +133,7 @@ pub(crate) struct Inner {
     verifier: Option<TokenVerifier>,
     pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
+    resume_grace: Duration,
 }
 
 /// The SFU. Cheap to clone; all clones are the same SFU.
@@ -167,12 +175,12 @@ impl Sfu {
         // Middlewares run before the CONNECT packet: register there. The
         // last `.with` runs first: a refused token never reaches `on_connect`.
         let verifier = sfu.clone();
+        let connected = sfu.clone();
         io.ns(
             "/",
-            (async |_: SocketRef| {})
-                .with(async move |socket: SocketRef| {
-                    handle.on_connect(socket);
-                    Ok::<(), std::convert::Infallible>(())
+            (async move |socket: SocketRef| connected.on_connected(&socket))
+                .with(async move |socket: SocketRef, TryData(auth): TryData<Value>| {
+                    handle.on_connect_with_auth(socket, auth.ok().as_ref())
                 })
                 .with(async move |socket: SocketRef, TryData(auth): TryData<Value>| {
                     verifier.authenticate(&socket, auth.ok().as_ref())
@@ -215,6 +223,7 @@ impl Sfu {
                 verifier: options.token_secret.as_ref().map(TokenVerifier::new),
                 limits: options.limits.clone(),
                 metrics: Metrics::default(),
+                resume_grace: options.resume_grace,
             }),
         };
         for (index, events) in event_streams.into_iter().enumerate() {
@@ -249,8 +258,57 @@ impl Sfu {
     /// Make `socket` a peer: register it and its `mediasoupSignaling` and
     /// disconnect handlers. Call this from your own namespace handler when
     /// you do not use [`Sfu::attach`]. It replaces any disconnect handler
-    /// already set on the socket (socketioxide keeps one per socket).
+    /// already set on the socket (socketioxide keeps one per socket). The
+    /// peer is cleaned up as soon as its socket goes (no session resume; see
+    /// [`Sfu::on_connect_with_auth`]).
     pub fn on_connect(&self, socket: SocketRef) {
+        self.admit(socket, ResumeIntent::Unsupported);
+    }
+
+    /// [`Sfu::on_connect`] that also honours session resume as the client's
+    /// socket.io `auth` payload asks (`{resume: true}` or `{resume: {peerId,
+    /// token}}`, see docs/PROTOCOL.md). Call it from a connect middleware; an
+    /// `Err` refuses the connection with its text as the `connect_error`
+    /// message. Then call [`Sfu::on_connected`] from the connect handler.
+    pub fn on_connect_with_auth(&self, socket: SocketRef, auth: Option<&Value>) -> Result<(), ResumeError> {
+        let intent = ResumeIntent::from_auth(auth).inspect_err(|_| self.inner.metrics.refused("invalid_auth"))?;
+        match intent {
+            ResumeIntent::Resume { peer, token } => self.resume(socket, peer, &token).inspect_err(|error| {
+                self.inner.metrics.refused("resume_failed");
+                tracing::info!(%error, "resume refused");
+            }),
+            intent => {
+                self.admit(socket, intent);
+                Ok(())
+            }
+        }
+    }
+
+    /// Once the client knows it is connected: send what waited for it (the
+    /// `session` push, pushes missed while away) and, after a resume, the
+    /// room's `availableProducers` again.
+    pub fn on_connected(&self, socket: &SocketRef) {
+        let Some(peer) = socket.extensions.get::<PeerId>() else { return };
+        let outbox = self.links().get(&peer).map(|l| l.outbox.clone());
+        let Some(outbox) = outbox else { return };
+        let delivery = lock(&outbox).flush(&peer);
+        if delivery == Delivery::Overflowed {
+            self.end_session(&peer);
+            return;
+        }
+        if socket.extensions.get::<Resumed>().is_some() {
+            let available = {
+                let registry = self.registry();
+                registry.room_of(&peer).map(|room| registry.available_producers(&room))
+            };
+            if let Some(available) = available {
+                self.push(&peer, &Push::AvailableProducers(available));
+            }
+        }
+    }
+
+    /// A new peer for this socket.
+    fn admit(&self, socket: SocketRef, intent: ResumeIntent) {
         let peer = match socket.id.to_string().parse::<PeerId>() {
             Ok(peer) => peer,
             Err(error) => {
@@ -272,14 +330,45 @@ impl Sfu {
             registry.add_peer(peer.clone(), worker);
             worker
         };
+        let resumable = intent == ResumeIntent::Supported && !self.inner.resume_grace.is_zero();
         self.inner.metrics.connected();
-        tracing::info!(peer = %peer, worker, room = grant.as_ref().map(|g| g.room.as_str()), "peer connected");
+        tracing::info!(peer = %peer, worker, resumable, room = grant.as_ref().map(|g| g.room.as_str()), "peer connected");
         let bucket = Arc::new(Mutex::new(self.inner.limits.bucket(Instant::now())));
+        let outbox = Outbox::new(socket.clone(), resumable, &peer, self.inner.resume_grace);
         self.links().insert(
             peer.clone(),
-            PeerLink { socket: socket.clone(), queue: Arc::new(tokio::sync::Mutex::new(())), grant, bucket },
+            PeerLink {
+                outbox: Arc::new(Mutex::new(outbox)),
+                queue: Arc::new(tokio::sync::Mutex::new(())),
+                grant,
+                bucket,
+            },
         );
+        self.speak_for(&socket, peer);
+    }
 
+    /// A new socket takes over `peer`, whose token it shows.
+    fn resume(&self, socket: SocketRef, peer: PeerId, token: &str) -> Result<(), ResumeError> {
+        let replaced = {
+            let links = self.links();
+            let link = links.get(&peer).ok_or(ResumeError::Refused)?;
+            let mut outbox = lock(&link.outbox);
+            outbox.take_over(&peer, token, socket.clone(), self.inner.resume_grace)?
+        };
+        if replaced.connected() {
+            // The old connection is not known to be dead yet (a network
+            // change): this one wins, and the old one's disconnect is ignored.
+            let _ = replaced.disconnect();
+        }
+        tracing::info!(peer = %peer, "peer resumed its session");
+        socket.extensions.insert(Resumed);
+        self.speak_for(&socket, peer);
+        Ok(())
+    }
+
+    /// Requests on `socket` act for `peer`; its disconnect may end the peer.
+    fn speak_for(&self, socket: &SocketRef, peer: PeerId) {
+        socket.extensions.insert(peer.clone());
         let sfu = self.clone();
         let id = peer.clone();
         socket.on(SIGNALING_EVENT, move |TryData(raw): TryData<Value>, ack: AckSender| {
@@ -289,12 +378,65 @@ impl Sfu {
             async move { sfu.on_request(&id, raw.unwrap_or(Value::Null), ack).await }
         });
         let sfu = self.clone();
+        let sid = socket.id;
         socket.on_disconnect(move |reason: DisconnectReason| {
-            let (sfu, peer) = (sfu.clone(), peer.clone());
-            // Cleanup waits for the peer's queue; do not hold up socketioxide meanwhile.
-            tokio::spawn(async move { sfu.remove_peer(&peer, reason).await });
+            sfu.on_socket_gone(&peer, sid, reason);
             std::future::ready(())
         });
+    }
+
+    /// A socket went: clean its peer up now, or after the grace period if
+    /// the client may resume, or not at all if another socket took over.
+    fn on_socket_gone(&self, peer: &PeerId, sid: socketioxide::socket::Sid, reason: DisconnectReason) {
+        enum Next {
+            Nothing,
+            Wait(u64),
+            CleanUp,
+        }
+        let next = {
+            let links = self.links();
+            match links.get(peer) {
+                None => Next::Nothing,
+                Some(link) => {
+                    let mut outbox = lock(&link.outbox);
+                    if outbox.socket.id != sid {
+                        Next::Nothing
+                    } else if outbox.resumable && !outbox.overflowed && may_come_back(reason) {
+                        Next::Wait(outbox.leave())
+                    } else {
+                        Next::CleanUp
+                    }
+                }
+            }
+        };
+        let sfu = self.clone();
+        let peer = peer.clone();
+        match next {
+            Next::Nothing => {}
+            Next::Wait(generation) => {
+                tracing::info!(peer = %peer, ?reason, grace_ms = self.inner.resume_grace.as_millis(), "peer's socket dropped; waiting for a resume");
+                let grace = self.inner.resume_grace;
+                tokio::spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    let expired = sfu.links().get(&peer).is_some_and(|l| {
+                        let outbox = lock(&l.outbox);
+                        outbox.away && outbox.generation == generation
+                    });
+                    if expired {
+                        sfu.remove_peer(&peer, "no resume within the grace period").await;
+                    }
+                });
+            }
+            // Cleanup waits for the peer's queue; do not hold up socketioxide meanwhile.
+            Next::CleanUp => drop(tokio::spawn(async move { sfu.remove_peer(&peer, reason_text(reason)).await })),
+        }
+    }
+
+    /// The peer missed too many pushes to resume: clean it up now.
+    fn end_session(&self, peer: &PeerId) {
+        let sfu = self.clone();
+        let peer = peer.clone();
+        tokio::spawn(async move { sfu.remove_peer(&peer, "too many pushes missed").await });
     }
 
     /// Counters of peers, rooms, transports, producers and consumers.
@@ -396,12 +538,14 @@ impl Sfu {
         }
     }
 
-    /// Send a push to one peer (dropped if it is gone).
+    /// Send a push to one peer (dropped if it is gone; kept while a
+    /// resumable peer's socket is away).
     pub(crate) fn push(&self, peer: &PeerId, push: &Push) {
-        let socket = self.links().get(peer).map(|l| l.socket.clone());
-        let Some(socket) = socket else { return };
-        if let Err(error) = socket.emit(SIGNALING_EVENT, push) {
-            tracing::debug!(peer = %peer, %error, "could not send push");
+        let outbox = self.links().get(peer).map(|l| l.outbox.clone());
+        let Some(outbox) = outbox else { return };
+        let delivery = lock(&outbox).deliver(peer, push);
+        if delivery == Delivery::Overflowed {
+            self.end_session(peer);
         }
     }
 
@@ -526,7 +670,7 @@ impl Sfu {
     /// Disconnect cleanup: after the peer's last request, leave its room,
     /// close its transports (the engine closes what lived on them) and tell
     /// the peers that consumed from it.
-    async fn remove_peer(&self, peer: &PeerId, reason: DisconnectReason) {
+    async fn remove_peer(&self, peer: &PeerId, reason: &'static str) {
         let link = self.links().remove(peer);
         if let Some(link) = &link {
             let _turn = link.queue.lock().await;
@@ -534,7 +678,7 @@ impl Sfu {
         } else {
             self.cleanup_peer(peer).await;
         }
-        tracing::info!(peer = %peer, ?reason, "peer disconnected");
+        tracing::info!(peer = %peer, reason, "peer disconnected");
     }
 
     async fn cleanup_peer(&self, peer: &PeerId) {
@@ -564,6 +708,25 @@ impl Sfu {
                 }
             }
         }
+    }
+}
+
+/// Marks a socket that resumed a session (for [`Sfu::on_connected`]).
+#[derive(Debug, Clone, Copy)]
+struct Resumed;
+
+/// A peer's outbox, even if a panic poisoned it (its queue stays usable).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn reason_text(reason: DisconnectReason) -> &'static str {
+    match reason {
+        DisconnectReason::ClientNSDisconnect => "the client disconnected",
+        DisconnectReason::ServerNSDisconnect => "the server disconnected it",
+        DisconnectReason::ClosingServer => "the server is stopping",
+        DisconnectReason::HeartbeatTimeout => "heartbeat timeout",
+        _ => "the connection closed",
     }
 }
 

@@ -12,6 +12,7 @@ use simplesfu_engine::{DataProducerOptions, Direction, ProducerOptions, WebRtcTr
 use simplesfu_proto::{RoomId, 
     ConnectWebRtcTransport, CreateConsumerRequest, CreateWebRtcTransport, DataProducerId, ErrorCode,
     JoinRoom, PeerId, Produce, ProduceData, ProducerId, ProducerRef, Push, Request, SignalingError,
+    TransportRef,
 };
 
 type Reply = Result<Map<String, Value>, SignalingError>;
@@ -45,6 +46,7 @@ impl Sfu {
             Request::CloseProducer(r) => self.close_producer(peer, r).await,
             Request::PauseProducer(r) => self.set_producer_paused(peer, r, true).await,
             Request::ResumeProducer(r) => self.set_producer_paused(peer, r, false).await,
+            Request::RestartIce(r) => self.restart_ice(peer, r).await,
         }
     }
 
@@ -131,6 +133,15 @@ impl Sfu {
         let mut out = transport.clone();
         out.insert("transportInfo".into(), Value::Object(transport));
         Ok(out)
+    }
+
+    /// New ICE parameters for one of the peer's transports (mediasoup's
+    /// `transport.restartIce()`); producers and consumers stay.
+    async fn restart_ice(&self, peer: &PeerId, r: TransportRef) -> Reply {
+        let (worker, _, _) = self.registry().own_transport(peer, r.transport_id)?;
+        let ice_parameters = self.worker(worker)?.restart_ice(r.transport_id).await.map_err(from_engine)?;
+        tracing::debug!(peer = %peer, transport = %r.transport_id, "ICE restarted");
+        Ok(fields([("iceParameters", to_json(&ice_parameters)?)]))
     }
 
     async fn connect_webrtc_transport(&self, peer: &PeerId, r: ConnectWebRtcTransport) -> Reply {
