@@ -9,7 +9,7 @@ use anyhow::Context;
 use clap::Parser;
 use simplesfu::{app, mint, tls, Cli, Command, Config, Sfu, TokenArgs, MAX_SOCKET_IO_PAYLOAD};
 use socketioxide::SocketIo;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
 use tracing_subscriber::EnvFilter;
@@ -50,7 +50,9 @@ fn print_token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> {
 async fn serve(config: Config) -> anyhow::Result<()> {
     let filter = EnvFilter::try_new(config.log_filter())
         .with_context(|| format!("invalid log level/filter `{}`", config.log_filter()))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // Colours only for a person at a terminal, not in log files and collectors.
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
 
     let tls = tls::load(&config.tls).await?;
     let (io_layer, io) = SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).build_layer();
