@@ -182,6 +182,32 @@ async function run(t, serverOptions = {}) {
     { timeoutMs: PROGRESS_DEADLINE_MS, what: 'framesDecoded and packetsReceived to keep rising', describe },
   );
 
-  // 4. Nothing went wrong along the way.
+  // 4. The operator's view agrees: /metrics counts the media the pages exchanged.
+  const metrics = await scrapeMetrics(server.url);
+  const total = (name) =>
+    Object.entries(metrics).filter(([key]) => key.startsWith(`simplesfu_${name}{`)).reduce((sum, [, v]) => sum + v, 0);
+  t.diagnostic(`metrics: ${total('rtp_packets_received_total')} RTP packets in, ${total('rtp_packets_sent_total')} out`);
+  assert.equal(metrics.simplesfu_peers, 2);
+  assert.equal(metrics.simplesfu_producers, 4, 'video and audio of each page');
+  assert.equal(metrics.simplesfu_consumers, 4);
+  assert.ok(total('rtp_packets_received_total') > 10, 'RTP packets received from the pages');
+  assert.ok(total('rtp_packets_sent_total') > 10, 'RTP packets forwarded to the pages');
+  assert.ok(total('data_messages_received_total') > 0, 'data messages received');
+  assert.ok(total('data_messages_sent_total') > 0, 'data messages forwarded');
+
+  // 5. Nothing went wrong along the way.
   for (const peer of peers) assert.deepEqual(peer.problems, [], `page ${peer.name} console errors`);
+}
+
+/** The Prometheus page as {"name{labels}": value}. */
+async function scrapeMetrics(url) {
+  const res = await fetch(`${url}/metrics`);
+  assert.equal(res.status, 200, 'GET /metrics');
+  const samples = {};
+  for (const line of (await res.text()).split('\n')) {
+    if (!line || line.startsWith('#')) continue;
+    const at = line.lastIndexOf(' ');
+    samples[line.slice(0, at)] = Number(line.slice(at + 1));
+  }
+  return samples;
 }
