@@ -188,9 +188,14 @@ test('createConsumer pushes a paused consumer with router payload types; asking 
 
 test('pause, resume and close a consumer', async (t) => {
   const { url } = await startServer(t);
-  const { a, b, producerId } = await pairWithVideo(t, url);
+  const { a, b, tb, producerId } = await pairWithVideo(t, url);
   await b.ok('createConsumer', { producingPeerId: a.id, producerId });
   await b.waitForPush('createConsumer');
+  // Resuming before the receive transport is connected would ask for a key
+  // frame the client cannot receive yet: refused with a clear error.
+  const early = await b.fails('resumeConsumer', { producerId }, 'transport_not_connected');
+  assert.match(early.message, /connectWebRtcTransport/);
+  await b.ok('connectWebRtcTransport', { transportId: tb.recv, dtlsParameters: DTLS_PARAMETERS });
   assert.equal((await b.ok('resumeConsumer', { producerId })).paused, false);
   assert.equal((await b.ok('pauseConsumer', { producerId })).paused, true);
   await b.ok('resumeConsumer', { producerId });

@@ -114,6 +114,7 @@ test('a cut socket that reconnects with its token keeps its peer, its producer a
   await b.noPush('peerDisconnection');
   await b.noPush('consumerClosed');
   assert.deepEqual(b.received('peerConnection', (ids) => ids.includes(aId) || ids.some((id) => id !== c.id)), []);
+  await b.ok('connectWebRtcTransport', { transportId: tb.recv, dtlsParameters: DTLS_PARAMETERS });
   await b.ok('resumeConsumer', { producerId: cam });
 });
 

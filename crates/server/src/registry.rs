@@ -650,6 +650,11 @@ impl Registry {
             .ok_or_else(|| err(ErrorCode::ConsumerNotFound, format!("this peer does not consume producer {producer}")))
     }
 
+    /// Whether the peer's receive transport got its `connectWebRtcTransport`.
+    pub fn recv_connected(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).and_then(|p| p.recv).is_some_and(|t| t.connected)
+    }
+
     /// Forget the peer's consumer of `producer`; the peer is told with a
     /// `consumerClosed` push, as the original server did.
     pub fn remove_consumer(&mut self, peer: &PeerId, producer: ProducerId) -> Result<(WorkerIndex, ConsumerId, Effects), SignalingError> {

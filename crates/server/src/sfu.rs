@@ -513,13 +513,9 @@ impl Sfu {
                     None => Err(SignalingError::new(ErrorCode::PeerNotFound, "this peer is disconnecting")),
                     Some(queue) => {
                         let _turn = queue.lock().await;
-                        match tokio::time::timeout(REQUEST_DEADLINE, self.dispatch(peer, request)).await {
-                            Ok(outcome) => outcome,
-                            Err(_) => {
-                                tracing::error!(peer = %peer, request = kind, "request timed out");
-                                Err(SignalingError::new(ErrorCode::InternalError, "the request timed out"))
-                            }
-                        }
+                        let (sfu, id) = (self.clone(), peer.clone());
+                        let work = async move { sfu.dispatch(&id, request).await };
+                        crate::panics::contained(peer, kind, REQUEST_DEADLINE, work).await
                     }
                 }
                 .inspect(|_| tracing::debug!(peer = %peer, request = kind, "request done"))

@@ -241,8 +241,17 @@ impl Sfu {
         no_fields()
     }
 
+    /// Resuming needs the receive transport connected: the key frame asked
+    /// for at resume must not arrive before the client can receive it. The
+    /// request cannot wait for the connect, which queues behind it.
     async fn set_consumer_paused(&self, peer: &PeerId, r: ProducerRef, paused: bool) -> Reply {
         let (worker, consumer) = self.registry().consumer_of(peer, r.producer_id)?;
+        if !paused && !self.registry().recv_connected(peer) {
+            return Err(SignalingError::new(
+                ErrorCode::TransportNotConnected,
+                "the receive transport is not connected; call connectWebRtcTransport for it, then resumeConsumer",
+            ));
+        }
         self.worker(worker)?.set_consumer_paused(consumer, paused).await.map_err(from_engine)?;
         tracing::debug!(peer = %peer, consumer = %consumer, paused, "consumer paused state");
         Ok(fields([("paused", Value::Bool(paused))]))
