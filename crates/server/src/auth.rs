@@ -175,61 +175,110 @@ impl TokenVerifier {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
         validation.set_required_spec_claims(&["exp"]);
-        TokenVerifier { key: DecodingKey::from_secret(secret.bytes()), validation }
+        TokenVerifier {
+            key: DecodingKey::from_secret(secret.bytes()),
+            validation,
+        }
     }
 
     /// Check the socket.io auth payload: `{token: "<jwt>"}`.
-    pub fn verify_auth_payload(&self, auth: Option<&serde_json::Value>) -> Result<Grant, AuthError> {
-        let token = auth.and_then(|a| a.get("token")).and_then(|t| t.as_str()).filter(|t| !t.is_empty());
+    pub fn verify_auth_payload(
+        &self,
+        auth: Option<&serde_json::Value>,
+    ) -> Result<Grant, AuthError> {
+        let token = auth
+            .and_then(|a| a.get("token"))
+            .and_then(|t| t.as_str())
+            .filter(|t| !t.is_empty());
         self.verify(token.ok_or(AuthError::Missing)?)
     }
 
     /// Check a token's signature and expiry and read its grant.
     pub fn verify(&self, token: &str) -> Result<Grant, AuthError> {
         use jsonwebtoken::errors::ErrorKind;
-        let data = decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
-            ErrorKind::ExpiredSignature => AuthError::Expired,
-            ErrorKind::InvalidSignature => AuthError::BadSignature,
-            ErrorKind::InvalidAlgorithm => AuthError::Malformed("it must be signed with HS256".into()),
-            ErrorKind::MissingRequiredClaim(claim) => AuthError::Malformed(format!("the `{claim}` claim is missing")),
-            ErrorKind::Json(_) => AuthError::Malformed("its claims must include a string `room` and a numeric `exp`".into()),
-            _ => AuthError::Malformed("it is not a JWT".into()),
+        let data =
+            decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
+                ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::InvalidSignature => AuthError::BadSignature,
+                ErrorKind::InvalidAlgorithm => {
+                    AuthError::Malformed("it must be signed with HS256".into())
+                }
+                ErrorKind::MissingRequiredClaim(claim) => {
+                    AuthError::Malformed(format!("the `{claim}` claim is missing"))
+                }
+                ErrorKind::Json(_) => AuthError::Malformed(
+                    "its claims must include a string `room` and a numeric `exp`".into(),
+                ),
+                _ => AuthError::Malformed("it is not a JWT".into()),
+            })?;
+        let room = data.claims.room.parse::<RoomId>().map_err(|_| {
+            AuthError::Malformed(
+                "its `room` is not a valid room id (1 to 128 printable characters)".into(),
+            )
         })?;
-        let room = data
-            .claims
-            .room
-            .parse::<RoomId>()
-            .map_err(|_| AuthError::Malformed("its `room` is not a valid room id (1 to 128 printable characters)".into()))?;
-        Ok(Grant { room, rights: data.claims.rights })
+        Ok(Grant {
+            room,
+            rights: data.claims.rights,
+        })
     }
 }
 
 /// A signed token for `room` with `rights`, valid for `ttl` from now.
-pub fn mint(secret: &TokenSecret, room: &str, rights: Rights, ttl: Duration, sub: Option<String>) -> Result<String, String> {
-    room.parse::<RoomId>().map_err(|_| format!("`{room}` is not a valid room id (1 to 128 printable characters)"))?;
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_err(|_| "the system clock is before 1970".to_owned())?;
-    let claims = Claims { room: room.to_owned(), rights, exp: (now + ttl).as_secs(), iat: Some(now.as_secs()), sub };
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.bytes()))
-        .map_err(|e| format!("could not sign the token: {e}"))
+pub fn mint(
+    secret: &TokenSecret,
+    room: &str,
+    rights: Rights,
+    ttl: Duration,
+    sub: Option<String>,
+) -> Result<String, String> {
+    room.parse::<RoomId>()
+        .map_err(|_| format!("`{room}` is not a valid room id (1 to 128 printable characters)"))?;
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_err(|_| "the system clock is before 1970".to_owned())?;
+    let claims = Claims {
+        room: room.to_owned(),
+        rights,
+        exp: (now + ttl).as_secs(),
+        iat: Some(now.as_secs()),
+        sub,
+    };
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.bytes()),
+    )
+    .map_err(|e| format!("could not sign the token: {e}"))
 }
 
 /// A duration like `90s`, `30m`, `1h`, `7d`, or plain seconds.
 pub fn parse_ttl(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a duration: write 90s, 30m, 1h or 7d"))?;
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration: write 90s, 30m, 1h or 7d"))?;
     let unit_secs = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        _ => return Err(format!("`{text}` has an unknown unit `{unit}`: use s, m, h or d")),
+        _ => {
+            return Err(format!(
+                "`{text}` has an unknown unit `{unit}`: use s, m, h or d"
+            ))
+        }
     };
     if value == 0 {
         return Err("the ttl must be more than 0".into());
     }
-    value.checked_mul(unit_secs).map(Duration::from_secs).ok_or_else(|| format!("`{text}` is too long"))
+    value
+        .checked_mul(unit_secs)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("`{text}` is too long"))
 }
 
 #[cfg(test)]
@@ -243,30 +292,72 @@ mod tests {
 
     #[test]
     fn a_minted_token_verifies_with_its_room_and_rights() {
-        let rights = Rights { publish: false, subscribe: true, data: true };
+        let rights = Rights {
+            publish: false,
+            subscribe: true,
+            data: true,
+        };
         let token = mint(&secret(), "A", rights, Duration::from_secs(60), None).expect("mint");
-        let grant = TokenVerifier::new(&secret()).verify_auth_payload(Some(&json!({ "token": token }))).expect("valid");
+        let grant = TokenVerifier::new(&secret())
+            .verify_auth_payload(Some(&json!({ "token": token })))
+            .expect("valid");
         assert_eq!(grant.room.as_str(), "A");
         assert_eq!(grant.rights, rights);
         assert!(require(Some(&grant), Right::Subscribe).is_ok());
-        assert_eq!(require(Some(&grant), Right::Publish).expect_err("no publish").code, ErrorCode::Forbidden);
-        assert!(require(None, Right::Publish).is_ok(), "tokens off: everything allowed");
+        assert_eq!(
+            require(Some(&grant), Right::Publish)
+                .expect_err("no publish")
+                .code,
+            ErrorCode::Forbidden
+        );
+        assert!(
+            require(None, Right::Publish).is_ok(),
+            "tokens off: everything allowed"
+        );
         let b: RoomId = "B".parse().expect("room id");
         let refused = require_room(Some(&grant), &b).expect_err("room B");
-        assert!(refused.message.contains("`A`") && refused.message.contains("`B`"), "{}", refused.message);
+        assert!(
+            refused.message.contains("`A`") && refused.message.contains("`B`"),
+            "{}",
+            refused.message
+        );
     }
 
     #[test]
     fn refusals_say_why() {
         let verifier = TokenVerifier::new(&secret());
         assert_eq!(verifier.verify_auth_payload(None), Err(AuthError::Missing));
-        assert_eq!(verifier.verify_auth_payload(Some(&json!({ "token": "" }))), Err(AuthError::Missing));
-        assert!(matches!(verifier.verify("nonsense"), Err(AuthError::Malformed(_))));
+        assert_eq!(
+            verifier.verify_auth_payload(Some(&json!({ "token": "" }))),
+            Err(AuthError::Missing)
+        );
+        assert!(matches!(
+            verifier.verify("nonsense"),
+            Err(AuthError::Malformed(_))
+        ));
         let other = TokenSecret::new("another secret that is long enough!!");
-        let forged = mint(&other, "A", Rights::default(), Duration::from_secs(60), None).expect("mint");
+        let forged = mint(
+            &other,
+            "A",
+            Rights::default(),
+            Duration::from_secs(60),
+            None,
+        )
+        .expect("mint");
         assert_eq!(verifier.verify(&forged), Err(AuthError::BadSignature));
-        let old = Claims { room: "A".into(), rights: Rights::default(), exp: 1_000_000, iat: None, sub: None };
-        let expired = encode(&Header::new(Algorithm::HS256), &old, &EncodingKey::from_secret(secret().bytes())).expect("sign");
+        let old = Claims {
+            room: "A".into(),
+            rights: Rights::default(),
+            exp: 1_000_000,
+            iat: None,
+            sub: None,
+        };
+        let expired = encode(
+            &Header::new(Algorithm::HS256),
+            &old,
+            &EncodingKey::from_secret(secret().bytes()),
+        )
+        .expect("sign");
         assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
         assert!(AuthError::Missing.to_string().contains("auth: {token}"));
     }
@@ -284,7 +375,10 @@ mod tests {
 
     #[test]
     fn short_secrets_are_refused() {
-        assert!(TokenSecret::new("short").validate().expect_err("short").contains("at least 32"));
+        assert!(TokenSecret::new("short")
+            .validate()
+            .expect_err("short")
+            .contains("at least 32"));
         assert!(!format!("{:?}", secret()).contains("0123"));
     }
 }

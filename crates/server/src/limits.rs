@@ -44,7 +44,10 @@ impl Limits {
         let positive = [
             ("limits.peers_per_room", self.peers_per_room),
             ("limits.producers_per_peer", self.producers_per_peer),
-            ("limits.requests_per_second", self.requests_per_second as usize),
+            (
+                "limits.requests_per_second",
+                self.requests_per_second as usize,
+            ),
             ("limits.request_burst", self.request_burst as usize),
             ("limits.max_request_bytes", self.max_request_bytes),
         ];
@@ -63,7 +66,10 @@ impl Limits {
     pub(crate) fn room_full(&self) -> SignalingError {
         SignalingError::new(
             ErrorCode::LimitReached,
-            format!("the room is full: it has {} peers, the most allowed (limits.peers_per_room)", self.peers_per_room),
+            format!(
+                "the room is full: it has {} peers, the most allowed (limits.peers_per_room)",
+                self.peers_per_room
+            ),
         )
     }
 
@@ -106,7 +112,12 @@ pub struct TokenBucket {
 impl TokenBucket {
     pub fn new(capacity: u32, per_second: u32, now: Instant) -> Self {
         let capacity = f64::from(capacity.max(1));
-        TokenBucket { capacity, rate: f64::from(per_second), tokens: capacity, last: now }
+        TokenBucket {
+            capacity,
+            rate: f64::from(per_second),
+            tokens: capacity,
+            last: now,
+        }
     }
 
     /// Take a token if there is one.
@@ -121,7 +132,6 @@ impl TokenBucket {
             false
         }
     }
-
 }
 
 #[cfg(test)]
@@ -135,7 +145,10 @@ mod tests {
         let mut bucket = TokenBucket::new(3, 10, start);
         assert!((0..3).all(|_| bucket.try_take(start)), "the burst passes");
         assert!(!bucket.try_take(start), "the fourth at once is refused");
-        assert!(bucket.try_take(start + Duration::from_millis(100)), "one token per 100 ms at 10/s");
+        assert!(
+            bucket.try_take(start + Duration::from_millis(100)),
+            "one token per 100 ms at 10/s"
+        );
         assert!(!bucket.try_take(start + Duration::from_millis(150)));
         // A long pause refills up to the capacity, not beyond.
         let later = start + Duration::from_secs(60);
@@ -146,7 +159,11 @@ mod tests {
     #[test]
     fn messages_name_the_setting() {
         let limits = Limits::default();
-        for error in [limits.room_full(), limits.too_many_producers(), limits.rate_exceeded()] {
+        for error in [
+            limits.room_full(),
+            limits.too_many_producers(),
+            limits.rate_exceeded(),
+        ] {
             assert_eq!(error.code, ErrorCode::LimitReached);
             assert!(error.message.contains("limits."), "{}", error.message);
         }
@@ -154,10 +171,22 @@ mod tests {
 
     #[test]
     fn zero_and_huge_limits_are_refused() {
-        let zero = Limits { peers_per_room: 0, ..Limits::default() };
-        assert!(zero.validate().expect_err("0").contains("limits.peers_per_room"));
-        let huge = Limits { max_request_bytes: 10_000_000, ..Limits::default() };
-        assert!(huge.validate().expect_err("too big").contains("limits.max_request_bytes"));
+        let zero = Limits {
+            peers_per_room: 0,
+            ..Limits::default()
+        };
+        assert!(zero
+            .validate()
+            .expect_err("0")
+            .contains("limits.peers_per_room"));
+        let huge = Limits {
+            max_request_bytes: 10_000_000,
+            ..Limits::default()
+        };
+        assert!(huge
+            .validate()
+            .expect_err("too big")
+            .contains("limits.max_request_bytes"));
         Limits::default().validate().expect("defaults are valid");
     }
 }

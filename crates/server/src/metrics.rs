@@ -28,14 +28,19 @@ fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
 }
 
 fn snapshot(map: &Mutex<BTreeMap<&'static str, u64>>) -> BTreeMap<&'static str, u64> {
-    map.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+    map.lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .clone()
 }
 
 /// The request type a raw message names: one of the protocol's, `unknown`
 /// for any other text, `invalid` when there is no string `type`.
 pub(crate) fn request_label(raw: &Value) -> &'static str {
     match raw.get("type").and_then(Value::as_str) {
-        Some(name) => RequestType::ALL.into_iter().find(|t| t.as_str() == name).map_or("unknown", RequestType::as_str),
+        Some(name) => RequestType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == name)
+            .map_or("unknown", RequestType::as_str),
         None => "invalid",
     }
 }
@@ -62,8 +67,17 @@ impl Metrics {
 struct Page(String);
 
 impl Page {
-    fn family(&mut self, name: &str, kind: &str, help: &str, samples: impl IntoIterator<Item = (String, u64)>) {
-        let _ = writeln!(self.0, "# HELP simplesfu_{name} {help}\n# TYPE simplesfu_{name} {kind}");
+    fn family(
+        &mut self,
+        name: &str,
+        kind: &str,
+        help: &str,
+        samples: impl IntoIterator<Item = (String, u64)>,
+    ) {
+        let _ = writeln!(
+            self.0,
+            "# HELP simplesfu_{name} {help}\n# TYPE simplesfu_{name} {kind}"
+        );
         for (labels, value) in samples {
             let _ = writeln!(self.0, "simplesfu_{name}{labels} {value}");
         }
@@ -101,22 +115,68 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
         let stats = worker.stats().await.ok();
         per_worker.push((format!("{{worker=\"{index}\"}}"), worker.load(), stats));
     }
-    let worker_family = |page: &mut Page, name: &str, kind: &str, help: &str, pick: &dyn Fn(&simplesfu_engine::WorkerStats) -> u64| {
-        let samples = per_worker.iter().filter_map(|(l, _, s)| s.as_ref().map(|s| (l.clone(), pick(s))));
-        page.family(name, kind, help, samples.collect::<Vec<_>>());
-    };
+    let worker_family =
+        |page: &mut Page,
+         name: &str,
+         kind: &str,
+         help: &str,
+         pick: &dyn Fn(&simplesfu_engine::WorkerStats) -> u64| {
+            let samples = per_worker
+                .iter()
+                .filter_map(|(l, _, s)| s.as_ref().map(|s| (l.clone(), pick(s))));
+            page.family(name, kind, help, samples.collect::<Vec<_>>());
+        };
     page.family(
         "worker_load",
         "gauge",
         "Load of each media worker (transports and consumers), used to place new peers.",
-        per_worker.iter().map(|(l, load, _)| (l.clone(), count(*load))).collect::<Vec<_>>(),
+        per_worker
+            .iter()
+            .map(|(l, load, _)| (l.clone(), count(*load)))
+            .collect::<Vec<_>>(),
     );
-    worker_family(&mut page, "worker_transports", "gauge", "Transports on each media worker.", &|s| count(s.transports));
-    worker_family(&mut page, "worker_consumers", "gauge", "Consumers on each media worker (pipes included).", &|s| count(s.consumers));
-    worker_family(&mut page, "rtp_packets_received_total", "counter", "RTP packets received from clients.", &|s| s.rtp_packets_in);
-    worker_family(&mut page, "rtp_packets_sent_total", "counter", "RTP packets sent to clients.", &|s| s.rtp_packets_out);
-    worker_family(&mut page, "data_messages_received_total", "counter", "Data channel messages received.", &|s| s.data_messages_in);
-    worker_family(&mut page, "data_messages_sent_total", "counter", "Data channel messages sent.", &|s| s.data_messages_out);
+    worker_family(
+        &mut page,
+        "worker_transports",
+        "gauge",
+        "Transports on each media worker.",
+        &|s| count(s.transports),
+    );
+    worker_family(
+        &mut page,
+        "worker_consumers",
+        "gauge",
+        "Consumers on each media worker (pipes included).",
+        &|s| count(s.consumers),
+    );
+    worker_family(
+        &mut page,
+        "rtp_packets_received_total",
+        "counter",
+        "RTP packets received from clients.",
+        &|s| s.rtp_packets_in,
+    );
+    worker_family(
+        &mut page,
+        "rtp_packets_sent_total",
+        "counter",
+        "RTP packets sent to clients.",
+        &|s| s.rtp_packets_out,
+    );
+    worker_family(
+        &mut page,
+        "data_messages_received_total",
+        "counter",
+        "Data channel messages received.",
+        &|s| s.data_messages_in,
+    );
+    worker_family(
+        &mut page,
+        "data_messages_sent_total",
+        "counter",
+        "Data channel messages sent.",
+        &|s| s.data_messages_out,
+    );
     worker_family(
         &mut page,
         "datagrams_dropped_total",
@@ -126,9 +186,16 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
     );
 
     let metrics = &sfu.inner.metrics;
-    page.single("connections_total", "counter", "Signaling connections accepted.", metrics.connections.load(Ordering::Relaxed));
+    page.single(
+        "connections_total",
+        "counter",
+        "Signaling connections accepted.",
+        metrics.connections.load(Ordering::Relaxed),
+    );
     let labelled = |label: &str, map: BTreeMap<&'static str, u64>| {
-        map.into_iter().map(|(k, v)| (format!("{{{label}=\"{k}\"}}"), v)).collect::<Vec<_>>()
+        map.into_iter()
+            .map(|(k, v)| (format!("{{{label}=\"{k}\"}}"), v))
+            .collect::<Vec<_>>()
     };
     page.family(
         "connections_refused_total",
@@ -136,7 +203,12 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
         "Signaling connections refused, by reason (missing, expired, bad_signature, malformed token).",
         labelled("reason", snapshot(&metrics.refused)),
     );
-    page.family("requests_total", "counter", "Signaling requests, by type.", labelled("type", snapshot(&metrics.requests)));
+    page.family(
+        "requests_total",
+        "counter",
+        "Signaling requests, by type.",
+        labelled("type", snapshot(&metrics.requests)),
+    );
     page.family(
         "request_errors_total",
         "counter",

@@ -19,10 +19,19 @@ pub struct Tls {
 /// The TLS setup of `config`, or `None` for plain HTTP.
 pub async fn load(config: &TlsConfig) -> anyhow::Result<Option<Tls>> {
     if let (Some(cert), Some(key)) = (&config.cert, &config.key) {
-        let rustls = RustlsConfig::from_pem_file(cert, key).await.with_context(|| {
-            format!("cannot use the TLS certificate {} with key {} (PEM files expected)", cert.display(), key.display())
-        })?;
-        return Ok(Some(Tls { rustls, lan_addresses: Vec::new() }));
+        let rustls = RustlsConfig::from_pem_file(cert, key)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot use the TLS certificate {} with key {} (PEM files expected)",
+                    cert.display(),
+                    key.display()
+                )
+            })?;
+        return Ok(Some(Tls {
+            rustls,
+            lan_addresses: Vec::new(),
+        }));
     }
     if !config.self_signed {
         return Ok(None);
@@ -32,7 +41,10 @@ pub async fn load(config: &TlsConfig) -> anyhow::Result<Option<Tls>> {
     let rustls = RustlsConfig::from_pem(cert.into_bytes(), key.into_bytes())
         .await
         .context("cannot use the generated self-signed certificate")?;
-    Ok(Some(Tls { rustls, lan_addresses }))
+    Ok(Some(Tls {
+        rustls,
+        lan_addresses,
+    }))
 }
 
 /// This machine's addresses other than loopback and link-local ones.
@@ -42,7 +54,9 @@ fn lan_addresses() -> Vec<IpAddr> {
         .unwrap_or_default();
     addresses.retain(|ip| match ip {
         IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
-        IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80,
+        IpAddr::V6(v6) => {
+            !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
+        }
     });
     addresses.sort();
     addresses.dedup();
@@ -51,9 +65,14 @@ fn lan_addresses() -> Vec<IpAddr> {
 
 /// A certificate and key (PEM) for localhost, the loopback addresses and `lan`.
 pub fn self_signed(lan: &[IpAddr]) -> anyhow::Result<(String, String)> {
-    let mut names = vec!["localhost".to_owned(), "127.0.0.1".to_owned(), "::1".to_owned()];
+    let mut names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
     names.extend(lan.iter().map(IpAddr::to_string));
-    let certified = rcgen::generate_simple_self_signed(names).context("cannot generate a self-signed certificate")?;
+    let certified = rcgen::generate_simple_self_signed(names)
+        .context("cannot generate a self-signed certificate")?;
     Ok((certified.cert.pem(), certified.signing_key.serialize_pem()))
 }
 
@@ -66,6 +85,8 @@ mod tests {
         let lan = [IpAddr::from([192, 168, 1, 20])];
         let (cert, key) = self_signed(&lan).expect("generate");
         assert!(cert.starts_with("-----BEGIN CERTIFICATE-----"));
-        RustlsConfig::from_pem(cert.into_bytes(), key.into_bytes()).await.expect("rustls takes it");
+        RustlsConfig::from_pem(cert.into_bytes(), key.into_bytes())
+            .await
+            .expect("rustls takes it");
     }
 }
