@@ -15,7 +15,9 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 /// How long open connections get to finish on shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// After SIGTERM: how long clients get to hear the goodbye and close, and the
+/// SFU to close its transports, before the process exits regardless.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -53,6 +55,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     // Colours only for a person at a terminal, not in log files and collectors.
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    simplesfu::log_panics();
 
     let tls = tls::load(&config.tls).await?;
     let (io_layer, io) = SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).build_layer();
@@ -87,27 +90,61 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         stdout.flush().context("stdout closed")?;
     }
 
+    // On SIGTERM or Ctrl-C: stop accepting connections, tell every client
+    // (serverShutdown, then a server disconnect), close the transports, and
+    // exit within SHUTDOWN_GRACE even if some connection lingers.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        stop_tx.send_replace(true);
+    });
+    let stopping = move || {
+        let mut stop = stop_rx.clone();
+        async move {
+            let _ = stop.wait_for(|stopping| *stopping).await;
+        }
+    };
+    let closer = {
+        let (sfu, stopped) = (sfu.clone(), stopping());
+        tokio::spawn(async move {
+            stopped.await;
+            sfu.close("the server is shutting down", SHUTDOWN_GRACE).await;
+        })
+    };
     let service = router.into_make_service();
-    match tls {
-        Some(tls) => {
-            let handle = axum_server::Handle::new();
-            let stopper = handle.clone();
-            tokio::spawn(async move {
-                shutdown_signal().await;
-                stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
-            });
-            axum_server::from_tcp_rustls(listener, tls.rustls)
-                .context("could not serve HTTPS")?
-                .handle(handle)
-                .serve(service)
-                .await
-                .context("HTTPS server failed")?
+    let serving = async {
+        match tls {
+            Some(tls) => {
+                let handle = axum_server::Handle::new();
+                let stopper = handle.clone();
+                let stopped = stopping();
+                tokio::spawn(async move {
+                    stopped.await;
+                    stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
+                });
+                axum_server::from_tcp_rustls(listener, tls.rustls)
+                    .context("could not serve HTTPS")?
+                    .handle(handle)
+                    .serve(service)
+                    .await
+                    .context("HTTPS server failed")
+            }
+            None => {
+                let listener = tokio::net::TcpListener::from_std(listener).context("could not serve HTTP")?;
+                axum::serve(listener, service).with_graceful_shutdown(stopping()).await.context("HTTP server failed")
+            }
         }
-        None => {
-            let listener = tokio::net::TcpListener::from_std(listener).context("could not serve HTTP")?;
-            axum::serve(listener, service).with_graceful_shutdown(shutdown_signal()).await.context("HTTP server failed")?
-        }
+    };
+    let overdue = async {
+        stopping().await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = serving => served?,
+        () = overdue => tracing::warn!("connections still open after the shutdown grace period; exiting anyway"),
     }
+    // The cleanup started with the goodbyes and is bounded by the same grace.
+    let _ = tokio::time::timeout(Duration::from_secs(1), closer).await;
     sfu.shutdown();
     tracing::info!("stopped");
     Ok(())

@@ -20,7 +20,7 @@ use crate::session::{may_come_back, Delivery, Outbox, ResumeError, ResumeIntent}
 use serde_json::Value;
 use simplesfu_engine::{EngineError, EngineEvent, Worker, WorkerHandle, WorkerSettings};
 use simplesfu_proto::{
-    success_ack, CreateConsumer, CreateDataConsumer, DataProducerId, ErrorCode, PeerId, ProducerId,
+    success_ack, ServerShutdown, CreateConsumer, CreateDataConsumer, DataProducerId, ErrorCode, PeerId, ProducerId,
     Push, Request, RoomId, SignalingError, SIGNALING_EVENT,
 };
 use socketioxide::extract::{AckSender, SocketRef, TryData};
@@ -447,6 +447,48 @@ impl Sfu {
     /// The UDP addresses the media workers listen on.
     pub fn rtc_addrs(&self) -> Vec<std::net::SocketAddr> {
         self.inner.workers.iter().map(WorkerHandle::local_addr).collect()
+    }
+
+    /// Say goodbye to every client: a `serverShutdown` push, then the socket
+    /// is disconnected (socket.io-client does not reconnect after a server
+    /// disconnect), and every peer is cleaned up, closing its transports.
+    /// Peers whose socket is away (waiting for a resume) are cleaned up too.
+    /// Returns when every peer is gone or `within` has passed.
+    pub async fn close(&self, message: &str, within: Duration) {
+        let peers: Vec<(PeerId, Arc<Mutex<Outbox>>)> =
+            self.links().iter().map(|(id, link)| (id.clone(), link.outbox.clone())).collect();
+        tracing::info!(peers = peers.len(), "telling every client the server stops");
+        let goodbye = Push::ServerShutdown(ServerShutdown { message: message.to_owned() });
+        let mut away = Vec::new();
+        for (peer, outbox) in &peers {
+            let socket = {
+                let outbox = lock(outbox);
+                // Straight to the socket: nothing queued matters any more.
+                if outbox.away {
+                    None
+                } else {
+                    let _ = outbox.socket.emit(SIGNALING_EVENT, &goodbye);
+                    Some(outbox.socket.clone())
+                }
+            };
+            match socket {
+                // Its disconnect handler cleans the peer up (a server
+                // disconnect is never waited on for a resume).
+                Some(socket) => drop(socket.disconnect()),
+                None => away.push(peer.clone()),
+            }
+        }
+        for peer in away {
+            self.remove_peer(&peer, "the server is stopping").await;
+        }
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.links().is_empty() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let left = self.links().len();
+        if left > 0 {
+            tracing::warn!(peers = left, "peers still being cleaned up at shutdown");
+        }
     }
 
     /// Stop the media workers (transports die with them).
