@@ -61,7 +61,8 @@ test('three pages in one room see and hear each other; a page in another room re
   await stranger.page.evaluate(() => window.t.publish({ camera: 'camera', microphone: 'microphone' }));
   a = await openClientPage(browser.context, server.url, 'A', { roomId: room });
   b = await openClientPage(browser.context, server.url, 'B', { roomId: room });
-  c = await openClientPage(browser.context, server.url, 'C', { roomId: room });
+  // C the seed's way: new SimpleMediasoupPeer(socket), joinRoom, onTrack.
+  c = await openClientPage(browser.context, server.url, 'C', { roomId: room, seedStyle: true });
   for (const peer of [a, b, c]) {
     await peer.page.evaluate(() => window.t.publish({ camera: 'camera', microphone: 'microphone' }));
   }
@@ -76,6 +77,10 @@ test('three pages in one room see and hear each other; a page in another room re
     const connections = state.events.filter(([name]) => name === 'peerConnection').map(([, id]) => id).sort();
     assert.deepEqual(connections, others, `page ${peer.name} got peerConnection for each other page`);
   }
+
+  const stateC = await readClientState(c.page);
+  assert.equal(stateC.legacyTracks, Object.keys(stateC.tracks).length, 'the seed\'s onTrack saw every track');
+  assert.ok(stateC.legacyTracks >= 4);
 
   const strangerState = await readClientState(stranger.page);
   assert.deepEqual(strangerState.tracks, {}, 'the page in another room got no track');

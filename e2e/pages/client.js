@@ -3,6 +3,7 @@
 // through `window.t`: start a peer, publish fake media, call any method, and
 // read what a user of the library sees: events, remote tracks and their stats.
 
+import { io } from 'socket.io-client';
 import { SimpleMediasoupPeer } from '../../client/src/index.ts';
 
 const state = {
@@ -27,9 +28,23 @@ window.addEventListener('error', (event) => fail('uncaught', event.error ?? even
 window.addEventListener('unhandledrejection', (event) => fail('unhandled rejection', event.reason));
 
 window.t = {
-  /** Creates the peer: `options` are SimpleMediasoupPeer's (roomId, autoConnect, ...). */
-  start(options = {}) {
-    peer = new SimpleMediasoupPeer(options);
+  /**
+   * Creates the peer: `options` are SimpleMediasoupPeer's (roomId,
+   * autoConnect, ...). With `seedStyle: true`, the seed's way instead: our
+   * own socket, `new SimpleMediasoupPeer(socket)`, `joinRoom`, and the
+   * `onTrack` callback counted in `legacyTracks`.
+   */
+  start({ seedStyle = false, ...options } = {}) {
+    if (seedStyle) {
+      peer = new SimpleMediasoupPeer(io());
+      state.legacyTracks = 0;
+      peer.onTrack = (track, peerId, info) => {
+        if (track === info.track && peerId === info.peerId) state.legacyTracks += 1;
+      };
+      if (options.roomId !== undefined) peer.joinRoom(options.roomId).catch((error) => fail('joinRoom', error));
+    } else {
+      peer = new SimpleMediasoupPeer(options);
+    }
     window.peer = peer;
     peer.on('track', ({ track, peerId, label, kind, broadcast, producerId, paused }) => {
       state.tracks[producerId] = { peerId, label, kind, broadcast, paused, ended: false };
