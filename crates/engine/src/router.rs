@@ -82,6 +82,8 @@ struct Transport {
     addrs: Vec<(Protocol, SocketAddr)>,
     /// The earliest time this transport has in the timer heap.
     scheduled: Option<Instant>,
+    /// Its timer fired: feed str0m a timeout input at the next poll.
+    timeout_due: bool,
     /// Send transports: m-lines in order, live and closed.
     send_media: Vec<SendMediaEntry>,
     /// Send transports: incoming SSRC to (producer, layer).
@@ -259,6 +261,8 @@ pub struct Router {
     /// When transports want a timeout input: a min-heap with stale entries
     /// skipped (see `schedule`), so the loop never scans every transport.
     timers: BinaryHeap<Reverse<(Instant, TransportId)>>,
+    /// Datagrams produced by polling, handed out by `drain`.
+    outbox: Vec<(Protocol, SocketAddr, Vec<u8>)>,
     events: Vec<EngineEvent>,
     stats: WorkerStats,
 }
@@ -279,6 +283,7 @@ impl Router {
             dirty: Vec::new(),
             dirty_set: HashSet::new(),
             timers: BinaryHeap::new(),
+            outbox: Vec::with_capacity(256),
             events: Vec::new(),
             stats: WorkerStats::default(),
         }
@@ -430,6 +435,7 @@ impl Router {
                 sctp: options.enable_sctp,
                 addrs: Vec::new(),
                 scheduled: None,
+                timeout_due: true,
                 send_media: Vec::new(),
                 ssrc_routes: HashMap::new(),
                 consumers_by_mid: HashMap::new(),
@@ -984,7 +990,10 @@ impl Router {
             t.addrs.push(path);
             self.by_addr.insert(path, tid);
         }
-        self.mark_dirty(tid);
+        // str0m keeps only the last input's event unless it is polled after
+        // every input: poll the receiving transport now. The consumers it
+        // writes to are polled once per batch, in `drain`.
+        self.poll_transport(now, tid);
     }
 
     /// Time passed: drive every transport whose timer is due (polling a
@@ -999,6 +1008,7 @@ impl Router {
             let due = match self.transports.get_mut(&tid) {
                 Some(t) if t.scheduled == Some(at) => {
                     t.scheduled = None;
+                    t.timeout_due = true;
                     true
                 }
                 _ => false,
@@ -1026,11 +1036,15 @@ impl Router {
         }
     }
 
-    /// Poll every transport that has work, handing each datagram to `send`.
+    /// Poll every transport that has work, then hand every datagram to
+    /// `send`. Consumers written to by a whole batch of input are polled once.
     pub fn drain(&mut self, now: Instant, mut send: impl FnMut(Protocol, SocketAddr, Vec<u8>)) {
         while let Some(tid) = self.dirty.pop() {
             self.dirty_set.remove(&tid);
-            self.poll_transport(now, tid, &mut send);
+            self.poll_transport(now, tid);
+        }
+        for (proto, to, bytes) in self.outbox.drain(..) {
+            send(proto, to, bytes);
         }
     }
 
@@ -1039,11 +1053,17 @@ impl Router {
         std::mem::take(&mut self.events)
     }
 
-    fn poll_transport(&mut self, now: Instant, tid: TransportId, send: &mut impl FnMut(Protocol, SocketAddr, Vec<u8>)) {
+    /// Poll one transport until str0m has nothing more; datagrams go to the
+    /// outbox, events are handled (which may mark other transports dirty).
+    fn poll_transport(&mut self, now: Instant, tid: TransportId) {
         if let Some(t) = self.transports.get_mut(&tid) {
-            // Written RTP and queued feedback leave str0m only after a timeout input.
-            if let Err(error) = t.rtc.handle_input(Input::Timeout(now)) {
-                tracing::debug!(transport = %tid, %error, "timeout handling failed");
+            // Timeouts only when due: str0m's timer work (ICE, RTCP, DTLS) is
+            // not needed per packet, and written RTP comes out of poll_output.
+            if t.timeout_due {
+                t.timeout_due = false;
+                if let Err(error) = t.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(transport = %tid, %error, "timeout handling failed");
+                }
             }
         }
         loop {
@@ -1053,7 +1073,7 @@ impl Router {
                     self.schedule(tid, at);
                     break;
                 }
-                Ok(Output::Transmit(tx)) => send(tx.proto, tx.destination, tx.contents.into()),
+                Ok(Output::Transmit(tx)) => self.outbox.push((tx.proto, tx.destination, tx.contents.into())),
                 Ok(Output::Event(event)) => self.handle_event(now, tid, event),
                 Err(error) => {
                     tracing::debug!(transport = %tid, %error, "transport failed");

@@ -189,9 +189,6 @@ async fn run(
                         let now = Instant::now();
                         for (source, datagram) in received.iter() {
                             router.handle_datagram(now, Protocol::Udp, source, datagram);
-                            // str0m must be polled after every input, or it
-                            // keeps only the last packet's event.
-                            drain(&mut router, now, &mut outgoing, &mut tcp_connections);
                         }
                     }
                     Err(error) => tracing::debug!(%error, "udp receive failed"),
