@@ -127,7 +127,7 @@ async function growthOver(receiver, from, label, ms) {
   return counterOf(after.stats) - counterOf(before.stats);
 }
 
-test('pausePeer stops frames and audio; resumePeer restarts them', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('pausePeer stops frames and audio, also of a re-added track; resumePeer restarts them', { timeout: TEST_TIMEOUT_MS }, async () => {
   await call(b, 'pausePeer', a.id);
   await sleep(700); // what was in flight
   const frames = await growthOver(b, a, 'camera', 1_500);
@@ -137,11 +137,34 @@ test('pausePeer stops frames and audio; resumePeer restarts them', { timeout: TE
   // Nobody else is affected.
   await waitForFlows([[c, a, 'camera']], { describe, what: 'C to keep receiving A' });
 
+  // A removes and re-adds its camera: a new producer, and B's new consumer
+  // of it stays paused.
+  const old = await sampleTrack(b, a, 'camera');
+  await call(a, 'removeTrack', 'camera');
+  await a.page.evaluate(() => window.t.publish({ camera: 'camera' }));
+  await pollUntil(
+    async () => {
+      const { producerId } = await sampleTrack(b, a, 'camera');
+      return producerId && producerId !== old.producerId;
+    },
+    { timeoutMs: 10_000, what: 'B to get A\'s re-added camera', describe },
+  );
+  const readded = Object.values((await readClientState(b.page)).tracks).find(
+    (track) => track.peerId === a.id && track.label === 'camera' && !track.ended,
+  );
+  assert.equal(readded.paused, true, 'the re-added track arrives paused');
+  await waitForFlows([[c, a, 'camera']], { describe, what: 'C to receive A\'s re-added camera' });
+  const framesAfterReadd = await growthOver(b, a, 'camera', 1_500);
+  assert.ok(framesAfterReadd <= 1, `B decoded ${framesAfterReadd} frames of A's re-added camera while A is paused`);
+
   await call(b, 'resumePeer', a.id);
   await waitForFlows([[b, a, 'camera'], [b, a, 'microphone']], { describe, what: 'B to receive A again after resume' });
 });
 
 test('replacing a track under the same label keeps the remote video flowing', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const endEvents = async () =>
+    (await readClientState(b.page)).events.filter(([name, what]) => name === 'trackEnded' && what === `${a.id}/camera`).length;
+  const endedBefore = await endEvents();
   const before = await sampleTrack(b, a, 'camera');
   // A fresh camera track under the same label; the page stops the old one.
   await a.page.evaluate(() => window.t.publish({ camera: 'camera' }));
@@ -149,8 +172,7 @@ test('replacing a track under the same label keeps the remote video flowing', { 
   for (const { producerId } of flows.values()) {
     assert.equal(producerId, before.producerId, 'the same producer: switched, not republished');
   }
-  const state = await readClientState(b.page);
-  assert.ok(!state.events.some(([name, what]) => name === 'trackEnded' && what === `${a.id}/camera`), 'no end event');
+  assert.equal(await endEvents(), endedBefore, 'no end event');
 });
 
 test('removeTrack fires the remote end event', { timeout: TEST_TIMEOUT_MS }, async () => {
