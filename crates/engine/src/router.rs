@@ -306,7 +306,13 @@ impl Router {
         }
     }
 
+    /// The transport was written to (RTP, data, feedback, API calls): poll it
+    /// in `drain`, with a timeout input, since str0m releases written
+    /// packets from its send queue only on one.
     fn mark_dirty(&mut self, id: TransportId) {
+        if let Some(t) = self.transports.get_mut(&id) {
+            t.timeout_due = true;
+        }
         if self.dirty_set.insert(id) {
             self.dirty.push(id);
         }
@@ -1057,8 +1063,8 @@ impl Router {
     /// outbox, events are handled (which may mark other transports dirty).
     fn poll_transport(&mut self, now: Instant, tid: TransportId) {
         if let Some(t) = self.transports.get_mut(&tid) {
-            // Timeouts only when due: str0m's timer work (ICE, RTCP, DTLS) is
-            // not needed per packet, and written RTP comes out of poll_output.
+            // Timeouts only when due or after writes (see `mark_dirty`), not
+            // for every datagram a transport receives.
             if t.timeout_due {
                 t.timeout_due = false;
                 if let Err(error) = t.rtc.handle_input(Input::Timeout(now)) {
