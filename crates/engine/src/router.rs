@@ -82,8 +82,6 @@ struct Transport {
     addrs: Vec<(Protocol, SocketAddr)>,
     /// The earliest time this transport has in the timer heap.
     scheduled: Option<Instant>,
-    /// Its timer fired: feed str0m a timeout input at the next poll.
-    timeout_due: bool,
     /// Send transports: m-lines in order, live and closed.
     send_media: Vec<SendMediaEntry>,
     /// Send transports: incoming SSRC to (producer, layer).
@@ -306,13 +304,9 @@ impl Router {
         }
     }
 
-    /// The transport was written to (RTP, data, feedback, API calls): poll it
-    /// in `drain`, with a timeout input, since str0m releases written
-    /// packets from its send queue only on one.
+    /// The transport has work (written RTP, data, feedback, API calls, a due
+    /// timer): poll it in `drain`.
     fn mark_dirty(&mut self, id: TransportId) {
-        if let Some(t) = self.transports.get_mut(&id) {
-            t.timeout_due = true;
-        }
         if self.dirty_set.insert(id) {
             self.dirty.push(id);
         }
@@ -441,7 +435,6 @@ impl Router {
                 sctp: options.enable_sctp,
                 addrs: Vec::new(),
                 scheduled: None,
-                timeout_due: true,
                 send_media: Vec::new(),
                 ssrc_routes: HashMap::new(),
                 consumers_by_mid: HashMap::new(),
@@ -1014,7 +1007,6 @@ impl Router {
             let due = match self.transports.get_mut(&tid) {
                 Some(t) if t.scheduled == Some(at) => {
                     t.scheduled = None;
-                    t.timeout_due = true;
                     true
                 }
                 _ => false,
@@ -1063,13 +1055,11 @@ impl Router {
     /// outbox, events are handled (which may mark other transports dirty).
     fn poll_transport(&mut self, now: Instant, tid: TransportId) {
         if let Some(t) = self.transports.get_mut(&tid) {
-            // Timeouts only when due or after writes (see `mark_dirty`), not
-            // for every datagram a transport receives.
-            if t.timeout_due {
-                t.timeout_due = false;
-                if let Err(error) = t.rtc.handle_input(Input::Timeout(now)) {
-                    tracing::debug!(transport = %tid, %error, "timeout handling failed");
-                }
+            // str0m releases written RTP and queued feedback only on a
+            // timeout input; feeding it only when its timer was due delayed
+            // forwarded packets (p99 went from 12 ms to 130+ ms in the bench).
+            if let Err(error) = t.rtc.handle_input(Input::Timeout(now)) {
+                tracing::debug!(transport = %tid, %error, "timeout handling failed");
             }
         }
         loop {
