@@ -192,6 +192,8 @@ async function run(t, serverOptions = {}) {
   assert.equal(metrics.simplesfu_consumers, 4);
   assert.ok(total('rtp_packets_received_total') > 10, 'RTP packets received from the pages');
   assert.ok(total('rtp_packets_sent_total') > 10, 'RTP packets forwarded to the pages');
+  assert.ok(total('rtp_bytes_sent_total') > 10 * 100, 'RTP payload bytes forwarded to the pages');
+  assert.ok(total('worker_cpu_microseconds_total') > 0, 'the workers report the CPU time they used');
   assert.ok(total('data_messages_received_total') > 0, 'data messages received');
   assert.ok(total('data_messages_sent_total') > 0, 'data messages forwarded');
 

@@ -89,6 +89,12 @@ pub struct WorkerStats {
     pub data_consumers: usize,
     pub rtp_packets_in: u64,
     pub rtp_packets_out: u64,
+    /// RTP payload bytes received from producers.
+    pub rtp_bytes_in: u64,
+    /// RTP payload bytes forwarded to consumers.
+    pub rtp_bytes_out: u64,
+    /// CPU time the worker thread has used, in microseconds.
+    pub cpu_time_us: u64,
     pub data_messages_in: u64,
     pub data_messages_out: u64,
     /// UDP datagrams that belonged to no transport or could not be parsed.

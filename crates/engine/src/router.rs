@@ -1148,6 +1148,7 @@ impl Router {
             self.stats.datagrams_dropped += 1;
             return;
         };
+        self.stats.rtp_bytes_in += packet.payload.len() as u64;
         let Some(producer) = self.producers.get(&producer_id) else { return };
         let Some(&router_pt) = producer.pt_map.get(&*packet.header.payload_type) else {
             return;
@@ -1224,6 +1225,7 @@ impl Router {
                     .nackable(video),
             );
             self.stats.rtp_packets_out += 1;
+            self.stats.rtp_bytes_out += packet.payload.len() as u64;
             self.mark_dirty(consumer_tid);
         }
         if let Some(target) = wants_keyframe {

@@ -180,6 +180,10 @@ async fn run(
             cmd = commands.recv() => {
                 match cmd {
                     None | Some(Command::Shutdown) => break,
+                    Some(Command::Stats(reply)) => {
+                        // Answered here, on the worker thread, so the CPU time is this thread's.
+                        let _ = reply.send(WorkerStats { cpu_time_us: thread_cpu_time_us(), ..router.stats() });
+                    }
                     Some(cmd) => router.handle_command(Instant::now(), cmd),
                 }
             }
@@ -212,6 +216,19 @@ async fn run(
         load.store(stats.transports + stats.consumers, std::sync::atomic::Ordering::Relaxed);
     }
     tracing::info!("worker stopped");
+}
+
+/// CPU time of the calling thread, in microseconds (0 where unknown).
+fn thread_cpu_time_us() -> u64 {
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: clock_gettime writes one timespec we own.
+        if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
+            return ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
+        }
+    }
+    0
 }
 
 /// Poll every transport with work; UDP datagrams wait in `outgoing` for one

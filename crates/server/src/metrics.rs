@@ -165,6 +165,27 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
     );
     worker_family(
         &mut page,
+        "rtp_bytes_received_total",
+        "counter",
+        "RTP payload bytes received from producers.",
+        &|s| s.rtp_bytes_in,
+    );
+    worker_family(
+        &mut page,
+        "rtp_bytes_sent_total",
+        "counter",
+        "RTP payload bytes forwarded to consumers.",
+        &|s| s.rtp_bytes_out,
+    );
+    worker_family(
+        &mut page,
+        "worker_cpu_microseconds_total",
+        "counter",
+        "CPU time used by each media worker thread, in microseconds.",
+        &|s| s.cpu_time_us,
+    );
+    worker_family(
+        &mut page,
         "data_messages_received_total",
         "counter",
         "Data channel messages received.",
