@@ -37,6 +37,8 @@ pub struct BenchOptions {
     pub pin: bool,
     /// Largest subscriber count to try in ramped scenarios.
     pub max_subscribers: u32,
+    /// simplesfu's `--workers`.
+    pub workers: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -134,8 +136,9 @@ fn pinned_command(bin: &Path, pin: bool) -> Command {
     }
 }
 
-fn start_simplesfu(bin: &Path, pin: bool) -> anyhow::Result<RunningServer> {
+fn start_simplesfu(bin: &Path, pin: bool, workers: usize) -> anyhow::Result<RunningServer> {
     let mut child = pinned_command(bin, pin)
+        .args(["--workers", &workers.to_string()])
         .args([
             "--http-listen",
             "127.0.0.1:0",
@@ -316,7 +319,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                 let (rooms, publishers, subscribers, meeting, media) = (scenario.config)(level, opts.smoke);
                 eprintln!("bench: {:?} {} load {level}", kind, scenario.name);
                 let server = match kind {
-                    ServerKind::Simplesfu => start_simplesfu(&opts.simplesfu_bin, pinned)?,
+                    ServerKind::Simplesfu => start_simplesfu(&opts.simplesfu_bin, pinned, opts.workers)?,
                     ServerKind::Janus => {
                         let bin = opts.janus_bin.as_ref().ok_or_else(|| anyhow!("no Janus binary"))?;
                         let dir = opts.out_dir.join("janus-config");

@@ -69,6 +69,10 @@ struct BenchArgs {
     /// Do not pin the server to CPU 0 and the bot to CPU 1.
     #[arg(long)]
     no_pin: bool,
+    /// Media workers of the simplesfu under test (its `--workers`). With more
+    /// than one, run with --no-pin on a machine with cores to spare for the bot.
+    #[arg(long, default_value_t = 1)]
+    workers: usize,
 }
 
 #[derive(Args)]
@@ -149,6 +153,7 @@ fn main() -> anyhow::Result<()> {
                 join_rate: b.join_rate,
                 pin: !b.no_pin,
                 max_subscribers: b.max_subscribers,
+                workers: b.workers,
             })?;
             eprintln!("bench: {} levels measured; report in {}", report.levels.len(), b.out.join("report.md").display());
             Ok(())
