@@ -78,6 +78,14 @@ test('three pages in one room see and hear each other; a page in another room re
     assert.deepEqual(connections, others, `page ${peer.name} got peerConnection for each other page`);
   }
 
+  // The server runs two workers (see the harness): the pages were spread over
+  // both, so the flows above crossed the pipes between workers.
+  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  for (const worker of ['0', '1']) {
+    const match = metrics.match(new RegExp(`^simplesfu_worker_transports\\{worker="${worker}"\\} (\\d+)$`, 'm'));
+    assert.ok(match && Number(match[1]) > 0, `worker ${worker} carries some of the pages' transports`);
+  }
+
   const stateC = await readClientState(c.page);
   assert.equal(stateC.legacyTracks, Object.keys(stateC.tracks).length, 'the seed\'s onTrack saw every track');
   assert.ok(stateC.legacyTracks >= 4);
