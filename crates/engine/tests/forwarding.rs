@@ -108,24 +108,10 @@ struct VideoPair {
 
 fn video_pair() -> VideoPair {
     let Scenario { sfu, mut sender } = connected_sender();
-    let producer = sfu
-        .block(sfu.worker.produce(ProducerOptions {
-            transport_id: sender.id.expect("created"),
-            kind: MediaKind::Video,
-            rtp_parameters: vp8_parameters("0", 1111, 2222),
-            paused: false,
-        }))
-        .expect("video producer");
-    sender.declare_send("0", StrKind::Video, 1111, Some(2222), None);
+    let producer = sfu.produce_video(&sfu.worker, &mut sender);
     let mut receiver = receiver(&sfu);
     let info = sfu.block(sfu.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
-    let consumer_ssrc = info.rtp_parameters.encodings[0].ssrc.expect("ssrc");
-    receiver.expect_receive(
-        info.rtp_parameters.mid.as_deref().expect("mid"),
-        StrKind::Video,
-        consumer_ssrc,
-        info.rtp_parameters.encodings[0].rtx.map(|r| r.ssrc),
-    );
+    let consumer_ssrc = receiver.expect_consumer(&info);
     VideoPair { sfu, sender, receiver, producer, consumer: info.id, consumer_ssrc }
 }
 
@@ -252,8 +238,7 @@ fn simulcast_forwards_the_highest_layer_from_its_keyframe_on() {
     let mut r = receiver(&sfu);
     let info = sfu.block(sfu.worker.consume(r.id.expect("created"), producer)).expect("consumer");
     assert_eq!(info.consumer_type, "simulcast");
-    let ssrc = info.rtp_parameters.encodings[0].ssrc.expect("ssrc");
-    r.expect_receive(info.rtp_parameters.mid.as_deref().expect("mid"), StrKind::Video, ssrc, info.rtp_parameters.encodings[0].rtx.map(|x| x.ssrc));
+    let ssrc = r.expect_consumer(&info);
     sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
     let mut seq = 0u64;
     let got = pump_until(&mut [&mut sender, &mut r], WAIT, |p| {

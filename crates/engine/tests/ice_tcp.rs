@@ -5,10 +5,8 @@ mod common;
 
 use common::*;
 use mediasoup_types::data_structures::Protocol;
-use mediasoup_types::rtp_parameters::MediaKind;
-use simplesfu_engine::{Direction, ProducerOptions, WebRtcTransportOptions};
+use simplesfu_engine::{Direction, WebRtcTransportOptions};
 use std::time::Duration;
-use str0m::media::MediaKind as StrKind;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -34,18 +32,9 @@ fn media_flows_over_ice_tcp_both_ways() {
         pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected && p[1].connected),
         "ICE and DTLS complete over TCP"
     );
-    let producer = sfu
-        .block(sfu.worker.produce(ProducerOptions {
-            transport_id: sender.id.expect("created"),
-            kind: MediaKind::Video,
-            rtp_parameters: vp8_parameters("0", 1111, 2222),
-            paused: false,
-        }))
-        .expect("producer");
-    sender.declare_send("0", StrKind::Video, 1111, Some(2222), None);
+    let producer = sfu.produce_video(&sfu.worker, &mut sender);
     let info = sfu.block(sfu.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
-    let ssrc = info.rtp_parameters.encodings[0].ssrc.expect("ssrc");
-    receiver.expect_receive(info.rtp_parameters.mid.as_deref().expect("mid"), StrKind::Video, ssrc, info.rtp_parameters.encodings[0].rtx.map(|r| r.ssrc));
+    let ssrc = receiver.expect_consumer(&info);
     sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
     let mut seq = 0u64;
     let got = pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| {

@@ -4,10 +4,8 @@
 mod common;
 
 use common::*;
-use mediasoup_types::rtp_parameters::MediaKind;
-use simplesfu_engine::{Direction, EngineError, ProducerOptions};
+use simplesfu_engine::{Direction, EngineError};
 use std::time::Duration;
-use str0m::media::MediaKind as StrKind;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -19,15 +17,7 @@ fn peers_on_two_workers_see_each_others_media_and_close_ends_the_pipe() {
     let mut receiver = sfu.transport_on(&other, Direction::Recv, ClientCodecs::Router);
     assert!(pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected && p[1].connected), "both connect");
 
-    let producer = sfu
-        .block(sfu.worker.produce(ProducerOptions {
-            transport_id: sender.id.expect("created"),
-            kind: MediaKind::Video,
-            rtp_parameters: vp8_parameters("0", 1111, 2222),
-            paused: false,
-        }))
-        .expect("producer on worker 0");
-    sender.declare_send("0", StrKind::Video, 1111, Some(2222), None);
+    let producer = sfu.produce_video(&sfu.worker, &mut sender);
 
     // Without a pipe the other worker does not know the producer.
     assert_eq!(
@@ -38,13 +28,7 @@ fn peers_on_two_workers_see_each_others_media_and_close_ends_the_pipe() {
     // Piping twice is a no-op.
     sfu.block(sfu.worker.pipe_producer(producer, &other)).expect("pipe again");
     let info = sfu.block(other.consume(receiver.id.expect("created"), producer)).expect("consumer on worker 1");
-    let ssrc = info.rtp_parameters.encodings[0].ssrc.expect("ssrc");
-    receiver.expect_receive(
-        info.rtp_parameters.mid.as_deref().expect("mid"),
-        StrKind::Video,
-        ssrc,
-        info.rtp_parameters.encodings[0].rtx.map(|r| r.ssrc),
-    );
+    let ssrc = receiver.expect_consumer(&info);
     let requests_before = sender.keyframe_requests;
     sfu.block(other.set_consumer_paused(info.id, false)).expect("resume");
 

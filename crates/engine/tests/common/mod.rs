@@ -57,6 +57,21 @@ impl Sfu {
         self.rt.block_on(f)
     }
 
+    /// Produce the scenarios' standard video from `sender` on `worker`: VP8 on
+    /// mid "0", SSRC 1111 with RTX 2222, declared on the client too.
+    pub fn produce_video(&self, worker: &WorkerHandle, sender: &mut ClientPeer) -> simplesfu_proto::ProducerId {
+        let producer = self
+            .block(worker.produce(simplesfu_engine::ProducerOptions {
+                transport_id: sender.id.expect("created"),
+                kind: MediaKind::Video,
+                rtp_parameters: vp8_parameters("0", 1111, 2222),
+                paused: false,
+            }))
+            .expect("video producer");
+        sender.declare_send("0", StrKind::Video, 1111, Some(2222), None);
+        producer
+    }
+
     /// Create a transport on the first worker and its connected client end.
     pub fn transport(&self, direction: Direction, codecs: ClientCodecs) -> ClientPeer {
         self.transport_on(&self.worker, direction, codecs)
@@ -269,6 +284,15 @@ impl ClientPeer {
         let mid = Mid::from(mid);
         self.rtc.direct_api().declare_media(mid, kind);
         self.rtc.direct_api().expect_stream_rx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
+    }
+
+    /// Declare on the client the stream of a consumer the server made (its
+    /// mid, SSRC and RTX SSRC); returns the SSRC packets arrive with.
+    pub fn expect_consumer(&mut self, info: &simplesfu_engine::ConsumerInfo) -> u32 {
+        let ssrc = info.rtp_parameters.encodings[0].ssrc.expect("consumer ssrc");
+        let rtx = info.rtp_parameters.encodings[0].rtx.map(|r| r.ssrc);
+        self.expect_receive(info.rtp_parameters.mid.as_deref().expect("consumer mid"), kind_of(info.kind), ssrc, rtx);
+        ssrc
     }
 
     /// Write one RTP packet (payload only) on a declared stream.
