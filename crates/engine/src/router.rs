@@ -1593,6 +1593,25 @@ fn check_producer_parameters(
     if rtp.encodings.is_empty() || rtp.encodings.len() > 4 {
         return Err(bad("rtpParameters.encodings must have 1 to 4 entries".into()));
     }
+    // Client text that ends up in the SDP offer given to str0m: one token
+    // each, so no value can add lines (say, other ICE credentials) to it.
+    let sdp_token = |text: &str| text.len() <= 64 && text.chars().all(|c| c.is_ascii_graphic() && c != ';');
+    if let Some(cname) = rtp.rtcp.cname.as_deref() {
+        if !sdp_token(cname) {
+            return Err(bad("rtcp.cname must be at most 64 visible ASCII characters".into()));
+        }
+    }
+    for codec in &rtp.codecs {
+        for (key, value) in codec.parameters().iter() {
+            let text_ok = match value {
+                mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::String(v) => sdp_token(v),
+                mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::Number(_) => true,
+            };
+            if !sdp_token(key) || key.contains('=') || !text_ok {
+                return Err(bad(format!("codec parameter {key:?} has characters an SDP fmtp line cannot carry")));
+            }
+        }
+    }
     let with_rid = rtp.encodings.iter().filter(|e| e.rid.is_some()).count();
     if with_rid != 0 && with_rid != rtp.encodings.len() {
         return Err(bad("either every encoding has a rid or none has".into()));

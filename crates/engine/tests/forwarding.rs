@@ -303,3 +303,36 @@ fn bursts_of_packets_are_forwarded_without_loss() {
     let stats = pair.sfu.block(pair.sfu.worker.stats()).expect("stats");
     assert!(all, "all 400 packets arrive, got {} ({stats:?})", pair.receiver.received_from(ssrc).len());
 }
+
+#[test]
+fn parameters_that_would_inject_sdp_lines_are_refused() {
+    let Scenario { sfu, sender } = connected_sender();
+    let mut rtp = vp8_parameters("0", 1111, 2222);
+    rtp.rtcp.cname = Some("x\r\na=ice-ufrag:evil".into());
+    let refused = sfu.block(sfu.worker.produce(ProducerOptions {
+        transport_id: sender.id.expect("created"),
+        kind: MediaKind::Video,
+        rtp_parameters: rtp,
+        paused: false,
+    }));
+    assert!(matches!(refused, Err(simplesfu_engine::EngineError::InvalidRtpParameters(_))), "{refused:?}");
+    let mut rtp = opus_parameters("0", 3333);
+    if let mediasoup_types::rtp_parameters::RtpCodecParameters::Audio { parameters, .. } = &mut rtp.codecs[0] {
+        parameters.insert("minptime", "10\r\na=setup:passive");
+    }
+    let refused = sfu.block(sfu.worker.produce(ProducerOptions {
+        transport_id: sender.id.expect("created"),
+        kind: MediaKind::Audio,
+        rtp_parameters: rtp,
+        paused: false,
+    }));
+    assert!(matches!(refused, Err(simplesfu_engine::EngineError::InvalidRtpParameters(_))), "{refused:?}");
+    // The transport still takes a well-formed producer.
+    let ok = sfu.block(sfu.worker.produce(ProducerOptions {
+        transport_id: sender.id.expect("created"),
+        kind: MediaKind::Audio,
+        rtp_parameters: opus_parameters("0", 3333),
+        paused: false,
+    }));
+    assert!(ok.is_ok(), "{ok:?}");
+}
