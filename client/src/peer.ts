@@ -23,6 +23,10 @@ const CONSUMER_REQUEST_RETRY_MS = 5_000;
 const DATA_LABEL = 'simplesfu-data';
 /** Sent when creating transports; the server sizes SCTP from it. */
 const SCTP_CAPABILITIES = { numStreams: { OS: 1024, MIS: 1024 } };
+/** How long an ICE restart may take to bring a transport back before it is rebuilt. */
+const DEFAULT_ICE_RESTART_TIMEOUT_MS = 5_000;
+/** ICE restarts tried before rebuilding the transport. */
+const ICE_RESTART_ATTEMPTS = 2;
 /** Errors of requests that raced with a producer or peer going away: not failures. */
 const GONE_CODES = new Set(['producer_not_found', 'peer_not_found', 'producer_not_in_room', 'not_in_room']);
 
@@ -48,6 +52,25 @@ export interface SimpleMediasoupPeerOptions {
   requestTimeoutMs?: number;
   /** mediasoup-client handler factory, for environments it does not detect (and tests). */
   handlerFactory?: types.HandlerFactory;
+  /** How long an ICE restart may take before the transport is rebuilt (default 5 s). */
+  iceRestartTimeoutMs?: number;
+}
+
+/**
+ * `connected`: signaling and media are up. `reconnecting`: the socket or a
+ * transport dropped and the library is bringing it back (session resume, ICE
+ * restart, rebuild). `disconnected`: not connected and not trying (before the
+ * first connection, after `close()`, a server shutdown or a refused connection).
+ */
+export type ConnectionState = 'connected' | 'reconnecting' | 'disconnected';
+
+export interface ConnectionStateEvent {
+  state: ConnectionState;
+  previous: ConnectionState;
+}
+
+export interface ServerShutdownEvent {
+  message: string;
 }
 
 export type MediaKind = 'audio' | 'video';
@@ -111,6 +134,10 @@ export interface SimpleMediasoupPeerEvents {
   data: DataEvent;
   /** A failure outside any call that could reject with it. */
   error: Error;
+  /** Signaling or media went down or came back (see ConnectionState). */
+  connectionStateChange: ConnectionStateEvent;
+  /** The server is stopping; the library does not reconnect by itself. */
+  serverShutdown: ServerShutdownEvent;
 }
 
 const EVENT_NAMES: ReadonlySet<string> = new Set<keyof SimpleMediasoupPeerEvents>([
@@ -121,6 +148,8 @@ const EVENT_NAMES: ReadonlySet<string> = new Set<keyof SimpleMediasoupPeerEvents
   'peerDisconnection',
   'data',
   'error',
+  'connectionStateChange',
+  'serverShutdown',
 ]);
 
 /** The seed's callback: `peer.onTrack = (track, peerId, info) => {}`. */
@@ -158,6 +187,8 @@ interface Session {
   sendTransport: types.Transport;
   recvTransport: types.Transport;
   sendConnected: Promise<void>;
+  /** Directions whose transport is being restarted or rebuilt. */
+  recovering: Set<'send' | 'recv'>;
   producers: Map<string, ProducerRecord>;
   /** producerId -> consumer. */
   consumers: Map<string, ConsumerRecord>;
@@ -205,8 +236,24 @@ export class SimpleMediasoupPeer {
   #available = new Map<string, AvailablePeer>();
   #closed = false;
 
-  readonly #onSocketConnect = () => this.#startSession();
-  readonly #onSocketDisconnect = () => this.#endSession(true);
+  // Session resume (docs/PROTOCOL.md "Session resume").
+  readonly #iceRestartTimeoutMs: number;
+  /** Whether we set the socket's auth, so a reconnect can ask to resume. */
+  #canResume = false;
+  /** The latest `session` push. */
+  #resume: { peerId: string; token: string; graceMs: number } | null = null;
+  /** The peer id our last connection attempt asked to resume, if any. */
+  #resumeAttempt: string | null = null;
+  #disconnectedAt = 0;
+  #graceTimer: ReturnType<typeof setTimeout> | null = null;
+  /** The server said it is stopping, or sent us away: no resume. */
+  #halted = false;
+  #everConnected = false;
+  #connectionState: ConnectionState = 'disconnected';
+
+  readonly #onSocketConnect = () => this.#onConnect();
+  readonly #onSocketDisconnect = (reason?: unknown) => this.#onDisconnect(String(reason ?? ''));
+  readonly #onSocketConnectError = (error: unknown) => this.#onConnectError(error);
   readonly #onSignaling = (message: unknown) => this.#handlePush(message);
 
   /**
@@ -219,6 +266,7 @@ export class SimpleMediasoupPeer {
     this.#iceServers = options.iceServers;
     this.#requestTimeoutMs = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     this.#handlerFactory = options.handlerFactory;
+    this.#iceRestartTimeoutMs = options.iceRestartTimeoutMs ?? DEFAULT_ICE_RESTART_TIMEOUT_MS;
     this.#events = new TypedEmitter((event, error) => {
       console.error(`SimpleMediasoupPeer: a "${String(event)}" listener threw`, error);
     });
@@ -227,21 +275,36 @@ export class SimpleMediasoupPeer {
     if (options.socket) {
       this.#socket = options.socket;
       this.#ownsSocket = false;
+      // A socket.io socket: its reconnects may resume (its first connect
+      // may already have happened without announcing it).
+      if ('io' in this.#socket || 'auth' in this.#socket) {
+        const holder = this.#socket as { auth?: unknown };
+        holder.auth = this.#authFunction(holder.auth);
+        this.#canResume = true;
+      }
     } else {
       const url = socketUrl(options, globalThis.location);
       const socketOptions = { path: '/socket.io/', ...options.socketClientOptions };
+      socketOptions.auth = this.#authFunction(socketOptions.auth) as never;
+      this.#canResume = true;
       this.#socket = (url === undefined ? io(socketOptions) : io(url, socketOptions)) as unknown as SignalingSocket;
       this.#ownsSocket = true;
     }
     this.#socket.on(SIGNALING_EVENT, this.#onSignaling);
     this.#socket.on('connect', this.#onSocketConnect);
     this.#socket.on('disconnect', this.#onSocketDisconnect);
+    this.#socket.on('connect_error', this.#onSocketConnectError);
     if (this.#socket.connected) this.#startSession();
   }
 
   // ---------------------------------------------------------------- state
 
-  /** Our peer id (the socket id), once the connection is set up; else null. */
+  /** See ConnectionState. */
+  get connectionState(): ConnectionState {
+    return this.#connectionState;
+  }
+
+  /** Our peer id (from the server's `session` push: it outlives socket reconnects), once set up; else null. */
   get id(): string | null {
     return this.#session?.peerId ?? null;
   }
@@ -480,7 +543,10 @@ export class SimpleMediasoupPeer {
       }
     }
     this.#endSession(false);
+    this.#clearGraceTimer();
+    this.#updateConnectionState();
     this.#socket.off(SIGNALING_EVENT, this.#onSignaling);
+    this.#socket.off('connect_error', this.#onSocketConnectError);
     this.#socket.off('connect', this.#onSocketConnect);
     this.#socket.off('disconnect', this.#onSocketDisconnect);
     if (this.#ownsSocket) this.#socket.disconnect?.();
@@ -501,6 +567,11 @@ export class SimpleMediasoupPeer {
   /** A failure nobody awaits: to `error` listeners, else to the console. */
   #reportError(operation: string, error: unknown): void {
     if (error instanceof StaleSession || this.#closed) return;
+    if (error instanceof SignalingError && error.code === 'disconnected' && this.#session !== null) {
+      // The socket is away but the session is kept: redone once it resumes.
+      log('%s: %s (will retry after resume)', operation, error.message);
+      return;
+    }
     const reported = error instanceof Error ? error : new Error(String(error));
     log('%s failed: %o', operation, reported);
     if (this.#events.emit('error', reported) === 0) {
@@ -516,6 +587,286 @@ export class SimpleMediasoupPeer {
 
   #checkCurrent(session: Session): void {
     if (this.#session !== session || this.#closed) throw new StaleSession('the connection was reset');
+  }
+
+  // ------------------------------------------------- connection and resume
+
+  /** The socket's auth: the user's (object or function) plus `resume`. */
+  #authFunction(userAuth: unknown): (cb: (data: object) => void) => void {
+    return (cb) => {
+      const send = (user: unknown) => cb({ ...(isPlainObject(user) ? user : {}), resume: this.#resumeClaim() });
+      if (typeof userAuth === 'function') (userAuth as (cb: (data: unknown) => void) => void)(send);
+      else send(userAuth);
+    };
+  }
+
+  /** `{peerId, token}` while our session can still be resumed, else `true` (a new session). */
+  #resumeClaim(): true | { peerId: string; token: string } {
+    const session = this.#session;
+    const resume = this.#resume;
+    if (
+      !this.#closed &&
+      !this.#halted &&
+      session &&
+      resume &&
+      resume.peerId === session.peerId &&
+      Date.now() - this.#disconnectedAt < resume.graceMs
+    ) {
+      this.#resumeAttempt = resume.peerId;
+      return { peerId: resume.peerId, token: resume.token };
+    }
+    this.#resumeAttempt = null;
+    return true;
+  }
+
+  #onConnect(): void {
+    if (this.#closed) return;
+    this.#halted = false;
+    this.#clearGraceTimer();
+    const session = this.#session;
+    if (session && this.#resumeAttempt !== null && this.#resumeAttempt === session.peerId) {
+      // Resumed: same peer, transports, producers and consumers; the pushes
+      // we missed follow. Redo what failed while we were away.
+      this.#resumeAttempt = null;
+      log('resumed session as peer %s', session.peerId);
+      this.#updateConnectionState();
+      this.#queue.push(() => this.#reconcile(session)).catch((error) => this.#reportError('resuming', error));
+      return;
+    }
+    this.#resumeAttempt = null;
+    this.#startSession();
+  }
+
+  #onDisconnect(reason: string): void {
+    if (this.#closed) return;
+    // Our own socket.disconnect() or the server's: socket.io does not come
+    // back by itself, and the server has dropped the peer.
+    const final = reason === 'io client disconnect' || reason === 'io server disconnect';
+    const session = this.#session;
+    const resume = this.#resume;
+    if (!final && !this.#halted && this.#canResume && session && resume && resume.peerId === session.peerId) {
+      log('socket lost (%s); resumable for %d ms', reason, resume.graceMs);
+      this.#disconnectedAt = Date.now();
+      this.#clearGraceTimer();
+      this.#graceTimer = setTimeout(() => {
+        this.#graceTimer = null;
+        if (this.#closed || this.#socket.connected) return;
+        log('the grace period passed: the next connection is a new session');
+        this.#resume = null;
+        this.#endSession(true);
+        this.#updateConnectionState();
+      }, resume.graceMs);
+    } else {
+      if (final) this.#resume = null;
+      this.#endSession(true);
+    }
+    this.#updateConnectionState();
+  }
+
+  #onConnectError(error: unknown): void {
+    if (this.#closed) return;
+    const message = String((error as { message?: unknown } | null)?.message ?? error);
+    if (/^(resume_failed|invalid_auth)\b/.test(message) && this.#resumeAttempt !== null) {
+      // Too late, or the server forgot us: start a new session. socket.io
+      // does not retry a refused connection by itself.
+      log('resume refused (%s): new session', message);
+      this.#resume = null;
+      this.#resumeAttempt = null;
+      this.#clearGraceTimer();
+      this.#endSession(true);
+      setTimeout(() => {
+        if (!this.#closed && !this.#socket.connected) this.#socket.connect?.();
+      }, 0);
+      this.#updateConnectionState('reconnecting');
+      return;
+    }
+    this.#updateConnectionState();
+  }
+
+  #clearGraceTimer(): void {
+    if (this.#graceTimer !== null) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+  }
+
+  #computeConnectionState(): ConnectionState {
+    if (this.#closed || this.#halted) return 'disconnected';
+    if (!this.#socket.connected) {
+      const active = (this.#socket as { active?: unknown }).active;
+      if (active === false || !this.#everConnected) return 'disconnected';
+      return 'reconnecting';
+    }
+    const session = this.#session;
+    if (!session) return this.#everConnected ? 'reconnecting' : 'disconnected';
+    const broken = (t: types.Transport) => t.connectionState === 'disconnected' || t.connectionState === 'failed';
+    if (session.recovering.size > 0 || broken(session.sendTransport) || broken(session.recvTransport)) {
+      return 'reconnecting';
+    }
+    return 'connected';
+  }
+
+  #updateConnectionState(forced?: ConnectionState): void {
+    const state = forced ?? this.#computeConnectionState();
+    if (state === 'connected') this.#everConnected = true;
+    const previous = this.#connectionState;
+    if (state === previous) return;
+    this.#connectionState = state;
+    log('connection state %s -> %s', previous, state);
+    this.#events.emit('connectionStateChange', { state, previous });
+  }
+
+  /** After a resume: what failed while the socket was away is done again. */
+  async #reconcile(session: Session): Promise<void> {
+    this.#checkCurrent(session);
+    for (const [label, record] of [...session.producers]) {
+      if (!this.#tracks.has(label) || record.producer.closed) await this.#unpublish(session, label);
+    }
+    for (const label of [...this.#tracks.keys()]) {
+      try {
+        await this.#publish(session, label);
+      } catch (error) {
+        this.#checkCurrent(session);
+        this.#reportError(`publishing "${label}"`, error);
+      }
+    }
+    if (this.#desiredRoom !== null) await this.#join(session, this.#desiredRoom);
+    else await this.#leave(session);
+    // Consumers whose resumeConsumer was lost in the cut; a fresh key frame for the others.
+    await Promise.all(
+      [...session.consumers].map(async ([producerId, record]) => {
+        if (this.#pausedPeers.has(record.peerId) || record.consumer.closed) return;
+        await this.#request('resumeConsumer', { producerId }).catch((error) => {
+          if (!isGone(error) && (error as SignalingError).code !== 'consumer_not_found') throw error;
+        });
+      }),
+    );
+    for (const peerId of this.#available.keys()) await this.#requestConsumers(session, peerId);
+    for (const direction of ['send', 'recv'] as const) {
+      const transport = direction === 'send' ? session.sendTransport : session.recvTransport;
+      if (transport.connectionState === 'disconnected' || transport.connectionState === 'failed') {
+        this.#recoverTransport(session, direction);
+      }
+    }
+  }
+
+  // ------------------------------------------------------- media recovery
+
+  /**
+   * Restarts ICE on both transports (e.g. after a network change the
+   * browser did not notice); rebuilds a transport that does not come back.
+   */
+  restartIce(): Promise<void> {
+    this.#assertOpen('restartIce');
+    const session = this.#session;
+    if (!session) return Promise.reject(new SignalingError('restartIce', 'disconnected', 'not connected to the server'));
+    return Promise.all([this.#recoverTransport(session, 'send', true), this.#recoverTransport(session, 'recv', true)]).then(
+      () => undefined,
+    );
+  }
+
+  /** Starts (once per direction) bringing a transport back; resolves when done. */
+  #recoverTransport(session: Session, direction: 'send' | 'recv', force = false): Promise<void> {
+    if (session.recovering.has(direction)) return Promise.resolve();
+    session.recovering.add(direction);
+    this.#updateConnectionState();
+    const done = this.#recover(session, direction, force)
+      .catch((error) => this.#reportError(`recovering the ${direction} transport`, error))
+      .finally(() => {
+        session.recovering.delete(direction);
+        if (this.#session === session) this.#updateConnectionState();
+      });
+    return done;
+  }
+
+  async #recover(session: Session, direction: 'send' | 'recv', force: boolean): Promise<void> {
+    const current = () => (direction === 'send' ? session.sendTransport : session.recvTransport);
+    for (let attempt = 0; attempt < ICE_RESTART_ATTEMPTS; attempt++) {
+      await this.#waitForSocket(session);
+      const transport = current();
+      if (!force && transport.connectionState === 'connected') return;
+      force = false;
+      let ack: Ack;
+      try {
+        ack = await this.#request('restartIce', { transportId: transport.id });
+      } catch (error) {
+        this.#checkCurrent(session);
+        const code = (error as SignalingError).code;
+        if (code === 'transport_not_found') break; // the server closed it: rebuild
+        if (code === 'disconnected' || code === 'timeout') continue;
+        throw error;
+      }
+      this.#checkCurrent(session);
+      if (transport.closed || transport !== current()) return;
+      log('restarting ICE of the %s transport', direction);
+      await transport.restartIce({ iceParameters: ack.iceParameters as types.IceParameters });
+      if (await waitConnected(transport, this.#iceRestartTimeoutMs)) {
+        log('the %s transport is back', direction);
+        return;
+      }
+      this.#checkCurrent(session);
+    }
+    await this.#waitForSocket(session);
+    await this.#queue.push(() => this.#rebuildTransport(session, direction));
+  }
+
+  /** Resolves once the socket is connected for this session; throws StaleSession if it is gone. */
+  async #waitForSocket(session: Session): Promise<void> {
+    while (!this.#socket.connected || this.#resumeAttempt !== null) {
+      this.#checkCurrent(session);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    this.#checkCurrent(session);
+  }
+
+  /**
+   * A new transport for `direction`, then produces or consumes on it again.
+   * The protocol allows one transport per direction: when the server still
+   * has the old one, the only way is a new session.
+   */
+  async #rebuildTransport(session: Session, direction: 'send' | 'recv'): Promise<void> {
+    this.#checkCurrent(session);
+    let info: types.TransportOptions;
+    try {
+      info = await this.#createTransportInfo(direction);
+    } catch (error) {
+      this.#checkCurrent(session);
+      if ((error as SignalingError).code !== 'transport_already_exists') throw error;
+      log('the server keeps the old %s transport: starting a new session', direction);
+      this.#resume = null;
+      this.#socket.disconnect?.();
+      this.#socket.connect?.();
+      return;
+    }
+    this.#checkCurrent(session);
+    log('rebuilding the %s transport', direction);
+    if (direction === 'send') {
+      session.sendTransport.close();
+      const connected = deferred();
+      session.sendConnected = connected.promise;
+      session.producers.clear();
+      session.dataProducer = null;
+      session.sendTransport = session.device.createSendTransport({ ...info, iceServers: this.#iceServers });
+      this.#wireTransport(session, session.sendTransport, 'send', connected.resolve);
+      for (const label of [...this.#tracks.keys()]) {
+        try {
+          await this.#publish(session, label);
+        } catch (error) {
+          this.#checkCurrent(session);
+          this.#reportError(`publishing "${label}"`, error);
+        }
+      }
+    } else {
+      for (const [producerId, record] of [...session.consumers]) this.#dropConsumer(session, producerId, record);
+      for (const dataConsumer of session.dataConsumers.values()) dataConsumer.close();
+      session.dataConsumers.clear();
+      session.consumerRequests.clear();
+      session.dataConsumerRequests.clear();
+      session.recvTransport.close();
+      session.recvTransport = session.device.createRecvTransport({ ...info, iceServers: this.#iceServers });
+      this.#wireTransport(session, session.recvTransport, 'recv', () => undefined);
+      for (const peerId of this.#available.keys()) {
+        this.#requestConsumers(session, peerId).catch((error) => this.#reportError(`consuming peer ${peerId}`, error));
+      }
+    }
   }
 
   // --------------------------------------------------------- the session
@@ -562,6 +913,7 @@ export class SimpleMediasoupPeer {
       sendTransport: device.createSendTransport({ ...sendInfo, iceServers: this.#iceServers }),
       recvTransport: device.createRecvTransport({ ...recvInfo, iceServers: this.#iceServers }),
       sendConnected,
+      recovering: new Set(),
       producers: new Map(),
       consumers: new Map(),
       consumerRequests: new Map(),
@@ -574,6 +926,7 @@ export class SimpleMediasoupPeer {
     this.#wireTransport(session, session.recvTransport, 'recv', () => undefined);
     this.#session = session;
     log('session %d set up as peer %s', generation, peerId);
+    this.#updateConnectionState();
 
     for (const label of [...this.#tracks.keys()]) {
       try {
@@ -617,9 +970,10 @@ export class SimpleMediasoupPeer {
     });
     transport.on('connectionstatechange', (state) => {
       log('%s transport %s', direction, state);
-      if (state === 'failed' && this.#session === session) {
-        this.#reportError(`the ${direction} transport`, new Error(`${direction} transport connection failed (ICE or DTLS)`));
-      }
+      const current = direction === 'send' ? session.sendTransport : session.recvTransport;
+      if (this.#session !== session || current !== transport) return;
+      if (state === 'disconnected' || state === 'failed') this.#recoverTransport(session, direction);
+      this.#updateConnectionState();
     });
     if (direction === 'recv') return;
     transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
@@ -766,6 +1120,23 @@ export class SimpleMediasoupPeer {
     const session = this.#session;
     try {
       switch (type) {
+        case 'session': {
+          const { peerId, resumeToken, resumeGraceMs } = (isPlainObject(data) ? data : {}) as Record<string, unknown>;
+          if (typeof peerId === 'string' && typeof resumeToken === 'string') {
+            const graceMs = typeof resumeGraceMs === 'number' && resumeGraceMs > 0 ? resumeGraceMs : 0;
+            this.#resume = { peerId, token: resumeToken, graceMs };
+          }
+          break;
+        }
+        case 'serverShutdown': {
+          const text = (isPlainObject(data) ? data : {}).message;
+          const message = typeof text === 'string' ? text : 'the server is stopping';
+          this.#halted = true;
+          this.#resume = null;
+          this.#updateConnectionState();
+          this.#events.emit('serverShutdown', { message });
+          break;
+        }
         case 'peerConnection':
           for (const peerId of asIdList(data)) this.#notePeer(peerId);
           break;
@@ -927,7 +1298,10 @@ export class SimpleMediasoupPeer {
       if (paused) {
         consumer.pause();
       } else {
-        await this.#request('resumeConsumer', { producerId });
+        await this.#request('resumeConsumer', { producerId }).catch((error) => {
+          // Cut before the answer: resumed again once the session is.
+          if ((error as SignalingError).code !== 'disconnected') throw error;
+        });
         if (consumer.closed) return;
         consumer.resume();
       }
@@ -1132,6 +1506,34 @@ function asIdList(data: unknown): string[] {
 
 function isGone(error: unknown): boolean {
   return error instanceof SignalingError && GONE_CODES.has(error.code);
+}
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => {
+    resolve = r;
+  });
+  return { promise, resolve };
+}
+
+/** Whether `transport` reaches `connected` within `timeoutMs` (false when it fails or closes). */
+function waitConnected(transport: types.Transport, timeoutMs: number): Promise<boolean> {
+  if (transport.connectionState === 'connected') return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const finish = (ok: boolean) => {
+      clearTimeout(timer);
+      clearInterval(poll);
+      transport.off('connectionstatechange', onState);
+      resolve(ok);
+    };
+    const onState = (state: string) => {
+      if (state === 'connected') finish(true);
+      else if (state === 'closed') finish(false);
+    };
+    const timer = setTimeout(() => finish(false), timeoutMs);
+    const poll = setInterval(() => transport.closed && finish(false), 250);
+    transport.on('connectionstatechange', onState);
+  });
 }
 
 /** Waits for a data producer's channel to open; the queue must never wait forever. */
