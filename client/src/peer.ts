@@ -377,7 +377,7 @@ export class SimpleMediasoupPeer {
     this.#tracks.set(label, desired);
     return this.#queue.push(async () => {
       const session = this.#session;
-      if (session && this.#tracks.get(label) === desired) await this.#publish(session, label);
+      if (session && this.#socket.connected && this.#tracks.get(label) === desired) await this.#publish(session, label);
     });
   }
 
@@ -388,7 +388,8 @@ export class SimpleMediasoupPeer {
     this.#tracks.delete(label);
     return this.#queue.push(async () => {
       const session = this.#session;
-      if (session) await this.#unpublish(session, label);
+      // While the socket is away, the resume (or the new session) does it.
+      if (session && this.#socket.connected) await this.#unpublish(session, label);
     });
   }
 
@@ -401,7 +402,7 @@ export class SimpleMediasoupPeer {
     this.#desiredRoom = room;
     return this.#queue.push(async () => {
       const session = this.#session;
-      if (session && this.#desiredRoom === room) await this.#join(session, room);
+      if (session && this.#socket.connected && this.#desiredRoom === room) await this.#join(session, room);
     });
   }
 
@@ -415,7 +416,7 @@ export class SimpleMediasoupPeer {
     this.#desiredRoom = null;
     return this.#queue.push(async () => {
       const session = this.#session;
-      if (session && this.#desiredRoom === null) await this.#leave(session);
+      if (session && this.#socket.connected && this.#desiredRoom === null) await this.#leave(session);
     });
   }
 
@@ -429,7 +430,7 @@ export class SimpleMediasoupPeer {
     this.#connectTo.add(peerId);
     return this.#queue.push(async () => {
       const session = this.#session;
-      if (session) await this.#requestConsumers(session, peerId);
+      if (session && this.#socket.connected) await this.#requestConsumers(session, peerId);
     });
   }
 

@@ -24,6 +24,12 @@ const newId = (prefix: string) => `${prefix}-${nextId++}`;
 export class FakeSocket implements SignalingSocket {
   id: string | undefined = undefined;
   connected = false;
+  /** socket.io's auth option: an object or `(cb) => cb(object)`, read on every connect. */
+  auth: unknown = undefined;
+  /** The peer this socket speaks for (differs from `id` after a resume). */
+  peerId: string | undefined = undefined;
+  /** Every auth payload sent, in order. */
+  readonly auths: any[] = [];
   readonly #handlers = new Map<string, Set<Handler>>();
   readonly #server: FakeServer;
 
@@ -66,10 +72,23 @@ export class FakeSocket implements SignalingSocket {
   }
 
   connect(): this {
+    if (this.connected) return this;
+    let auth: any;
+    if (typeof this.auth === 'function') (this.auth as (cb: (data: unknown) => void) => void)((data) => (auth = data));
+    else auth = this.auth;
+    this.auths.push(auth);
     this.id = newId('peer');
+    const refusal = this.#server.admit(this, auth);
+    if (refusal) {
+      setImmediate(() => this.deliver('connect_error', new Error(refusal)));
+      return this;
+    }
     this.connected = true;
-    this.#server.attach(this);
-    setImmediate(() => this.deliver('connect'));
+    setImmediate(() => {
+      if (!this.connected) return;
+      this.deliver('connect');
+      this.#server.connected(this);
+    });
     return this;
   }
 
@@ -78,6 +97,15 @@ export class FakeSocket implements SignalingSocket {
     this.connected = false;
     this.#server.detach(this);
     this.deliver('disconnect', 'io client disconnect');
+    return this;
+  }
+
+  /** The network drops the connection (not the client's choice): a resumable peer stays. */
+  drop(): this {
+    if (!this.connected) return this;
+    this.connected = false;
+    this.#server.dropped(this);
+    this.deliver('disconnect', 'transport close');
     return this;
   }
 }
@@ -91,9 +119,16 @@ interface ProducerEntry {
 
 interface PeerEntry {
   socket: FakeSocket;
+  /** Announced `resume: true`; then the token of its latest `session` push. */
+  resumable: boolean;
+  token: string;
+  /** Its socket dropped; pushes wait in `missed` until it resumes or the grace period ends. */
+  away: boolean;
+  missed: Message[];
+  graceTimer?: ReturnType<typeof setTimeout>;
   room: string | null;
   autoConsume: boolean;
-  transports: Map<string, { producing: boolean; connected: boolean }>;
+  transports: Map<string, { producing: boolean; connected: boolean; restarts: number }>;
   producers: Map<string, ProducerEntry>;
   dataProducers: Map<string, { id: string; label: string }>;
   /** producerId -> consumer. */
@@ -107,14 +142,90 @@ export class FakeServer {
   readonly log: { peerId: string; type: string; data: any }[] = [];
   /** Request type -> error to answer once. */
   readonly failNext = new Map<string, { code: string; message: string }>();
+  resumeGraceMs = 1_000;
 
   socket(): FakeSocket {
     return new FakeSocket(this);
   }
 
-  attach(socket: FakeSocket): void {
+  /** Checks a connection's auth; returns a refusal message, or null (then the socket speaks for `peerId`). */
+  admit(socket: FakeSocket, auth: any): string | null {
+    const resume = auth?.resume;
+    if (resume !== undefined && resume !== true) {
+      if (typeof resume?.peerId !== 'string' || typeof resume?.token !== 'string') return 'invalid_auth: bad resume';
+      const peer = this.peers.get(resume.peerId);
+      if (!peer || !peer.resumable || peer.token !== resume.token) return 'resume_failed: no such session, start a new session';
+      if (peer.socket.connected) {
+        peer.socket.connected = false;
+        peer.socket.deliver('disconnect', 'io server disconnect');
+      }
+      clearTimeout(peer.graceTimer);
+      peer.socket = socket;
+      socket.peerId = resume.peerId;
+      return null;
+    }
+    socket.peerId = socket.id;
+    this.attach(socket, resume === true);
+    return null;
+  }
+
+  /** After the connect event: the session push, then what a resumed peer missed. */
+  connected(socket: FakeSocket): void {
+    const peerId = socket.peerId!;
+    const peer = this.peers.get(peerId);
+    if (!peer?.resumable) return;
+    peer.token = newId('token');
+    this.#push(peerId, 'session', { peerId, resumeToken: peer.token, resumeGraceMs: this.resumeGraceMs });
+    if (peer.away) {
+      peer.away = false;
+      for (const message of peer.missed.splice(0)) this.#push(peerId, message.type, message.data);
+      if (peer.room !== null) this.#announce(peer.room);
+    }
+  }
+
+  dropped(socket: FakeSocket): void {
+    const peer = this.peers.get(socket.peerId!);
+    if (!peer || peer.socket !== socket) return;
+    if (!peer.resumable) {
+      this.detach(socket);
+      return;
+    }
+    peer.away = true;
+    peer.graceTimer = setTimeout(() => {
+      if (peer.away && this.peers.get(socket.peerId!) === peer) this.detach(socket);
+    }, this.resumeGraceMs);
+  }
+
+  /** SIGTERM: every peer hears `serverShutdown`, then its socket is closed. */
+  shutdown(message = 'the server is stopping'): void {
+    for (const [peerId, peer] of this.peers) {
+      const socket = peer.socket;
+      if (!socket.connected) continue;
+      socket.deliver('mediasoupSignaling', { type: 'serverShutdown', data: { message } });
+      socket.connected = false;
+      clearTimeout(peer.graceTimer);
+      this.peers.delete(peerId);
+      socket.deliver('disconnect', 'io server disconnect');
+    }
+  }
+
+  /** The engine closed a transport (e.g. its worker died): the slot is free again. */
+  closeTransport(peerId: string, producing: boolean): void {
+    const peer = this.peers.get(peerId)!;
+    for (const [id, transport] of peer.transports) if (transport.producing === producing) peer.transports.delete(id);
+  }
+
+  transportsOf(peerId: string) {
+    return this.peers.get(peerId)?.transports;
+  }
+
+  attach(socket: FakeSocket, resumable = false): void {
     this.peers.set(socket.id!, {
       socket,
+      resumable,
+      token: '',
+      away: false,
+      missed: [],
       room: null,
       autoConsume: true,
       transports: new Map(),
@@ -126,8 +237,11 @@ export class FakeServer {
   }
 
   detach(socket: FakeSocket): void {
-    this.#leave(socket.id!);
-    this.peers.delete(socket.id!);
+    const peerId = socket.peerId ?? socket.id!;
+    if (this.peers.get(peerId)?.socket !== socket) return;
+    clearTimeout(this.peers.get(peerId)!.graceTimer);
+    this.#leave(peerId);
+    this.peers.delete(peerId);
   }
 
   requests(type: string, peerId?: string): any[] {
@@ -135,7 +249,7 @@ export class FakeServer {
   }
 
   handle(socket: FakeSocket, message: Message): unknown {
-    const peerId = socket.id!;
+    const peerId = socket.peerId ?? socket.id!;
     const peer = this.peers.get(peerId)!;
     const { type, data } = message;
     this.log.push({ peerId, type, data });
@@ -149,9 +263,17 @@ export class FakeServer {
       case 'getRouterRtpCapabilities':
         return { success: true, routerRtpCapabilities: testFakeParameters.generateRouterRtpCapabilities() };
       case 'createWebRtcTransport': {
+        const producing = data.producing === true;
+        if ([...peer.transports.values()].some((t) => t.producing === producing)) return err('transport_already_exists');
         const info = testFakeParameters.generateTransportRemoteParameters();
-        peer.transports.set(info.id, { producing: data.producing === true, connected: false });
+        peer.transports.set(info.id, { producing, connected: false, restarts: 0 });
         return { success: true, transportInfo: info };
+      }
+      case 'restartIce': {
+        const transport = peer.transports.get(data.transportId);
+        if (!transport) return err('transport_not_found');
+        transport.restarts += 1;
+        return { success: true, iceParameters: testFakeParameters.generateTransportRemoteParameters().iceParameters };
       }
       case 'connectWebRtcTransport': {
         const transport = peer.transports.get(data.transportId);
@@ -273,8 +395,14 @@ export class FakeServer {
   }
 
   #push(peerId: string, type: string, data: unknown): void {
-    const socket = this.peers.get(peerId)?.socket;
-    if (socket) setImmediate(() => socket.connected && socket.deliver('mediasoupSignaling', { type, data }));
+    const peer = this.peers.get(peerId);
+    if (!peer) return;
+    if (peer.away) {
+      if (type !== 'availableProducers') peer.missed.push({ type, data });
+      return;
+    }
+    const socket = peer.socket;
+    setImmediate(() => socket.connected && socket.deliver('mediasoupSignaling', { type, data }));
   }
 
   #createConsumer(consumingPeerId: string, producingPeerId: string, producer: ProducerEntry): void {
