@@ -299,6 +299,11 @@ export class SimpleMediasoupPeer {
 
   // ---------------------------------------------------------------- state
 
+  /** The socket.io socket the peer signals over. */
+  get socket(): SignalingSocket {
+    return this.#socket;
+  }
+
   /** See ConnectionState. */
   get connectionState(): ConnectionState {
     return this.#connectionState;

@@ -46,6 +46,13 @@ window.t = {
       peer = new SimpleMediasoupPeer(options);
     }
     window.peer = peer;
+    // Every request the library sends, by type (to check what a resume or an ICE restart did).
+    state.requests = [];
+    const emit = peer.socket.emit.bind(peer.socket);
+    peer.socket.emit = (event, message, ...rest) => {
+      if (event === 'mediasoupSignaling') state.requests.push(message?.type);
+      return emit(event, message, ...rest);
+    };
     peer.on('track', ({ track, peerId, label, kind, broadcast, producerId, paused }) => {
       state.tracks[producerId] = { peerId, label, kind, broadcast, paused, ended: false };
       state.events.push(['track', `${peerId}/${label}`]);
@@ -65,6 +72,13 @@ window.t = {
     peer.on('peerDisconnection', ({ peerId }) => state.events.push(['peerDisconnection', peerId]));
     peer.on('data', ({ from, data }) => state.data.push({ from, data: String(data) }));
     peer.on('error', (error) => fail('error event', error));
+    peer.on('connectionStateChange', ({ state: value }) => state.events.push(['connectionStateChange', value]));
+    peer.on('serverShutdown', ({ message }) => state.events.push(['serverShutdown', message]));
+  },
+
+  /** Cuts the socket as a network drop would (socket.io reconnects by itself). */
+  cutSocket() {
+    peer.socket.io.engine.close();
   },
 
   /** Publishes a fresh fake camera and/or microphone track under `labels`. */
@@ -93,7 +107,13 @@ window.t = {
   state() {
     document.getElementById('peer').textContent = peer?.id ?? '';
     document.getElementById('room').textContent = peer?.roomId ?? '';
-    return { id: peer?.id ?? null, roomId: peer?.roomId ?? null, peers: peer?.peers ?? [], ...state };
+    return {
+      id: peer?.id ?? null,
+      roomId: peer?.roomId ?? null,
+      peers: peer?.peers ?? [],
+      connectionState: peer?.connectionState ?? null,
+      ...state,
+    };
   },
 
   /** Remote track stats by producer id. */
