@@ -18,6 +18,9 @@ export {
   type RoomId,
   type MediaKind,
   type LegacyTrackCallback,
+  type ConnectionState,
+  type ConnectionStateEvent,
+  type ServerShutdownEvent,
 } from './peer.js';
 export { SignalingError, PeerClosedError } from './errors.js';
 export { ENCODINGS, SIMULCAST, SCREEN_SHARE, type Encodings, type EncodingsPreset } from './encodings.js';

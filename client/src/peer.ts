@@ -4,7 +4,9 @@
  * connection (a "session"), the producers of the tracks the user added, and
  * the consumers of the other peers it is connected to. What the user asked
  * for (tracks, room, connected/paused peers) outlives a session, so a
- * reconnecting socket gets it all back.
+ * reconnecting socket gets it all back. A socket that comes back within the
+ * server's grace period resumes the session instead (docs/PROTOCOL.md
+ * "Session resume"): same peer id, transports, producers and consumers.
  */
 import { Device, debug, type types } from 'mediasoup-client';
 import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
