@@ -4,7 +4,7 @@
 //! simple-mediasoup-peer-client at http://127.0.0.1:3001.
 
 use axum::routing::get;
-use simplesfu::{Sfu, SfuOptions, MAX_SOCKET_IO_PAYLOAD};
+use simplesfu::{Sfu, SfuOptions, MAX_SOCKET_IO_PAYLOAD, SOCKET_IO_BUFFER_PACKETS};
 use socketioxide::extract::{Data, SocketRef};
 use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
@@ -14,7 +14,8 @@ use std::net::{IpAddr, Ipv4Addr};
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
 
-    let (layer, io) = SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).build_layer();
+    let (layer, io) =
+        SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).max_buffer_size(SOCKET_IO_BUFFER_PACKETS).build_layer();
 
     // The application's own namespace handler: a chat event of its own, and
     // the SFU's signaling on the same socket. (An application without a "/"

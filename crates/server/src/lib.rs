@@ -8,7 +8,10 @@
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
 //! use socketioxide::SocketIo;
-//! let (layer, io) = SocketIo::builder().max_payload(simplesfu::MAX_SOCKET_IO_PAYLOAD).build_layer();
+//! let (layer, io) = SocketIo::builder()
+//!     .max_payload(simplesfu::MAX_SOCKET_IO_PAYLOAD)
+//!     .max_buffer_size(simplesfu::SOCKET_IO_BUFFER_PACKETS)
+//!     .build_layer();
 //! let sfu = simplesfu::Sfu::attach(&io, simplesfu::SfuOptions::default())?;
 //! let app = axum::Router::<()>::new().layer(layer);
 //! # let _ = (sfu, app); Ok(()) }
@@ -34,7 +37,7 @@ pub use auth::{mint, parse_ttl, AuthError, Claims, Grant, Rights, TokenSecret, T
 pub use config::{AllowedOrigins, AuthConfig, Cli, Command, Config, ConfigError, HttpConfig, Overrides, RtcConfig, TlsConfig, TokenArgs};
 pub use errors::SfuError;
 pub use limits::Limits;
-pub use http::{app, MAX_SOCKET_IO_PAYLOAD};
+pub use http::{app, MAX_SOCKET_IO_PAYLOAD, SOCKET_IO_BUFFER_PACKETS};
 pub use registry::RegistryCounts;
 pub use panics::log_panics;
 pub use session::ResumeError;

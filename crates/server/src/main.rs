@@ -7,7 +7,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use simplesfu::{app, mint, tls, Cli, Command, Config, Sfu, TokenArgs, MAX_SOCKET_IO_PAYLOAD};
+use simplesfu::{app, mint, tls, Cli, Command, Config, Sfu, TokenArgs, MAX_SOCKET_IO_PAYLOAD, SOCKET_IO_BUFFER_PACKETS};
 use socketioxide::SocketIo;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
@@ -58,7 +58,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     simplesfu::log_panics();
 
     let tls = tls::load(&config.tls).await?;
-    let (io_layer, io) = SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).build_layer();
+    let (io_layer, io) = SocketIo::builder()
+        .max_payload(MAX_SOCKET_IO_PAYLOAD)
+        .max_buffer_size(SOCKET_IO_BUFFER_PACKETS)
+        .build_layer();
     let sfu = Sfu::attach(&io, config.sfu_options()).context("could not start the SFU")?;
     let static_dir = config.static_dir();
     let router = app(sfu.clone(), io_layer, &static_dir, config.allowed_origins());

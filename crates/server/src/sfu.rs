@@ -572,7 +572,9 @@ impl Sfu {
             }
         };
         if let Err(error) = ack.send(&body) {
-            tracing::debug!(peer = %peer, %error, "could not send ack");
+            // The client is gone, or its send queue is full
+            // (SOCKET_IO_BUFFER_PACKETS): it will never hear back.
+            tracing::warn!(peer = %peer, %error, "could not send ack");
         }
     }
 
