@@ -985,14 +985,22 @@ impl Router {
             tracing::debug!(transport = %tid, %error, "datagram refused");
         }
         let path = (proto, source);
-        if stun::is_stun(data) && !t.addrs.contains(&path) && t.addrs.len() < MAX_PATHS_PER_TRANSPORT {
-            t.addrs.push(path);
-            self.by_addr.insert(path, tid);
-        }
+        let new_path = stun::is_stun(data) && !t.addrs.contains(&path) && t.addrs.len() < MAX_PATHS_PER_TRANSPORT;
+        let sent_before = self.outbox.len();
         // str0m keeps only the last input's event unless it is polled after
         // every input: poll the receiving transport now. The consumers it
         // writes to are polled once per batch, in `drain`.
         self.poll_transport(now, tid);
+        // Learn a path only from a request str0m answered, i.e. whose
+        // MESSAGE-INTEGRITY checked out: a stranger who saw the ufrag cannot
+        // fill the transport's path slots.
+        let answered = self.outbox[sent_before..].iter().any(|(p, to, _)| *p == proto && *to == source);
+        if new_path && answered {
+            if let Some(t) = self.transports.get_mut(&tid) {
+                t.addrs.push(path);
+                self.by_addr.insert(path, tid);
+            }
+        }
     }
 
     /// Time passed: drive every transport whose timer is due (polling a
