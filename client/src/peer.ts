@@ -382,9 +382,18 @@ export class SimpleMediasoupPeer {
       encodings: resolveEncodings(track.kind as MediaKind, encodings),
     };
     this.#tracks.set(label, desired);
+    return this.#whenConnected((session) => this.#publish(session, label), () => this.#tracks.get(label) === desired);
+  }
+
+  /**
+   * Queue `action` on the current session, if the socket is connected and
+   * `stillWanted()` holds when its turn comes. While the socket is away the
+   * resume (or the new session) carries out what is wanted instead.
+   */
+  #whenConnected(action: (session: Session) => Promise<unknown>, stillWanted: () => boolean = () => true): Promise<void> {
     return this.#queue.push(async () => {
       const session = this.#session;
-      if (session && this.#socket.connected && this.#tracks.get(label) === desired) await this.#publish(session, label);
+      if (session && this.#socket.connected && stillWanted()) await action(session);
     });
   }
 
@@ -393,11 +402,7 @@ export class SimpleMediasoupPeer {
     this.#assertOpen('removeTrack');
     assertLabel(label);
     this.#tracks.delete(label);
-    return this.#queue.push(async () => {
-      const session = this.#session;
-      // While the socket is away, the resume (or the new session) does it.
-      if (session && this.#socket.connected) await this.#unpublish(session, label);
-    });
+    return this.#whenConnected((session) => this.#unpublish(session, label));
   }
 
   // ---------------------------------------------------------------- rooms
@@ -407,10 +412,7 @@ export class SimpleMediasoupPeer {
     this.#assertOpen('joinRoom');
     const room = normalizeRoomId(roomId);
     this.#desiredRoom = room;
-    return this.#queue.push(async () => {
-      const session = this.#session;
-      if (session && this.#socket.connected && this.#desiredRoom === room) await this.#join(session, room);
-    });
+    return this.#whenConnected((session) => this.#join(session, room), () => this.#desiredRoom === room);
   }
 
   /** Leaves the current room (`roomId`, if given, must be it). */
@@ -421,10 +423,7 @@ export class SimpleMediasoupPeer {
       if (room !== this.#desiredRoom && room !== this.#currentRoom) return Promise.resolve();
     }
     this.#desiredRoom = null;
-    return this.#queue.push(async () => {
-      const session = this.#session;
-      if (session && this.#socket.connected && this.#desiredRoom === null) await this.#leave(session);
-    });
+    return this.#whenConnected((session) => this.#leave(session), () => this.#desiredRoom === null);
   }
 
   // ---------------------------------------------------------------- peers
@@ -435,10 +434,7 @@ export class SimpleMediasoupPeer {
     assertPeerId(peerId);
     this.#disconnectedFrom.delete(peerId);
     this.#connectTo.add(peerId);
-    return this.#queue.push(async () => {
-      const session = this.#session;
-      if (session && this.#socket.connected) await this.#requestConsumers(session, peerId);
-    });
+    return this.#whenConnected((session) => this.#requestConsumers(session, peerId));
   }
 
   /**
