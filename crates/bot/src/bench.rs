@@ -296,8 +296,8 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     eprintln!("bench: measuring the floor");
     let floor = floor::measure(if opts.smoke { 20_000 } else { 200_000 })?;
     eprintln!(
-        "bench: floor {:.2} µs per packet (UDP send {:.2} + AES-GCM seal {:.2})",
-        floor.floor_us, floor.udp_send_us, floor.aes_gcm_seal_us
+        "bench: floor {:.2} µs per packet (UDP send {:.2} + AES-GCM seal {:.2}); unbatched {:.2} µs (sendto {:.2})",
+        floor.floor_us, floor.udp_send_us, floor.aes_gcm_seal_us, floor.floor_single_us, floor.udp_sendto_us
     );
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(procfs::allowed_cpus())
