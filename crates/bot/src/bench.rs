@@ -37,8 +37,15 @@ pub struct BenchOptions {
     pub pin: bool,
     /// Largest subscriber count to try in ramped scenarios.
     pub max_subscribers: u32,
-    /// simplesfu's `--workers`.
-    pub workers: usize,
+    /// simplesfu's `--workers`: one ramp per count (e.g. `[1, 2]` for the
+    /// scaling comparison).
+    pub workers: Vec<usize>,
+    /// Cap each simplesfu worker thread at this fraction of a core (see
+    /// `cpucap`), so worker counts compare on a machine without a free core
+    /// per worker.
+    pub worker_cpu: Option<f64>,
+    /// Each ramp step multiplies the load by this much (at least +1).
+    pub ramp_factor: f64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -52,6 +59,8 @@ pub enum ServerKind {
 #[derive(Debug, Clone, Serialize)]
 pub struct LevelResult {
     pub server: ServerKind,
+    /// simplesfu's worker count (None for Janus).
+    pub workers: Option<usize>,
     pub scenario: String,
     /// The ramped quantity: subscribers per room, or rooms for the meeting.
     pub load: u32,
@@ -87,6 +96,8 @@ pub struct BenchReport {
     pub machine: Machine,
     pub floor: Floor,
     pub pinned: bool,
+    /// The per-worker CPU cap of the run, fraction of a core.
+    pub worker_cpu: Option<f64>,
     pub levels: Vec<LevelResult>,
 }
 
@@ -108,6 +119,8 @@ struct RunningServer {
     child: Child,
     pid: String,
     target: Target,
+    /// Dropped after the server has been stopped (fields drop after `drop`).
+    cap: Option<crate::cpucap::CpuCap>,
 }
 
 impl Drop for RunningServer {
@@ -154,10 +167,12 @@ fn start_simplesfu(bin: &Path, pin: bool, workers: usize) -> anyhow::Result<Runn
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
-        .with_context(|| format!("could not start {} (build it with `cargo build --release -p simplesfu`)", bin.display()))?;
+        .with_context(|| {
+            format!("could not start {} (build it with `cargo build --release -p simplesfu`)", bin.display())
+        })?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let pid = child.id().to_string();
-    let mut server = RunningServer { child, pid, target: Target::Simplesfu(String::new()) };
+    let mut server = RunningServer { child, pid, target: Target::Simplesfu(String::new()), cap: None };
     let mut line = String::new();
     BufReader::new(stdout).read_line(&mut line).context("the server printed no address")?;
     let url = line
@@ -228,7 +243,7 @@ fn start_janus(bin: &Path, config_dir: &Path, log: &Path, pin: bool) -> anyhow::
         .spawn()
         .with_context(|| format!("could not start {} (apt-get install janus)", bin.display()))?;
     let pid = child.id().to_string();
-    let server = RunningServer { child, pid, target: Target::Janus("http://127.0.0.1:8088/janus".into()) };
+    let server = RunningServer { child, pid, target: Target::Janus("http://127.0.0.1:8088/janus".into()), cap: None };
     // Ready when its HTTP API answers.
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -248,16 +263,19 @@ struct Scenario {
     config: fn(u32, bool) -> (u32, u32, u32, bool, MediaOptions),
 }
 
-fn scenarios(smoke: bool, max_subscribers: u32) -> Vec<Scenario> {
-    let ramp = |start: u32| -> Vec<u32> {
-        let mut v = Vec::new();
-        let mut n = start;
-        while n <= max_subscribers {
-            v.push(n);
-            n *= 2;
-        }
-        v
-    };
+/// Loads from `start` up to `max`, each step `factor` times the last (at least +1).
+fn ramp(start: u32, max: u32, factor: f64) -> Vec<u32> {
+    let mut v = Vec::new();
+    let mut n = start;
+    while n <= max {
+        v.push(n);
+        n = ((n as f64 * factor).round() as u32).max(n + 1);
+    }
+    v
+}
+
+fn scenarios(smoke: bool, max_subscribers: u32, factor: f64) -> Vec<Scenario> {
+    let ramp = |start: u32| ramp(start, max_subscribers, factor);
     // (rooms, publishers per room, subscribers per room, publishers subscribe, media)
     vec![
         Scenario {
@@ -267,17 +285,27 @@ fn scenarios(smoke: bool, max_subscribers: u32) -> Vec<Scenario> {
         },
         Scenario {
             name: "meeting",
-            levels: if smoke { vec![1] } else { vec![1, 2, 4, 8, 16] },
+            levels: if smoke { vec![1] } else { ramp_rooms(factor) },
             config: |rooms, smoke| (rooms, if smoke { 3 } else { 10 }, 0, true, MediaOptions::default()),
         },
         Scenario {
             name: "audio-only",
             levels: if smoke { vec![2] } else { ramp(50) },
             config: |n, smoke| {
-                (1, if smoke { 2 } else { 10 }, n, false, MediaOptions { video: false, audio: true, ..Default::default() })
+                (
+                    1,
+                    if smoke { 2 } else { 10 },
+                    n,
+                    false,
+                    MediaOptions { video: false, audio: true, ..Default::default() },
+                )
             },
         },
     ]
+}
+
+fn ramp_rooms(factor: f64) -> Vec<u32> {
+    ramp(1, 16, factor)
 }
 
 fn pin_self_to_cpu1() -> bool {
@@ -305,21 +333,31 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         .build()
         .context("could not start the async runtime")?;
 
-    let mut servers = vec![ServerKind::Simplesfu];
+    let mut servers: Vec<(ServerKind, Option<usize>)> =
+        opts.workers.iter().map(|&w| (ServerKind::Simplesfu, Some(w.max(1)))).collect();
     if opts.janus_bin.is_some() {
-        servers.push(ServerKind::Janus);
+        servers.push((ServerKind::Janus, None));
     }
     let mut levels = Vec::new();
-    for scenario in scenarios(opts.smoke, opts.max_subscribers) {
+    for scenario in scenarios(opts.smoke, opts.max_subscribers, opts.ramp_factor) {
         if !opts.scenarios.is_empty() && !opts.scenarios.iter().any(|s| s == scenario.name) {
             continue;
         }
-        for &kind in &servers {
+        for &(kind, workers) in &servers {
+            let label = server_label(kind, workers);
             for &level in &scenario.levels {
                 let (rooms, publishers, subscribers, meeting, media) = (scenario.config)(level, opts.smoke);
-                eprintln!("bench: {:?} {} load {level}", kind, scenario.name);
+                eprintln!("bench: {label} {} load {level}", scenario.name);
                 let server = match kind {
-                    ServerKind::Simplesfu => start_simplesfu(&opts.simplesfu_bin, pinned, opts.workers)?,
+                    ServerKind::Simplesfu => {
+                        let w = workers.unwrap_or(1);
+                        let mut server = start_simplesfu(&opts.simplesfu_bin, pinned, w)?;
+                        if let Some(fraction) = opts.worker_cpu {
+                            let pid: u32 = server.pid.parse().context("server pid")?;
+                            server.cap = Some(crate::cpucap::cap_workers(pid, w, fraction)?);
+                        }
+                        server
+                    }
                     ServerKind::Janus => {
                         let bin = opts.janus_bin.as_ref().ok_or_else(|| anyhow!("no Janus binary"))?;
                         let dir = opts.out_dir.join("janus-config");
@@ -357,10 +395,9 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                         break;
                     }
                 };
-                let result = level_result(kind, scenario.name, level, &samples, report, &floor);
+                let result = level_result(kind, workers, scenario.name, level, &samples, report, &floor);
                 eprintln!(
-                    "bench: {:?} {} {level}: loss {:.2}%, p99 {:.1} ms, server CPU {:.0}%, {:.2} µs/packet ({:.1}x floor){}",
-                    kind,
+                    "bench: {label} {} {level}: loss {:.2}%, p99 {:.1} ms, server CPU {:.0}%, {:.2} µs/packet ({:.1}x floor){}",
                     scenario.name,
                     result.loss_pct,
                     result.p99_ms,
@@ -383,6 +420,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         machine: machine(),
         floor,
         pinned,
+        worker_cpu: opts.worker_cpu,
         levels,
     };
     std::fs::write(opts.out_dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
@@ -403,7 +441,12 @@ pub fn check_smoke(report: &BenchReport) -> anyhow::Result<()> {
     }
     for l in &report.levels {
         if l.forwarded_packets == 0 {
-            bail!("smoke: {:?} {} forwarded no packets: {}", l.server, l.scenario, l.report.first_error.as_deref().unwrap_or("no error reported"));
+            bail!(
+                "smoke: {:?} {} forwarded no packets: {}",
+                l.server,
+                l.scenario,
+                l.report.first_error.as_deref().unwrap_or("no error reported")
+            );
         }
         if l.loss_pct >= 5.0 {
             bail!("smoke: {:?} {} lost {:.1}% of packets (limit 5%)", l.server, l.scenario, l.loss_pct);
@@ -413,7 +456,24 @@ pub fn check_smoke(report: &BenchReport) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn level_result(server: ServerKind, scenario: &str, load: u32, samples: &[ProcSample], report: LoadReport, floor: &Floor) -> LevelResult {
+/// "simplesfu", "simplesfu ×2" (workers), or "Janus".
+pub fn server_label(server: ServerKind, workers: Option<usize>) -> String {
+    match (server, workers) {
+        (ServerKind::Simplesfu, Some(w)) if w > 1 => format!("simplesfu ×{w}"),
+        (ServerKind::Simplesfu, _) => "simplesfu".into(),
+        (ServerKind::Janus, _) => "Janus".into(),
+    }
+}
+
+fn level_result(
+    server: ServerKind,
+    workers: Option<usize>,
+    scenario: &str,
+    load: u32,
+    samples: &[ProcSample],
+    report: LoadReport,
+    floor: &Floor,
+) -> LevelResult {
     let (cpu_s, rss) = match samples {
         [a, b, ..] => (b.cpu_s - a.cpu_s, b.rss_bytes),
         _ => (0.0, 0),
@@ -424,6 +484,7 @@ fn level_result(server: ServerKind, scenario: &str, load: u32, samples: &[ProcSa
     let passed = loss < MAX_LOSS_PCT && report.latency.p99_ms < MAX_P99_MS && report.join_failures == 0;
     LevelResult {
         server,
+        workers,
         scenario: scenario.to_string(),
         load,
         streams: report.receiving_streams,
@@ -467,11 +528,27 @@ mod tests {
 
     #[test]
     fn ramps_double_up_to_the_maximum() {
-        let s = scenarios(false, 800);
+        let s = scenarios(false, 800, 2.0);
         assert_eq!(s[0].levels, vec![50, 100, 200, 400, 800]);
         assert_eq!(s[1].levels, vec![1, 2, 4, 8, 16]);
-        let smoke = scenarios(true, 800);
+        let smoke = scenarios(true, 800, 2.0);
         assert!(smoke.iter().all(|s| s.levels.len() == 1));
+    }
+
+    #[test]
+    fn finer_ramps_step_at_least_one() {
+        assert_eq!(
+            ramp(50, 120, 1.25),
+            vec![50, 63, 79, 99, 124].into_iter().filter(|&n| n <= 120).collect::<Vec<_>>()
+        );
+        assert_eq!(ramp(1, 6, 1.25), vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn labels_name_the_worker_count() {
+        assert_eq!(server_label(ServerKind::Simplesfu, Some(1)), "simplesfu");
+        assert_eq!(server_label(ServerKind::Simplesfu, Some(2)), "simplesfu ×2");
+        assert_eq!(server_label(ServerKind::Janus, None), "Janus");
     }
 
     #[test]

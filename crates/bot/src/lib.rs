@@ -4,6 +4,7 @@
 //! runs scenarios against both servers and writes the report.
 
 pub mod bench;
+pub mod cpucap;
 pub mod floor;
 pub mod janus;
 pub mod load;

@@ -69,10 +69,19 @@ struct BenchArgs {
     /// Do not pin the server to CPU 0 and the bot to CPU 1.
     #[arg(long)]
     no_pin: bool,
-    /// Media workers of the simplesfu under test (its `--workers`). With more
-    /// than one, run with --no-pin on a machine with cores to spare for the bot.
-    #[arg(long, default_value_t = 1)]
-    workers: usize,
+    /// Media workers of the simplesfu under test (its `--workers`); a list
+    /// (`1,2`) ramps each count and adds a scaling table. With more than one
+    /// worker, either run with --no-pin on a machine with a free core per
+    /// worker and for the bot, or cap every worker with --worker-cpu.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    workers: Vec<usize>,
+    /// Cap each simplesfu worker thread at this fraction of a core (cgroup v1
+    /// cpu quota, needs root), so 1 and 2 workers compare on a 2-core machine.
+    #[arg(long)]
+    worker_cpu: Option<f64>,
+    /// Each ramp step multiplies the load by this factor (at least +1).
+    #[arg(long, default_value_t = 2.0)]
+    ramp_factor: f64,
 }
 
 #[derive(Args)]
@@ -132,7 +141,8 @@ struct RunArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter = EnvFilter::try_new(&cli.log_level).with_context(|| format!("invalid log level `{}`", cli.log_level))?;
+    let filter =
+        EnvFilter::try_new(&cli.log_level).with_context(|| format!("invalid log level `{}`", cli.log_level))?;
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     match cli.command {
         Command::Run(args) => run_load(args),
@@ -154,8 +164,14 @@ fn main() -> anyhow::Result<()> {
                 pin: !b.no_pin,
                 max_subscribers: b.max_subscribers,
                 workers: b.workers,
+                worker_cpu: b.worker_cpu,
+                ramp_factor: b.ramp_factor.max(1.01),
             })?;
-            eprintln!("bench: {} levels measured; report in {}", report.levels.len(), b.out.join("report.md").display());
+            eprintln!(
+                "bench: {} levels measured; report in {}",
+                report.levels.len(),
+                b.out.join("report.md").display()
+            );
             Ok(())
         }
     }

@@ -1,12 +1,15 @@
 //! plot.png: loss and p99 latency against forwarded streams, one line per
 //! server and scenario.
 
-use crate::bench::{BenchReport, ServerKind};
+use crate::bench::{server_label, BenchReport};
 use anyhow::{anyhow, Context};
 use plotters::prelude::*;
 use std::path::Path;
 
-const FONTS: [&str; 2] = ["/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf"];
+const FONTS: [&str; 2] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/truetype/liberation/LiberationSans-Regular.ttf",
+];
 
 fn register_font() -> anyhow::Result<()> {
     let bytes = FONTS
@@ -14,7 +17,8 @@ fn register_font() -> anyhow::Result<()> {
         .find_map(|p| std::fs::read(p).ok())
         .ok_or_else(|| anyhow!("no TrueType font found (apt-get install fonts-dejavu-core)"))?;
     let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
-    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).map_err(|_| anyhow!("the font could not be loaded"))?;
+    plotters::style::register_font("sans-serif", FontStyle::Normal, bytes)
+        .map_err(|_| anyhow!("the font could not be loaded"))?;
     Ok(())
 }
 
@@ -25,7 +29,7 @@ pub fn draw(report: &BenchReport, path: &Path) -> anyhow::Result<()> {
     let (left, right) = root.split_horizontally(600);
     let mut series: Vec<(String, Vec<(f64, f64, f64)>)> = Vec::new();
     for l in &report.levels {
-        let name = format!("{} {}", match l.server { ServerKind::Simplesfu => "simplesfu", ServerKind::Janus => "janus" }, l.scenario);
+        let name = format!("{} {}", server_label(l.server, l.workers), l.scenario);
         let point = (l.streams.max(1) as f64, l.loss_pct, l.p99_ms);
         match series.iter_mut().find(|(n, _)| *n == name) {
             Some((_, pts)) => pts.push(point),

@@ -1,13 +1,13 @@
 //! The benchmark report in Markdown: machine, floor, one table per scenario,
 //! the largest load each server held, and ratios at equal load.
 
-use crate::bench::{BenchReport, LevelResult, ServerKind, MAX_LOSS_PCT, MAX_P99_MS};
+use crate::bench::{server_label, BenchReport, LevelResult, ServerKind, MAX_LOSS_PCT, MAX_P99_MS};
 use std::fmt::Write;
 
 fn row(l: &LevelResult) -> String {
     format!(
-        "| {:?} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.2} | {:.0} | {:.1} | {:.0} | {:.0} | {} |\n",
-        l.server,
+        "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.2} | {:.0} | {:.1} | {:.0} | {:.0} | {} |\n",
+        server_label(l.server, l.workers),
         l.load,
         l.streams,
         l.loss_pct,
@@ -24,9 +24,69 @@ fn row(l: &LevelResult) -> String {
     )
 }
 
-/// Largest load of `scenario` that `server` held within the limits.
-pub fn largest_held<'a>(r: &'a BenchReport, scenario: &str, server: ServerKind) -> Option<&'a LevelResult> {
-    r.levels.iter().filter(|l| l.scenario == scenario && l.server == server && l.passed).max_by_key(|l| l.load)
+/// Largest load of `scenario` that `server` (with `workers`) held within the limits.
+pub fn largest_held<'a>(
+    r: &'a BenchReport,
+    scenario: &str,
+    server: ServerKind,
+    workers: Option<usize>,
+) -> Option<&'a LevelResult> {
+    r.levels
+        .iter()
+        .filter(|l| l.scenario == scenario && l.server == server && l.workers == workers && l.passed)
+        .max_by_key(|l| l.load)
+}
+
+/// The servers measured in `scenario`, in run order.
+fn servers_of(r: &BenchReport, scenario: &str) -> Vec<(ServerKind, Option<usize>)> {
+    let mut v = Vec::new();
+    for l in r.levels.iter().filter(|l| l.scenario == scenario) {
+        if !v.contains(&(l.server, l.workers)) {
+            v.push((l.server, l.workers));
+        }
+    }
+    v
+}
+
+/// "Load held with N workers ÷ load held with the fewest", per scenario, when
+/// several worker counts ran.
+fn scaling_table(r: &BenchReport, names: &[&str]) -> String {
+    let mut s = String::new();
+    for name in names {
+        let ours: Vec<Option<usize>> =
+            servers_of(r, name).into_iter().filter(|(k, _)| *k == ServerKind::Simplesfu).map(|(_, w)| w).collect();
+        if ours.len() < 2 {
+            continue;
+        }
+        let base = largest_held(r, name, ServerKind::Simplesfu, ours[0]);
+        for w in &ours {
+            let held = largest_held(r, name, ServerKind::Simplesfu, *w);
+            let ratio = match (held, base) {
+                (Some(h), Some(b)) if b.report.received_packets_per_s > 0.0 => {
+                    format!("{:.2}", h.report.received_packets_per_s / b.report.received_packets_per_s)
+                }
+                _ => "-".into(),
+            };
+            let _ = writeln!(
+                s,
+                "| {name} | {} | {} | {} | {} |",
+                w.unwrap_or(1),
+                held.map(|h| h.load.to_string()).unwrap_or_else(|| "none".into()),
+                held.map(|h| format!("{:.0}", h.report.received_packets_per_s)).unwrap_or_else(|| "-".into()),
+                ratio
+            );
+        }
+    }
+    if s.is_empty() {
+        return s;
+    }
+    let cap = match r.worker_cpu {
+        Some(f) => format!(" Every worker thread was capped at {f} of a core (cgroup CPU quota)."),
+        None => String::new(),
+    };
+    format!(
+        "## Scaling with workers\n\nLargest load held by each worker count; the ratio compares forwarded packets/s at that load with the fewest workers'.{cap}\n\n| scenario | workers | largest load held | packets/s forwarded | ratio |\n|---|---|---|---|---|\n{s}\n"
+    )
 }
 
 pub fn markdown(r: &BenchReport) -> String {
@@ -52,7 +112,10 @@ pub fn markdown(r: &BenchReport) -> String {
         "- Server pinned to CPU 0 and bot to CPU 1: {}. Limits per level: loss < {MAX_LOSS_PCT}% (streams that never arrive count as lost), p99 added latency < {MAX_P99_MS} ms, no failed joins.",
         if r.pinned { "yes" } else { "no" }
     );
-    let _ = writeln!(s, "- µs/pkt is server CPU time per packet the bot received from it (forwarded); a bot CPU near 100% means the bot, not the server, may be the limit.\n");
+    let _ = writeln!(
+        s,
+        "- µs/pkt is server CPU time per packet the bot received from it (forwarded); a bot CPU near 100% means the bot, not the server, may be the limit.\n"
+    );
     let mut names: Vec<&str> = Vec::new();
     for l in &r.levels {
         if !names.contains(&l.scenario.as_str()) {
@@ -61,30 +124,49 @@ pub fn markdown(r: &BenchReport) -> String {
     }
     for name in &names {
         let _ = writeln!(s, "## {name}\n");
-        let _ = writeln!(s, "| server | load | streams | loss % | p50 ms | p99 ms | max ms | server CPU % | µs/pkt | pkt/CPU-s | x floor | RSS MB | bot CPU % | held |");
+        let _ = writeln!(
+            s,
+            "| server | load | streams | loss % | p50 ms | p99 ms | max ms | server CPU % | µs/pkt | pkt/CPU-s | x floor | RSS MB | bot CPU % | held |"
+        );
         let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
         for l in r.levels.iter().filter(|l| l.scenario == *name) {
             s += &row(l);
         }
         s += "\n";
-        for server in [ServerKind::Simplesfu, ServerKind::Janus] {
-            if !r.levels.iter().any(|l| l.scenario == *name && l.server == server) {
-                continue;
-            }
-            match largest_held(r, name, server) {
+        for (server, workers) in servers_of(r, name) {
+            let label = server_label(server, workers);
+            match largest_held(r, name, server, workers) {
                 Some(l) => {
-                    let _ = writeln!(s, "- {server:?}: largest load held: {} ({} streams, {:.0} packets/s forwarded)", l.load, l.streams, l.report.received_packets_per_s);
+                    let _ = writeln!(
+                        s,
+                        "- {label}: largest load held: {} ({} streams, {:.0} packets/s forwarded)",
+                        l.load, l.streams, l.report.received_packets_per_s
+                    );
                 }
                 None => {
-                    let _ = writeln!(s, "- {server:?}: held no level");
+                    let _ = writeln!(s, "- {label}: held no level");
                 }
             }
         }
-        let ours: Vec<&LevelResult> = r.levels.iter().filter(|l| l.scenario == *name && l.server == ServerKind::Simplesfu).collect();
+        // Janus is compared with the first simplesfu worker count.
+        let first = servers_of(r, name).into_iter().find(|(k, _)| *k == ServerKind::Simplesfu).map(|(_, w)| w);
+        let ours: Vec<&LevelResult> = r
+            .levels
+            .iter()
+            .filter(|l| l.scenario == *name && l.server == ServerKind::Simplesfu && Some(l.workers) == first)
+            .collect();
         let mut ratios = String::new();
         for o in &ours {
-            if let Some(j) = r.levels.iter().find(|l| l.scenario == *name && l.server == ServerKind::Janus && l.load == o.load) {
-                let ratio = |a: f64, b: f64| if b > 0.0 { format!("{:.2}", a / b) } else { "-".into() };
+            if let Some(j) =
+                r.levels.iter().find(|l| l.scenario == *name && l.server == ServerKind::Janus && l.load == o.load)
+            {
+                let ratio = |a: f64, b: f64| {
+                    if b > 0.0 {
+                        format!("{:.2}", a / b)
+                    } else {
+                        "-".into()
+                    }
+                };
                 let _ = writeln!(
                     ratios,
                     "| {} | {} | {} | {:.2} / {:.2} | {:.1} / {:.1} |",
@@ -106,6 +188,7 @@ pub fn markdown(r: &BenchReport) -> String {
         }
         s += "\n";
     }
+    s += &scaling_table(r, &names);
     s += "![loss and latency against load](plot.png)\n";
     s
 }
