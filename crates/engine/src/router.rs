@@ -5,7 +5,7 @@
 
 use crate::api::*;
 use crate::capabilities::{ext_id, pt, router_rtp_capabilities};
-use crate::forward::{is_keyframe_start, LayerSwitch, SeqRewriter};
+use crate::forward::{is_keyframe_start, LayerSwitch, SeqRewriter, Vp8Info, Vp8Rewriter};
 use crate::sdp::{send_transport_offer, RemoteEnd, SendMedia};
 use crate::stun;
 use crate::worker::Command;
@@ -184,6 +184,8 @@ struct Consumer {
     paused: bool,
     layers: LayerSwitch,
     seq: SeqRewriter,
+    /// Used only when the producer's codec is VP8.
+    vp8: Vp8Rewriter,
 }
 
 struct DataProducer {
@@ -215,8 +217,12 @@ pub(crate) struct ForwardedPacket {
     marker: bool,
     /// Already the router's payload type.
     router_pt: Pt,
-    /// First packet of a key frame (only looked at for simulcast).
+    /// First packet of a key frame (only looked at for simulcast; known for
+    /// every VP8 packet whose descriptor parses).
     keyframe: bool,
+    /// The VP8 payload descriptor, parsed once for every consumer; `None` for
+    /// other codecs and for payloads whose descriptor does not parse.
+    vp8: Option<Vp8Info>,
     arrival: Instant,
     ext: ExtensionValues,
     payload: Arc<[u8]>,
@@ -747,6 +753,7 @@ impl Router {
                 paused: true,
                 layers: LayerSwitch::new(simulcast),
                 seq: SeqRewriter::new(),
+                vp8: Vp8Rewriter::new(),
             },
         );
         if let Some(p) = self.producers.get_mut(&producer_id) {
@@ -778,6 +785,7 @@ impl Router {
             if let Some(c) = self.consumers.get_mut(&id) {
                 // Continue right after the last packet sent, whatever the producer sent meanwhile.
                 c.seq.rebase();
+                c.vp8.rebase();
             }
         }
         Ok(())
@@ -1161,7 +1169,11 @@ impl Router {
         let Some(&router_pt) = producer.pt_map.get(&*packet.header.payload_type) else {
             return;
         };
-        let keyframe = producer.is_simulcast() && is_keyframe_start(producer.codec, &packet.payload);
+        let vp8 = if producer.codec == Codec::Vp8 { Vp8Info::parse(&packet.payload) } else { None };
+        let keyframe = match &vp8 {
+            Some(vp8) => vp8.keyframe(),
+            None => producer.is_simulcast() && is_keyframe_start(producer.codec, &packet.payload),
+        };
         let packet = ForwardedPacket {
             producer_id,
             layer,
@@ -1170,6 +1182,7 @@ impl Router {
             marker: packet.header.marker,
             router_pt,
             keyframe,
+            vp8,
             arrival: packet.timestamp,
             ext: ExtensionValues {
                 audio_level: packet.header.ext_vals.audio_level,
@@ -1218,20 +1231,25 @@ impl Router {
             }
             if decision.switched {
                 c.seq.rebase();
+                c.vp8.rebase();
             }
             let Some((seq_no, time)) = c.seq.rewrite(now, packet.seq_no, packet.timestamp, clock) else {
                 continue;
             };
+            let vp8_patch = packet.vp8.as_ref().and_then(|vp8| c.vp8.rewrite(vp8));
             let (consumer_tid, ssrc) = (c.transport_id, c.ssrc);
             let Some(t) = self.transports.get_mut(&consumer_tid) else { continue };
             let mut api = t.rtc.direct_api();
             let Some(stream) = api.stream_tx(&ssrc) else { continue };
-            stream.write_rtp(
-                RtpWrite::new(packet.router_pt, seq_no.into(), time, packet.arrival, packet.payload.clone())
-                    .marker(packet.marker)
-                    .ext_vals(packet.ext.clone())
-                    .nackable(video),
-            );
+            let mut write = RtpWrite::new(packet.router_pt, seq_no.into(), time, packet.arrival, packet.payload.clone())
+                .marker(packet.marker)
+                .ext_vals(packet.ext.clone())
+                .nackable(video);
+            if let Some(patch) = vp8_patch {
+                // Applied while str0m serialises: the shared payload is not copied.
+                write = write.vp8_patch(patch);
+            }
+            stream.write_rtp(write);
             self.stats.rtp_packets_out += 1;
             self.stats.rtp_bytes_out += packet.payload.len() as u64;
             self.mark_dirty(consumer_tid);
