@@ -1130,8 +1130,29 @@ impl Router {
                     tracing::debug!(transport = %tid, "ICE disconnected");
                 }
             }
-            Event::Connected => tracing::debug!(transport = %tid, "ICE and DTLS connected"),
+            Event::Connected => {
+                tracing::debug!(transport = %tid, "ICE and DTLS connected");
+                self.on_transport_connected(now, tid);
+            }
             _ => {}
+        }
+    }
+
+    /// A transport became usable. Its resumed video consumers were created
+    /// before it could carry media, so the key frame they started from never
+    /// reached the viewer: ask their producers for a new one now rather than
+    /// leave the viewer waiting for the sender's next periodic key frame.
+    fn on_transport_connected(&mut self, now: Instant, tid: TransportId) {
+        let Some(t) = self.transports.get(&tid) else { return };
+        let wanted: Vec<(ProducerId, Option<usize>)> = t
+            .consumers_by_mid
+            .values()
+            .filter_map(|cid| self.consumers.get(cid))
+            .filter(|c| !c.paused && c.kind == MediaKind::Video)
+            .map(|c| (c.producer_id, c.layers.current()))
+            .collect();
+        for (producer, layer) in wanted {
+            self.request_keyframe(now, producer, layer);
         }
     }
 
