@@ -386,6 +386,18 @@ impl WorkerHandle {
         self.load.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// Whether the worker thread still runs. A worker that panicked or
+    /// stopped has dropped its command channel, so every request to it fails
+    /// with [`EngineError::WorkerGone`]; place new peers elsewhere.
+    pub fn is_alive(&self) -> bool {
+        !self.commands.is_closed()
+    }
+
+    /// Resolves once the worker thread has stopped (panicked, shut down).
+    pub async fn stopped(&self) {
+        self.commands.closed().await
+    }
+
     /// The worker's counters.
     pub async fn stats(&self) -> Result<WorkerStats, EngineError> {
         let (tx, rx) = oneshot::channel();

@@ -326,7 +326,13 @@ impl Sfu {
         }
         let worker = {
             let mut registry = self.registry();
-            let worker = least_loaded(&registry.peers_per_worker(self.inner.workers.len()), &self.inner.workers);
+            let placed = least_loaded(&registry.peers_per_worker(self.inner.workers.len()), &self.inner.workers);
+            // With every worker gone the peer still gets a place, so each of
+            // its media requests is answered with `worker_stopped`'s error.
+            let worker = placed.unwrap_or_else(|| {
+                tracing::error!(peer = %peer, "no media worker is running; this peer's media requests will fail until the server restarts");
+                0
+            });
             registry.add_peer(peer.clone(), worker);
             worker
         };
@@ -508,11 +514,18 @@ impl Sfu {
         self.inner.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// The worker at `index`, if it still runs.
     pub(crate) fn worker(&self, index: WorkerIndex) -> Result<&WorkerHandle, SignalingError> {
-        self.inner
+        let worker = self
+            .inner
             .workers
             .get(index)
-            .ok_or_else(|| SignalingError::new(ErrorCode::InternalError, "no such media worker"))
+            .ok_or_else(|| SignalingError::new(ErrorCode::InternalError, "no such media worker"))?;
+        if worker.is_alive() {
+            Ok(worker)
+        } else {
+            Err(worker_stopped(&self.inner.workers))
+        }
     }
 
     fn queue_of(&self, peer: &PeerId) -> Option<Arc<tokio::sync::Mutex<()>>> {
@@ -770,18 +783,40 @@ fn reason_text(reason: DisconnectReason) -> &'static str {
     }
 }
 
-/// The worker for a new peer: the one with the least load, where load is
-/// the peers placed on it plus its transports and consumers (see
+/// The worker for a new peer: the running one with the least load, where
+/// load is the peers placed on it plus its transports and consumers (see
 /// `WorkerHandle::load`). Counting placed peers spreads a burst of
-/// connections before any of them has created a transport.
-fn least_loaded(peers_per_worker: &[usize], workers: &[WorkerHandle]) -> WorkerIndex {
-    let loads: Vec<usize> = workers.iter().enumerate().map(|(i, w)| peers_per_worker.get(i).copied().unwrap_or(0) + w.load()).collect();
+/// connections before any of them has created a transport. A worker whose
+/// thread died (a panic) is skipped: every request to it would fail.
+/// `None` when no worker runs.
+fn least_loaded(peers_per_worker: &[usize], workers: &[WorkerHandle]) -> Option<WorkerIndex> {
+    let loads: Vec<Option<usize>> = workers
+        .iter()
+        .enumerate()
+        .map(|(i, w)| w.is_alive().then(|| peers_per_worker.get(i).copied().unwrap_or(0) + w.load()))
+        .collect();
     pick_least(&loads)
 }
 
-/// Index of the smallest load; the first one on ties.
-fn pick_least(loads: &[usize]) -> WorkerIndex {
-    loads.iter().enumerate().min_by_key(|(i, load)| (**load, *i)).map(|(i, _)| i).unwrap_or(0)
+/// Index of the smallest load among the live workers (`Some`); the first
+/// one on ties.
+fn pick_least(loads: &[Option<usize>]) -> Option<WorkerIndex> {
+    loads
+        .iter()
+        .enumerate()
+        .filter_map(|(i, load)| load.map(|load| (load, i)))
+        .min()
+        .map(|(_, i)| i)
+}
+
+/// The error for a request that needs a worker that has stopped.
+fn worker_stopped(workers: &[WorkerHandle]) -> SignalingError {
+    let message = if workers.iter().any(WorkerHandle::is_alive) {
+        "the media worker serving this peer has stopped; connect again as a new peer (not a session resume) to be placed on a running worker"
+    } else {
+        "no media worker is running on this server; it needs a restart (see the server logs)"
+    };
+    SignalingError::new(ErrorCode::InternalError, message)
 }
 
 async fn watch_engine_events(sfu: Weak<Inner>, worker: WorkerIndex, mut events: UnboundedReceiver<EngineEvent>) {
@@ -813,12 +848,65 @@ pub(crate) fn fields<const N: usize>(pairs: [(&str, Value); N]) -> serde_json::M
 
 #[cfg(test)]
 mod placement_tests {
-    use super::pick_least;
+    use super::*;
 
     #[test]
     fn a_worker_with_more_load_is_not_chosen() {
-        assert_eq!(pick_least(&[3, 1, 2]), 1);
-        assert_eq!(pick_least(&[0, 0]), 0, "ties go to the first worker");
-        assert_eq!(pick_least(&[5, 5, 4]), 2);
+        assert_eq!(pick_least(&[Some(3), Some(1), Some(2)]), Some(1));
+        assert_eq!(pick_least(&[Some(0), Some(0)]), Some(0), "ties go to the first worker");
+        assert_eq!(pick_least(&[Some(5), Some(5), Some(4)]), Some(2));
+    }
+
+    #[test]
+    fn a_dead_worker_is_never_chosen() {
+        assert_eq!(pick_least(&[None, Some(7), Some(3)]), Some(2), "the idle worker is dead");
+        assert_eq!(pick_least(&[None, Some(9)]), Some(1));
+        assert_eq!(pick_least(&[None, None]), None, "no worker runs");
+        assert_eq!(pick_least(&[]), None);
+    }
+
+    fn two_workers() -> Sfu {
+        let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        Sfu::new(SfuOptions {
+            workers: 2,
+            rtc_listen_ip: loopback,
+            rtc_port: 0,
+            announced_ip: Some(loopback),
+            available_producers_interval: None,
+            ..SfuOptions::default()
+        })
+        .expect("two workers start")
+    }
+
+    async fn stop(worker: &WorkerHandle) {
+        worker.shutdown();
+        tokio::time::timeout(Duration::from_secs(5), worker.stopped()).await.expect("the worker thread stops");
+    }
+
+    /// New peers go to a running worker, however idle a dead one looks; a
+    /// peer whose worker stopped is told what to do, at once.
+    #[tokio::test]
+    async fn new_peers_go_to_a_running_worker_and_requests_to_a_dead_one_get_a_clear_error() {
+        let sfu = two_workers();
+        let workers = &sfu.inner.workers;
+        assert_eq!(least_loaded(&[5, 0], workers), Some(1), "both run: the less loaded one");
+        stop(&workers[1]).await;
+        assert!(!workers[1].is_alive());
+        assert_eq!(least_loaded(&[5, 0], workers), Some(0), "the idle worker is dead: the busy, running one");
+
+        let peer: PeerId = "peer-on-a-dead-worker".parse().expect("a valid peer id");
+        sfu.registry().add_peer(peer.clone(), 1);
+        let join = Request::parse(&serde_json::json!({"type": "joinRoom", "data": {"roomId": "r"}})).expect("valid");
+        let error = sfu.dispatch(&peer, join).await.expect_err("its worker is gone");
+        assert_eq!(error.code, ErrorCode::InternalError);
+        assert!(error.message.contains("connect again as a new peer"), "{}", error.message);
+        let caps = Request::parse(&serde_json::json!({"type": "getRouterRtpCapabilities"})).expect("valid");
+        assert_eq!(sfu.dispatch(&peer, caps).await.expect_err("its worker is gone").code, ErrorCode::InternalError);
+
+        stop(&workers[0]).await;
+        assert_eq!(least_loaded(&[0, 0], workers), None, "no worker runs");
+        let join = Request::parse(&serde_json::json!({"type": "joinRoom", "data": {"roomId": "r"}})).expect("valid");
+        let error = sfu.dispatch(&peer, join).await.expect_err("no worker runs");
+        assert!(error.message.contains("restart"), "{}", error.message);
     }
 }

@@ -56,6 +56,10 @@ impl Sfu {
     async fn join_room(&self, peer: &PeerId, r: JoinRoom) -> Reply {
         let auto_consume = r.auto_consume.unwrap_or(true);
         require_room(self.grant_of(peer).as_ref(), &r.room_id)?;
+        // A peer whose media worker has stopped could never send or receive:
+        // say so now rather than announce it to the room.
+        let worker = self.registry().worker_of(peer)?;
+        self.worker(worker)?;
         let (effects, targets) = {
             let mut registry = self.registry();
             let members = registry.members(&r.room_id);
