@@ -1003,6 +1003,11 @@ impl Router {
         // MESSAGE-INTEGRITY checked out: a stranger who saw the ufrag cannot
         // fill the transport's path slots.
         let answered = self.outbox[sent_before..].iter().any(|(p, to, _)| *p == proto && *to == source);
+        if !answered && stun::binding_request_username(data).is_some() {
+            // str0m ignores a request whose integrity fails: count it, so a
+            // stranger probing a known ufrag shows in the worker's figures.
+            self.stats.datagrams_dropped += 1;
+        }
         if new_path && answered {
             if let Some(t) = self.transports.get_mut(&tid) {
                 t.addrs.push(path);

@@ -95,6 +95,8 @@ pub enum ClientCodecs {
 
 pub struct ClientPeer {
     pub id: Option<simplesfu_proto::TransportId>,
+    /// The server's ICE parameters for this transport, as signaling gave them.
+    pub server_ice: mediasoup_types::data_structures::IceParameters,
     pub rtc: Rtc,
     io: ClientIo,
     local: SocketAddr,
@@ -179,6 +181,7 @@ impl ClientPeer {
         api.start_sctp(true);
         ClientPeer {
             id: None,
+            server_ice: info.ice_parameters.clone(),
             rtc,
             io,
             local,
@@ -329,7 +332,20 @@ impl ClientPeer {
     /// address) and restart ICE with the server's new parameters, with fresh
     /// local credentials, as a browser does after `transport.restartIce()`.
     pub fn restart_ice_on_new_path(&mut self, server: &mediasoup_types::data_structures::IceParameters) {
-        let ClientIo::Udp(_) = &self.io else { panic!("the restart helper moves UDP clients only") };
+        self.move_to_new_socket();
+        let mut api = self.rtc.direct_api();
+        api.set_local_ice_credentials(IceCreds::new());
+        api.set_remote_ice_credentials(IceCreds {
+            ufrag: server.username_fragment.clone(),
+            pass: server.password.clone(),
+        });
+    }
+
+    /// The network path changed without an ICE restart: a new UDP socket (a
+    /// new local address) whose checks, with the same credentials, find and
+    /// nominate a new candidate pair.
+    pub fn move_to_new_socket(&mut self) {
+        let ClientIo::Udp(_) = &self.io else { panic!("only UDP clients move to a new socket") };
         let socket = UdpSocket::bind((LOOPBACK, 0)).expect("client socket");
         socket.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
         let old = Candidate::host(self.local, "udp").expect("candidate");
@@ -337,12 +353,6 @@ impl ClientPeer {
         self.io = ClientIo::Udp(socket);
         self.rtc.direct_api().invalidate_candidate(&old);
         self.rtc.add_local_candidate(Candidate::host(self.local, "udp").expect("candidate"));
-        let mut api = self.rtc.direct_api();
-        api.set_local_ice_credentials(IceCreds::new());
-        api.set_remote_ice_credentials(IceCreds {
-            ufrag: server.username_fragment.clone(),
-            pass: server.password.clone(),
-        });
     }
 
     pub fn received_from(&self, ssrc: u32) -> Vec<&ReceivedRtp> {
