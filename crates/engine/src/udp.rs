@@ -1,7 +1,14 @@
 //! Batched UDP I/O: one `sendmmsg` for every datagram a loop iteration
 //! produced and one `recvmmsg` for up to `RECV_BATCH` arriving datagrams, so
 //! the per-packet cost is one kernel copy rather than one system call.
-//! Other systems than Linux fall back to one call per datagram.
+//!
+//! On Linux, consecutive datagrams to the same address of the same size (a
+//! video frame's packets to one consumer: str0m emits a transport's packets
+//! together) go out as one UDP GSO message (`UDP_SEGMENT`): the kernel walks
+//! its UDP/IP send path once for the group and splits it into the same
+//! datagrams at the end, so receivers see no difference. If the kernel or
+//! the route refuses GSO, it is switched off for the process and datagrams
+//! go out one by one. Other systems than Linux send one call per datagram.
 
 use std::io;
 use std::net::SocketAddr;
@@ -74,14 +81,56 @@ pub(crate) async fn send(socket: &UdpSocket, queue: &mut Vec<(SocketAddr, Vec<u8
     queue.clear();
 }
 
+/// Group datagrams with UDP GSO (Linux) or not; on by default, off after
+/// the kernel's first refusal. Tests compare both ways.
+#[cfg(test)]
+pub(crate) fn set_gso(on: bool) {
+    sys::GSO_OFF.store(!on, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How many datagrams starting at `packets[0]` one GSO message can carry:
+/// same destination, same size as the first (a shorter one may end the
+/// group), at most `max_segments` and `max_bytes` in all.
+pub(crate) fn gso_group_len(packets: &[(SocketAddr, Vec<u8>)], max_segments: usize, max_bytes: usize) -> usize {
+    let Some((addr, first)) = packets.first() else { return 0 };
+    let seg = first.len();
+    let mut count = 1;
+    let mut bytes = seg;
+    for (a, data) in &packets[1..] {
+        if count == max_segments || a != addr || data.len() > seg || data.is_empty() || bytes + data.len() > max_bytes {
+            break;
+        }
+        count += 1;
+        bytes += data.len();
+        if data.len() < seg {
+            break;
+        }
+    }
+    count
+}
+
 #[cfg(target_os = "linux")]
 mod sys {
-    use super::{RecvBatch, RECV_BATCH, SEND_BATCH};
+    use super::{gso_group_len, RecvBatch, RECV_BATCH, SEND_BATCH};
     use std::io;
     use std::mem::{size_of, zeroed};
     use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
     use std::os::fd::AsRawFd;
+    use std::sync::atomic::{AtomicBool, Ordering};
     use tokio::net::UdpSocket;
+
+    pub(super) static GSO_OFF: AtomicBool = AtomicBool::new(false);
+    /// Linux uapi: `SOL_UDP` and the `UDP_SEGMENT` socket option / cmsg.
+    const SOL_UDP: libc::c_int = 17;
+    const UDP_SEGMENT: libc::c_int = 103;
+    /// The kernel takes at most 64 segments and 64 KiB per GSO message.
+    const GSO_MAX_SEGMENTS: usize = 64;
+    const GSO_MAX_BYTES: usize = 65_000;
+
+    /// Room for one cmsg carrying a u16, aligned for `cmsghdr`.
+    #[repr(C, align(8))]
+    #[derive(Clone, Copy)]
+    struct CmsgBuf([u8; 32]);
 
     fn to_storage(addr: &SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
         // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
@@ -132,30 +181,73 @@ mod sys {
         }
     }
 
+    /// Send up to `SEND_BATCH` datagrams from the front of `packets`; the
+    /// number sent (a GSO message counts all its datagrams).
     pub(super) fn send_batch(socket: &UdpSocket, packets: &[(SocketAddr, Vec<u8>)]) -> io::Result<usize> {
+        let gso = !GSO_OFF.load(Ordering::Relaxed);
+        match send_messages(socket, packets, gso) {
+            Err(e) if gso && gso_refused(&e) => {
+                GSO_OFF.store(true, Ordering::Relaxed);
+                tracing::info!(error = %e, "UDP GSO refused by the kernel or route; sending datagrams one by one");
+                send_messages(socket, packets, false)
+            }
+            other => other,
+        }
+    }
+
+    /// Errors with which a GSO message is refused (no checksum offload on
+    /// the route, a kernel without `UDP_SEGMENT`).
+    fn gso_refused(e: &io::Error) -> bool {
+        matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::ENOPROTOOPT) | Some(libc::EOPNOTSUPP))
+    }
+
+    fn send_messages(socket: &UdpSocket, packets: &[(SocketAddr, Vec<u8>)], gso: bool) -> io::Result<usize> {
         let n = packets.len().min(SEND_BATCH);
-        let mut names: [(libc::sockaddr_storage, libc::socklen_t); SEND_BATCH] =
-            // SAFETY: plain data, zero is valid.
-            unsafe { zeroed() };
+        // SAFETY (the zeroed arrays): plain data, all-zero is valid.
+        let mut names: [(libc::sockaddr_storage, libc::socklen_t); SEND_BATCH] = unsafe { zeroed() };
         let mut iovs: [libc::iovec; SEND_BATCH] = unsafe { zeroed() };
         let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { zeroed() };
-        for i in 0..n {
-            let (addr, data) = &packets[i];
-            names[i] = to_storage(addr);
-            iovs[i] = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+        let mut cmsgs = [CmsgBuf([0; 32]); SEND_BATCH];
+        let mut counts = [0usize; SEND_BATCH];
+        for (iov, (_, data)) in iovs.iter_mut().zip(&packets[..n]) {
+            *iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
         }
-        for i in 0..n {
-            msgs[i].msg_hdr.msg_name = &mut names[i].0 as *mut _ as *mut libc::c_void;
-            msgs[i].msg_hdr.msg_namelen = names[i].1;
-            msgs[i].msg_hdr.msg_iov = &mut iovs[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
+        let mut m = 0;
+        let mut i = 0;
+        while i < n {
+            let k = if gso { gso_group_len(&packets[i..n], GSO_MAX_SEGMENTS, GSO_MAX_BYTES) } else { 1 };
+            names[m] = to_storage(&packets[i].0);
+            let hdr = &mut msgs[m].msg_hdr;
+            hdr.msg_name = &mut names[m].0 as *mut _ as *mut libc::c_void;
+            hdr.msg_namelen = names[m].1;
+            hdr.msg_iov = &mut iovs[i];
+            hdr.msg_iovlen = k;
+            if k > 1 {
+                let segment = packets[i].1.len() as u16;
+                hdr.msg_control = cmsgs[m].0.as_mut_ptr() as *mut libc::c_void;
+                // SAFETY: CMSG_SPACE only computes a size.
+                hdr.msg_controllen = unsafe { libc::CMSG_SPACE(size_of::<u16>() as u32) } as usize;
+                // SAFETY: msg_control points at a 32-byte aligned buffer, larger than
+                // CMSG_SPACE(2); CMSG_FIRSTHDR/CMSG_DATA stay inside it.
+                unsafe {
+                    let cmsg = libc::CMSG_FIRSTHDR(hdr);
+                    (*cmsg).cmsg_level = SOL_UDP;
+                    (*cmsg).cmsg_type = UDP_SEGMENT;
+                    (*cmsg).cmsg_len = libc::CMSG_LEN(size_of::<u16>() as u32) as usize;
+                    std::ptr::write_unaligned(libc::CMSG_DATA(cmsg) as *mut u16, segment);
+                }
+            }
+            counts[m] = k;
+            m += 1;
+            i += k;
         }
-        // SAFETY: every mmsghdr points at live buffers and names of this frame; the kernel only reads them.
-        let sent = unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), n as libc::c_uint, 0) };
+        // SAFETY: every mmsghdr points at live buffers, names and control data
+        // of this frame; the kernel only reads them.
+        let sent = unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), m as libc::c_uint, 0) };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(sent as usize)
+        Ok(counts[..sent as usize].iter().sum())
     }
 
     pub(super) fn recv_batch(socket: &UdpSocket, batch: &mut RecvBatch) -> io::Result<()> {
@@ -204,7 +296,11 @@ mod sys {
     use super::RecvBatch;
     use std::io;
     use std::net::SocketAddr;
+    use std::sync::atomic::AtomicBool;
     use tokio::net::UdpSocket;
+
+    /// No GSO outside Linux.
+    pub(super) static GSO_OFF: AtomicBool = AtomicBool::new(true);
 
     pub(super) fn send_batch(socket: &UdpSocket, packets: &[(SocketAddr, Vec<u8>)]) -> io::Result<usize> {
         let (addr, data) = &packets[0];
@@ -217,5 +313,76 @@ mod sys {
         batch.sources[0] = source;
         batch.count = 1;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn groups_take_equal_sizes_to_one_address_and_may_end_shorter() {
+        let q = |spec: &[(u16, usize)]| spec.iter().map(|&(p, n)| (addr(p), vec![0u8; n])).collect::<Vec<_>>();
+        assert_eq!(gso_group_len(&q(&[(1, 1200), (1, 1200), (1, 1200)]), 64, 65_000), 3);
+        // A shorter datagram ends the group, a longer one starts the next.
+        assert_eq!(gso_group_len(&q(&[(1, 1200), (1, 900), (1, 1200)]), 64, 65_000), 2);
+        assert_eq!(gso_group_len(&q(&[(1, 900), (1, 1200)]), 64, 65_000), 1);
+        // Another address ends it.
+        assert_eq!(gso_group_len(&q(&[(1, 1200), (2, 1200)]), 64, 65_000), 1);
+        // Limits: segments and bytes.
+        assert_eq!(gso_group_len(&q(&[(1, 100); 10]), 4, 65_000), 4);
+        assert_eq!(gso_group_len(&q(&[(1, 1000); 10]), 64, 3_500), 3);
+        assert_eq!(gso_group_len(&[], 64, 65_000), 0);
+    }
+
+    /// Every datagram arrives whole, in order, at its own address, with GSO
+    /// on and off (a plain receiver: the kernel splits GSO messages).
+    #[test]
+    fn receivers_see_the_same_datagrams_with_and_without_gso() {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        rt.block_on(async {
+            for gso in [true, false] {
+                set_gso(gso);
+                let a = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a");
+                let b = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind b");
+                for s in [&a, &b] {
+                    s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+                }
+                let sender = UdpSocket::bind("127.0.0.1:0").await.expect("bind sender");
+                let (pa, pb) = (a.local_addr().expect("a"), b.local_addr().expect("b"));
+                // Frames of equal-size packets with a shorter last one, interleaved
+                // destinations, and more than one sendmmsg batch in all.
+                let mut queue = Vec::new();
+                let mut expected_a = Vec::new();
+                let mut expected_b = Vec::new();
+                for frame in 0u8..10 {
+                    for i in 0u8..8 {
+                        let len = if i == 7 { 700 } else { 1100 };
+                        let data: Vec<u8> = (0..len).map(|j| frame ^ i ^ (j as u8)).collect();
+                        let dest = if frame % 3 == 0 { pb } else { pa };
+                        if dest == pa { expected_a.push(data.clone()) } else { expected_b.push(data.clone()) }
+                        queue.push((dest, data));
+                    }
+                }
+                send(&sender, &mut queue).await;
+                assert!(queue.is_empty());
+                if gso && cfg!(target_os = "linux") {
+                    assert!(!sys::GSO_OFF.load(std::sync::atomic::Ordering::Relaxed), "loopback took the GSO messages");
+                }
+                for (socket, expected) in [(&a, expected_a), (&b, expected_b)] {
+                    let mut buf = [0u8; 2048];
+                    for (k, want) in expected.iter().enumerate() {
+                        let (n, _) = socket.recv_from(&mut buf).unwrap_or_else(|e| panic!("gso={gso}: datagram {k} missing: {e}"));
+                        assert_eq!(&buf[..n], &want[..], "gso={gso}: datagram {k} differs (length {n})");
+                    }
+                }
+            }
+            set_gso(true);
+        });
     }
 }
