@@ -130,13 +130,21 @@ mod tests {
 
     #[test]
     fn finds_threads_by_name() {
+        // The name is set inside the new thread before its closure runs.
+        let (started, wait_started) = std::sync::mpsc::channel();
+        let (stop, wait_stop) = std::sync::mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("worker-test-7".into())
-            .spawn(|| std::thread::sleep(std::time::Duration::from_millis(500)))
+            .spawn(move || {
+                let _ = started.send(());
+                let _ = wait_stop.recv();
+            })
             .expect("thread");
+        wait_started.recv().expect("started");
         let tids = threads_named(std::process::id(), "worker-test").expect("listed");
         assert_eq!(tids.len(), 1, "{tids:?}");
         assert!(threads_named(std::process::id(), "no-such-thread").expect("listed").is_empty());
+        let _ = stop.send(());
         handle.join().expect("joined");
     }
 }

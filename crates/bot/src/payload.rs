@@ -64,6 +64,19 @@ pub struct Vp8Packet {
     pub keyframe: bool,
 }
 
+/// Size of packet `index` of a frame of `total` payload bytes split into
+/// `count` packets the way libwebrtc's packetizer does ("about equally"):
+/// sizes differ by at most one byte, the larger ones last.
+pub fn split_about_equally(total: usize, count: usize, index: usize) -> usize {
+    let count = count.max(1);
+    let (base, larger) = (total / count, total % count);
+    if index >= count - larger {
+        base + 1
+    } else {
+        base
+    }
+}
+
 /// A VP8 RTP payload of `size` bytes (clamped to [MIN_PAYLOAD, MAX_PAYLOAD]):
 /// descriptor with a 15-bit PictureID as Chrome writes it, a VP8 payload
 /// header on the first packet of a frame (key frames with the start code and a
@@ -154,6 +167,15 @@ mod tests {
         assert!(!is_vp8_keyframe_start(&middle));
         // The engine's own example of a key frame start.
         assert!(is_vp8_keyframe_start(&[0x90, 0x80, 0x81, 0x23, 0x10]));
+    }
+
+    #[test]
+    fn frames_split_about_equally_with_the_larger_packets_last() {
+        let sizes: Vec<usize> = (0..4).map(|i| split_about_equally(4002, 4, i)).collect();
+        assert_eq!(sizes, vec![1000, 1000, 1001, 1001]);
+        assert_eq!(sizes.iter().sum::<usize>(), 4002);
+        assert_eq!(split_about_equally(900, 1, 0), 900);
+        assert_eq!(split_about_equally(900, 0, 0), 900);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! of a [`MediaPlan`] and counts what arrives into a [`ReceiverStats`].
 //! Signaling (ours or Janus's) builds the `Rtc`; this module only runs it.
 
-use crate::payload::{monotonic_ns, opus_payload, vp8_payload, Stamp, Vp8Packet};
+use crate::payload::{monotonic_ns, opus_payload, split_about_equally, vp8_payload, Stamp, Vp8Packet};
 use crate::stats::{Kind, ReceiverStats};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -287,7 +287,13 @@ impl State {
                     let counter = snd.layer_packets[li];
                     snd.layer_packets[li] += 1;
                     let stamp = Stamp { stream: layer.stream_id, counter, sent_ns: monotonic_ns() };
-                    let payload = vp8_payload(layer.payload_size, Vp8Packet { picture_id, start: i == 0, keyframe }, stamp);
+                    // Frame sizes vary by a few bytes and are split like libwebrtc
+                    // splits them, so packets of a frame differ by up to one byte
+                    // (the server's GSO grouping sees what it sees from browsers).
+                    let n = layer.packets_per_frame as usize;
+                    let frame_bytes = layer.payload_size * n + (snd.frame as usize % n);
+                    let size = split_about_equally(frame_bytes, n, i as usize);
+                    let payload = vp8_payload(size, Vp8Packet { picture_id, start: i == 0, keyframe }, stamp);
                     let marker = i + 1 == layer.packets_per_frame;
                     self.write(layer.ssrc, layer.pt, counter, ts, marker, payload, now);
                     self.drain(socket, recv_ns);
