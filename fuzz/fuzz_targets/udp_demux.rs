@@ -16,23 +16,38 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 use str0m::net::Protocol;
 
-/// A binding request naming `ufrag` (its integrity is wrong: enough for the
-/// router to learn the path, which is what lets later datagrams reach str0m).
-fn binding_request(ufrag: &str) -> Vec<u8> {
-    let username = format!("{ufrag}:fuzz");
-    let mut attrs = vec![0x00, 0x06];
-    attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
-    attrs.extend_from_slice(username.as_bytes());
-    while attrs.len() % 4 != 0 {
-        attrs.push(0);
-    }
-    attrs.extend_from_slice(&[0x00, 0x08, 0x00, 0x14]);
-    attrs.extend_from_slice(&[0xab; 20]);
-    let mut m = vec![0x00, 0x01];
-    m.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
-    m.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+/// A binding request naming `ufrag`, keyed with the transport's `password`
+/// (USERNAME, PRIORITY, ICE-CONTROLLING, USE-CANDIDATE, MESSAGE-INTEGRITY,
+/// FINGERPRINT): str0m answers it, so the router learns the path, which is
+/// what lets later datagrams from it reach str0m.
+fn binding_request(ufrag: &str, password: &str) -> Vec<u8> {
+    let mut m = vec![0x00, 0x01, 0, 0, 0x21, 0x12, 0xa4, 0x42];
     m.extend_from_slice(&[7; 12]);
-    m.extend_from_slice(&attrs);
+    let attr = |m: &mut Vec<u8>, kind: u16, value: &[u8]| {
+        m.extend_from_slice(&kind.to_be_bytes());
+        m.extend_from_slice(&(value.len() as u16).to_be_bytes());
+        m.extend_from_slice(value);
+        m.resize(m.len().div_ceil(4) * 4, 0);
+    };
+    attr(&mut m, 0x0006, format!("{ufrag}:fuzz").as_bytes());
+    attr(&mut m, 0x0024, &0x6e00_1eff_u32.to_be_bytes());
+    attr(&mut m, 0x802a, &0x0102_0304_0506_0708_u64.to_be_bytes());
+    attr(&mut m, 0x0025, &[]);
+    // The header's length: up to MESSAGE-INTEGRITY for its HMAC, then to FINGERPRINT.
+    let set_len = |m: &mut Vec<u8>, len: usize| m[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+    let body = m.len() - 20;
+    set_len(&mut m, body + 24);
+    let tag = str0m::crypto::from_feature_flags().sha1_hmac_provider.sha1_hmac(password.as_bytes(), &[&m]);
+    attr(&mut m, 0x0008, &tag);
+    set_len(&mut m, body + 32);
+    let mut crc = !0u32;
+    for &byte in &m {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+        }
+    }
+    attr(&mut m, 0x8028, &(!crc ^ 0x5354_554e).to_be_bytes());
     m
 }
 
@@ -51,8 +66,11 @@ fuzz_target!(|data: &[u8]| {
     }))
     .expect("DTLS parameters");
     router.connect_transport(info.id, dtls).expect("connected");
-    router.handle_datagram(now, Protocol::Udp, known, &binding_request(&info.ice_parameters.username_fragment));
-    router.drain(now, |_, _, _| {});
+    let request = binding_request(&info.ice_parameters.username_fragment, &info.ice_parameters.password);
+    let mut answered = false;
+    router.handle_datagram(now, Protocol::Udp, known, &request);
+    router.drain(now, |_, to, _| answered |= to == known);
+    assert!(answered, "the genuine binding request is answered, so the path is learned");
 
     let mut rest = data;
     while let Some((&control, tail)) = rest.split_first() {

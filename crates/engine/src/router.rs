@@ -68,6 +68,9 @@ struct Transport {
     direction: Direction,
     rtc: Rtc,
     local_ufrag: String,
+    /// Our ICE password: a binding request's MESSAGE-INTEGRITY is checked
+    /// with it before the router acts on the request.
+    local_pass: String,
     /// Remote ICE credentials as set in str0m; `placeholder` until the first STUN request.
     remote_creds: Option<IceCreds>,
     remote_creds_placeholder: bool,
@@ -434,6 +437,7 @@ impl Router {
                 direction: options.direction,
                 rtc,
                 local_ufrag: creds.ufrag,
+                local_pass: creds.pass,
                 remote_creds: None,
                 remote_creds_placeholder: false,
                 ice_restarting: false,
@@ -501,6 +505,7 @@ impl Router {
         let creds = IceCreds::new();
         t.rtc.direct_api().set_local_ice_credentials(creds.clone());
         let old = std::mem::replace(&mut t.local_ufrag, creds.ufrag.clone());
+        t.local_pass = creds.pass.clone();
         t.ice_restarting = true;
         self.by_ufrag.remove(&old);
         self.by_ufrag.insert(creds.ufrag.clone(), id);
@@ -951,18 +956,30 @@ impl Router {
                     self.stats.datagrams_dropped += 1;
                     return;
                 };
-                if let Some(t) = self.transports.get_mut(&tid) {
-                    if std::mem::take(&mut t.ice_restarting) {
-                        for path in forget_other_paths(t, (proto, source)) {
-                            if self.by_addr.get(&path) == Some(&tid) {
-                                self.by_addr.remove(&path);
-                            }
-                        }
-                        // The restarted client may come with a new ufrag.
-                        t.remote_creds_placeholder = true;
-                    }
-                    learn_remote_ufrag(t, remote);
+                let Some(t) = self.transports.get_mut(&tid) else {
+                    self.stats.datagrams_dropped += 1;
+                    return;
+                };
+                // Nothing below may act on a request whose password is
+                // wrong: a stranger who saw or guessed the ufrags could
+                // otherwise set a wrong remote ufrag before the client's
+                // first check (str0m would then refuse the client) or end an
+                // ICE restart on their own address. str0m would ignore such
+                // a request anyway; count it, so probing shows.
+                if !stun::integrity_holds(data, &t.local_pass) {
+                    self.stats.datagrams_dropped += 1;
+                    return;
                 }
+                if std::mem::take(&mut t.ice_restarting) {
+                    for path in forget_other_paths(t, (proto, source)) {
+                        if self.by_addr.get(&path) == Some(&tid) {
+                            self.by_addr.remove(&path);
+                        }
+                    }
+                    // The restarted client may come with a new ufrag.
+                    t.remote_creds_placeholder = true;
+                }
+                learn_remote_ufrag(t, remote);
                 tid
             }
             None => match self.by_addr.get(&(proto, source)) {
@@ -1554,7 +1571,8 @@ fn from_mediasoup_fingerprint(f: &DtlsFingerprint) -> Fingerprint {
 }
 
 /// mediasoup-client never sends its ICE credentials: learn the ufrag from the
-/// first binding request (USERNAME is `ours:theirs`).
+/// first binding request (USERNAME is `ours:theirs`) whose MESSAGE-INTEGRITY
+/// holds, which the caller has checked.
 fn learn_remote_ufrag(t: &mut Transport, remote: &str) {
     if remote.is_empty() {
         return;

@@ -4,6 +4,9 @@
 //! stranger who saw the USERNAME on the wire (both ufrags) but not the
 //! password can neither redirect the media nor fill the transport's path
 //! slots, which would keep its real client from moving to a new address.
+//! Nor can they act before the client: the router checks MESSAGE-INTEGRITY
+//! itself before it learns the client's ufrag from a request or ends an ICE
+//! restart on the request's path.
 
 mod common;
 
@@ -161,4 +164,100 @@ fn stun_requests_without_the_password_neither_redirect_media_nor_take_path_slots
     let mut buf = [0u8; 1500];
     let (n, _) = control.recv_from(&mut buf).expect("an answer to the genuine request");
     assert_eq!((&buf[..2], &buf[8..20]), (&[0x01, 0x01][..], &[3u8; 12][..]), "a binding success for our transaction ({n} bytes)");
+}
+
+/// Wait until the worker has counted `more` dropped datagrams since `before`.
+fn wait_for_drops(sfu: &Sfu, before: u64, more: u64) -> bool {
+    let deadline = std::time::Instant::now() + WAIT;
+    while std::time::Instant::now() < deadline {
+        if sfu.block(sfu.worker.stats()).expect("stats").datagrams_dropped >= before + more {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    false
+}
+
+/// A connected sender producing VP8, and a receiver with its consumer
+/// resumed: returns the receiver's SSRC of the video.
+fn start_video(sfu: &Sfu, sender: &mut ClientPeer, receiver: &mut ClientPeer) -> u32 {
+    assert!(pump_until(&mut [&mut *sender, &mut *receiver], WAIT, |p| p[0].connected && p[1].connected), "both connect");
+    let producer = sfu.produce_video(&sfu.worker, sender);
+    let info = sfu.block(sfu.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
+    let ssrc = receiver.expect_consumer(&info);
+    sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
+    ssrc
+}
+
+/// Send video from `sender` until `receiver` has `more` packets of `ssrc` more than now.
+fn video_flows(sender: &mut ClientPeer, receiver: &mut ClientPeer, ssrc: u32, seq: &mut u64, more: usize) -> bool {
+    let target = receiver.received_from(ssrc).len() + more;
+    pump_until(&mut [sender, receiver], WAIT, |p| {
+        *seq += 1;
+        let s = *seq;
+        p[0].send_rtp(1111, 96, 10_000 + s, (s * 3000) as u32, true, &vp8_payload(s % 30 == 1, s as u8));
+        p[1].received_from(ssrc).len() >= target
+    })
+}
+
+#[test]
+fn a_forged_check_before_the_clients_first_one_does_not_lock_the_client_out() {
+    let sfu = Sfu::start();
+    // Both transports are created and connected by signaling, but their
+    // clients have not sent a check yet: the router knows no remote ufrag.
+    let mut sender = sfu.transport(Direction::Send, ClientCodecs::Browser);
+    let mut receiver = sfu.transport(Direction::Recv, ClientCodecs::Router);
+    // A stranger who knows the server's ufrags (they are in the signaling,
+    // or guessed) checks first, naming a client ufrag of their own, keyed
+    // with a password they do not know.
+    let server = SocketAddr::new(LOOPBACK, sfu.worker.local_addr().port());
+    let attacker = UdpSocket::bind((LOOPBACK, 0)).expect("attacker socket");
+    attacker.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+    let dropped_before = sfu.block(sfu.worker.stats()).expect("stats").datagrams_dropped;
+    for (i, peer) in [&sender, &receiver].into_iter().enumerate() {
+        let username = format!("{}:forgedufrag", peer.server_ice.username_fragment);
+        attacker.send_to(&binding_request(&username, "not-the-password", 10 + i as u8, true), server).expect("send");
+    }
+    assert!(wait_for_drops(&sfu, dropped_before, 2), "the worker has seen and dropped both forged checks");
+
+    // The real clients now connect and the video gets through.
+    let ssrc = start_video(&sfu, &mut sender, &mut receiver);
+    let mut seq = 0;
+    assert!(video_flows(&mut sender, &mut receiver, ssrc, &mut seq, 20), "video flows from the real sender to the real viewer");
+    assert_eq!(datagrams_on(&attacker), 0, "the stranger got neither a STUN answer nor media");
+}
+
+#[test]
+fn a_forged_check_with_the_new_ufrag_does_not_end_an_ice_restart() {
+    let sfu = Sfu::start();
+    let mut sender = sfu.transport(Direction::Send, ClientCodecs::Browser);
+    let mut receiver = sfu.transport(Direction::Recv, ClientCodecs::Router);
+    let ssrc = start_video(&sfu, &mut sender, &mut receiver);
+    let mut seq = 0;
+    assert!(video_flows(&mut sender, &mut receiver, ssrc, &mut seq, 20), "video flows");
+
+    // The viewer's transport restarts ICE; before the viewer's first check
+    // with the new ufrag, a stranger sends one (the new ufrag leaked or was
+    // guessed) with the wrong password, nominating their own address.
+    let params = sfu.block(sfu.worker.restart_ice(receiver.id.expect("created"))).expect("restart");
+    let server = SocketAddr::new(LOOPBACK, sfu.worker.local_addr().port());
+    let attacker = UdpSocket::bind((LOOPBACK, 0)).expect("attacker socket");
+    attacker.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+    let dropped_before = sfu.block(sfu.worker.stats()).expect("stats").datagrams_dropped;
+    let username = format!("{}:forgedufrag", params.username_fragment);
+    attacker.send_to(&binding_request(&username, "not-the-password", 20, true), server).expect("send");
+    assert!(wait_for_drops(&sfu, dropped_before, 1), "the worker has seen and dropped the forged check");
+
+    // The transport still sends to the viewer's old path until the viewer
+    // itself restarts from its new one.
+    assert!(
+        video_flows(&mut sender, &mut receiver, ssrc, &mut seq, 20),
+        "the viewer keeps getting video on its old path after the forged check"
+    );
+    receiver.restart_ice_on_new_path(&params);
+    assert!(
+        video_flows(&mut sender, &mut receiver, ssrc, &mut seq, 20),
+        "video reaches the viewer's new path after its own restart"
+    );
+    assert_eq!(datagrams_on(&attacker), 0, "the stranger got neither a STUN answer nor media");
 }
