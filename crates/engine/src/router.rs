@@ -270,6 +270,10 @@ pub struct Router {
     timers: BinaryHeap<Reverse<(Instant, TransportId)>>,
     /// Datagrams produced by polling, handed out by `drain`.
     outbox: Vec<(Protocol, SocketAddr, Vec<u8>)>,
+    /// Packets for other workers' pipes, one batch per worker, sent by
+    /// `drain` as one command: one channel send (and at most one wake-up of
+    /// that worker) per loop iteration instead of one per packet.
+    pipe_outbox: Vec<(Arc<str>, UnboundedSender<Command>, Vec<ForwardedPacket>)>,
     events: Vec<EngineEvent>,
     stats: WorkerStats,
 }
@@ -291,6 +295,7 @@ impl Router {
             dirty_set: HashSet::new(),
             timers: BinaryHeap::new(),
             outbox: Vec::with_capacity(256),
+            pipe_outbox: Vec::new(),
             events: Vec::new(),
             stats: WorkerStats::default(),
         }
@@ -342,7 +347,11 @@ impl Router {
                 self.pipe_in(piped, origin);
                 drop(r.send(Ok(())))
             }
-            Command::PipePacket(packet) => self.on_pipe_packet(now, *packet),
+            Command::PipePackets(packets) => {
+                for packet in packets {
+                    self.on_pipe_packet(now, packet);
+                }
+            }
             Command::PipeClose(id) => self.on_pipe_close(id),
             Command::PipeKeyframe(id, layer) => self.request_keyframe(now, id, layer),
             Command::DataPipeOut(id, worker, sink, r) => drop(r.send(self.data_pipe_out(id, worker, sink))),
@@ -1075,6 +1084,12 @@ impl Router {
     /// Poll every transport that has work, then hand every datagram to
     /// `send`. Consumers written to by a whole batch of input are polled once.
     pub fn drain(&mut self, now: Instant, mut send: impl FnMut(Protocol, SocketAddr, Vec<u8>)) {
+        for (_, sink, packets) in self.pipe_outbox.iter_mut() {
+            if !packets.is_empty() {
+                // A worker that is gone drops the batch; its pipes go at the next packet.
+                let _ = sink.send(Command::PipePackets(std::mem::take(packets)));
+            }
+        }
         while let Some(tid) = self.dirty.pop() {
             self.dirty_set.remove(&tid);
             self.poll_transport(now, tid);
@@ -1249,7 +1264,13 @@ impl Router {
             return;
         }
         // A pipe whose worker is gone is dropped on the first failed send.
-        producer.pipes.retain(|pipe| pipe.sink.send(Command::PipePacket(Box::new(packet.clone()))).is_ok());
+        producer.pipes.retain(|pipe| !pipe.sink.is_closed());
+        for pipe in &producer.pipes {
+            match self.pipe_outbox.iter_mut().find(|(worker, _, _)| *worker == pipe.worker) {
+                Some((_, _, batch)) => batch.push(packet.clone()),
+                None => self.pipe_outbox.push((pipe.worker.clone(), pipe.sink.clone(), vec![packet.clone()])),
+            }
+        }
         let best = producer.best_layer(now);
         let video = producer.kind == MediaKind::Video;
         let simulcast = producer.is_simulcast();

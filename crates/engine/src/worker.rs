@@ -61,7 +61,7 @@ pub(crate) enum Command {
     CloseDataConsumer(DataConsumerId, Reply<()>),
     PipeOut(ProducerId, Arc<str>, mpsc::UnboundedSender<Command>, Reply<PipedProducer>),
     PipeIn(PipedProducer, mpsc::UnboundedSender<Command>, Reply<()>),
-    PipePacket(Box<ForwardedPacket>),
+    PipePackets(Vec<ForwardedPacket>),
     PipeClose(ProducerId),
     PipeKeyframe(ProducerId, Option<usize>),
     DataPipeOut(DataProducerId, Arc<str>, mpsc::UnboundedSender<Command>, Reply<PipedDataProducer>),
@@ -178,13 +178,27 @@ async fn run(
         tokio::select! {
             biased;
             cmd = commands.recv() => {
-                match cmd {
-                    None | Some(Command::Shutdown) => break,
-                    Some(Command::Stats(reply)) => {
-                        // Answered here, on the worker thread, so the CPU time is this thread's.
-                        let _ = reply.send(WorkerStats { cpu_time_us: thread_cpu_time_us(), ..router.stats() });
+                let Some(cmd) = cmd else { break };
+                if !dispatch(&mut router, cmd) {
+                    break;
+                }
+                // Take what else is queued (a burst of piped packets from another
+                // worker) before polling, so consumers are polled once per burst
+                // and a frame's packets leave as one GSO group, as for UDP reads.
+                let mut stop = false;
+                for _ in 1..COMMAND_BATCH {
+                    match commands.try_recv() {
+                        Ok(cmd) => {
+                            if !dispatch(&mut router, cmd) {
+                                stop = true;
+                                break;
+                            }
+                        }
+                        Err(_) => break,
                     }
-                    Some(cmd) => router.handle_command(Instant::now(), cmd),
+                }
+                if stop {
+                    break;
                 }
             }
             res = udp::recv(&socket, &mut received) => {
@@ -216,6 +230,23 @@ async fn run(
         load.store(stats.transports + stats.consumers, std::sync::atomic::Ordering::Relaxed);
     }
     tracing::info!("worker stopped");
+}
+
+/// Commands handled per loop iteration at most (then the loop polls, sends
+/// and looks at the socket again).
+const COMMAND_BATCH: usize = 64;
+
+/// Handle one command; false for shutdown.
+fn dispatch(router: &mut Router, cmd: Command) -> bool {
+    match cmd {
+        Command::Shutdown => return false,
+        Command::Stats(reply) => {
+            // Answered here, on the worker thread, so the CPU time is this thread's.
+            let _ = reply.send(WorkerStats { cpu_time_us: thread_cpu_time_us(), ..router.stats() });
+        }
+        cmd => router.handle_command(Instant::now(), cmd),
+    }
+    true
 }
 
 /// CPU time of the calling thread, in microseconds (0 where unknown).
