@@ -163,6 +163,9 @@ fn start_simplesfu(bin: &Path, pin: bool, workers: usize) -> anyhow::Result<Runn
             "error",
             "--available-producers-interval-ms",
             "0",
+            // The livestream ramps past the default room limit (500 peers).
+            "--max-peers-per-room",
+            "1000000",
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())

@@ -133,6 +133,19 @@ pub fn markdown(r: &BenchReport) -> String {
             s += &row(l);
         }
         s += "\n";
+        // Why a level failed, when the bot saw an error (e.g. a server limit).
+        for l in r.levels.iter().filter(|l| l.scenario == *name) {
+            if let Some(error) = &l.report.first_error {
+                let _ = writeln!(
+                    s,
+                    "- {} at {}: {} of {} peers failed to join; first error: {error}",
+                    server_label(l.server, l.workers),
+                    l.load,
+                    l.report.join_failures,
+                    l.report.peers
+                );
+            }
+        }
         for (server, workers) in servers_of(r, name) {
             let label = server_label(server, workers);
             match largest_held(r, name, server, workers) {
