@@ -186,7 +186,9 @@ mod sys {
     pub(super) fn send_batch(socket: &UdpSocket, packets: &[(SocketAddr, Vec<u8>)]) -> io::Result<usize> {
         let gso = !GSO_OFF.load(Ordering::Relaxed);
         match send_messages(socket, packets, gso) {
-            Err(e) if gso && gso_refused(&e) => {
+            // Only a refused GSO message says anything about GSO: sendmmsg
+            // reports an error when its first message fails.
+            Err(e) if gso && gso_refused(&e) && gso_group_len(packets, GSO_MAX_SEGMENTS, GSO_MAX_BYTES) > 1 => {
                 GSO_OFF.store(true, Ordering::Relaxed);
                 tracing::info!(error = %e, "UDP GSO refused by the kernel or route; sending datagrams one by one");
                 send_messages(socket, packets, false)
