@@ -20,6 +20,7 @@ pub(crate) struct Metrics {
     errors: Mutex<BTreeMap<&'static str, u64>>,
     refused: Mutex<BTreeMap<&'static str, u64>>,
     connections: AtomicU64,
+    acks_dropped: AtomicU64,
 }
 
 fn bump(map: &Mutex<BTreeMap<&'static str, u64>>, key: &'static str) {
@@ -60,6 +61,12 @@ impl Metrics {
 
     pub(crate) fn connected(&self) {
         self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Count an ack that could not be queued; true for the first one ever
+    /// (the caller logs that one loudly and the rest quietly).
+    pub(crate) fn ack_dropped(&self) -> bool {
+        self.acks_dropped.fetch_add(1, Ordering::Relaxed) == 0
     }
 }
 
@@ -223,6 +230,12 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
         "counter",
         "Signaling connections refused, by reason (missing, expired, bad_signature, malformed token).",
         labelled("reason", snapshot(&metrics.refused)),
+    );
+    page.single(
+        "acks_dropped_total",
+        "counter",
+        "Acks not delivered because the client's socket.io send queue was full (a client sending requests faster than it reads the answers).",
+        metrics.acks_dropped.load(Ordering::Relaxed),
     );
     page.family(
         "requests_total",

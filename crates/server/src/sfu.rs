@@ -585,9 +585,15 @@ impl Sfu {
             }
         };
         if let Err(error) = ack.send(&body) {
-            // The client is gone, or its send queue is full
-            // (SOCKET_IO_BUFFER_PACKETS): it will never hear back.
-            tracing::warn!(peer = %peer, %error, "could not send ack");
+            // The client is gone, or its send queue is full: it sent requests
+            // faster than it read the answers (SOCKET_IO_BUFFER_PACKETS). It
+            // will never hear back; counted in /metrics (acks_dropped_total),
+            // logged loudly once so a flood cannot flood the log too.
+            if self.inner.metrics.ack_dropped() {
+                tracing::warn!(peer = %peer, %error, "could not send an ack (more are counted in acks_dropped_total, logged at debug)");
+            } else {
+                tracing::debug!(peer = %peer, %error, "could not send ack");
+            }
         }
     }
 
