@@ -221,9 +221,9 @@ fn a_data_message_reaches_every_data_consumer() {
     assert!(got, "both data consumers receive the message (sent: {sent})");
 }
 
-#[test]
-fn simulcast_forwards_the_highest_layer_from_its_keyframe_on() {
-    let Scenario { sfu, mut sender } = connected_sender();
+/// A VP8 simulcast producer (r0, r1, r2 on SSRCs 5000..5002, mid "0") on
+/// `sender`'s transport, its layers declared on the sending side.
+fn simulcast_producer(sfu: &Sfu, sender: &mut ClientPeer) -> simplesfu_proto::ProducerId {
     let producer = sfu
         .block(sfu.worker.produce(ProducerOptions {
             transport_id: sender.id.expect("created"),
@@ -235,6 +235,13 @@ fn simulcast_forwards_the_highest_layer_from_its_keyframe_on() {
     for (i, rid) in ["r0", "r1", "r2"].iter().enumerate() {
         sender.declare_send("0", StrKind::Video, 5000 + i as u32, None, Some(rid));
     }
+    producer
+}
+
+#[test]
+fn simulcast_forwards_the_highest_layer_from_its_keyframe_on() {
+    let Scenario { sfu, mut sender } = connected_sender();
+    let producer = simulcast_producer(&sfu, &mut sender);
     let mut r = receiver(&sfu);
     let info = sfu.block(sfu.worker.consume(r.id.expect("created"), producer)).expect("consumer");
     assert_eq!(info.consumer_type, "simulcast");
@@ -358,17 +365,7 @@ fn vp8_numbers(p: &[u8]) -> (u16, u8, u8) {
 #[test]
 fn vp8_picture_numbering_stays_continuous_across_simulcast_switches_and_a_resume() {
     let Scenario { sfu, mut sender } = connected_sender();
-    let producer = sfu
-        .block(sfu.worker.produce(ProducerOptions {
-            transport_id: sender.id.expect("created"),
-            kind: MediaKind::Video,
-            rtp_parameters: vp8_simulcast_parameters("0"),
-            paused: false,
-        }))
-        .expect("simulcast producer");
-    for (i, rid) in ["r0", "r1", "r2"].iter().enumerate() {
-        sender.declare_send("0", StrKind::Video, 5000 + i as u32, None, Some(rid));
-    }
+    let producer = simulcast_producer(&sfu, &mut sender);
     let mut r = receiver(&sfu);
     let info = sfu.block(sfu.worker.consume(r.id.expect("created"), producer)).expect("consumer");
     let ssrc = r.expect_consumer(&info);
