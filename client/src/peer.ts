@@ -889,13 +889,15 @@ export class SimpleMediasoupPeer {
       if (generation !== this.#generation || this.#closed) throw new StaleSession('the connection was reset');
     };
     current();
-    const peerId = this.#socket.id;
-    if (!peerId) throw new SignalingError('connect', 'disconnected', 'the socket has no id');
     const caps = await this.#request('getRouterRtpCapabilities');
     current();
     if (!isPlainObject(caps.routerRtpCapabilities)) {
       throw new SignalingError('getRouterRtpCapabilities', 'invalid_response', 'no routerRtpCapabilities');
     }
+    // The server names our peer id (it is not the socket id, which is a
+    // connection credential); the latest `session` push names it too.
+    const peerId = typeof caps.peerId === 'string' ? caps.peerId : this.#resume?.peerId;
+    if (!peerId) throw new SignalingError('getRouterRtpCapabilities', 'invalid_response', 'no peerId');
     const device = this.#handlerFactory
       ? new Device({ handlerFactory: this.#handlerFactory })
       : await Device.factory();

@@ -19,6 +19,15 @@ const peer = new SimpleMediasoupPeer({
 });
 window.peer = peer;
 
+// The published client never learns its peer id (it is not the socket id);
+// the test asks the server for it on the client's own socket.
+let peerId = null;
+peer.socket.on('connect', async () => {
+  peerId = null;
+  const caps = await peer.socket.request('mediasoupSignaling', { type: 'getRouterRtpCapabilities' });
+  peerId = caps.peerId ?? null;
+});
+
 peer.on('track', ({ track, peerId }) => {
   const element = document.createElement(track.kind);
   element.autoplay = true;
@@ -49,7 +58,7 @@ window.t = {
       tracks[producerId] = { peerId, label: consumer.appData.label, kind: consumer.kind, ended: consumer.closed };
     }
     return {
-      id: peer.socket.connected ? peer.socket.id : null,
+      id: peer.socket.connected ? peerId : null,
       roomId: peer.currentRoomId,
       producers: Object.keys(peer.producers),
       tracks,

@@ -299,11 +299,12 @@ async function main() {
   document.getElementById('room').textContent = roomId;
   setPhase('connecting');
   await connectSocket();
-  state.peerId = socket.id;
-  document.getElementById('peer').textContent = socket.id;
 
   setPhase('loading-device');
-  const { routerRtpCapabilities } = await request('getRouterRtpCapabilities');
+  // The server names our peer id in this ack (it is never the socket id).
+  const { routerRtpCapabilities, peerId } = await request('getRouterRtpCapabilities');
+  state.peerId = peerId;
+  document.getElementById('peer').textContent = peerId;
   device = await Device.factory();
   await device.load({ routerRtpCapabilities });
 

@@ -150,8 +150,17 @@ export class Peer {
     });
   }
 
+  /** This peer's id, which the server names in the capabilities ack (never the socket id). */
   get id() {
-    return this.socket.id;
+    assert.ok(this.peerId, 'the peer id is known once connect() resolved');
+    return this.peerId;
+  }
+
+  /** Ask the server for our peer id (the `peerId` of the capabilities ack). */
+  async learnId() {
+    const caps = await this.request('getRouterRtpCapabilities');
+    if (typeof caps?.peerId === 'string') this.peerId = caps.peerId;
+    return this.peerId;
   }
 
   /** Send a request; resolves with the ack, rejects if none arrives in time. */
@@ -246,6 +255,7 @@ export async function connect(url, t, options = {}) {
       reject(err);
     });
   });
+  await peer.learnId();
   return peer;
 }
 

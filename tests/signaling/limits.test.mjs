@@ -44,6 +44,8 @@ test('a peer with the most producers cannot produce one more', async (t) => {
 test('a connection over its request rate gets limit_reached, then is served again', async (t) => {
   const { url } = await startServer(t, { args: ['--requests-per-second', '5', '--request-burst', '5'] });
   const p = await connect(url, t);
+  // connect() asked once for the peer id: let that token come back (one per 200 ms).
+  await new Promise((r) => setTimeout(r, 300));
   const acks = await Promise.all(Array.from({ length: 8 }, () => p.request('getRouterRtpCapabilities')));
   const served = acks.filter((a) => a.success === true).length;
   const limited = acks.filter((a) => a.error?.code === 'limit_reached');

@@ -34,6 +34,7 @@ async function resumableClient(url, t, { reconnection = true } = {}) {
     socket.once('connect_error', reject);
   });
   const first = await peer.waitForPush('session');
+  await peer.learnId();
   return { peer, socket, session: () => session, first };
 }
 
@@ -68,7 +69,8 @@ async function transports(peer) {
 test('a cut socket that reconnects with its token keeps its peer, its producer and gets what it missed', async (t) => {
   const { url } = await startServer(t);
   const { peer: a, socket, session, first } = await resumableClient(url, t);
-  assert.equal(first.peerId, a.id, 'the first peer id is the socket id');
+  assert.equal(first.peerId, a.id, 'the session push and the capabilities ack name the same peer');
+  assert.notEqual(first.peerId, socket.id, 'the peer id is never the socket id (a polling credential)');
   assert.match(first.resumeToken, /^[0-9a-f]{64}$/);
   assert.equal(first.resumeGraceMs, 15000);
   const aId = first.peerId;
@@ -83,12 +85,12 @@ test('a cut socket that reconnects with its token keeps its peer, its producer a
 
   // Cut the socket from the client side, as a network drop would.
   const back = reconnected(socket);
+  a.clearPushes();
   socket.io.engine.close();
   // Things happen while a is away: a newcomer joins, b produces audio.
   const c = await connect(url, t);
   await c.ok('joinRoom', { roomId: 'resume' });
   const { id: mic } = await b.ok('produce', { transportId: tb.send, kind: 'audio', rtpParameters: opusParameters(), appData: { label: 'mic' } });
-  a.clearPushes();
   await back;
 
   const second = await a.waitForPush('session');

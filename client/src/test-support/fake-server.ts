@@ -261,7 +261,7 @@ export class FakeServer {
     const err = (code: string, text = code): ErrorAck => ({ error: { code, message: text } });
     switch (type) {
       case 'getRouterRtpCapabilities':
-        return { success: true, routerRtpCapabilities: testFakeParameters.generateRouterRtpCapabilities() };
+        return { success: true, routerRtpCapabilities: testFakeParameters.generateRouterRtpCapabilities(), peerId };
       case 'createWebRtcTransport': {
         const producing = data.producing === true;
         if ([...peer.transports.values()].some((t) => t.producing === producing)) return err('transport_already_exists');

@@ -132,9 +132,18 @@ macro_rules! text_id {
 }
 
 text_id!(
-    /// A peer: its socket id as the client sees it.
+    /// A peer: a random id the server gives each new session. Never the
+    /// socket.io/engine.io session id: that one is the credential of a
+    /// long-polling connection, and every room member learns peer ids.
     PeerId
 );
+
+impl PeerId {
+    /// A fresh, unguessable peer id (a random UUID).
+    pub fn random() -> Self {
+        PeerId(Uuid::new_v4().hyphenated().to_string())
+    }
+}
 text_id!(
     /// A room, named by the application.
     RoomId
@@ -152,6 +161,13 @@ mod tests {
         assert_eq!("nope".parse::<ProducerId>(), Err(IdParseError::NotUuid));
         let json = serde_json::to_string(&id).expect("serializes");
         assert_eq!(json, format!("\"{id}\""));
+    }
+
+    #[test]
+    fn random_peer_ids_are_valid_and_differ() {
+        let (a, b) = (PeerId::random(), PeerId::random());
+        assert_ne!(a, b);
+        assert_eq!(a.as_str().parse::<PeerId>(), Ok(a.clone()));
     }
 
     #[test]

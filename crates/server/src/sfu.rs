@@ -309,13 +309,10 @@ impl Sfu {
 
     /// A new peer for this socket.
     fn admit(&self, socket: SocketRef, intent: ResumeIntent) {
-        let peer = match socket.id.to_string().parse::<PeerId>() {
-            Ok(peer) => peer,
-            Err(error) => {
-                tracing::error!(%error, "socket id is not a usable peer id");
-                return;
-            }
-        };
+        // Never the socket id: that is the engine.io session id, which a
+        // long-polling client proves itself with, and peer ids are told to
+        // every member of a room.
+        let peer = PeerId::random();
         let grant = socket.extensions.get::<Grant>();
         if self.inner.verifier.is_some() && grant.is_none() {
             // Only reachable when an application calls on_connect without

@@ -94,6 +94,8 @@ impl Sfu {
         let caps = to_json(self.worker(worker)?.rtp_capabilities())?;
         let mut out = caps.as_object().cloned().unwrap_or_default();
         out.insert("routerRtpCapabilities".into(), caps);
+        // How a client learns its own peer id (it is not the socket id).
+        out.insert("peerId".into(), Value::String(peer.to_string()));
         Ok(out)
     }
 
