@@ -4,18 +4,17 @@
 //! simple-mediasoup-peer-client at http://127.0.0.1:3001.
 
 use axum::routing::get;
-use simplesfu::{Sfu, SfuOptions, MAX_SOCKET_IO_PAYLOAD, SOCKET_IO_BUFFER_PACKETS};
+use simplesfu::{socket_io_builder, Sfu, SfuOptions};
 use socketioxide::extract::{Data, SocketRef};
 use socketioxide::handler::ConnectHandler;
-use socketioxide::SocketIo;
 use std::net::{IpAddr, Ipv4Addr};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().with_env_filter("info").init();
 
-    let (layer, io) =
-        SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).max_buffer_size(SOCKET_IO_BUFFER_PACKETS).build_layer();
+    // socket.io with the SFU's limits (message sizes, send queues).
+    let (layer, io) = socket_io_builder().build_layer();
 
     // The application's own namespace handler: a chat event of its own, and
     // the SFU's signaling on the same socket. (An application without a "/"

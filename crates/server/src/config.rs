@@ -256,12 +256,46 @@ impl Config {
     }
 
     /// The tracing filter: `log_level`, then RUST_LOG's directives.
-    pub fn log_filter(&self) -> String {
-        match std::env::var("RUST_LOG") {
-            Ok(extra) if !extra.trim().is_empty() => format!("{},{}", self.log_level, extra),
-            _ => self.log_level.clone(),
+    /// The bounds of the HTTP front door.
+    pub fn serve_limits(&self) -> crate::serve::ServeLimits {
+        crate::serve::ServeLimits {
+            max_connections: self.limits.max_connections,
+            max_connections_per_ip: self.limits.max_connections_per_ip,
+            header_read_timeout: Duration::from_millis(self.limits.header_read_timeout_ms),
         }
     }
+
+    /// The tracing filter: `log_level`, then RUST_LOG's directives, and
+    /// the socket.io and WebSocket crates held at `info` when the default
+    /// level is `debug` or `trace` and no directive names them: at debug
+    /// they log connect payloads and raw messages, which carry join and
+    /// resume tokens.
+    pub fn log_filter(&self) -> String {
+        let filter = match std::env::var("RUST_LOG") {
+            Ok(extra) if !extra.trim().is_empty() => format!("{},{}", self.log_level, extra),
+            _ => self.log_level.clone(),
+        };
+        with_quiet_transport_logs(&filter)
+    }
+}
+
+/// Crates whose debug and trace logs show what clients send, tokens included.
+const CHATTY_TRANSPORT_CRATES: [&str; 4] = ["socketioxide", "engineioxide", "tungstenite", "tokio_tungstenite"];
+
+fn with_quiet_transport_logs(filter: &str) -> String {
+    // The last directive without a target is the default level.
+    let default = filter.split(',').map(str::trim).filter(|d| !d.is_empty() && !d.contains('=')).last();
+    if !matches!(default.map(str::to_ascii_lowercase).as_deref(), Some("debug" | "trace")) {
+        return filter.to_owned();
+    }
+    let mut out = filter.to_owned();
+    for krate in CHATTY_TRANSPORT_CRATES {
+        let named = filter.split(',').any(|d| d.trim().split(['=', '[', ':']).next() == Some(krate));
+        if !named {
+            out.push_str(&format!(",{krate}=info"));
+        }
+    }
+    out
 }
 
 /// simplesfu: a selective forwarding unit for mediasoup-client, with
@@ -429,6 +463,20 @@ pub struct Overrides {
     /// Largest signaling request, in bytes of JSON. [default: 65536]
     #[arg(long, env = "SIMPLESFU_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+
+    /// Open HTTP/WebSocket connections at most. [default: 10000]
+    #[arg(long, env = "SIMPLESFU_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Open HTTP/WebSocket connections from one IP address at most (raise
+    /// it behind a reverse proxy). [default: 256]
+    #[arg(long, env = "SIMPLESFU_MAX_CONNECTIONS_PER_IP")]
+    pub max_connections_per_ip: Option<usize>,
+
+    /// Milliseconds a client gets to send request headers; idle keep-alive
+    /// connections are closed after it. [default: 10000]
+    #[arg(long, env = "SIMPLESFU_HEADER_READ_TIMEOUT_MS")]
+    pub header_read_timeout_ms: Option<u64>,
 }
 
 /// The one option without a flag: a secret on a command line is visible to
@@ -490,6 +538,9 @@ impl Overrides {
         set(&mut config.limits.requests_per_second, &self.requests_per_second);
         set(&mut config.limits.request_burst, &self.request_burst);
         set(&mut config.limits.max_request_bytes, &self.max_request_bytes);
+        set(&mut config.limits.max_connections, &self.max_connections);
+        set(&mut config.limits.max_connections_per_ip, &self.max_connections_per_ip);
+        set(&mut config.limits.header_read_timeout_ms, &self.header_read_timeout_ms);
         if let Some(secret) = secret_from_env {
             config.auth.secret = Some(TokenSecret::new(secret));
         }
@@ -499,6 +550,18 @@ impl Overrides {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+
+    #[test]
+    fn debug_logs_keep_socket_io_at_info_unless_named() {
+        assert_eq!(with_quiet_transport_logs("info"), "info");
+        assert_eq!(with_quiet_transport_logs("warn,simplesfu=debug"), "warn,simplesfu=debug");
+        let debug = with_quiet_transport_logs("debug");
+        assert!(debug.contains(",socketioxide=info") && debug.contains(",engineioxide=info"), "{debug}");
+        let named = with_quiet_transport_logs("debug,socketioxide=trace");
+        assert!(!named.contains("socketioxide=info") && named.contains("engineioxide=info"), "{named}");
+        tracing_subscriber::EnvFilter::try_new(&debug).expect("still a valid filter");
+    }
 
     const SAMPLE: &str = include_str!("../../../simplesfu.example.toml");
 

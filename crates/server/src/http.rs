@@ -32,8 +32,23 @@ pub const MAX_SOCKET_IO_PAYLOAD: u64 = 1_000_000;
 /// heartbeat times out.
 pub const SOCKET_IO_BUFFER_PACKETS: usize = 4096;
 
+/// A socket.io builder with the limits the SFU relies on: messages over
+/// [`MAX_SOCKET_IO_PAYLOAD`] close the connection, over HTTP long-polling
+/// and WebSocket alike (engine.io's own WebSocket default is 64 MiB, read
+/// and parsed before any authentication), and each connection may queue
+/// [`SOCKET_IO_BUFFER_PACKETS`] packets. Add your own settings, then
+/// `build_layer()`.
+pub fn socket_io_builder() -> socketioxide::SocketIoBuilder {
+    let max_message = usize::try_from(MAX_SOCKET_IO_PAYLOAD).unwrap_or(usize::MAX);
+    socketioxide::SocketIo::builder()
+        .max_payload(MAX_SOCKET_IO_PAYLOAD)
+        .ws_max_message_size(max_message)
+        .ws_max_frame_size(max_message)
+        .max_buffer_size(SOCKET_IO_BUFFER_PACKETS)
+}
+
 /// The whole HTTP application: `io_layer` (from
-/// `SocketIo::builder().max_payload(MAX_SOCKET_IO_PAYLOAD).build_layer()`)
+/// [`socket_io_builder`]`().build_layer()`)
 /// serves socket.io at `/socket.io/`, `static_dir` is served at `/` (a
 /// directory's `index.html` is its index page), `GET /health` reports counts,
 /// `GET /metrics` is the Prometheus page, `GET /simplesfu-client.js` is the

@@ -7,11 +7,8 @@
 //!
 //! ```no_run
 //! # async fn run() -> anyhow::Result<()> {
-//! use socketioxide::SocketIo;
-//! let (layer, io) = SocketIo::builder()
-//!     .max_payload(simplesfu::MAX_SOCKET_IO_PAYLOAD)
-//!     .max_buffer_size(simplesfu::SOCKET_IO_BUFFER_PACKETS)
-//!     .build_layer();
+//! // socket.io with the SFU's limits on message sizes and send queues.
+//! let (layer, io) = simplesfu::socket_io_builder().build_layer();
 //! let sfu = simplesfu::Sfu::attach(&io, simplesfu::SfuOptions::default())?;
 //! let app = axum::Router::<()>::new().layer(layer);
 //! # let _ = (sfu, app); Ok(()) }
@@ -23,11 +20,13 @@
 mod auth;
 mod config;
 mod errors;
+mod extract;
 mod http;
 mod limits;
 mod metrics;
 mod panics;
 mod registry;
+mod serve;
 mod sfu;
 mod session;
 mod signaling;
@@ -37,8 +36,10 @@ pub use auth::{mint, parse_ttl, AuthError, Claims, Grant, Rights, TokenSecret, T
 pub use config::{AllowedOrigins, AuthConfig, Cli, Command, Config, ConfigError, HttpConfig, Overrides, RtcConfig, TlsConfig, TokenArgs};
 pub use errors::SfuError;
 pub use limits::Limits;
-pub use http::{app, MAX_SOCKET_IO_PAYLOAD, SOCKET_IO_BUFFER_PACKETS};
+pub use extract::{BoundedAuth, BoundedRequest, RequestLimit, MAX_AUTH_BYTES};
+pub use http::{app, socket_io_builder, MAX_SOCKET_IO_PAYLOAD, SOCKET_IO_BUFFER_PACKETS};
 pub use registry::RegistryCounts;
 pub use panics::log_panics;
 pub use session::ResumeError;
-pub use sfu::{Sfu, SfuOptions, SfuStats};
+pub use serve::{serve, ServeLimits, TLS_HANDSHAKE_TIMEOUT};
+pub use sfu::{AuthPayloadTooLarge, Sfu, SfuOptions, SfuStats};

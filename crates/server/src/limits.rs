@@ -25,6 +25,15 @@ pub struct Limits {
     pub request_burst: u32,
     /// Largest request, in bytes of JSON (`payload_too_large` above).
     pub max_request_bytes: usize,
+    /// Open HTTP/WebSocket connections to the server at most; one more is
+    /// closed at once. Also capped by the process's file descriptor limit.
+    pub max_connections: usize,
+    /// Open HTTP/WebSocket connections from one IP address at most. Behind
+    /// a reverse proxy every client has the proxy's address: raise it there.
+    pub max_connections_per_ip: usize,
+    /// Milliseconds a client gets to send a request's headers; keep-alive
+    /// connections idle this long are closed.
+    pub header_read_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -35,6 +44,9 @@ impl Default for Limits {
             requests_per_second: 50,
             request_burst: 200,
             max_request_bytes: simplesfu_proto::MAX_REQUEST_BYTES,
+            max_connections: 10_000,
+            max_connections_per_ip: 256,
+            header_read_timeout_ms: 10_000,
         }
     }
 }
@@ -50,6 +62,9 @@ impl Limits {
             ),
             ("limits.request_burst", self.request_burst as usize),
             ("limits.max_request_bytes", self.max_request_bytes),
+            ("limits.max_connections", self.max_connections),
+            ("limits.max_connections_per_ip", self.max_connections_per_ip),
+            ("limits.header_read_timeout_ms", usize::try_from(self.header_read_timeout_ms).unwrap_or(usize::MAX)),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} is 0: it must be at least 1"));

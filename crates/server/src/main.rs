@@ -7,8 +7,7 @@
 
 use anyhow::Context;
 use clap::Parser;
-use simplesfu::{app, mint, tls, Cli, Command, Config, Sfu, TokenArgs, MAX_SOCKET_IO_PAYLOAD, SOCKET_IO_BUFFER_PACKETS};
-use socketioxide::SocketIo;
+use simplesfu::{app, mint, socket_io_builder, tls, Cli, Command, Config, Sfu, TokenArgs};
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::time::Duration;
@@ -56,12 +55,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let ansi = std::io::stderr().is_terminal();
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
     simplesfu::log_panics();
+    raise_file_limit();
 
     let tls = tls::load(&config.tls).await?;
-    let (io_layer, io) = SocketIo::builder()
-        .max_payload(MAX_SOCKET_IO_PAYLOAD)
-        .max_buffer_size(SOCKET_IO_BUFFER_PACKETS)
-        .build_layer();
+    let (io_layer, io) = socket_io_builder().build_layer();
     let sfu = Sfu::attach(&io, config.sfu_options()).context("could not start the SFU")?;
     let static_dir = config.static_dir();
     let router = app(sfu.clone(), io_layer, &static_dir, config.allowed_origins());
@@ -114,36 +111,15 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             sfu.close("the server is shutting down", SHUTDOWN_GRACE).await;
         })
     };
-    let service = router.into_make_service();
-    let serving = async {
-        match tls {
-            Some(tls) => {
-                let handle = axum_server::Handle::new();
-                let stopper = handle.clone();
-                let stopped = stopping();
-                tokio::spawn(async move {
-                    stopped.await;
-                    stopper.graceful_shutdown(Some(SHUTDOWN_GRACE));
-                });
-                axum_server::from_tcp_rustls(listener, tls.rustls)
-                    .context("could not serve HTTPS")?
-                    .handle(handle)
-                    .serve(service)
-                    .await
-                    .context("HTTPS server failed")
-            }
-            None => {
-                let listener = tokio::net::TcpListener::from_std(listener).context("could not serve HTTP")?;
-                axum::serve(listener, service).with_graceful_shutdown(stopping()).await.context("HTTP server failed")
-            }
-        }
-    };
+    let listener = tokio::net::TcpListener::from_std(listener).context("could not serve HTTP")?;
+    let rustls = tls.map(|tls| tls.rustls.get_inner());
+    let serving = simplesfu::serve(listener, router, rustls, config.serve_limits(), sfu.clone(), stopping());
     let overdue = async {
         stopping().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
     };
     tokio::select! {
-        served = serving => served?,
+        () = serving => {}
         () = overdue => tracing::warn!("connections still open after the shutdown grace period; exiting anyway"),
     }
     // The cleanup started with the goodbyes and is bounded by the same grace.
@@ -151,6 +127,26 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     sfu.shutdown();
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Every connection, page load and ICE-TCP client costs a file descriptor,
+/// and the usual soft limit (1024) is far below what the connection limits
+/// allow: raise it to the hard limit, as servers commonly do.
+fn raise_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+                let soft = limit.rlim_cur;
+                limit.rlim_cur = limit.rlim_max;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
+                    tracing::debug!(from = soft, to = limit.rlim_max, "raised the open file limit");
+                }
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

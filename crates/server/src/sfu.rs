@@ -16,6 +16,7 @@ use crate::errors::{from_engine, SfuError};
 use crate::limits::{Limits, TokenBucket};
 use crate::metrics::{request_label, Metrics};
 use crate::registry::{AutoConsume, ConsumePlan, Effects, Registry, RegistryCounts, WorkerIndex};
+use crate::extract::{BoundedAuth, BoundedRequest, RequestLimit, MAX_AUTH_BYTES};
 use crate::session::{may_come_back, Delivery, Outbox, ResumeError, ResumeIntent};
 use serde_json::Value;
 use simplesfu_engine::{EngineError, EngineEvent, Worker, WorkerHandle, WorkerSettings};
@@ -23,7 +24,7 @@ use simplesfu_proto::{
     success_ack, ServerShutdown, CreateConsumer, CreateDataConsumer, DataProducerId, ErrorCode, PeerId, ProducerId,
     Push, Request, RoomId, SignalingError, SIGNALING_EVENT,
 };
-use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::extract::{AckSender, SocketRef};
 use socketioxide::socket::DisconnectReason;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::SocketIo;
@@ -140,7 +141,7 @@ pub(crate) struct Inner {
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let (layer, io) = socketioxide::SocketIo::new_layer();
+/// let (layer, io) = simplesfu::socket_io_builder().build_layer();
 /// let sfu = simplesfu::Sfu::attach(&io, simplesfu::SfuOptions::default())?;
 /// let app = axum::Router::<()>::new().layer(layer);
 /// # let _ = (sfu, app); Ok(()) }
@@ -174,17 +175,21 @@ impl Sfu {
         // handler registered there exists and its request would be lost.
         // Middlewares run before the CONNECT packet: register there. The
         // last `.with` runs first: a refused token never reaches `on_connect`.
+        // The auth payload is parsed only when it is small (BoundedAuth); a
+        // larger one is refused by the first middleware before anything else.
         let verifier = sfu.clone();
         let connected = sfu.clone();
+        let sizer = sfu.clone();
         io.ns(
             "/",
             (async move |socket: SocketRef| connected.on_connected(&socket))
-                .with(async move |socket: SocketRef, TryData(auth): TryData<Value>| {
-                    handle.on_connect_with_auth(socket, auth.ok().as_ref())
+                .with(async move |socket: SocketRef, BoundedAuth(auth): BoundedAuth| {
+                    handle.on_connect_with_auth(socket, auth.ok().flatten().as_ref())
                 })
-                .with(async move |socket: SocketRef, TryData(auth): TryData<Value>| {
-                    verifier.authenticate(&socket, auth.ok().as_ref())
-                }),
+                .with(async move |socket: SocketRef, BoundedAuth(auth): BoundedAuth| {
+                    verifier.authenticate(&socket, auth.ok().flatten().as_ref())
+                })
+                .with(async move |BoundedAuth(auth): BoundedAuth| sizer.check_auth_size(&auth)),
         );
         Ok(sfu)
     }
@@ -233,6 +238,19 @@ impl Sfu {
             runtime.spawn(resend_available_producers(Arc::downgrade(&sfu.inner), period));
         }
         Ok(sfu)
+    }
+
+    /// Refuse a connection whose auth payload was over [`MAX_AUTH_BYTES`]
+    /// (see [`BoundedAuth`]): it was never parsed.
+    pub fn check_auth_size(&self, auth: &Result<Option<Value>, usize>) -> Result<(), AuthPayloadTooLarge> {
+        match auth {
+            Err(size) => {
+                self.inner.metrics.refused("payload_too_large");
+                tracing::info!(size, "connection refused: auth payload too large");
+                Err(AuthPayloadTooLarge(*size))
+            }
+            Ok(_) => Ok(()),
+        }
     }
 
     /// Check the join token in a connecting socket's auth payload
@@ -372,13 +390,12 @@ impl Sfu {
     /// Requests on `socket` act for `peer`; its disconnect may end the peer.
     fn speak_for(&self, socket: &SocketRef, peer: PeerId) {
         socket.extensions.insert(peer.clone());
+        socket.extensions.insert(RequestLimit(self.inner.limits.max_request_bytes));
         let sfu = self.clone();
         let id = peer.clone();
-        socket.on(SIGNALING_EVENT, move |TryData(raw): TryData<Value>, ack: AckSender| {
+        socket.on(SIGNALING_EVENT, move |BoundedRequest(raw): BoundedRequest, ack: AckSender| {
             let (sfu, id) = (sfu.clone(), id.clone());
-            // A message whose arguments are not JSON is parsed as `null`,
-            // which the protocol refuses with a coded error like any other.
-            async move { sfu.on_request(&id, raw.unwrap_or(Value::Null), ack).await }
+            async move { sfu.on_request(&id, raw, ack).await }
         });
         let sfu = self.clone();
         let sid = socket.id;
@@ -548,14 +565,22 @@ impl Sfu {
     }
 
     /// One request, start to ack. Always acks exactly once.
-    async fn on_request(&self, peer: &PeerId, raw: Value, ack: AckSender) {
-        let label = request_label(&raw);
+    /// One request: `raw` is its JSON, or the size of a message too large
+    /// to be parsed at all (see [`BoundedRequest`]).
+    async fn on_request(&self, peer: &PeerId, raw: Result<Value, usize>, ack: AckSender) {
+        let label = raw.as_ref().map_or("invalid", request_label);
         self.inner.metrics.request(label);
-        let parsed = if self.within_rate(peer) {
-            Request::parse_limited(&raw, self.inner.limits.max_request_bytes)
-        } else {
+        let parsed = if !self.within_rate(peer) {
             tracing::debug!(peer = %peer, request = label, "request rate limit reached");
             Err(self.inner.limits.rate_exceeded())
+        } else {
+            match &raw {
+                Ok(raw) => Request::parse_limited(raw, self.inner.limits.max_request_bytes),
+                Err(size) => Err(SignalingError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("request is about {size} bytes; the limit is {} (limits.max_request_bytes)", self.inner.limits.max_request_bytes),
+                )),
+            }
         };
         let outcome = match parsed {
             Err(e) => Err(e),
@@ -766,6 +791,12 @@ impl Sfu {
         }
     }
 }
+
+/// A connection refused because its auth payload was over
+/// [`MAX_AUTH_BYTES`]; the text is the client's `connect_error` message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("payload_too_large: the connection's auth payload is {0} bytes; the most is {MAX_AUTH_BYTES}")]
+pub struct AuthPayloadTooLarge(pub usize);
 
 /// Marks a socket that resumed a session (for [`Sfu::on_connected`]).
 #[derive(Debug, Clone, Copy)]
