@@ -38,6 +38,12 @@ impl TokenSecret {
     fn bytes(&self) -> &[u8] {
         self.0.as_bytes()
     }
+
+    /// Whether `presented` is this secret, compared in constant time.
+    pub(crate) fn matches(&self, presented: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), presented.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
 }
 
 impl fmt::Debug for TokenSecret {
@@ -139,6 +145,9 @@ pub enum AuthError {
     Missing,
     #[error("invalid join token: it has expired; ask for a new one")]
     Expired,
+    /// The token's `nbf` (not before) is still in the future.
+    #[error("invalid join token: it is not valid yet (its `nbf` is in the future); check the clocks or wait")]
+    NotYetValid,
     #[error("invalid join token: the signature does not match this server's secret")]
     BadSignature,
     #[error("invalid join token: {0}")]
@@ -151,6 +160,7 @@ impl AuthError {
         match self {
             AuthError::Missing => "missing",
             AuthError::Expired => "expired",
+            AuthError::NotYetValid => "not_yet_valid",
             AuthError::BadSignature => "bad_signature",
             AuthError::Malformed(_) => "malformed",
         }
@@ -174,6 +184,8 @@ impl TokenVerifier {
     pub fn new(secret: &TokenSecret) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 5;
+        // A token with `nbf` is refused before that time (RFC 7519 4.1.5).
+        validation.validate_nbf = true;
         validation.set_required_spec_claims(&["exp"]);
         TokenVerifier {
             key: DecodingKey::from_secret(secret.bytes()),
@@ -199,6 +211,7 @@ impl TokenVerifier {
         let data =
             decode::<Claims>(token, &self.key, &self.validation).map_err(|e| match e.kind() {
                 ErrorKind::ExpiredSignature => AuthError::Expired,
+                ErrorKind::ImmatureSignature => AuthError::NotYetValid,
                 ErrorKind::InvalidSignature => AuthError::BadSignature,
                 ErrorKind::InvalidAlgorithm => {
                     AuthError::Malformed("it must be signed with HS256".into())
@@ -359,6 +372,10 @@ mod tests {
         )
         .expect("sign");
         assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+        let later = serde_json::json!({"room": "A", "exp": now + 7200, "nbf": now + 3600});
+        let early = encode(&Header::new(Algorithm::HS256), &later, &EncodingKey::from_secret(secret().bytes())).expect("sign");
+        assert_eq!(verifier.verify(&early), Err(AuthError::NotYetValid), "nbf an hour from now");
         assert!(AuthError::Missing.to_string().contains("auth: {token}"));
     }
 

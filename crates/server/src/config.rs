@@ -118,6 +118,10 @@ pub struct AuthConfig {
     /// valid token. Unset (default): anyone may connect and do anything.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<TokenSecret>,
+    /// Bearer token that `GET /metrics` requires (`Authorization: Bearer
+    /// <token>`). Unset (default): /metrics is open, as on a private network.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics_token: Option<TokenSecret>,
 }
 
 impl Default for Config {
@@ -222,6 +226,7 @@ impl Config {
             available_producers_interval: (self.available_producers_interval_ms > 0)
                 .then(|| Duration::from_millis(self.available_producers_interval_ms)),
             token_secret: self.auth.secret.clone(),
+            metrics_token: self.auth.metrics_token.clone(),
             limits: self.limits.clone(),
             resume_grace: Duration::from_millis(self.resume_grace_ms),
         }
@@ -482,6 +487,8 @@ pub struct Overrides {
 /// The one option without a flag: a secret on a command line is visible to
 /// every user of the machine.
 const SECRET_ENV: &str = "SIMPLESFU_AUTH_SECRET";
+/// Likewise the bearer token of /metrics.
+const METRICS_TOKEN_ENV: &str = "SIMPLESFU_METRICS_TOKEN";
 
 impl Cli {
     /// The configuration: defaults, then the file, then the environment and
@@ -493,6 +500,9 @@ impl Cli {
         };
         let secret = std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty());
         self.overrides.apply(&mut config, secret);
+        if let Some(token) = std::env::var(METRICS_TOKEN_ENV).ok().filter(|s| !s.is_empty()) {
+            config.auth.metrics_token = Some(TokenSecret::new(token));
+        }
         config.validate()?;
         Ok(config)
     }

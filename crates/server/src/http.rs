@@ -134,11 +134,22 @@ async fn client_bundle() -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(sfu): State<Sfu>) -> impl IntoResponse {
+async fn metrics(State(sfu): State<Sfu>, headers: HeaderMap) -> Response {
+    if let Some(token) = &sfu.inner.metrics_token {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !presented.is_some_and(|p| token.matches(p.trim())) {
+            let message = "/metrics needs `Authorization: Bearer <token>` with the token of auth.metrics_token (SIMPLESFU_METRICS_TOKEN)";
+            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], message).into_response();
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
         crate::metrics::render(&sfu).await,
     )
+        .into_response()
 }
 
 async fn health(State(sfu): State<Sfu>) -> Json<serde_json::Value> {

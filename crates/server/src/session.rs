@@ -48,6 +48,10 @@ pub enum ResumeError {
     /// not its current one. The client should connect as a new peer.
     #[error("resume_failed: this session cannot be resumed (unknown or expired, or a wrong token); connect without `resume.peerId` to start a new session")]
     Refused,
+    /// Join tokens are on and the connection's token names another room
+    /// than the one the session is in.
+    #[error("forbidden: the join token is for another room than the session being resumed; connect without `resume.peerId` to start a new session in that room")]
+    WrongRoom,
 }
 
 impl ResumeIntent {

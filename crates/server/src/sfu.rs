@@ -68,6 +68,8 @@ pub struct SfuOptions {
     pub token_secret: Option<TokenSecret>,
     /// Limits on rooms, peers and request rates.
     pub limits: Limits,
+    /// `Some`: `GET /metrics` needs `Authorization: Bearer <token>`.
+    pub metrics_token: Option<TokenSecret>,
     /// How long the peer of a client that announced resume support
     /// (`auth: {resume: true}`) outlives a dropped socket, waiting for the
     /// client to come back. Zero: cleaned up at once, like v1 clients.
@@ -86,6 +88,7 @@ impl Default for SfuOptions {
             available_producers_interval: Some(Duration::from_millis(1000)),
             token_secret: None,
             limits: Limits::default(),
+            metrics_token: None,
             resume_grace: Duration::from_millis(15_000),
         }
     }
@@ -134,6 +137,7 @@ pub(crate) struct Inner {
     verifier: Option<TokenVerifier>,
     pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
+    pub(crate) metrics_token: Option<TokenSecret>,
     resume_grace: Duration,
 }
 
@@ -228,12 +232,14 @@ impl Sfu {
                 verifier: options.token_secret.as_ref().map(TokenVerifier::new),
                 limits: options.limits.clone(),
                 metrics: Metrics::default(),
+                metrics_token: options.metrics_token.clone(),
                 resume_grace: options.resume_grace,
             }),
         };
         for (index, events) in event_streams.into_iter().enumerate() {
             runtime.spawn(watch_engine_events(Arc::downgrade(&sfu.inner), index, events));
         }
+        runtime.spawn(sweep_orphans(Arc::downgrade(&sfu.inner)));
         if let Some(period) = options.available_producers_interval.filter(|p| !p.is_zero()) {
             runtime.spawn(resend_available_producers(Arc::downgrade(&sfu.inner), period));
         }
@@ -369,12 +375,25 @@ impl Sfu {
     }
 
     /// A new socket takes over `peer`, whose token it shows.
+    /// With join tokens on, the new connection's token must name the room
+    /// the session is in, and its grant replaces the old one (rights may
+    /// have changed since).
     fn resume(&self, socket: SocketRef, peer: PeerId, token: &str) -> Result<(), ResumeError> {
+        let grant = socket.extensions.get::<Grant>();
+        if self.inner.verifier.is_some() {
+            let Some(grant) = &grant else { return Err(ResumeError::Refused) };
+            if self.registry().room_of(&peer).is_some_and(|room| room != grant.room) {
+                return Err(ResumeError::WrongRoom);
+            }
+        }
         let replaced = {
-            let links = self.links();
-            let link = links.get(&peer).ok_or(ResumeError::Refused)?;
-            let mut outbox = lock(&link.outbox);
-            outbox.take_over(&peer, token, socket.clone(), self.inner.resume_grace)?
+            let mut links = self.links();
+            let link = links.get_mut(&peer).ok_or(ResumeError::Refused)?;
+            let replaced = lock(&link.outbox).take_over(&peer, token, socket.clone(), self.inner.resume_grace)?;
+            if self.inner.verifier.is_some() {
+                link.grant = grant;
+            }
+            replaced
         };
         if replaced.connected() {
             // The old connection is not known to be dead yet (a network
@@ -857,6 +876,39 @@ async fn watch_engine_events(sfu: Weak<Inner>, worker: WorkerIndex, mut events: 
     while let Some(event) = events.recv().await {
         let Some(inner) = sfu.upgrade() else { break };
         Sfu { inner }.on_engine_event(worker, event).await;
+    }
+}
+
+/// How often peers whose socket never finished connecting are looked for.
+const ORPHAN_SWEEP_PERIOD: Duration = Duration::from_secs(5);
+
+/// Peers are registered in a connect middleware, before socketioxide sends
+/// the CONNECT packet; when that send fails (the client is already gone),
+/// socketioxide drops the socket without running its disconnect handler.
+/// A peer whose socket is seen not connected (and not away for a resume) at
+/// two sweeps in a row is such an orphan: clean it up.
+async fn sweep_orphans(sfu: Weak<Inner>) {
+    let mut ticker = tokio::time::interval(ORPHAN_SWEEP_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut suspects: std::collections::HashSet<PeerId> = std::collections::HashSet::new();
+    loop {
+        ticker.tick().await;
+        let Some(inner) = sfu.upgrade() else { break };
+        let sfu = Sfu { inner };
+        let unconnected: Vec<PeerId> = sfu
+            .links()
+            .iter()
+            .filter(|(_, link)| {
+                let outbox = lock(&link.outbox);
+                !outbox.away && !outbox.socket.connected()
+            })
+            .map(|(peer, _)| peer.clone())
+            .collect();
+        for peer in unconnected.iter().filter(|p| suspects.contains(*p)) {
+            let (sfu, peer) = (sfu.clone(), peer.clone());
+            tokio::spawn(async move { sfu.remove_peer(&peer, "its connection never completed").await });
+        }
+        suspects = unconnected.into_iter().collect();
     }
 }
 
