@@ -21,7 +21,8 @@ pub use push::{
 };
 pub use request::{
     ConnectWebRtcTransport, CreateConsumerRequest, CreateWebRtcTransport, JoinRoom, Produce,
-    ProduceAppData, ProduceData, ProducerRef, Request, RequestType, TransportRef, MAX_REQUEST_BYTES,
+    ProduceAppData, ProduceData, ProducerRef, Request, RequestType, TransportRef, MAX_APP_DATA_BYTES, MAX_LABEL_BYTES,
+    MAX_REQUEST_BYTES,
 };
 
 /// mediasoup's parameter types, re-exported so users of this crate name one source.

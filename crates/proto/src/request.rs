@@ -16,6 +16,15 @@ use serde_json::Value;
 /// Real RTP parameters of a simulcast producer are a few KiB.
 pub const MAX_REQUEST_BYTES: usize = 64 * 1024;
 
+/// Longest `label` (of `produce`'s appData and of `produceData`) and
+/// `protocol`, in bytes. Each producer's label is sent to every member of
+/// its room (`availableProducers`, `createConsumer`), so it stays small.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// Largest `appData` of `produceData`, in bytes of JSON; it too is sent to
+/// every member of the room.
+pub const MAX_APP_DATA_BYTES: usize = 1024;
+
 /// `joinRoom` / `leaveRoom`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -262,8 +271,24 @@ impl Request {
                 Request::CreateWebRtcTransport(data_of(kind, data)?)
             }
             RequestType::ConnectWebRtcTransport => Request::ConnectWebRtcTransport(data_of(kind, data)?),
-            RequestType::Produce => Request::Produce(Box::new(parse_produce(data)?)),
-            RequestType::ProduceData => Request::ProduceData(data_of(kind, data)?),
+            RequestType::Produce => {
+                let produce = parse_produce(data)?;
+                bounded("appData.label", produce.app_data.label.as_deref().unwrap_or_default(), MAX_LABEL_BYTES)?;
+                Request::Produce(Box::new(produce))
+            }
+            RequestType::ProduceData => {
+                let produce: ProduceData = data_of(kind, data)?;
+                bounded("label", &produce.label, MAX_LABEL_BYTES)?;
+                bounded("protocol", &produce.protocol, MAX_LABEL_BYTES)?;
+                let app_data = serde_json::to_string(&produce.app_data).map(|s| s.len()).unwrap_or(usize::MAX);
+                if app_data > MAX_APP_DATA_BYTES {
+                    return Err(SignalingError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("`appData` is {app_data} bytes of JSON; the most is {MAX_APP_DATA_BYTES}"),
+                    ));
+                }
+                Request::ProduceData(produce)
+            }
             RequestType::CreateConsumer => Request::CreateConsumer(data_of(kind, data)?),
             RequestType::CreateDataConsumer => Request::CreateDataConsumer(data_of(kind, data)?),
             RequestType::PauseConsumer => Request::PauseConsumer(data_of(kind, data)?),
@@ -297,6 +322,17 @@ impl Request {
             Request::RestartIce(_) => RequestType::RestartIce,
         }
     }
+}
+
+/// Refuse a text field longer than `max` bytes with `payload_too_large`.
+fn bounded(field: &str, text: &str, max: usize) -> Result<(), SignalingError> {
+    if text.len() > max {
+        return Err(SignalingError::new(
+            ErrorCode::PayloadTooLarge,
+            format!("`{field}` is {} bytes; the most is {max}", text.len()),
+        ));
+    }
+    Ok(())
 }
 
 fn data_of<T: DeserializeOwned>(kind: RequestType, data: Value) -> Result<T, SignalingError> {
@@ -377,6 +413,27 @@ mod tests {
         );
         let huge = "x".repeat(MAX_REQUEST_BYTES + 1);
         assert_eq!(code_of(json!({"type": "joinRoom", "data": {"roomId": huge}})), ErrorCode::PayloadTooLarge);
+    }
+
+    #[test]
+    fn labels_protocols_and_app_data_that_every_member_receives_are_small() {
+        let transport = TransportId::new().to_string();
+        let stream = json!({"streamId": 1, "ordered": true});
+        let long = "x".repeat(MAX_LABEL_BYTES + 1);
+        let data = |label: &str, protocol: &str, app: Value| {
+            json!({"type": "produceData", "data": {"transportId": transport, "sctpStreamParameters": stream, "label": label, "protocol": protocol, "appData": app}})
+        };
+        assert!(Request::parse(&data(&"x".repeat(MAX_LABEL_BYTES), "chat", json!({"a": 1}))).is_ok());
+        assert_eq!(code_of(data(&long, "", Value::Null)), ErrorCode::PayloadTooLarge);
+        assert_eq!(code_of(data("chat", &long, Value::Null)), ErrorCode::PayloadTooLarge);
+        assert_eq!(code_of(data("chat", "", json!({"blob": "y".repeat(MAX_APP_DATA_BYTES)}))), ErrorCode::PayloadTooLarge);
+        let mut produce = json!({"type": "produce", "data": {"transportId": transport, "kind": "audio",
+            "rtpParameters": {"mid": "0", "codecs": [{"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2, "parameters": {}, "rtcpFeedback": []}],
+                "headerExtensions": [], "encodings": [{"ssrc": 1}], "rtcp": {"cname": "c", "reducedSize": true}},
+            "appData": {"label": long}}});
+        assert_eq!(code_of(produce.clone()), ErrorCode::PayloadTooLarge);
+        produce["data"]["appData"]["label"] = json!("mic");
+        assert!(Request::parse(&produce).is_ok(), "{:?}", Request::parse(&produce).err());
     }
 
     #[test]

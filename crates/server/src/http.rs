@@ -32,6 +32,15 @@ pub const MAX_SOCKET_IO_PAYLOAD: u64 = 1_000_000;
 /// heartbeat times out.
 pub const SOCKET_IO_BUFFER_PACKETS: usize = 4096;
 
+/// engine.io heartbeat: a ping this often, and a connection whose pong is
+/// this late is closed. A client that stops reading fills its send queue;
+/// the ping then cannot be queued and engine.io closes the connection, so
+/// this is also how long such a client can hold its queue (socketioxide's
+/// defaults are 25 s and 20 s).
+pub const HEARTBEAT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(10);
+/// See [`HEARTBEAT_INTERVAL`].
+pub const HEARTBEAT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A socket.io builder with the limits the SFU relies on: messages over
 /// [`MAX_SOCKET_IO_PAYLOAD`] close the connection, over HTTP long-polling
 /// and WebSocket alike (engine.io's own WebSocket default is 64 MiB, read
@@ -41,6 +50,8 @@ pub const SOCKET_IO_BUFFER_PACKETS: usize = 4096;
 pub fn socket_io_builder() -> socketioxide::SocketIoBuilder {
     let max_message = usize::try_from(MAX_SOCKET_IO_PAYLOAD).unwrap_or(usize::MAX);
     socketioxide::SocketIo::builder()
+        .ping_interval(HEARTBEAT_INTERVAL)
+        .ping_timeout(HEARTBEAT_TIMEOUT)
         .max_payload(MAX_SOCKET_IO_PAYLOAD)
         .ws_max_message_size(max_message)
         .ws_max_frame_size(max_message)

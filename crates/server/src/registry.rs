@@ -235,7 +235,8 @@ impl Registry {
         let current = self.peer(peer)?.room.clone();
         let mut effects = Effects::default();
         if current.as_ref() == Some(room) {
-            effects.rooms_changed.insert(room.clone());
+            // Nothing changed for the others: only the joiner hears the list again.
+            effects.push(peer, Push::AvailableProducers(self.available_producers(room)));
             return Ok(effects);
         }
         if current.is_some() {
@@ -483,9 +484,11 @@ impl Registry {
             .producers
             .get_mut(&id)
             .ok_or_else(|| err(ErrorCode::ProducerNotFound, format!("this peer has no producer {id}")))?;
-        producer.paused = paused;
         let mut effects = Effects::default();
-        effects.rooms_changed.extend(entry.room.clone());
+        if producer.paused != paused {
+            producer.paused = paused;
+            effects.rooms_changed.extend(entry.room.clone());
+        }
         Ok(effects)
     }
 
@@ -877,7 +880,9 @@ mod tests {
         r.join_room(&pid("a"), &rid("x"), true).expect("joins");
         r.join_room(&pid("b"), &rid("x"), true).expect("joins");
         let again = r.join_room(&pid("a"), &rid("x"), true).expect("joins");
-        assert!(again.pushes.is_empty());
+        assert!(types_of(&again, "b").is_empty(), "the others hear nothing");
+        assert_eq!(types_of(&again, "a"), vec!["availableProducers"], "the joiner hears the list again");
+        assert!(again.rooms_changed.is_empty(), "no room-wide resend");
         assert_eq!(r.members(&rid("x")), vec![pid("a"), pid("b")]);
     }
 

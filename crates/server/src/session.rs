@@ -9,10 +9,17 @@
 //! its socket goes, as the published v1 client expects.
 //!
 //! Each peer's [`Outbox`] sits behind its own mutex, so delivering a push
-//! never holds the SFU-wide link table.
+//! never holds the SFU-wide link table. Pushes are serialized once
+//! ([`Prepared`]), however many peers they go to. Every peer's pushes wait
+//! in order while its socket's send queue is full, and go out when it
+//! drains: none is dropped silently (the published client could never
+//! recover a lost `createConsumer`). A client that stops reading fills its
+//! queue, and engine.io then closes the connection at its next heartbeat.
 
 use simplesfu_proto::{PeerId, Push, Session, SIGNALING_EVENT};
+use serde_json::value::RawValue;
 use serde_json::Value;
+use std::sync::Arc;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
 use std::collections::VecDeque;
@@ -98,14 +105,69 @@ pub(crate) fn may_come_back(reason: DisconnectReason) -> bool {
     )
 }
 
+/// Which pushes the outbox treats specially.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PushKind {
+    /// `session`: only the newest matters, and it goes first.
+    Session,
+    /// `availableProducers`: the whole room list; only the newest matters.
+    AvailableProducers,
+    Other,
+}
+
+/// A push serialized once, to be sent to one peer or to a whole room.
+#[derive(Debug, Clone)]
+pub(crate) struct Prepared {
+    kind: PushKind,
+    json: Arc<RawValue>,
+}
+
+impl Prepared {
+    /// Serialize `push`; `None` (logged) if it cannot be, which no push
+    /// type of the protocol does.
+    pub fn new(push: &Push) -> Option<Prepared> {
+        let kind = match push {
+            Push::Session(_) => PushKind::Session,
+            Push::AvailableProducers(_) => PushKind::AvailableProducers,
+            _ => PushKind::Other,
+        };
+        match serde_json::value::to_raw_value(push) {
+            Ok(json) => Some(Prepared { kind, json: Arc::from(json) }),
+            Err(error) => {
+                tracing::error!(%error, "could not serialize a push");
+                None
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn type_name(&self) -> String {
+        serde_json::from_str::<Value>(self.json.get()).ok().and_then(|v| v["type"].as_str().map(str::to_owned)).unwrap_or_default()
+    }
+}
+
+/// Why a push could not be handed to the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum EmitError {
+    /// The socket's send queue is full: the client reads slower than it is sent to.
+    Full,
+    /// The socket is not connected (yet, or any more).
+    Closed,
+}
+
 /// Something pushes can be emitted to: the peer's socket (a fake in tests).
 pub(crate) trait PushSink {
-    fn emit_push(&self, push: &Push) -> Result<(), String>;
+    fn emit_push(&self, push: &Prepared) -> Result<(), EmitError>;
 }
 
 impl PushSink for SocketRef {
-    fn emit_push(&self, push: &Push) -> Result<(), String> {
-        self.emit(SIGNALING_EVENT, push).map_err(|e| e.to_string())
+    fn emit_push(&self, push: &Prepared) -> Result<(), EmitError> {
+        use socketioxide::{SendError, SocketError};
+        match self.emit(SIGNALING_EVENT, &*push.json) {
+            Ok(()) => Ok(()),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(EmitError::Full),
+            Err(_) => Err(EmitError::Closed),
+        }
     }
 }
 
@@ -119,7 +181,7 @@ pub(crate) struct Outbox<S = SocketRef> {
     token: String,
     /// Pushes not delivered yet, oldest first: the socket is away, not yet
     /// connected, or its send buffer was full.
-    pending: VecDeque<Push>,
+    pending: VecDeque<Prepared>,
     /// Bumped whenever the socket leaves or is replaced, so a grace timer
     /// from an earlier absence does nothing.
     pub generation: u64,
@@ -157,32 +219,38 @@ impl<S: PushSink> Outbox<S> {
     /// A new token, announced in a `session` push ahead of anything pending.
     fn rotate_token(&mut self, peer: &PeerId, grace: Duration) {
         self.token = new_token();
-        self.pending.retain(|p| !matches!(p, Push::Session(_)));
-        self.pending.push_front(Push::Session(Session {
+        self.pending.retain(|p| p.kind != PushKind::Session);
+        let session = Push::Session(Session {
             peer_id: peer.clone(),
             resume_token: self.token.clone(),
             resume_grace_ms: u64::try_from(grace.as_millis()).unwrap_or(u64::MAX),
-        }));
+        });
+        if let Some(session) = Prepared::new(&session) {
+            self.pending.push_front(session);
+        }
     }
 
-    /// Hand a push to the socket, or keep it for later (resumable peers).
-    pub fn deliver(&mut self, peer: &PeerId, push: &Push) -> Delivery {
-        if !self.resumable {
-            if let Err(error) = self.socket.emit_push(push) {
-                tracing::debug!(peer = %peer, %error, "could not send push");
-            }
-            return Delivery::Done;
-        }
+    /// Hand a push to the socket, or keep it, in order, until the socket
+    /// takes it (while it connects, while its send queue is full, and for
+    /// resumable peers while it is away).
+    pub fn deliver(&mut self, peer: &PeerId, push: &Prepared) -> Delivery {
         if self.overflowed {
             return Delivery::Overflowed;
+        }
+        if push.kind == PushKind::AvailableProducers {
+            // An older room list waiting would only describe the past.
+            self.pending.retain(|p| p.kind != PushKind::AvailableProducers);
         }
         self.pending.push_back(push.clone());
         self.flush(peer)
     }
 
+    /// Whether pushes wait for a socket that is there (its queue was full).
+    pub fn stalled(&self) -> bool {
+        !self.away && !self.pending.is_empty()
+    }
+
     /// Send what is pending, in order, until the socket refuses.
-    /// `availableProducers` left over is dropped: it is re-sent whole on
-    /// resume, and an old copy would only describe the past.
     pub fn flush(&mut self, peer: &PeerId) -> Delivery {
         while let Some(next) = self.pending.front() {
             if self.away {
@@ -193,16 +261,15 @@ impl<S: PushSink> Outbox<S> {
                     self.pending.pop_front();
                 }
                 Err(error) => {
-                    tracing::trace!(peer = %peer, %error, "push kept for later");
+                    tracing::trace!(peer = %peer, ?error, "push kept for later");
                     break;
                 }
             }
         }
-        self.pending.retain(|p| !matches!(p, Push::AvailableProducers(_)));
         if self.pending.len() > MAX_PENDING_PUSHES {
             self.overflowed = true;
             self.pending.clear();
-            tracing::info!(peer = %peer, "too many pushes missed while away; the session ends");
+            tracing::info!(peer = %peer, "too many pushes waiting (the client was away or did not read); the session ends");
             return Delivery::Overflowed;
         }
         Delivery::Done
@@ -235,10 +302,7 @@ impl<S: PushSink> Outbox<S> {
 
     #[cfg(test)]
     fn pending_types(&self) -> Vec<String> {
-        self.pending
-            .iter()
-            .map(|p| serde_json::to_value(p).ok().and_then(|v| v["type"].as_str().map(str::to_owned)).unwrap_or_default())
-            .collect()
+        self.pending.iter().map(Prepared::type_name).collect()
     }
 }
 
@@ -288,14 +352,17 @@ mod tests {
     }
 
     impl PushSink for FakeSocket {
-        fn emit_push(&self, push: &Push) -> Result<(), String> {
+        fn emit_push(&self, push: &Prepared) -> Result<(), EmitError> {
             if !self.up.get() {
-                return Err("closed".into());
+                return Err(EmitError::Closed);
             }
-            let kind = serde_json::to_value(push).map_err(|e| e.to_string())?["type"].as_str().unwrap_or("").to_owned();
-            self.sent.borrow_mut().push(kind);
+            self.sent.borrow_mut().push(push.type_name());
             Ok(())
         }
+    }
+
+    fn prepared(push: Push) -> Prepared {
+        Prepared::new(&push).expect("serializes")
     }
 
     fn p(id: &str) -> PeerId {
@@ -314,10 +381,15 @@ mod tests {
         let first_token = outbox.token.clone();
 
         outbox.leave();
-        outbox.deliver(&peer, &Push::PeerConnection(vec![p("p2")]));
-        outbox.deliver(&peer, &Push::AvailableProducers(Default::default()));
-        outbox.deliver(&peer, &Push::PeerDisconnection(vec![p("p2")]));
-        assert_eq!(outbox.pending_types(), vec!["peerConnection", "peerDisconnection"], "stale availableProducers dropped");
+        outbox.deliver(&peer, &prepared(Push::PeerConnection(vec![p("p2")])));
+        outbox.deliver(&peer, &prepared(Push::AvailableProducers(Default::default())));
+        outbox.deliver(&peer, &prepared(Push::PeerDisconnection(vec![p("p2")])));
+        outbox.deliver(&peer, &prepared(Push::AvailableProducers(Default::default())));
+        assert_eq!(
+            outbox.pending_types(),
+            vec!["peerConnection", "peerDisconnection", "availableProducers"],
+            "only the newest room list waits"
+        );
 
         let wrong = outbox.take_over(&peer, "not-the-token", FakeSocket::default(), grace);
         assert_eq!(wrong.err(), Some(ResumeError::Refused));
@@ -326,7 +398,7 @@ mod tests {
         let old = outbox.take_over(&peer, &first_token, new_socket, grace).expect("the right token resumes");
         assert_eq!(*old.sent.borrow(), vec!["session"], "the old socket got nothing more");
         outbox.flush(&peer);
-        assert_eq!(*outbox.socket.sent.borrow(), vec!["session", "peerConnection", "peerDisconnection"]);
+        assert_eq!(*outbox.socket.sent.borrow(), vec!["session", "peerConnection", "peerDisconnection", "availableProducers"]);
         assert_ne!(outbox.token, first_token, "each resume gives a new token");
         let reused = outbox.take_over(&peer, &first_token, FakeSocket::default(), grace);
         assert_eq!(reused.err(), Some(ResumeError::Refused), "an old token does not work twice");
@@ -341,7 +413,7 @@ mod tests {
         let closed = Push::PeerDisconnection(vec![p("p2")]);
         let mut last = Delivery::Done;
         for _ in 0..=MAX_PENDING_PUSHES {
-            last = outbox.deliver(&peer, &closed);
+            last = outbox.deliver(&peer, &prepared(closed.clone()));
         }
         assert_eq!(last, Delivery::Overflowed);
         let resumed = outbox.take_over(&peer, &token, FakeSocket::default(), Duration::from_secs(15));
@@ -349,13 +421,16 @@ mod tests {
     }
 
     #[test]
-    fn a_v1_peer_gets_no_session_and_nothing_is_kept() {
+    fn a_v1_peer_gets_no_session_and_loses_no_push_while_its_socket_refuses() {
         let peer = p("p1");
         let mut outbox = Outbox::new(FakeSocket::default(), false, &peer, Duration::from_secs(15));
-        outbox.deliver(&peer, &Push::PeerConnection(vec![p("p2")]));
-        assert!(outbox.pending_types().is_empty());
+        assert!(outbox.pending_types().is_empty(), "no session push for a v1 client");
+        outbox.deliver(&peer, &prepared(Push::PeerConnection(vec![p("p2")])));
+        assert_eq!(outbox.pending_types(), vec!["peerConnection"], "kept while the socket refuses (its queue is full)");
+        assert!(outbox.stalled());
         outbox.socket.up.set(true);
-        outbox.deliver(&peer, &Push::PeerConnection(vec![p("p2")]));
-        assert_eq!(*outbox.socket.sent.borrow(), vec!["peerConnection"]);
+        outbox.deliver(&peer, &prepared(Push::PeerDisconnection(vec![p("p2")])));
+        assert_eq!(*outbox.socket.sent.borrow(), vec!["peerConnection", "peerDisconnection"], "in order");
+        assert!(!outbox.stalled());
     }
 }

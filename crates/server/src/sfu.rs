@@ -17,7 +17,7 @@ use crate::limits::{Limits, TokenBucket};
 use crate::metrics::{request_label, Metrics};
 use crate::registry::{AutoConsume, ConsumePlan, Effects, Registry, RegistryCounts, WorkerIndex};
 use crate::extract::{BoundedAuth, BoundedRequest, RequestLimit, MAX_AUTH_BYTES};
-use crate::session::{may_come_back, Delivery, Outbox, ResumeError, ResumeIntent};
+use crate::session::{may_come_back, Delivery, Outbox, Prepared, ResumeError, ResumeIntent};
 use serde_json::Value;
 use simplesfu_engine::{EngineError, EngineEvent, Worker, WorkerHandle, WorkerSettings};
 use simplesfu_proto::{
@@ -139,7 +139,24 @@ pub(crate) struct Inner {
     pub(crate) metrics: Metrics,
     pub(crate) metrics_token: Option<TokenSecret>,
     resume_grace: Duration,
+    /// When each room's `availableProducers` was last sent (see
+    /// [`Sfu::send_available_producers`]).
+    room_lists: Mutex<HashMap<RoomId, RoomListState>>,
 }
+
+/// The pacing of one room's `availableProducers`.
+#[derive(Debug, Clone, Copy)]
+struct RoomListState {
+    last_sent: Option<tokio::time::Instant>,
+    /// A send is scheduled for when the interval has passed.
+    scheduled: bool,
+}
+
+/// A room's `availableProducers` goes out at most this often.
+const ROOM_LIST_MIN_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How often pushes waiting for a full send queue are retried.
+const STALLED_FLUSH_PERIOD: Duration = Duration::from_millis(250);
 
 /// The SFU. Cheap to clone; all clones are the same SFU.
 ///
@@ -234,12 +251,14 @@ impl Sfu {
                 metrics: Metrics::default(),
                 metrics_token: options.metrics_token.clone(),
                 resume_grace: options.resume_grace,
+                room_lists: Mutex::new(HashMap::new()),
             }),
         };
         for (index, events) in event_streams.into_iter().enumerate() {
             runtime.spawn(watch_engine_events(Arc::downgrade(&sfu.inner), index, events));
         }
         runtime.spawn(sweep_orphans(Arc::downgrade(&sfu.inner)));
+        runtime.spawn(flush_stalled(Arc::downgrade(&sfu.inner)));
         if let Some(period) = options.available_producers_interval.filter(|p| !p.is_zero()) {
             runtime.spawn(resend_available_producers(Arc::downgrade(&sfu.inner), period));
         }
@@ -471,8 +490,15 @@ impl Sfu {
         }
     }
 
-    /// The peer missed too many pushes to resume: clean it up now.
+    /// The peer missed too many pushes (away, or not reading): clean it up
+    /// now, and close its socket if it is still there (when its queue is
+    /// still full, engine.io's next heartbeat closes the connection).
     fn end_session(&self, peer: &PeerId) {
+        self.inner.metrics.refused("too_many_pushes_waiting");
+        let socket = self.links().get(peer).map(|l| lock(&l.outbox).socket.clone());
+        if let Some(socket) = socket {
+            let _ = socket.disconnect();
+        }
         let sfu = self.clone();
         let peer = peer.clone();
         tokio::spawn(async move { sfu.remove_peer(&peer, "too many pushes missed").await });
@@ -641,6 +667,12 @@ impl Sfu {
     /// Send a push to one peer (dropped if it is gone; kept while a
     /// resumable peer's socket is away).
     pub(crate) fn push(&self, peer: &PeerId, push: &Push) {
+        if let Some(prepared) = Prepared::new(push) {
+            self.push_prepared(peer, &prepared);
+        }
+    }
+
+    fn push_prepared(&self, peer: &PeerId, push: &Prepared) {
         let outbox = self.links().get(peer).map(|l| l.outbox.clone());
         let Some(outbox) = outbox else { return };
         let delivery = lock(&outbox).deliver(peer, push);
@@ -649,15 +681,75 @@ impl Sfu {
         }
     }
 
-    /// Send every member of `room` the room's `availableProducers`.
+    /// Send every member of `room` the room's `availableProducers`, at most
+    /// once per [`ROOM_LIST_MIN_INTERVAL`]: a change within that time is
+    /// sent once it has passed, together with any others, so a client that
+    /// churns (re-joins, pauses, produces) cannot make the server send the
+    /// whole room list to every member faster than that. The list is
+    /// serialized once for all members.
     pub(crate) fn send_available_producers(&self, room: &RoomId) {
+        let now = tokio::time::Instant::now();
+        let wait = {
+            let mut lists = lock(&self.inner.room_lists);
+            let state = lists.entry(room.clone()).or_insert(RoomListState { last_sent: None, scheduled: false });
+            if state.scheduled {
+                return; // the send already scheduled will carry this change
+            }
+            match state.last_sent.map(|at| at + ROOM_LIST_MIN_INTERVAL).filter(|due| *due > now) {
+                None => {
+                    state.last_sent = Some(now);
+                    None
+                }
+                Some(due) => {
+                    state.scheduled = true;
+                    Some(due)
+                }
+            }
+        };
+        match wait {
+            None => self.send_room_list_now(room),
+            Some(due) => {
+                let (sfu, room) = (self.clone(), room.clone());
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(due).await;
+                    if let Some(state) = lock(&sfu.inner.room_lists).get_mut(&room) {
+                        state.scheduled = false;
+                        state.last_sent = Some(tokio::time::Instant::now());
+                    }
+                    sfu.send_room_list_now(&room);
+                });
+            }
+        }
+    }
+
+    fn send_room_list_now(&self, room: &RoomId) {
         let (members, available) = {
             let registry = self.registry();
             (registry.members(room), registry.available_producers(room))
         };
-        let push = Push::AvailableProducers(available);
+        if members.is_empty() {
+            lock(&self.inner.room_lists).remove(room);
+            return;
+        }
+        let Some(push) = Prepared::new(&Push::AvailableProducers(available)) else { return };
         for member in &members {
-            self.push(member, &push);
+            self.push_prepared(member, &push);
+        }
+    }
+
+    /// Send pushes that waited because a socket's send queue was full.
+    fn flush_stalled(&self) {
+        let stalled: Vec<(PeerId, Arc<Mutex<Outbox>>)> = self
+            .links()
+            .iter()
+            .map(|(peer, link)| (peer.clone(), link.outbox.clone()))
+            .collect();
+        for (peer, outbox) in stalled {
+            let mut outbox = lock(&outbox);
+            if outbox.stalled() && outbox.flush(&peer) == Delivery::Overflowed {
+                drop(outbox);
+                self.end_session(&peer);
+            }
         }
     }
 
@@ -909,6 +1001,16 @@ async fn sweep_orphans(sfu: Weak<Inner>) {
             tokio::spawn(async move { sfu.remove_peer(&peer, "its connection never completed").await });
         }
         suspects = unconnected.into_iter().collect();
+    }
+}
+
+async fn flush_stalled(sfu: Weak<Inner>) {
+    let mut ticker = tokio::time::interval(STALLED_FLUSH_PERIOD);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(inner) = sfu.upgrade() else { break };
+        Sfu { inner }.flush_stalled();
     }
 }
 
