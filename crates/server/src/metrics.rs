@@ -228,7 +228,7 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
     page.family(
         "connections_refused_total",
         "counter",
-        "Signaling connections refused, by reason (missing, expired, bad_signature, malformed token).",
+        "Connections refused or ended by the server, by reason: at the HTTP door (server_full, address_full), for the join token (missing, expired, not_yet_valid, bad_signature, malformed), for the connect payload (payload_too_large, invalid_auth, resume_failed), or for a client that let too many pushes wait (too_many_pushes_waiting).",
         labelled("reason", snapshot(&metrics.refused)),
     );
     page.single(

@@ -15,7 +15,7 @@
 //!   spinning.
 
 use crate::sfu::Sfu;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use std::collections::HashMap;
 use std::future::Future;
@@ -178,17 +178,21 @@ pub async fn serve(
     let _ = alive_rx.recv().await;
 }
 
-/// One HTTP/1.1 or HTTP/2 connection, with upgrades (WebSockets), until it
-/// ends; when `closing` turns true, it finishes its requests and closes.
+/// One HTTP/1.1 connection, with upgrades (WebSockets), until it ends; when
+/// `closing` turns true, it finishes its requests and closes. HTTP/1.1
+/// only: browsers speak HTTP/2 only over TLS with ALPN, which this server
+/// does not offer, and hyper's protocol detection would wait for a first
+/// byte without the header timeout.
 async fn serve_connection<I>(io: I, app: axum::Router, header_timeout: Duration, mut closing: watch::Receiver<bool>)
 where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-    builder.http2().timer(TokioTimer::new()).enable_connect_protocol();
     let service = TowerToHyperService::new(app);
-    let connection = builder.serve_connection_with_upgrades(TokioIo::new(io), service);
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_timeout)
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
     let mut connection = std::pin::pin!(connection);
     let mut asked_to_close = false;
     loop {
