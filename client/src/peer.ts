@@ -248,8 +248,9 @@ export class SimpleMediasoupPeer {
   #resumeAttempt: string | null = null;
   #disconnectedAt = 0;
   #graceTimer: ReturnType<typeof setTimeout> | null = null;
-  /** The server said it is stopping, or sent us away: no resume. */
-  #halted = false;
+  /** The server said it is stopping (`serverShutdown`): the next
+   * connection is a new session, once the server is back. */
+  #restartExpected = false;
   #everConnected = false;
   #connectionState: ConnectionState = 'disconnected';
 
@@ -610,7 +611,7 @@ export class SimpleMediasoupPeer {
     const resume = this.#resume;
     if (
       !this.#closed &&
-      !this.#halted &&
+      !this.#restartExpected &&
       session &&
       resume &&
       resume.peerId === session.peerId &&
@@ -625,7 +626,7 @@ export class SimpleMediasoupPeer {
 
   #onConnect(): void {
     if (this.#closed) return;
-    this.#halted = false;
+    this.#restartExpected = false;
     this.#clearGraceTimer();
     const session = this.#session;
     if (session && this.#resumeAttempt !== null && this.#resumeAttempt === session.peerId) {
@@ -643,12 +644,29 @@ export class SimpleMediasoupPeer {
 
   #onDisconnect(reason: string): void {
     if (this.#closed) return;
+    if (this.#restartExpected) {
+      // The server is restarting: socket.io reconnects by itself after a
+      // dropped connection; a server that disconnected us on its way down
+      // would not be retried, so come back ourselves, a little later and
+      // at a random moment, so that a server's clients do not all return
+      // at once. The next connection is a new session.
+      this.#endSession(true);
+      if (reason === 'io server disconnect') {
+        const delayMs = 1000 + Math.random() * 2000;
+        log('the server stopped; reconnecting in %d ms', Math.round(delayMs));
+        setTimeout(() => {
+          if (!this.#closed && !this.#socket.connected) this.#socket.connect?.();
+        }, delayMs);
+      }
+      this.#updateConnectionState();
+      return;
+    }
     // Our own socket.disconnect() or the server's: socket.io does not come
     // back by itself, and the server has dropped the peer.
     const final = reason === 'io client disconnect' || reason === 'io server disconnect';
     const session = this.#session;
     const resume = this.#resume;
-    if (!final && !this.#halted && this.#canResume && session && resume && resume.peerId === session.peerId) {
+    if (!final && this.#canResume && session && resume && resume.peerId === session.peerId) {
       log('socket lost (%s); resumable for %d ms', reason, resume.graceMs);
       this.#disconnectedAt = Date.now();
       this.#clearGraceTimer();
@@ -693,7 +711,8 @@ export class SimpleMediasoupPeer {
   }
 
   #computeConnectionState(): ConnectionState {
-    if (this.#closed || this.#halted) return 'disconnected';
+    if (this.#closed) return 'disconnected';
+    if (this.#restartExpected) return 'reconnecting';
     if (!this.#socket.connected) {
       const active = (this.#socket as { active?: unknown }).active;
       if (active === false || !this.#everConnected) return 'disconnected';
@@ -1137,7 +1156,7 @@ export class SimpleMediasoupPeer {
         case 'serverShutdown': {
           const text = (isPlainObject(data) ? data : {}).message;
           const message = typeof text === 'string' ? text : 'the server is stopping';
-          this.#halted = true;
+          this.#restartExpected = true;
           this.#resume = null;
           this.#updateConnectionState();
           this.#events.emit('serverShutdown', { message });

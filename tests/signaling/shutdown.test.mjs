@@ -1,12 +1,14 @@
 // Graceful shutdown: on SIGTERM the server tells every client (a
-// `serverShutdown` push, then a server disconnect that socket.io-client does
-// not retry), closes its transports and exits, within a few seconds.
+// `serverShutdown` push), closes its transports and exits within a few
+// seconds. The connections drop as in a crash, not with a server disconnect
+// (which socket.io-client never retries), so clients reconnect by themselves
+// to the server that replaces it.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer, connect, DTLS_PARAMETERS, vp8Parameters } from './harness.mjs';
 
-test('SIGTERM: clients hear serverShutdown and a server disconnect, and the process exits within 5 s', async (t) => {
+test('SIGTERM: clients hear serverShutdown, their connection drops (no server disconnect), and the process exits within 5 s', async (t) => {
   const { url, child } = await startServer(t);
   const a = await connect(url, t, { auth: { resume: true } });
   const b = await connect(url, t);
@@ -26,10 +28,26 @@ test('SIGTERM: clients hear serverShutdown and a server disconnect, and the proc
     const goodbye = await peer.waitForPush('serverShutdown', () => true, 5000);
     assert.equal(typeof goodbye.message, 'string');
   }
-  assert.deepEqual(await reasons, ['io server disconnect', 'io server disconnect'], 'a server disconnect: no reconnect loop');
+  assert.deepEqual(await reasons, ['transport close', 'transport close'], 'a dropped connection, which socket.io-client retries');
   const { code, signal } = await exited;
   const took = Date.now() - sentAt;
   assert.equal(signal, null, 'it exited by itself, not killed');
   assert.equal(code, 0);
   assert.ok(took < 5000, `exited within 5 s, took ${took} ms`);
+});
+
+test('after a restart on the same port, a socket.io client reconnects by itself and is served as a new peer', async (t) => {
+  const first = await startServer(t);
+  const port = new URL(first.url).port;
+  const a = await connect(first.url, t, { reconnection: true, reconnectionDelay: 100, reconnectionDelayMax: 500 });
+  const oldId = a.id;
+  await a.ok('joinRoom', { roomId: 'restart' });
+  const reconnected = new Promise((resolve) => a.socket.io.once('reconnect', resolve));
+  await first.stop();
+  const second = await startServer(t, { args: ['--http-listen', `127.0.0.1:${port}`] });
+  await reconnected;
+  const id = await a.learnId();
+  assert.notEqual(id, oldId, 'a new peer on the new server');
+  await a.ok('joinRoom', { roomId: 'restart' });
+  assert.equal((await (await fetch(`${second.url}/health`)).json()).peers, 1);
 });

@@ -514,45 +514,37 @@ impl Sfu {
         self.inner.workers.iter().map(WorkerHandle::local_addr).collect()
     }
 
-    /// Say goodbye to every client: a `serverShutdown` push, then the socket
-    /// is disconnected (socket.io-client does not reconnect after a server
-    /// disconnect), and every peer is cleaned up, closing its transports.
-    /// Peers whose socket is away (waiting for a resume) are cleaned up too.
-    /// Returns when every peer is gone or `within` has passed.
+    /// Say goodbye to every client (a `serverShutdown` push) and clean
+    /// every peer up, closing its transports; peers whose socket is away
+    /// (waiting for a resume) too. Sockets are not disconnected: the caller
+    /// then stops serving, and the connections drop as they would if the
+    /// server had crashed, which socket.io-client retries by itself, so the
+    /// pages of both clients come back once the server is up again (a
+    /// server disconnect is never retried: after a deploy the published
+    /// client would stay dead until reloaded). Returns when every peer is
+    /// gone or `within` has passed.
     pub async fn close(&self, message: &str, within: Duration) {
         let peers: Vec<(PeerId, Arc<Mutex<Outbox>>)> =
             self.links().iter().map(|(id, link)| (id.clone(), link.outbox.clone())).collect();
         tracing::info!(peers = peers.len(), "telling every client the server stops");
         let goodbye = Push::ServerShutdown(ServerShutdown { message: message.to_owned() });
-        let mut away = Vec::new();
-        for (peer, outbox) in &peers {
-            let socket = {
-                let outbox = lock(outbox);
-                // Straight to the socket: nothing queued matters any more.
-                if outbox.away {
-                    None
-                } else {
-                    let _ = outbox.socket.emit(SIGNALING_EVENT, &goodbye);
-                    Some(outbox.socket.clone())
-                }
-            };
-            match socket {
-                // Its disconnect handler cleans the peer up (a server
-                // disconnect is never waited on for a resume).
-                Some(socket) => drop(socket.disconnect()),
-                None => away.push(peer.clone()),
+        for (_, outbox) in &peers {
+            let outbox = lock(outbox);
+            // Straight to the socket: nothing queued matters any more.
+            if !outbox.away {
+                let _ = outbox.socket.emit(SIGNALING_EVENT, &goodbye);
             }
         }
-        for peer in away {
-            self.remove_peer(&peer, "the server is stopping").await;
-        }
-        let deadline = tokio::time::Instant::now() + within;
-        while !self.links().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        let left = self.links().len();
-        if left > 0 {
-            tracing::warn!(peers = left, "peers still being cleaned up at shutdown");
+        let cleanups: Vec<_> = peers
+            .into_iter()
+            .map(|(peer, _)| {
+                let sfu = self.clone();
+                tokio::spawn(async move { sfu.remove_peer(&peer, "the server is stopping").await })
+            })
+            .collect();
+        let all = futures_join_all(cleanups);
+        if tokio::time::timeout(within, all).await.is_err() {
+            tracing::warn!(peers = self.links().len(), "peers still being cleaned up at shutdown");
         }
     }
 
@@ -908,6 +900,13 @@ impl Sfu {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("payload_too_large: the connection's auth payload is {0} bytes; the most is {MAX_AUTH_BYTES}")]
 pub struct AuthPayloadTooLarge(pub usize);
+
+/// Wait for every task (their panics are the tasks' own business).
+async fn futures_join_all(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for task in tasks {
+        let _ = task.await;
+    }
+}
 
 /// Marks a socket that resumed a session (for [`Sfu::on_connected`]).
 #[derive(Debug, Clone, Copy)]
