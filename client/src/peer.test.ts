@@ -282,6 +282,24 @@ test("a refused request rejects with the server's code; background failures reac
   await until(() => a.seen.tracks.length === 2, 'the retried consumer and the new one');
 });
 
+test('a request refused for the request rate is retried, not given up: the track is resumed', async () => {
+  const a = makePeer({ roomId: 'busy' });
+  const b = makePeer({ roomId: 'busy' });
+  await ready(a.peer, 'busy');
+  await ready(b.peer, 'busy');
+  const rate = 'request rate limit reached: at most 50 requests per second per connection, bursts of 200 (limits.requests_per_second, limits.request_burst)';
+  server.failNext.set('resumeConsumer', { code: 'limit_reached', message: rate });
+  await b.peer.addTrack(fakeTrack('video'), 'camera');
+  await until(() => tracksFrom(a.seen, b.peer.id!).length === 1, "A to get B's camera");
+  const producerId = server.producerOf(b.peer.id!, 'camera')!.id;
+  await until(() => server.consumer(a.peer.id!, producerId)?.paused === false, 'the consumer resumed after a retry', 3_000);
+  assert.ok(server.requests('resumeConsumer', a.peer.id!).length >= 2, 'asked again after the refusal');
+  assert.deepEqual(a.seen.errors, [], 'nothing to report: it worked');
+  // A limit that a retry cannot lift (a full room) is not retried.
+  server.failNext.set('joinRoom', { code: 'limit_reached', message: 'the room is full: it has 500 peers' });
+  await assert.rejects(a.peer.joinRoom('full'), (error: unknown) => error instanceof SignalingError && error.code === 'limit_reached');
+});
+
 test('a throwing listener is logged and does not stop the others or the library', async (t) => {
   const logged: unknown[][] = [];
   t.mock.method(console, 'error', (...args: unknown[]) => logged.push(args));

@@ -204,6 +204,10 @@ interface Session {
   dataConsumerRequests: Map<string, number>;
 }
 
+/** How often a request refused for the request rate is retried, and the first pause (doubled each time). */
+const RATE_LIMIT_RETRIES = 5;
+const RATE_LIMIT_RETRY_MS = 250;
+
 /** Thrown inside a session's task when its socket connection is gone. */
 class StaleSession extends Error {}
 
@@ -565,8 +569,25 @@ export class SimpleMediasoupPeer {
     if (this.#closed) throw new PeerClosedError(method);
   }
 
-  #request(type: string, data?: unknown): Promise<Ack> {
-    return request(this.#socket, type, data, this.#requestTimeoutMs);
+  /**
+   * One request. Refused for the connection's request rate (`limit_reached`,
+   * e.g. while joining a big room), it is retried a few times with growing
+   * pauses rather than given up: one refused resume must not leave a track
+   * black.
+   */
+  async #request(type: string, data?: unknown): Promise<Ack> {
+    for (let attempt = 0; ; attempt += 1) {
+      try {
+        return await request(this.#socket, type, data, this.#requestTimeoutMs);
+      } catch (error) {
+        const rateLimited =
+          error instanceof SignalingError && error.code === 'limit_reached' && /request rate/.test(error.message);
+        if (!rateLimited || attempt >= RATE_LIMIT_RETRIES || this.#closed) throw error;
+        const pauseMs = RATE_LIMIT_RETRY_MS * 2 ** attempt;
+        log('%s refused for the request rate; retrying in %d ms', type, pauseMs);
+        await new Promise((resolve) => setTimeout(resolve, pauseMs));
+      }
+    }
   }
 
   /** A failure nobody awaits: to `error` listeners, else to the console. */

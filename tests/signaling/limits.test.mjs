@@ -4,7 +4,7 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, connect, createTransports, opusParameters, scrapeMetrics } from './harness.mjs';
+import { startServer, connect, createTransports, opusParameters, vp8Parameters, scrapeMetrics, DTLS_PARAMETERS } from './harness.mjs';
 
 test('a full room refuses one more peer with limit_reached', async (t) => {
   const { url } = await startServer(t, { args: ['--max-peers-per-room', '2'] });
@@ -73,4 +73,39 @@ test('the request size limit is configurable', async (t) => {
 
 test('a limit of 0 is refused at start with the setting named', async (t) => {
   await assert.rejects(startServer(t, { args: ['--max-peers-per-room', '0'] }), /limits\.peers_per_room is 0/);
+});
+
+test('a joiner that answers every pushed consumer at once, as the published client does, is never refused for rate', { timeout: 120_000 }, async (t) => {
+  const { url } = await startServer(t);
+  const PEERS = 120;
+  const room = 'big-room';
+  // 120 members with a microphone and a camera each, not consuming each other.
+  const members = [];
+  for (let i = 0; i < PEERS; i += 1) {
+    const m = await connect(url, t);
+    const send = await m.ok('createWebRtcTransport', { producing: true, consuming: false });
+    await m.ok('connectWebRtcTransport', { transportId: send.id, dtlsParameters: DTLS_PARAMETERS });
+    await m.ok('joinRoom', { roomId: room, autoConsume: false });
+    await m.ok('produce', { transportId: send.id, kind: 'audio', rtpParameters: opusParameters({ ssrc: 10_000 + i }), appData: { label: 'mic' } });
+    await m.ok('produce', { transportId: send.id, kind: 'video', rtpParameters: vp8Parameters({ ssrc: 20_000 + i, rtxSsrc: 30_000 + i }), appData: { label: 'cam' } });
+    members.push(m);
+  }
+  // The joiner (v1 style: the server makes its consumers) resumes each one the moment it arrives.
+  const joiner = await connect(url, t);
+  const recv = await joiner.ok('createWebRtcTransport', { producing: false, consuming: true });
+  await joiner.ok('connectWebRtcTransport', { transportId: recv.id, dtlsParameters: DTLS_PARAMETERS });
+  const answers = [];
+  joiner.socket.on('mediasoupSignaling', (m) => {
+    if (m.type === 'createConsumer') answers.push(joiner.request('resumeConsumer', { producerId: m.data.producerId }));
+  });
+  await joiner.ok('joinRoom', { roomId: room });
+  const deadline = Date.now() + 60_000;
+  while (answers.length < PEERS * 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.equal(answers.length, PEERS * 2, 'a consumer for every producer of the room');
+  const acks = await Promise.all(answers);
+  const refused = acks.filter((a) => a.success !== true);
+  assert.deepEqual(refused.slice(0, 3), [], `${refused.length} of ${acks.length} resumes refused`);
+  // Requests the joiner chooses itself are still limited.
+  const flood = await Promise.all(Array.from({ length: 260 }, () => joiner.request('getRouterRtpCapabilities')));
+  assert.ok(flood.some((a) => a.error?.code === 'limit_reached'), 'its own burst still meets the limit');
 });

@@ -114,6 +114,42 @@ impl Limits {
     }
 }
 
+/// Answers owed at most: one per consumer pushed, bounded anyway.
+const MAX_OWED_ANSWERS: u32 = 100_000;
+
+/// A connection's request budget: its [`TokenBucket`], plus one request
+/// that does not count for each `createConsumer` the server pushed. The
+/// published client answers every such push with a `resumeConsumer` at
+/// once, so a peer entering a room of 120 peers with two producers each
+/// sends 240 requests it did not choose; refusing some would leave those
+/// tracks black for good.
+#[derive(Debug, Clone)]
+pub struct RequestRate {
+    bucket: TokenBucket,
+    owed_answers: u32,
+}
+
+impl RequestRate {
+    pub fn new(bucket: TokenBucket) -> Self {
+        RequestRate { bucket, owed_answers: 0 }
+    }
+
+    /// The server pushed a consumer: its `resumeConsumer` is owed.
+    pub fn owe_answer(&mut self) {
+        self.owed_answers = self.owed_answers.saturating_add(1).min(MAX_OWED_ANSWERS);
+    }
+
+    /// Whether a request may go on now: an owed answer always may, anything
+    /// else takes a token.
+    pub fn try_take(&mut self, now: Instant, answers_a_push: bool) -> bool {
+        if answers_a_push && self.owed_answers > 0 {
+            self.owed_answers -= 1;
+            return true;
+        }
+        self.bucket.try_take(now)
+    }
+}
+
 /// A token bucket: holds up to `capacity` tokens, refills `rate` per second,
 /// and each request takes one. Time comes in as an argument.
 #[derive(Debug, Clone)]
@@ -169,6 +205,19 @@ mod tests {
         let later = start + Duration::from_secs(60);
         assert!((0..3).all(|_| bucket.try_take(later)));
         assert!(!bucket.try_take(later));
+    }
+
+    #[test]
+    fn answers_to_pushed_consumers_do_not_count() {
+        let now = Instant::now();
+        let mut rate = RequestRate::new(TokenBucket::new(2, 1, now));
+        for _ in 0..240 {
+            rate.owe_answer();
+        }
+        assert!((0..240).all(|_| rate.try_take(now, true)), "every owed resumeConsumer passes");
+        assert!(rate.try_take(now, true) && rate.try_take(now, true), "then they take tokens");
+        assert!(!rate.try_take(now, true), "and are limited like the rest");
+        assert!(!rate.try_take(now, false));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use crate::auth::{AuthError, Grant, Right, TokenSecret, TokenVerifier};
 use crate::errors::{from_engine, SfuError};
-use crate::limits::{Limits, TokenBucket};
+use crate::limits::{Limits, RequestRate};
 use crate::metrics::{request_label, Metrics};
 use crate::registry::{AutoConsume, ConsumePlan, Effects, Registry, RegistryCounts, WorkerIndex};
 use crate::extract::{BoundedAuth, BoundedRequest, RequestLimit, MAX_AUTH_BYTES};
@@ -21,7 +21,7 @@ use crate::session::{may_come_back, Delivery, Outbox, Prepared, ResumeError, Res
 use serde_json::Value;
 use simplesfu_engine::{EngineError, EngineEvent, Worker, WorkerHandle, WorkerSettings};
 use simplesfu_proto::{
-    success_ack, ServerShutdown, CreateConsumer, CreateDataConsumer, DataProducerId, ErrorCode, PeerId, ProducerId,
+    success_ack, RequestType, ServerShutdown, CreateConsumer, CreateDataConsumer, DataProducerId, ErrorCode, PeerId, ProducerId,
     Push, Request, RoomId, SignalingError, SIGNALING_EVENT,
 };
 use socketioxide::extract::{AckSender, SocketRef};
@@ -127,7 +127,7 @@ struct PeerLink {
     /// What the peer's join token allows (`None`: tokens are off).
     grant: Option<Grant>,
     /// The request rate limiter of this connection.
-    bucket: Arc<Mutex<TokenBucket>>,
+    rate: Arc<Mutex<RequestRate>>,
 }
 
 pub(crate) struct Inner {
@@ -379,7 +379,7 @@ impl Sfu {
         let resumable = intent == ResumeIntent::Supported && !self.inner.resume_grace.is_zero();
         self.inner.metrics.connected();
         tracing::info!(peer = %peer, worker, resumable, room = grant.as_ref().map(|g| g.room.as_str()), "peer connected");
-        let bucket = Arc::new(Mutex::new(self.inner.limits.bucket(Instant::now())));
+        let rate = Arc::new(Mutex::new(RequestRate::new(self.inner.limits.bucket(Instant::now()))));
         let outbox = Outbox::new(socket.clone(), resumable, &peer, self.inner.resume_grace);
         self.links().insert(
             peer.clone(),
@@ -387,7 +387,7 @@ impl Sfu {
                 outbox: Arc::new(Mutex::new(outbox)),
                 queue: Arc::new(tokio::sync::Mutex::new(())),
                 grant,
-                bucket,
+                rate,
             },
         );
         self.speak_for(&socket, peer);
@@ -593,12 +593,13 @@ impl Sfu {
         crate::auth::require(self.grant_of(peer).as_ref(), right)
     }
 
-    /// Take a token from the peer's rate limiter.
-    fn within_rate(&self, peer: &PeerId) -> bool {
-        let bucket = self.links().get(peer).map(|l| l.bucket.clone());
-        let Some(bucket) = bucket else { return true };
-        let mut bucket = bucket.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        bucket.try_take(Instant::now())
+    /// Take a token from the peer's rate limiter (a `resumeConsumer` that
+    /// answers a pushed consumer takes none).
+    fn within_rate(&self, peer: &PeerId, label: &str) -> bool {
+        let rate = self.links().get(peer).map(|l| l.rate.clone());
+        let Some(rate) = rate else { return true };
+        let mut rate = lock(&rate);
+        rate.try_take(Instant::now(), label == RequestType::ResumeConsumer.as_str())
     }
 
     /// One request, start to ack. Always acks exactly once.
@@ -607,7 +608,7 @@ impl Sfu {
     async fn on_request(&self, peer: &PeerId, raw: Result<Value, usize>, ack: AckSender) {
         let label = raw.as_ref().map_or("invalid", request_label);
         self.inner.metrics.request(label);
-        let parsed = if !self.within_rate(peer) {
+        let parsed = if !self.within_rate(peer, label) {
             tracing::debug!(peer = %peer, request = label, "request rate limit reached");
             Err(self.inner.limits.rate_exceeded())
         } else {
@@ -659,6 +660,12 @@ impl Sfu {
     /// Send a push to one peer (dropped if it is gone; kept while a
     /// resumable peer's socket is away).
     pub(crate) fn push(&self, peer: &PeerId, push: &Push) {
+        if matches!(push, Push::CreateConsumer(_)) {
+            let rate = self.links().get(peer).map(|l| l.rate.clone());
+            if let Some(rate) = rate {
+                lock(&rate).owe_answer();
+            }
+        }
         if let Some(prepared) = Prepared::new(push) {
             self.push_prepared(peer, &prepared);
         }
