@@ -54,6 +54,17 @@ export async function rawSocketIo(url, { timeoutMs = 5000 } = {}) {
     }
     notify();
   });
+  /** Resolves at the next message or close, or at `deadline`. */
+  const change = (deadline) =>
+    new Promise((resolve) => {
+      const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
+      const waiter = () => {
+        clearTimeout(timer);
+        waiters.delete(waiter);
+        resolve();
+      };
+      waiters.add(waiter);
+    });
   socket.on('error', () => {});
   socket.on('close', () => {
     closed = true;
@@ -98,31 +109,13 @@ export async function rawSocketIo(url, { timeoutMs = 5000 } = {}) {
         const found = messages.find(predicate);
         if (found !== undefined) return found;
         if (closed || Date.now() >= deadline) return null;
-        await new Promise((resolve) => {
-          const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-          const waiter = () => {
-            clearTimeout(timer);
-            waiters.delete(waiter);
-            resolve();
-          };
-          waiters.add(waiter);
-        });
+        await change(deadline);
       }
     },
     /** Resolves true once the server closed the connection, false after `ms`. */
     async closedWithin(ms) {
       const deadline = Date.now() + ms;
-      while (!closed && Date.now() < deadline) {
-        await new Promise((resolve) => {
-          const timer = setTimeout(resolve, Math.max(0, deadline - Date.now()));
-          const waiter = () => {
-            clearTimeout(timer);
-            waiters.delete(waiter);
-            resolve();
-          };
-          waiters.add(waiter);
-        });
-      }
+      while (!closed && Date.now() < deadline) await change(deadline);
       return closed;
     },
     destroy: () => socket.destroy(),
