@@ -99,6 +99,20 @@ pub struct WorkerStats {
     pub data_messages_out: u64,
     /// UDP datagrams that belonged to no transport or could not be parsed.
     pub datagrams_dropped: u64,
+    /// ICE-TCP connections open now.
+    pub tcp_connections: u64,
+    /// ICE-TCP connections closed at once because the worker or their
+    /// source already had as many as allowed.
+    pub tcp_connections_refused: u64,
+    /// ICE-TCP connections closed because no valid binding request came in time.
+    pub tcp_connections_closed_unauthenticated: u64,
+    /// Authenticated ICE-TCP connections closed after going idle.
+    pub tcp_connections_closed_idle: u64,
+    /// ICE-TCP frames dropped because the queue to the worker was full.
+    pub tcp_frames_dropped: u64,
+    /// Failed `accept` calls on the ICE-TCP listener (at the fd limit, each
+    /// is followed by a short back-off).
+    pub tcp_accept_errors: u64,
 }
 
 /// Events the engine reports without being asked.

@@ -27,4 +27,5 @@ pub use api::{
 };
 pub use capabilities::router_rtp_capabilities;
 pub use router::{Router, RouterConfig};
+pub use tcp::IceTcpLimits;
 pub use worker::{Worker, WorkerHandle, WorkerSettings};

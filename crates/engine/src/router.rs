@@ -953,8 +953,12 @@ impl Router {
     // ---------------------------------------------------------------- I/O
 
     /// A datagram arrived: on the UDP socket, or a whole RFC 4571 frame on an
-    /// ICE-TCP connection (`proto` says which).
-    pub fn handle_datagram(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) {
+    /// ICE-TCP connection (`proto` says which). True when a transport took
+    /// it as its client's: a binding request str0m answered (its
+    /// MESSAGE-INTEGRITY holds), or anything else on a path learned from
+    /// one. The worker keeps an ICE-TCP connection open only while it sends
+    /// such datagrams.
+    pub fn handle_datagram(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) -> bool {
         let tid = match stun::binding_request_username(data) {
             Some(username) => {
                 // USERNAME is `ourUfrag:theirUfrag`.
@@ -963,11 +967,11 @@ impl Router {
                 let remote = parts.next().unwrap_or_default();
                 let Some(&tid) = self.by_ufrag.get(local) else {
                     self.stats.datagrams_dropped += 1;
-                    return;
+                    return false;
                 };
                 let Some(t) = self.transports.get_mut(&tid) else {
                     self.stats.datagrams_dropped += 1;
-                    return;
+                    return false;
                 };
                 // Nothing below may act on a request whose password is
                 // wrong: a stranger who saw or guessed the ufrags could
@@ -977,7 +981,7 @@ impl Router {
                 // a request anyway; count it, so probing shows.
                 if !stun::integrity_holds(data, &t.local_pass) {
                     self.stats.datagrams_dropped += 1;
-                    return;
+                    return false;
                 }
                 if std::mem::take(&mut t.ice_restarting) {
                     for path in forget_other_paths(t, (proto, source)) {
@@ -995,13 +999,13 @@ impl Router {
                 Some(&tid) => tid,
                 None => {
                     self.stats.datagrams_dropped += 1;
-                    return;
+                    return false;
                 }
             },
         };
         let Some(t) = self.transports.get_mut(&tid) else {
             self.stats.datagrams_dropped += 1;
-            return;
+            return false;
         };
         let destination = match proto {
             Protocol::Udp => self.config.announced_addr,
@@ -1011,7 +1015,7 @@ impl Router {
             Ok(r) => r,
             Err(_) => {
                 self.stats.datagrams_dropped += 1;
-                return;
+                return false;
             }
         };
         if let Err(error) = t.rtc.handle_input(Input::Receive(now, receive)) {
@@ -1040,6 +1044,7 @@ impl Router {
                 self.by_addr.insert(path, tid);
             }
         }
+        answered || self.by_addr.get(&path) == Some(&tid)
     }
 
     /// Time passed: drive every transport whose timer is due (polling a

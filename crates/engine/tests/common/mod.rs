@@ -32,9 +32,15 @@ pub struct Sfu {
 
 impl Sfu {
     pub fn start() -> Sfu {
+        Sfu::start_with(WorkerSettings::new("worker-0", LOOPBACK, 0, LOOPBACK))
+    }
+
+    /// A worker started with these settings (limits, protocols).
+    pub fn start_with(settings: WorkerSettings) -> Sfu {
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simplesfu_engine=debug").try_init();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        Sfu { worker: spawn_worker("worker-0"), rt }
+        let (worker, _events) = Worker::spawn(settings).expect("worker binds a loopback port");
+        Sfu { worker, rt }
     }
 
     /// Create a transport on `worker` and the client end that talks to it, connected.
@@ -353,6 +359,24 @@ impl ClientPeer {
         self.io = ClientIo::Udp(socket);
         self.rtc.direct_api().invalidate_candidate(&old);
         self.rtc.add_local_candidate(Candidate::host(self.local, "udp").expect("candidate"));
+    }
+
+    /// Whether the server closes this client's ICE-TCP connection (EOF or
+    /// reset) within `within`; what arrives meanwhile is discarded.
+    pub fn tcp_closed_by_server(&mut self, within: Duration) -> bool {
+        use std::io::Read;
+        let ClientIo::Tcp { stream, .. } = &mut self.io else { panic!("only ICE-TCP clients have a connection") };
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 4000];
+        while Instant::now() < deadline {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return true,
+            }
+        }
+        false
     }
 
     pub fn received_from(&self, ssrc: u32) -> Vec<&ReceivedRtp> {

@@ -1,0 +1,205 @@
+//! ICE-TCP against strangers: anyone can open a connection before proving
+//! anything, so the worker closes connections over its caps at once, closes
+//! those that send no valid binding request in time, and closes
+//! authenticated ones that go idle. A client that does its part keeps its
+//! connection and its media.
+
+mod common;
+
+use common::*;
+use simplesfu_engine::{Direction, IceTcpLimits, WebRtcTransportOptions, WorkerSettings, WorkerStats};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpSocket, TcpStream};
+
+/// Longer than any close the tests wait for.
+const WAIT: Duration = Duration::from_secs(5);
+
+fn sfu_with(limits: IceTcpLimits) -> Sfu {
+    Sfu::start_with(WorkerSettings { ice_tcp_limits: limits, ..WorkerSettings::new("worker-0", LOOPBACK, 0, LOOPBACK) })
+}
+
+fn tcp_addr(sfu: &Sfu) -> SocketAddr {
+    sfu.worker.tcp_addr().expect("ICE-TCP is on")
+}
+
+/// A connection to `server` from `source` (any 127.x.y.z works on loopback).
+async fn connect_from(source: Ipv4Addr, server: SocketAddr) -> TcpStream {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket.bind(SocketAddr::new(IpAddr::V4(source), 0)).expect("bind a loopback source");
+    socket.connect(server).await.expect("the kernel accepts the connection")
+}
+
+/// Whether the server closes the connection (EOF or reset) within `within`.
+async fn closed_by_server(stream: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 256];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, stream.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Whether the connection is still open: nothing to read, and no EOF.
+fn still_open(stream: &TcpStream) -> bool {
+    let mut buf = [0u8; 16];
+    matches!(stream.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
+}
+
+async fn stats(sfu: &Sfu) -> WorkerStats {
+    sfu.worker.stats().await.expect("worker runs")
+}
+
+/// Ask the worker for its figures until `done` holds (the accept loop and
+/// connection tasks report asynchronously).
+async fn stats_until(sfu: &Sfu, done: impl Fn(&WorkerStats) -> bool) -> WorkerStats {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let s = stats(sfu).await;
+        if done(&s) || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[test]
+fn connections_over_the_caps_are_closed_by_the_server() {
+    let sfu = sfu_with(IceTcpLimits {
+        max_connections: 3,
+        max_connections_per_source: 2,
+        auth_timeout: Duration::from_secs(60),
+        ..IceTcpLimits::default()
+    });
+    let server = tcp_addr(&sfu);
+    let (one, two, three) = (Ipv4Addr::new(127, 0, 0, 1), Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3));
+    sfu.block(async {
+        let a1 = connect_from(one, server).await;
+        let a2 = connect_from(one, server).await;
+        let mut a3 = connect_from(one, server).await;
+        assert!(closed_by_server(&mut a3, WAIT).await, "a third connection from one address is closed");
+        assert!(still_open(&a1) && still_open(&a2), "the first two from that address stay");
+
+        let b1 = connect_from(two, server).await;
+        let mut c1 = connect_from(three, server).await;
+        assert!(closed_by_server(&mut c1, WAIT).await, "a fourth connection to the worker is closed");
+        assert!(still_open(&b1), "the third one stays");
+        let s = stats(&sfu).await;
+        assert_eq!((s.tcp_connections, s.tcp_connections_refused), (3, 2));
+
+        // A connection that ends frees its place for anyone.
+        drop(a1);
+        let s = stats_until(&sfu, |s| s.tcp_connections == 2).await;
+        assert_eq!(s.tcp_connections, 2, "the closed connection is no longer counted");
+        let c2 = connect_from(three, server).await;
+        let s = stats_until(&sfu, |s| s.tcp_connections == 3).await;
+        assert_eq!((s.tcp_connections, s.tcp_connections_refused), (3, 2), "the new one is admitted");
+        assert!(still_open(&c2) && still_open(&a2) && still_open(&b1));
+    });
+}
+
+/// A binding request for `server_ufrag` whose MESSAGE-INTEGRITY is made up,
+/// framed for ICE-TCP (RFC 4571).
+fn forged_binding_request(server_ufrag: &str) -> Vec<u8> {
+    let username = format!("{server_ufrag}:stranger");
+    let mut attrs = Vec::new();
+    attrs.extend_from_slice(&0x0006u16.to_be_bytes());
+    attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
+    attrs.extend_from_slice(username.as_bytes());
+    attrs.resize(attrs.len().div_ceil(4) * 4, 0);
+    attrs.extend_from_slice(&0x0008u16.to_be_bytes());
+    attrs.extend_from_slice(&20u16.to_be_bytes());
+    attrs.extend_from_slice(&[0xab; 20]);
+    let mut message = vec![0x00, 0x01];
+    message.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
+    message.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
+    message.extend_from_slice(&[7; 12]);
+    message.extend_from_slice(&attrs);
+    let mut framed = (message.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&message);
+    framed
+}
+
+#[test]
+fn connections_without_a_valid_binding_request_are_closed_at_the_deadline() {
+    let auth_timeout = Duration::from_millis(400);
+    let sfu = sfu_with(IceTcpLimits { auth_timeout, ..IceTcpLimits::default() });
+    let server = tcp_addr(&sfu);
+    let transport = sfu
+        .block(sfu.worker.create_webrtc_transport(WebRtcTransportOptions { direction: Direction::Send, enable_sctp: false }))
+        .expect("transport");
+    let forged = forged_binding_request(&transport.ice_parameters.username_fragment);
+    sfu.block(async {
+        let started = Instant::now();
+        let mut silent = connect_from(Ipv4Addr::LOCALHOST, server).await;
+        let mut garbage = connect_from(Ipv4Addr::LOCALHOST, server).await;
+        let mut forger = connect_from(Ipv4Addr::LOCALHOST, server).await;
+        garbage.write_all(&[0x00, 0x04, 0xde, 0xad, 0xbe, 0xef]).await.expect("write");
+        forger.write_all(&forged).await.expect("write");
+        // Keep knocking with the forged request: it must not keep the connection.
+        let forger_closed = async {
+            let deadline = Instant::now() + WAIT;
+            while Instant::now() < deadline {
+                if closed_by_server(&mut forger, Duration::from_millis(100)).await {
+                    return true;
+                }
+                if forger.write_all(&forged).await.is_err() {
+                    return true;
+                }
+            }
+            false
+        };
+        let (silent_closed, garbage_closed, forger_closed) =
+            tokio::join!(closed_by_server(&mut silent, WAIT), closed_by_server(&mut garbage, WAIT), forger_closed);
+        assert!(silent_closed, "a connection that sends nothing is closed");
+        assert!(garbage_closed, "a connection that sends no STUN is closed");
+        assert!(forger_closed, "a connection whose binding requests fail MESSAGE-INTEGRITY is closed");
+        assert!(started.elapsed() >= auth_timeout, "not before the deadline");
+        let s = stats_until(&sfu, |s| s.tcp_connections == 0).await;
+        assert_eq!((s.tcp_connections, s.tcp_connections_closed_unauthenticated), (0, 3));
+    });
+}
+
+#[test]
+fn an_authenticated_connection_outlives_the_deadline_and_is_closed_when_idle() {
+    let auth_timeout = Duration::from_millis(300);
+    let sfu = sfu_with(IceTcpLimits { auth_timeout, idle_timeout: Duration::from_millis(800), ..IceTcpLimits::default() });
+    let mut sender = sfu.transport_with(&sfu.worker, Direction::Send, ClientCodecs::Browser, true);
+    let mut receiver = sfu.transport_with(&sfu.worker, Direction::Recv, ClientCodecs::Router, true);
+    assert!(
+        pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected && p[1].connected),
+        "ICE and DTLS complete over TCP"
+    );
+    let producer = sfu.produce_video(&sfu.worker, &mut sender);
+    let info = sfu.block(sfu.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
+    let ssrc = receiver.expect_consumer(&info);
+    sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
+
+    // Media flows for three times the authentication deadline.
+    let until = Instant::now() + auth_timeout * 3;
+    let mut seq = 0u64;
+    pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| {
+        seq += 1;
+        p[0].send_rtp(1111, 96, 5_000 + seq, (seq * 3000) as u32, true, &vp8_payload(false, seq as u8));
+        Instant::now() > until
+    });
+    let before = receiver.received_from(ssrc).len();
+    let more = pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| {
+        seq += 1;
+        p[0].send_rtp(1111, 96, 5_000 + seq, (seq * 3000) as u32, true, &vp8_payload(false, seq as u8));
+        p[1].received_from(ssrc).len() >= before + 20
+    });
+    assert!(before > 0 && more, "video still crosses both ICE-TCP legs after the deadline");
+    let s = sfu.block(stats(&sfu));
+    assert_eq!((s.tcp_connections, s.tcp_connections_closed_unauthenticated), (2, 0));
+
+    // The sender goes silent: the server closes its connection.
+    assert!(sender.tcp_closed_by_server(WAIT), "an idle connection is closed");
+    let s = sfu.block(stats_until(&sfu, |s| s.tcp_connections_closed_idle >= 1));
+    assert!(s.tcp_connections_closed_idle >= 1);
+    assert_eq!(s.tcp_connections_closed_unauthenticated, 0);
+}
