@@ -167,6 +167,11 @@ pub enum EngineError {
     /// No data consumer with this id on this worker.
     #[error("data consumer {0} not found")]
     DataConsumerNotFound(DataConsumerId),
+    /// The send transport already carries as many producers as one may at
+    /// once (a closed producer's m-line is reused by the next one). Close a
+    /// producer, or produce on a new send transport.
+    #[error("send transport {transport} already carries {limit} producers; close one or create a new send transport")]
+    TooManyProducers { transport: TransportId, limit: usize },
     /// The worker thread is gone (it stopped or crashed).
     #[error("the media worker is not running")]
     WorkerGone,
