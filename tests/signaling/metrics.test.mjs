@@ -26,6 +26,7 @@ test('/metrics is Prometheus text with HELP and TYPE for every family', async (t
     'rtp_bytes_sent_total',
     'worker_cpu_microseconds_total',
     'datagrams_dropped_total',
+    'data_messages_dropped_total',
     'ice_tcp_connections',
     'ice_tcp_connections_refused_total',
     'ice_tcp_connections_unauthenticated_total',

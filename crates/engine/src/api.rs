@@ -97,6 +97,9 @@ pub struct WorkerStats {
     pub cpu_time_us: u64,
     pub data_messages_in: u64,
     pub data_messages_out: u64,
+    /// Data messages dropped, oldest first, because a data consumer's queue
+    /// (while its channel is not open or its send buffer is full) was full.
+    pub data_messages_dropped: u64,
     /// UDP datagrams that belonged to no transport or could not be parsed.
     pub datagrams_dropped: u64,
     /// ICE-TCP connections open now.

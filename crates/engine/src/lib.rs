@@ -14,6 +14,7 @@
 mod api;
 mod capabilities;
 mod forward;
+mod pending;
 mod router;
 mod sdp;
 mod stun;

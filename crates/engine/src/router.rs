@@ -6,6 +6,7 @@
 use crate::api::*;
 use crate::capabilities::{ext_id, pt, router_rtp_capabilities};
 use crate::forward::{is_keyframe_start, LayerSwitch, SeqRewriter, Vp8Info, Vp8Rewriter};
+use crate::pending::PendingMessages;
 use crate::sdp::{send_transport_offer, MediaState, RemoteEnd, SendMedia};
 use crate::stun;
 use crate::worker::Command;
@@ -19,7 +20,7 @@ use mediasoup_types::rtp_parameters::{
 use mediasoup_types::sctp_parameters::{SctpParameters, SctpStreamParameters};
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
@@ -37,8 +38,6 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// A simulcast layer with no packet for this long is taken as stopped.
 const LAYER_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
-/// Data messages kept for a data consumer whose channel is not open yet.
-const MAX_PENDING_DATA_MESSAGES: usize = 256;
 /// SCTP port announced to clients (the conventional one).
 const SCTP_PORT: u16 = 5000;
 const SCTP_MAX_MESSAGE_SIZE: u32 = 262_144;
@@ -214,7 +213,7 @@ struct DataConsumer {
     transport_id: TransportId,
     channel: ChannelId,
     open: bool,
-    pending: VecDeque<(bool, Vec<u8>)>,
+    pending: PendingMessages,
 }
 
 /// One RTP packet on its way from a producer to consumers (and pipes).
@@ -922,7 +921,7 @@ impl Router {
         t.channels.insert(channel, DataRoute::Consumer(id));
         self.data_consumers.insert(
             id,
-            DataConsumer { data_producer_id: dp, transport_id: tid, channel, open: false, pending: VecDeque::new() },
+            DataConsumer { data_producer_id: dp, transport_id: tid, channel, open: false, pending: PendingMessages::default() },
         );
         if let Some(p) = self.data_producers.get_mut(&dp) {
             p.consumers.push(id);
@@ -1176,6 +1175,7 @@ impl Router {
             }
             Event::ChannelOpen(channel, _) => self.on_channel_open(tid, channel),
             Event::ChannelData(data) => self.on_channel_data(tid, data.id, data.binary, &data.data),
+            Event::ChannelBufferedAmountLow(_) => self.on_send_buffer_low(tid),
             Event::IceConnectionStateChange(state) => {
                 tracing::debug!(transport = %tid, ?state, "ICE state");
                 if state == IceConnectionState::Disconnected {
@@ -1496,6 +1496,20 @@ impl Router {
         }
     }
 
+    /// The association's send buffer drained: its data consumers (the
+    /// buffer is shared by all channels) write what waited for room.
+    fn on_send_buffer_low(&mut self, tid: TransportId) {
+        let waiting: Vec<DataConsumerId> = self
+            .data_consumers
+            .iter()
+            .filter(|(_, c)| c.transport_id == tid && c.open && !c.pending.is_empty())
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in waiting {
+            self.flush_data_consumer(cid);
+        }
+    }
+
     fn on_channel_data(&mut self, tid: TransportId, channel: ChannelId, binary: bool, data: &[u8]) {
         let route = self.transports.get(&tid).and_then(|t| t.channels.get(&channel)).copied();
         let Some(DataRoute::Producer(pid)) = route else { return };
@@ -1518,10 +1532,7 @@ impl Router {
         };
         for cid in consumers {
             if let Some(c) = self.data_consumers.get_mut(&cid) {
-                if c.pending.len() >= MAX_PENDING_DATA_MESSAGES {
-                    c.pending.pop_front();
-                }
-                c.pending.push_back((binary, data.to_vec()));
+                self.stats.data_messages_dropped += c.pending.push(binary, data.to_vec());
             }
             self.flush_data_consumer(cid);
         }

@@ -207,6 +207,13 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
     );
     worker_family(
         &mut page,
+        "data_messages_dropped_total",
+        "counter",
+        "Data channel messages dropped, oldest first, because a data consumer's queue (1 MiB or 256 messages while its channel is not open or its send buffer is full) was full.",
+        &|s| s.data_messages_dropped,
+    );
+    worker_family(
+        &mut page,
         "datagrams_dropped_total",
         "counter",
         "UDP datagrams dropped: for no transport, or unparseable.",
