@@ -962,11 +962,11 @@ impl Router {
     // ---------------------------------------------------------------- I/O
 
     /// A datagram arrived: on the UDP socket, or a whole RFC 4571 frame on an
-    /// ICE-TCP connection (`proto` says which). True when a transport took
-    /// it as its client's: a binding request str0m answered (its
-    /// MESSAGE-INTEGRITY holds), or anything else on a path learned from
-    /// one. The worker keeps an ICE-TCP connection open only while it sends
-    /// such datagrams.
+    /// ICE-TCP connection (`proto` says which). True when it came on a path
+    /// the transport learned from a binding request str0m answered (its
+    /// MESSAGE-INTEGRITY holds), this one included. The worker keeps an
+    /// ICE-TCP connection open only while it sends such datagrams, so a
+    /// transport holds at most as many as it has path slots.
     pub fn handle_datagram(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) -> bool {
         let tid = match stun::binding_request_username(data) {
             Some(username) => {
@@ -1053,7 +1053,7 @@ impl Router {
                 self.by_addr.insert(path, tid);
             }
         }
-        answered || self.by_addr.get(&path) == Some(&tid)
+        self.by_addr.get(&path) == Some(&tid)
     }
 
     /// Time passed: drive every transport whose timer is due (polling a

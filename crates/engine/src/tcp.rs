@@ -5,13 +5,16 @@
 //!
 //! Anyone on the internet can open a connection before proving anything, so
 //! this module owns the limits that keep strangers from exhausting the
-//! worker ([`IceTcpLimits`]): connections per worker and per source address
-//! (refused ones are closed at once), a deadline for the first binding
-//! request whose MESSAGE-INTEGRITY holds (the router decides, the worker
-//! tells the connection through its [`Activity`]), an idle timeout after the
-//! last frame the router accepted, a back-off when `accept` fails (at the fd
-//! limit it fails at once, again and again), and a bounded queue to the
-//! worker whose overflow is dropped and counted.
+//! worker ([`IceTcpLimits`]): connections per worker, and connections not
+//! yet authenticated per source address (refused ones are closed at once);
+//! a deadline for the first binding request whose MESSAGE-INTEGRITY holds
+//! (the router decides, the worker tells the connection through its
+//! [`Activity`]); an idle timeout after the last frame the router took; a
+//! back-off when `accept` fails (at the fd limit it fails at once, again and
+//! again); and a bounded queue to the worker whose overflow is dropped and
+//! counted. Authenticated connections are bounded per transport by the
+//! router's path slots, not per source: many clients behind one NAT (the
+//! networks that need ICE-TCP) each have their own.
 
 use std::collections::HashMap;
 use std::io;
@@ -41,9 +44,10 @@ pub struct IceTcpLimits {
     /// Open connections per worker at most; more are closed as soon as they
     /// are accepted.
     pub max_connections: usize,
-    /// Open connections from one source at most (an IPv4 address, or an
-    /// IPv6 /64, which one host usually holds whole).
-    pub max_connections_per_source: usize,
+    /// Connections from one source (an IPv4 address, or an IPv6 /64, which
+    /// one host usually holds whole) that have not authenticated yet, at
+    /// most; more are closed as soon as they are accepted.
+    pub max_unauthenticated_per_source: usize,
     /// A connection whose first binding request with a valid
     /// MESSAGE-INTEGRITY for a known transport has not arrived this long
     /// after it was accepted is closed.
@@ -61,7 +65,7 @@ impl Default for IceTcpLimits {
     fn default() -> Self {
         IceTcpLimits {
             max_connections: 1024,
-            max_connections_per_source: 16,
+            max_unauthenticated_per_source: 16,
             auth_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             queue: 1024,
@@ -108,6 +112,11 @@ impl Activity {
         Activity { accepted, last_valid: AtomicU64::new(0) }
     }
 
+    /// Whether a frame of this connection was taken by the router.
+    fn authenticated(&self) -> bool {
+        self.last_valid.load(Ordering::Relaxed) != 0
+    }
+
     /// The router accepted a frame of this connection at `now`.
     pub fn mark_valid(&self, now: Instant) {
         let millis = now.saturating_duration_since(self.accepted).as_millis();
@@ -147,46 +156,51 @@ enum Refusal {
     SourceFull,
 }
 
-/// Open connections, in total and per source: owned by the accept loop.
+/// The open connections by source, each with its id and activity: owned by
+/// the accept loop.
 #[derive(Debug)]
 struct Admission {
     max_total: usize,
-    max_per_source: usize,
+    max_unauthenticated_per_source: usize,
     total: usize,
-    per_source: HashMap<SourceKey, usize>,
+    per_source: HashMap<SourceKey, Vec<(u64, Arc<Activity>)>>,
 }
 
 impl Admission {
     fn new(limits: &IceTcpLimits) -> Self {
         Admission {
             max_total: limits.max_connections,
-            max_per_source: limits.max_connections_per_source,
+            max_unauthenticated_per_source: limits.max_unauthenticated_per_source,
             total: 0,
             per_source: HashMap::new(),
         }
     }
 
-    fn admit(&mut self, key: SourceKey) -> Result<(), Refusal> {
+    fn admit(&mut self, key: SourceKey, id: u64, activity: &Arc<Activity>) -> Result<(), Refusal> {
         if self.total >= self.max_total {
             return Err(Refusal::WorkerFull);
         }
-        let count = self.per_source.entry(key).or_default();
-        if *count >= self.max_per_source {
+        let open = self.per_source.entry(key).or_default();
+        let unauthenticated = open.iter().filter(|(_, a)| !a.authenticated()).count();
+        if unauthenticated >= self.max_unauthenticated_per_source {
+            if open.is_empty() {
+                self.per_source.remove(&key);
+            }
             return Err(Refusal::SourceFull);
         }
-        *count += 1;
+        open.push((id, activity.clone()));
         self.total += 1;
         Ok(())
     }
 
-    fn release(&mut self, key: SourceKey) {
-        if let Some(count) = self.per_source.get_mut(&key) {
-            *count -= 1;
-            if *count == 0 {
-                self.per_source.remove(&key);
-            }
-            self.total -= 1;
+    fn release(&mut self, key: SourceKey, id: u64) {
+        let Some(open) = self.per_source.get_mut(&key) else { return };
+        let Some(i) = open.iter().position(|(open_id, _)| *open_id == id) else { return };
+        open.swap_remove(i);
+        if open.is_empty() {
+            self.per_source.remove(&key);
         }
+        self.total -= 1;
     }
 }
 
@@ -194,12 +208,13 @@ impl Admission {
 /// however it ends.
 struct Admitted {
     key: SourceKey,
-    released: mpsc::UnboundedSender<SourceKey>,
+    id: u64,
+    released: mpsc::UnboundedSender<(SourceKey, u64)>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
-        let _ = self.released.send(self.key);
+        let _ = self.released.send((self.key, self.id));
     }
 }
 
@@ -278,8 +293,8 @@ pub(crate) async fn accept_loop(
     loop {
         let accepted = tokio::select! {
             biased;
-            Some(key) = released.recv() => {
-                admission.release(key);
+            Some((key, id)) = released.recv() => {
+                admission.release(key, id);
                 counters.open.store(admission.total as u64, Ordering::Relaxed);
                 continue;
             }
@@ -304,7 +319,9 @@ pub(crate) async fn accept_loop(
             return;
         }
         let key = SourceKey::of(addr.ip());
-        if let Err(refusal) = admission.admit(key) {
+        next_id += 1;
+        let activity = Arc::new(Activity::new(Instant::now()));
+        if let Err(refusal) = admission.admit(key, next_id, &activity) {
             bump(&counters.refused);
             tracing::debug!(?refusal, connections = admission.total, "ICE-TCP connection refused");
             // Dropping the stream closes the socket: the client reads EOF.
@@ -312,27 +329,29 @@ pub(crate) async fn accept_loop(
             continue;
         }
         counters.open.store(admission.total as u64, Ordering::Relaxed);
-        next_id += 1;
-        let admitted = Admitted { key, released: released_tx.clone() };
-        tokio::spawn(serve(stream, addr, next_id, limits, events.clone(), counters.clone(), admitted));
+        let admitted = Admitted { key, id: next_id, released: released_tx.clone() };
+        let connection = Accepted { stream, addr, activity, admitted };
+        tokio::spawn(serve(connection, limits, events.clone(), counters.clone()));
     }
+}
+
+/// A connection the accept loop admitted.
+struct Accepted {
+    stream: TcpStream,
+    addr: SocketAddr,
+    activity: Arc<Activity>,
+    /// Frees its place when the task ends.
+    admitted: Admitted,
 }
 
 /// One connection: read frames for the worker, write the worker's frames
 /// back, and close when either side ends or the watchdog expires.
-async fn serve(
-    stream: TcpStream,
-    addr: SocketAddr,
-    id: u64,
-    limits: IceTcpLimits,
-    events: mpsc::Sender<TcpEvent>,
-    counters: Arc<TcpCounters>,
-    _admitted: Admitted,
-) {
+async fn serve(connection: Accepted, limits: IceTcpLimits, events: mpsc::Sender<TcpEvent>, counters: Arc<TcpCounters>) {
+    let Accepted { stream, addr, activity, admitted } = connection;
+    let id = admitted.id;
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let (frames_tx, frames_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    let activity = Arc::new(Activity::new(Instant::now()));
     let opened = TcpEvent::Opened { addr, id, writer: frames_tx, activity: activity.clone() };
     if events.send(opened).await.is_err() {
         return;
@@ -349,6 +368,7 @@ async fn serve(
         None => {}
     }
     tracing::debug!(connection = id, ?expired, "ICE-TCP connection closed");
+    drop(admitted);
     let _ = events.send(TcpEvent::Closed { addr, id }).await;
 }
 
@@ -405,7 +425,7 @@ mod tests {
     fn limits() -> IceTcpLimits {
         IceTcpLimits {
             max_connections: 3,
-            max_connections_per_source: 2,
+            max_unauthenticated_per_source: 2,
             auth_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(30),
             queue: 8,
@@ -417,18 +437,25 @@ mod tests {
     }
 
     #[test]
-    fn admission_caps_each_source_and_the_worker() {
+    fn admission_caps_strangers_per_source_and_everyone_per_worker() {
+        let now = Instant::now();
         let mut admission = Admission::new(&limits());
-        assert_eq!(admission.admit(ip("192.0.2.1")), Ok(()));
-        assert_eq!(admission.admit(ip("192.0.2.1")), Ok(()));
-        assert_eq!(admission.admit(ip("192.0.2.1")), Err(Refusal::SourceFull));
-        assert_eq!(admission.admit(ip("192.0.2.2")), Ok(()));
-        assert_eq!(admission.admit(ip("192.0.2.3")), Err(Refusal::WorkerFull));
-        admission.release(ip("192.0.2.1"));
-        assert_eq!(admission.admit(ip("192.0.2.1")), Ok(()), "a closed connection frees its place");
-        // Releasing a source that holds nothing changes nothing.
-        admission.release(ip("192.0.2.9"));
+        let activities: Vec<Arc<Activity>> = (0..8).map(|_| Arc::new(Activity::new(now))).collect();
+        let mut admit = |source: &str, id: usize| admission.admit(ip(source), id as u64, &activities[id]);
+        assert_eq!(admit("192.0.2.1", 0), Ok(()));
+        assert_eq!(admit("192.0.2.1", 1), Ok(()));
+        assert_eq!(admit("192.0.2.1", 2), Err(Refusal::SourceFull), "two strangers from one source at most");
+        // One of them authenticates: it no longer counts against its source.
+        activities[0].mark_valid(now);
+        assert_eq!(admission.admit(ip("192.0.2.1"), 3, &activities[3]), Ok(()));
+        assert_eq!(admission.admit(ip("192.0.2.2"), 4, &activities[4]), Err(Refusal::WorkerFull));
+        admission.release(ip("192.0.2.1"), 1);
+        assert_eq!(admission.admit(ip("192.0.2.2"), 4, &activities[4]), Ok(()), "a closed connection frees its place");
+        // Releasing what is not open changes nothing.
+        admission.release(ip("192.0.2.9"), 7);
+        admission.release(ip("192.0.2.1"), 1);
         assert_eq!(admission.total, 3);
+        assert!(admission.per_source.values().all(|open| !open.is_empty()), "no empty entries kept");
     }
 
     #[test]

@@ -51,7 +51,7 @@ fn stats_until(sfu: &Sfu, done: impl Fn(&WorkerStats) -> bool) -> WorkerStats {
 fn at_the_descriptor_limit_the_listener_backs_off_and_recovers() {
     let sfu = Sfu::start_with(WorkerSettings {
         ice_tcp_limits: IceTcpLimits {
-            max_connections_per_source: 1000,
+            max_unauthenticated_per_source: 1000,
             auth_timeout: Duration::from_secs(60),
             ..IceTcpLimits::default()
         },

@@ -2,12 +2,14 @@
 //! anything, so the worker closes connections over its caps at once, closes
 //! those that send no valid binding request in time, and closes
 //! authenticated ones that go idle. A client that does its part keeps its
-//! connection and its media.
+//! connection and its media, and clients behind one address (a NAT) are
+//! not refused for each other once they have authenticated.
 
 mod common;
 
 use common::*;
-use simplesfu_engine::{Direction, IceTcpLimits, WebRtcTransportOptions, WorkerSettings, WorkerStats};
+use simplesfu_engine::{Direction, IceTcpLimits, WebRtcTransportInfo, WebRtcTransportOptions, WorkerSettings, WorkerStats};
+use str0m::ice::{StunMessage, TransId};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,7 +73,7 @@ async fn stats_until(sfu: &Sfu, done: impl Fn(&WorkerStats) -> bool) -> WorkerSt
 fn connections_over_the_caps_are_closed_by_the_server() {
     let sfu = sfu_with(IceTcpLimits {
         max_connections: 3,
-        max_connections_per_source: 2,
+        max_unauthenticated_per_source: 2,
         auth_timeout: Duration::from_secs(60),
         ..IceTcpLimits::default()
     });
@@ -81,7 +83,7 @@ fn connections_over_the_caps_are_closed_by_the_server() {
         let a1 = connect_from(one, server).await;
         let a2 = connect_from(one, server).await;
         let mut a3 = connect_from(one, server).await;
-        assert!(closed_by_server(&mut a3, WAIT).await, "a third connection from one address is closed");
+        assert!(closed_by_server(&mut a3, WAIT).await, "a third stranger from one address is closed");
         assert!(still_open(&a1) && still_open(&a2), "the first two from that address stay");
 
         let b1 = connect_from(two, server).await;
@@ -102,26 +104,23 @@ fn connections_over_the_caps_are_closed_by_the_server() {
     });
 }
 
-/// A binding request for `server_ufrag` whose MESSAGE-INTEGRITY is made up,
-/// framed for ICE-TCP (RFC 4571).
-fn forged_binding_request(server_ufrag: &str) -> Vec<u8> {
-    let username = format!("{server_ufrag}:stranger");
-    let mut attrs = Vec::new();
-    attrs.extend_from_slice(&0x0006u16.to_be_bytes());
-    attrs.extend_from_slice(&(username.len() as u16).to_be_bytes());
-    attrs.extend_from_slice(username.as_bytes());
-    attrs.resize(attrs.len().div_ceil(4) * 4, 0);
-    attrs.extend_from_slice(&0x0008u16.to_be_bytes());
-    attrs.extend_from_slice(&20u16.to_be_bytes());
-    attrs.extend_from_slice(&[0xab; 20]);
-    let mut message = vec![0x00, 0x01];
-    message.extend_from_slice(&(attrs.len() as u16).to_be_bytes());
-    message.extend_from_slice(&[0x21, 0x12, 0xa4, 0x42]);
-    message.extend_from_slice(&[7; 12]);
-    message.extend_from_slice(&attrs);
-    let mut framed = (message.len() as u16).to_be_bytes().to_vec();
-    framed.extend_from_slice(&message);
+/// A binding request as a browser sends it to `transport`, keyed with
+/// `password`, framed for ICE-TCP (RFC 4571); built by str0m's own STUN code.
+fn binding_request(transport: &WebRtcTransportInfo, password: &str) -> Vec<u8> {
+    let username = format!("{}:client", transport.ice_parameters.username_fragment);
+    let request = StunMessage::binding_request(&username, TransId::new(), true, 7, 0x6e00_1eff, true);
+    let hmac = |key: &[u8], payloads: &[&[u8]]| str0m::crypto::from_feature_flags().sha1_hmac_provider.sha1_hmac(key, payloads);
+    let mut buf = [0u8; 512];
+    let n = request.to_bytes(Some(password.as_bytes()), &mut buf, hmac).expect("a binding request fits");
+    let mut framed = (n as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(&buf[..n]);
     framed
+}
+
+/// A send transport's ICE parameters, as signaling gives them to a client.
+fn transport(sfu: &Sfu) -> WebRtcTransportInfo {
+    sfu.block(sfu.worker.create_webrtc_transport(WebRtcTransportOptions { direction: Direction::Send, enable_sctp: false }))
+        .expect("transport")
 }
 
 #[test]
@@ -129,10 +128,7 @@ fn connections_without_a_valid_binding_request_are_closed_at_the_deadline() {
     let auth_timeout = Duration::from_millis(400);
     let sfu = sfu_with(IceTcpLimits { auth_timeout, ..IceTcpLimits::default() });
     let server = tcp_addr(&sfu);
-    let transport = sfu
-        .block(sfu.worker.create_webrtc_transport(WebRtcTransportOptions { direction: Direction::Send, enable_sctp: false }))
-        .expect("transport");
-    let forged = forged_binding_request(&transport.ice_parameters.username_fragment);
+    let forged = binding_request(&transport(&sfu), "not-the-password");
     sfu.block(async {
         let started = Instant::now();
         let mut silent = connect_from(Ipv4Addr::LOCALHOST, server).await;
@@ -202,4 +198,57 @@ fn an_authenticated_connection_outlives_the_deadline_and_is_closed_when_idle() {
     let s = sfu.block(stats_until(&sfu, |s| s.tcp_connections_closed_idle >= 1));
     assert!(s.tcp_connections_closed_idle >= 1);
     assert_eq!(s.tcp_connections_closed_unauthenticated, 0);
+}
+
+#[test]
+fn authenticated_clients_behind_one_address_do_not_count_against_its_cap_on_strangers() {
+    let sfu = sfu_with(IceTcpLimits { max_unauthenticated_per_source: 1, ..IceTcpLimits::default() });
+    let mut sender = sfu.transport_with(&sfu.worker, Direction::Send, ClientCodecs::Browser, true);
+    assert!(pump_until(&mut [&mut sender], WAIT, |p| p[0].connected), "the first client connects over TCP");
+    let mut receiver = sfu.transport_with(&sfu.worker, Direction::Recv, ClientCodecs::Router, true);
+    assert!(
+        pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[1].connected),
+        "a second client from the same address connects while the first holds its connection"
+    );
+    let server = tcp_addr(&sfu);
+    sfu.block(async {
+        let stranger = connect_from(Ipv4Addr::LOCALHOST, server).await;
+        let mut another = connect_from(Ipv4Addr::LOCALHOST, server).await;
+        assert!(closed_by_server(&mut another, WAIT).await, "a second stranger from that address is closed");
+        assert!(still_open(&stranger), "the first stranger waits for its deadline");
+    });
+    let s = sfu.block(stats(&sfu));
+    assert_eq!((s.tcp_connections, s.tcp_connections_refused), (3, 1));
+}
+
+#[test]
+fn a_transport_keeps_no_more_authenticated_connections_than_its_path_slots() {
+    const SLOTS: usize = 8;
+    let sfu = sfu_with(IceTcpLimits { auth_timeout: Duration::from_millis(400), ..IceTcpLimits::default() });
+    let server = tcp_addr(&sfu);
+    let info = transport(&sfu);
+    let request = binding_request(&info, &info.ice_parameters.password);
+    sfu.block(async {
+        let mut connections = Vec::new();
+        for i in 0..SLOTS + 2 {
+            let mut c = connect_from(Ipv4Addr::LOCALHOST, server).await;
+            c.write_all(&request).await.expect("write");
+            if i < SLOTS {
+                // Answered before the next one connects, so these take the slots.
+                let mut len = [0u8; 2];
+                tokio::time::timeout(WAIT, c.read_exact(&mut len)).await.expect("answered in time").expect("answered");
+                let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                c.read_exact(&mut answer).await.expect("the whole answer");
+            }
+            connections.push(c);
+        }
+        for (i, c) in connections.iter_mut().enumerate().skip(SLOTS) {
+            assert!(closed_by_server(c, WAIT).await, "connection {i} holds no path of the transport and is closed");
+        }
+        for (i, c) in connections.iter().enumerate().take(SLOTS) {
+            assert!(still_open(c), "connection {i} holds a path and stays");
+        }
+    });
+    let s = sfu.block(stats(&sfu));
+    assert_eq!((s.tcp_connections, s.tcp_connections_closed_unauthenticated), (SLOTS as u64, 2));
 }
