@@ -164,31 +164,14 @@ fn connections_without_a_valid_binding_request_are_closed_at_the_deadline() {
 fn an_authenticated_connection_outlives_the_deadline_and_is_closed_when_idle() {
     let auth_timeout = Duration::from_millis(300);
     let sfu = sfu_with(IceTcpLimits { auth_timeout, idle_timeout: Duration::from_millis(800), ..IceTcpLimits::default() });
-    let mut sender = sfu.transport_with(&sfu.worker, Direction::Send, ClientCodecs::Browser, true);
-    let mut receiver = sfu.transport_with(&sfu.worker, Direction::Recv, ClientCodecs::Router, true);
-    assert!(
-        pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected && p[1].connected),
-        "ICE and DTLS complete over TCP"
-    );
-    let producer = sfu.produce_video(&sfu.worker, &mut sender);
-    let info = sfu.block(sfu.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
-    let ssrc = receiver.expect_consumer(&info);
-    sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
+    let ResumedVideo { mut sender, mut receiver, consumer_ssrc } = sfu.resumed_video(true);
 
     // Media flows for three times the authentication deadline.
     let until = Instant::now() + auth_timeout * 3;
-    let mut seq = 0u64;
-    pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| {
-        seq += 1;
-        p[0].send_rtp(1111, 96, 5_000 + seq, (seq * 3000) as u32, true, &vp8_payload(false, seq as u8));
-        Instant::now() > until
-    });
-    let before = receiver.received_from(ssrc).len();
-    let more = pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| {
-        seq += 1;
-        p[0].send_rtp(1111, 96, 5_000 + seq, (seq * 3000) as u32, true, &vp8_payload(false, seq as u8));
-        p[1].received_from(ssrc).len() >= before + 20
-    });
+    let mut seq = 0;
+    stream_video(&mut sender, &mut receiver, &mut seq, WAIT, |_, _| Instant::now() > until);
+    let before = receiver.received_from(consumer_ssrc).len();
+    let more = stream_video(&mut sender, &mut receiver, &mut seq, WAIT, |_, r| r.received_from(consumer_ssrc).len() >= before + 20);
     assert!(before > 0 && more, "video still crosses both ICE-TCP legs after the deadline");
     let s = sfu.block(stats(&sfu));
     assert_eq!((s.tcp_connections, s.tcp_connections_closed_unauthenticated), (2, 0));
@@ -216,9 +199,9 @@ fn authenticated_clients_behind_one_address_do_not_count_against_its_cap_on_stra
         let mut another = connect_from(Ipv4Addr::LOCALHOST, server).await;
         assert!(closed_by_server(&mut another, WAIT).await, "a second stranger from that address is closed");
         assert!(still_open(&stranger), "the first stranger waits for its deadline");
+        let s = stats(&sfu).await;
+        assert_eq!((s.tcp_connections, s.tcp_connections_refused), (3, 1));
     });
-    let s = sfu.block(stats(&sfu));
-    assert_eq!((s.tcp_connections, s.tcp_connections_refused), (3, 1));
 }
 
 #[test]
@@ -248,7 +231,7 @@ fn a_transport_keeps_no_more_authenticated_connections_than_its_path_slots() {
         for (i, c) in connections.iter().enumerate().take(SLOTS) {
             assert!(still_open(c), "connection {i} holds a path and stays");
         }
+        let s = stats_until(&sfu, |s| s.tcp_connections_closed_unauthenticated == 2 && s.tcp_connections == SLOTS as u64).await;
+        assert_eq!((s.tcp_connections, s.tcp_connections_closed_unauthenticated), (SLOTS as u64, 2));
     });
-    let s = sfu.block(stats(&sfu));
-    assert_eq!((s.tcp_connections, s.tcp_connections_closed_unauthenticated), (SLOTS as u64, 2));
 }

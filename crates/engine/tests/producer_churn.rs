@@ -50,11 +50,7 @@ fn producers_in_reused_m_lines_reach_their_consumers_and_churn_does_not_disturb_
     let mut seq = 0u64;
     let mut video_reaches = |sender: &mut ClientPeer, receiver: &mut ClientPeer, packets: usize| {
         let wanted = receiver.received_from(ssrc).len() + packets;
-        pump_until(&mut [sender, receiver], WAIT, |p| {
-            seq += 1;
-            p[0].send_rtp(1111, 96, 7_000 + seq, (seq * 3000) as u32, true, &vp8_payload(seq == 1, seq as u8));
-            p[1].received_from(ssrc).len() >= wanted
-        })
+        stream_video(sender, receiver, &mut seq, WAIT, |_, r| r.received_from(ssrc).len() >= wanted)
     };
     assert!(video_reaches(&mut sender, &mut receiver, 20), "video of a producer in a reused m-line crosses the SFU");
 

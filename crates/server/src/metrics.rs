@@ -229,7 +229,7 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
     for (name, help, pick) in [
         (
             "ice_tcp_connections_refused_total",
-            "ICE-TCP connections closed at once: the worker or their source address had as many as allowed.",
+            "ICE-TCP connections closed at once: the worker had as many as allowed, or their source address as many not yet authenticated.",
             (|s| s.tcp_connections_refused) as fn(&simplesfu_engine::WorkerStats) -> u64,
         ),
         (

@@ -78,10 +78,53 @@ impl Sfu {
         producer
     }
 
+    /// A sender and a receiver on the first worker, both connected (over
+    /// ICE-TCP when `tcp`), the standard video produced by the sender and
+    /// consumed, resumed, by the receiver.
+    pub fn resumed_video(&self, tcp: bool) -> ResumedVideo {
+        let mut sender = self.transport_with(&self.worker, Direction::Send, ClientCodecs::Browser, tcp);
+        let mut receiver = self.transport_with(&self.worker, Direction::Recv, ClientCodecs::Router, tcp);
+        assert!(
+            pump_until(&mut [&mut sender, &mut receiver], Duration::from_secs(10), |p| p[0].connected && p[1].connected),
+            "ICE and DTLS complete (tcp: {tcp})"
+        );
+        let producer = self.produce_video(&self.worker, &mut sender);
+        let info = self.block(self.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
+        let consumer_ssrc = receiver.expect_consumer(&info);
+        self.block(self.worker.set_consumer_paused(info.id, false)).expect("resume");
+        ResumedVideo { sender, receiver, consumer_ssrc }
+    }
+
     /// Create a transport on the first worker and its connected client end.
     pub fn transport(&self, direction: Direction, codecs: ClientCodecs) -> ClientPeer {
         self.transport_on(&self.worker, direction, codecs)
     }
+}
+
+/// See [`Sfu::resumed_video`].
+pub struct ResumedVideo {
+    pub sender: ClientPeer,
+    pub receiver: ClientPeer,
+    /// The SSRC the receiver gets the video with.
+    pub consumer_ssrc: u32,
+}
+
+/// Pump both peers, the sender writing the standard video (SSRC 1111, VP8
+/// delta frames) one packet per round with `seq` counting on, until `done`
+/// holds or `timeout` passes; returns whether it held.
+pub fn stream_video(
+    sender: &mut ClientPeer,
+    receiver: &mut ClientPeer,
+    seq: &mut u64,
+    timeout: Duration,
+    mut done: impl FnMut(&ClientPeer, &ClientPeer) -> bool,
+) -> bool {
+    pump_until(&mut [sender, receiver], timeout, |p| {
+        *seq += 1;
+        let s = *seq;
+        p[0].send_rtp(1111, 96, 10_000 + s, (s * 3000) as u32, true, &vp8_payload(false, s as u8));
+        done(&*p[0], &*p[1])
+    })
 }
 
 /// Another worker on loopback.
