@@ -26,6 +26,13 @@ test('/metrics is Prometheus text with HELP and TYPE for every family', async (t
     'rtp_bytes_sent_total',
     'worker_cpu_microseconds_total',
     'datagrams_dropped_total',
+    'data_messages_dropped_total',
+    'ice_tcp_connections',
+    'ice_tcp_connections_refused_total',
+    'ice_tcp_connections_unauthenticated_total',
+    'ice_tcp_connections_idle_total',
+    'ice_tcp_frames_dropped_total',
+    'ice_tcp_accept_errors_total',
     'requests_total',
     'request_errors_total',
   ]) {

@@ -97,8 +97,25 @@ pub struct WorkerStats {
     pub cpu_time_us: u64,
     pub data_messages_in: u64,
     pub data_messages_out: u64,
+    /// Data messages dropped, oldest first, because a data consumer's queue
+    /// (while its channel is not open or its send buffer is full) was full.
+    pub data_messages_dropped: u64,
     /// UDP datagrams that belonged to no transport or could not be parsed.
     pub datagrams_dropped: u64,
+    /// ICE-TCP connections open now.
+    pub tcp_connections: u64,
+    /// ICE-TCP connections closed at once because the worker or their
+    /// source already had as many as allowed.
+    pub tcp_connections_refused: u64,
+    /// ICE-TCP connections closed because no valid binding request came in time.
+    pub tcp_connections_closed_unauthenticated: u64,
+    /// Authenticated ICE-TCP connections closed after going idle.
+    pub tcp_connections_closed_idle: u64,
+    /// ICE-TCP frames dropped because the queue to the worker was full.
+    pub tcp_frames_dropped: u64,
+    /// Failed `accept` calls on the ICE-TCP listener (at the fd limit, each
+    /// is followed by a short back-off).
+    pub tcp_accept_errors: u64,
 }
 
 /// Events the engine reports without being asked.
@@ -153,6 +170,11 @@ pub enum EngineError {
     /// No data consumer with this id on this worker.
     #[error("data consumer {0} not found")]
     DataConsumerNotFound(DataConsumerId),
+    /// The send transport already carries as many producers as one may at
+    /// once (a closed producer's m-line is reused by the next one). Close a
+    /// producer, or produce on a new send transport.
+    #[error("send transport {transport} already carries {limit} producers; close one or create a new send transport")]
+    TooManyProducers { transport: TransportId, limit: usize },
     /// The worker thread is gone (it stopped or crashed).
     #[error("the media worker is not running")]
     WorkerGone,

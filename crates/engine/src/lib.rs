@@ -14,6 +14,7 @@
 mod api;
 mod capabilities;
 mod forward;
+mod pending;
 mod router;
 mod sdp;
 mod stun;
@@ -27,4 +28,5 @@ pub use api::{
 };
 pub use capabilities::router_rtp_capabilities;
 pub use router::{Router, RouterConfig};
+pub use tcp::IceTcpLimits;
 pub use worker::{Worker, WorkerHandle, WorkerSettings};

@@ -6,7 +6,8 @@
 use crate::api::*;
 use crate::capabilities::{ext_id, pt, router_rtp_capabilities};
 use crate::forward::{is_keyframe_start, LayerSwitch, SeqRewriter, Vp8Info, Vp8Rewriter};
-use crate::sdp::{send_transport_offer, RemoteEnd, SendMedia};
+use crate::pending::PendingMessages;
+use crate::sdp::{send_transport_offer, MediaState, RemoteEnd, SendMedia};
 use crate::stun;
 use crate::worker::Command;
 use mediasoup_types::data_structures::{
@@ -19,7 +20,7 @@ use mediasoup_types::rtp_parameters::{
 use mediasoup_types::sctp_parameters::{SctpParameters, SctpStreamParameters};
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
@@ -37,12 +38,15 @@ use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
 /// A simulcast layer with no packet for this long is taken as stopped.
 const LAYER_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
-/// Data messages kept for a data consumer whose channel is not open yet.
-const MAX_PENDING_DATA_MESSAGES: usize = 256;
 /// SCTP port announced to clients (the conventional one).
 const SCTP_PORT: u16 = 5000;
 const SCTP_MAX_MESSAGE_SIZE: u32 = 262_144;
 const SCTP_STREAMS: u16 = 1024;
+/// m-lines one send transport carries at once: live producers, and closed
+/// ones whose slot str0m has not released. A released slot is reused, so
+/// only producers alive together count; each `produce` and `closeProducer`
+/// writes and parses an offer with all of them on the worker thread.
+const MAX_SEND_MEDIA: usize = 64;
 /// Network paths one transport may learn (UDP and TCP, address changes).
 const MAX_PATHS_PER_TRANSPORT: usize = 8;
 /// How far ahead the worker sleeps when nothing is scheduled.
@@ -85,7 +89,8 @@ struct Transport {
     addrs: Vec<(Protocol, SocketAddr)>,
     /// The earliest time this transport has in the timer heap.
     scheduled: Option<Instant>,
-    /// Send transports: m-lines in order, live and closed.
+    /// Send transports: m-lines in order, live and closed; a released
+    /// (rejected) one is the next producer's.
     send_media: Vec<SendMediaEntry>,
     /// Send transports: incoming SSRC to (producer, layer).
     ssrc_routes: HashMap<Ssrc, (ProducerId, usize)>,
@@ -109,6 +114,7 @@ struct SendMediaEntry {
     kind: MediaKind,
     rtp_parameters: RtpParameters,
     producer: Option<ProducerId>,
+    state: MediaState,
 }
 
 #[derive(Clone, Copy)]
@@ -207,7 +213,7 @@ struct DataConsumer {
     transport_id: TransportId,
     channel: ChannelId,
     open: bool,
-    pending: VecDeque<(bool, Vec<u8>)>,
+    pending: PendingMessages,
 }
 
 /// One RTP packet on its way from a producer to consumers (and pipes).
@@ -537,7 +543,7 @@ impl Router {
             self.producers.iter().filter(|(_, p)| p.transport_id() == Some(id)).map(|(pid, _)| *pid).collect();
         let mut closed = ClosedProducer::default();
         for pid in &producers {
-            if let Ok(c) = self.close_producer(*pid) {
+            if let Ok(c) = self.remove_producer(*pid, false) {
                 closed.consumers.extend(c.consumers);
             }
         }
@@ -586,20 +592,22 @@ impl Router {
         let tid = options.transport_id;
         let caps = self.caps.clone();
         let t = self.transport_mut(tid, Direction::Send)?;
-        let Some(dtls) = &t.dtls else {
+        if t.dtls.is_none() {
             return Err(EngineError::NotConnected(tid));
-        };
+        }
         let checked = check_producer_parameters(&caps, options.kind, &options.rtp_parameters)?;
         let mid_text = options.rtp_parameters.mid.clone().unwrap_or_default();
         if t.send_media.iter().any(|m| m.mid == mid_text) {
             return Err(EngineError::InvalidRtpParameters(format!("mid {mid_text:?} is already used on this transport")));
         }
-        for e in &options.rtp_parameters.encodings {
-            for ssrc in e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)) {
-                if t.used_ssrcs.contains(&ssrc) {
-                    return Err(EngineError::InvalidRtpParameters(format!("ssrc {ssrc} is already used on this transport")));
-                }
-            }
+        if let Some(ssrc) = ssrcs_of(&options.rtp_parameters).find(|ssrc| t.used_ssrcs.contains(ssrc)) {
+            return Err(EngineError::InvalidRtpParameters(format!("ssrc {ssrc} is already used on this transport")));
+        }
+        // A closed producer's released m-line takes the new one, so
+        // produce/close churn does not grow the offer.
+        let slot = t.send_media.iter().position(|m| m.state == MediaState::Rejected);
+        if slot.is_none() && t.send_media.len() >= MAX_SEND_MEDIA {
+            return Err(EngineError::TooManyProducers { transport: tid, limit: MAX_SEND_MEDIA });
         }
         // The remote ICE credentials in the offer must equal those set in str0m.
         if t.remote_creds.is_none() {
@@ -608,49 +616,35 @@ impl Router {
             t.remote_creds = Some(placeholder);
             t.remote_creds_placeholder = true;
         }
-        let creds = t.remote_creds.clone().expect("set just above");
         let producer_id = ProducerId::new();
-        t.send_media.push(SendMediaEntry {
+        let entry = SendMediaEntry {
             mid: mid_text.clone(),
             kind: options.kind,
             rtp_parameters: options.rtp_parameters.clone(),
             producer: Some(producer_id),
-        });
-        let media: Vec<SendMedia<'_>> = t
-            .send_media
-            .iter()
-            .map(|m| SendMedia {
-                mid: &m.mid,
-                kind: m.kind,
-                rtp_parameters: &m.rtp_parameters,
-                active: m.producer.is_some(),
-            })
-            .collect();
-        t.offer_version += 1;
-        let remote = RemoteEnd {
-            ice_ufrag: &creds.ufrag,
-            ice_pwd: &creds.pass,
-            fingerprint: &dtls.remote_fingerprint,
-            setup: if dtls.browser_is_client { "active" } else { "passive" },
+            state: MediaState::Sending,
         };
-        let offer_text = send_transport_offer(&remote, &media, t.offer_version);
-        let accepted = SdpOffer::from_sdp_string(&offer_text)
-            .map_err(|e| EngineError::InvalidRtpParameters(format!("parameters do not form a valid SDP: {e}")))
-            .and_then(|offer| {
-                t.rtc
-                    .sdp_api()
-                    .accept_offer(offer)
-                    .map_err(|e| EngineError::InvalidRtpParameters(format!("str0m refused the media description: {e}")))
-            });
-        if let Err(e) = accepted {
-            t.send_media.pop();
+        let recycled = match slot {
+            Some(i) => Some((i, std::mem::replace(&mut t.send_media[i], entry))),
+            None => {
+                t.send_media.push(entry);
+                None
+            }
+        };
+        if let Err(e) = apply_send_offer(tid, t) {
+            match recycled {
+                Some((i, old)) => t.send_media[i] = old,
+                None => drop(t.send_media.pop()),
+            }
             return Err(e);
         }
-        for e in &options.rtp_parameters.encodings {
-            for ssrc in e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)) {
-                t.used_ssrcs.insert(ssrc);
+        if let Some((_, old)) = recycled {
+            // str0m dropped the old mid's streams with the slot.
+            for ssrc in ssrcs_of(&old.rtp_parameters) {
+                t.used_ssrcs.remove(&ssrc);
             }
         }
+        t.used_ssrcs.extend(ssrcs_of(&options.rtp_parameters));
         let layers = options
             .rtp_parameters
             .encodings
@@ -696,15 +690,30 @@ impl Router {
 
     /// Close a producer and all its consumers.
     pub fn close_producer(&mut self, id: ProducerId) -> Result<ClosedProducer, EngineError> {
+        self.remove_producer(id, true)
+    }
+
+    /// Close a producer; with `release_slot`, tell str0m at once that its
+    /// m-line is rejected, so the next `produce` can reuse it (not worth an
+    /// offer when the whole transport goes).
+    fn remove_producer(&mut self, id: ProducerId, release_slot: bool) -> Result<ClosedProducer, EngineError> {
         let p = self.producers.remove(&id).ok_or(EngineError::ProducerNotFound(id))?;
         for pipe in &p.pipes {
             let _ = pipe.sink.send(Command::PipeClose(id));
         }
-        if let Some(t) = p.transport_id().and_then(|tid| self.transports.get_mut(&tid)) {
-            for m in t.send_media.iter_mut().filter(|m| m.producer == Some(id)) {
-                m.producer = None;
-            }
+        if let Some((tid, t)) = p.transport_id().and_then(|tid| Some((tid, self.transports.get_mut(&tid)?))) {
             t.ssrc_routes.retain(|_, (pid, _)| *pid != id);
+            if let Some(i) = t.send_media.iter().position(|m| m.producer == Some(id)) {
+                t.send_media[i].producer = None;
+                t.send_media[i].state = MediaState::Inactive;
+                // Without a live m-line there is no BUNDLE group, which str0m
+                // requires: the slot is then released by the next produce.
+                if release_slot && t.send_media.iter().any(|m| m.state == MediaState::Sending) {
+                    if let Err(error) = apply_send_offer(tid, t) {
+                        tracing::debug!(producer = %id, transport = %tid, %error, "m-line of a closed producer not released");
+                    }
+                }
+            }
         }
         let mut closed = ClosedProducer::default();
         for cid in p.consumers {
@@ -912,7 +921,7 @@ impl Router {
         t.channels.insert(channel, DataRoute::Consumer(id));
         self.data_consumers.insert(
             id,
-            DataConsumer { data_producer_id: dp, transport_id: tid, channel, open: false, pending: VecDeque::new() },
+            DataConsumer { data_producer_id: dp, transport_id: tid, channel, open: false, pending: PendingMessages::default() },
         );
         if let Some(p) = self.data_producers.get_mut(&dp) {
             p.consumers.push(id);
@@ -953,8 +962,12 @@ impl Router {
     // ---------------------------------------------------------------- I/O
 
     /// A datagram arrived: on the UDP socket, or a whole RFC 4571 frame on an
-    /// ICE-TCP connection (`proto` says which).
-    pub fn handle_datagram(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) {
+    /// ICE-TCP connection (`proto` says which). True when it came on a path
+    /// the transport learned from a binding request str0m answered (its
+    /// MESSAGE-INTEGRITY holds), this one included. The worker keeps an
+    /// ICE-TCP connection open only while it sends such datagrams, so a
+    /// transport holds at most as many as it has path slots.
+    pub fn handle_datagram(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) -> bool {
         let tid = match stun::binding_request_username(data) {
             Some(username) => {
                 // USERNAME is `ourUfrag:theirUfrag`.
@@ -963,11 +976,11 @@ impl Router {
                 let remote = parts.next().unwrap_or_default();
                 let Some(&tid) = self.by_ufrag.get(local) else {
                     self.stats.datagrams_dropped += 1;
-                    return;
+                    return false;
                 };
                 let Some(t) = self.transports.get_mut(&tid) else {
                     self.stats.datagrams_dropped += 1;
-                    return;
+                    return false;
                 };
                 // Nothing below may act on a request whose password is
                 // wrong: a stranger who saw or guessed the ufrags could
@@ -977,7 +990,7 @@ impl Router {
                 // a request anyway; count it, so probing shows.
                 if !stun::integrity_holds(data, &t.local_pass) {
                     self.stats.datagrams_dropped += 1;
-                    return;
+                    return false;
                 }
                 if std::mem::take(&mut t.ice_restarting) {
                     for path in forget_other_paths(t, (proto, source)) {
@@ -995,13 +1008,13 @@ impl Router {
                 Some(&tid) => tid,
                 None => {
                     self.stats.datagrams_dropped += 1;
-                    return;
+                    return false;
                 }
             },
         };
         let Some(t) = self.transports.get_mut(&tid) else {
             self.stats.datagrams_dropped += 1;
-            return;
+            return false;
         };
         let destination = match proto {
             Protocol::Udp => self.config.announced_addr,
@@ -1011,7 +1024,7 @@ impl Router {
             Ok(r) => r,
             Err(_) => {
                 self.stats.datagrams_dropped += 1;
-                return;
+                return false;
             }
         };
         if let Err(error) = t.rtc.handle_input(Input::Receive(now, receive)) {
@@ -1040,6 +1053,7 @@ impl Router {
                 self.by_addr.insert(path, tid);
             }
         }
+        self.by_addr.get(&path) == Some(&tid)
     }
 
     /// Time passed: drive every transport whose timer is due (polling a
@@ -1161,6 +1175,7 @@ impl Router {
             }
             Event::ChannelOpen(channel, _) => self.on_channel_open(tid, channel),
             Event::ChannelData(data) => self.on_channel_data(tid, data.id, data.binary, &data.data),
+            Event::ChannelBufferedAmountLow(_) => self.on_send_buffer_low(tid),
             Event::IceConnectionStateChange(state) => {
                 tracing::debug!(transport = %tid, ?state, "ICE state");
                 if state == IceConnectionState::Disconnected {
@@ -1481,6 +1496,20 @@ impl Router {
         }
     }
 
+    /// The association's send buffer drained: its data consumers (the
+    /// buffer is shared by all channels) write what waited for room.
+    fn on_send_buffer_low(&mut self, tid: TransportId) {
+        let waiting: Vec<DataConsumerId> = self
+            .data_consumers
+            .iter()
+            .filter(|(_, c)| c.transport_id == tid && c.open && !c.pending.is_empty())
+            .map(|(cid, _)| *cid)
+            .collect();
+        for cid in waiting {
+            self.flush_data_consumer(cid);
+        }
+    }
+
     fn on_channel_data(&mut self, tid: TransportId, channel: ChannelId, binary: bool, data: &[u8]) {
         let route = self.transports.get(&tid).and_then(|t| t.channels.get(&channel)).copied();
         let Some(DataRoute::Producer(pid)) = route else { return };
@@ -1503,10 +1532,7 @@ impl Router {
         };
         for cid in consumers {
             if let Some(c) = self.data_consumers.get_mut(&cid) {
-                if c.pending.len() >= MAX_PENDING_DATA_MESSAGES {
-                    c.pending.pop_front();
-                }
-                c.pending.push_back((binary, data.to_vec()));
+                self.stats.data_messages_dropped += c.pending.push(binary, data.to_vec());
             }
             self.flush_data_consumer(cid);
         }
@@ -1532,6 +1558,46 @@ impl Router {
 }
 
 // -------------------------------------------------------------------- helpers
+
+/// The SSRCs (media and RTX) a producer's encodings declare.
+fn ssrcs_of(rtp: &RtpParameters) -> impl Iterator<Item = u32> + '_ {
+    rtp.encodings.iter().flat_map(|e| e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)))
+}
+
+/// Hand str0m the offer that describes the send transport's m-lines as they
+/// are now (see `sdp.rs`), discarding the answer. Closed producers' m-lines
+/// go in rejected, which frees their slots, as long as a live one holds the
+/// BUNDLE group (str0m wants one).
+fn apply_send_offer(tid: TransportId, t: &mut Transport) -> Result<(), EngineError> {
+    let (Some(dtls), Some(creds)) = (&t.dtls, &t.remote_creds) else {
+        return Err(EngineError::NotConnected(tid));
+    };
+    let release = t.send_media.iter().any(|m| m.state == MediaState::Sending);
+    let offered = |state| if release && state == MediaState::Inactive { MediaState::Rejected } else { state };
+    let media: Vec<SendMedia<'_>> = t
+        .send_media
+        .iter()
+        .map(|m| SendMedia { mid: &m.mid, kind: m.kind, rtp_parameters: &m.rtp_parameters, state: offered(m.state) })
+        .collect();
+    t.offer_version += 1;
+    let remote = RemoteEnd {
+        ice_ufrag: &creds.ufrag,
+        ice_pwd: &creds.pass,
+        fingerprint: &dtls.remote_fingerprint,
+        setup: if dtls.browser_is_client { "active" } else { "passive" },
+    };
+    let offer_text = send_transport_offer(&remote, &media, t.offer_version);
+    let offer = SdpOffer::from_sdp_string(&offer_text)
+        .map_err(|e| EngineError::InvalidRtpParameters(format!("parameters do not form a valid SDP: {e}")))?;
+    t.rtc
+        .sdp_api()
+        .accept_offer(offer)
+        .map_err(|e| EngineError::InvalidRtpParameters(format!("str0m refused the media description: {e}")))?;
+    for m in &mut t.send_media {
+        m.state = offered(m.state);
+    }
+    Ok(())
+}
 
 fn build_rtc(now: Instant) -> Rtc {
     let mut exts = ExtensionMap::empty();

@@ -14,7 +14,8 @@ use std::time::Instant;
 use str0m::net::Protocol;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::{tcp, udp};
+use crate::tcp::{self, IceTcpLimits, TcpCounters};
+use crate::udp;
 
 /// How to start a worker.
 #[derive(Debug, Clone)]
@@ -33,12 +34,22 @@ pub struct WorkerSettings {
     /// Accept ICE over TCP (RFC 6544 passive candidate, RFC 4571 framing) on
     /// the same port number as UDP, for networks that block UDP.
     pub tcp: bool,
+    /// Limits of the ICE-TCP listener (connections, deadlines, queue).
+    pub ice_tcp_limits: IceTcpLimits,
 }
 
 impl WorkerSettings {
     /// UDP and TCP candidates on `port` (0: any free port).
     pub fn new(name: impl Into<String>, listen_ip: IpAddr, port: u16, announced_ip: IpAddr) -> Self {
-        WorkerSettings { name: name.into(), listen_ip, port, announced_ip, udp: true, tcp: true }
+        WorkerSettings {
+            name: name.into(),
+            listen_ip,
+            port,
+            announced_ip,
+            udp: true,
+            tcp: true,
+            ice_tcp_limits: IceTcpLimits::default(),
+        }
     }
 }
 
@@ -140,7 +151,8 @@ impl Worker {
                     return;
                 }
             };
-            runtime.block_on(run(router, socket, tcp_listener, cmd_rx, event_tx, load_gauge));
+            let tcp = tcp_listener.map(|listener| (listener, settings.ice_tcp_limits));
+            runtime.block_on(run(router, socket, tcp, cmd_rx, event_tx, load_gauge));
         })?;
         tracing::info!(worker = %name, port = local_addr.port(), tcp_port = ?announced_tcp_addr.map(|a| a.port()), "worker started");
         Ok((WorkerHandle { name, commands: cmd_tx, local_addr, tcp_addr: announced_tcp_addr, rtp_capabilities, load }, event_rx))
@@ -150,7 +162,7 @@ impl Worker {
 async fn run(
     mut router: Router,
     socket: std::net::UdpSocket,
-    tcp_listener: Option<std::net::TcpListener>,
+    tcp_listener: Option<(std::net::TcpListener, IceTcpLimits)>,
     mut commands: mpsc::UnboundedReceiver<Command>,
     events: mpsc::UnboundedSender<EngineEvent>,
     load: Arc<std::sync::atomic::AtomicUsize>,
@@ -162,10 +174,12 @@ async fn run(
             return;
         }
     };
-    let (tcp_events_tx, mut tcp_events) = mpsc::unbounded_channel();
-    if let Some(listener) = tcp_listener {
+    let tcp_counters = Arc::new(TcpCounters::default());
+    let queue = tcp_listener.as_ref().map_or(1, |(_, limits)| limits.queue.max(1));
+    let (tcp_events_tx, mut tcp_events) = mpsc::channel(queue);
+    if let Some((listener, limits)) = tcp_listener {
         match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => drop(tokio::spawn(tcp::accept_loop(listener, tcp_events_tx))),
+            Ok(listener) => drop(tokio::spawn(tcp::accept_loop(listener, limits, tcp_events_tx, tcp_counters.clone()))),
             Err(error) => tracing::error!(%error, "worker could not register its TCP listener"),
         }
     }
@@ -179,7 +193,7 @@ async fn run(
             biased;
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
-                if !dispatch(&mut router, cmd) {
+                if !dispatch(&mut router, &tcp_counters, cmd) {
                     break;
                 }
                 // Take what else is queued (a burst of piped packets from another
@@ -189,7 +203,7 @@ async fn run(
                 for _ in 1..COMMAND_BATCH {
                     match commands.try_recv() {
                         Ok(cmd) => {
-                            if !dispatch(&mut router, cmd) {
+                            if !dispatch(&mut router, &tcp_counters, cmd) {
                                 stop = true;
                                 break;
                             }
@@ -214,7 +228,10 @@ async fn run(
             }
             Some(event) = tcp_events.recv() => {
                 if let Some((source, frame)) = tcp_connections.handle(event) {
-                    router.handle_datagram(Instant::now(), Protocol::Tcp, source, &frame);
+                    let now = Instant::now();
+                    if router.handle_datagram(now, Protocol::Tcp, source, &frame) {
+                        tcp_connections.mark_valid(source, now);
+                    }
                 }
             }
             _ = sleep => router.handle_timeout(Instant::now()),
@@ -237,12 +254,22 @@ async fn run(
 const COMMAND_BATCH: usize = 64;
 
 /// Handle one command; false for shutdown.
-fn dispatch(router: &mut Router, cmd: Command) -> bool {
+fn dispatch(router: &mut Router, tcp: &TcpCounters, cmd: Command) -> bool {
     match cmd {
         Command::Shutdown => return false,
         Command::Stats(reply) => {
+            let read = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
             // Answered here, on the worker thread, so the CPU time is this thread's.
-            let _ = reply.send(WorkerStats { cpu_time_us: thread_cpu_time_us(), ..router.stats() });
+            let _ = reply.send(WorkerStats {
+                cpu_time_us: thread_cpu_time_us(),
+                tcp_connections: read(&tcp.open),
+                tcp_connections_refused: read(&tcp.refused),
+                tcp_connections_closed_unauthenticated: read(&tcp.closed_unauthenticated),
+                tcp_connections_closed_idle: read(&tcp.closed_idle),
+                tcp_frames_dropped: read(&tcp.frames_dropped),
+                tcp_accept_errors: read(&tcp.accept_errors),
+                ..router.stats()
+            });
         }
         cmd => router.handle_command(Instant::now(), cmd),
     }

@@ -116,14 +116,8 @@ fn video_pair() -> VideoPair {
 }
 
 /// Send video until `done` holds; returns whether it did.
-fn stream_video(pair: &mut VideoPair, seq: &mut u64, timeout: Duration, mut done: impl FnMut(&ClientPeer, &ClientPeer) -> bool) -> bool {
-    let VideoPair { sender, receiver, .. } = pair;
-    pump_until(&mut [sender, receiver], timeout, |p| {
-        *seq += 1;
-        let s = *seq;
-        p[0].send_rtp(1111, 96, 10_000 + s, (s * 3000) as u32, true, &vp8_payload(false, s as u8));
-        done(&*p[0], &*p[1])
-    })
+fn stream_pair(pair: &mut VideoPair, seq: &mut u64, timeout: Duration, done: impl FnMut(&ClientPeer, &ClientPeer) -> bool) -> bool {
+    stream_video(&mut pair.sender, &mut pair.receiver, seq, timeout, done)
 }
 
 #[test]
@@ -132,13 +126,13 @@ fn a_consumer_pli_reaches_the_producer_as_a_keyframe_request() {
     pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume");
     let ssrc = pair.consumer_ssrc;
     let mut seq = 0;
-    assert!(stream_video(&mut pair, &mut seq, WAIT, |_, r| r.received_from(ssrc).len() >= 5), "video flows");
+    assert!(stream_pair(&mut pair, &mut seq, WAIT, |_, r| r.received_from(ssrc).len() >= 5), "video flows");
     let before = pair.sender.keyframe_requests;
     // Past the throttle window of the resume's own request.
     std::thread::sleep(Duration::from_millis(600));
     pair.receiver.request_keyframe(ssrc);
     assert!(
-        stream_video(&mut pair, &mut seq, WAIT, |s, _| s.keyframe_requests > before),
+        stream_pair(&mut pair, &mut seq, WAIT, |s, _| s.keyframe_requests > before),
         "the sender sees a key-frame request after the receiver's PLI"
     );
 }
@@ -149,21 +143,21 @@ fn pause_stops_packets_and_resume_restarts_them_with_a_keyframe_request() {
     let ssrc = pair.consumer_ssrc;
     let mut seq = 0;
     // Created paused: nothing arrives.
-    assert!(!stream_video(&mut pair, &mut seq, Duration::from_millis(700), |_, r| !r.received_from(ssrc).is_empty()));
+    assert!(!stream_pair(&mut pair, &mut seq, Duration::from_millis(700), |_, r| !r.received_from(ssrc).is_empty()));
     let requests_before = pair.sender.keyframe_requests;
     pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume");
-    assert!(stream_video(&mut pair, &mut seq, WAIT, |s, r| r.received_from(ssrc).len() >= 10 && s.keyframe_requests > requests_before),
+    assert!(stream_pair(&mut pair, &mut seq, WAIT, |s, r| r.received_from(ssrc).len() >= 10 && s.keyframe_requests > requests_before),
         "resume brings packets and a key-frame request");
     pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, true)).expect("pause");
     // Let packets in flight land, then nothing more may arrive.
-    stream_video(&mut pair, &mut seq, Duration::from_millis(200), |_, _| false);
+    stream_pair(&mut pair, &mut seq, Duration::from_millis(200), |_, _| false);
     let count = pair.receiver.received_from(ssrc).len();
-    stream_video(&mut pair, &mut seq, Duration::from_millis(700), |_, _| false);
+    stream_pair(&mut pair, &mut seq, Duration::from_millis(700), |_, _| false);
     assert_eq!(pair.receiver.received_from(ssrc).len(), count, "a paused consumer receives nothing");
     std::thread::sleep(Duration::from_millis(600));
     let requests_before = pair.sender.keyframe_requests;
     pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume again");
-    assert!(stream_video(&mut pair, &mut seq, WAIT, |s, r| r.received_from(ssrc).len() >= count + 10 && s.keyframe_requests > requests_before),
+    assert!(stream_pair(&mut pair, &mut seq, WAIT, |s, r| r.received_from(ssrc).len() >= count + 10 && s.keyframe_requests > requests_before),
         "packets and a key-frame request come back after resume");
     // The receiver sees one continuous sequence across the pause.
     let seqs: Vec<u64> = pair.receiver.received_from(ssrc).iter().map(|p| p.seq).collect();
@@ -176,16 +170,16 @@ fn closing_the_producer_closes_its_consumers() {
     pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume");
     let ssrc = pair.consumer_ssrc;
     let mut seq = 0;
-    assert!(stream_video(&mut pair, &mut seq, WAIT, |_, r| r.received_from(ssrc).len() >= 5));
+    assert!(stream_pair(&mut pair, &mut seq, WAIT, |_, r| r.received_from(ssrc).len() >= 5));
     let closed = pair.sfu.block(pair.sfu.worker.close_producer(pair.producer)).expect("close");
     assert_eq!(closed.consumers, vec![pair.consumer], "the consumer went with its producer");
     assert_eq!(
         pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)),
         Err(simplesfu_engine::EngineError::ConsumerNotFound(pair.consumer))
     );
-    stream_video(&mut pair, &mut seq, Duration::from_millis(200), |_, _| false);
+    stream_pair(&mut pair, &mut seq, Duration::from_millis(200), |_, _| false);
     let count = pair.receiver.received_from(ssrc).len();
-    stream_video(&mut pair, &mut seq, Duration::from_millis(500), |_, _| false);
+    stream_pair(&mut pair, &mut seq, Duration::from_millis(500), |_, _| false);
     assert_eq!(pair.receiver.received_from(ssrc).len(), count, "nothing is forwarded after close");
     let stats = pair.sfu.block(pair.sfu.worker.stats()).expect("stats");
     assert_eq!((stats.producers, stats.consumers), (0, 0));

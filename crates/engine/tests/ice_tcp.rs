@@ -26,21 +26,7 @@ fn transports_offer_a_passive_tcp_candidate_below_udp() {
 #[test]
 fn media_flows_over_ice_tcp_both_ways() {
     let sfu = Sfu::start();
-    let mut sender = sfu.transport_with(&sfu.worker, Direction::Send, ClientCodecs::Browser, true);
-    let mut receiver = sfu.transport_with(&sfu.worker, Direction::Recv, ClientCodecs::Router, true);
-    assert!(
-        pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected && p[1].connected),
-        "ICE and DTLS complete over TCP"
-    );
-    let producer = sfu.produce_video(&sfu.worker, &mut sender);
-    let info = sfu.block(sfu.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
-    let ssrc = receiver.expect_consumer(&info);
-    sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
-    let mut seq = 0u64;
-    let got = pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| {
-        seq += 1;
-        p[0].send_rtp(1111, 96, 5_000 + seq, (seq * 3000) as u32, true, &vp8_payload(false, seq as u8));
-        p[1].received_from(ssrc).len() >= 20
-    });
+    let ResumedVideo { mut sender, mut receiver, consumer_ssrc } = sfu.resumed_video(true);
+    let got = stream_video(&mut sender, &mut receiver, &mut 0, WAIT, |_, r| r.received_from(consumer_ssrc).len() >= 20);
     assert!(got, "video crosses the SFU over TCP on both legs");
 }

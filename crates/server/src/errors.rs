@@ -38,6 +38,7 @@ pub(crate) fn from_engine(error: EngineError) -> SignalingError {
         EngineError::InvalidSctpParameters(_) => ErrorCode::InvalidSctpParameters,
         EngineError::ProducerNotFound(_) | EngineError::DataProducerNotFound(_) => ErrorCode::ProducerNotFound,
         EngineError::ConsumerNotFound(_) | EngineError::DataConsumerNotFound(_) => ErrorCode::ConsumerNotFound,
+        EngineError::TooManyProducers { .. } => ErrorCode::LimitReached,
         EngineError::WorkerGone | EngineError::Internal(_) => ErrorCode::InternalError,
         _ => ErrorCode::InternalError,
     };
@@ -63,6 +64,9 @@ mod tests {
             from_engine(EngineError::ProducerNotFound(ProducerId::new())).code,
             ErrorCode::ProducerNotFound
         );
+        let full = from_engine(EngineError::TooManyProducers { transport: t, limit: 64 });
+        assert_eq!(full.code, ErrorCode::LimitReached);
+        assert!(full.message.contains("create a new send transport"), "{}", full.message);
         let internal = from_engine(EngineError::Internal("str0m: secret detail".into()));
         assert_eq!(internal.code, ErrorCode::InternalError);
         assert!(!internal.message.contains("secret"));

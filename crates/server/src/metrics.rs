@@ -207,11 +207,54 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
     );
     worker_family(
         &mut page,
+        "data_messages_dropped_total",
+        "counter",
+        "Data channel messages dropped, oldest first, because a data consumer's queue (1 MiB or 256 messages while its channel is not open or its send buffer is full) was full.",
+        &|s| s.data_messages_dropped,
+    );
+    worker_family(
+        &mut page,
         "datagrams_dropped_total",
         "counter",
         "UDP datagrams dropped: for no transport, or unparseable.",
         &|s| s.datagrams_dropped,
     );
+    worker_family(
+        &mut page,
+        "ice_tcp_connections",
+        "gauge",
+        "ICE-TCP connections open on each media worker.",
+        &|s| s.tcp_connections,
+    );
+    for (name, help, pick) in [
+        (
+            "ice_tcp_connections_refused_total",
+            "ICE-TCP connections closed at once: the worker had as many as allowed, or their source address as many not yet authenticated.",
+            (|s| s.tcp_connections_refused) as fn(&simplesfu_engine::WorkerStats) -> u64,
+        ),
+        (
+            "ice_tcp_connections_unauthenticated_total",
+            "ICE-TCP connections closed because no binding request with valid MESSAGE-INTEGRITY came in time.",
+            |s| s.tcp_connections_closed_unauthenticated,
+        ),
+        (
+            "ice_tcp_connections_idle_total",
+            "Authenticated ICE-TCP connections closed after going idle.",
+            |s| s.tcp_connections_closed_idle,
+        ),
+        (
+            "ice_tcp_frames_dropped_total",
+            "ICE-TCP frames dropped because the queue to the media worker was full.",
+            |s| s.tcp_frames_dropped,
+        ),
+        (
+            "ice_tcp_accept_errors_total",
+            "Failed accepts on the ICE-TCP listener (at the file descriptor limit, each is followed by a 100 ms pause).",
+            |s| s.tcp_accept_errors,
+        ),
+    ] {
+        worker_family(&mut page, name, "counter", help, &pick);
+    }
 
     let metrics = &sfu.inner.metrics;
     page.single(

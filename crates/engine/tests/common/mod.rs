@@ -32,9 +32,15 @@ pub struct Sfu {
 
 impl Sfu {
     pub fn start() -> Sfu {
+        Sfu::start_with(WorkerSettings::new("worker-0", LOOPBACK, 0, LOOPBACK))
+    }
+
+    /// A worker started with these settings (limits, protocols).
+    pub fn start_with(settings: WorkerSettings) -> Sfu {
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simplesfu_engine=debug").try_init();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-        Sfu { worker: spawn_worker("worker-0"), rt }
+        let (worker, _events) = Worker::spawn(settings).expect("worker binds a loopback port");
+        Sfu { worker, rt }
     }
 
     /// Create a transport on `worker` and the client end that talks to it, connected.
@@ -72,10 +78,53 @@ impl Sfu {
         producer
     }
 
+    /// A sender and a receiver on the first worker, both connected (over
+    /// ICE-TCP when `tcp`), the standard video produced by the sender and
+    /// consumed, resumed, by the receiver.
+    pub fn resumed_video(&self, tcp: bool) -> ResumedVideo {
+        let mut sender = self.transport_with(&self.worker, Direction::Send, ClientCodecs::Browser, tcp);
+        let mut receiver = self.transport_with(&self.worker, Direction::Recv, ClientCodecs::Router, tcp);
+        assert!(
+            pump_until(&mut [&mut sender, &mut receiver], Duration::from_secs(10), |p| p[0].connected && p[1].connected),
+            "ICE and DTLS complete (tcp: {tcp})"
+        );
+        let producer = self.produce_video(&self.worker, &mut sender);
+        let info = self.block(self.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
+        let consumer_ssrc = receiver.expect_consumer(&info);
+        self.block(self.worker.set_consumer_paused(info.id, false)).expect("resume");
+        ResumedVideo { sender, receiver, consumer_ssrc }
+    }
+
     /// Create a transport on the first worker and its connected client end.
     pub fn transport(&self, direction: Direction, codecs: ClientCodecs) -> ClientPeer {
         self.transport_on(&self.worker, direction, codecs)
     }
+}
+
+/// See [`Sfu::resumed_video`].
+pub struct ResumedVideo {
+    pub sender: ClientPeer,
+    pub receiver: ClientPeer,
+    /// The SSRC the receiver gets the video with.
+    pub consumer_ssrc: u32,
+}
+
+/// Pump both peers, the sender writing the standard video (SSRC 1111, VP8
+/// delta frames) one packet per round with `seq` counting on, until `done`
+/// holds or `timeout` passes; returns whether it held.
+pub fn stream_video(
+    sender: &mut ClientPeer,
+    receiver: &mut ClientPeer,
+    seq: &mut u64,
+    timeout: Duration,
+    mut done: impl FnMut(&ClientPeer, &ClientPeer) -> bool,
+) -> bool {
+    pump_until(&mut [sender, receiver], timeout, |p| {
+        *seq += 1;
+        let s = *seq;
+        p[0].send_rtp(1111, 96, 10_000 + s, (s * 3000) as u32, true, &vp8_payload(false, s as u8));
+        done(&*p[0], &*p[1])
+    })
 }
 
 /// Another worker on loopback.
@@ -353,6 +402,24 @@ impl ClientPeer {
         self.io = ClientIo::Udp(socket);
         self.rtc.direct_api().invalidate_candidate(&old);
         self.rtc.add_local_candidate(Candidate::host(self.local, "udp").expect("candidate"));
+    }
+
+    /// Whether the server closes this client's ICE-TCP connection (EOF or
+    /// reset) within `within`; what arrives meanwhile is discarded.
+    pub fn tcp_closed_by_server(&mut self, within: Duration) -> bool {
+        use std::io::Read;
+        let ClientIo::Tcp { stream, .. } = &mut self.io else { panic!("only ICE-TCP clients have a connection") };
+        let deadline = Instant::now() + within;
+        let mut buf = [0u8; 4000];
+        while Instant::now() < deadline {
+            match stream.read(&mut buf) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(_) => return true,
+            }
+        }
+        false
     }
 
     pub fn received_from(&self, ssrc: u32) -> Vec<&ReceivedRtp> {
