@@ -2,6 +2,13 @@
 //! and Janus when given) and scenario, start a fresh server per load level,
 //! run the load, sample the server's CPU and memory from /proc over the
 //! measurement window, and ramp up until loss or latency limits break.
+//! The server's CPU is split into its media workers (threads `worker-N`,
+//! read from /proc/<pid>/task) and the rest, which is signaling: socket.io,
+//! the room bookkeeping, HTTP. The `big-room` scenario is not a ramp: one
+//! room of mostly silent audio publishers, then joiners speaking v1 as the
+//! published 0.0.20 client; it checks that every pushed consumer is resumed
+//! without a rate refusal, and measures time to first audio and signaling
+//! CPU at steady state once per resend interval of `availableProducers`.
 //! Writes report.json, report.md and plot.png into the output directory.
 
 use crate::floor::{self, Floor};
@@ -20,6 +27,51 @@ use std::time::{Duration, Instant};
 pub const MAX_LOSS_PCT: f64 = 1.0;
 /// ...or this p99 added latency.
 pub const MAX_P99_MS: f64 = 50.0;
+/// big-room: every consumer's first audio packet within this of `joinRoom`
+/// (issue 17: "first audio within 1 s"). Not checked by the smoke run.
+pub const MAX_FIRST_MEDIA_MS: f64 = 1000.0;
+/// big-room in the smoke run: the server's request burst, below the
+/// requests of a joiner (its setup plus one `resumeConsumer` per publisher),
+/// so a server that counted answers to its own pushes against the rate
+/// would refuse some and fail the run.
+pub const SMOKE_REQUEST_BURST: u32 = 20;
+
+/// The big-room scenario's shape (the CLI's `--big-room-*`).
+#[derive(Debug, Clone)]
+pub struct BigRoom {
+    /// Audio-only publishers in the room.
+    pub peers: u32,
+    /// Publishers that talk; the others are silent (opus DTX).
+    pub speakers: u32,
+    /// Joiners speaking v1 as the published 0.0.20 client.
+    pub joiners: u32,
+    /// One level per `--available-producers-interval-ms` of the server.
+    pub resend_ms: Vec<u64>,
+}
+
+impl BigRoom {
+    /// The smoke run's room: small, but with more pushes than
+    /// [`SMOKE_REQUEST_BURST`].
+    pub fn smoke() -> BigRoom {
+        BigRoom { peers: 30, speakers: 3, joiners: 2, resend_ms: vec![1000] }
+    }
+}
+
+/// Server settings a level chooses; everything else is the server's default
+/// (besides what every level sets: see `start_simplesfu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ServerSettings {
+    /// `--available-producers-interval-ms` (server default 1000; 0 = no periodic resend).
+    pub available_producers_interval_ms: u64,
+    /// `--request-burst`, when not the server's default (200).
+    pub request_burst: Option<u32>,
+}
+
+impl ServerSettings {
+    /// The forwarding scenarios: no periodic resend (it is signaling, not
+    /// forwarding), default limits.
+    const FORWARDING: ServerSettings = ServerSettings { available_producers_interval_ms: 0, request_burst: None };
+}
 
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
@@ -46,6 +98,7 @@ pub struct BenchOptions {
     pub worker_cpu: Option<f64>,
     /// Each ramp step multiplies the load by this much (at least +1).
     pub ramp_factor: f64,
+    pub big_room: BigRoom,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -62,13 +115,20 @@ pub struct LevelResult {
     /// simplesfu's worker count (None for Janus).
     pub workers: Option<usize>,
     pub scenario: String,
-    /// The ramped quantity: subscribers per room, or rooms for the meeting.
+    /// The ramped quantity: subscribers per room, or rooms for the meeting;
+    /// publishers in the room for big-room.
     pub load: u32,
+    /// The server settings the harness chose for this level.
+    pub settings: Option<ServerSettings>,
     /// Received (forwarded) streams at this level.
     pub streams: u64,
     pub server_cpu_s: f64,
     /// Server CPU in the window, percent of one core.
     pub server_cpu_pct: f64,
+    /// Of which the media workers' threads (simplesfu only).
+    pub workers_cpu_pct: Option<f64>,
+    /// And the rest: signaling (simplesfu only).
+    pub signaling_cpu_pct: Option<f64>,
     pub server_rss_mb: f64,
     pub forwarded_packets: u64,
     pub cpu_us_per_forwarded_packet: f64,
@@ -149,8 +209,9 @@ fn pinned_command(bin: &Path, pin: bool) -> Command {
     }
 }
 
-fn start_simplesfu(bin: &Path, pin: bool, workers: usize) -> anyhow::Result<RunningServer> {
-    let mut child = pinned_command(bin, pin)
+fn start_simplesfu(bin: &Path, pin: bool, workers: usize, settings: ServerSettings) -> anyhow::Result<RunningServer> {
+    let mut command = pinned_command(bin, pin);
+    command
         .args(["--workers", &workers.to_string()])
         .args([
             "--http-listen",
@@ -161,12 +222,15 @@ fn start_simplesfu(bin: &Path, pin: bool, workers: usize) -> anyhow::Result<Runn
             "0",
             "--log-level",
             "error",
-            "--available-producers-interval-ms",
-            "0",
             // The livestream ramps past the default room limit (500 peers).
             "--max-peers-per-room",
             "1000000",
         ])
+        .args(["--available-producers-interval-ms", &settings.available_producers_interval_ms.to_string()]);
+    if let Some(burst) = settings.request_burst {
+        command.args(["--request-burst", &burst.to_string()]);
+    }
+    let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -259,11 +323,42 @@ fn start_janus(bin: &Path, config_dir: &Path, log: &Path, pin: bool) -> anyhow::
     bail!("Janus did not open 127.0.0.1:8088 within 20 s; see {}", log.display())
 }
 
-/// A scenario: its name and the load config for one level.
+/// The peers of one level.
+struct Shape {
+    rooms: u32,
+    publishers: u32,
+    subscribers: u32,
+    /// Publishers also receive each other.
+    meeting: bool,
+    /// Subscribers speak v1 as the published 0.0.20 client.
+    published_client: bool,
+    media: MediaOptions,
+}
+
+impl Shape {
+    fn new(rooms: u32, publishers: u32, subscribers: u32, meeting: bool, media: MediaOptions) -> Shape {
+        Shape { rooms, publishers, subscribers, meeting, published_client: false, media }
+    }
+}
+
+/// One level of a scenario: its load and the server settings it runs with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Level {
+    load: u32,
+    settings: ServerSettings,
+}
+
+/// A scenario: its name, its levels and the peers of each.
 struct Scenario {
     name: &'static str,
-    levels: Vec<u32>,
-    config: fn(u32, bool) -> (u32, u32, u32, bool, MediaOptions),
+    /// The levels grow: stop at the first that fails.
+    ramped: bool,
+    levels: Vec<Level>,
+    shape: Box<dyn Fn(u32) -> Shape>,
+}
+
+fn forwarding_levels(loads: Vec<u32>) -> Vec<Level> {
+    loads.into_iter().map(|load| Level { load, settings: ServerSettings::FORWARDING }).collect()
 }
 
 /// Loads from `start` up to `max`, each step `factor` times the last (at least +1).
@@ -277,32 +372,53 @@ fn ramp(start: u32, max: u32, factor: f64) -> Vec<u32> {
     v
 }
 
-fn scenarios(smoke: bool, max_subscribers: u32, factor: f64) -> Vec<Scenario> {
-    let ramp = |start: u32| ramp(start, max_subscribers, factor);
-    // (rooms, publishers per room, subscribers per room, publishers subscribe, media)
+fn scenarios(smoke: bool, max_subscribers: u32, factor: f64, big_room: &BigRoom) -> Vec<Scenario> {
+    let ramp = |start: u32| forwarding_levels(ramp(start, max_subscribers, factor));
+    let audio = MediaOptions { video: false, audio: true, ..Default::default() };
+    let meeting_size = if smoke { 3 } else { 10 };
+    let audio_publishers = if smoke { 2 } else { 10 };
+    let room = if smoke { BigRoom::smoke() } else { big_room.clone() };
+    let big_room_levels = room
+        .resend_ms
+        .iter()
+        .map(|&ms| Level {
+            load: room.peers,
+            settings: ServerSettings {
+                available_producers_interval_ms: ms,
+                request_burst: smoke.then_some(SMOKE_REQUEST_BURST),
+            },
+        })
+        .collect();
+    let speakers = room.speakers;
+    let joiners = room.joiners;
+    let big_room_media = MediaOptions { speakers_per_room: Some(speakers), ..audio.clone() };
     vec![
         Scenario {
             name: "livestream",
-            levels: if smoke { vec![2] } else { ramp(50) },
-            config: |n, _| (1, 1, n, false, MediaOptions::default()),
+            ramped: true,
+            levels: if smoke { forwarding_levels(vec![2]) } else { ramp(50) },
+            shape: Box::new(|n| Shape::new(1, 1, n, false, MediaOptions::default())),
         },
         Scenario {
             name: "meeting",
-            levels: if smoke { vec![1] } else { ramp_rooms(factor) },
-            config: |rooms, smoke| (rooms, if smoke { 3 } else { 10 }, 0, true, MediaOptions::default()),
+            ramped: true,
+            levels: if smoke { forwarding_levels(vec![1]) } else { forwarding_levels(ramp_rooms(factor)) },
+            shape: Box::new(move |rooms| Shape::new(rooms, meeting_size, 0, true, MediaOptions::default())),
         },
         Scenario {
             name: "audio-only",
-            levels: if smoke { vec![2] } else { ramp(50) },
-            config: |n, smoke| {
-                (
-                    1,
-                    if smoke { 2 } else { 10 },
-                    n,
-                    false,
-                    MediaOptions { video: false, audio: true, ..Default::default() },
-                )
-            },
+            ramped: true,
+            levels: if smoke { forwarding_levels(vec![2]) } else { ramp(50) },
+            shape: Box::new(move |n| Shape::new(1, audio_publishers, n, false, audio.clone())),
+        },
+        Scenario {
+            name: "big-room",
+            ramped: false,
+            levels: big_room_levels,
+            shape: Box::new(move |peers| Shape {
+                published_client: true,
+                ..Shape::new(1, peers, joiners, false, big_room_media.clone())
+            }),
         },
     ]
 }
@@ -342,19 +458,19 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         servers.push((ServerKind::Janus, None));
     }
     let mut levels = Vec::new();
-    for scenario in scenarios(opts.smoke, opts.max_subscribers, opts.ramp_factor) {
+    for scenario in scenarios(opts.smoke, opts.max_subscribers, opts.ramp_factor, &opts.big_room) {
         if !opts.scenarios.is_empty() && !opts.scenarios.iter().any(|s| s == scenario.name) {
             continue;
         }
         for &(kind, workers) in &servers {
             let label = server_label(kind, workers);
-            for &level in &scenario.levels {
-                let (rooms, publishers, subscribers, meeting, media) = (scenario.config)(level, opts.smoke);
+            for &Level { load: level, settings } in &scenario.levels {
+                let shape = (scenario.shape)(level);
                 eprintln!("bench: {label} {} load {level}", scenario.name);
                 let server = match kind {
                     ServerKind::Simplesfu => {
                         let w = workers.unwrap_or(1);
-                        let mut server = start_simplesfu(&opts.simplesfu_bin, pinned, w)?;
+                        let mut server = start_simplesfu(&opts.simplesfu_bin, pinned, w, settings)?;
                         if let Some(fraction) = opts.worker_cpu {
                             let pid: u32 = server.pid.parse().context("server pid")?;
                             server.cap = Some(crate::cpucap::cap_workers(pid, w, fraction)?);
@@ -370,11 +486,12 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                 };
                 let cfg = LoadConfig {
                     target: server.target.clone(),
-                    rooms,
-                    publishers_per_room: publishers,
-                    subscribers_per_room: subscribers,
-                    publishers_subscribe: meeting,
-                    media,
+                    rooms: shape.rooms,
+                    publishers_per_room: shape.publishers,
+                    subscribers_per_room: shape.subscribers,
+                    publishers_subscribe: shape.meeting,
+                    published_client: shape.published_client,
+                    media: shape.media,
                     duration: opts.duration,
                     join_rate: opts.join_rate,
                     // libnice (Janus) never pairs with a candidate on the loopback
@@ -382,10 +499,10 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     local_ip: if kind == ServerKind::Janus { opts.janus_ip } else { IpAddr::from([127, 0, 0, 1]) },
                     progress: true,
                 };
-                let mut samples: Vec<ProcSample> = Vec::new();
+                let mut samples: Vec<ServerSample> = Vec::new();
                 let pid = server.pid.clone();
                 let report = rt.block_on(load::run(cfg, &mut |edge| {
-                    if let Ok(s) = procfs::sample(&pid) {
+                    if let Ok(s) = ServerSample::take(&pid, kind) {
                         samples.push(s);
                     }
                     let _ = edge == Window::End;
@@ -398,7 +515,8 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                         break;
                     }
                 };
-                let result = level_result(kind, workers, scenario.name, level, &samples, report, &floor);
+                let settings = (kind == ServerKind::Simplesfu).then_some(settings);
+                let result = level_result(kind, workers, scenario.name, level, settings, &samples, report, &floor);
                 eprintln!(
                     "bench: {label} {} {level}: loss {:.2}%, p99 {:.1} ms, server CPU {:.0}%, {:.2} µs/packet ({:.1}x floor){}",
                     scenario.name,
@@ -411,7 +529,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                 );
                 let passed = result.passed;
                 levels.push(result);
-                if !passed {
+                if !passed && scenario.ramped {
                     break;
                 }
             }
@@ -437,12 +555,15 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     Ok(report)
 }
 
-/// The smoke run's promise: every scenario ran, media got through, loss is low.
+/// The smoke run's promise: every scenario ran, media got through, loss is
+/// low, and every consumer the server pushed was resumed at the first try
+/// and delivered media (no `limit_reached`).
 pub fn check_smoke(report: &BenchReport) -> anyhow::Result<()> {
     if report.levels.is_empty() {
         bail!("smoke: no level was measured");
     }
     for l in &report.levels {
+        check_consumers(l).map_err(|e| anyhow!("smoke: {:?} {}: {e}", l.server, l.scenario))?;
         if l.forwarded_packets == 0 {
             bail!(
                 "smoke: {:?} {} forwarded no packets: {}",
@@ -455,7 +576,30 @@ pub fn check_smoke(report: &BenchReport) -> anyhow::Result<()> {
             bail!("smoke: {:?} {} lost {:.1}% of packets (limit 5%)", l.server, l.scenario, l.loss_pct);
         }
     }
-    eprintln!("bench: smoke OK: {} levels, media forwarded, loss below 5%", report.levels.len());
+    eprintln!(
+        "bench: smoke OK: {} levels, media forwarded, loss below 5%, every pushed consumer resumed without a refusal",
+        report.levels.len()
+    );
+    Ok(())
+}
+
+/// Every consumer the server pushed was resumed without a refusal and
+/// delivered media (simplesfu; Janus pushes none).
+pub fn check_consumers(l: &LevelResult) -> anyhow::Result<()> {
+    let c = &l.report.consumers;
+    if c.refused_for_rate > 0 {
+        bail!("{} of {} resumeConsumer refused with limit_reached", c.refused_for_rate, c.pushed);
+    }
+    if c.resumed < c.pushed || c.failed > 0 {
+        bail!("{} of {} pushed consumers resumed ({} other failures)", c.resumed, c.pushed, c.failed);
+    }
+    let expected = if l.server == ServerKind::Simplesfu { l.report.expected_streams } else { 0 };
+    if c.pushed < expected {
+        bail!("{} consumers pushed, {expected} expected", c.pushed);
+    }
+    if c.with_media < expected {
+        bail!("{} of {expected} consumers delivered media", c.with_media);
+    }
     Ok(())
 }
 
@@ -468,31 +612,60 @@ pub fn server_label(server: ServerKind, workers: Option<usize>) -> String {
     }
 }
 
+/// The server's CPU and memory at one edge of the measurement window.
+#[derive(Debug, Clone, Copy)]
+struct ServerSample {
+    process: ProcSample,
+    /// CPU seconds of the media worker threads (simplesfu).
+    workers_cpu_s: Option<f64>,
+}
+
+impl ServerSample {
+    fn take(pid: &str, kind: ServerKind) -> anyhow::Result<ServerSample> {
+        let process = procfs::sample(pid)?;
+        let workers_cpu_s = match kind {
+            ServerKind::Simplesfu => Some(procfs::threads_cpu_s(pid.parse().context("server pid")?, "worker-")?),
+            ServerKind::Janus => None,
+        };
+        Ok(ServerSample { process, workers_cpu_s })
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn level_result(
     server: ServerKind,
     workers: Option<usize>,
     scenario: &str,
     load: u32,
-    samples: &[ProcSample],
+    settings: Option<ServerSettings>,
+    samples: &[ServerSample],
     report: LoadReport,
     floor: &Floor,
 ) -> LevelResult {
-    let (cpu_s, rss) = match samples {
-        [a, b, ..] => (b.cpu_s - a.cpu_s, b.rss_bytes),
-        _ => (0.0, 0),
+    let (cpu_s, workers_cpu_s, rss) = match samples {
+        [a, b, ..] => (
+            b.process.cpu_s - a.process.cpu_s,
+            b.workers_cpu_s.zip(a.workers_cpu_s).map(|(b, a)| b - a),
+            b.process.rss_bytes,
+        ),
+        _ => (0.0, None, 0),
     };
+    let pct = |s: f64| 100.0 * s / report.duration_s.max(1e-9);
     let forwarded = report.packets_received;
     let per_packet = if forwarded > 0 { cpu_s * 1e6 / forwarded as f64 } else { 0.0 };
     let loss = report.effective_loss_pct();
-    let passed = loss < MAX_LOSS_PCT && report.latency.p99_ms < MAX_P99_MS && report.join_failures == 0;
-    LevelResult {
+    let mut passed = loss < MAX_LOSS_PCT && report.latency.p99_ms < MAX_P99_MS && report.join_failures == 0;
+    let mut result = LevelResult {
         server,
         workers,
         scenario: scenario.to_string(),
         load,
+        settings,
         streams: report.receiving_streams,
         server_cpu_s: cpu_s,
-        server_cpu_pct: 100.0 * cpu_s / report.duration_s.max(1e-9),
+        server_cpu_pct: pct(cpu_s),
+        workers_cpu_pct: workers_cpu_s.map(pct),
+        signaling_cpu_pct: workers_cpu_s.map(|w| pct(cpu_s - w)),
         server_rss_mb: rss as f64 / 1048576.0,
         forwarded_packets: forwarded,
         cpu_us_per_forwarded_packet: per_packet,
@@ -502,9 +675,15 @@ fn level_result(
         p50_ms: report.latency.p50_ms,
         p99_ms: report.latency.p99_ms,
         max_ms: report.latency.max_ms,
-        passed,
+        passed: false,
         report,
+    };
+    passed &= check_consumers(&result).is_ok();
+    if scenario == "big-room" {
+        passed &= result.report.consumers.join_to_first_media.max_ms < MAX_FIRST_MEDIA_MS;
     }
+    result.passed = passed;
+    result
 }
 
 /// UTC date and time, e.g. 2026-11-24T06-50-00 (no external time crate).
@@ -529,13 +708,42 @@ pub fn date_string() -> String {
 mod tests {
     use super::*;
 
+    fn loads(s: &Scenario) -> Vec<u32> {
+        s.levels.iter().map(|l| l.load).collect()
+    }
+
+    fn big_room() -> BigRoom {
+        BigRoom { peers: 300, speakers: 3, joiners: 1, resend_ms: vec![1000, 0] }
+    }
+
     #[test]
     fn ramps_double_up_to_the_maximum() {
-        let s = scenarios(false, 800, 2.0);
-        assert_eq!(s[0].levels, vec![50, 100, 200, 400, 800]);
-        assert_eq!(s[1].levels, vec![1, 2, 4, 8, 16]);
-        let smoke = scenarios(true, 800, 2.0);
+        let s = scenarios(false, 800, 2.0, &big_room());
+        assert_eq!(loads(&s[0]), vec![50, 100, 200, 400, 800]);
+        assert_eq!(loads(&s[1]), vec![1, 2, 4, 8, 16]);
+        assert!(s[0].levels.iter().all(|l| l.settings == ServerSettings::FORWARDING));
+        let smoke = scenarios(true, 800, 2.0, &big_room());
         assert!(smoke.iter().all(|s| s.levels.len() == 1));
+    }
+
+    #[test]
+    fn big_room_runs_once_per_resend_interval_with_default_limits() {
+        let s = scenarios(false, 800, 2.0, &big_room());
+        let room = s.iter().find(|s| s.name == "big-room").expect("big-room");
+        assert!(!room.ramped);
+        let resend: Vec<u64> = room.levels.iter().map(|l| l.settings.available_producers_interval_ms).collect();
+        assert_eq!(resend, vec![1000, 0]);
+        assert!(room.levels.iter().all(|l| l.load == 300 && l.settings.request_burst.is_none()));
+        let shape = (room.shape)(300);
+        assert_eq!((shape.rooms, shape.publishers, shape.subscribers), (1, 300, 1));
+        assert!(shape.published_client && !shape.meeting && !shape.media.video);
+        assert_eq!(shape.media.speakers_per_room, Some(3));
+        // The smoke room pushes more consumers than its burst allows requests.
+        let smoke = scenarios(true, 800, 2.0, &big_room());
+        let room = smoke.iter().find(|s| s.name == "big-room").expect("big-room");
+        let level = room.levels[0];
+        assert_eq!(level.settings.request_burst, Some(SMOKE_REQUEST_BURST));
+        assert!(level.load > SMOKE_REQUEST_BURST);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! of a core each against 1 worker capped at 0.2. The short period keeps
 //! throttling pauses (at most period − quota) far below the latency limit.
 
+use crate::procfs::threads_named;
 use anyhow::{anyhow, bail, Context};
 use std::path::{Path, PathBuf};
 
@@ -53,26 +54,6 @@ pub fn quota_us(fraction: f64) -> anyhow::Result<u64> {
     }
     // The kernel refuses quotas below 1 ms.
     Ok(((fraction * PERIOD_US as f64).round() as u64).max(1_000))
-}
-
-/// Thread ids of `pid` whose name starts with `prefix` (simplesfu names its
-/// media threads `worker-N`).
-pub fn threads_named(pid: u32, prefix: &str) -> anyhow::Result<Vec<u32>> {
-    let dir = format!("/proc/{pid}/task");
-    let mut tids = Vec::new();
-    for entry in std::fs::read_dir(&dir).with_context(|| format!("could not list {dir}"))? {
-        let entry = entry?;
-        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
-            continue;
-        };
-        if comm.trim_end().starts_with(prefix) {
-            if let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
-                tids.push(tid);
-            }
-        }
-    }
-    tids.sort_unstable();
-    Ok(tids)
 }
 
 /// Put each of `expected` threads of `pid` named `worker-*` in a cgroup of
@@ -126,25 +107,5 @@ mod tests {
         assert!(quota_us(0.0).is_err());
         assert!(quota_us(1.5).is_err());
         assert!(quota_us(f64::NAN).is_err());
-    }
-
-    #[test]
-    fn finds_threads_by_name() {
-        // The name is set inside the new thread before its closure runs.
-        let (started, wait_started) = std::sync::mpsc::channel();
-        let (stop, wait_stop) = std::sync::mpsc::channel::<()>();
-        let handle = std::thread::Builder::new()
-            .name("worker-test-7".into())
-            .spawn(move || {
-                let _ = started.send(());
-                let _ = wait_stop.recv();
-            })
-            .expect("thread");
-        wait_started.recv().expect("started");
-        let tids = threads_named(std::process::id(), "worker-test").expect("listed");
-        assert_eq!(tids.len(), 1, "{tids:?}");
-        assert!(threads_named(std::process::id(), "no-such-thread").expect("listed").is_empty());
-        let _ = stop.send(());
-        handle.join().expect("joined");
     }
 }

@@ -226,7 +226,7 @@ pub async fn join(
             }
         }
         if let (Some(mid), Some(a)) = (audio_mid, plan.audio.as_mut()) {
-            a.0 = rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| *s.ssrc()).ok_or_else(|| anyhow!("no audio stream after negotiation"))?;
+            a.ssrc = rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| *s.ssrc()).ok_or_else(|| anyhow!("no audio stream after negotiation"))?;
         }
         let h = transport::spawn(rtc, socket, local, run.clone(), stop.clone());
         h.commands.send(Command::Send(plan)).map_err(|_| anyhow!("the send transport stopped"))?;
@@ -291,7 +291,7 @@ pub async fn join(
         }
         let _ = keepalive.post(None, json!({"janus": "destroy"})).await;
     });
-    Ok(JoinedPeer { send, recv })
+    Ok(JoinedPeer { send, recv, consumers: Default::default() })
 }
 
 #[cfg(test)]

@@ -1,10 +1,12 @@
 //! One load run: peers join at a set rate (publishers first), the run waits
-//! for media to flow, measures for a fixed window, and returns a report. A
-//! progress line goes to stderr once a second.
+//! until every receiver has media from every publisher it should, measures
+//! for a fixed window, and returns a report: media (loss, latency) and what
+//! became of the consumers the server pushed (resumed, refused, time to
+//! first packet). A progress line goes to stderr once a second.
 
 use crate::media::MediaOptions;
 use crate::procfs;
-use crate::sfu::{JoinedPeer, PeerSpec};
+use crate::sfu::{ConsumerCounters, JoinedPeer, PeerSpec};
 use crate::stats::{Histogram, Kind, KindTotals, LatencySummary};
 use crate::transport::{RunState, TransportHandle};
 use serde::Serialize;
@@ -44,6 +46,8 @@ pub struct LoadConfig {
     pub subscribers_per_room: u32,
     /// Publishers also receive everyone else in their room.
     pub publishers_subscribe: bool,
+    /// Subscribers speak v1 exactly as the published 0.0.20 client does.
+    pub published_client: bool,
     pub media: MediaOptions,
     /// Measurement window.
     #[serde(skip)]
@@ -86,6 +90,38 @@ impl KindReport {
     }
 }
 
+/// Receivers whose own first-media summary the report lists, at most.
+pub const RECEIVERS_LISTED: usize = 16;
+
+/// What became of the consumers the server pushed (simplesfu only), and how
+/// long each took from `joinRoom` to its first packet.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ConsumerReport {
+    /// `createConsumer` pushes received.
+    pub pushed: u64,
+    /// `resumeConsumer` acked with success.
+    pub resumed: u64,
+    /// `resumeConsumer` refused with `limit_reached`.
+    pub refused_for_rate: u64,
+    /// Other failures to consume or resume.
+    pub failed: u64,
+    /// Streams that delivered at least one packet, over all receivers.
+    pub with_media: u64,
+    /// From `joinRoom` to each stream's first packet, all receivers.
+    pub join_to_first_media: LatencySummary,
+    /// The same per receiver, when there are at most [`RECEIVERS_LISTED`].
+    pub per_receiver: Vec<LatencySummary>,
+}
+
+impl ConsumerReport {
+    fn add(&mut self, c: &ConsumerCounters) {
+        self.pushed += c.pushed.load(Ordering::Relaxed);
+        self.resumed += c.resumed.load(Ordering::Relaxed);
+        self.refused_for_rate += c.refused_for_rate.load(Ordering::Relaxed);
+        self.failed += c.failed.load(Ordering::Relaxed);
+    }
+}
+
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
@@ -108,6 +144,7 @@ pub struct LoadReport {
     pub audio: KindReport,
     /// From `joinRoom` to the first stamped packet, per receiver.
     pub join_to_first_packet: LatencySummary,
+    pub consumers: ConsumerReport,
     pub receivers_without_media: u64,
     /// The bot's own CPU use in the window, percent of one core.
     pub bot_cpu_pct: f64,
@@ -139,13 +176,15 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
     for publish in [true, false] {
         for r in 0..cfg.rooms {
             let n = if publish { cfg.publishers_per_room } else { cfg.subscribers_per_room };
-            for _ in 0..n {
+            for i in 0..n {
                 specs.push(PeerSpec {
                     room: format!("bench-{r}"),
                     publish,
                     subscribe: !publish || cfg.publishers_subscribe,
                     index,
                     room_publishers: cfg.publishers_per_room,
+                    silent: publish && cfg.media.speakers_per_room.is_some_and(|speakers| i >= speakers),
+                    published_client: !publish && cfg.published_client,
                 });
                 index += 1;
             }
@@ -234,11 +273,15 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         }
     }
 
-    // Settle: wait (bounded) until every receiver has media, then one more second.
+    // Settle: wait (bounded) until every receiver has media from every
+    // stream it should get, then one more second.
     let settle_deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let waiting = receivers(&peers)
-            .filter(|(spec, r)| expected_streams_per_receiver(&cfg, spec) > 0 && r.stats.lock().map(|s| s.first_packet_ns.is_none()).unwrap_or(true))
+            .filter(|(spec, r)| {
+                let expected = expected_streams_per_receiver(&cfg, spec);
+                r.stats.lock().map(|s| (s.streams_seen() as u64) < expected).unwrap_or(true)
+            })
             .count();
         if cfg.progress {
             progress(&format!("[{:6.1}s] {} peers joined, {} failed, {} receivers waiting for media", started.elapsed().as_secs_f64(), peers.len(), failures, waiting));
@@ -296,6 +339,12 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     // Streams of receivers that never joined count as expected and missing.
     let mut expected_streams = failed_expected;
     let mut without_media = 0;
+    let mut consumers = ConsumerReport::default();
+    let mut first_media = Histogram::default();
+    let listed = receivers(&peers).count() <= RECEIVERS_LISTED;
+    for peer in &peers {
+        consumers.add(&peer.joined.consumers);
+    }
     for (spec, r) in receivers(&peers) {
         expected_streams += expected_streams_per_receiver(&cfg, spec);
         let Ok(s) = r.stats.lock() else { continue };
@@ -306,7 +355,17 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
             None if expected_streams_per_receiver(&cfg, spec) > 0 => without_media += 1,
             None => {}
         }
+        consumers.with_media += s.streams_seen() as u64;
+        let mut mine = Histogram::default();
+        for ms in s.join_to_first_per_stream_ms() {
+            mine.record_us((ms * 1000.0) as u64);
+        }
+        first_media.merge(&mine);
+        if listed {
+            consumers.per_receiver.push(mine.summary_ms());
+        }
     }
+    consumers.join_to_first_media = first_media.summary_ms();
     let _ = stop_tx.send(true);
     let mut all = video.clone();
     all.merge(&audio);
@@ -333,6 +392,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         video: KindReport::from_totals(&video, seconds),
         audio: KindReport::from_totals(&audio, seconds),
         join_to_first_packet: join_times.summary_ms(),
+        consumers,
         receivers_without_media: without_media,
         bot_cpu_pct,
         bot_cpus: procfs::allowed_cpus(),
@@ -399,6 +459,13 @@ impl LoadReport {
             self.bot_cpu_pct,
             self.bot_cpus
         );
+        let c = &self.consumers;
+        if c.pushed > 0 {
+            t += &format!(
+                "consumers pushed {}, resumed {}, refused for the rate (limit_reached) {}, other failures {}, with media {} | join to first packet per consumer p50 {:.0} ms, max {:.0} ms\n",
+                c.pushed, c.resumed, c.refused_for_rate, c.failed, c.with_media, c.join_to_first_media.p50_ms, c.join_to_first_media.max_ms
+            );
+        }
         t
     }
 }
@@ -414,6 +481,7 @@ mod tests {
             publishers_per_room: publishers,
             subscribers_per_room: subscribers,
             publishers_subscribe: meeting,
+            published_client: false,
             media: MediaOptions { audio: true, ..Default::default() },
             duration: Duration::from_secs(1),
             join_rate: 10.0,
@@ -436,5 +504,19 @@ mod tests {
         assert_eq!(expected_streams_per_receiver(&meeting, &specs[0]), 18, "9 others x 2 kinds");
         let ids: std::collections::HashSet<u32> = specs.iter().map(|s| s.index).collect();
         assert_eq!(ids.len(), 20, "unique stream id prefixes");
+    }
+
+    #[test]
+    fn big_rooms_have_few_speakers_and_joiners_like_the_published_client() {
+        let mut big = cfg(10, 2, false);
+        big.rooms = 1;
+        big.published_client = true;
+        big.media = MediaOptions { video: false, audio: true, speakers_per_room: Some(3), ..Default::default() };
+        let specs = peer_specs(&big);
+        let talking: Vec<bool> = specs.iter().filter(|s| s.publish).map(|s| !s.silent).collect();
+        assert_eq!(talking.iter().filter(|&&t| t).count(), 3, "3 of 10 publishers talk");
+        let joiners: Vec<&PeerSpec> = specs.iter().filter(|s| !s.publish).collect();
+        assert!(joiners.iter().all(|j| j.published_client && j.subscribe && !j.silent));
+        assert_eq!(expected_streams_per_receiver(&big, joiners[0]), 10, "one audio consumer per publisher");
     }
 }

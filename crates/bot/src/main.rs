@@ -54,7 +54,7 @@ struct BenchArgs {
     /// Tiny load for a few seconds: checks the harness, measures nothing useful.
     #[arg(long)]
     smoke: bool,
-    /// Only these scenarios (livestream, meeting, audio-only); default all.
+    /// Only these scenarios (livestream, meeting, audio-only, big-room); default all.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Measurement window per level, seconds.
@@ -82,6 +82,22 @@ struct BenchArgs {
     /// Each ramp step multiplies the load by this factor (at least +1).
     #[arg(long, default_value_t = 2.0)]
     ramp_factor: f64,
+    /// big-room: audio-only publishers in the room.
+    #[arg(long, default_value_t = 300)]
+    big_room_peers: u32,
+    /// big-room: publishers that talk (50 packets/s); the others are silent
+    /// (opus DTX, a packet every 400 ms).
+    #[arg(long, default_value_t = 3)]
+    big_room_speakers: u32,
+    /// big-room: joiners speaking v1 as the published 0.0.20 client, entering
+    /// the full room.
+    #[arg(long, default_value_t = 3)]
+    big_room_joiners: u32,
+    /// big-room: one level per value of the server's
+    /// --available-producers-interval-ms (1000 is its default; 0 turns the
+    /// periodic resend off).
+    #[arg(long, value_delimiter = ',', default_value = "1000,0")]
+    big_room_resend_ms: Vec<u64>,
 }
 
 #[derive(Args)]
@@ -122,6 +138,13 @@ struct RunArgs {
     /// Send three VP8 simulcast layers (r0, r1, r2).
     #[arg(long)]
     simulcast: bool,
+    /// Only this many publishers per room talk; the others send silent audio
+    /// (opus DTX: a packet every 400 ms). Default: everyone talks.
+    #[arg(long)]
+    speakers: Option<u32>,
+    /// Subscribers speak v1 exactly as the published 0.0.20 client does.
+    #[arg(long)]
+    published_client: bool,
     /// Measurement window in seconds (after everyone joined and media flows).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -166,6 +189,12 @@ fn main() -> anyhow::Result<()> {
                 workers: b.workers,
                 worker_cpu: b.worker_cpu,
                 ramp_factor: b.ramp_factor.max(1.01),
+                big_room: simplesfu_bot::bench::BigRoom {
+                    peers: b.big_room_peers.max(1),
+                    speakers: b.big_room_speakers,
+                    joiners: b.big_room_joiners.max(1),
+                    resend_ms: b.big_room_resend_ms,
+                },
             })?;
             eprintln!(
                 "bench: {} levels measured; report in {}",
@@ -196,6 +225,7 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
         publishers_per_room: a.publishers,
         subscribers_per_room: a.subscribers,
         publishers_subscribe: a.meeting,
+        published_client: a.published_client,
         media: MediaOptions {
             video: !a.no_video,
             video_bitrate_bps: a.bitrate,
@@ -203,6 +233,7 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
             fps: a.fps,
             audio: a.audio,
             simulcast: a.simulcast,
+            speakers_per_room: a.speakers,
         },
         duration: Duration::from_secs_f64(a.duration.max(0.5)),
         join_rate: a.join_rate,

@@ -1,10 +1,13 @@
 //! What a publishing peer sends: bitrate and packet rate turned into frames,
 //! packets per frame and payload sizes per layer, plus the SSRCs and stream
-//! ids of one peer. Shared by the simplesfu and Janus drivers.
+//! ids of one peer; audio talks (a packet every 20 ms) or stays silent the
+//! way opus DTX does (a small packet every 400 ms). Shared by the simplesfu
+//! and Janus drivers.
 
 use crate::payload::{MAX_PAYLOAD, MIN_PAYLOAD};
-use crate::transport::{MediaPlan, VideoLayer};
+use crate::transport::{AudioPlan, MediaPlan, VideoLayer};
 use serde::Serialize;
+use std::time::Duration;
 
 /// Media options of a run (the CLI's).
 #[derive(Debug, Clone, Serialize)]
@@ -17,16 +20,33 @@ pub struct MediaOptions {
     pub audio: bool,
     /// Three VP8 layers r0, r1, r2 (1/16, 1/4 and all of the bitrate and packet rate).
     pub simulcast: bool,
+    /// Publishers per room that talk; the others are silent (opus DTX: one
+    /// small packet every [`DTX_INTERVAL`]). None: every publisher talks.
+    pub speakers_per_room: Option<u32>,
 }
 
 impl Default for MediaOptions {
     fn default() -> Self {
-        MediaOptions { video: true, video_bitrate_bps: 1_500_000, video_packets_per_s: 200, fps: 25, audio: false, simulcast: false }
+        MediaOptions {
+            video: true,
+            video_bitrate_bps: 1_500_000,
+            video_packets_per_s: 200,
+            fps: 25,
+            audio: false,
+            simulcast: false,
+            speakers_per_room: None,
+        }
     }
 }
 
 /// Audio: 50 packets/s of 20 ms, 80-byte payloads (32 kbit/s).
 pub const AUDIO_PAYLOAD: usize = 80;
+/// Talking audio: one packet per 20 ms frame.
+pub const AUDIO_INTERVAL: Duration = Duration::from_millis(20);
+/// Silent audio: opus with DTX sends one comfort-noise frame every 400 ms.
+pub const DTX_INTERVAL: Duration = Duration::from_millis(400);
+/// A DTX frame is a few bytes; ours carries the stamp as well.
+pub const DTX_PAYLOAD: usize = MIN_PAYLOAD;
 
 /// Stream id layout: peer index in the high 24 bits, then 0 = audio, 1.. = video layers.
 pub fn stream_id(peer_index: u32, slot: u32) -> u32 {
@@ -55,6 +75,8 @@ pub struct PeerMedia {
     pub audio: Option<AudioStream>,
     pub cname: String,
     pub fps: u32,
+    /// Audio as opus DTX in silence (see [`DTX_INTERVAL`]).
+    pub silent: bool,
     video_pt: u8,
     audio_pt: u8,
 }
@@ -93,6 +115,7 @@ impl PeerMedia {
             audio,
             cname: format!("bot-{peer_index}"),
             fps,
+            silent: false,
             video_pt: crate::sfu::browser::VP8,
             audio_pt: crate::sfu::browser::OPUS,
         }
@@ -102,6 +125,12 @@ impl PeerMedia {
     pub fn with_payload_types(mut self, video_pt: u8, audio_pt: u8) -> PeerMedia {
         self.video_pt = video_pt;
         self.audio_pt = audio_pt;
+        self
+    }
+
+    /// A publisher that stays silent: audio as opus DTX.
+    pub fn with_silence(mut self, silent: bool) -> PeerMedia {
+        self.silent = silent;
         self
     }
 
@@ -120,7 +149,13 @@ impl PeerMedia {
                 })
                 .collect(),
             fps: self.fps,
-            audio: self.audio.as_ref().map(|a| (a.ssrc, self.audio_pt, a.stream_id, AUDIO_PAYLOAD)),
+            audio: self.audio.as_ref().map(|a| AudioPlan {
+                ssrc: a.ssrc,
+                pt: self.audio_pt,
+                stream_id: a.stream_id,
+                payload_size: if self.silent { DTX_PAYLOAD } else { AUDIO_PAYLOAD },
+                interval: if self.silent { DTX_INTERVAL } else { AUDIO_INTERVAL },
+            }),
         }
     }
 }
@@ -145,6 +180,16 @@ mod tests {
         assert_eq!(m.video.len(), 3);
         assert!(m.video[0].packets_per_frame < m.video[2].packets_per_frame);
         assert!(m.video[0].payload_size <= m.video[2].payload_size);
-        assert_eq!(m.plan().audio.map(|a| a.2), Some(0));
+        assert_eq!(m.plan().audio.map(|a| a.stream_id), Some(0));
+    }
+
+    #[test]
+    fn silent_publishers_send_dtx_sized_audio_every_400_ms() {
+        let o = MediaOptions { video: false, audio: true, ..Default::default() };
+        let talking = PeerMedia::new(&o, 1).plan().audio.expect("audio");
+        let silent = PeerMedia::new(&o, 1).with_silence(true).plan().audio.expect("audio");
+        assert_eq!((talking.interval, talking.payload_size), (AUDIO_INTERVAL, AUDIO_PAYLOAD));
+        assert_eq!((silent.interval, silent.payload_size), (DTX_INTERVAL, DTX_PAYLOAD));
+        assert_eq!(silent.stream_id, talking.stream_id, "same stream, fewer packets");
     }
 }

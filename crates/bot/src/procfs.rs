@@ -1,4 +1,5 @@
-//! CPU time and memory of a process from /proc (Linux), for the server's cost
+//! CPU time and memory of a process and of its named threads from /proc
+//! (Linux), for the server's cost (split into media workers and the rest)
 //! and the bot's own load.
 
 use anyhow::{anyhow, Context};
@@ -47,6 +48,40 @@ pub fn sample(pid: &str) -> anyhow::Result<ProcSample> {
     Ok(ProcSample { cpu_s: parse_stat_cpu(&stat)?, rss_bytes: parse_status_rss(&status).unwrap_or(0) })
 }
 
+/// Thread ids of `pid` whose name starts with `prefix` (simplesfu names its
+/// media threads `worker-N`).
+pub fn threads_named(pid: u32, prefix: &str) -> anyhow::Result<Vec<u32>> {
+    let dir = format!("/proc/{pid}/task");
+    let mut tids = Vec::new();
+    for entry in std::fs::read_dir(&dir).with_context(|| format!("could not list {dir}"))? {
+        let entry = entry?;
+        let Ok(comm) = std::fs::read_to_string(entry.path().join("comm")) else {
+            continue;
+        };
+        if comm.trim_end().starts_with(prefix) {
+            if let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse().ok()) {
+                tids.push(tid);
+            }
+        }
+    }
+    tids.sort_unstable();
+    Ok(tids)
+}
+
+/// CPU seconds (user + system) of the threads of `pid` whose name starts
+/// with `prefix` (simplesfu's media workers are `worker-N`). A thread that
+/// exits between two reads is missing from the later one: use it for
+/// threads that live as long as the process.
+pub fn threads_cpu_s(pid: u32, prefix: &str) -> anyhow::Result<f64> {
+    let mut total = 0.0;
+    for tid in threads_named(pid, prefix)? {
+        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) {
+            total += parse_stat_cpu(&stat)?;
+        }
+    }
+    Ok(total)
+}
+
 /// CPU time of a process and all its threads' children is not needed: servers
 /// here are single processes. Number of CPUs this process may run on.
 pub fn allowed_cpus() -> usize {
@@ -65,5 +100,51 @@ mod tests {
         assert_eq!(parse_status_rss("Name:\tx\nVmRSS:\t  2048 kB\n"), Some(2 * 1024 * 1024));
         let me = sample("self").expect("own process");
         assert!(me.rss_bytes > 0);
+    }
+
+    #[test]
+    fn finds_threads_by_name() {
+        // The name is set inside the new thread before its closure runs.
+        let (started, wait_started) = std::sync::mpsc::channel();
+        let (stop, wait_stop) = std::sync::mpsc::channel::<()>();
+        let handle = std::thread::Builder::new()
+            .name("worker-test-7".into())
+            .spawn(move || {
+                let _ = started.send(());
+                let _ = wait_stop.recv();
+            })
+            .expect("thread");
+        wait_started.recv().expect("started");
+        let tids = threads_named(std::process::id(), "worker-test").expect("listed");
+        assert_eq!(tids.len(), 1, "{tids:?}");
+        assert!(threads_named(std::process::id(), "no-such-thread").expect("listed").is_empty());
+        let _ = stop.send(());
+        handle.join().expect("joined");
+    }
+
+    #[test]
+    fn named_threads_cpu_is_part_of_the_process_cpu() {
+        let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+        let spinner = std::thread::Builder::new()
+            .name("spin-test".into())
+            .spawn(move || {
+                // Burn CPU until told to stop.
+                while stop_rx.try_recv().is_err() {
+                    std::hint::black_box(0u64.wrapping_add(1));
+                }
+            })
+            .expect("thread");
+        let pid = std::process::id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut spun = 0.0;
+        while spun == 0.0 && std::time::Instant::now() < deadline {
+            std::thread::yield_now();
+            spun = threads_cpu_s(pid, "spin-test").expect("read");
+        }
+        let all = sample("self").expect("own process").cpu_s;
+        let _ = stop_tx.send(());
+        spinner.join().expect("joined");
+        assert!(spun > 0.0 && spun <= all, "thread {spun} s within process {all} s");
+        assert_eq!(threads_cpu_s(pid, "no-such-thread").expect("read"), 0.0);
     }
 }

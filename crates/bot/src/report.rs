@@ -1,7 +1,10 @@
 //! The benchmark report in Markdown: machine, floor, one table per scenario,
-//! the largest load each server held, and ratios at equal load.
+//! the largest load each server held, and ratios at equal load; for
+//! big-room, consumers, refusals, time to first audio and signaling CPU.
 
-use crate::bench::{server_label, BenchReport, LevelResult, ServerKind, MAX_LOSS_PCT, MAX_P99_MS};
+use crate::bench::{
+    server_label, BenchReport, LevelResult, ServerKind, ServerSettings, MAX_FIRST_MEDIA_MS, MAX_LOSS_PCT, MAX_P99_MS,
+};
 use std::fmt::Write;
 
 fn row(l: &LevelResult) -> String {
@@ -89,6 +92,82 @@ fn scaling_table(r: &BenchReport, names: &[&str]) -> String {
     )
 }
 
+/// "1000 ms", or "off" for 0.
+fn resend(settings: Option<ServerSettings>) -> String {
+    match settings.map(|s| s.available_producers_interval_ms) {
+        Some(0) => "off".into(),
+        Some(ms) => format!("{ms} ms"),
+        None => "-".into(),
+    }
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.1}")).unwrap_or_else(|| "-".into())
+}
+
+/// The big-room table: consumers, refusals, time to first audio, and the
+/// server's CPU split into signaling and media workers.
+fn big_room_section(r: &BenchReport) -> String {
+    let mut s = String::from("## big-room\n\n");
+    let levels: Vec<&LevelResult> = r.levels.iter().filter(|l| l.scenario == "big-room").collect();
+    if let Some(l) = levels.first() {
+        let c = &l.report.config;
+        let _ = writeln!(
+            s,
+            "One room: {} audio-only publishers ({} talking at 50 packets/s, the others silent: opus DTX, one packet every 400 ms), then {} joiner(s) speaking v1 as the published 0.0.20 client (the server pushes a consumer per publisher; each push answered at once with `resumeConsumer`, no retry). Request limits are the server's defaults{}. A row passes with every consumer resumed and delivering audio, no `limit_reached`, first audio of every consumer within {MAX_FIRST_MEDIA_MS:.0} ms of `joinRoom`, loss < {MAX_LOSS_PCT}%. Signaling CPU is the server's CPU minus its media worker threads' (`worker-N`, from /proc/<pid>/task/*/stat) over the {:.0} s window at steady state.\n",
+            c.publishers_per_room,
+            c.media.speakers_per_room.unwrap_or(c.publishers_per_room).min(c.publishers_per_room),
+            c.subscribers_per_room,
+            match l.settings.and_then(|s| s.request_burst) {
+                Some(b) => format!(", except a request burst of {b}"),
+                None => String::new(),
+            },
+            l.report.duration_s
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| server | publishers | joiners | availableProducers resend | consumers pushed | resumed | limit_reached | with audio | first audio p50 ms | max ms | per joiner max ms | loss % | server CPU % | signaling CPU % | workers CPU % | RSS MB | bot CPU % | held |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for l in &levels {
+        let c = &l.report.consumers;
+        let per_joiner: Vec<String> = c.per_receiver.iter().map(|j| format!("{:.0}", j.max_ms)).collect();
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.1} | {} | {} | {:.0} | {:.0} | {} |",
+            server_label(l.server, l.workers),
+            l.report.config.publishers_per_room,
+            l.report.config.subscribers_per_room,
+            resend(l.settings),
+            c.pushed,
+            c.resumed,
+            c.refused_for_rate,
+            c.with_media,
+            c.join_to_first_media.p50_ms,
+            c.join_to_first_media.max_ms,
+            if per_joiner.is_empty() { "-".into() } else { per_joiner.join(", ") },
+            l.loss_pct,
+            l.server_cpu_pct,
+            pct(l.signaling_cpu_pct),
+            pct(l.workers_cpu_pct),
+            l.server_rss_mb,
+            l.report.bot_cpu_pct,
+            if l.passed { "yes" } else { "**no**" }
+        );
+    }
+    for l in &levels {
+        if let Err(e) = crate::bench::check_consumers(l) {
+            let _ = writeln!(s, "- {} with resend {}: {e}", server_label(l.server, l.workers), resend(l.settings));
+        }
+        if let Some(error) = &l.report.first_error {
+            let _ = writeln!(s, "- {} with resend {}: {} of {} peers failed to join; first error: {error}", server_label(l.server, l.workers), resend(l.settings), l.report.join_failures, l.report.peers);
+        }
+    }
+    s += "\n";
+    s
+}
+
 pub fn markdown(r: &BenchReport) -> String {
     let mut s = String::new();
     let _ = writeln!(s, "# simplesfu benchmark {}\n", r.date);
@@ -123,6 +202,10 @@ pub fn markdown(r: &BenchReport) -> String {
         }
     }
     for name in &names {
+        if *name == "big-room" {
+            s += &big_room_section(r);
+            continue;
+        }
         let _ = writeln!(s, "## {name}\n");
         let _ = writeln!(
             s,

@@ -2,15 +2,19 @@
 //! mediasoup-client does: router capabilities, a send and/or a receive
 //! transport, `connectWebRtcTransport` as DTLS client, `produce` with
 //! Chrome-like RTP parameters, `joinRoom`, then every `createConsumer` push is
-//! declared on the receive transport and resumed.
+//! declared on the receive transport and resumed at once, each push on its
+//! own without waiting for the previous answer, as the published 0.0.20
+//! client does. What became of the pushed consumers (resumed, refused for
+//! the request rate) is counted per peer.
 
 use crate::media::{MediaOptions, PeerMedia};
-use crate::signaling::SocketIoClient;
+use crate::signaling::{Refused, SocketIoClient};
 use crate::transport::{self, Command, RunState, TransportHandle};
 use anyhow::{anyhow, bail, Context};
 use serde_json::{json, Value};
+use simplesfu_proto::ErrorCode;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use str0m::config::Fingerprint;
@@ -30,12 +34,32 @@ pub struct PeerSpec {
     pub index: u32,
     /// Publishers in this peer's room (Janus subscribers wait for them).
     pub room_publishers: u32,
+    /// A publisher whose audio is silent (opus DTX).
+    pub silent: bool,
+    /// Speak v1 exactly as the published 0.0.20 client does, which also
+    /// creates a send transport when it has nothing to send.
+    pub published_client: bool,
+}
+
+/// What became of the consumers the server pushed to one peer.
+#[derive(Debug, Default)]
+pub struct ConsumerCounters {
+    /// `createConsumer` pushes received.
+    pub pushed: AtomicU64,
+    /// `resumeConsumer` acked with success.
+    pub resumed: AtomicU64,
+    /// `resumeConsumer` refused with `limit_reached`: 0.0.20 gives up on
+    /// those, and the track stays black.
+    pub refused_for_rate: AtomicU64,
+    /// Any other failure to consume or resume.
+    pub failed: AtomicU64,
 }
 
 /// What a joined peer leaves behind for the run to read.
 pub struct JoinedPeer {
     pub send: Option<TransportHandle>,
     pub recv: Option<TransportHandle>,
+    pub consumers: Arc<ConsumerCounters>,
 }
 
 /// Payload types and extension ids a mediasoup-client in Chrome sends with.
@@ -239,6 +263,7 @@ pub async fn join(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinedPeer> {
     let (client, mut pushes) = SocketIoClient::connect(server).await?;
+    let client = Arc::new(client);
     // Workaround: simplesfu can run its connect handler after it has told the
     // client it is connected, and then drops a request sent at once (seen in
     // a few % of connections). The first request is idempotent: retry it.
@@ -253,8 +278,13 @@ pub async fn join(
     let router = RouterCodecs::from_capabilities(&caps["routerRtpCapabilities"])?;
 
     let mut send = None;
+    if !spec.publish && spec.published_client {
+        // 0.0.20 makes its send transport whatever it has to send, and
+        // connects it only when it produces.
+        client.request("createWebRtcTransport", json!({"forceTcp": false, "producing": true, "consuming": false})).await?;
+    }
     if spec.publish {
-        let media = PeerMedia::new(options, spec.index);
+        let media = PeerMedia::new(options, spec.index).with_silence(spec.silent);
         let mut t = create_transport(&client, true, ClientCodecs::Browser, local_ip).await?;
         // mids in produce order, as mediasoup-client assigns them: video first.
         let video_mid = (!media.video.is_empty()).then(|| "0".to_string());
@@ -302,7 +332,9 @@ pub async fn join(
     }
     client.request("joinRoom", json!({"roomId": spec.room})).await?;
 
+    let consumers = Arc::new(ConsumerCounters::default());
     let recv_for_pushes = recv.clone();
+    let counters = consumers.clone();
     let mut stop_pushes = stop.clone();
     tokio::spawn(async move {
         loop {
@@ -313,15 +345,37 @@ pub async fn join(
                     if msg["type"] != "createConsumer" {
                         continue;
                     }
-                    let Some(recv) = &recv_for_pushes else { continue };
-                    if let Err(e) = consume(&client, recv, &msg["data"]).await {
-                        tracing::warn!(error = %e, "could not consume");
-                    }
+                    counters.pushed.fetch_add(1, Ordering::Relaxed);
+                    let Some(recv) = recv_for_pushes.clone() else { continue };
+                    // Answered at once, not after the previous answer: a
+                    // room's worth of pushes becomes a burst of resumes.
+                    let (client, counters) = (client.clone(), counters.clone());
+                    tokio::spawn(async move {
+                        let outcome = consume(&client, &recv, &msg["data"]).await;
+                        counters.count(outcome);
+                    });
                 }
             }
         }
     });
-    Ok(JoinedPeer { send, recv })
+    Ok(JoinedPeer { send, recv, consumers })
+}
+
+impl ConsumerCounters {
+    /// Count the outcome of one consume-and-resume (no retry, as 0.0.20).
+    fn count(&self, outcome: anyhow::Result<()>) {
+        match outcome {
+            Ok(()) => self.resumed.fetch_add(1, Ordering::Relaxed),
+            Err(e) if Refused::of(&e).is_some_and(|r| r.code == ErrorCode::LimitReached.as_str()) => {
+                tracing::debug!(error = %e, "consumer refused for the request rate");
+                self.refused_for_rate.fetch_add(1, Ordering::Relaxed)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not consume");
+                self.failed.fetch_add(1, Ordering::Relaxed)
+            }
+        };
+    }
 }
 
 /// Declare a pushed consumer on the receive transport and resume it.

@@ -19,6 +19,30 @@ use tokio_tungstenite::tungstenite::Message;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Value>>>>;
 
+/// The server answered a request with an error ack `{error: {code, message}}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    pub request: String,
+    /// The protocol's error code, e.g. `limit_reached`.
+    pub code: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "`{}` refused: {} ({})", self.request, self.message, self.code)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+impl Refused {
+    /// The refusal in `error`, if the server refused a request.
+    pub fn of(error: &anyhow::Error) -> Option<&Refused> {
+        error.downcast_ref::<Refused>()
+    }
+}
+
 /// A connected socket.io client.
 pub struct SocketIoClient {
     /// The socket id (the peer id of protocol v1).
@@ -129,10 +153,20 @@ impl SocketIoClient {
             .emit_with_ack(simplesfu_proto::SIGNALING_EVENT, json!({"type": kind, "data": data}), timeout)
             .await
             .with_context(|| format!("request `{kind}`"))?;
-        if let Some(err) = ack.get("error") {
-            bail!("`{kind}` refused: {} ({})", err["message"].as_str().unwrap_or("?"), err["code"].as_str().unwrap_or("?"));
+        success_of(kind, ack)
+    }
+}
+
+/// A request's ack: the success ack, or its error turned into [`Refused`].
+fn success_of(kind: &str, ack: Value) -> anyhow::Result<Value> {
+    match ack.get("error") {
+        Some(err) => Err(Refused {
+            request: kind.to_string(),
+            code: err["code"].as_str().unwrap_or("?").to_string(),
+            message: err["message"].as_str().unwrap_or("?").to_string(),
         }
-        Ok(ack)
+        .into()),
+        None => Ok(ack),
     }
 }
 
@@ -220,6 +254,17 @@ mod tests {
         );
         assert_eq!(parse_packet("40{\"sid\":\"x\"}"), None);
         assert_eq!(parse_packet("nonsense"), None);
+    }
+
+    #[test]
+    fn error_acks_become_refusals_with_their_code() {
+        let ok = success_of("joinRoom", json!({"success": true})).expect("success ack");
+        assert_eq!(ok["success"], true);
+        let ack = json!({"error": {"code": "limit_reached", "message": "too many requests"}});
+        let err = success_of("resumeConsumer", ack).expect_err("error ack");
+        let refused = Refused::of(&err).expect("a refusal");
+        assert_eq!((refused.request.as_str(), refused.code.as_str()), ("resumeConsumer", "limit_reached"));
+        assert_eq!(err.to_string(), "`resumeConsumer` refused: too many requests (limit_reached)");
     }
 
     #[test]

@@ -282,6 +282,9 @@ pub struct ReceiverStats {
     pub joined_ns: Option<u64>,
     /// When the first stamped packet arrived (monotonic ns), measured or not.
     pub first_packet_ns: Option<u64>,
+    /// When each sent stream's first packet arrived (monotonic ns), measured
+    /// or not: one entry per consumer that delivered media.
+    first_by_stream: HashMap<u32, u64>,
     /// Packets without a bot stamp (not ours, or cut).
     pub unstamped: u64,
 }
@@ -295,6 +298,7 @@ impl ReceiverStats {
             return;
         };
         self.first_packet_ns.get_or_insert(recv_ns);
+        self.first_by_stream.entry(stamp.stream).or_insert(recv_ns);
         if measuring {
             self.on_stamp(kind, stamp, payload.len(), recv_ns);
         }
@@ -319,6 +323,18 @@ impl ReceiverStats {
     /// Time from join to first packet, in ms, if both happened.
     pub fn join_to_first_ms(&self) -> Option<f64> {
         Some(self.first_packet_ns?.saturating_sub(self.joined_ns?) as f64 / 1e6)
+    }
+
+    /// Streams that delivered at least one packet, measured or not.
+    pub fn streams_seen(&self) -> usize {
+        self.first_by_stream.len()
+    }
+
+    /// Time from join to each stream's first packet, in ms (one per stream
+    /// that delivered), if the join time is known.
+    pub fn join_to_first_per_stream_ms(&self) -> Vec<f64> {
+        let Some(joined) = self.joined_ns else { return Vec::new() };
+        self.first_by_stream.values().map(|&t| t.saturating_sub(joined) as f64 / 1e6).collect()
     }
 
     /// Totals per kind.
@@ -456,5 +472,7 @@ mod tests {
         assert!((a.latency.summary_ms().p99_ms - 1.0).abs() < 0.01);
         assert_eq!(r.unstamped, 1);
         assert_eq!(r.join_to_first_ms(), Some(10.0));
+        assert_eq!(r.streams_seen(), 2, "video 7 and audio 8");
+        assert_eq!(r.join_to_first_per_stream_ms(), vec![10.0, 10.0], "each stream's first packet, 10 ms after the join");
     }
 }

@@ -30,13 +30,23 @@ pub struct VideoLayer {
     pub payload_size: usize,
 }
 
+/// The audio stream of a publishing transport.
+#[derive(Debug, Clone)]
+pub struct AudioPlan {
+    pub ssrc: u32,
+    pub pt: u8,
+    pub stream_id: u32,
+    pub payload_size: usize,
+    /// One packet this often (20 ms talking, 400 ms for opus DTX in silence).
+    pub interval: Duration,
+}
+
 /// What a publishing transport sends.
 #[derive(Debug, Clone, Default)]
 pub struct MediaPlan {
     pub video: Vec<VideoLayer>,
     pub fps: u32,
-    /// (ssrc, pt, stream id, payload size) of the audio stream.
-    pub audio: Option<(u32, u8, u32, usize)>,
+    pub audio: Option<AudioPlan>,
 }
 
 /// Run-wide switches every transport reads.
@@ -304,17 +314,20 @@ impl State {
             snd.next_video += frame_interval;
         }
         while snd.next_audio <= now {
-            let Some((ssrc, pt, stream_id, size)) = snd.plan.audio else {
+            let Some(audio) = &snd.plan.audio else {
                 snd.next_audio = now + Duration::from_secs(3600);
                 break;
             };
+            let (ssrc, pt, interval) = (audio.ssrc, audio.pt, audio.interval);
             let counter = snd.audio_packets;
             snd.audio_packets += 1;
-            let payload = opus_payload(size, Stamp { stream: stream_id, counter, sent_ns: monotonic_ns() });
-            self.write(ssrc, pt, counter, (counter * 960) as u32, false, payload, now);
+            let payload = opus_payload(audio.payload_size, Stamp { stream: audio.stream_id, counter, sent_ns: monotonic_ns() });
+            // Sequence numbers stay contiguous in DTX; the 48 kHz timestamp jumps the silence.
+            let ts = counter * interval.as_micros() as u64 * 48 / 1000;
+            self.write(ssrc, pt, counter, ts as u32, false, payload, now);
             self.drain(socket, recv_ns);
             sent += 1;
-            snd.next_audio += Duration::from_millis(20);
+            snd.next_audio += interval;
         }
         // Far behind (a stalled runtime): skip ahead instead of bursting.
         if now.duration_since(snd.next_video) > Duration::from_secs(1) {
