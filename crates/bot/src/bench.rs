@@ -12,7 +12,7 @@
 //! Writes report.json, report.md and plot.png into the output directory.
 
 use crate::floor::{self, Floor};
-use crate::load::{self, LoadConfig, LoadReport, Target, Window};
+use crate::load::{self, ConsumerReport, LoadConfig, LoadReport, Target, Window};
 use crate::media::MediaOptions;
 use crate::procfs::{self, ProcSample};
 use anyhow::{anyhow, bail, Context};
@@ -586,14 +586,18 @@ pub fn check_smoke(report: &BenchReport) -> anyhow::Result<()> {
 /// Every consumer the server pushed was resumed without a refusal and
 /// delivered media (simplesfu; Janus pushes none).
 pub fn check_consumers(l: &LevelResult) -> anyhow::Result<()> {
-    let c = &l.report.consumers;
+    let expected = if l.server == ServerKind::Simplesfu { l.report.expected_streams } else { 0 };
+    consumers_ok(&l.report.consumers, expected)
+}
+
+/// [`check_consumers`] for `expected` consumers.
+fn consumers_ok(c: &ConsumerReport, expected: u64) -> anyhow::Result<()> {
     if c.refused_for_rate > 0 {
         bail!("{} of {} resumeConsumer refused with limit_reached", c.refused_for_rate, c.pushed);
     }
     if c.resumed < c.pushed || c.failed > 0 {
         bail!("{} of {} pushed consumers resumed ({} other failures)", c.resumed, c.pushed, c.failed);
     }
-    let expected = if l.server == ServerKind::Simplesfu { l.report.expected_streams } else { 0 };
     if c.pushed < expected {
         bail!("{} consumers pushed, {expected} expected", c.pushed);
     }
@@ -665,7 +669,8 @@ fn level_result(
         server_cpu_s: cpu_s,
         server_cpu_pct: pct(cpu_s),
         workers_cpu_pct: workers_cpu_s.map(pct),
-        signaling_cpu_pct: workers_cpu_s.map(|w| pct(cpu_s - w)),
+        // Both sides count in clock ticks: a difference below one tick is 0.
+        signaling_cpu_pct: workers_cpu_s.map(|w| pct((cpu_s - w).max(0.0))),
         server_rss_mb: rss as f64 / 1048576.0,
         forwarded_packets: forwarded,
         cpu_us_per_forwarded_packet: per_packet,
@@ -753,6 +758,19 @@ mod tests {
             vec![50, 63, 79, 99, 124].into_iter().filter(|&n| n <= 120).collect::<Vec<_>>()
         );
         assert_eq!(ramp(1, 6, 1.25), vec![1, 2, 3, 4, 5, 6]);
+    }
+
+    #[test]
+    fn a_refused_or_silent_consumer_fails_the_level() {
+        let all_good = ConsumerReport { pushed: 300, resumed: 300, with_media: 300, ..Default::default() };
+        assert!(consumers_ok(&all_good, 300).is_ok());
+        let refused = ConsumerReport { resumed: 263, refused_for_rate: 37, ..all_good.clone() };
+        let e = consumers_ok(&refused, 300).expect_err("refusals fail");
+        assert_eq!(e.to_string(), "37 of 300 resumeConsumer refused with limit_reached");
+        let black = ConsumerReport { with_media: 299, ..all_good.clone() };
+        assert_eq!(consumers_ok(&black, 300).expect_err("one without audio").to_string(), "299 of 300 consumers delivered media");
+        let missing = ConsumerReport { pushed: 290, resumed: 290, with_media: 290, ..Default::default() };
+        assert!(consumers_ok(&missing, 300).is_err(), "a consumer never pushed fails too");
     }
 
     #[test]
