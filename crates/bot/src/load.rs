@@ -146,6 +146,9 @@ pub struct LoadReport {
     pub join_to_first_packet: LatencySummary,
     pub consumers: ConsumerReport,
     pub receivers_without_media: u64,
+    /// Signaling the peers received in the window (socket.io text, all
+    /// peers), kB per second: mostly `availableProducers` at steady state.
+    pub signaling_kb_per_s: f64,
     /// The bot's own CPU use in the window, percent of one core.
     pub bot_cpu_pct: f64,
     /// Number of CPUs the bot may use.
@@ -296,6 +299,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     // Measure.
     let bot_before = procfs::sample("self").ok();
     let sent_before = packets_sent(&peers);
+    let signaling_before = run_state.signaling_bytes.load(Ordering::Relaxed);
     window(Window::Start);
     run_state.measuring.store(true, Ordering::Relaxed);
     let window_start = Instant::now();
@@ -328,6 +332,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     window(Window::End);
     let seconds = window_start.elapsed().as_secs_f64();
     let sent = packets_sent(&peers) - sent_before;
+    let signaling = run_state.signaling_bytes.load(Ordering::Relaxed) - signaling_before;
     let bot_after = procfs::sample("self").ok();
     if cfg.progress {
         eprintln!();
@@ -394,6 +399,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         join_to_first_packet: join_times.summary_ms(),
         consumers,
         receivers_without_media: without_media,
+        signaling_kb_per_s: signaling as f64 / 1000.0 / seconds.max(1e-9),
         bot_cpu_pct,
         bot_cpus: procfs::allowed_cpus(),
         config: cfg,

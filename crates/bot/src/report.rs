@@ -127,15 +127,15 @@ fn big_room_section(r: &BenchReport) -> String {
     }
     let _ = writeln!(
         s,
-        "| server | publishers | joiners | availableProducers resend | consumers pushed | resumed | limit_reached | with audio | first audio p50 ms | max ms | per joiner max ms | loss % | server CPU % | signaling CPU % | workers CPU % | RSS MB | bot CPU % | held |"
+        "| server | publishers | joiners | availableProducers resend | consumers pushed | resumed | limit_reached | with audio | first audio p50 ms | max ms | per joiner max ms | loss % | server CPU % | signaling CPU % | workers CPU % | signaling kB/s to peers | RSS MB | bot CPU % | held |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for l in &levels {
         let c = &l.report.consumers;
         let per_joiner: Vec<String> = c.per_receiver.iter().map(|j| format!("{:.0}", j.max_ms)).collect();
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.1} | {} | {} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.1} | {} | {} | {:.0} | {:.0} | {:.0} | {} |",
             server_label(l.server, l.workers),
             l.report.config.publishers_per_room,
             l.report.config.subscribers_per_room,
@@ -151,6 +151,7 @@ fn big_room_section(r: &BenchReport) -> String {
             l.server_cpu_pct,
             pct(l.signaling_cpu_pct),
             pct(l.workers_cpu_pct),
+            l.report.signaling_kb_per_s,
             l.server_rss_mb,
             l.report.bot_cpu_pct,
             if l.passed { "yes" } else { "**no**" }
@@ -166,6 +167,19 @@ fn big_room_section(r: &BenchReport) -> String {
     }
     s += "\n";
     s
+}
+
+/// Which simplesfu settings of this run differ from the server's defaults.
+fn non_default_settings(r: &BenchReport) -> String {
+    let bursts: Vec<String> = {
+        let mut b: Vec<u32> = r.levels.iter().filter_map(|l| l.settings?.request_burst).collect();
+        b.dedup();
+        b.iter().map(|b| format!(", `--request-burst {b}` in big-room")).collect()
+    };
+    format!(
+        "- simplesfu's settings besides its defaults: `--workers` as labelled, `--log-level error`, `--max-peers-per-room 1000000` (the livestream ramps past the default 500), `--available-producers-interval-ms 0` in the forwarding scenarios (default 1000: the periodic room list is signaling, not forwarding) and as given per row in big-room{}. Request limits are the defaults otherwise (50 requests/s, burst 200).\n",
+        bursts.concat()
+    )
 }
 
 pub fn markdown(r: &BenchReport) -> String {
@@ -193,8 +207,12 @@ pub fn markdown(r: &BenchReport) -> String {
     );
     let _ = writeln!(
         s,
-        "- µs/pkt is server CPU time per packet the bot received from it (forwarded); a bot CPU near 100% means the bot, not the server, may be the limit.\n"
+        "- µs/pkt is server CPU time per packet the bot received from it (forwarded); a bot CPU near 100% means the bot, not the server, may be the limit."
     );
+    if r.levels.iter().any(|l| l.server == ServerKind::Simplesfu) {
+        s += &non_default_settings(r);
+    }
+    s += "\n";
     let mut names: Vec<&str> = Vec::new();
     for l in &r.levels {
         if !names.contains(&l.scenario.as_str()) {

@@ -262,7 +262,7 @@ pub async fn join(
     run: Arc<RunState>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinedPeer> {
-    let (client, mut pushes) = SocketIoClient::connect(server).await?;
+    let (client, mut pushes) = SocketIoClient::connect(server, run.signaling_bytes.clone()).await?;
     let client = Arc::new(client);
     // Workaround: simplesfu can run its connect handler after it has told the
     // client it is connected, and then drops a request sent at once (seen in

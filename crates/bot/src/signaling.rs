@@ -65,8 +65,12 @@ pub fn websocket_url(server: &str) -> anyhow::Result<String> {
 
 impl SocketIoClient {
     /// Connect to `server` (`http://host:port`); events other than acks go to
-    /// the returned receiver as `(event, data)`.
-    pub async fn connect(server: &str) -> anyhow::Result<(SocketIoClient, mpsc::UnboundedReceiver<(String, Value)>)> {
+    /// the returned receiver as `(event, data)`. Every text frame received
+    /// adds its length to `received_bytes`.
+    pub async fn connect(
+        server: &str,
+        received_bytes: Arc<AtomicU64>,
+    ) -> anyhow::Result<(SocketIoClient, mpsc::UnboundedReceiver<(String, Value)>)> {
         let url = websocket_url(server)?;
         let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url.as_str()))
             .await
@@ -108,7 +112,10 @@ impl SocketIoClient {
                         None => { let _ = sink.send(Message::text("41")).await; let _ = sink.close().await; break }
                     },
                     msg = stream.next() => match msg {
-                        Some(Ok(Message::Text(t))) => handle_incoming(t.as_str(), &pending_reader, &push_tx, &pong_tx),
+                        Some(Ok(Message::Text(t))) => {
+                            received_bytes.fetch_add(t.len() as u64, Ordering::Relaxed);
+                            handle_incoming(t.as_str(), &pending_reader, &push_tx, &pong_tx)
+                        }
                         Some(Ok(Message::Close(_))) | None | Some(Err(_)) => break,
                         Some(Ok(_)) => {}
                     },

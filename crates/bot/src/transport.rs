@@ -54,6 +54,8 @@ pub struct MediaPlan {
 pub struct RunState {
     /// Inside the measurement window: count loss and latency.
     pub measuring: AtomicBool,
+    /// Bytes of signaling (socket.io text frames) every peer received.
+    pub signaling_bytes: Arc<AtomicU64>,
 }
 
 /// Counters a transport publishes while it runs.
