@@ -306,3 +306,123 @@ pub fn markdown(r: &BenchReport) -> String {
     s += "![loss and latency against load](plot.png)\n";
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::Machine;
+    use crate::floor::Floor;
+    use crate::load::{ConsumerReport, KindReport, LoadConfig, LoadReport, Target};
+    use crate::media::MediaOptions;
+    use crate::stats::LatencySummary;
+    use std::time::Duration;
+
+    fn latency(p50_ms: f64, max_ms: f64) -> LatencySummary {
+        LatencySummary { samples: 300, p50_ms, p99_ms: max_ms, max_ms, mean_ms: p50_ms }
+    }
+
+    fn big_room_level(resend_ms: u64, consumers: ConsumerReport, passed: bool) -> LevelResult {
+        let config = LoadConfig {
+            target: Target::Simplesfu("http://127.0.0.1:1".into()),
+            rooms: 1,
+            publishers_per_room: 300,
+            subscribers_per_room: 1,
+            publishers_subscribe: false,
+            published_client: true,
+            media: MediaOptions { video: false, audio: true, speakers_per_room: Some(3), ..Default::default() },
+            duration: Duration::from_secs(10),
+            join_rate: 100.0,
+            local_ip: [127, 0, 0, 1].into(),
+            progress: false,
+        };
+        let report = LoadReport {
+            config,
+            duration_s: 10.0,
+            peers: 301,
+            peers_joined: 301,
+            join_failures: 0,
+            first_error: None,
+            expected_streams: 300,
+            receiving_streams: consumers.with_media,
+            packets_sent: 9000,
+            packets_received: 9000,
+            received_packets_per_s: 900.0,
+            loss_pct: 0.0,
+            latency: LatencySummary::default(),
+            video: KindReport::default(),
+            audio: KindReport::default(),
+            join_to_first_packet: LatencySummary::default(),
+            consumers,
+            receivers_without_media: 0,
+            signaling_kb_per_s: if resend_ms > 0 { 20_700.0 } else { 0.0 },
+            bot_cpu_pct: 30.0,
+            bot_cpus: 2,
+        };
+        LevelResult {
+            server: ServerKind::Simplesfu,
+            workers: Some(1),
+            scenario: "big-room".into(),
+            load: 300,
+            settings: Some(ServerSettings { available_producers_interval_ms: resend_ms, request_burst: None }),
+            streams: report.receiving_streams,
+            server_cpu_s: 1.2,
+            server_cpu_pct: 12.0,
+            workers_cpu_pct: Some(10.3),
+            signaling_cpu_pct: Some(1.7),
+            server_rss_mb: 109.0,
+            forwarded_packets: 9000,
+            cpu_us_per_forwarded_packet: 133.0,
+            forwarded_packets_per_cpu_s: 7500.0,
+            floor_multiple: 48.0,
+            loss_pct: 0.0,
+            p50_ms: 0.5,
+            p99_ms: 1.0,
+            max_ms: 2.0,
+            passed,
+            report,
+        }
+    }
+
+    fn bench_report(levels: Vec<LevelResult>) -> BenchReport {
+        BenchReport {
+            date: "2026-11-28T09-41-01".into(),
+            smoke: false,
+            machine: Machine { nproc: 2, cpu_model: "AMD EPYC".into(), kernel: "6.18".into() },
+            floor: Floor {
+                udp_send_us: 2.6,
+                udp_sendto_us: 3.1,
+                aes_gcm_seal_us: 0.15,
+                floor_us: 2.75,
+                packets_per_cpu_s: 363_636.0,
+                floor_single_us: 3.25,
+            },
+            pinned: true,
+            worker_cpu: None,
+            levels,
+        }
+    }
+
+    #[test]
+    fn big_room_rows_show_refusals_first_audio_and_signaling_cpu() {
+        let all = ConsumerReport {
+            pushed: 300,
+            resumed: 300,
+            with_media: 300,
+            join_to_first_media: latency(275.0, 589.0),
+            per_receiver: vec![latency(275.0, 589.0)],
+            ..Default::default()
+        };
+        let refused = ConsumerReport { resumed: 263, refused_for_rate: 37, with_media: 263, ..all.clone() };
+        let md = markdown(&bench_report(vec![big_room_level(1000, all, true), big_room_level(0, refused, false)]));
+        assert!(md.contains("## big-room"), "{md}");
+        assert!(md.contains("300 audio-only publishers (3 talking"), "{md}");
+        assert!(
+            md.contains("| simplesfu | 300 | 1 | 1000 ms | 300 | 300 | 0 | 300 | 275 | 589 | 589 | 0.00 | 12.0 | 1.7 | 10.3 | 20700 |"),
+            "{md}"
+        );
+        assert!(md.contains("| simplesfu | 300 | 1 | off | 300 | 263 | 37 | 263 |"), "{md}");
+        assert!(md.contains("- simplesfu with resend off: 37 of 300 resumeConsumer refused with limit_reached"), "{md}");
+        assert!(md.contains("as given per row in big-room. Request limits are the defaults"), "{md}");
+        assert!(!md.contains("largest load held: 300"), "big-room is not a ramp: {md}");
+    }
+}
