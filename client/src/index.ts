@@ -5,23 +5,23 @@
  *     peer.on('track', ({ track, peerId, label }) => { ... });
  *     await peer.addTrack(cameraTrack, 'camera');
  */
-export {
-  SimpleMediasoupPeer,
-  type SimpleMediasoupPeerOptions,
-  type SimpleMediasoupPeerEvents,
-  type TrackEvent,
-  type TrackEndedEvent,
-  type RemoteTrackStats,
-  type PeerEvent,
-  type DataEvent,
-  type DataMessage,
-  type RoomId,
-  type MediaKind,
-  type LegacyTrackCallback,
-  type ConnectionState,
-  type ConnectionStateEvent,
-  type ServerShutdownEvent,
-} from './peer.js';
+export { SimpleMediasoupPeer } from './peer.js';
+export type {
+  SimpleMediasoupPeerOptions,
+  SimpleMediasoupPeerEvents,
+  TrackEvent,
+  TrackEndedEvent,
+  RemoteTrackStats,
+  PeerEvent,
+  DataEvent,
+  DataMessage,
+  RoomId,
+  MediaKind,
+  LegacyTrackCallback,
+  ConnectionState,
+  ConnectionStateEvent,
+  ServerShutdownEvent,
+} from './api.js';
 export { SignalingError, PeerClosedError } from './errors.js';
 export { ENCODINGS, SIMULCAST, SCREEN_SHARE, type Encodings, type EncodingsPreset } from './encodings.js';
 export type { SignalingSocket } from './signaling.js';

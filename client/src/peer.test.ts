@@ -1,6 +1,7 @@
 import { afterEach, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SimpleMediasoupPeer, type SimpleMediasoupPeerOptions, type TrackEvent, type TrackEndedEvent } from './peer.js';
+import type { SimpleMediasoupPeerOptions, TrackEvent, TrackEndedEvent } from './api.js';
+import { SimpleMediasoupPeer } from './peer.js';
 import { PeerClosedError, SignalingError } from './errors.js';
 import { FakeServer, FakeSocket, fakeTrack, handlerFactory, until } from './test-support/fake-server.js';
 

@@ -9,12 +9,35 @@
  * "Session resume"): same peer id, transports, producers and consumers.
  */
 import { Device, debug, type types } from 'mediasoup-client';
-import { io, type ManagerOptions, type SocketOptions } from 'socket.io-client';
+import { io } from 'socket.io-client';
+import {
+  EVENT_NAMES,
+  type ConnectionState,
+  type SimpleMediasoupPeerOptions,
+  type DataMessage,
+  type LegacyTrackCallback,
+  type MediaKind,
+  type RemoteTrackStats,
+  type RoomId,
+  type SimpleMediasoupPeerEvents,
+  type TrackEndedEvent,
+  type TrackEvent,
+} from './api.js';
 import { TypedEmitter, type Listener } from './emitter.js';
 import { ENCODINGS, resolveEncodings, type Encodings, type EncodingsPreset } from './encodings.js';
 import { PeerClosedError, SignalingError } from './errors.js';
 import { SerialQueue } from './queue.js';
 import { request, socketUrl, SIGNALING_EVENT, type Ack, type SignalingSocket } from './signaling.js';
+import {
+  asIdList,
+  assertLabel,
+  assertPeerId,
+  isDataMessage,
+  isMediaStreamTrack,
+  isPlainObject,
+  normalizeRoomId,
+  parseOptions,
+} from './validate.js';
 
 const log = debug('simplesfu-client');
 
@@ -31,131 +54,6 @@ const DEFAULT_ICE_RESTART_TIMEOUT_MS = 5_000;
 const ICE_RESTART_ATTEMPTS = 2;
 /** Errors of requests that raced with a producer or peer going away: not failures. */
 const GONE_CODES = new Set(['producer_not_found', 'peer_not_found', 'producer_not_in_room', 'not_in_room']);
-
-export type RoomId = string | number;
-export type DataMessage = string | ArrayBuffer | ArrayBufferView | Blob;
-
-export interface SimpleMediasoupPeerOptions {
-  /** A socket.io client socket to signal over; by default the library opens one. */
-  socket?: SignalingSocket;
-  /** Server host or URL (default: the page's origin). */
-  url?: string;
-  /** Server port (default: the page's). */
-  port?: number | string;
-  /** Room to join as soon as the connection is set up. */
-  roomId?: RoomId;
-  /** Consume every peer of the room unless `disconnectFromPeer`ed (default true). */
-  autoConnect?: boolean;
-  /** Passed to socket.io-client's `io()`. */
-  socketClientOptions?: Partial<ManagerOptions & SocketOptions>;
-  /** STUN/TURN servers for both transports. */
-  iceServers?: RTCIceServer[];
-  /** How long a request waits for the server's answer (default 10 s). */
-  requestTimeoutMs?: number;
-  /** mediasoup-client handler factory, for environments it does not detect (and tests). */
-  handlerFactory?: types.HandlerFactory;
-  /** How long an ICE restart may take before the transport is rebuilt (default 5 s). */
-  iceRestartTimeoutMs?: number;
-}
-
-/**
- * `connected`: signaling and media are up. `reconnecting`: the socket or a
- * transport dropped and the library is bringing it back (session resume, ICE
- * restart, rebuild). `disconnected`: not connected and not trying (before the
- * first connection, after `close()`, a server shutdown or a refused connection).
- */
-export type ConnectionState = 'connected' | 'reconnecting' | 'disconnected';
-
-export interface ConnectionStateEvent {
-  state: ConnectionState;
-  previous: ConnectionState;
-}
-
-export interface ServerShutdownEvent {
-  message: string;
-}
-
-export type MediaKind = 'audio' | 'video';
-
-/** A remote track: `track` is ready to put in a MediaStream. */
-export interface TrackEvent {
-  track: MediaStreamTrack;
-  peerId: string;
-  label: string;
-  broadcast: boolean;
-  kind: MediaKind;
-  producerId: string;
-  /** True when the peer is paused (`pausePeer`): no media flows until `resumePeer`. */
-  paused: boolean;
-}
-
-/** A remote track that went away (producer closed, peer left or disconnected). */
-export interface TrackEndedEvent {
-  track: MediaStreamTrack;
-  peerId: string;
-  label: string;
-  broadcast: boolean;
-  kind: MediaKind;
-  producerId: string;
-}
-
-export interface PeerEvent {
-  peerId: string;
-}
-
-export interface DataEvent {
-  from: string;
-  data: string | ArrayBuffer | Blob;
-}
-
-/** What arrives of one remote track, from the browser's inbound-rtp statistics. */
-export interface RemoteTrackStats {
-  peerId: string;
-  label: string;
-  kind: MediaKind;
-  producerId: string;
-  broadcast: boolean;
-  paused: boolean;
-  packetsReceived: number;
-  bytesReceived: number;
-  /** Video only (0 for audio). */
-  framesDecoded: number;
-  frameWidth: number;
-  frameHeight: number;
-}
-
-export interface SimpleMediasoupPeerEvents {
-  track: TrackEvent;
-  trackEnded: TrackEndedEvent;
-  /** The published client's name for `trackEnded`; fired alongside it. */
-  trackRemoved: TrackEndedEvent;
-  /** A peer is now in the room with us. */
-  peerConnection: PeerEvent;
-  /** A peer is no longer in the room with us. */
-  peerDisconnection: PeerEvent;
-  data: DataEvent;
-  /** A failure outside any call that could reject with it. */
-  error: Error;
-  /** Signaling or media went down or came back (see ConnectionState). */
-  connectionStateChange: ConnectionStateEvent;
-  /** The server is stopping; the library does not reconnect by itself. */
-  serverShutdown: ServerShutdownEvent;
-}
-
-const EVENT_NAMES: ReadonlySet<string> = new Set<keyof SimpleMediasoupPeerEvents>([
-  'track',
-  'trackEnded',
-  'trackRemoved',
-  'peerConnection',
-  'peerDisconnection',
-  'data',
-  'error',
-  'connectionStateChange',
-  'serverShutdown',
-]);
-
-/** The seed's callback: `peer.onTrack = (track, peerId, info) => {}`. */
-export type LegacyTrackCallback = (track: MediaStreamTrack, peerId: string, info: TrackEvent) => unknown;
 
 interface DesiredTrack {
   track: MediaStreamTrack;
@@ -1462,93 +1360,6 @@ interface CreateDataConsumerPush {
   appData?: Record<string, unknown>;
 }
 
-// ---------------------------------------------------------------- helpers
-
-function parseOptions(arg: unknown): SimpleMediasoupPeerOptions {
-  if (arg === undefined || arg === null) return {};
-  if (isSocketLike(arg)) return { socket: arg };
-  if (!isPlainObject(arg)) {
-    throw new TypeError('SimpleMediasoupPeer takes a socket.io socket or an options object');
-  }
-  const options = arg as SimpleMediasoupPeerOptions;
-  if (options.socket !== undefined && !isSocketLike(options.socket)) {
-    throw new TypeError('options.socket must be a socket.io client socket');
-  }
-  if (options.url !== undefined && typeof options.url !== 'string') throw new TypeError('options.url must be a string');
-  if (options.port !== undefined && !['number', 'string'].includes(typeof options.port)) {
-    throw new TypeError('options.port must be a number or a string');
-  }
-  if (options.autoConnect !== undefined && typeof options.autoConnect !== 'boolean') {
-    throw new TypeError('options.autoConnect must be a boolean');
-  }
-  if (options.iceServers !== undefined && !Array.isArray(options.iceServers)) {
-    throw new TypeError('options.iceServers must be an array');
-  }
-  if (
-    options.requestTimeoutMs !== undefined &&
-    !(typeof options.requestTimeoutMs === 'number' && options.requestTimeoutMs > 0)
-  ) {
-    throw new TypeError('options.requestTimeoutMs must be a positive number');
-  }
-  if (options.roomId !== undefined && options.roomId !== null) normalizeRoomId(options.roomId);
-  return options;
-}
-
-function isSocketLike(value: unknown): value is SignalingSocket {
-  if (typeof value !== 'object' || value === null) return false;
-  const socket = value as Record<string, unknown>;
-  return typeof socket.emit === 'function' && typeof socket.on === 'function' && typeof socket.off === 'function';
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-function isMediaStreamTrack(value: unknown): value is MediaStreamTrack {
-  if (typeof MediaStreamTrack !== 'undefined' && value instanceof MediaStreamTrack) return true;
-  // Fake tracks (tests, other environments) need only look like one.
-  const track = value as { kind?: unknown; readyState?: unknown } | null;
-  return (
-    typeof track === 'object' &&
-    track !== null &&
-    (track.kind === 'audio' || track.kind === 'video') &&
-    typeof track.readyState === 'string'
-  );
-}
-
-function isDataMessage(value: unknown): value is DataMessage {
-  return (
-    typeof value === 'string' ||
-    value instanceof ArrayBuffer ||
-    ArrayBuffer.isView(value) ||
-    (typeof Blob !== 'undefined' && value instanceof Blob)
-  );
-}
-
-function assertLabel(label: unknown): asserts label is string {
-  if (typeof label !== 'string' || label.length === 0) throw new TypeError('label must be a non-empty string');
-}
-
-function assertPeerId(peerId: unknown): asserts peerId is string {
-  if (typeof peerId !== 'string' || peerId.length === 0) throw new TypeError('peerId must be a non-empty string');
-}
-
-/** The protocol's room ids: 1 to 128 printable characters; numbers as decimal text. */
-function normalizeRoomId(roomId: unknown): string {
-  let room: string;
-  if (typeof roomId === 'number' && Number.isFinite(roomId)) room = String(roomId);
-  else if (typeof roomId === 'string') room = roomId;
-  else throw new TypeError('roomId must be a string or a number');
-  if (room.length < 1 || room.length > 128 || /[\u0000-\u001f\u007f]/.test(room)) {
-    throw new TypeError('roomId must be 1 to 128 printable characters');
-  }
-  return room;
-}
-
-function asIdList(data: unknown): string[] {
-  if (!Array.isArray(data)) return [];
-  return data.filter((id): id is string => typeof id === 'string' && id.length > 0);
-}
 
 function isGone(error: unknown): boolean {
   return error instanceof SignalingError && GONE_CODES.has(error.code);

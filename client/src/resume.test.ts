@@ -3,7 +3,8 @@
 import { afterEach, beforeEach, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { types } from 'mediasoup-client';
-import { SimpleMediasoupPeer, type ConnectionState, type SimpleMediasoupPeerOptions, type TrackEvent } from './peer.js';
+import type { ConnectionState, SimpleMediasoupPeerOptions, TrackEvent } from './api.js';
+import { SimpleMediasoupPeer } from './peer.js';
 import { FakeServer, fakeTrack, handlerFactory, until } from './test-support/fake-server.js';
 
 let server: FakeServer;

@@ -1,0 +1,132 @@
+/**
+ * The public types of SimpleMediasoupPeer: its options, its events and their
+ * payloads (re-exported by index.ts), and the list of event names `on` accepts.
+ */
+import type { types } from 'mediasoup-client';
+import type { ManagerOptions, SocketOptions } from 'socket.io-client';
+import type { SignalingSocket } from './signaling.js';
+
+export type RoomId = string | number;
+export type DataMessage = string | ArrayBuffer | ArrayBufferView | Blob;
+
+export interface SimpleMediasoupPeerOptions {
+  /** A socket.io client socket to signal over; by default the library opens one. */
+  socket?: SignalingSocket;
+  /** Server host or URL (default: the page's origin). */
+  url?: string;
+  /** Server port (default: the page's). */
+  port?: number | string;
+  /** Room to join as soon as the connection is set up. */
+  roomId?: RoomId;
+  /** Consume every peer of the room unless `disconnectFromPeer`ed (default true). */
+  autoConnect?: boolean;
+  /** Passed to socket.io-client's `io()`. */
+  socketClientOptions?: Partial<ManagerOptions & SocketOptions>;
+  /** STUN/TURN servers for both transports. */
+  iceServers?: RTCIceServer[];
+  /** How long a request waits for the server's answer (default 10 s). */
+  requestTimeoutMs?: number;
+  /** mediasoup-client handler factory, for environments it does not detect (and tests). */
+  handlerFactory?: types.HandlerFactory;
+  /** How long an ICE restart may take before the transport is rebuilt (default 5 s). */
+  iceRestartTimeoutMs?: number;
+}
+
+/**
+ * `connected`: signaling and media are up. `reconnecting`: the socket or a
+ * transport dropped and the library is bringing it back (session resume, ICE
+ * restart, rebuild). `disconnected`: not connected and not trying (before the
+ * first connection, after `close()`, a server shutdown or a refused connection).
+ */
+export type ConnectionState = 'connected' | 'reconnecting' | 'disconnected';
+
+export interface ConnectionStateEvent {
+  state: ConnectionState;
+  previous: ConnectionState;
+}
+
+export interface ServerShutdownEvent {
+  message: string;
+}
+
+export type MediaKind = 'audio' | 'video';
+
+/** A remote track: `track` is ready to put in a MediaStream. */
+export interface TrackEvent {
+  track: MediaStreamTrack;
+  peerId: string;
+  label: string;
+  broadcast: boolean;
+  kind: MediaKind;
+  producerId: string;
+  /** True when the peer is paused (`pausePeer`): no media flows until `resumePeer`. */
+  paused: boolean;
+}
+
+/** A remote track that went away (producer closed, peer left or disconnected). */
+export interface TrackEndedEvent {
+  track: MediaStreamTrack;
+  peerId: string;
+  label: string;
+  broadcast: boolean;
+  kind: MediaKind;
+  producerId: string;
+}
+
+export interface PeerEvent {
+  peerId: string;
+}
+
+export interface DataEvent {
+  from: string;
+  data: string | ArrayBuffer | Blob;
+}
+
+/** What arrives of one remote track, from the browser's inbound-rtp statistics. */
+export interface RemoteTrackStats {
+  peerId: string;
+  label: string;
+  kind: MediaKind;
+  producerId: string;
+  broadcast: boolean;
+  paused: boolean;
+  packetsReceived: number;
+  bytesReceived: number;
+  /** Video only (0 for audio). */
+  framesDecoded: number;
+  frameWidth: number;
+  frameHeight: number;
+}
+
+export interface SimpleMediasoupPeerEvents {
+  track: TrackEvent;
+  trackEnded: TrackEndedEvent;
+  /** The published client's name for `trackEnded`; fired alongside it. */
+  trackRemoved: TrackEndedEvent;
+  /** A peer is now in the room with us. */
+  peerConnection: PeerEvent;
+  /** A peer is no longer in the room with us. */
+  peerDisconnection: PeerEvent;
+  data: DataEvent;
+  /** A failure outside any call that could reject with it. */
+  error: Error;
+  /** Signaling or media went down or came back (see ConnectionState). */
+  connectionStateChange: ConnectionStateEvent;
+  /** The server is stopping; the library does not reconnect by itself. */
+  serverShutdown: ServerShutdownEvent;
+}
+
+export const EVENT_NAMES: ReadonlySet<string> = new Set<keyof SimpleMediasoupPeerEvents>([
+  'track',
+  'trackEnded',
+  'trackRemoved',
+  'peerConnection',
+  'peerDisconnection',
+  'data',
+  'error',
+  'connectionStateChange',
+  'serverShutdown',
+]);
+
+/** The seed's callback: `peer.onTrack = (track, peerId, info) => {}`. */
+export type LegacyTrackCallback = (track: MediaStreamTrack, peerId: string, info: TrackEvent) => unknown;
