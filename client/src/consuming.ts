@@ -68,7 +68,12 @@ export function onAvailableProducers(core: PeerCore, session: Session, data: unk
     notePeer(core, peerId);
   }
   core.available = available;
-  for (const peerId of available.keys()) {
+  requestAllConsumers(core, session);
+}
+
+/** Asks for what we want of every available peer, without waiting. */
+export function requestAllConsumers(core: PeerCore, session: Session): void {
+  for (const peerId of core.available.keys()) {
     requestConsumers(core, session, peerId).catch((error) => core.reportError(`consuming peer ${peerId}`, error));
   }
 }
@@ -117,9 +122,7 @@ export async function consume(core: PeerCore, session: Session, push: CreateCons
   if (!core.wants(peerId, broadcast)) {
     // Asked for before a disconnectFromPeer, or a broadcast of a disconnected peer.
     session.consumerRequests.delete(producerId);
-    await core.request('closeConsumer', { producerId }).catch((error) => {
-      if (!isGone(error) && (error as SignalingError).code !== 'consumer_not_found') throw error;
-    });
+    await core.request('closeConsumer', { producerId }).catch(unlessConsumerGone);
     return;
   }
   session.consuming.add(producerId);
@@ -149,15 +152,7 @@ export async function consume(core: PeerCore, session: Session, push: CreateCons
       if (consumer.closed) return;
       consumer.resume();
     }
-    const event: TrackEvent = {
-      track: consumer.track,
-      peerId,
-      label,
-      broadcast,
-      kind: consumer.kind as MediaKind,
-      producerId,
-      paused,
-    };
+    const event: TrackEvent = { ...trackEventOf(producerId, record), paused };
     core.events.emit('track', event);
     callLegacyOnTrack(core, event);
   } finally {
@@ -182,18 +177,24 @@ function callLegacyOnTrack(core: PeerCore, event: TrackEvent): void {
 /** Closes a local consumer and tells the user its track ended. */
 export function dropConsumer(core: PeerCore, session: Session, producerId: string, record: ConsumerRecord): void {
   session.consumers.delete(producerId);
-  const { consumer, peerId, label, broadcast } = record;
-  consumer.close();
-  const event: TrackEndedEvent = {
-    track: consumer.track,
-    peerId,
-    label,
-    broadcast,
-    kind: consumer.kind as MediaKind,
-    producerId,
-  };
+  record.consumer.close();
+  const event = trackEventOf(producerId, record);
   core.events.emit('trackEnded', event);
   core.events.emit('trackRemoved', event);
+}
+
+/** What `track` and `trackEnded` tell of a consumer's track. */
+function trackEventOf(producerId: string, { consumer, peerId, label, broadcast }: ConsumerRecord): TrackEndedEvent {
+  return { track: consumer.track, peerId, label, broadcast, kind: consumer.kind as MediaKind, producerId };
+}
+
+/** Closes every consumer, media and data, of the session and forgets what was asked for. */
+export function dropAllConsumers(core: PeerCore, session: Session): void {
+  for (const [producerId, record] of [...session.consumers]) dropConsumer(core, session, producerId, record);
+  for (const dataConsumer of session.dataConsumers.values()) dataConsumer.close();
+  session.dataConsumers.clear();
+  session.consumerRequests.clear();
+  session.dataConsumerRequests.clear();
 }
 
 /** Closes our consumers of `peerId`, here and on the server (disconnectFromPeer). */
@@ -219,9 +220,7 @@ export async function resumeConsumers(core: PeerCore, session: Session): Promise
   await Promise.all(
     [...session.consumers].map(async ([producerId, record]) => {
       if (core.pausedPeers.has(record.peerId) || record.consumer.closed) return;
-      await core.request('resumeConsumer', { producerId }).catch((error) => {
-        if (!isGone(error) && (error as SignalingError).code !== 'consumer_not_found') throw error;
-      });
+      await core.request('resumeConsumer', { producerId }).catch(unlessConsumerGone);
     }),
   );
 }
@@ -271,4 +270,9 @@ export async function remoteTrackStats(core: PeerCore): Promise<RemoteTrackStats
       };
     }),
   );
+}
+
+/** For a consumer request that raced with its producer, peer or consumer going away. */
+function unlessConsumerGone(error: unknown): void {
+  if (!isGone(error) && (error as SignalingError).code !== 'consumer_not_found') throw error;
 }

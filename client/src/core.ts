@@ -232,6 +232,11 @@ export class PeerCore {
     if (this.session !== session || this.closed) throw new StaleSession('the connection was reset');
   }
 
+  /** The transport of `direction`: a rebuild replaces it. */
+  transport(session: Session, direction: Direction): types.Transport {
+    return direction === 'send' ? session.sendTransport : session.recvTransport;
+  }
+
   /** Emits `connectionStateChange` if the state changed (or is `forced`). */
   updateConnectionState(forced?: ConnectionState): void {
     const state = forced ?? this.#computeConnectionState();

@@ -45,6 +45,21 @@ export async function publish(core: PeerCore, session: Session, label: string): 
   log('producing %s as %s', label, producer.id);
 }
 
+/**
+ * Publishes every track the user added (on a new session or transport, or
+ * after a resume); a track that fails is reported and does not stop the others.
+ */
+export async function publishAll(core: PeerCore, session: Session): Promise<void> {
+  for (const label of [...core.tracks.keys()]) {
+    try {
+      await publish(core, session, label);
+    } catch (error) {
+      core.checkCurrent(session);
+      core.reportError(`publishing "${label}"`, error);
+    }
+  }
+}
+
 /** Stops publishing `label`, now or, while the socket is away, once it is back. */
 export function removeTrack(core: PeerCore, label: string): Promise<void> {
   core.tracks.delete(label);

@@ -7,7 +7,7 @@
  */
 import { requestConsumers, resumeConsumers } from './consuming.js';
 import { log, type PeerCore, type ResumeClaim, type Session } from './core.js';
-import { publish, unpublish } from './publishing.js';
+import { publishAll, unpublish } from './publishing.js';
 import { endSession, join, leave, startSession } from './session.js';
 import { recoverTransport } from './transports.js';
 
@@ -123,22 +123,13 @@ async function reconcile(core: PeerCore, session: Session): Promise<void> {
   for (const [label, record] of [...session.producers]) {
     if (!core.tracks.has(label) || record.producer.closed) await unpublish(core, session, label);
   }
-  for (const label of [...core.tracks.keys()]) {
-    try {
-      await publish(core, session, label);
-    } catch (error) {
-      core.checkCurrent(session);
-      core.reportError(`publishing "${label}"`, error);
-    }
-  }
+  await publishAll(core, session);
   if (core.desiredRoom !== null) await join(core, session, core.desiredRoom);
   else await leave(core, session);
   await resumeConsumers(core, session);
   for (const peerId of core.available.keys()) await requestConsumers(core, session, peerId);
   for (const direction of ['send', 'recv'] as const) {
-    const transport = direction === 'send' ? session.sendTransport : session.recvTransport;
-    if (transport.connectionState === 'disconnected' || transport.connectionState === 'failed') {
-      recoverTransport(core, session, direction);
-    }
+    const state = core.transport(session, direction).connectionState;
+    if (state === 'disconnected' || state === 'failed') recoverTransport(core, session, direction);
   }
 }

@@ -6,11 +6,11 @@
  * forgets its peers.
  */
 import { Device, type types } from 'mediasoup-client';
-import { dropConsumer, forgetPeer } from './consuming.js';
+import { dropAllConsumers, dropConsumer, forgetPeer } from './consuming.js';
 import { log, StaleSession, type PeerCore, type Session } from './core.js';
 import { SignalingError } from './errors.js';
-import { publish } from './publishing.js';
-import { createTransportInfo, wireTransport } from './transports.js';
+import { publishAll } from './publishing.js';
+import { createTransport, createTransportInfo, deferred, wireTransport } from './transports.js';
 import { isPlainObject } from './validate.js';
 
 /** Ends the current session, if any, and queues setting up a new one. */
@@ -41,10 +41,7 @@ async function setUpSession(core: PeerCore, generation: number): Promise<void> {
   await device.load({ routerRtpCapabilities: caps.routerRtpCapabilities as types.RtpCapabilities });
   current();
 
-  let resolveSendConnected!: () => void;
-  const sendConnected = new Promise<void>((resolve) => {
-    resolveSendConnected = resolve;
-  });
+  const sendConnected = deferred();
   const sendInfo = await createTransportInfo(core, 'send');
   current();
   const recvInfo = await createTransportInfo(core, 'recv');
@@ -53,9 +50,9 @@ async function setUpSession(core: PeerCore, generation: number): Promise<void> {
     generation,
     peerId,
     device,
-    sendTransport: device.createSendTransport({ ...sendInfo, iceServers: core.iceServers }),
-    recvTransport: device.createRecvTransport({ ...recvInfo, iceServers: core.iceServers }),
-    sendConnected,
+    sendTransport: createTransport(core, device, 'send', sendInfo),
+    recvTransport: createTransport(core, device, 'recv', recvInfo),
+    sendConnected: sendConnected.promise,
     recovering: new Set(),
     producers: new Map(),
     consumers: new Map(),
@@ -65,20 +62,13 @@ async function setUpSession(core: PeerCore, generation: number): Promise<void> {
     dataConsumers: new Map(),
     dataConsumerRequests: new Map(),
   };
-  wireTransport(core, session, session.sendTransport, 'send', resolveSendConnected);
+  wireTransport(core, session, session.sendTransport, 'send', sendConnected.resolve);
   wireTransport(core, session, session.recvTransport, 'recv', () => undefined);
   core.session = session;
   log('session %d set up as peer %s', generation, peerId);
   core.updateConnectionState();
 
-  for (const label of [...core.tracks.keys()]) {
-    try {
-      await publish(core, session, label);
-    } catch (error) {
-      core.checkCurrent(session);
-      core.reportError(`publishing "${label}"`, error);
-    }
-  }
+  await publishAll(core, session);
   if (core.desiredRoom !== null) await join(core, session, core.desiredRoom);
 }
 
@@ -120,13 +110,7 @@ export async function leave(core: PeerCore, session: Session): Promise<void> {
   core.checkCurrent(session);
   core.currentRoom = null;
   core.available = new Map();
-  for (const [producerId, record] of [...session.consumers]) dropConsumer(core, session, producerId, record);
-  for (const [id, dataConsumer] of [...session.dataConsumers]) {
-    dataConsumer.close();
-    session.dataConsumers.delete(id);
-  }
-  session.consumerRequests.clear();
-  session.dataConsumerRequests.clear();
+  dropAllConsumers(core, session);
   for (const peerId of [...core.peers]) forgetPeer(core, peerId, true);
   log('left room %s', room);
 }

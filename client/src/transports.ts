@@ -8,9 +8,9 @@
  */
 import type { types } from 'mediasoup-client';
 import { log, type Direction, type PeerCore, type Session } from './core.js';
-import { dropConsumer, requestConsumers } from './consuming.js';
+import { dropAllConsumers, requestAllConsumers } from './consuming.js';
 import { SignalingError } from './errors.js';
-import { publish } from './publishing.js';
+import { publishAll } from './publishing.js';
 import type { Ack } from './signaling.js';
 import { isPlainObject } from './validate.js';
 
@@ -32,6 +32,17 @@ export async function createTransportInfo(core: PeerCore, direction: Direction):
     throw new SignalingError('createWebRtcTransport', 'invalid_response', 'no transportInfo');
   }
   return info;
+}
+
+/** The local side of the server's transport `info`. */
+export function createTransport(
+  core: PeerCore,
+  device: types.Device,
+  direction: Direction,
+  info: types.TransportOptions,
+): types.Transport {
+  const options = { ...info, iceServers: core.iceServers };
+  return direction === 'send' ? device.createSendTransport(options) : device.createRecvTransport(options);
 }
 
 /**
@@ -56,31 +67,25 @@ export function wireTransport(
   });
   transport.on('connectionstatechange', (state) => {
     log('%s transport %s', direction, state);
-    const current = direction === 'send' ? session.sendTransport : session.recvTransport;
-    if (core.session !== session || current !== transport) return;
+    if (core.session !== session || core.transport(session, direction) !== transport) return;
     if (state === 'disconnected' || state === 'failed') recoverTransport(core, session, direction);
     core.updateConnectionState();
   });
   if (direction === 'recv') return;
-  transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
-    // Never produce on a transport the server does not see as connected.
+  // Never produce on a transport the server does not see as connected.
+  const produceOnServer = (type: 'produce' | 'produceData', data: object, missing: string) =>
     session.sendConnected
-      .then(() => core.request('produce', { transportId: transport.id, kind, rtpParameters, appData }))
+      .then(() => core.request(type, { transportId: transport.id, ...data }))
       .then((ack) => {
-        if (typeof ack.id !== 'string') throw new SignalingError('produce', 'invalid_response', 'no producer id');
-        callback({ id: ack.id });
-      })
-      .catch(errback);
+        if (typeof ack.id !== 'string') throw new SignalingError(type, 'invalid_response', missing);
+        return { id: ack.id };
+      });
+  transport.on('produce', ({ kind, rtpParameters, appData }, callback, errback) => {
+    produceOnServer('produce', { kind, rtpParameters, appData }, 'no producer id').then(callback).catch(errback);
   });
   transport.on('producedata', ({ sctpStreamParameters, label, protocol, appData }, callback, errback) => {
-    session.sendConnected
-      .then(() =>
-        core.request('produceData', { transportId: transport.id, sctpStreamParameters, label, protocol, appData }),
-      )
-      .then((ack) => {
-        if (typeof ack.id !== 'string') throw new SignalingError('produceData', 'invalid_response', 'no id');
-        callback({ id: ack.id });
-      })
+    produceOnServer('produceData', { sctpStreamParameters, label, protocol, appData }, 'no id')
+      .then(callback)
       .catch(errback);
   });
 }
@@ -100,10 +105,9 @@ export function recoverTransport(core: PeerCore, session: Session, direction: Di
 
 /** ICE restarts first; a rebuild when they do not bring the transport back. */
 async function recover(core: PeerCore, session: Session, direction: Direction, force: boolean): Promise<void> {
-  const current = () => (direction === 'send' ? session.sendTransport : session.recvTransport);
   for (let attempt = 0; attempt < ICE_RESTART_ATTEMPTS; attempt++) {
     await waitForSocket(core, session);
-    const transport = current();
+    const transport = core.transport(session, direction);
     if (!force && transport.connectionState === 'connected') return;
     force = false;
     let ack: Ack;
@@ -117,7 +121,7 @@ async function recover(core: PeerCore, session: Session, direction: Direction, f
       throw error;
     }
     core.checkCurrent(session);
-    if (transport.closed || transport !== current()) return;
+    if (transport.closed || transport !== core.transport(session, direction)) return;
     log('restarting ICE of the %s transport', direction);
     await transport.restartIce({ iceParameters: ack.iceParameters as types.IceParameters });
     if (await waitConnected(transport, core.iceRestartTimeoutMs)) {
@@ -166,32 +170,19 @@ async function rebuildTransport(core: PeerCore, session: Session, direction: Dir
     session.sendConnected = connected.promise;
     session.producers.clear();
     session.dataProducer = null;
-    session.sendTransport = session.device.createSendTransport({ ...info, iceServers: core.iceServers });
+    session.sendTransport = createTransport(core, session.device, 'send', info);
     wireTransport(core, session, session.sendTransport, 'send', connected.resolve);
-    for (const label of [...core.tracks.keys()]) {
-      try {
-        await publish(core, session, label);
-      } catch (error) {
-        core.checkCurrent(session);
-        core.reportError(`publishing "${label}"`, error);
-      }
-    }
+    await publishAll(core, session);
   } else {
-    for (const [producerId, record] of [...session.consumers]) dropConsumer(core, session, producerId, record);
-    for (const dataConsumer of session.dataConsumers.values()) dataConsumer.close();
-    session.dataConsumers.clear();
-    session.consumerRequests.clear();
-    session.dataConsumerRequests.clear();
+    dropAllConsumers(core, session);
     session.recvTransport.close();
-    session.recvTransport = session.device.createRecvTransport({ ...info, iceServers: core.iceServers });
+    session.recvTransport = createTransport(core, session.device, 'recv', info);
     wireTransport(core, session, session.recvTransport, 'recv', () => undefined);
-    for (const peerId of core.available.keys()) {
-      requestConsumers(core, session, peerId).catch((error) => core.reportError(`consuming peer ${peerId}`, error));
-    }
+    requestAllConsumers(core, session);
   }
 }
 
-function deferred(): { promise: Promise<void>; resolve: () => void } {
+export function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void;
   const promise = new Promise<void>((r) => {
     resolve = r;
