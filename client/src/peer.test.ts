@@ -1,42 +1,13 @@
-import { afterEach, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { SimpleMediasoupPeerOptions, TrackEvent, TrackEndedEvent } from './api.js';
+import type { TrackEvent } from './api.js';
 import { SimpleMediasoupPeer } from './peer.js';
 import { PeerClosedError, SignalingError } from './errors.js';
-import { FakeServer, FakeSocket, fakeTrack, handlerFactory, until } from './test-support/fake-server.js';
+import { FakeSocket, fakeTrack, handlerFactory, until } from './test-support/fake-server.js';
+import { usePeers } from './test-support/peers.js';
 
-let server: FakeServer;
-let peers: SimpleMediasoupPeer[];
-
-beforeEach(() => {
-  server = new FakeServer();
-  peers = [];
-});
-
-afterEach(() => {
-  for (const peer of peers) peer.close();
-});
-
-/** A peer on a connected fake socket, with what it saw. */
-function makePeer(options: Omit<SimpleMediasoupPeerOptions, 'socket' | 'handlerFactory'> = {}) {
-  const socket = server.socket();
-  const peer = new SimpleMediasoupPeer({ socket, handlerFactory, ...options });
-  peers.push(peer);
-  const seen = {
-    tracks: [] as TrackEvent[],
-    ended: [] as TrackEndedEvent[],
-    joined: [] as string[],
-    left: [] as string[],
-    errors: [] as Error[],
-  };
-  peer.on('track', (event) => seen.tracks.push(event));
-  peer.on('trackEnded', (event) => seen.ended.push(event));
-  peer.on('peerConnection', ({ peerId }) => seen.joined.push(peerId));
-  peer.on('peerDisconnection', ({ peerId }) => seen.left.push(peerId));
-  peer.on('error', (error) => seen.errors.push(error));
-  socket.connect();
-  return { peer, socket, seen };
-}
+const harness = usePeers();
+const { makePeer } = harness;
 
 async function ready(peer: SimpleMediasoupPeer, room?: string) {
   await until(() => peer.id !== null && (room === undefined || peer.roomId === room), `peer ready in ${room}`);
@@ -46,9 +17,9 @@ const tracksFrom = (seen: { tracks: TrackEvent[] }, peerId: string) =>
   seen.tracks.filter((t) => t.peerId === peerId).map((t) => t.label).sort();
 
 test('both constructor styles: a socket, or options with roomId (joined with autoConsume: false)', async () => {
-  const socket = server.socket();
+  const socket = harness.server.socket();
   const seed = new SimpleMediasoupPeer(Object.assign(socket, {}) as FakeSocket);
-  peers.push(seed);
+  harness.adopt(seed);
   // The seed style cannot pass a handler factory: in Node it fails to detect a browser.
   const errors: Error[] = [];
   seed.on('error', (error) => errors.push(error));
@@ -59,8 +30,8 @@ test('both constructor styles: a socket, or options with roomId (joined with aut
   const { peer, socket: optionsSocket } = makePeer({ roomId: 42 });
   await ready(peer, '42');
   assert.equal(peer.id, optionsSocket.id);
-  assert.deepEqual(server.requests('joinRoom', peer.id!), [{ roomId: '42', autoConsume: false }]);
-  const transports = server.requests('createWebRtcTransport', peer.id!);
+  assert.deepEqual(harness.server.requests('joinRoom', peer.id!), [{ roomId: '42', autoConsume: false }]);
+  const transports = harness.server.requests('createWebRtcTransport', peer.id!);
   assert.deepEqual(
     transports.map(({ producing, consuming }) => ({ producing, consuming })),
     [
@@ -73,8 +44,11 @@ test('both constructor styles: a socket, or options with roomId (joined with aut
 test('bad arguments throw TypeError; a closed peer throws PeerClosedError', async () => {
   assert.throws(() => new SimpleMediasoupPeer(42 as never), TypeError);
   assert.throws(() => new SimpleMediasoupPeer({ socket: {} as never }), TypeError);
-  assert.throws(() => new SimpleMediasoupPeer({ socket: server.socket(), roomId: '' }), TypeError);
-  assert.throws(() => new SimpleMediasoupPeer({ socket: server.socket(), autoConnect: 'yes' as never }), TypeError);
+  assert.throws(() => new SimpleMediasoupPeer({ socket: harness.server.socket(), roomId: '' }), TypeError);
+  assert.throws(
+    () => new SimpleMediasoupPeer({ socket: harness.server.socket(), autoConnect: 'yes' as never }),
+    TypeError,
+  );
   const { peer } = makePeer();
   assert.throws(() => peer.addTrack({} as never, 'camera'), TypeError);
   assert.throws(() => peer.addTrack(fakeTrack('video'), ''), TypeError);
@@ -113,9 +87,9 @@ test('a track added before the connection is produced once the send transport is
   const added = peer.addTrack(fakeTrack('video'), 'camera', true);
   await added;
   await ready(peer, 'r');
-  const types = server.log.filter((r) => r.peerId === peer.id).map((r) => r.type);
+  const types = harness.server.log.filter((r) => r.peerId === peer.id).map((r) => r.type);
   assert.ok(types.indexOf('connectWebRtcTransport') < types.indexOf('produce'), types.join(','));
-  const [produce] = server.requests('produce', peer.id!);
+  const [produce] = harness.server.requests('produce', peer.id!);
   assert.deepEqual(produce.appData, { label: 'camera', broadcast: true });
   assert.equal(produce.kind, 'video');
   assert.deepEqual(
@@ -129,7 +103,7 @@ test('the published client style addTrack({track, label, customEncodings}) and p
   await ready(peer);
   await peer.addTrack({ track: fakeTrack('video'), label: 'screen', customEncodings: 'screenShare' });
   await peer.addTrack(fakeTrack('video'), 'simulcast', false, SimpleMediasoupPeer.encodings.simulcast as never);
-  const [screen, simulcast] = server.requests('produce', peer.id!);
+  const [screen, simulcast] = harness.server.requests('produce', peer.id!);
   assert.equal(screen.appData.label, 'screen');
   assert.equal(screen.rtpParameters.encodings[0].maxFramerate, 15);
   assert.equal(simulcast.rtpParameters.encodings.length, 3);
@@ -140,14 +114,14 @@ test('adding to a used label switches the track without a new producer; other en
   await ready(peer);
   await peer.addTrack(fakeTrack('video'), 'camera');
   await peer.addTrack(fakeTrack('video'), 'camera');
-  assert.equal(server.requests('produce', peer.id!).length, 1, 'replaceTrack, no renegotiation');
-  assert.equal(server.requests('closeProducer', peer.id!).length, 0);
+  assert.equal(harness.server.requests('produce', peer.id!).length, 1, 'replaceTrack, no renegotiation');
+  assert.equal(harness.server.requests('closeProducer', peer.id!).length, 0);
   await peer.addTrack(fakeTrack('video'), 'camera', false, 'simulcast');
-  assert.equal(server.requests('produce', peer.id!).length, 2);
-  assert.equal(server.requests('closeProducer', peer.id!).length, 1);
+  assert.equal(harness.server.requests('produce', peer.id!).length, 2);
+  assert.equal(harness.server.requests('closeProducer', peer.id!).length, 1);
   await peer.removeTrack('camera');
-  assert.equal(server.requests('closeProducer', peer.id!).length, 2);
-  assert.equal(server.peers.get(peer.id!)!.producers.size, 0);
+  assert.equal(harness.server.requests('closeProducer', peer.id!).length, 2);
+  assert.equal(harness.server.peers.get(peer.id!)!.producers.size, 0);
 });
 
 test('auto-connect: peers in one room get each other\'s tracks, events and the seed\'s onTrack', async () => {
@@ -173,8 +147,8 @@ test('auto-connect: peers in one room get each other\'s tracks, events and the s
   assert.equal(legacy[0]![2].label, 'camera');
   assert.equal(legacy[0]![0], legacy[0]![2].track);
   // Every consumer was resumed on the server once the local one existed.
-  const producerId = server.producerOf(b.peer.id!, 'camera')!.id;
-  assert.equal(server.consumer(a.peer.id!, producerId)!.paused, false);
+  const producerId = harness.server.producerOf(b.peer.id!, 'camera')!.id;
+  assert.equal(harness.server.consumer(a.peer.id!, producerId)!.paused, false);
   assert.deepEqual(a.seen.errors, []);
 });
 
@@ -194,7 +168,8 @@ test('autoConnect: false: only connectToPeer\'ed peers arrive, broadcasts arrive
   // Give availableProducers a few more rounds.
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.deepEqual(tracksFrom(viewer.seen, other.peer.id!), []);
-  assert.equal(server.requests('createConsumer', viewer.peer.id!).some((d) => d.producingPeerId === other.peer.id), false);
+  const asked = harness.server.requests('createConsumer', viewer.peer.id!);
+  assert.equal(asked.some((d) => d.producingPeerId === other.peer.id), false);
   assert.equal(viewer.seen.tracks.find((t) => t.peerId === stage.peer.id)!.broadcast, true);
   // Everyone is still announced.
   assert.deepEqual(viewer.seen.joined.sort(), [chosen.peer.id, other.peer.id, stage.peer.id].sort());
@@ -208,12 +183,12 @@ test('disconnectFromPeer closes the consumers here and on the server, and auto-c
   await until(() => tracksFrom(a.seen, b.peer.id!).length === 2, 'A to get B\'s tracks');
   await a.peer.disconnectFromPeer(b.peer.id!);
   assert.deepEqual(a.seen.ended.map((e) => e.label).sort(), ['camera', 'microphone']);
-  assert.equal(server.peers.get(a.peer.id!)!.consumers.size, 0, 'no consumer left on the server');
+  assert.equal(harness.server.peers.get(a.peer.id!)!.consumers.size, 0, 'no consumer left on the server');
   // B publishes again and the room is re-announced: still nothing for A.
   await b.peer.addTrack(fakeTrack('video'), 'screen');
   await new Promise((resolve) => setTimeout(resolve, 50));
   assert.equal(a.seen.tracks.length, 2);
-  assert.equal(server.peers.get(a.peer.id!)!.consumers.size, 0, 'a broadcast pushed later was closed too');
+  assert.equal(harness.server.peers.get(a.peer.id!)!.consumers.size, 0, 'a broadcast pushed later was closed too');
   // Until we connect again.
   await a.peer.connectToPeer(b.peer.id!);
   await until(() => a.seen.tracks.length === 5, 'B\'s three tracks again');
@@ -226,20 +201,20 @@ test('pausePeer pauses its consumers and keeps them paused across a re-added tra
   await until(() => a.seen.tracks.length === 1, 'A to get B\'s camera');
   const bId = b.peer.id!;
   await a.peer.pausePeer(bId);
-  const first = server.producerOf(bId, 'camera')!.id;
-  assert.equal(server.consumer(a.peer.id!, first)!.paused, true);
+  const first = harness.server.producerOf(bId, 'camera')!.id;
+  assert.equal(harness.server.consumer(a.peer.id!, first)!.paused, true);
   assert.equal(a.seen.tracks[0]!.track.enabled, false, 'the local track is paused too');
 
   await b.peer.removeTrack('camera');
   await until(() => a.seen.ended.length === 1, 'the remote end event');
   await b.peer.addTrack(fakeTrack('video'), 'camera');
   await until(() => a.seen.tracks.length === 2, 'the re-added camera');
-  const second = server.producerOf(bId, 'camera')!.id;
+  const second = harness.server.producerOf(bId, 'camera')!.id;
   assert.equal(a.seen.tracks[1]!.paused, true);
-  assert.equal(server.consumer(a.peer.id!, second)!.paused, true, 'still paused on the server');
+  assert.equal(harness.server.consumer(a.peer.id!, second)!.paused, true, 'still paused on the server');
 
   await a.peer.resumePeer(bId);
-  assert.equal(server.consumer(a.peer.id!, second)!.paused, false);
+  assert.equal(harness.server.consumer(a.peer.id!, second)!.paused, false);
   assert.equal(a.seen.tracks[1]!.track.enabled, true);
 });
 
@@ -255,7 +230,7 @@ test('leaving: the others get peerDisconnection and trackEnded; a room switch mo
   await until(() => a.seen.left.includes(b.peer.id!), 'A to see B leave');
   assert.equal(a.seen.ended.length, 1);
   assert.deepEqual(a.peer.peers, []);
-  assert.deepEqual(server.requests('leaveRoom', b.peer.id!), [{ roomId: 'one' }]);
+  assert.deepEqual(harness.server.requests('leaveRoom', b.peer.id!), [{ roomId: 'one' }]);
   await until(() => c.seen.tracks.length === 1, 'C to get B\'s camera in room two');
   assert.ok(b.seen.left.includes(a.peer.id!));
   await b.peer.leaveRoom();
@@ -266,7 +241,7 @@ test('leaving: the others get peerDisconnection and trackEnded; a room switch mo
 test("a refused request rejects with the server's code; background failures reach 'error'", async () => {
   const a = makePeer();
   await ready(a.peer);
-  server.failNext.set('joinRoom', { code: 'limit_reached', message: 'room is full' });
+  harness.server.failNext.set('joinRoom', { code: 'limit_reached', message: 'room is full' });
   await assert.rejects(a.peer.joinRoom('full'), (error: unknown) => {
     assert.ok(error instanceof SignalingError);
     assert.equal(error.code, 'limit_reached');
@@ -274,7 +249,7 @@ test("a refused request rejects with the server's code; background failures reac
   });
   const b = makePeer({ roomId: 'room' });
   await b.peer.addTrack(fakeTrack('video'), 'camera');
-  server.failNext.set('createConsumer', { code: 'internal_error', message: 'boom' });
+  harness.server.failNext.set('createConsumer', { code: 'internal_error', message: 'boom' });
   await a.peer.joinRoom('room');
   await until(() => a.seen.errors.length > 0, 'the error event');
   assert.equal((a.seen.errors[0] as SignalingError).code, 'internal_error');
@@ -289,15 +264,19 @@ test('a request refused for the request rate is retried, not given up: the track
   await ready(a.peer, 'busy');
   await ready(b.peer, 'busy');
   const rate = 'request rate limit reached: at most 50 requests per second per connection, bursts of 200 (limits.requests_per_second, limits.request_burst)';
-  server.failNext.set('resumeConsumer', { code: 'limit_reached', message: rate });
+  harness.server.failNext.set('resumeConsumer', { code: 'limit_reached', message: rate });
   await b.peer.addTrack(fakeTrack('video'), 'camera');
   await until(() => tracksFrom(a.seen, b.peer.id!).length === 1, "A to get B's camera");
-  const producerId = server.producerOf(b.peer.id!, 'camera')!.id;
-  await until(() => server.consumer(a.peer.id!, producerId)?.paused === false, 'the consumer resumed after a retry', 3_000);
-  assert.ok(server.requests('resumeConsumer', a.peer.id!).length >= 2, 'asked again after the refusal');
+  const producerId = harness.server.producerOf(b.peer.id!, 'camera')!.id;
+  await until(
+    () => harness.server.consumer(a.peer.id!, producerId)?.paused === false,
+    'the consumer resumed after a retry',
+    3_000,
+  );
+  assert.ok(harness.server.requests('resumeConsumer', a.peer.id!).length >= 2, 'asked again after the refusal');
   assert.deepEqual(a.seen.errors, [], 'nothing to report: it worked');
   // A limit that a retry cannot lift (a full room) is not retried.
-  server.failNext.set('joinRoom', { code: 'limit_reached', message: 'the room is full: it has 500 peers' });
+  harness.server.failNext.set('joinRoom', { code: 'limit_reached', message: 'the room is full: it has 500 peers' });
   await assert.rejects(a.peer.joinRoom('full'), (error: unknown) => error instanceof SignalingError && error.code === 'limit_reached');
 });
 
@@ -342,21 +321,21 @@ test('send: one data producer, created on the first send; data consumers for con
   const b = makePeer({ roomId: 'room' });
   await ready(a.peer, 'room');
   await ready(b.peer, 'room');
-  assert.equal(server.requests('produceData').length, 0, 'nothing before the first send');
+  assert.equal(harness.server.requests('produceData').length, 0, 'nothing before the first send');
   // The fake handler's data channels never open: both sends time out.
   const sends = [a.peer.send('one'), a.peer.send(new Uint8Array([1, 2]))];
   for (const sent of sends) await assert.rejects(sent, { code: 'timeout' });
-  assert.equal(server.requests('produceData', a.peer.id!).length, 1);
+  assert.equal(harness.server.requests('produceData', a.peer.id!).length, 1);
   await until(
-    () => server.requests('createDataConsumer', b.peer.id!).some((d) => d.producingPeerId === a.peer.id),
+    () => harness.server.requests('createDataConsumer', b.peer.id!).some((d) => d.producingPeerId === a.peer.id),
     'B to consume A\'s data',
   );
 });
 
 test('send while not connected rejects with code disconnected', async () => {
-  const socket = server.socket();
+  const socket = harness.server.socket();
   const peer = new SimpleMediasoupPeer({ socket, handlerFactory });
-  peers.push(peer);
+  harness.adopt(peer);
   await assert.rejects(peer.send('hi'), { name: 'SignalingError', code: 'disconnected' });
 });
 
@@ -368,6 +347,6 @@ test('close() stops listening to the socket it was given and tells the server', 
   a.peer.close();
   assert.equal(a.socket.listenerCount('mediasoupSignaling'), 0);
   assert.equal(a.socket.connected, true, 'a socket we did not open stays open');
-  await until(() => server.requests('leaveRoom', id).length === 1, 'leaveRoom');
-  assert.equal(server.requests('closeProducer', id).length, 1);
+  await until(() => harness.server.requests('leaveRoom', id).length === 1, 'leaveRoom');
+  assert.equal(harness.server.requests('closeProducer', id).length, 1);
 });

@@ -1,61 +1,14 @@
 // Session resume, connection state and media recovery against the fake
 // server (docs/PROTOCOL.md "Session resume", "ICE restart").
-import { afterEach, beforeEach, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { types } from 'mediasoup-client';
-import type { ConnectionState, SimpleMediasoupPeerOptions, TrackEvent } from './api.js';
+import type { ConnectionState } from './api.js';
 import { SimpleMediasoupPeer } from './peer.js';
-import { FakeServer, fakeTrack, handlerFactory, until } from './test-support/fake-server.js';
+import { fakeTrack, handlerFactory, until } from './test-support/fake-server.js';
+import { usePeers, type MadePeer } from './test-support/peers.js';
 
-let server: FakeServer;
-let peers: SimpleMediasoupPeer[];
-
-beforeEach(() => {
-  server = new FakeServer();
-  peers = [];
-});
-
-afterEach(() => {
-  for (const peer of peers) peer.close();
-});
-
-/** A peer whose transports' fake handlers we can drive (connection states). */
-function makePeer(options: Omit<SimpleMediasoupPeerOptions, 'socket' | 'handlerFactory'> = {}) {
-  const socket = server.socket();
-  const handlers: { direction: string; handler: { setConnectionState(state: string): void } }[] = [];
-  const factory: types.HandlerFactory = {
-    ...handlerFactory,
-    factory: (handlerOptions) => {
-      const handler = handlerFactory.factory(handlerOptions);
-      handlers.push({ direction: handlerOptions.direction, handler: handler as never });
-      return handler;
-    },
-  };
-  const peer = new SimpleMediasoupPeer({ socket, handlerFactory: factory, ...options });
-  peers.push(peer);
-  const seen = {
-    tracks: [] as TrackEvent[],
-    ended: [] as string[],
-    joined: [] as string[],
-    left: [] as string[],
-    errors: [] as Error[],
-    states: [] as ConnectionState[],
-    shutdown: [] as string[],
-  };
-  peer.on('track', (event) => seen.tracks.push(event));
-  peer.on('trackEnded', (event) => seen.ended.push(event.producerId));
-  peer.on('peerConnection', ({ peerId }) => seen.joined.push(peerId));
-  peer.on('peerDisconnection', ({ peerId }) => seen.left.push(peerId));
-  peer.on('error', (error) => seen.errors.push(error));
-  peer.on('connectionStateChange', ({ state }) => seen.states.push(state));
-  peer.on('serverShutdown', ({ message }) => seen.shutdown.push(message));
-  socket.connect();
-  /** The latest handler of a direction. */
-  const handler = (direction: 'send' | 'recv') => handlers.filter((h) => h.direction === direction).at(-1)!.handler;
-  return { peer, socket, seen, handlers, handler };
-}
-
-type Made = ReturnType<typeof makePeer>;
+const harness = usePeers();
+const { makePeer } = harness;
 
 /** Two peers in `room`; B consumes A's camera. */
 async function pair(room: string) {
@@ -66,17 +19,17 @@ async function pair(room: string) {
   return { a, b };
 }
 
-const count = (type: string, peerId: string) => server.requests(type, peerId).length;
+const count = (type: string, peerId: string) => harness.server.requests(type, peerId).length;
 
-function connected(made: Made) {
+function connected(made: MadePeer) {
   return until(() => made.peer.connectionState === 'connected', 'connectionState connected');
 }
 
 test('the first connect announces resume: true (merged with the user auth) and takes the id of the session push', async () => {
-  const socket = server.socket();
+  const socket = harness.server.socket();
   socket.auth = { token: 'jwt' };
   const peer = new SimpleMediasoupPeer({ socket, handlerFactory });
-  peers.push(peer);
+  harness.adopt(peer);
   const states: ConnectionState[] = [];
   peer.on('connectionStateChange', ({ state }) => states.push(state));
   assert.equal(peer.connectionState, 'disconnected');
@@ -138,7 +91,7 @@ test('what failed during the cut is done again after the resume (a track added w
 });
 
 test('a refused resume (grace period passed on the server) falls back to a new session', async () => {
-  server.resumeGraceMs = 50;
+  harness.server.resumeGraceMs = 50;
   const { a, b } = await pair('late');
   const oldId = a.peer.id!;
   a.socket.drop();
@@ -158,7 +111,7 @@ test('a resume refused by the server (unknown token) is followed by a new sessio
   const oldId = a.peer.id!;
   a.socket.drop();
   // The server lost the session (e.g. restarted): the resume attempt is refused.
-  server.peers.get(oldId)!.token = 'forgotten';
+  harness.server.peers.get(oldId)!.token = 'forgotten';
   a.socket.connect();
   await until(() => a.peer.id !== null && a.peer.id !== oldId && a.peer.roomId === 'refused', 'A back as a new peer');
   assert.equal(a.socket.auths.length, 3, 'first connect, refused resume, new session');
@@ -169,7 +122,7 @@ test('a resume refused by the server (unknown token) is followed by a new sessio
 });
 
 test('after the grace period the client starts a new session without trying to resume', async () => {
-  server.resumeGraceMs = 30;
+  harness.server.resumeGraceMs = 30;
   const { a } = await pair('expired');
   const oldId = a.peer.id!;
   a.socket.drop();
@@ -185,7 +138,7 @@ test('serverShutdown: the app is told, and the peer comes back by itself as a ne
   const { a } = await pair('shutdown');
   await connected(a);
   const oldId = a.peer.id;
-  server.shutdown('bye');
+  harness.server.shutdown('bye');
   assert.deepEqual(a.seen.shutdown, ['bye']);
   assert.equal(a.peer.connectionState, 'reconnecting', 'not given up: the server restarts');
   assert.equal(a.peer.id, null, 'the session is gone');
@@ -205,8 +158,8 @@ test('a transport that goes disconnected is restarted (restartIce) and comes bac
   a.handler('send').setConnectionState('disconnected');
   assert.equal(a.peer.connectionState, 'reconnecting');
   await until(() => count('restartIce', aId) === 1, 'restartIce');
-  const [{ transportId }] = server.requests('restartIce', aId);
-  assert.equal(server.transportsOf(aId)!.get(transportId)!.producing, true, 'the send transport');
+  const [{ transportId }] = harness.server.requests('restartIce', aId);
+  assert.equal(harness.server.transportsOf(aId)!.get(transportId)!.producing, true, 'the send transport');
   await new Promise((resolve) => setTimeout(resolve, 20));
   a.handler('send').setConnectionState('connected');
   await connected(a);
@@ -226,7 +179,7 @@ test('an ICE restart that does not bring the transport back rebuilds it (the ser
   // Restart: no `connected` within the bound. Then the server closes the transport.
   c.handler('send').setConnectionState('failed');
   await until(() => count('restartIce', cId) === 1, 'the first restart');
-  server.closeTransport(cId, true);
+  harness.server.closeTransport(cId, true);
   await until(() => count('createWebRtcTransport', cId) === 3, 'a new send transport', 3000);
   await until(() => count('produce', cId) === 2, 're-produced on it');
   await until(() => b.seen.tracks.filter((t) => t.peerId === cId).length === 2, "B to get C's new camera");
@@ -240,7 +193,7 @@ test('a rebuilt receive transport consumes again', async () => {
   const { a, b } = await pair('recv');
   const bId = b.peer.id!;
   b.handler('recv').setConnectionState('failed');
-  server.closeTransport(bId, false);
+  harness.server.closeTransport(bId, false);
   await until(() => count('createWebRtcTransport', bId) === 3, 'a new receive transport', 3000);
   await until(() => b.seen.tracks.length === 2, "B to consume A's camera again");
   assert.equal(b.seen.ended.length, 1, 'the old track ended');
