@@ -3,9 +3,9 @@
  * services they all use. It owns the socket, the event emitter, the one queue
  * of operations that must not interleave, what the user asked for (it outlives
  * sessions), what the server told us for the current session, and the
- * connection state. The modules beside it (session, transports, publishing,
- * consuming, data, pushes) are functions of a PeerCore; the facade, peer.ts,
- * is the only one that is public.
+ * connection state. The modules beside it (session, transports, resume,
+ * publishing, consuming, data, pushes) are functions of a PeerCore; the
+ * facade, peer.ts, is the only one that is public.
  */
 import { debug, type types } from 'mediasoup-client';
 import { io } from 'socket.io-client';

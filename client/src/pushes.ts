@@ -5,6 +5,7 @@
 import { consume, dropConsumer, forgetPeer, notePeer, onAvailableProducers, type CreateConsumerPush } from './consuming.js';
 import { log, type PeerCore } from './core.js';
 import { consumeData, dropDataConsumer, type CreateDataConsumerPush } from './data.js';
+import { onServerShutdown, onSessionPush } from './resume.js';
 import { asIdList, isPlainObject } from './validate.js';
 
 export function handlePush(core: PeerCore, message: unknown): void {
@@ -13,23 +14,12 @@ export function handlePush(core: PeerCore, message: unknown): void {
   const session = core.session;
   try {
     switch (type) {
-      case 'session': {
-        const { peerId, resumeToken, resumeGraceMs } = (isPlainObject(data) ? data : {}) as Record<string, unknown>;
-        if (typeof peerId === 'string' && typeof resumeToken === 'string') {
-          const graceMs = typeof resumeGraceMs === 'number' && resumeGraceMs > 0 ? resumeGraceMs : 0;
-          core.resume = { peerId, token: resumeToken, graceMs };
-        }
+      case 'session':
+        onSessionPush(core, data);
         break;
-      }
-      case 'serverShutdown': {
-        const text = (isPlainObject(data) ? data : {}).message;
-        const message = typeof text === 'string' ? text : 'the server is stopping';
-        core.restartExpected = true;
-        core.resume = null;
-        core.updateConnectionState();
-        core.events.emit('serverShutdown', { message });
+      case 'serverShutdown':
+        onServerShutdown(core, data);
         break;
-      }
       case 'peerConnection':
         for (const peerId of asIdList(data)) notePeer(core, peerId);
         break;

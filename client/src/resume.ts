@@ -1,15 +1,17 @@
 /**
  * The socket's connection lifecycle and session resume (docs/PROTOCOL.md
- * "Session resume"): what a (re)connecting socket claims, whether a connect
- * resumed our session or needs a new one, the grace period after a cut, a
- * refused resume, a server that is restarting, and, after a resume, doing
- * again what failed while the socket was away.
+ * "Session resume"): the `session` and `serverShutdown` pushes, what a
+ * (re)connecting socket claims, whether a connect resumed our session or
+ * needs a new one, the grace period after a cut, a refused resume, a server
+ * that is restarting, and, after a resume, doing again what failed while
+ * the socket was away.
  */
 import { requestConsumers, resumeConsumers } from './consuming.js';
 import { log, type PeerCore, type ResumeClaim, type Session } from './core.js';
 import { publishAll, unpublish } from './publishing.js';
 import { endSession, join, leave, startSession } from './session.js';
 import { recoverTransport } from './transports.js';
+import { isPlainObject } from './validate.js';
 
 /** `{peerId, token}` while our session can still be resumed, else `true` (a new session). */
 export function resumeClaim(core: PeerCore): ResumeClaim {
@@ -28,6 +30,25 @@ export function resumeClaim(core: PeerCore): ResumeClaim {
   }
   core.resumeAttempt = null;
   return true;
+}
+
+/** The `session` push: what a reconnect claims to resume. */
+export function onSessionPush(core: PeerCore, data: unknown): void {
+  const { peerId, resumeToken, resumeGraceMs } = (isPlainObject(data) ? data : {}) as Record<string, unknown>;
+  if (typeof peerId === 'string' && typeof resumeToken === 'string') {
+    const graceMs = typeof resumeGraceMs === 'number' && resumeGraceMs > 0 ? resumeGraceMs : 0;
+    core.resume = { peerId, token: resumeToken, graceMs };
+  }
+}
+
+/** The `serverShutdown` push: no resume; the next connection is a new session. */
+export function onServerShutdown(core: PeerCore, data: unknown): void {
+  const text = (isPlainObject(data) ? data : {}).message;
+  const message = typeof text === 'string' ? text : 'the server is stopping';
+  core.restartExpected = true;
+  core.resume = null;
+  core.updateConnectionState();
+  core.events.emit('serverShutdown', { message });
 }
 
 /** The socket connected: our session resumed, or a new one. */
