@@ -20,6 +20,8 @@ pub struct WebRtcTransportOptions {
     pub direction: Direction,
     /// Open an SCTP association for data channels.
     pub enable_sctp: bool,
+    /// Offer only the TCP candidates (the client asked for `forceTcp`).
+    pub force_tcp: bool,
 }
 
 /// What the client needs to build its side of a transport.
@@ -175,6 +177,10 @@ pub enum EngineError {
     /// producer, or produce on a new send transport.
     #[error("send transport {transport} already carries {limit} producers; close one or create a new send transport")]
     TooManyProducers { transport: TransportId, limit: usize },
+    /// A transport asked for TCP candidates only (`forceTcp`) on a worker
+    /// that does not offer ICE over TCP.
+    #[error("ICE over TCP is off on this server; create the transport without forceTcp")]
+    TcpUnavailable,
     /// The worker thread is gone (it stopped or crashed).
     #[error("the media worker is not running")]
     WorkerGone,

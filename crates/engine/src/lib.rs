@@ -12,6 +12,7 @@
 //! decided by the caller.
 
 mod api;
+mod candidates;
 mod capabilities;
 mod forward;
 mod pending;

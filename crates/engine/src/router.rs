@@ -4,6 +4,7 @@
 //! to send.
 
 use crate::api::*;
+use crate::candidates::HostCandidates;
 use crate::capabilities::{ext_id, pt, router_rtp_capabilities};
 use crate::forward::{is_keyframe_start, LayerSwitch, SeqRewriter, Vp8Info, Vp8Rewriter};
 use crate::pending::PendingMessages;
@@ -11,7 +12,7 @@ use crate::sdp::{send_transport_offer, MediaState, RemoteEnd, SendMedia};
 use crate::stun;
 use crate::worker::Command;
 use mediasoup_types::data_structures::{
-    DtlsFingerprint, DtlsParameters, DtlsRole, IceCandidate, IceCandidateType, IceParameters, Protocol as MsProtocol,
+    DtlsFingerprint, DtlsParameters, DtlsRole, IceParameters,
 };
 use mediasoup_types::rtp_parameters::{
     MediaKind, MimeType, MimeTypeVideo, RtcpFeedback, RtcpParameters, RtpCapabilitiesFinalized, RtpCodecCapabilityFinalized,
@@ -21,7 +22,7 @@ use mediasoup_types::sctp_parameters::{SctpParameters, SctpStreamParameters};
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 use std::time::{Duration, Instant};
@@ -30,7 +31,7 @@ use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 use str0m::config::Fingerprint;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::{Frequency, KeyframeRequestKind, MediaKind as StrMediaKind, Mid, Pt, Rid};
-use str0m::net::{Protocol, Receive, TcpType};
+use str0m::net::{Protocol, Receive};
 use str0m::rtp::{Extension, ExtensionMap, ExtensionValues, RtpPacket, RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output, Rtc};
 
@@ -55,17 +56,19 @@ const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
 /// needs it, but str0m and the SDP both want one.
 const UNKNOWN_REMOTE_PASSWORD: &str = "simplesfu-remote-password-unknown";
 
-/// Where the router's socket is.
-#[derive(Debug, Clone, Copy)]
+/// Where the router's socket is and what its ICE candidates say.
+#[derive(Debug, Clone)]
 pub struct RouterConfig {
     /// The socket's bound address.
     pub local_addr: SocketAddr,
-    /// The address announced in ICE candidates (public address behind NAT).
-    pub announced_addr: SocketAddr,
-    /// Offer the UDP candidate (off only to force ICE over TCP).
+    /// Addresses announced in ICE candidates, in order of preference
+    /// (loopback ones rank last): this machine's addresses, or the public
+    /// addresses behind NAT. Each gets a UDP and a TCP candidate.
+    pub announced_ips: Vec<IpAddr>,
+    /// Offer UDP candidates, on `local_addr`'s port (off only to force ICE over TCP).
     pub udp: bool,
-    /// The announced address of the passive ICE-TCP candidate, if any.
-    pub announced_tcp_addr: Option<SocketAddr>,
+    /// The port of the passive ICE-TCP candidates, if TCP is on.
+    pub tcp_port: Option<u16>,
 }
 
 struct Transport {
@@ -261,6 +264,7 @@ pub(crate) struct PipedDataProducer {
 /// All media state of one worker.
 pub struct Router {
     config: RouterConfig,
+    candidates: HostCandidates,
     caps: RtpCapabilitiesFinalized,
     transports: HashMap<TransportId, Transport>,
     by_ufrag: HashMap<String, TransportId>,
@@ -287,7 +291,9 @@ pub struct Router {
 impl Router {
     /// An empty router listening (through its worker) on `config.local_addr`.
     pub fn new(config: RouterConfig) -> Self {
+        let udp_port = config.udp.then_some(config.local_addr.port());
         Router {
+            candidates: HostCandidates::new(&config.announced_ips, udp_port, config.tcp_port),
             config,
             caps: router_rtp_capabilities(),
             transports: HashMap::new(),
@@ -386,39 +392,9 @@ impl Router {
     ) -> Result<WebRtcTransportInfo, EngineError> {
         let mut rtc = build_rtc(now);
         let creds = rtc.direct_api().local_ice_credentials();
-        let mut ice_candidates = Vec::new();
-        if self.config.udp {
-            let candidate = Candidate::host(self.config.announced_addr, "udp")
-                .map_err(|e| EngineError::Internal(format!("bad announced address: {e}")))?;
+        let (ice_candidates, str0m_candidates) = self.candidates.for_transport(options.force_tcp)?;
+        for candidate in str0m_candidates {
             rtc.add_local_candidate(candidate);
-            ice_candidates.push(IceCandidate {
-                foundation: "udpcandidate".into(),
-                priority: 1_076_302_079,
-                address: self.config.announced_addr.ip().to_string(),
-                protocol: MsProtocol::Udp,
-                port: self.config.announced_addr.port(),
-                r#type: IceCandidateType::Host,
-                tcp_type: None,
-            });
-        }
-        if let Some(tcp) = self.config.announced_tcp_addr {
-            let candidate = Candidate::builder()
-                .tcp()
-                .host(tcp)
-                .tcptype(TcpType::Passive)
-                .build()
-                .map_err(|e| EngineError::Internal(format!("bad announced TCP address: {e}")))?;
-            rtc.add_local_candidate(candidate);
-            ice_candidates.push(IceCandidate {
-                foundation: "tcpcandidate".into(),
-                // Below UDP: browsers take TCP only when UDP does not get through.
-                priority: 1_076_276_479,
-                address: tcp.ip().to_string(),
-                protocol: MsProtocol::Tcp,
-                port: tcp.port(),
-                r#type: IceCandidateType::Host,
-                tcp_type: Some(mediasoup_types::data_structures::IceCandidateTcpType::Passive),
-            });
         }
         let fingerprint = rtc.direct_api().local_dtls_fingerprint().clone();
         let dtls_fingerprint = to_mediasoup_fingerprint(&fingerprint)?;
@@ -1016,10 +992,7 @@ impl Router {
             self.stats.datagrams_dropped += 1;
             return false;
         };
-        let destination = match proto {
-            Protocol::Udp => self.config.announced_addr,
-            _ => self.config.announced_tcp_addr.unwrap_or(self.config.announced_addr),
-        };
+        let destination = self.candidates.destination(proto, self.config.local_addr);
         let receive = match Receive::new(proto, source, destination, data) {
             Ok(r) => r,
             Err(_) => {

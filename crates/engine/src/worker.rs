@@ -26,8 +26,10 @@ pub struct WorkerSettings {
     pub listen_ip: IpAddr,
     /// UDP port; 0 picks a free one.
     pub port: u16,
-    /// Address put in ICE candidates (the public address behind NAT).
-    pub announced_ip: IpAddr,
+    /// Addresses put in ICE candidates, in order of preference: this
+    /// machine's addresses, or the public ones behind NAT. Each gets a UDP
+    /// and a TCP candidate; loopback addresses rank last. Not empty.
+    pub announced_ips: Vec<IpAddr>,
     /// Offer the UDP candidate. Off only to force ICE over TCP (tests, or
     /// networks known to drop UDP).
     pub udp: bool,
@@ -39,13 +41,13 @@ pub struct WorkerSettings {
 }
 
 impl WorkerSettings {
-    /// UDP and TCP candidates on `port` (0: any free port).
+    /// UDP and TCP candidates on `port` (0: any free port) for one address.
     pub fn new(name: impl Into<String>, listen_ip: IpAddr, port: u16, announced_ip: IpAddr) -> Self {
         WorkerSettings {
             name: name.into(),
             listen_ip,
             port,
-            announced_ip,
+            announced_ips: vec![announced_ip],
             udp: true,
             tcp: true,
             ice_tcp_limits: IceTcpLimits::default(),
@@ -113,7 +115,9 @@ impl Worker {
         let socket = std::net::UdpSocket::bind(SocketAddr::new(settings.listen_ip, settings.port))?;
         socket.set_nonblocking(true)?;
         let local_addr = socket.local_addr()?;
-        let announced = SocketAddr::new(settings.announced_ip, local_addr.port());
+        if settings.announced_ips.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a worker needs at least one address to announce"));
+        }
         let tcp_listener = if settings.tcp {
             // The same port number as UDP when it is free, so one number is opened in firewalls.
             let listener = std::net::TcpListener::bind(SocketAddr::new(settings.listen_ip, local_addr.port()))
@@ -124,7 +128,7 @@ impl Worker {
             None
         };
         let announced_tcp_addr = match &tcp_listener {
-            Some(l) => Some(SocketAddr::new(settings.announced_ip, l.local_addr()?.port())),
+            Some(l) => Some(SocketAddr::new(settings.announced_ips[0], l.local_addr()?.port())),
             None => None,
         };
         if !settings.udp && announced_tcp_addr.is_none() {
@@ -134,9 +138,9 @@ impl Worker {
         let (event_tx, event_rx) = mpsc::unbounded_channel();
         let router = Router::new(RouterConfig {
             local_addr,
-            announced_addr: announced,
+            announced_ips: settings.announced_ips.clone(),
             udp: settings.udp,
-            announced_tcp_addr,
+            tcp_port: announced_tcp_addr.map(|a| a.port()),
         });
         let rtp_capabilities = Arc::new(router.rtp_capabilities().clone());
         let name: Arc<str> = settings.name.clone().into();

@@ -14,7 +14,7 @@ const WAIT: Duration = Duration::from_secs(10);
 fn transports_offer_a_passive_tcp_candidate_below_udp() {
     let sfu = Sfu::start();
     let info = sfu
-        .block(sfu.worker.create_webrtc_transport(WebRtcTransportOptions { direction: Direction::Send, enable_sctp: true }))
+        .block(sfu.worker.create_webrtc_transport(WebRtcTransportOptions { direction: Direction::Send, enable_sctp: true, force_tcp: false }))
         .expect("transport");
     let udp = info.ice_candidates.iter().find(|c| c.protocol == Protocol::Udp).expect("udp candidate");
     let tcp = info.ice_candidates.iter().find(|c| c.protocol == Protocol::Tcp).expect("tcp candidate");

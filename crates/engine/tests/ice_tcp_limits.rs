@@ -119,7 +119,7 @@ fn binding_request(transport: &WebRtcTransportInfo, password: &str) -> Vec<u8> {
 
 /// A send transport's ICE parameters, as signaling gives them to a client.
 fn transport(sfu: &Sfu) -> WebRtcTransportInfo {
-    sfu.block(sfu.worker.create_webrtc_transport(WebRtcTransportOptions { direction: Direction::Send, enable_sctp: false }))
+    sfu.block(sfu.worker.create_webrtc_transport(WebRtcTransportOptions { direction: Direction::Send, enable_sctp: false, force_tcp: false }))
         .expect("transport")
 }
 

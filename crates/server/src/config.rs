@@ -81,10 +81,12 @@ pub struct RtcConfig {
     pub listen_ip: IpAddr,
     /// UDP port of worker 0; worker i uses port + i. 0 picks free ports.
     pub port: u16,
-    /// Address put in ICE candidates (your public address behind NAT).
-    /// Default: the listen address, or 127.0.0.1 when that is 0.0.0.0 / ::.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub announced_ip: Option<IpAddr>,
+    /// Addresses put in ICE candidates (your public addresses behind NAT),
+    /// IPv4 and IPv6: one address or a list. Default (empty): the listen
+    /// address, or when that is 0.0.0.0 / :: every address of this machine
+    /// in that family plus loopback.
+    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub announced_ip: Vec<IpAddr>,
     /// Media worker threads. Default: one per core.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<usize>,
@@ -150,12 +152,26 @@ impl Default for RtcConfig {
         RtcConfig {
             listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             port: 40000,
-            announced_ip: None,
+            announced_ip: Vec::new(),
             workers: None,
             ice_udp: true,
             ice_tcp: true,
         }
     }
+}
+
+/// `announced_ip = "203.0.113.7"` as well as `announced_ip = ["203.0.113.7", "2001:db8::7"]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged, expecting = "an IP address or a list of IP addresses")]
+    enum OneOrMany {
+        One(IpAddr),
+        Many(Vec<IpAddr>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(ip) => vec![ip],
+        OneOrMany::Many(ips) => ips,
+    })
 }
 
 /// Which pages may signal (see [`HttpConfig::cors_origins`]).
@@ -220,7 +236,7 @@ impl Config {
             workers: self.rtc.workers.unwrap_or_else(crate::sfu::default_workers),
             rtc_listen_ip: self.rtc.listen_ip,
             rtc_port: self.rtc.port,
-            announced_ip: self.rtc.announced_ip,
+            announced_ips: self.rtc.announced_ip.clone(),
             ice_udp: self.rtc.ice_udp,
             ice_tcp: self.rtc.ice_tcp,
             available_producers_interval: (self.available_producers_interval_ms > 0)
@@ -380,11 +396,12 @@ pub struct Overrides {
     #[arg(long, env = "SIMPLESFU_RTC_PORT")]
     pub rtc_port: Option<u16>,
 
-    /// Address announced to browsers in ICE candidates (your public address
-    /// behind NAT). Default: the RTC listen address, or 127.0.0.1 when that
-    /// is 0.0.0.0 or ::.
-    #[arg(long, env = "SIMPLESFU_ANNOUNCED_IP")]
-    pub announced_ip: Option<IpAddr>,
+    /// Addresses announced to browsers in ICE candidates (your public
+    /// addresses behind NAT), IPv4 and IPv6: comma-separated or the flag
+    /// repeated. Default: the RTC listen address, or when that is 0.0.0.0
+    /// or :: every address of this machine in that family plus loopback.
+    #[arg(long, env = "SIMPLESFU_ANNOUNCED_IP", value_delimiter = ',', action = clap::ArgAction::Append)]
+    pub announced_ip: Option<Vec<IpAddr>>,
 
     /// Number of media worker threads, each with its own UDP port (worker i
     /// uses rtc-port + i). [default: one per core]
@@ -519,8 +536,8 @@ impl Overrides {
         set(&mut config.http.listen, &self.http_listen);
         set(&mut config.rtc.listen_ip, &self.rtc_listen_ip);
         set(&mut config.rtc.port, &self.rtc_port);
-        if self.announced_ip.is_some() {
-            config.rtc.announced_ip = self.announced_ip;
+        if let Some(ips) = &self.announced_ip {
+            config.rtc.announced_ip = ips.clone();
         }
         if self.workers.is_some() {
             config.rtc.workers = self.workers;
@@ -595,7 +612,7 @@ mod tests {
         // Every option appears in it, set or commented out.
         let mut everything = Config::default();
         everything.http.static_dir = Some("x".into());
-        everything.rtc.announced_ip = Some(IpAddr::from([1, 2, 3, 4]));
+        everything.rtc.announced_ip = vec![IpAddr::from([1, 2, 3, 4])];
         everything.rtc.workers = Some(1);
         everything.tls.cert = Some("c".into());
         everything.tls.key = Some("k".into());
@@ -684,17 +701,37 @@ mod tests {
         assert_eq!(c.rtc.workers, Some(2));
         let options = c.sfu_options();
         assert_eq!(options.available_producers_interval, None);
-        assert_eq!(options.effective_announced_ip(), IpAddr::from([127, 0, 0, 1]));
+        assert_eq!(options.effective_announced_ips(), vec![IpAddr::from([127, 0, 0, 1])], "the listen address");
         assert_eq!(c.static_dir(), PathBuf::from("/tmp"));
     }
 
     #[test]
-    fn defaults_resend_every_second_and_announce_loopback() {
+    fn defaults_resend_every_second_and_announce_every_ipv4_address_and_loopback() {
         let options = Config::default().sfu_options();
         assert_eq!(options.available_producers_interval, Some(Duration::from_secs(1)));
-        assert_eq!(options.effective_announced_ip(), IpAddr::from([127, 0, 0, 1]));
-        let c = from_flags(&["--announced-ip", "203.0.113.7"]);
-        assert_eq!(c.sfu_options().effective_announced_ip(), IpAddr::from([203, 0, 113, 7]));
+        let announced = options.effective_announced_ips();
+        assert!(announced.iter().all(IpAddr::is_ipv4), "a 0.0.0.0 socket hears IPv4 only: {announced:?}");
+        assert_eq!(announced.last(), Some(&IpAddr::from([127, 0, 0, 1])), "loopback too, last");
+        assert_eq!(announced[..announced.len() - 1], crate::netif::lan_addresses().into_iter().filter(IpAddr::is_ipv4).collect::<Vec<_>>()[..]);
+    }
+
+    #[test]
+    fn announced_addresses_are_one_or_many_in_every_layer() {
+        let v4 = IpAddr::from([203, 0, 113, 7]);
+        let v6: IpAddr = "2001:db8::7".parse().expect("ip");
+        let one = Config::from_toml_str("[rtc]\nannounced_ip = \"203.0.113.7\"\n", Path::new("x.toml")).expect("one");
+        assert_eq!(one.rtc.announced_ip, vec![v4]);
+        let many = Config::from_toml_str("[rtc]\nannounced_ip = [\"203.0.113.7\", \"2001:db8::7\"]\n", Path::new("x.toml"))
+            .expect("a list");
+        assert_eq!(many.sfu_options().effective_announced_ips(), vec![v4, v6]);
+        let bad = Config::from_toml_str("[rtc]\nannounced_ip = \"example.com\"\n", Path::new("x.toml")).expect_err("not an IP");
+        assert!(bad.to_string().contains("IP address"), "{bad}");
+        assert_eq!(from_flags(&["--announced-ip", "203.0.113.7"]).rtc.announced_ip, vec![v4]);
+        assert_eq!(from_flags(&["--announced-ip", "203.0.113.7,2001:db8::7"]).rtc.announced_ip, vec![v4, v6]);
+        assert_eq!(from_flags(&["--announced-ip", "203.0.113.7", "--announced-ip", "2001:db8::7"]).rtc.announced_ip, vec![v4, v6]);
+        let mut from_file = many.clone();
+        cli(&[]).overrides.apply(&mut from_file, None);
+        assert_eq!(from_file.rtc.announced_ip, vec![v4, v6], "no flag: the file's list stays");
     }
 
     #[test]

@@ -24,6 +24,7 @@ mod extract;
 mod http;
 mod limits;
 mod metrics;
+mod netif;
 mod panics;
 mod registry;
 mod serve;

@@ -113,7 +113,7 @@ mod tests {
         worker.shutdown();
         let outcome = tokio::time::timeout(
             Duration::from_secs(5),
-            worker.create_webrtc_transport(WebRtcTransportOptions { direction: Direction::Send, enable_sctp: true }),
+            worker.create_webrtc_transport(WebRtcTransportOptions { direction: Direction::Send, enable_sctp: true, force_tcp: false }),
         )
         .await
         .expect("no hang");

@@ -52,9 +52,13 @@ pub struct SfuOptions {
     pub rtc_listen_ip: IpAddr,
     /// UDP port of worker 0; worker `i` uses `rtc_port + i`. 0 picks free ports.
     pub rtc_port: u16,
-    /// Address put in ICE candidates. `None`: the listen address, or
-    /// 127.0.0.1 when that is unspecified (0.0.0.0 / ::).
-    pub announced_ip: Option<IpAddr>,
+    /// Addresses put in ICE candidates (each gets a UDP and a TCP
+    /// candidate), e.g. the public addresses behind NAT. Empty: the listen
+    /// address, or when that is the wildcard (0.0.0.0 / ::) every address
+    /// of this machine in its family plus loopback, so that browsers on
+    /// this machine (Firefox ignores loopback candidates) and on the LAN
+    /// reach the server.
+    pub announced_ips: Vec<IpAddr>,
     /// Offer ICE over UDP.
     pub ice_udp: bool,
     /// Offer ICE over TCP (passive candidates, same port numbers as UDP).
@@ -82,7 +86,7 @@ impl Default for SfuOptions {
             workers: default_workers(),
             rtc_listen_ip: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             rtc_port: 40000,
-            announced_ip: None,
+            announced_ips: Vec::new(),
             ice_udp: true,
             ice_tcp: true,
             available_producers_interval: Some(Duration::from_millis(1000)),
@@ -100,13 +104,14 @@ pub fn default_workers() -> usize {
 }
 
 impl SfuOptions {
-    /// The address announced in ICE candidates.
-    pub fn effective_announced_ip(&self) -> IpAddr {
-        match self.announced_ip {
-            Some(ip) => ip,
-            None if self.rtc_listen_ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-            None => self.rtc_listen_ip,
+    /// The addresses announced in ICE candidates (see [`Self::announced_ips`]);
+    /// lists the network interfaces when none are configured.
+    pub fn effective_announced_ips(&self) -> Vec<IpAddr> {
+        if !self.announced_ips.is_empty() {
+            return self.announced_ips.clone();
         }
+        let lan = if self.rtc_listen_ip.is_unspecified() { crate::netif::lan_addresses() } else { Vec::new() };
+        crate::netif::default_announced_ips(self.rtc_listen_ip, &lan)
     }
 }
 
@@ -222,7 +227,9 @@ impl Sfu {
         if options.workers == 0 || options.workers > MAX_WORKERS {
             return Err(SfuError::UnsupportedWorkerCount(options.workers));
         }
-        let announced_ip = options.effective_announced_ip();
+        let announced_ips = options.effective_announced_ips();
+        tracing::info!(addresses = announced_ips.len(), "ICE candidates announce this many addresses");
+        tracing::debug!(?announced_ips, "announced addresses");
         let mut workers = Vec::with_capacity(options.workers);
         let mut event_streams = Vec::with_capacity(options.workers);
         for index in 0..options.workers {
@@ -232,9 +239,13 @@ impl Sfu {
                 u16::try_from(usize::from(options.rtc_port) + index).unwrap_or(0)
             };
             let settings = WorkerSettings {
+                announced_ips: announced_ips.clone(),
+                name: format!("worker-{index}"),
+                listen_ip: options.rtc_listen_ip,
+                port,
                 udp: options.ice_udp,
                 tcp: options.ice_tcp,
-                ..WorkerSettings::new(format!("worker-{index}"), options.rtc_listen_ip, port, announced_ip)
+                ice_tcp_limits: Default::default(),
             };
             let (handle, events) =
                 Worker::spawn(settings).map_err(|source| SfuError::WorkerSpawn { index, port, source })?;
@@ -1065,7 +1076,7 @@ mod placement_tests {
             workers: 2,
             rtc_listen_ip: loopback,
             rtc_port: 0,
-            announced_ip: Some(loopback),
+            announced_ips: vec![loopback],
             available_producers_interval: None,
             ..SfuOptions::default()
         })

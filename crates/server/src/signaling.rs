@@ -118,7 +118,7 @@ impl Sfu {
         // a transport without SCTP could never carry data channels.
         let enable_sctp = true;
         let info = engine
-            .create_webrtc_transport(WebRtcTransportOptions { direction, enable_sctp })
+            .create_webrtc_transport(WebRtcTransportOptions { direction, enable_sctp, force_tcp: r.force_tcp })
             .await
             .map_err(from_engine)?;
         let recorded = self.registry().add_transport(peer, direction, info.id);

@@ -36,7 +36,7 @@ pub async fn load(config: &TlsConfig) -> anyhow::Result<Option<Tls>> {
     if !config.self_signed {
         return Ok(None);
     }
-    let lan_addresses = lan_addresses();
+    let lan_addresses = crate::netif::lan_addresses();
     let (cert, key) = self_signed(&lan_addresses)?;
     let rustls = RustlsConfig::from_pem(cert.into_bytes(), key.into_bytes())
         .await
@@ -45,22 +45,6 @@ pub async fn load(config: &TlsConfig) -> anyhow::Result<Option<Tls>> {
         rustls,
         lan_addresses,
     }))
-}
-
-/// This machine's addresses other than loopback and link-local ones.
-fn lan_addresses() -> Vec<IpAddr> {
-    let mut addresses: Vec<IpAddr> = if_addrs::get_if_addrs()
-        .map(|interfaces| interfaces.into_iter().map(|i| i.ip()).collect())
-        .unwrap_or_default();
-    addresses.retain(|ip| match ip {
-        IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
-        IpAddr::V6(v6) => {
-            !v6.is_loopback() && !v6.is_unspecified() && (v6.segments()[0] & 0xffc0) != 0xfe80
-        }
-    });
-    addresses.sort();
-    addresses.dedup();
-    addresses
 }
 
 /// A certificate and key (PEM) for localhost, the loopback addresses and `lan`.

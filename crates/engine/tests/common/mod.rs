@@ -51,9 +51,15 @@ impl Sfu {
     /// Like `transport_on`, over ICE-TCP when `tcp` is true.
     pub fn transport_with(&self, worker: &WorkerHandle, direction: Direction, codecs: ClientCodecs, tcp: bool) -> ClientPeer {
         let info = self
-            .block(worker.create_webrtc_transport(WebRtcTransportOptions { direction, enable_sctp: true }))
+            .block(worker.create_webrtc_transport(WebRtcTransportOptions { direction, enable_sctp: true, force_tcp: false }))
             .expect("transport created");
-        let mut peer = ClientPeer::new(&info, codecs, tcp);
+        self.client_for(worker, &info, codecs, tcp)
+    }
+
+    /// The connected client end of a created transport; it talks to the first
+    /// candidate of its protocol in `info`.
+    pub fn client_for(&self, worker: &WorkerHandle, info: &WebRtcTransportInfo, codecs: ClientCodecs, tcp: bool) -> ClientPeer {
+        let mut peer = ClientPeer::new(info, codecs, tcp);
         self.block(worker.connect_webrtc_transport(info.id, peer.dtls_parameters())).expect("transport connected");
         peer.id = Some(info.id);
         peer
