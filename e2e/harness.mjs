@@ -1,5 +1,6 @@
 // Shared harness of the browser tests: the real simplesfu binary serving the
-// test pages, Debian's Chromium driven by playwright-core, console capture,
+// test pages, Debian's Chromium driven by playwright-core and Debian's
+// Firefox ESR driven by puppeteer-core (WebDriver BiDi), console capture,
 // polling with deadlines, and cleanup that runs even when a test fails.
 
 import { spawn } from 'node:child_process';
@@ -10,6 +11,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
+import puppeteer from 'puppeteer-core';
 
 export { buildPages, PAGES_DIR } from './build.mjs';
 
@@ -17,6 +19,13 @@ const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 export const SERVER_BIN = process.env.SIMPLESFU_BIN ?? join(REPO_ROOT, 'target/debug/simplesfu');
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+export const FIREFOX = process.env.FIREFOX_PATH ?? '/usr/bin/firefox-esr';
+
+/** Firefox's fake camera and microphone, granted without a prompt. */
+export const FIREFOX_PREFS = {
+  'media.navigator.streams.fake': true,
+  'media.navigator.permission.disabled': true,
+};
 
 /** The flags of DESIGN.md "Tests at every level". */
 export const CHROMIUM_ARGS = [
@@ -70,16 +79,18 @@ process.on('exit', () => {
 });
 
 /**
- * Starts `simplesfu` on loopback with ephemeral ports and waits for its
- * "listening" line. Returns {url, logTail(), stop()}.
+ * Starts `simplesfu` with ephemeral ports and waits for its "listening"
+ * line. Media binds loopback and announces it, unless `defaultAddresses`:
+ * then the server's defaults (bound to 0.0.0.0, announcing every local
+ * address), as a user's first run has them. Returns {url, logTail(), stop()}.
  */
-export async function startServer({ staticDir, logLevel = 'warn', workers = 2, args: extraArgs = [] } = {}) {
+export async function startServer({ staticDir, logLevel = 'warn', workers = 2, defaultAddresses = false, args: extraArgs = [] } = {}) {
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`${SERVER_BIN} does not exist: build it with \`cargo build -p simplesfu\``);
   }
   const args = [
     '--http-listen', '127.0.0.1:0',
-    '--rtc-listen-ip', '127.0.0.1',
+    ...(defaultAddresses ? [] : ['--rtc-listen-ip', '127.0.0.1']),
     '--rtc-port', '0',
     // Two workers whatever the machine: peers spread over both, so the
     // browser tests also cross the pipes between workers.
@@ -180,6 +191,32 @@ export async function launchBrowser() {
 }
 
 /**
+ * Launches Debian's Firefox ESR, headless, through WebDriver BiDi with a
+ * fresh profile (puppeteer makes and removes it) and the fake media devices.
+ * Returns {context, close()}; `context.newPage()` gives pages with the same
+ * `goto`/`evaluate`/`on` as Playwright's for what the tests use.
+ */
+export async function launchFirefox() {
+  if (!existsSync(FIREFOX)) {
+    throw new Error(`${FIREFOX} does not exist: install Debian's firefox-esr (apt-get install -y firefox-esr)`);
+  }
+  const browser = await puppeteer.launch({
+    browser: 'firefox',
+    executablePath: FIREFOX,
+    protocol: 'webDriverBiDi',
+    headless: true,
+    extraPrefsFirefox: FIREFOX_PREFS,
+    timeout: 30_000,
+  });
+  return {
+    context: browser,
+    async close() {
+      await browser.close();
+    },
+  };
+}
+
+/**
  * Collects what a page reports as wrong: console errors and uncaught
  * exceptions. Warnings are kept apart, for diagnostics only.
  */
@@ -189,7 +226,8 @@ export function watchPage(page, name) {
   page.on('console', (message) => {
     const text = `${name} console.${message.type()}: ${message.text()}`;
     if (message.type() === 'error') problems.push(text);
-    else if (message.type() === 'warning') warnings.push(text);
+    // Playwright says 'warning', puppeteer 'warn'.
+    else if (message.type() === 'warning' || message.type() === 'warn') warnings.push(text);
   });
   page.on('pageerror', (error) => problems.push(`${name} uncaught: ${error.message}`));
   page.on('crash', () => problems.push(`${name} crashed`));
