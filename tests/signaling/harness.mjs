@@ -22,13 +22,13 @@ const START_TIMEOUT_MS = 15000;
  * is registered with the test context's `after` when `t` is given, so the
  * server dies even when the test fails.
  */
-export async function startServer(t, { args = [], env = {} } = {}) {
+export async function startServer(t, { args = [], env = {}, cwd } = {}) {
   const bin = process.env.SIMPLESFU_BIN || defaultBin;
   const child = spawn(
     bin,
     // Two workers whatever the machine, so consumers also cross the pipes between workers.
     ['--http-listen', '127.0.0.1:0', '--rtc-listen-ip', '127.0.0.1', '--rtc-port', '0', '--workers', '2', '--log-level', 'warn', ...args],
-    { env: { ...process.env, RUST_LOG: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...process.env, RUST_LOG: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd },
   );
   let stderr = '';
   child.stderr.on('data', (chunk) => {

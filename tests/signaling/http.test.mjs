@@ -3,9 +3,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { io } from 'socket.io-client';
 import { startServer, connect } from './harness.mjs';
 
@@ -40,6 +41,28 @@ test('serves the static directory with its index page', async (t) => {
   assert.equal(js.status, 200);
   const missing = await fetch(`${url}/nope.html`);
   assert.equal(missing.status, 404);
+});
+
+test('without --static-dir the examples built into the binary are served, whatever the working directory', async (t) => {
+  const elsewhere = mkdtempSync(path.join(tmpdir(), 'simplesfu-cwd-'));
+  t.after(() => rmSync(elsewhere, { recursive: true, force: true }));
+  const { url } = await startServer(t, { cwd: elsewhere });
+  const examples = fileURLToPath(new URL('../../examples/', import.meta.url));
+  const index = await fetch(`${url}/`);
+  assert.equal(index.status, 200);
+  assert.match(index.headers.get('content-type'), /^text\/html/);
+  assert.equal(await index.text(), readFileSync(path.join(examples, 'index.html'), 'utf8'));
+  const page = await fetch(`${url}/video-chat/`);
+  assert.equal(page.status, 200);
+  assert.match(await page.text(), /<title>simplesfu: video chat<\/title>/);
+  const script = await fetch(`${url}/video-chat/app.js`);
+  assert.match(script.headers.get('content-type'), /javascript/);
+  assert.equal(await script.text(), readFileSync(path.join(examples, 'video-chat/app.js'), 'utf8'));
+  const bare = await fetch(`${url}/broadcast`, { redirect: 'manual' });
+  assert.ok([301, 308].includes(bare.status), `a directory without its slash redirects (${bare.status})`);
+  assert.equal(bare.headers.get('location'), '/broadcast/');
+  assert.equal((await fetch(`${url}/nope.html`)).status, 404);
+  assert.equal((await fetch(`${url}/simplesfu-client.js`)).status, 200, 'the client bundle beside them');
 });
 
 test('CORS allows any origin, for HTTP and socket.io polling', async (t) => {

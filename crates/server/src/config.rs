@@ -62,8 +62,8 @@ pub struct Config {
 pub struct HttpConfig {
     /// Address of the HTTP(S) server; port 0 picks a free port.
     pub listen: SocketAddr,
-    /// Directory of static files served at `/`. Default: ./examples if it
-    /// exists, else the repository's examples/.
+    /// Directory of static files served at `/`. Default: the example pages
+    /// built into the binary.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub static_dir: Option<PathBuf>,
     /// Origins (`https://app.example.com`) whose pages may signal, besides
@@ -264,16 +264,9 @@ impl Config {
         }
     }
 
-    /// The static directory to serve.
-    pub fn static_dir(&self) -> PathBuf {
-        if let Some(dir) = &self.http.static_dir {
-            return dir.clone();
-        }
-        let local = PathBuf::from("examples");
-        if local.is_dir() {
-            return local;
-        }
-        PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples"))
+    /// The static directory to serve; `None`: the built-in examples.
+    pub fn static_dir(&self) -> Option<&Path> {
+        self.http.static_dir.as_deref()
     }
 
     /// The tracing filter: `log_level`, then RUST_LOG's directives.
@@ -438,8 +431,8 @@ pub struct Overrides {
     #[arg(long, env = "SIMPLESFU_RESUME_GRACE_MS")]
     pub resume_grace_ms: Option<u64>,
 
-    /// Directory of static files served over HTTP (examples, client bundle).
-    /// Default: ./examples if it exists, else the repository's examples/.
+    /// Directory of static files served over HTTP instead of the example
+    /// pages built into the binary (e.g. `examples` to edit them live).
     #[arg(long, env = "SIMPLESFU_STATIC_DIR")]
     pub static_dir: Option<PathBuf>,
 
@@ -702,7 +695,8 @@ mod tests {
         let options = c.sfu_options();
         assert_eq!(options.available_producers_interval, None);
         assert_eq!(options.effective_announced_ips(), vec![IpAddr::from([127, 0, 0, 1])], "the listen address");
-        assert_eq!(c.static_dir(), PathBuf::from("/tmp"));
+        assert_eq!(c.static_dir(), Some(Path::new("/tmp")));
+        assert_eq!(Config::default().static_dir(), None, "the built-in examples");
     }
 
     #[test]

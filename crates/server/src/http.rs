@@ -61,17 +61,20 @@ pub fn socket_io_builder() -> socketioxide::SocketIoBuilder {
 /// The whole HTTP application: `io_layer` (from
 /// [`socket_io_builder`]`().build_layer()`)
 /// serves socket.io at `/socket.io/`, `static_dir` is served at `/` (a
-/// directory's `index.html` is its index page), `GET /health` reports counts,
+/// directory's `index.html` is its index page; `None`: the example pages
+/// built into the binary), `GET /health` reports counts,
 /// `GET /metrics` is the Prometheus page, `GET /simplesfu-client.js` is the
 /// browser client's script-tag bundle. `origins` says which pages may signal.
-pub fn app(sfu: Sfu, io_layer: SocketIoLayer, static_dir: &Path, origins: AllowedOrigins) -> Router {
+pub fn app(sfu: Sfu, io_layer: SocketIoLayer, static_dir: Option<&Path>, origins: AllowedOrigins) -> Router {
     let router = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/simplesfu-client.js", get(client_bundle))
-        .fallback_service(ServeDir::new(static_dir))
-        .with_state(sfu)
-        .layer(io_layer);
+        .route("/simplesfu-client.js", get(client_bundle));
+    let router = match static_dir {
+        Some(dir) => router.fallback_service(ServeDir::new(dir)),
+        None => router.fallback(get(crate::embedded::serve)),
+    };
+    let router = router.with_state(sfu).layer(io_layer);
     if origins == AllowedOrigins::Any {
         return router.layer(CorsLayer::permissive());
     }

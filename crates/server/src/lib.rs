@@ -19,6 +19,7 @@
 
 mod auth;
 mod config;
+mod embedded;
 mod errors;
 mod extract;
 mod http;

@@ -61,7 +61,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let (io_layer, io) = socket_io_builder().build_layer();
     let sfu = Sfu::attach(&io, config.sfu_options()).context("could not start the SFU")?;
     let static_dir = config.static_dir();
-    let router = app(sfu.clone(), io_layer, &static_dir, config.allowed_origins());
+    let router = app(sfu.clone(), io_layer, static_dir, config.allowed_origins());
 
     let listener = std::net::TcpListener::bind(config.http.listen)
         .with_context(|| format!("could not listen on {}", config.http.listen))?;
@@ -73,7 +73,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         workers = sfu.rtc_addrs().len(),
         tls = tls.is_some(),
         tokens = config.auth.secret.is_some(),
-        static_dir = %static_dir.display(),
+        static_dir = %static_dir.map_or("(built-in examples)".into(), |d| d.display().to_string()),
         "serving"
     );
     tracing::debug!(%addr, rtc = ?sfu.rtc_addrs(), "addresses");
