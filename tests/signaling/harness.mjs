@@ -24,12 +24,17 @@ const START_TIMEOUT_MS = 15000;
  */
 export async function startServer(t, { args = [], env = {}, cwd } = {}) {
   const bin = process.env.SIMPLESFU_BIN || defaultBin;
-  const child = spawn(
-    bin,
-    // Two workers whatever the machine, so consumers also cross the pipes between workers.
-    ['--http-listen', '127.0.0.1:0', '--rtc-listen-ip', '127.0.0.1', '--rtc-port', '0', '--workers', '2', '--log-level', 'warn', ...args],
-    { env: { ...process.env, RUST_LOG: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd },
-  );
+  // Two workers whatever the machine, so consumers also cross the pipes between workers.
+  const base = ['--http-listen', '127.0.0.1:0', '--rtc-listen-ip', '127.0.0.1', '--rtc-port', '0', '--workers', '2', '--log-level', 'warn'];
+  return startProcess(t, bin, [...base, ...args], { env, cwd, ready: /^simplesfu listening on (https?:\/\/\S+)$/m });
+}
+
+/**
+ * Start a server program and wait for the stdout line `ready` matches (its
+ * first group is the URL). Resolves with {url, stop, child, output()}.
+ */
+export async function startProcess(t, bin, args, { env = {}, cwd, ready }) {
+  const child = spawn(bin, args, { env: { ...process.env, RUST_LOG: '', ...env }, stdio: ['ignore', 'pipe', 'pipe'], cwd });
   let stderr = '';
   child.stderr.on('data', (chunk) => {
     stderr += chunk;
@@ -51,7 +56,7 @@ export async function startServer(t, { args = [], env = {}, cwd } = {}) {
     }, START_TIMEOUT_MS);
     child.stdout.on('data', (chunk) => {
       stdout += chunk;
-      const match = stdout.match(/^simplesfu listening on (https?:\/\/\S+)$/m);
+      const match = stdout.match(ready);
       if (match) {
         clearTimeout(timer);
         resolve(match[1]);
@@ -63,7 +68,7 @@ export async function startServer(t, { args = [], env = {}, cwd } = {}) {
     });
     child.once('error', (err) => {
       clearTimeout(timer);
-      reject(new Error(`could not start ${bin}: ${err.message} (build it with \`cargo build -p simplesfu\`)`));
+      reject(new Error(`could not start ${bin}: ${err.message} (build it with \`cargo build -p simplesfu --examples\`)`));
     });
   });
   return { url, stop, child, output: () => stderr };

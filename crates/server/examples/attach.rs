@@ -1,7 +1,8 @@
 //! An application with its own axum routes and its own socket.io events that
 //! adds the SFU with one call. Run it with
-//! `cargo run -p simplesfu --example attach` and point a
-//! simple-mediasoup-peer-client at http://127.0.0.1:3001.
+//! `cargo run -p simplesfu --example attach [LISTEN_ADDRESS]` (default
+//! 127.0.0.1:3001) and point a simple-mediasoup-peer-client at the address it
+//! prints. tests/signaling/attach.test.mjs runs it.
 
 use axum::routing::get;
 use simplesfu::{socket_io_builder, Sfu, SfuOptions};
@@ -39,7 +40,8 @@ async fn main() -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route("/", get(|| async { "my app, with an SFU inside" }))
         .layer(layer);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:3001").await?;
+    let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3001".to_owned());
+    let listener = tokio::net::TcpListener::bind(&listen).await?;
     println!("attach example listening on http://{}", listener.local_addr()?);
     axum::serve(listener, app).await?;
     sfu.shutdown();
