@@ -70,6 +70,33 @@ test('createWebRtcTransport gives ICE, DTLS and SCTP parameters in both directio
   }
 });
 
+test('every announced address gets a UDP and a TCP candidate, UDP first; forceTcp gives only the TCP ones', async (t) => {
+  const { url } = await startServer(t, { args: ['--announced-ip', '192.0.2.10,2001:db8::10', '--announced-ip', '127.0.0.1'] });
+  const p = await connect(url, t);
+  const ack = await p.ok('createWebRtcTransport', { producing: true, consuming: false });
+  const candidates = ack.transportInfo.iceCandidates;
+  assert.deepEqual(
+    candidates.map((c) => `${c.protocol} ${c.address}`),
+    ['udp 192.0.2.10', 'udp 2001:db8::10', 'udp 127.0.0.1', 'tcp 192.0.2.10', 'tcp 2001:db8::10', 'tcp 127.0.0.1'],
+    'by priority: UDP before TCP, loopback last',
+  );
+  const priorities = candidates.map((c) => c.priority);
+  assert.deepEqual(priorities, [...priorities].sort((x, y) => y - x));
+  const forced = await p.ok('createWebRtcTransport', { forceTcp: true, producing: false, consuming: true });
+  assert.deepEqual(
+    forced.transportInfo.iceCandidates.map((c) => `${c.protocol} ${c.tcpType} ${c.address}`),
+    ['tcp passive 192.0.2.10', 'tcp passive 2001:db8::10', 'tcp passive 127.0.0.1'],
+  );
+});
+
+test('forceTcp on a server without ICE over TCP is refused with a reason', async (t) => {
+  const { url } = await startServer(t, { args: ['--ice-tcp', 'false'] });
+  const p = await connect(url, t);
+  const error = await p.fails('createWebRtcTransport', { forceTcp: true, producing: true, consuming: false }, 'invalid_request');
+  assert.match(error.message, /forceTcp/);
+  await p.ok('createWebRtcTransport', { forceTcp: false, producing: true, consuming: false });
+});
+
 test('every transport gets sctpParameters (mediasoup-client 3.24 sends no sctpCapabilities)', async (t) => {
   const { url } = await startServer(t);
   const p = await connect(url, t);

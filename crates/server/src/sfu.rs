@@ -64,8 +64,9 @@ pub struct SfuOptions {
     /// Offer ICE over TCP (passive candidates, same port numbers as UDP).
     pub ice_tcp: bool,
     /// Resend `availableProducers` to every room this often (`None`: only on
-    /// changes). The published client relies on the periodic resend to
-    /// recover from a missed push; the original server sent it every second.
+    /// changes). Clients that pick their consumers from it (ours) retry a
+    /// lost `createConsumer` on each copy; the published 0.0.20 client
+    /// ignores it. The original server sent it every second.
     pub available_producers_interval: Option<Duration>,
     /// Shared secret of join tokens. `Some`: a connection without a valid
     /// token is refused, and a peer may only do what its token allows.
