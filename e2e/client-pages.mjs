@@ -127,3 +127,44 @@ export async function assertNoTrack(receiver, from, label, ms) {
     await sleep(250);
   } while (Date.now() < deadline);
 }
+
+/**
+ * Opens published-client.html (the published 0.0.20 client) in `context`,
+ * in `room`. Returns a peer like openClientPage's (its id set by
+ * exchangeWithPublished).
+ */
+export async function openPublishedPage(context, serverUrl, name, room) {
+  const published = { name, page: await context.newPage(), id: null };
+  Object.assign(published, watchPage(published.page, name));
+  await published.page.goto(`${serverUrl}/published-client.html?room=${encodeURIComponent(room)}`);
+  return published;
+}
+
+/**
+ * Both pages publish camera and microphone; waits until each decodes the
+ * other's video and receives its audio. Returns waitForFlows' samples.
+ */
+export async function exchangeWithPublished(published, ours, room, { describe, timeoutMs = 20_000, what }) {
+  await published.page.evaluate(() => window.t.publish());
+  await ours.page.evaluate(() => window.t.publish({ camera: 'camera', microphone: 'microphone' }));
+  const state = await pollUntil(
+    async () => {
+      const state = await readClientState(published.page);
+      if (state.errors.length > 0 || published.problems.length > 0) {
+        assert.fail(`the published client failed:\n${[...state.errors, ...published.problems].join('\n')}`);
+      }
+      return state.id && state.roomId === room && state.producers.length === 2 && state;
+    },
+    { timeoutMs: 20_000, what: 'the published client to join and produce', describe },
+  );
+  published.id = state.id;
+  return waitForFlows(
+    [
+      [ours, published, 'camera'],
+      [ours, published, 'microphone'],
+      [published, ours, 'camera'],
+      [published, ours, 'microphone'],
+    ],
+    { timeoutMs, describe, what },
+  );
+}

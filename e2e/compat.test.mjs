@@ -5,8 +5,8 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { Cleanup, PAGES_DIR, buildPages, launchBrowser, pollUntil, startServer, watchPage } from './harness.mjs';
-import { describePeers, openClientPage, readClientState, waitForFlows } from './client-pages.mjs';
+import { Cleanup, PAGES_DIR, buildPages, launchBrowser, startServer } from './harness.mjs';
+import { describePeers, exchangeWithPublished, openClientPage, openPublishedPage } from './client-pages.mjs';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -19,35 +19,13 @@ test('the published client 0.0.20 and our client exchange video and audio', { ti
   cleanup.add('close chromium', () => browser.close());
   const room = `compat-${randomUUID()}`;
 
-  const published = { name: 'published', page: await browser.context.newPage(), id: null };
-  Object.assign(published, watchPage(published.page, published.name));
-  await published.page.goto(`${server.url}/published-client.html?room=${encodeURIComponent(room)}`);
+  const published = await openPublishedPage(browser.context, server.url, 'published', room);
   const ours = await openClientPage(browser.context, server.url, 'ours', { roomId: room });
   const describe = () => describePeers([published, ours], server);
-
-  await published.page.evaluate(() => window.t.publish());
-  await ours.page.evaluate(() => window.t.publish({ camera: 'camera', microphone: 'microphone' }));
-  const state = await pollUntil(
-    async () => {
-      const state = await readClientState(published.page);
-      if (state.errors.length > 0 || published.problems.length > 0) {
-        assert.fail(`the published client failed:\n${[...state.errors, ...published.problems].join('\n')}`);
-      }
-      return state.id && state.roomId === room && state.producers.length === 2 && state;
-    },
-    { timeoutMs: 20_000, what: 'the published client to join and produce', describe },
-  );
-  published.id = state.id;
-
-  const flows = await waitForFlows(
-    [
-      [ours, published, 'camera'],
-      [ours, published, 'microphone'],
-      [published, ours, 'camera'],
-      [published, ours, 'microphone'],
-    ],
-    { describe, what: 'video and audio both ways between the published client and ours' },
-  );
+  const flows = await exchangeWithPublished(published, ours, room, {
+    describe,
+    what: 'video and audio both ways between the published client and ours',
+  });
   for (const [key, { stats }] of flows) {
     t.diagnostic(`${key}: ${stats.kind === 'video' ? `${stats.framesDecoded} frames` : `${stats.packetsReceived} packets`}`);
   }

@@ -9,8 +9,8 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { Cleanup, PAGES_DIR, buildPages, launchBrowser, launchFirefox, pollUntil, startServer, watchPage } from './harness.mjs';
-import { describePeers, openClientPage, readClientState, waitForFlows } from './client-pages.mjs';
+import { Cleanup, PAGES_DIR, buildPages, launchBrowser, launchFirefox, startServer } from './harness.mjs';
+import { describePeers, exchangeWithPublished, openClientPage, openPublishedPage } from './client-pages.mjs';
 
 const cleanup = new Cleanup();
 after(() => cleanup.run());
@@ -24,35 +24,14 @@ test('Firefox (our client) and Chromium (the published client) exchange video an
   cleanup.add('close firefox', () => firefox.close());
   const room = `firefox-${randomUUID()}`;
 
-  const published = { name: 'published-chromium', page: await chromium.context.newPage(), id: null };
-  Object.assign(published, watchPage(published.page, published.name));
-  await published.page.goto(`${server.url}/published-client.html?room=${encodeURIComponent(room)}`);
+  const published = await openPublishedPage(chromium.context, server.url, 'published-chromium', room);
   const ours = await openClientPage(firefox.context, server.url, 'ours-firefox', { roomId: room });
   const describe = () => describePeers([published, ours], server);
-
-  await published.page.evaluate(() => window.t.publish());
-  await ours.page.evaluate(() => window.t.publish({ camera: 'camera', microphone: 'microphone' }));
-  const state = await pollUntil(
-    async () => {
-      const state = await readClientState(published.page);
-      if (state.errors.length > 0 || published.problems.length > 0) {
-        assert.fail(`the published client failed:\n${[...state.errors, ...published.problems].join('\n')}`);
-      }
-      return state.id && state.roomId === room && state.producers.length === 2 && state;
-    },
-    { timeoutMs: 20_000, what: 'the published client to join and produce', describe },
-  );
-  published.id = state.id;
-
-  const flows = await waitForFlows(
-    [
-      [ours, published, 'camera'],
-      [ours, published, 'microphone'],
-      [published, ours, 'camera'],
-      [published, ours, 'microphone'],
-    ],
-    { timeoutMs: 30_000, describe, what: 'video and audio both ways between Firefox and Chromium' },
-  );
+  const flows = await exchangeWithPublished(published, ours, room, {
+    describe,
+    timeoutMs: 30_000,
+    what: 'video and audio both ways between Firefox and Chromium',
+  });
   for (const [key, { stats }] of flows) {
     t.diagnostic(`${key}: ${stats.kind === 'video' ? `${stats.framesDecoded} frames` : `${stats.packetsReceived} packets`}`);
   }

@@ -40,16 +40,8 @@ fn a_client_on_a_later_announced_address_gets_media() {
         pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected && p[1].connected),
         "ICE and DTLS complete through the second address"
     );
-    let producer = sfu.produce_video(&worker, &mut sender);
-    let info = sfu.block(worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
-    let ssrc = receiver.expect_consumer(&info);
-    sfu.block(worker.set_consumer_paused(info.id, false)).expect("resume");
-    let mut seq = 0u64;
-    let got = pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| {
-        seq += 1;
-        p[0].send_rtp(1111, 96, 5_000 + seq, (seq * 3000) as u32, true, &vp8_payload(false, seq as u8));
-        p[1].received_from(ssrc).len() >= 20
-    });
+    let ssrc = sfu.consume_resumed_video(&worker, &mut sender, &mut receiver);
+    let got = stream_video(&mut sender, &mut receiver, &mut 0, WAIT, |_, r| r.received_from(ssrc).len() >= 20);
     assert!(got, "video crosses the SFU through the second address");
 }
 

@@ -94,11 +94,18 @@ impl Sfu {
             pump_until(&mut [&mut sender, &mut receiver], Duration::from_secs(10), |p| p[0].connected && p[1].connected),
             "ICE and DTLS complete (tcp: {tcp})"
         );
-        let producer = self.produce_video(&self.worker, &mut sender);
-        let info = self.block(self.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
-        let consumer_ssrc = receiver.expect_consumer(&info);
-        self.block(self.worker.set_consumer_paused(info.id, false)).expect("resume");
+        let consumer_ssrc = self.consume_resumed_video(&self.worker, &mut sender, &mut receiver);
         ResumedVideo { sender, receiver, consumer_ssrc }
+    }
+
+    /// The standard video produced by connected `sender` on `worker` and
+    /// consumed, resumed, by `receiver`: the SSRC the receiver gets it with.
+    pub fn consume_resumed_video(&self, worker: &WorkerHandle, sender: &mut ClientPeer, receiver: &mut ClientPeer) -> u32 {
+        let producer = self.produce_video(worker, sender);
+        let info = self.block(worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
+        let consumer_ssrc = receiver.expect_consumer(&info);
+        self.block(worker.set_consumer_paused(info.id, false)).expect("resume");
+        consumer_ssrc
     }
 
     /// Create a transport on the first worker and its connected client end.
