@@ -65,7 +65,7 @@ pub struct SfuOptions {
     pub ice_tcp: bool,
     /// Resend `availableProducers` to every room this often (`None`: only on
     /// changes). Clients that pick their consumers from it (ours) retry a
-    /// lost `createConsumer` on each copy; the published 0.0.20 client
+    /// failed `createConsumer` on each copy; the published 0.0.20 client
     /// ignores it. The original server sent it every second.
     pub available_producers_interval: Option<Duration>,
     /// Shared secret of join tokens. `Some`: a connection without a valid
