@@ -74,22 +74,22 @@ impl Registry {
         Ok((me, them))
     }
 
-    pub fn plan_consume(
+    /// What creating a consumer of `producer` (media or data, see
+    /// [`ConsumerKind`]) takes: the existing consumer's push, or where to make one.
+    pub fn plan_consume<K: ConsumerKind>(
         &self,
         consumer: &PeerId,
         producing_peer: &PeerId,
-        producer: ProducerId,
-    ) -> Result<ConsumePlan<CreateConsumer>, SignalingError> {
+        producer: K::ProducerId,
+    ) -> Result<ConsumePlan<K::Push>, SignalingError> {
         let (me, them) = self.check_same_room(consumer, producing_peer)?;
-        let Some(entry) = them.producers.get(&producer) else {
+        if !K::produces(them, producer) {
             return Err(err(
                 ErrorCode::ProducerNotFound,
-                format!("peer `{producing_peer}` has no producer {producer}"),
+                format!("peer `{producing_peer}` has no {} {producer}", K::PRODUCER),
             ));
-        };
-        if let Some(existing) = me.consumers.get(&producer) {
-            let mut push = existing.push.clone();
-            push.producer_paused = entry.paused;
+        }
+        if let Some(push) = K::existing(me, them, producer) {
             return Ok(ConsumePlan::Existing(push));
         }
         let (worker, recv_transport) = self.recv_for_consuming(me)?;
@@ -98,91 +98,23 @@ impl Registry {
 
     /// Record the consumer the engine made, unless the world changed while
     /// it was being made (then the caller closes it in the engine).
-    pub fn add_consumer(
+    pub fn add_consumer<K: ConsumerKind>(
         &mut self,
         consumer: &PeerId,
         producing_peer: &PeerId,
         recv_transport: TransportId,
-        info: ConsumerInfo,
-    ) -> Result<CreateConsumer, SignalingError> {
+        info: K::Info,
+    ) -> Result<K::Push, SignalingError> {
         let (me, them) = self.check_same_room(consumer, producing_peer)?;
-        let Some(entry) = them.producers.get(&info.producer_id) else {
-            return Err(err(ErrorCode::ProducerNotFound, format!("producer {} closed meanwhile", info.producer_id)));
-        };
+        let producer = K::producer_of(&info);
+        if !K::produces(them, producer) {
+            return Err(err(ErrorCode::ProducerNotFound, format!("{} {producer} closed meanwhile", K::PRODUCER)));
+        }
         if me.recv.map(|t| t.id) != Some(recv_transport) {
             return Err(err(ErrorCode::NoReceiveTransport, "the receive transport closed meanwhile"));
         }
-        let push = CreateConsumer {
-            peer_id: producing_peer.clone(),
-            producer_id: info.producer_id,
-            id: info.id,
-            kind: info.kind,
-            rtp_parameters: info.rtp_parameters,
-            consumer_type: info.consumer_type,
-            app_data: serde_json::json!({
-                "label": entry.label,
-                "broadcast": entry.broadcast,
-                "peerId": producing_peer,
-            }),
-            producer_paused: info.producer_paused || entry.paused,
-        };
-        let me = self.peer_mut(consumer)?;
-        me.consumers
-            .insert(info.producer_id, ConsumerEntry { producing_peer: producing_peer.clone(), push: push.clone() });
-        Ok(push)
-    }
-
-    pub fn plan_consume_data(
-        &self,
-        consumer: &PeerId,
-        producing_peer: &PeerId,
-        producer: DataProducerId,
-    ) -> Result<ConsumePlan<CreateDataConsumer>, SignalingError> {
-        let (me, them) = self.check_same_room(consumer, producing_peer)?;
-        if !them.data_producers.contains_key(&producer) {
-            return Err(err(
-                ErrorCode::ProducerNotFound,
-                format!("peer `{producing_peer}` has no data producer {producer}"),
-            ));
-        }
-        if let Some(existing) = me.data_consumers.get(&producer) {
-            return Ok(ConsumePlan::Existing(existing.push.clone()));
-        }
-        let (worker, recv_transport) = self.recv_for_consuming(me)?;
-        Ok(ConsumePlan::Create { worker, recv_transport, producer_worker: them.worker })
-    }
-
-    pub fn add_data_consumer(
-        &mut self,
-        consumer: &PeerId,
-        producing_peer: &PeerId,
-        recv_transport: TransportId,
-        info: DataConsumerInfo,
-    ) -> Result<CreateDataConsumer, SignalingError> {
-        let (me, them) = self.check_same_room(consumer, producing_peer)?;
-        let Some(entry) = them.data_producers.get(&info.data_producer_id) else {
-            return Err(err(
-                ErrorCode::ProducerNotFound,
-                format!("data producer {} closed meanwhile", info.data_producer_id),
-            ));
-        };
-        if me.recv.map(|t| t.id) != Some(recv_transport) {
-            return Err(err(ErrorCode::NoReceiveTransport, "the receive transport closed meanwhile"));
-        }
-        let push = CreateDataConsumer {
-            peer_id: producing_peer.clone(),
-            data_producer_id: info.data_producer_id,
-            id: info.id,
-            sctp_stream_parameters: info.sctp_stream_parameters,
-            label: info.label,
-            protocol: info.protocol,
-            app_data: entry.app_data.clone(),
-        };
-        let me = self.peer_mut(consumer)?;
-        me.data_consumers.insert(
-            info.data_producer_id,
-            DataConsumerEntry { producing_peer: producing_peer.clone(), push: push.clone() },
-        );
+        let push = K::push(them, producing_peer, info);
+        K::record(self.peer_mut(consumer)?, producing_peer, producer, push.clone());
         Ok(push)
     }
 

@@ -18,6 +18,9 @@ use simplesfu_proto::{
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+pub(crate) use kinds::{ConsumerKind, Data, Media};
+
+mod kinds;
 mod media;
 mod transports;
 #[cfg(test)]
@@ -86,8 +89,9 @@ struct DataConsumerEntry {
     push: CreateDataConsumer,
 }
 
+/// One peer's bookkeeping (its fields are the registry's own).
 #[derive(Debug)]
-struct PeerEntry {
+pub(crate) struct PeerEntry {
     worker: WorkerIndex,
     room: Option<RoomId>,
     /// Whether the server creates consumers for this peer without being asked.

@@ -57,13 +57,13 @@ fn consume(r: &mut Registry, a: &str, b: &str) -> (ProducerId, ConsumerId) {
     let producer = ProducerId::new();
     r.add_producer(&pid(a), producer, video("cam")).expect("producer added");
     let ConsumePlan::Create { recv_transport, .. } =
-        r.plan_consume(&pid(b), &pid(a), producer).expect("may consume")
+        r.plan_consume::<Media>(&pid(b), &pid(a), producer).expect("may consume")
     else {
         panic!("expected a new consumer")
     };
     let info = consumer_info(producer);
     let id = info.id;
-    r.add_consumer(&pid(b), &pid(a), recv_transport, info).expect("consumer recorded");
+    r.add_consumer::<Media>(&pid(b), &pid(a), recv_transport, info).expect("consumer recorded");
     (producer, id)
 }
 
@@ -132,15 +132,15 @@ fn consuming_needs_same_room_and_a_receive_transport() {
     let producer = ProducerId::new();
     r.add_producer(&pid("a"), producer, video("cam")).expect("added");
 
-    let e = r.plan_consume(&pid("b"), &pid("a"), producer).expect_err("no recv transport");
+    let e = r.plan_consume::<Media>(&pid("b"), &pid("a"), producer).expect_err("no recv transport");
     assert_eq!(e.code, ErrorCode::NoReceiveTransport);
     with_transports(&mut r, "c");
-    let e = r.plan_consume(&pid("c"), &pid("a"), producer).expect_err("other room");
+    let e = r.plan_consume::<Media>(&pid("c"), &pid("a"), producer).expect_err("other room");
     assert_eq!(e.code, ErrorCode::ProducerNotInRoom);
     with_transports(&mut r, "b");
-    let e = r.plan_consume(&pid("b"), &pid("a"), ProducerId::new()).expect_err("unknown producer");
+    let e = r.plan_consume::<Media>(&pid("b"), &pid("a"), ProducerId::new()).expect_err("unknown producer");
     assert_eq!(e.code, ErrorCode::ProducerNotFound);
-    assert!(matches!(r.plan_consume(&pid("b"), &pid("a"), producer), Ok(ConsumePlan::Create { .. })));
+    assert!(matches!(r.plan_consume::<Media>(&pid("b"), &pid("a"), producer), Ok(ConsumePlan::Create { .. })));
 }
 
 #[test]
@@ -151,7 +151,7 @@ fn a_second_consume_of_the_same_producer_returns_the_first_consumer() {
     with_transports(&mut r, "a");
     with_transports(&mut r, "b");
     let (producer, consumer) = consume(&mut r, "a", "b");
-    match r.plan_consume(&pid("b"), &pid("a"), producer).expect("may consume") {
+    match r.plan_consume::<Media>(&pid("b"), &pid("a"), producer).expect("may consume") {
         ConsumePlan::Existing(push) => {
             assert_eq!(push.id, consumer);
             assert_eq!(push.app_data["label"], "cam");
@@ -172,7 +172,7 @@ fn a_consumer_made_while_its_producer_closed_is_refused() {
     let producer = ProducerId::new();
     r.add_producer(&pid("a"), producer, video("cam")).expect("added");
     r.remove_producer(&pid("a"), producer).expect("removed");
-    let e = r.add_consumer(&pid("b"), &pid("a"), recv, consumer_info(producer)).expect_err("gone");
+    let e = r.add_consumer::<Media>(&pid("b"), &pid("a"), recv, consumer_info(producer)).expect_err("gone");
     assert_eq!(e.code, ErrorCode::ProducerNotFound);
     assert_eq!(r.counts().consumers, 0);
 }
@@ -302,7 +302,7 @@ fn data_consumers_follow_the_same_rules() {
         DataProducerEntry { app_data: serde_json::json!({}) },
     )
     .expect("added");
-    assert!(matches!(r.plan_consume_data(&pid("b"), &pid("a"), data), Ok(ConsumePlan::Create { .. })));
+    assert!(matches!(r.plan_consume::<Data>(&pid("b"), &pid("a"), data), Ok(ConsumePlan::Create { .. })));
     let info = DataConsumerInfo {
         id: DataConsumerId::new(),
         data_producer_id: data,
@@ -311,8 +311,8 @@ fn data_consumers_follow_the_same_rules() {
         label: "chat".into(),
         protocol: "json".into(),
     };
-    r.add_data_consumer(&pid("b"), &pid("a"), recv, info).expect("recorded");
-    assert!(matches!(r.plan_consume_data(&pid("b"), &pid("a"), data), Ok(ConsumePlan::Existing(_))));
+    r.add_consumer::<Data>(&pid("b"), &pid("a"), recv, info).expect("recorded");
+    assert!(matches!(r.plan_consume::<Data>(&pid("b"), &pid("a"), data), Ok(ConsumePlan::Existing(_))));
     let removed = r.remove_peer(&pid("a")).expect("known");
     assert_eq!(types_of(&removed.effects, "b"), vec!["peerDisconnection", "dataConsumerClosed"]);
 }

@@ -3,17 +3,22 @@
 //! workers when needed.
 
 use super::*;
+use crate::registry::{ConsumerKind, Data, Media};
+use simplesfu_engine::{ConsumerInfo, DataConsumerInfo};
+use simplesfu_proto::{ConsumerId, DataConsumerId, TransportId};
+use std::future::Future;
 
 impl Sfu {
-    /// The peer's consumer of `producer`: the existing one, or a new one from
-    /// the engine (created paused).
-    pub(crate) async fn consumer_for(
+    /// The peer's consumer of `producer`: the existing one, or a new one
+    /// from the engine (created paused). The same steps for media and data
+    /// consumers; [`EngineConsumer`] names the engine calls that differ.
+    pub(crate) async fn consumer_for<K: EngineConsumer>(
         &self,
         peer: &PeerId,
         producing_peer: &PeerId,
-        producer: ProducerId,
-    ) -> Result<CreateConsumer, SignalingError> {
-        let plan = self.registry().plan_consume(peer, producing_peer, producer)?;
+        producer: K::ProducerId,
+    ) -> Result<K::Push, SignalingError> {
+        let plan = self.registry().plan_consume::<K>(peer, producing_peer, producer)?;
         let (worker, recv_transport, producer_worker) = match plan {
             ConsumePlan::Existing(push) => return Ok(push),
             ConsumePlan::Create { worker, recv_transport, producer_worker } => (worker, recv_transport, producer_worker),
@@ -21,38 +26,14 @@ impl Sfu {
         let engine = self.worker(worker)?;
         if producer_worker != worker {
             // mediasoup's pipeToRouter: once per producer and worker, idempotent.
-            self.worker(producer_worker)?.pipe_producer(producer, engine).await.map_err(from_engine)?;
+            K::pipe(self.worker(producer_worker)?, producer, engine).await.map_err(from_engine)?;
         }
-        let info = engine.consume(recv_transport, producer).await.map_err(from_engine)?;
-        let consumer = info.id;
-        let recorded = self.registry().add_consumer(peer, producing_peer, recv_transport, info);
+        let info = K::consume(engine, recv_transport, producer).await.map_err(from_engine)?;
+        let consumer = K::consumer_id(&info);
+        let recorded = self.registry().add_consumer::<K>(peer, producing_peer, recv_transport, info);
         if recorded.is_err() {
             // The producer, the room or the transport went away meanwhile.
-            let _ = engine.close_consumer(consumer).await;
-        }
-        recorded
-    }
-
-    pub(crate) async fn data_consumer_for(
-        &self,
-        peer: &PeerId,
-        producing_peer: &PeerId,
-        producer: DataProducerId,
-    ) -> Result<CreateDataConsumer, SignalingError> {
-        let plan = self.registry().plan_consume_data(peer, producing_peer, producer)?;
-        let (worker, recv_transport, producer_worker) = match plan {
-            ConsumePlan::Existing(push) => return Ok(push),
-            ConsumePlan::Create { worker, recv_transport, producer_worker } => (worker, recv_transport, producer_worker),
-        };
-        let engine = self.worker(worker)?;
-        if producer_worker != worker {
-            self.worker(producer_worker)?.pipe_data_producer(producer, engine).await.map_err(from_engine)?;
-        }
-        let info = engine.consume_data(recv_transport, producer).await.map_err(from_engine)?;
-        let consumer = info.id;
-        let recorded = self.registry().add_data_consumer(peer, producing_peer, recv_transport, info);
-        if recorded.is_err() {
-            let _ = engine.close_data_consumer(consumer).await;
+            K::close(engine, consumer).await;
         }
         recorded
     }
@@ -74,7 +55,7 @@ impl Sfu {
                 let Some(queue) = sfu.queue_of(&peer) else { return };
                 let _turn = queue.lock().await;
                 for t in targets {
-                    match sfu.consumer_for(&peer, &t.producing_peer, t.producer).await {
+                    match sfu.consumer_for::<Media>(&peer, &t.producing_peer, t.producer).await {
                         Ok(push) => sfu.push(&peer, &Push::CreateConsumer(Box::new(push))),
                         Err(error) => tracing::debug!(
                             peer = %peer, producer = %t.producer, code = error.code.as_str(), "automatic consumer not created"
@@ -83,5 +64,49 @@ impl Sfu {
                 }
             });
         }
+    }
+}
+
+/// The engine's side of making a consumer of one [`ConsumerKind`].
+pub(crate) trait EngineConsumer: ConsumerKind {
+    /// The consumer's id in the engine.
+    type ConsumerId: Copy + Send;
+    fn consumer_id(info: &Self::Info) -> Self::ConsumerId;
+    /// Make `producer` (of worker `from`) consumable on worker `to`.
+    fn pipe(from: &WorkerHandle, producer: Self::ProducerId, to: &WorkerHandle) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn consume(engine: &WorkerHandle, transport: TransportId, producer: Self::ProducerId) -> impl Future<Output = Result<Self::Info, EngineError>> + Send;
+    /// Close a consumer nobody will use (its failure changes nothing).
+    fn close(engine: &WorkerHandle, consumer: Self::ConsumerId) -> impl Future<Output = ()> + Send;
+}
+
+impl EngineConsumer for Media {
+    type ConsumerId = ConsumerId;
+    fn consumer_id(info: &ConsumerInfo) -> ConsumerId {
+        info.id
+    }
+    async fn pipe(from: &WorkerHandle, producer: ProducerId, to: &WorkerHandle) -> Result<(), EngineError> {
+        from.pipe_producer(producer, to).await
+    }
+    async fn consume(engine: &WorkerHandle, transport: TransportId, producer: ProducerId) -> Result<ConsumerInfo, EngineError> {
+        engine.consume(transport, producer).await
+    }
+    async fn close(engine: &WorkerHandle, consumer: ConsumerId) {
+        let _ = engine.close_consumer(consumer).await;
+    }
+}
+
+impl EngineConsumer for Data {
+    type ConsumerId = DataConsumerId;
+    fn consumer_id(info: &DataConsumerInfo) -> DataConsumerId {
+        info.id
+    }
+    async fn pipe(from: &WorkerHandle, producer: DataProducerId, to: &WorkerHandle) -> Result<(), EngineError> {
+        from.pipe_data_producer(producer, to).await
+    }
+    async fn consume(engine: &WorkerHandle, transport: TransportId, producer: DataProducerId) -> Result<DataConsumerInfo, EngineError> {
+        engine.consume_data(transport, producer).await
+    }
+    async fn close(engine: &WorkerHandle, consumer: DataConsumerId) {
+        let _ = engine.close_data_consumer(consumer).await;
     }
 }
