@@ -5,7 +5,7 @@
 
 use crate::auth::{require_room, Right};
 use crate::errors::from_engine;
-use crate::registry::{DataProducerEntry, ProducerEntry};
+use crate::registry::{Data, DataProducerEntry, Media, ProducerEntry};
 use crate::sfu::{fields, Sfu};
 use serde_json::{Map, Value};
 use simplesfu_engine::{DataProducerOptions, Direction, ProducerOptions, WebRtcTransportOptions};
@@ -233,7 +233,7 @@ impl Sfu {
     /// already: asking twice re-sends the same consumer).
     async fn create_consumer(&self, peer: &PeerId, r: CreateConsumerRequest<ProducerId>) -> Reply {
         self.require(peer, Right::Subscribe)?;
-        let push = self.consumer_for(peer, &r.producing_peer_id, r.producer_id).await?;
+        let push = self.consumer_for::<Media>(peer, &r.producing_peer_id, r.producer_id).await?;
         tracing::debug!(peer = %peer, producer = %r.producer_id, consumer = %push.id, "consuming");
         self.push(peer, &Push::CreateConsumer(Box::new(push)));
         no_fields()
@@ -241,7 +241,7 @@ impl Sfu {
 
     async fn create_data_consumer(&self, peer: &PeerId, r: CreateConsumerRequest<DataProducerId>) -> Reply {
         self.require(peer, Right::Data)?;
-        let push = self.data_consumer_for(peer, &r.producing_peer_id, r.producer_id).await?;
+        let push = self.consumer_for::<Data>(peer, &r.producing_peer_id, r.producer_id).await?;
         tracing::debug!(peer = %peer, data_producer = %r.producer_id, data_consumer = %push.id, "consuming data");
         self.push(peer, &Push::CreateDataConsumer(push));
         no_fields()
