@@ -98,6 +98,16 @@ export interface RemoteTrackStats {
   frameHeight: number;
 }
 
+/** The room's dominant speaker changed (a server extension). */
+export interface ActiveSpeakerEvent {
+  peerId: string;
+}
+
+/** The room's speakers, loudest first: `level` is speech activity from 0 (silent) to 1, smoothed over about 0.5 s. */
+export interface AudioLevelsEvent {
+  levels: { peerId: string; level: number }[];
+}
+
 export interface SimpleMediasoupPeerEvents {
   track: TrackEvent;
   trackEnded: TrackEndedEvent;
@@ -112,8 +122,12 @@ export interface SimpleMediasoupPeerEvents {
   error: Error;
   /** Signaling or media went down or came back (see ConnectionState). */
   connectionStateChange: ConnectionStateEvent;
-  /** The server is stopping; the library does not reconnect by itself. */
+  /** The server is stopping (a restart); the library comes back as a new session. */
   serverShutdown: ServerShutdownEvent;
+  /** Who is talking in the room now (the server decides, from the audio levels senders report). */
+  activeSpeaker: ActiveSpeakerEvent;
+  /** Every speaker's level, at most every 250 ms; the server sends them only while someone listens to this event. */
+  audioLevels: AudioLevelsEvent;
 }
 
 export const EVENT_NAMES: ReadonlySet<string> = new Set<keyof SimpleMediasoupPeerEvents>([
@@ -126,6 +140,8 @@ export const EVENT_NAMES: ReadonlySet<string> = new Set<keyof SimpleMediasoupPee
   'error',
   'connectionStateChange',
   'serverShutdown',
+  'activeSpeaker',
+  'audioLevels',
 ]);
 
 /** The seed's callback: `peer.onTrack = (track, peerId, info) => {}`. */

@@ -105,6 +105,8 @@ export class PeerCore {
   // What the user asked for; survives reconnects.
   readonly tracks = new Map<string, DesiredTrack>();
   desiredRoom: string | null = null;
+  /** Someone listens to `audioLevels`: ask the server for them in every session. */
+  wantsAudioLevels = false;
   readonly connectTo = new Set<string>();
   readonly disconnectedFrom = new Set<string>();
   readonly pausedPeers = new Set<string>();

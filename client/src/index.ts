@@ -21,6 +21,8 @@ export type {
   ConnectionState,
   ConnectionStateEvent,
   ServerShutdownEvent,
+  ActiveSpeakerEvent,
+  AudioLevelsEvent,
 } from './api.js';
 export { SignalingError, PeerClosedError } from './errors.js';
 export { ENCODINGS, SIMULCAST, SCREEN_SHARE, type Encodings, type EncodingsPreset } from './encodings.js';

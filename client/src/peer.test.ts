@@ -350,3 +350,31 @@ test('close() stops listening to the socket it was given and tells the server', 
   await until(() => harness.server.requests('leaveRoom', id).length === 1, 'leaveRoom');
   assert.equal(harness.server.requests('closeProducer', id).length, 1);
 });
+
+test('activeSpeaker and audioLevels reach listeners; levels are asked for only once someone listens, and again after a reconnect', async () => {
+  const a = makePeer({ roomId: 'talk' });
+  const b = makePeer({ roomId: 'talk' });
+  await ready(a.peer, 'talk');
+  await ready(b.peer, 'talk');
+  const aId = a.peer.id!;
+  const speakers: string[] = [];
+  a.peer.on('activeSpeaker', ({ peerId }) => speakers.push(peerId));
+  harness.server.pushTo(aId, 'activeSpeaker', { peerId: b.peer.id });
+  await until(() => speakers.length === 1, 'the activeSpeaker event');
+  assert.deepEqual(speakers, [b.peer.id]);
+  assert.equal(harness.server.requests('subscribeAudioLevels', aId).length, 0, 'no levels asked for without a listener');
+
+  const seen: { peerId: string; level: number }[][] = [];
+  a.peer.on('audioLevels', ({ levels }) => seen.push(levels));
+  await until(() => harness.server.requests('subscribeAudioLevels', aId).length === 1, 'subscribeAudioLevels');
+  assert.deepEqual(harness.server.requests('subscribeAudioLevels', aId), [{ enabled: true }]);
+  harness.server.pushTo(aId, 'audioLevels', [{ peerId: b.peer.id, level: 0.8 }, { peerId: 'x', level: 'loud' }, null]);
+  await until(() => seen.length === 1, 'the audioLevels event');
+  assert.deepEqual(seen[0], [{ peerId: b.peer.id, level: 0.8 }], 'malformed entries are left out');
+
+  // A new session (a reconnect) asks again.
+  a.socket.disconnect();
+  a.socket.connect();
+  await until(() => a.peer.id !== null && a.peer.id !== aId, 'a new session');
+  await until(() => harness.server.requests('subscribeAudioLevels', a.peer.id!).length === 1, 'subscribed again');
+});

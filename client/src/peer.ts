@@ -33,7 +33,7 @@ import { PeerClosedError, SignalingError } from './errors.js';
 import { publish, removeTrack } from './publishing.js';
 import { handlePush } from './pushes.js';
 import { clearGraceTimer, onConnect, onConnectError, onDisconnect, resumeClaim } from './resume.js';
-import { endSession, join, leave, startSession } from './session.js';
+import { endSession, join, leave, startSession, subscribeAudioLevels } from './session.js';
 import { SIGNALING_EVENT, type SignalingSocket } from './signaling.js';
 import { recoverTransport } from './transports.js';
 import {
@@ -116,7 +116,14 @@ export class SimpleMediasoupPeer {
       throw new TypeError(`unknown event "${String(event)}" (one of: ${[...EVENT_NAMES].join(', ')})`);
     }
     if (typeof listener !== 'function') throw new TypeError('listener must be a function');
-    return this.#core.events.on(event, listener);
+    const off = this.#core.events.on(event, listener);
+    if (event === 'audioLevels' && !this.#core.wantsAudioLevels) {
+      // Levels cost the server a push every 250 ms: asked for only once someone listens.
+      const core = this.#core;
+      core.wantsAudioLevels = true;
+      core.whenConnected((session) => subscribeAudioLevels(core, session)).catch((error) => core.reportError('subscribeAudioLevels', error));
+    }
+    return off;
   }
 
   off<K extends keyof SimpleMediasoupPeerEvents>(event: K, listener: Listener<SimpleMediasoupPeerEvents[K]>): void {

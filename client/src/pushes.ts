@@ -43,6 +43,19 @@ export function handlePush(core: PeerCore, message: unknown): void {
           );
         }
         break;
+      case 'activeSpeaker': {
+        const peerId = (data as { peerId?: unknown })?.peerId;
+        if (typeof peerId === 'string') core.events.emit('activeSpeaker', { peerId });
+        break;
+      }
+      case 'audioLevels': {
+        const levels = (Array.isArray(data) ? data : []).filter(
+          (l): l is { peerId: string; level: number } =>
+            isPlainObject(l) && typeof l.peerId === 'string' && typeof l.level === 'number',
+        );
+        core.events.emit('audioLevels', { levels: levels.map(({ peerId, level }) => ({ peerId, level })) });
+        break;
+      }
       case 'consumerClosed': {
         const producerId = (data as { producerId?: unknown })?.producerId;
         const record = typeof producerId === 'string' ? session?.consumers.get(producerId) : undefined;

@@ -69,7 +69,14 @@ async function setUpSession(core: PeerCore, generation: number): Promise<void> {
   core.updateConnectionState();
 
   await publishAll(core, session);
+  if (core.wantsAudioLevels) await subscribeAudioLevels(core, session);
   if (core.desiredRoom !== null) await join(core, session, core.desiredRoom);
+}
+
+/** Asks the server for `audioLevels` pushes in this session. */
+export async function subscribeAudioLevels(core: PeerCore, session: Session): Promise<void> {
+  core.checkCurrent(session);
+  await core.request('subscribeAudioLevels', { enabled: true });
 }
 
 /** Tears the session down locally; `notify` fires trackEnded/peerDisconnection. */

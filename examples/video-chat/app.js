@@ -42,6 +42,14 @@ peer.on('trackEnded', ({ peerId, kind, track }) => {
   else tile.querySelector(`audio[data-producer-id="${track.id}"]`)?.remove();
 });
 
+// The server tells who is talking: that tile is highlighted (ours too).
+peer.on('activeSpeaker', ({ peerId }) => {
+  const speaking = peerId === peer.id ? 'me' : peerId;
+  for (const tile of document.querySelectorAll('.tile')) {
+    tile.classList.toggle('speaking', tile.dataset.peerId === speaking);
+  }
+});
+
 peer.on('peerDisconnection', ({ peerId }) => {
   document.querySelector(`.tile[data-peer-id="${peerId}"]`)?.remove();
 });

@@ -376,6 +376,9 @@ export class FakeServer {
         if (peer.room !== null) this.#announce(peer.room);
         return { success: true };
       }
+      case 'subscribeAudioLevels':
+        if (typeof data?.enabled !== 'boolean') return err('invalid_request');
+        return { success: true };
       default:
         return err('unknown_request', `unknown request ${type}`);
     }
@@ -392,6 +395,11 @@ export class FakeServer {
 
   #roomPeers(room: string): Map<string, PeerEntry> {
     return new Map([...this.peers].filter(([, peer]) => peer.room === room));
+  }
+
+  /** Sends `peerId` a push as the server would (e.g. `activeSpeaker`). */
+  pushTo(peerId: string, type: string, data: unknown): void {
+    this.#push(peerId, type, data);
   }
 
   #push(peerId: string, type: string, data: unknown): void {

@@ -132,6 +132,25 @@ pub enum EngineEvent {
         producers_closed: Vec<ProducerId>,
         consumers_closed: Vec<ConsumerId>,
     },
+    /// The audio levels audio producers sent (RFC 6464 `ssrc-audio-level`)
+    /// since the previous report; reported about every 100 ms for the
+    /// producers that sent any.
+    AudioLevels(Vec<AudioLevelReport>),
+}
+
+/// One audio producer's levels over one report period.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudioLevelReport {
+    /// The send transport the producer lives on.
+    pub transport_id: TransportId,
+    pub producer_id: ProducerId,
+    /// Mean level of its packets in -dBov (0 is the loudest, 127 silence).
+    pub level_dbov: u8,
+    /// Whether most packets said "voice" (the extension's V bit), when the
+    /// sender sets it.
+    pub voice: Option<bool>,
+    /// Packets the mean is over.
+    pub packets: u32,
 }
 
 /// Errors of the engine's operations. Each variant names the ids involved

@@ -25,7 +25,7 @@ mod worker;
 
 pub use api::{
     ClosedProducer, ConsumerInfo, DataConsumerInfo, DataProducerOptions, Direction, EngineError,
-    EngineEvent, ProducerOptions, WebRtcTransportInfo, WebRtcTransportOptions, WorkerStats,
+    AudioLevelReport, EngineEvent, ProducerOptions, WebRtcTransportInfo, WebRtcTransportOptions, WorkerStats,
 };
 pub use capabilities::router_rtp_capabilities;
 pub use router::{Router, RouterConfig};

@@ -89,6 +89,22 @@ pub struct ServerShutdown {
     pub message: String,
 }
 
+/// **ext** `activeSpeaker`: the room's dominant speaker changed.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ActiveSpeaker {
+    pub peer_id: PeerId,
+}
+
+/// **ext** one entry of `audioLevels`: a peer's speech activity, 0 (silent)
+/// to 1 (talking steadily), smoothed over about half a second.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AudioLevel {
+    pub peer_id: PeerId,
+    pub level: f64,
+}
+
 /// Every push, serialized as `{type, data}`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "camelCase")]
@@ -104,6 +120,11 @@ pub enum Push {
     Session(Session),
     /// Extension: see [`ServerShutdown`].
     ServerShutdown(ServerShutdown),
+    /// Extension: see [`ActiveSpeaker`].
+    ActiveSpeaker(ActiveSpeaker),
+    /// Extension: the room's speakers, loudest first, at most every 250 ms
+    /// to peers that asked (`subscribeAudioLevels`).
+    AudioLevels(Vec<AudioLevel>),
 }
 
 #[cfg(test)]

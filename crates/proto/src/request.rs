@@ -129,6 +129,13 @@ pub struct TransportRef {
     pub transport_id: TransportId,
 }
 
+/// **ext** `subscribeAudioLevels`: whether this peer wants `audioLevels` pushes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscribeAudioLevels {
+    pub enabled: bool,
+}
+
 /// A parsed, validated request.
 #[derive(Debug, Clone)]
 pub enum Request {
@@ -154,6 +161,8 @@ pub enum Request {
     ResumeProducer(ProducerRef),
     /// Extension: new ICE parameters for one's own transport (ICE restart).
     RestartIce(TransportRef),
+    /// Extension: start or stop `audioLevels` pushes.
+    SubscribeAudioLevels(SubscribeAudioLevels),
 }
 
 /// The request types, for logs and metrics.
@@ -175,11 +184,12 @@ pub enum RequestType {
     PauseProducer,
     ResumeProducer,
     RestartIce,
+    SubscribeAudioLevels,
 }
 
 impl RequestType {
     /// Every request type, in protocol order.
-    pub const ALL: [RequestType; 16] = [
+    pub const ALL: [RequestType; 17] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::GetRouterRtpCapabilities,
@@ -196,6 +206,7 @@ impl RequestType {
         Self::PauseProducer,
         Self::ResumeProducer,
         Self::RestartIce,
+        Self::SubscribeAudioLevels,
     ];
 
     /// The wire name, e.g. `createWebRtcTransport`.
@@ -217,6 +228,7 @@ impl RequestType {
             Self::PauseProducer => "pauseProducer",
             Self::ResumeProducer => "resumeProducer",
             Self::RestartIce => "restartIce",
+            Self::SubscribeAudioLevels => "subscribeAudioLevels",
         }
     }
 
@@ -298,6 +310,7 @@ impl Request {
             RequestType::PauseProducer => Request::PauseProducer(data_of(kind, data)?),
             RequestType::ResumeProducer => Request::ResumeProducer(data_of(kind, data)?),
             RequestType::RestartIce => Request::RestartIce(data_of(kind, data)?),
+            RequestType::SubscribeAudioLevels => Request::SubscribeAudioLevels(data_of(kind, data)?),
         })
     }
 
@@ -320,6 +333,7 @@ impl Request {
             Request::PauseProducer(_) => RequestType::PauseProducer,
             Request::ResumeProducer(_) => RequestType::ResumeProducer,
             Request::RestartIce(_) => RequestType::RestartIce,
+            Request::SubscribeAudioLevels(_) => RequestType::SubscribeAudioLevels,
         }
     }
 }
@@ -434,6 +448,15 @@ mod tests {
         assert_eq!(code_of(produce.clone()), ErrorCode::PayloadTooLarge);
         produce["data"]["appData"]["label"] = json!("mic");
         assert!(Request::parse(&produce).is_ok(), "{:?}", Request::parse(&produce).err());
+    }
+
+    #[test]
+    fn subscribe_audio_levels_takes_a_boolean() {
+        let r = Request::parse(&json!({"type": "subscribeAudioLevels", "data": {"enabled": true}})).expect("valid");
+        assert!(matches!(r, Request::SubscribeAudioLevels(SubscribeAudioLevels { enabled: true })));
+        for bad in [json!({"enabled": "yes"}), json!({}), json!(null), json!({"enabled": 1})] {
+            assert_eq!(code_of(json!({"type": "subscribeAudioLevels", "data": bad})), ErrorCode::InvalidRequest, "{bad}");
+        }
     }
 
     #[test]

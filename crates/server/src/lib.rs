@@ -32,6 +32,7 @@ mod serve;
 mod sfu;
 mod session;
 mod signaling;
+mod speaker;
 pub mod tls;
 
 pub use auth::{mint, parse_ttl, AuthError, Claims, Grant, Rights, TokenSecret, TokenVerifier};

@@ -47,6 +47,10 @@ impl Sfu {
             Request::PauseProducer(r) => self.set_producer_paused(peer, r, true).await,
             Request::ResumeProducer(r) => self.set_producer_paused(peer, r, false).await,
             Request::RestartIce(r) => self.restart_ice(peer, r).await,
+            Request::SubscribeAudioLevels(r) => {
+                self.subscribe_audio_levels(peer, r.enabled);
+                no_fields()
+            }
         }
     }
 
@@ -71,6 +75,9 @@ impl Sfu {
         };
         tracing::info!(peer = %peer, room = %r.room_id, auto_consume, "joined room");
         self.apply(effects).await;
+        if let Some(peer_id) = self.active_speaker(&r.room_id) {
+            self.push(peer, &Push::ActiveSpeaker(simplesfu_proto::ActiveSpeaker { peer_id }));
+        }
         self.auto_consume(targets);
         no_fields()
     }

@@ -284,6 +284,7 @@ impl Sfu {
     /// close its transports (the engine closes what lived on them) and tell
     /// the peers that consumed from it.
     pub(crate) async fn remove_peer(&self, peer: &PeerId, reason: &'static str) {
+        self.forget_speaker(peer);
         let link = self.links().remove(peer);
         if let Some(link) = &link {
             let _turn = link.queue.lock().await;
@@ -320,6 +321,7 @@ impl Sfu {
                     self.apply(effects).await;
                 }
             }
+            EngineEvent::AudioLevels(reports) => self.on_audio_levels(reports),
         }
     }
 }

@@ -39,11 +39,13 @@ mod consuming;
 mod placement;
 mod pushes;
 mod requests;
+mod speakers;
 
 pub use connection::AuthPayloadTooLarge;
 use connection::{sweep_orphans, watch_engine_events};
 use placement::{least_loaded, worker_stopped};
 use pushes::{flush_stalled, resend_available_producers, RoomListState};
+use speakers::{speaker_ticks, Speakers};
 
 /// More media workers than this is a configuration mistake.
 pub const MAX_WORKERS: usize = 256;
@@ -155,6 +157,8 @@ pub(crate) struct Inner {
     /// When each room's `availableProducers` was last sent (see
     /// [`Sfu::send_available_producers`]).
     room_lists: Mutex<HashMap<RoomId, RoomListState>>,
+    /// Each room's speaker detection and who wants audio levels.
+    speakers: Mutex<Speakers>,
 }
 
 /// The SFU. Cheap to clone; all clones are the same SFU.
@@ -257,6 +261,7 @@ impl Sfu {
                 metrics_token: options.metrics_token.clone(),
                 resume_grace: options.resume_grace,
                 room_lists: Mutex::new(HashMap::new()),
+                speakers: Mutex::new(Speakers::default()),
             }),
         };
         for (index, events) in event_streams.into_iter().enumerate() {
@@ -264,6 +269,7 @@ impl Sfu {
         }
         runtime.spawn(sweep_orphans(Arc::downgrade(&sfu.inner)));
         runtime.spawn(flush_stalled(Arc::downgrade(&sfu.inner)));
+        runtime.spawn(speaker_ticks(Arc::downgrade(&sfu.inner)));
         if let Some(period) = options.available_producers_interval.filter(|p| !p.is_zero()) {
             runtime.spawn(resend_available_producers(Arc::downgrade(&sfu.inner), period));
         }
