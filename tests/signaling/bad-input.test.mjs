@@ -134,3 +134,13 @@ test('a message without an ack callback does not break the socket', async (t) =>
   p.socket.emit('someOtherEvent', { type: 'joinRoom' });
   await p.ok('joinRoom', { roomId: 'fine' });
 });
+
+test('subscribeAudioLevels takes a boolean: anything else is invalid_request', async (t) => {
+  const { url } = await startServer(t);
+  const peer = await connect(url, t);
+  for (const data of [{ enabled: 'yes' }, { enabled: 1 }, {}, undefined]) {
+    await peer.fails('subscribeAudioLevels', data, 'invalid_request');
+  }
+  await peer.ok('subscribeAudioLevels', { enabled: true });
+  await peer.ok('subscribeAudioLevels', { enabled: false });
+});
