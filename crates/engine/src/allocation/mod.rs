@@ -11,7 +11,11 @@
 //! (S0T0, S0T1, S0T2, S1T0, …), keeping only layers that are sending (their
 //! measured bitrate, from [`meter::LayerMeter`], is not zero) and within the
 //! consumer's preferred layers. A layer's cost is its measured bitrate
-//! including the temporal layers below it.
+//! including the temporal layers below it. A layer that costs no more than
+//! the step below it is left out (720p at 7.5 fps can cost less than 360p at
+//! 30 fps): taking it would trade smoothness for resolution without using
+//! more of the link, and every step up must cost more for the filling below
+//! to grow with the budget.
 //!
 //! Audio comes first: every audio consumer's measured bitrate, at least
 //! [`AUDIO_RESERVE_BPS`] while it sends at all, is taken off the estimate.
@@ -105,6 +109,11 @@ impl Layer {
     pub const fn new(spatial: u8, temporal: u8) -> Self {
         Layer { spatial, temporal }
     }
+
+    /// Each of the two indexes capped by `other`'s.
+    fn min_each(self, other: Layer) -> Layer {
+        Layer::new(self.spatial.min(other.spatial), self.temporal.min(other.temporal))
+    }
 }
 
 /// Bitrate (bits/s) of each layer of a producer, including the lower temporal
@@ -127,17 +136,19 @@ impl LayerBitrates {
     }
 
     /// The highest bitrate of any layer (an audio producer has one layer).
-    fn max(&self) -> u64 {
+    fn highest(&self) -> u64 {
         self.0.iter().flatten().copied().max().unwrap_or(0)
     }
 
-    /// The sending layers up to `cap`, lowest first, with their cost.
+    /// The sending layers up to `cap`, lowest first, with their cost, each
+    /// costing more than the one before.
     fn ladder(&self, cap: Layer) -> Vec<(Layer, u64)> {
-        let mut ladder = Vec::new();
+        let mut ladder: Vec<(Layer, u64)> = Vec::new();
         for spatial in 0..=cap.spatial.min(Layer::TOP.spatial) {
             for temporal in 0..=cap.temporal.min(Layer::TOP.temporal) {
                 let layer = Layer::new(spatial, temporal);
-                if let Some(rate) = self.get(layer) {
+                let Some(rate) = self.get(layer) else { continue };
+                if ladder.last().is_none_or(|(_, below)| rate > *below) {
                     ladder.push((layer, rate));
                 }
             }
@@ -225,6 +236,8 @@ struct Held {
 struct Entry {
     input: usize,
     ladder: Vec<(Layer, u64)>,
+    /// Its preference, within what exists.
+    cap: Layer,
     priority: u8,
     /// Its place on the ladder now; `None`: paused.
     current: Option<usize>,
@@ -246,7 +259,7 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
         let audio_bps: u64 = demands
             .iter()
             .filter(|d| d.kind == MediaKind::Audio && !d.client_paused)
-            .map(|d| match d.layers.max() {
+            .map(|d| match d.layers.highest() {
                 0 => 0,
                 rate => rate.max(AUDIO_RESERVE_BPS),
             })
@@ -266,7 +279,7 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
             // A layer that stopped or a lower preference: the highest step not above the held layer.
             let current = held.and_then(|h| h.layer).and_then(|layer| ladder.iter().rposition(|(l, _)| *l <= layer));
             let eager = held.is_none_or(|h| cap.spatial > h.cap.spatial || cap.temporal > h.cap.temporal);
-            entries.push(Entry { input, ladder, priority: d.priority.max(1), current, eager });
+            entries.push(Entry { input, ladder, cap, priority: d.priority.max(1), current, eager });
         }
 
         let (chosen, next_step) = match estimate_bps {
@@ -277,7 +290,7 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
             Some(estimate) => self.choose(now, &entries, estimate, audio_bps),
         };
         let used = cost(&entries, &chosen);
-        let preferred: u64 = entries.iter().map(|e| e.ladder.last().map_or(0, |(_, rate)| *rate)).sum();
+        let preferred_bps: u64 = entries.iter().map(|e| e.ladder.last().map_or(0, |(_, rate)| *rate)).sum();
         let next_step_bps = next_step.map(|video| audio_bps + video);
 
         // Remember the choice; forget consumers that left or idle.
@@ -285,8 +298,7 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
         let mut held = HashMap::with_capacity(entries.len());
         for (e, pos) in entries.iter().zip(&chosen) {
             let layer = pos.map(|p| e.ladder[p].0);
-            let d = &demands[e.input];
-            held.insert(d.consumer, Held { layer, cap: d.preferred.unwrap_or(Layer::TOP).min_each(Layer::TOP) });
+            held.insert(demands[e.input].consumer, Held { layer, cap: e.cap });
             targets[e.input] = layer.map_or(VideoTarget::PausedForBandwidth, VideoTarget::Layer);
         }
         self.held = held;
@@ -299,7 +311,7 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
                 .filter(|(d, _)| d.kind == MediaKind::Video)
                 .map(|(d, t)| (d.consumer, t))
                 .collect(),
-            bwe: BweTargets { min_bps, desired_bps: (audio_bps + preferred).max(min_bps), next_step_bps },
+            bwe: BweTargets { min_bps, desired_bps: (audio_bps + preferred_bps).max(min_bps), next_step_bps },
         }
     }
 
@@ -307,7 +319,7 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
     /// step up that does not fit with headroom.
     fn choose(&mut self, now: Instant, entries: &[Entry], estimate: u64, audio_bps: u64) -> (Vec<Option<usize>>, Option<u64>) {
         let tops: Vec<Option<usize>> = entries.iter().map(|e| Some(e.ladder.len() - 1)).collect();
-        let up_budget = (estimate * 100 / (100 + UP_HEADROOM_PERCENT)).saturating_sub(audio_bps);
+        let up_budget = (estimate.saturating_mul(100) / (100 + UP_HEADROOM_PERCENT)).saturating_sub(audio_bps);
         let (up, blocked) = fill(entries, up_budget, &tops);
         let next_step = blocked.map(|extra| cost(entries, &up) + extra);
         let ceilings: Vec<Option<usize>> =
@@ -326,15 +338,6 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
             return (up, next_step);
         }
         (fit, next_step)
-    }
-}
-
-impl Layer {
-    /// Each of the two indexes capped by `other`'s.
-    const fn min_each(self, other: Layer) -> Layer {
-        let spatial = if self.spatial < other.spatial { self.spatial } else { other.spatial };
-        let temporal = if self.temporal < other.temporal { self.temporal } else { other.temporal };
-        Layer::new(spatial, temporal)
     }
 }
 
@@ -672,6 +675,49 @@ mod tests {
         assert_eq!(a.bwe.next_step_bps, Some(400 * KBPS));
         // At the top there is no next step.
         assert_eq!(t.at(500, Some(10_000)).bwe.next_step_bps, None);
+    }
+
+    #[test]
+    fn metered_layers_feed_the_allocation_and_a_disabled_encoding_moves_the_viewer_within_the_window() {
+        use meter::{LayerMeter, WINDOW_MS};
+        let t0 = Instant::now();
+        let mut meter = LayerMeter::new(t0);
+        let mut allocator = Allocator::new();
+        // A publisher's three encodings, 30 fps L1T3, one packet per frame; bytes per
+        // frame chosen so the layers read about S0 100, S1 400, S2 1200 kbit/s with all temporal layers.
+        let frame_bytes = [420, 1670, 5000];
+        let mut run = |meter: &mut LayerMeter, from_ms: u64, to_ms: u64, spatial_layers: u8| {
+            for frame in from_ms / 33..to_ms / 33 {
+                for spatial in 0..spatial_layers {
+                    let temporal = [0, 2, 1, 2][frame as usize % 4];
+                    let now = t0 + Duration::from_millis(frame * 33);
+                    meter.record(now, Layer::new(spatial, temporal), frame_bytes[spatial as usize]);
+                }
+            }
+        };
+        run(&mut meter, 0, 3000, 3);
+        let allocate = |allocator: &mut Allocator<u32>, meter: &LayerMeter, ms: u64, estimate_kbps: u64| {
+            let now = t0 + Duration::from_millis(ms);
+            let demand = Demand { layers: meter.bitrates(now), ..video(1) };
+            allocator.allocate(now, Some(estimate_kbps * KBPS), &[demand]).target(&1)
+        };
+        // 600 kbit/s: S1 with all its frames (410). S2 at T0 (300) is cheaper, so it is no step up.
+        assert_eq!(allocate(&mut allocator, &meter, 3000, 600), Some(l(1, 2)));
+        assert_eq!(allocate(&mut allocator, &meter, 3000, 300), Some(l(1, 1)), "T0 and T1 are half the frames of S1");
+        assert_eq!(allocate(&mut allocator, &meter, 3000, 5000), Some(l(1, 1)), "up waits for the hold");
+        // The publisher disables S1 and S2 (dynacast, or its own CPU adaptation).
+        run(&mut meter, 3000, 3000 + WINDOW_MS + 100, 1);
+        assert_eq!(allocate(&mut allocator, &meter, 3000 + WINDOW_MS + 100, 5000), Some(l(0, 2)));
+    }
+
+    #[test]
+    fn a_layer_no_dearer_than_the_step_below_is_skipped() {
+        let mut cheap_top = LayerBitrates::default();
+        for (layer, kbps) in [((0, 0), 100), ((0, 1), 300), ((1, 0), 250), ((1, 1), 600)] {
+            cheap_top.set(Layer::new(layer.0, layer.1), kbps * KBPS);
+        }
+        let ladder: Vec<Layer> = cheap_top.ladder(Layer::TOP).into_iter().map(|(layer, _)| layer).collect();
+        assert_eq!(ladder, vec![Layer::new(0, 0), Layer::new(0, 1), Layer::new(1, 1)]);
     }
 
     #[test]
