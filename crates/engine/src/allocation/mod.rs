@@ -423,6 +423,10 @@ mod tests {
         Demand { consumer, kind: MediaKind::Video, priority: 1, preferred: None, layers: simulcast(), client_paused: false }
     }
 
+    fn video_with_priority(consumer: u32, priority: u8) -> Demand<u32> {
+        Demand { priority, ..video(consumer) }
+    }
+
     fn audio(consumer: u32) -> Demand<u32> {
         Demand { consumer, kind: MediaKind::Audio, priority: 1, preferred: None, layers: opus(), client_paused: false }
     }
@@ -508,9 +512,7 @@ mod tests {
 
     #[test]
     fn two_viewers_of_priority_1_and_3_on_1_mbit() {
-        let mut high = video(2);
-        high.priority = 3;
-        let mut t = Transport::new(vec![video(1), high]);
+        let mut t = Transport::new(vec![video(1), video_with_priority(2, 3)]);
         let a = t.at(0, Some(1000));
         // Priority 3 goes up three steps per round to one: S2T0 (700) and S0T2 (150).
         assert_eq!(a.target(&2), Some(l(2, 0)));
@@ -614,9 +616,7 @@ mod tests {
 
     #[test]
     fn the_lowest_priority_is_paused_first() {
-        let mut high = video(2);
-        high.priority = 2;
-        let mut t = Transport::new(vec![video(1), high]);
+        let mut t = Transport::new(vec![video(1), video_with_priority(2, 2)]);
         let a = t.at(0, Some(100));
         assert_eq!(a.target(&2), Some(l(0, 0)));
         assert_eq!(a.target(&1), Some(VideoTarget::PausedForBandwidth));
@@ -722,9 +722,7 @@ mod tests {
 
     #[test]
     fn a_priority_of_0_counts_as_1_and_consumers_that_leave_are_forgotten() {
-        let mut zero = video(1);
-        zero.priority = 0;
-        let mut t = Transport::new(vec![zero, video(2)]);
+        let mut t = Transport::new(vec![video_with_priority(1, 0), video(2)]);
         let a = t.at(0, Some(1000));
         assert_eq!(a.target(&1), Some(l(1, 1)));
         assert_eq!(a.target(&2), Some(l(1, 1)));
