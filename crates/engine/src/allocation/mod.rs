@@ -686,7 +686,7 @@ mod tests {
         // A publisher's three encodings, 30 fps L1T3, one packet per frame; bytes per
         // frame chosen so the layers read about S0 100, S1 400, S2 1200 kbit/s with all temporal layers.
         let frame_bytes = [420, 1670, 5000];
-        let mut run = |meter: &mut LayerMeter, from_ms: u64, to_ms: u64, spatial_layers: u8| {
+        let run = |meter: &mut LayerMeter, from_ms: u64, to_ms: u64, spatial_layers: u8| {
             for frame in from_ms / 33..to_ms / 33 {
                 for spatial in 0..spatial_layers {
                     let temporal = [0, 2, 1, 2][frame as usize % 4];
