@@ -20,8 +20,8 @@
 //! the same for L1T3 and is present in every packet of a frame.
 //!
 //! Renumbering: the receiver sees a gap in sequence numbers as loss (it
-//! NACKs, the send cache cannot answer, and libwebrtc's packet buffer waits)
-//! and, for VP8, a gap in PictureIDs as a missing frame, which libwebrtc's
+//! NACKs, the send cache cannot answer, and the loss shows in its stats and
+//! its congestion feedback) and, for VP8, a gap in PictureIDs as a missing frame, which libwebrtc's
 //! reference finder may wait for before it decodes a T1 frame. So each
 //! dropped packet shifts later sequence numbers down by one and each dropped
 //! picture later PictureIDs, and the filter hands the forwarder the closed-up
@@ -147,6 +147,13 @@ impl TemporalFilter {
     /// The temporal layer being forwarded now (for `consumerLayersChanged`).
     pub fn current(&self) -> Option<u8> {
         self.current
+    }
+
+    /// Waiting to move up: the target is above what is forwarded. Should a
+    /// publisher send no sync frames, only a key frame ends the wait; the
+    /// router may ask for one when this lasts.
+    pub fn waiting_to_move_up(&self) -> bool {
+        self.current.is_some_and(|current| current < self.target)
     }
 
     /// The next packet comes from a different source (simulcast switch) or
@@ -359,6 +366,7 @@ mod tests {
         run(&mut f, 0, 8, Some(0), &[]);
         f.set_target(2);
         assert_eq!((f.target(), f.current()), (2, Some(0)), "the target waits for a switch point");
+        assert!(f.waiting_to_move_up());
         // Frames 8..16: T2 at 9 and 11 and T1 at 10 without sync: still T0 only.
         let out = run(&mut f, 8, 4, None, &[]);
         assert_eq!(forwarded(&out).len(), 1);
@@ -371,6 +379,7 @@ mod tests {
         let out = run(&mut f, 16, 4, None, &[17]);
         assert_eq!(forwarded(&out).iter().map(|(t, ..)| *t).collect::<Vec<_>>(), vec![0, 2, 1, 2]);
         assert_eq!(f.current(), Some(2));
+        assert!(!f.waiting_to_move_up());
     }
 
     #[test]
