@@ -20,6 +20,7 @@ mod capabilities;
 mod forward;
 mod pending;
 mod router;
+mod rtp_params;
 mod sdp;
 mod stun;
 mod tcp;
