@@ -1,0 +1,134 @@
+//! Consumers: a producer's track sent on a receive transport, declared
+//! through str0m's Direct API (its own mid, SSRC and RTX SSRC); pausing and
+//! resuming it, and closing it.
+
+use super::{Consumer, Direction, Router};
+use crate::api::{ConsumerInfo, EngineError};
+use crate::forward::{LayerSwitch, SeqRewriter, Vp8Rewriter};
+use crate::rtp_params::{consumer_rtp_parameters, ConsumerRtp};
+use mediasoup_types::rtp_parameters::MediaKind;
+use simplesfu_proto::{ConsumerId, ProducerId, TransportId};
+use std::collections::HashSet;
+use std::time::Instant;
+use str0m::media::{MediaKind as StrMediaKind, Mid};
+use str0m::rtp::Ssrc;
+
+impl Router {
+    /// Create a consumer of `producer_id` on receive transport `tid`. It starts paused.
+    pub fn consume(&mut self, tid: TransportId, producer_id: ProducerId) -> Result<ConsumerInfo, EngineError> {
+        let producer = self.producers.get(&producer_id).ok_or(EngineError::ProducerNotFound(producer_id))?;
+        let kind = producer.kind;
+        let router_codec = producer.router_codec.clone();
+        let router_rtx_pt = producer.router_rtx_pt;
+        let simulcast = producer.is_simulcast();
+        let producer_paused = producer.paused;
+        let msid_stream = producer.msid_stream.clone();
+        let max_bitrate = producer.max_bitrate;
+        let layer_count = producer.layers.len();
+        let t = self.transport_mut(tid, Direction::Recv)?;
+        let mid_text = t.next_consumer_mid.to_string();
+        t.next_consumer_mid += 1;
+        let mid = Mid::from(mid_text.as_str());
+        let mut api = t.rtc.direct_api();
+        let ssrc = fresh_ssrc(&mut t.used_ssrcs, || api.new_ssrc());
+        let rtx = router_rtx_pt.map(|_| fresh_ssrc(&mut t.used_ssrcs, || api.new_ssrc()));
+        let str0m_kind = match kind {
+            MediaKind::Audio => StrMediaKind::Audio,
+            MediaKind::Video => StrMediaKind::Video,
+        };
+        api.declare_media(mid, str0m_kind);
+        api.declare_stream_tx(ssrc, rtx, mid, None);
+        let cname = t.rtc.media(mid).map(|m| m.cname().to_owned());
+        let consumer_id = ConsumerId::new();
+        t.consumers_by_mid.insert(mid, consumer_id);
+        let rtp_parameters = consumer_rtp_parameters(ConsumerRtp {
+            kind,
+            mid: mid_text,
+            router_codec,
+            router_rtx_pt,
+            ssrc: *ssrc,
+            rtx: rtx.map(|r| *r),
+            cname,
+            msid: msid_stream.map(|s| format!("{s} {consumer_id}")),
+            max_bitrate,
+            layer_count,
+        });
+        self.consumers.insert(
+            consumer_id,
+            Consumer {
+                producer_id,
+                transport_id: tid,
+                kind,
+                mid,
+                ssrc,
+                paused: true,
+                layers: LayerSwitch::new(simulcast),
+                seq: SeqRewriter::new(),
+                vp8: Vp8Rewriter::new(),
+            },
+        );
+        if let Some(p) = self.producers.get_mut(&producer_id) {
+            p.consumers.push(consumer_id);
+        }
+        self.mark_dirty(tid);
+        tracing::debug!(consumer = %consumer_id, producer = %producer_id, transport = %tid, "consumer created");
+        Ok(ConsumerInfo {
+            id: consumer_id,
+            producer_id,
+            kind,
+            rtp_parameters,
+            consumer_type: if simulcast { "simulcast" } else { "simple" },
+            producer_paused,
+        })
+    }
+
+    /// Pause or resume a consumer. Resuming a video consumer asks for a key frame.
+    pub fn set_consumer_paused(&mut self, now: Instant, id: ConsumerId, paused: bool) -> Result<(), EngineError> {
+        let c = self.consumers.get_mut(&id).ok_or(EngineError::ConsumerNotFound(id))?;
+        c.paused = paused;
+        let (kind, producer) = (c.kind, c.producer_id);
+        if !paused && kind == MediaKind::Video {
+            // The decoder needs a key frame to start (or restart) after a gap.
+            c.layers.restart();
+            self.request_keyframe(now, producer, None);
+        }
+        if !paused {
+            if let Some(c) = self.consumers.get_mut(&id) {
+                // Continue right after the last packet sent, whatever the producer sent meanwhile.
+                c.seq.rebase();
+                c.vp8.rebase();
+            }
+        }
+        Ok(())
+    }
+
+    /// Close one consumer.
+    pub fn close_consumer(&mut self, id: ConsumerId) -> Result<(), EngineError> {
+        if !self.consumers.contains_key(&id) {
+            return Err(EngineError::ConsumerNotFound(id));
+        }
+        self.remove_consumer(id);
+        Ok(())
+    }
+
+    pub(super) fn remove_consumer(&mut self, id: ConsumerId) {
+        let Some(c) = self.consumers.remove(&id) else { return };
+        if let Some(p) = self.producers.get_mut(&c.producer_id) {
+            p.consumers.retain(|x| *x != id);
+        }
+        if let Some(t) = self.transports.get_mut(&c.transport_id) {
+            t.consumers_by_mid.remove(&c.mid);
+            t.rtc.direct_api().remove_media(c.mid);
+            self.mark_dirty(c.transport_id);
+        }
+    }
+}
+
+fn fresh_ssrc(used: &mut HashSet<u32>, mut next: impl FnMut() -> Ssrc) -> Ssrc {
+    loop {
+        let s = next();
+        if *s != 0 && used.insert(*s) {
+            return s;
+        }
+    }
+}

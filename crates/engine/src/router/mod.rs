@@ -1,0 +1,389 @@
+//! The router: every transport, producer and consumer of one worker, and the
+//! forwarding between them. Plain synchronous code with time as an input: the
+//! worker feeds it commands, datagrams and timeouts, then drains what it has
+//! to send.
+//!
+//! This file owns the state (the router's maps and what each entry holds)
+//! and the command dispatch; each concern's methods live beside it:
+//! `transports`, `producers`, `consumers`, `data`, `io` (demux, timers,
+//! polling, transport events), `forwarding` (fan-out, key-frame requests)
+//! and `pipes` (between workers).
+
+mod consumers;
+mod data;
+mod forwarding;
+mod io;
+mod pipes;
+mod producers;
+mod transports;
+
+use crate::api::{Direction, EngineEvent, WorkerStats};
+use crate::candidates::HostCandidates;
+use crate::capabilities::router_rtp_capabilities;
+use crate::forward::{LayerSwitch, SeqRewriter, Vp8Info, Vp8Rewriter};
+use crate::pending::PendingMessages;
+use crate::sdp::MediaState;
+use crate::worker::Command;
+use mediasoup_types::rtp_parameters::{MediaKind, RtpCapabilitiesFinalized, RtpCodecParameters, RtpParameters};
+use mediasoup_types::sctp_parameters::SctpStreamParameters;
+use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::channel::ChannelId;
+use str0m::format::Codec;
+use str0m::media::{Mid, Pt, Rid};
+use str0m::net::Protocol;
+use str0m::rtp::{ExtensionValues, Ssrc};
+use str0m::{IceCreds, Rtc};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// Minimum gap between two key-frame requests sent to one producer layer.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(500);
+/// A simulcast layer with no packet for this long is taken as stopped.
+const LAYER_INACTIVE_AFTER: Duration = Duration::from_millis(1500);
+/// SCTP port announced to clients (the conventional one).
+const SCTP_PORT: u16 = 5000;
+const SCTP_MAX_MESSAGE_SIZE: u32 = 262_144;
+const SCTP_STREAMS: u16 = 1024;
+/// m-lines one send transport carries at once: live producers, and closed
+/// ones whose slot str0m has not released. A released slot is reused, so
+/// only producers alive together count; each `produce` and `closeProducer`
+/// writes and parses an offer with all of them on the worker thread.
+const MAX_SEND_MEDIA: usize = 64;
+/// Network paths one transport may learn (UDP and TCP, address changes).
+const MAX_PATHS_PER_TRANSPORT: usize = 8;
+/// How far ahead the worker sleeps when nothing is scheduled.
+const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
+/// The remote ICE password is never sent by mediasoup-client; ICE-lite never
+/// needs it, but str0m and the SDP both want one.
+const UNKNOWN_REMOTE_PASSWORD: &str = "simplesfu-remote-password-unknown";
+
+/// Where the router's socket is and what its ICE candidates say.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    /// The socket's bound address.
+    pub local_addr: SocketAddr,
+    /// Addresses announced in ICE candidates, in order of preference
+    /// (loopback ones rank last): this machine's addresses, or the public
+    /// addresses behind NAT. Each gets a UDP and a TCP candidate.
+    pub announced_ips: Vec<IpAddr>,
+    /// Offer UDP candidates, on `local_addr`'s port (off only to force ICE over TCP).
+    pub udp: bool,
+    /// The port of the passive ICE-TCP candidates, if TCP is on.
+    pub tcp_port: Option<u16>,
+}
+
+struct Transport {
+    direction: Direction,
+    rtc: Rtc,
+    local_ufrag: String,
+    /// Our ICE password: a binding request's MESSAGE-INTEGRITY is checked
+    /// with it before the router acts on the request.
+    local_pass: String,
+    /// Remote ICE credentials as set in str0m; `placeholder` until the first STUN request.
+    remote_creds: Option<IceCreds>,
+    remote_creds_placeholder: bool,
+    /// Set by an ICE restart until the first binding request with the new
+    /// ufrag: that request may name a new remote ufrag, and the paths
+    /// learned before stop being used (see [`Router::restart_ice`]).
+    ice_restarting: bool,
+    /// Set by connect: the browser's fingerprint (`sha-256 AB:..`) and our DTLS role.
+    dtls: Option<DtlsSetup>,
+    sctp: bool,
+    /// Network paths (protocol, remote address) learned from STUN requests.
+    addrs: Vec<(Protocol, SocketAddr)>,
+    /// The earliest time this transport has in the timer heap.
+    scheduled: Option<Instant>,
+    /// Send transports: m-lines in order, live and closed; a released
+    /// (rejected) one is the next producer's.
+    send_media: Vec<SendMediaEntry>,
+    /// Send transports: incoming SSRC to (producer, layer).
+    ssrc_routes: HashMap<Ssrc, (ProducerId, usize)>,
+    /// Recv transports: consumer by mid.
+    consumers_by_mid: HashMap<Mid, ConsumerId>,
+    next_consumer_mid: u64,
+    used_ssrcs: HashSet<u32>,
+    /// Data channels on this transport.
+    channels: HashMap<ChannelId, DataRoute>,
+    used_stream_ids: HashSet<u16>,
+    offer_version: u64,
+}
+
+struct DtlsSetup {
+    remote_fingerprint: String,
+    browser_is_client: bool,
+}
+
+struct SendMediaEntry {
+    mid: String,
+    kind: MediaKind,
+    rtp_parameters: RtpParameters,
+    producer: Option<ProducerId>,
+    state: MediaState,
+}
+
+#[derive(Clone, Copy)]
+enum DataRoute {
+    Producer(DataProducerId),
+    Consumer(DataConsumerId),
+}
+
+struct Layer {
+    rid: Option<Rid>,
+    ssrc: Option<u32>,
+    last_packet: Option<Instant>,
+    last_keyframe_request: Option<Instant>,
+}
+
+/// Where a producer's packets come from.
+enum ProducerSource {
+    /// A send transport of this worker.
+    Transport(TransportId),
+    /// A producer of another worker, piped here; key-frame requests go back
+    /// through the origin worker's command channel.
+    Pipe(UnboundedSender<Command>),
+}
+
+/// A worker this producer's packets are piped to.
+struct PipeOut {
+    worker: Arc<str>,
+    sink: UnboundedSender<Command>,
+}
+
+struct Producer {
+    source: ProducerSource,
+    pipes: Vec<PipeOut>,
+    kind: MediaKind,
+    mid: Mid,
+    codec: Codec,
+    /// Browser payload type to router payload type.
+    pt_map: HashMap<u8, Pt>,
+    router_codec: RtpCodecParameters,
+    router_rtx_pt: Option<u8>,
+    msid_stream: Option<String>,
+    max_bitrate: Option<u64>,
+    layers: Vec<Layer>,
+    paused: bool,
+    consumers: Vec<ConsumerId>,
+}
+
+impl Producer {
+    fn transport_id(&self) -> Option<TransportId> {
+        match self.source {
+            ProducerSource::Transport(tid) => Some(tid),
+            ProducerSource::Pipe(_) => None,
+        }
+    }
+
+    fn is_simulcast(&self) -> bool {
+        self.layers.len() > 1
+    }
+
+    /// The highest layer that is sending (encodings are ordered low to high).
+    fn best_layer(&self, now: Instant) -> Option<usize> {
+        (0..self.layers.len()).rev().find(|&i| {
+            self.layers[i]
+                .last_packet
+                .is_some_and(|t| now.saturating_duration_since(t) < LAYER_INACTIVE_AFTER)
+        })
+    }
+}
+
+struct Consumer {
+    producer_id: ProducerId,
+    transport_id: TransportId,
+    kind: MediaKind,
+    mid: Mid,
+    ssrc: Ssrc,
+    paused: bool,
+    layers: LayerSwitch,
+    seq: SeqRewriter,
+    /// Used only when the producer's codec is VP8.
+    vp8: Vp8Rewriter,
+}
+
+struct DataProducer {
+    /// The send transport and channel it arrives on; `None` for a data
+    /// producer piped in from another worker.
+    source: Option<(TransportId, ChannelId)>,
+    pipes: Vec<PipeOut>,
+    params: SctpStreamParameters,
+    label: String,
+    protocol: String,
+    consumers: Vec<DataConsumerId>,
+}
+
+struct DataConsumer {
+    data_producer_id: DataProducerId,
+    transport_id: TransportId,
+    channel: ChannelId,
+    open: bool,
+    pending: PendingMessages,
+}
+
+/// One RTP packet on its way from a producer to consumers (and pipes).
+#[derive(Clone)]
+pub(crate) struct ForwardedPacket {
+    producer_id: ProducerId,
+    layer: usize,
+    seq_no: u64,
+    timestamp: u32,
+    marker: bool,
+    /// Already the router's payload type.
+    router_pt: Pt,
+    /// First packet of a key frame (only looked at for simulcast; known for
+    /// every VP8 packet whose descriptor parses).
+    keyframe: bool,
+    /// The VP8 payload descriptor, parsed once for every consumer; `None` for
+    /// other codecs and for payloads whose descriptor does not parse.
+    vp8: Option<Vp8Info>,
+    arrival: Instant,
+    ext: ExtensionValues,
+    payload: Arc<[u8]>,
+}
+
+/// What a worker needs to mirror a producer of another worker.
+pub(crate) struct PipedProducer {
+    id: ProducerId,
+    kind: MediaKind,
+    codec: Codec,
+    router_codec: RtpCodecParameters,
+    router_rtx_pt: Option<u8>,
+    msid_stream: Option<String>,
+    max_bitrate: Option<u64>,
+    layers: usize,
+    paused: bool,
+}
+
+/// What a worker needs to mirror a data producer of another worker.
+pub(crate) struct PipedDataProducer {
+    id: DataProducerId,
+    params: SctpStreamParameters,
+    label: String,
+    protocol: String,
+}
+
+/// All media state of one worker.
+pub struct Router {
+    config: RouterConfig,
+    candidates: HostCandidates,
+    caps: RtpCapabilitiesFinalized,
+    transports: HashMap<TransportId, Transport>,
+    by_ufrag: HashMap<String, TransportId>,
+    by_addr: HashMap<(Protocol, SocketAddr), TransportId>,
+    producers: HashMap<ProducerId, Producer>,
+    consumers: HashMap<ConsumerId, Consumer>,
+    data_producers: HashMap<DataProducerId, DataProducer>,
+    data_consumers: HashMap<DataConsumerId, DataConsumer>,
+    dirty: Vec<TransportId>,
+    dirty_set: HashSet<TransportId>,
+    /// When transports want a timeout input: a min-heap with stale entries
+    /// skipped (see `schedule`), so the loop never scans every transport.
+    timers: BinaryHeap<Reverse<(Instant, TransportId)>>,
+    /// Datagrams produced by polling, handed out by `drain`.
+    outbox: Vec<(Protocol, SocketAddr, Vec<u8>)>,
+    /// Packets for other workers' pipes, one batch per worker, sent by
+    /// `drain` as one command: one channel send (and at most one wake-up of
+    /// that worker) per loop iteration instead of one per packet.
+    pipe_outbox: Vec<(Arc<str>, UnboundedSender<Command>, Vec<ForwardedPacket>)>,
+    events: Vec<EngineEvent>,
+    stats: WorkerStats,
+}
+
+impl Router {
+    /// An empty router listening (through its worker) on `config.local_addr`.
+    pub fn new(config: RouterConfig) -> Self {
+        let udp_port = config.udp.then_some(config.local_addr.port());
+        Router {
+            candidates: HostCandidates::new(&config.announced_ips, udp_port, config.tcp_port),
+            config,
+            caps: router_rtp_capabilities(),
+            transports: HashMap::new(),
+            by_ufrag: HashMap::new(),
+            by_addr: HashMap::new(),
+            producers: HashMap::new(),
+            consumers: HashMap::new(),
+            data_producers: HashMap::new(),
+            data_consumers: HashMap::new(),
+            dirty: Vec::new(),
+            dirty_set: HashSet::new(),
+            timers: BinaryHeap::new(),
+            outbox: Vec::with_capacity(256),
+            pipe_outbox: Vec::new(),
+            events: Vec::new(),
+            stats: WorkerStats::default(),
+        }
+    }
+
+    /// The router's RTP capabilities.
+    pub fn rtp_capabilities(&self) -> &RtpCapabilitiesFinalized {
+        &self.caps
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> WorkerStats {
+        WorkerStats {
+            transports: self.transports.len(),
+            producers: self.producers.len(),
+            consumers: self.consumers.len(),
+            data_producers: self.data_producers.len(),
+            data_consumers: self.data_consumers.len(),
+            ..self.stats
+        }
+    }
+
+    /// The transport has work (written RTP, data, feedback, API calls, a due
+    /// timer): poll it in `drain`.
+    fn mark_dirty(&mut self, id: TransportId) {
+        if self.dirty_set.insert(id) {
+            self.dirty.push(id);
+        }
+    }
+
+    pub(crate) fn handle_command(&mut self, now: Instant, cmd: Command) {
+        match cmd {
+            Command::CreateTransport(o, r) => drop(r.send(self.create_transport(now, o))),
+            Command::ConnectTransport(id, d, r) => drop(r.send(self.connect_transport(id, d))),
+            Command::RestartIce(id, r) => drop(r.send(self.restart_ice(id))),
+            Command::CloseTransport(id, r) => drop(r.send(self.close_transport(id))),
+            Command::Produce(o, r) => drop(r.send(self.produce(o))),
+            Command::PauseProducer(id, p, r) => drop(r.send(self.set_producer_paused(now, id, p))),
+            Command::CloseProducer(id, r) => drop(r.send(self.close_producer(id))),
+            Command::Consume(t, p, r) => drop(r.send(self.consume(t, p))),
+            Command::PauseConsumer(id, p, r) => drop(r.send(self.set_consumer_paused(now, id, p))),
+            Command::CloseConsumer(id, r) => drop(r.send(self.close_consumer(id))),
+            Command::ProduceData(o, r) => drop(r.send(self.produce_data(o))),
+            Command::CloseDataProducer(id, r) => drop(r.send(self.close_data_producer(id))),
+            Command::ConsumeData(t, p, r) => drop(r.send(self.consume_data(t, p))),
+            Command::CloseDataConsumer(id, r) => drop(r.send(self.close_data_consumer(id))),
+            Command::PipeOut(id, worker, sink, r) => drop(r.send(self.pipe_out(id, worker, sink))),
+            Command::PipeIn(piped, origin, r) => {
+                self.pipe_in(piped, origin);
+                drop(r.send(Ok(())))
+            }
+            Command::PipePackets(packets) => {
+                for packet in packets {
+                    self.on_pipe_packet(now, packet);
+                }
+            }
+            Command::PipeClose(id) => self.on_pipe_close(id),
+            Command::PipeKeyframe(id, layer) => self.request_keyframe(now, id, layer),
+            Command::DataPipeOut(id, worker, sink, r) => drop(r.send(self.data_pipe_out(id, worker, sink))),
+            Command::DataPipeIn(piped, r) => {
+                self.data_pipe_in(piped);
+                drop(r.send(Ok(())))
+            }
+            Command::PipeData(id, binary, data) => {
+                if self.data_producers.get(&id).is_some_and(|d| d.source.is_none()) {
+                    self.fan_out_data(id, binary, &data);
+                }
+            }
+            Command::DataPipeClose(id) => self.on_data_pipe_close(id),
+            Command::Stats(r) => drop(r.send(self.stats())),
+            Command::Shutdown => {}
+        }
+    }
+}
