@@ -5,8 +5,11 @@
 
 #![allow(dead_code)]
 
-use mediasoup_types::data_structures::{DtlsFingerprint, DtlsParameters, DtlsRole};
-use mediasoup_types::rtp_parameters::{MediaKind, RtpParameters};
+mod media;
+pub use media::*;
+
+use mediasoup_types::data_structures::DtlsParameters;
+use mediasoup_types::rtp_parameters::MediaKind;
 use simplesfu_engine::{
     Direction, WebRtcTransportInfo, WebRtcTransportOptions, Worker, WorkerHandle, WorkerSettings,
 };
@@ -15,11 +18,9 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::channel::{ChannelConfig, ChannelId};
-use str0m::config::Fingerprint;
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{Frequency, MediaKind as StrKind, Mid, Pt, Rid};
+use str0m::media::{MediaKind as StrKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{ExtensionMap, RtpWrite, Ssrc};
+use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, IceCreds, Input, Output, Rtc};
 
 pub const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
@@ -147,14 +148,6 @@ pub fn spawn_worker(name: &str) -> WorkerHandle {
     worker
 }
 
-/// Which payload types the client end uses: the browser's own when sending,
-/// the router's when receiving.
-#[derive(Clone, Copy)]
-pub enum ClientCodecs {
-    Browser,
-    Router,
-}
-
 pub struct ClientPeer {
     pub id: Option<simplesfu_proto::TransportId>,
     /// The server's ICE parameters for this transport, as signaling gave them.
@@ -203,44 +196,9 @@ impl ClientPeer {
             let local = socket.local_addr().expect("addr");
             (ClientIo::Udp(socket), local, Candidate::host(local, "udp").expect("candidate"), Candidate::host(server, "udp").expect("candidate"))
         };
-        let mut config = Rtc::builder().set_rtp_mode(true).clear_codecs().set_extension_map(ExtensionMap::standard());
-        let c = config.codec_config();
-        match codecs {
-            ClientCodecs::Browser => {
-                c.add_config(Pt::from(111), None, Codec::Opus, Frequency::FORTY_EIGHT_KHZ, Some(2), FormatParams::default());
-                c.add_config(Pt::from(96), Some(Pt::from(97)), Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
-            }
-            ClientCodecs::Router => {
-                c.add_config(Pt::from(100), None, Codec::Opus, Frequency::FORTY_EIGHT_KHZ, Some(2), FormatParams::default());
-                c.add_config(Pt::from(101), Some(Pt::from(102)), Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
-            }
-        }
-        // The server's RTP uses its own extension ids on receive transports.
-        if let ClientCodecs::Router = codecs {
-            let mut exts = ExtensionMap::empty();
-            exts.set(1, str0m::rtp::Extension::RtpMid);
-            exts.set(4, str0m::rtp::Extension::AbsoluteSendTime);
-            exts.set(5, str0m::rtp::Extension::TransportSequenceNumber);
-            exts.set(10, str0m::rtp::Extension::AudioLevel);
-            exts.set(11, str0m::rtp::Extension::VideoOrientation);
-            config = config.set_extension_map(exts);
-        }
-        let mut rtc = config.build(Instant::now());
+        let mut rtc = client_rtc(info, codecs, Instant::now());
         rtc.add_local_candidate(local_candidate);
         rtc.add_remote_candidate(remote_candidate);
-        let mut api = rtc.direct_api();
-        api.set_remote_ice_credentials(IceCreds {
-            ufrag: info.ice_parameters.username_fragment.clone(),
-            pass: info.ice_parameters.password.clone(),
-        });
-        api.set_ice_controlling(true);
-        let fp = match &info.dtls_parameters.fingerprints[0] {
-            DtlsFingerprint::Sha256 { value } => Fingerprint { hash_func: "sha-256".into(), bytes: value.to_vec() },
-            other => panic!("server offered {other:?}"),
-        };
-        api.set_remote_fingerprint(fp);
-        api.start_dtls(true).expect("dtls");
-        api.start_sctp(true);
         ClientPeer {
             id: None,
             server_ice: info.ice_parameters.clone(),
@@ -257,9 +215,7 @@ impl ClientPeer {
 
     /// What `connectWebRtcTransport` carries: role client and our fingerprint.
     pub fn dtls_parameters(&mut self) -> DtlsParameters {
-        let fp = self.rtc.direct_api().local_dtls_fingerprint().clone();
-        let value: [u8; 32] = fp.bytes.as_slice().try_into().expect("sha-256");
-        DtlsParameters { role: DtlsRole::Client, fingerprints: vec![DtlsFingerprint::Sha256 { value }] }
+        dtls_parameters(&mut self.rtc)
     }
 
     /// Handle everything pending and whatever arrives within a few ms.
@@ -452,75 +408,6 @@ pub fn pump_until(peers: &mut [&mut ClientPeer], timeout: Duration, mut done: im
         }
     }
     false
-}
-
-/// Realistic producer RTP parameters as Chromium + mediasoup-client send them.
-pub fn vp8_parameters(mid: &str, ssrc: u32, rtx: u32) -> RtpParameters {
-    serde_json::from_value(serde_json::json!({
-        "mid": mid,
-        "codecs": [
-            {"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {},
-             "rtcpFeedback": [{"type": "transport-cc", "parameter": ""}, {"type": "ccm", "parameter": "fir"},
-                              {"type": "nack", "parameter": ""}, {"type": "nack", "parameter": "pli"}]},
-            {"mimeType": "video/rtx", "payloadType": 97, "clockRate": 90000, "parameters": {"apt": 96}, "rtcpFeedback": []}
-        ],
-        "headerExtensions": [
-            {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4, "encrypt": false},
-            {"uri": "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time", "id": 2, "encrypt": false},
-            {"uri": "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01", "id": 3, "encrypt": false}
-        ],
-        "encodings": [{"ssrc": ssrc, "rtx": {"ssrc": rtx}}],
-        "rtcp": {"cname": "test-cname", "reducedSize": true}
-    }))
-    .expect("valid VP8 parameters")
-}
-
-pub fn opus_parameters(mid: &str, ssrc: u32) -> RtpParameters {
-    serde_json::from_value(serde_json::json!({
-        "mid": mid,
-        "codecs": [{"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2,
-                    "parameters": {"minptime": 10, "useinbandfec": 1}, "rtcpFeedback": []}],
-        "headerExtensions": [
-            {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4, "encrypt": false},
-            {"uri": "urn:ietf:params:rtp-hdrext:ssrc-audio-level", "id": 1, "encrypt": false}
-        ],
-        "encodings": [{"ssrc": ssrc}],
-        "rtcp": {"cname": "test-cname", "reducedSize": true}
-    }))
-    .expect("valid opus parameters")
-}
-
-pub fn vp8_simulcast_parameters(mid: &str) -> RtpParameters {
-    serde_json::from_value(serde_json::json!({
-        "mid": mid,
-        "codecs": [
-            {"mimeType": "video/VP8", "payloadType": 96, "clockRate": 90000, "parameters": {},
-             "rtcpFeedback": [{"type": "nack", "parameter": ""}, {"type": "nack", "parameter": "pli"}]}
-        ],
-        "headerExtensions": [
-            {"uri": "urn:ietf:params:rtp-hdrext:sdes:mid", "id": 4, "encrypt": false},
-            {"uri": "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "id": 10, "encrypt": false},
-            {"uri": "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id", "id": 11, "encrypt": false}
-        ],
-        "encodings": [{"rid": "r0"}, {"rid": "r1"}, {"rid": "r2"}],
-        "rtcp": {"cname": "", "reducedSize": true}
-    }))
-    .expect("valid simulcast parameters")
-}
-
-/// A VP8 payload: descriptor with S=1, PID=0 and a payload header whose P bit
-/// says key frame (true) or delta frame (false).
-pub fn vp8_payload(keyframe: bool, fill: u8) -> Vec<u8> {
-    let mut p = vec![0x10, if keyframe { 0x00 } else { 0x01 }];
-    p.extend(std::iter::repeat_n(fill, 100));
-    p
-}
-
-pub fn kind_of(kind: MediaKind) -> StrKind {
-    match kind {
-        MediaKind::Audio => StrKind::Audio,
-        MediaKind::Video => StrKind::Video,
-    }
 }
 
 pub type Counts = HashMap<u32, usize>;

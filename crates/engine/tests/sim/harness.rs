@@ -1,0 +1,403 @@
+//! The sans-IO harness: one [`Router`] and the str0m client ends of its
+//! transports ([`Peer`]s), with datagrams moved between them by the harness
+//! on a simulated clock. Nothing here opens a socket or reads the wall clock
+//! after the start: `now` only moves when a test says so ([`Sim::advance`],
+//! [`Sim::run_until`]), and then from one event to the next (a datagram
+//! landing after [`LATENCY`], a router or client timer), so a scenario of
+//! seconds runs in milliseconds. Timing is exact; what is not fixed is the
+//! order in which str0m releases packets of different streams written in
+//! the same step (and its random SSRCs and credentials), so a test should
+//! not depend on which of two layers' packets of one frame lands first.
+
+use crate::media::{client_rtc, dtls_parameters, kind_of, vp8_parameters, vp8_simulcast_parameters, ClientCodecs};
+use mediasoup_types::rtp_parameters::{MediaKind, RtpParameters};
+use simplesfu_engine::{
+    ConsumerInfo, Direction, EngineEvent, ProducerOptions, Router, RouterConfig, WebRtcTransportOptions,
+};
+use simplesfu_proto::{ConsumerId, ProducerId, TransportId};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use str0m::channel::{ChannelConfig, ChannelId};
+use str0m::media::{Mid, Pt, Rid};
+use str0m::net::{Protocol, Receive};
+use str0m::rtp::{RtpWrite, Ssrc};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+
+/// One-way delay of every datagram, both ways.
+pub const LATENCY: Duration = Duration::from_millis(5);
+/// The smallest step of the clock: a timer that is already due (str0m may
+/// ask for `now` again) fires at the next step, so the loop always moves on.
+const MIN_STEP: Duration = Duration::from_millis(1);
+/// How long a transport may take to connect (ICE and DTLS), simulated.
+const CONNECT_WITHIN: Duration = Duration::from_secs(5);
+
+/// A peer's index in the simulation.
+pub type PeerId = usize;
+
+/// The router, its peers and the network between them.
+pub struct Sim {
+    /// The simulated time: what every input to the router and the clients carries.
+    pub now: Instant,
+    pub router: Router,
+    peers: Vec<Peer>,
+    router_addr: SocketAddr,
+    wire: Vec<Datagram>,
+    /// Every datagram the router sent, in order.
+    pub router_sent: Vec<Sent>,
+    /// The router's events ([`Router::take_events`]), in order.
+    pub events: Vec<EngineEvent>,
+}
+
+struct Datagram {
+    arrives: Instant,
+    from: SocketAddr,
+    to: SocketAddr,
+    bytes: Vec<u8>,
+}
+
+/// A datagram the router sent: when, to which peer (`None`: an address no
+/// peer has), and its size.
+#[derive(Debug, Clone, Copy)]
+pub struct Sent {
+    pub at: Instant,
+    pub to: Option<PeerId>,
+    pub len: usize,
+}
+
+/// The client end of one router transport, as a browser's transport.
+pub struct Peer {
+    pub transport: TransportId,
+    pub rtc: Rtc,
+    pub addr: SocketAddr,
+    /// While false the peer neither sends nor receives (datagrams to it are
+    /// lost) and its clock stands still, as a client that has not started
+    /// ICE yet.
+    pub online: bool,
+    timeout: Instant,
+    /// ICE and DTLS done.
+    pub connected: bool,
+    pub received: Vec<Received>,
+    pub keyframe_requests: Vec<KeyframeRequested>,
+    pub channel_open: Vec<ChannelId>,
+    pub data: Vec<(ChannelId, Vec<u8>)>,
+}
+
+/// An RTP packet a peer received.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub at: Instant,
+    pub ssrc: u32,
+    pub pt: u8,
+    pub seq: u64,
+    pub timestamp: u32,
+    pub marker: bool,
+    pub payload: Arc<[u8]>,
+}
+
+/// A key-frame request (PLI or FIR) a sending peer received.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyframeRequested {
+    pub at: Instant,
+    pub mid: Mid,
+    pub rid: Option<Rid>,
+}
+
+/// A consumer created by [`Sim::consume`]: its id and the SSRC its packets
+/// arrive with.
+#[derive(Debug, Clone, Copy)]
+pub struct Consumed {
+    pub id: ConsumerId,
+    pub ssrc: u32,
+}
+
+impl Sim {
+    /// A router with no transports, at an arbitrary start instant.
+    pub fn new() -> Sim {
+        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simplesfu_engine=debug").try_init();
+        let router_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40_000);
+        let router = Router::new(RouterConfig {
+            local_addr: router_addr,
+            announced_ips: vec![router_addr.ip()],
+            udp: true,
+            tcp_port: None,
+        });
+        Sim { now: Instant::now(), router, peers: Vec::new(), router_addr, wire: Vec::new(), router_sent: Vec::new(), events: Vec::new() }
+    }
+
+    pub fn peer(&self, id: PeerId) -> &Peer {
+        &self.peers[id]
+    }
+
+    pub fn peer_mut(&mut self, id: PeerId) -> &mut Peer {
+        &mut self.peers[id]
+    }
+
+    /// A transport and its client end, told the client's DTLS parameters
+    /// (`connectWebRtcTransport`) but not yet connected; offline until
+    /// [`Sim::go_online`] when `online` is false. A send transport's client
+    /// uses the browser's payload types, a receive transport's the router's.
+    pub fn add_peer(&mut self, direction: Direction, online: bool) -> PeerId {
+        let info = self
+            .router
+            .create_transport(self.now, WebRtcTransportOptions { direction, enable_sctp: true, force_tcp: false })
+            .expect("transport created");
+        let codecs = if direction == Direction::Send { ClientCodecs::Browser } else { ClientCodecs::Router };
+        let mut rtc = client_rtc(&info, codecs, self.now);
+        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, self.peers.len() as u8 + 1)), 50_000);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
+        rtc.add_remote_candidate(Candidate::host(self.router_addr, "udp").expect("candidate"));
+        self.router.connect_transport(info.id, dtls_parameters(&mut rtc)).expect("transport connected");
+        self.peers.push(Peer {
+            transport: info.id,
+            rtc,
+            addr,
+            online,
+            timeout: self.now,
+            connected: false,
+            received: Vec::new(),
+            keyframe_requests: Vec::new(),
+            channel_open: Vec::new(),
+            data: Vec::new(),
+        });
+        self.peers.len() - 1
+    }
+
+    /// A transport whose client end has connected (ICE and DTLS done).
+    pub fn connected_peer(&mut self, direction: Direction) -> PeerId {
+        let id = self.add_peer(direction, true);
+        assert!(self.run_until(CONNECT_WITHIN, |s| s.peer(id).connected), "peer {id} connects");
+        id
+    }
+
+    /// An offline peer starts: from now on it runs ICE, DTLS and SCTP.
+    pub fn go_online(&mut self, id: PeerId) {
+        let peer = &mut self.peers[id];
+        peer.online = true;
+        peer.timeout = self.now;
+    }
+
+    /// Let `duration` of simulated time pass.
+    pub fn advance(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        loop {
+            self.settle();
+            let next = self.next_event();
+            if next > until {
+                self.now = until;
+                self.settle();
+                return;
+            }
+            self.now = next;
+        }
+    }
+
+    /// Run until `done` holds (checked after every event), at most `limit`
+    /// of simulated time; whether it held.
+    pub fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&Sim) -> bool) -> bool {
+        let deadline = self.now + limit;
+        loop {
+            self.settle();
+            if done(self) {
+                return true;
+            }
+            let next = self.next_event();
+            if next > deadline {
+                self.now = deadline;
+                return false;
+            }
+            self.now = next;
+        }
+    }
+
+    /// Call `tick` every `interval` for `duration` (a frame source, a
+    /// viewer's feedback), letting time pass in between.
+    pub fn every(&mut self, interval: Duration, duration: Duration, mut tick: impl FnMut(&mut Sim, u64)) {
+        let end = self.now + duration;
+        let mut n = 0;
+        while self.now < end {
+            tick(self, n);
+            n += 1;
+            self.advance(interval);
+        }
+    }
+
+    /// Produce on `sender`'s transport and declare the stream on its client
+    /// (mid, SSRC, RTX SSRC or rid per encoding).
+    pub fn produce(&mut self, sender: PeerId, kind: MediaKind, rtp_parameters: RtpParameters) -> ProducerId {
+        let transport_id = self.peers[sender].transport;
+        let mid = rtp_parameters.mid.clone().expect("a mid");
+        let encodings = rtp_parameters.encodings.clone();
+        let producer = self
+            .router
+            .produce(ProducerOptions { transport_id, kind, rtp_parameters, paused: false })
+            .expect("producer created");
+        let rtc = &mut self.peers[sender].rtc;
+        let mid = Mid::from(mid.as_str());
+        if rtc.media(mid).is_none() {
+            rtc.direct_api().declare_media(mid, kind_of(kind));
+        }
+        for (i, e) in encodings.iter().enumerate() {
+            // rid-only encodings get SSRCs of their own on the client.
+            let ssrc = e.ssrc.unwrap_or(SIMULCAST_SSRC + i as u32);
+            let rtx = e.rtx.map(|r| Ssrc::from(r.ssrc));
+            rtc.direct_api().declare_stream_tx(Ssrc::from(ssrc), rtx, mid, e.rid.as_deref().map(Rid::from));
+        }
+        producer
+    }
+
+    /// The scenarios' standard video from `sender`: VP8 on mid "0", SSRC
+    /// [`VIDEO_SSRC`] with RTX 2222.
+    pub fn produce_video(&mut self, sender: PeerId) -> ProducerId {
+        self.produce(sender, MediaKind::Video, vp8_parameters("0", VIDEO_SSRC, 2222))
+    }
+
+    /// VP8 simulcast from `sender` on mid "0": rids r0, r1, r2 (low to high)
+    /// sent with SSRCs [`SIMULCAST_SSRC`] + layer.
+    pub fn produce_simulcast(&mut self, sender: PeerId) -> ProducerId {
+        self.produce(sender, MediaKind::Video, vp8_simulcast_parameters("0"))
+    }
+
+    /// Consume `producer` on `receiver`'s transport (paused, as the router
+    /// creates consumers) and declare the stream on its client.
+    pub fn consume(&mut self, receiver: PeerId, producer: ProducerId) -> Consumed {
+        let info: ConsumerInfo = self.router.consume(self.peers[receiver].transport, producer).expect("consumer created");
+        let encoding = &info.rtp_parameters.encodings[0];
+        let ssrc = encoding.ssrc.expect("consumer ssrc");
+        let rtx = encoding.rtx.map(|r| Ssrc::from(r.ssrc));
+        let mid = Mid::from(info.rtp_parameters.mid.as_deref().expect("consumer mid"));
+        let mut api = self.peers[receiver].rtc.direct_api();
+        api.declare_media(mid, kind_of(info.kind));
+        api.expect_stream_rx(Ssrc::from(ssrc), rtx, mid, None);
+        Consumed { id: info.id, ssrc }
+    }
+
+    pub fn resume(&mut self, consumer: &Consumed) {
+        self.router.set_consumer_paused(self.now, consumer.id, false).expect("consumer resumed");
+    }
+
+    pub fn pause(&mut self, consumer: &Consumed) {
+        self.router.set_consumer_paused(self.now, consumer.id, true).expect("consumer paused");
+    }
+
+    /// `sender` writes one VP8 packet (the browser's payload type 96) that
+    /// ends a frame on a declared stream; it leaves at the next step of the clock.
+    pub fn send_vp8(&mut self, sender: PeerId, ssrc: u32, seq: u64, timestamp: u32, payload: Vec<u8>) {
+        let now = self.now;
+        let mut api = self.peers[sender].rtc.direct_api();
+        let stream = api.stream_tx(&Ssrc::from(ssrc)).expect("a declared stream");
+        stream.write_rtp(RtpWrite::new(Pt::from(96), seq.into(), timestamp, now, payload).marker(true).nackable(true));
+    }
+
+    /// `receiver` asks for a key frame of the stream it receives with `ssrc` (a PLI).
+    pub fn request_keyframe(&mut self, receiver: PeerId, ssrc: u32) {
+        if let Some(s) = self.peers[receiver].rtc.direct_api().stream_rx(&Ssrc::from(ssrc)) {
+            s.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
+        }
+    }
+
+    /// A negotiated data channel on `stream_id` of `peer`'s client.
+    pub fn open_channel(&mut self, peer: PeerId, stream_id: u16, label: &str) -> ChannelId {
+        self.peers[peer].rtc.direct_api().create_data_channel(ChannelConfig {
+            label: label.into(),
+            ordered: true,
+            reliability: Default::default(),
+            negotiated: Some(stream_id),
+            protocol: String::new(),
+        })
+    }
+
+    /// Whether `peer`'s client took the message (false: not open yet, or its buffer is full).
+    pub fn write_data(&mut self, peer: PeerId, channel: ChannelId, data: &[u8]) -> bool {
+        self.peers[peer].rtc.channel(channel).is_some_and(|mut c| c.write(true, data).unwrap_or(false))
+    }
+
+    /// Everything due at `now`: datagrams that land, the router's timers and
+    /// its output, and every online client's timers and output.
+    fn settle(&mut self) {
+        let now = self.now;
+        let (due, later): (Vec<Datagram>, Vec<Datagram>) = self.wire.drain(..).partition(|d| d.arrives <= now);
+        self.wire = later;
+        for d in due {
+            if d.to == self.router_addr {
+                self.router.handle_datagram(now, Protocol::Udp, d.from, &d.bytes);
+            } else if let Some(peer) = self.peers.iter_mut().find(|p| p.addr == d.to && p.online) {
+                let receive = Receive::new(Protocol::Udp, d.from, d.to, &d.bytes).expect("a datagram str0m can parse");
+                if let Err(error) = peer.rtc.handle_input(Input::Receive(now, receive)) {
+                    panic!("client {} refused a datagram: {error}", peer.addr);
+                }
+                peer.poll(now, &mut self.wire);
+            }
+        }
+        self.router.handle_timeout(now);
+        let (wire, sent, peers, from) = (&mut self.wire, &mut self.router_sent, &self.peers, self.router_addr);
+        self.router.drain(now, |_, to, bytes| {
+            sent.push(Sent { at: now, to: peers.iter().position(|p| p.addr == to), len: bytes.len() });
+            wire.push(Datagram { arrives: now + LATENCY, from, to, bytes });
+        });
+        self.events.extend(self.router.take_events());
+        for peer in self.peers.iter_mut().filter(|p| p.online) {
+            peer.rtc.handle_input(Input::Timeout(now)).expect("client takes the time");
+            peer.poll(now, &mut self.wire);
+        }
+    }
+
+    /// When something next happens, at least [`MIN_STEP`] from now.
+    fn next_event(&self) -> Instant {
+        let landing = self.wire.iter().map(|d| d.arrives);
+        let clients = self.peers.iter().filter(|p| p.online).map(|p| p.timeout);
+        let next = landing.chain(clients).fold(self.router.next_timeout(self.now), Instant::min);
+        next.max(self.now + MIN_STEP)
+    }
+}
+
+/// The SSRC of [`Sim::produce_video`]'s stream.
+pub const VIDEO_SSRC: u32 = 1111;
+/// The SSRC of layer 0 of [`Sim::produce_simulcast`]'s streams.
+pub const SIMULCAST_SSRC: u32 = 5000;
+
+impl Peer {
+    /// Drain the client's output: datagrams onto the wire, events recorded.
+    fn poll(&mut self, now: Instant, wire: &mut Vec<Datagram>) {
+        loop {
+            match self.rtc.poll_output() {
+                Ok(Output::Timeout(at)) => {
+                    self.timeout = at;
+                    return;
+                }
+                Ok(Output::Transmit(t)) => wire.push(Datagram {
+                    arrives: now + LATENCY,
+                    from: self.addr,
+                    to: t.destination,
+                    bytes: t.contents.into(),
+                }),
+                Ok(Output::Event(event)) => self.record(now, event),
+                Err(error) => panic!("client {} failed: {error}", self.addr),
+            }
+        }
+    }
+
+    fn record(&mut self, now: Instant, event: Event) {
+        match event {
+            Event::Connected => self.connected = true,
+            Event::RtpPacket(p) => self.received.push(Received {
+                at: now,
+                ssrc: *p.header.ssrc,
+                pt: *p.header.payload_type,
+                seq: *p.seq_no,
+                timestamp: p.header.timestamp,
+                marker: p.header.marker,
+                payload: p.payload.into(),
+            }),
+            Event::KeyframeRequest(r) => self.keyframe_requests.push(KeyframeRequested { at: now, mid: r.mid, rid: r.rid }),
+            Event::ChannelOpen(id, _) => self.channel_open.push(id),
+            Event::ChannelData(d) => self.data.push((d.id, d.data)),
+            _ => {}
+        }
+    }
+
+    /// The RTP packets received with `ssrc`, in arrival order.
+    pub fn received_from(&self, ssrc: u32) -> Vec<&Received> {
+        self.received.iter().filter(|r| r.ssrc == ssrc).collect()
+    }
+}
