@@ -1,5 +1,7 @@
 //! Scenarios: str0m clients over real loopback UDP produce and consume
-//! through a real worker, and see what a browser would see.
+//! through a real worker, and see what a browser would see. The router's
+//! decisions (key-frame requests, simulcast layers, pause and resume, data
+//! waiting for its channel) are tested without sockets in `sim/`.
 
 mod common;
 
@@ -121,50 +123,6 @@ fn stream_pair(pair: &mut VideoPair, seq: &mut u64, timeout: Duration, done: imp
 }
 
 #[test]
-fn a_consumer_pli_reaches_the_producer_as_a_keyframe_request() {
-    let mut pair = video_pair();
-    pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume");
-    let ssrc = pair.consumer_ssrc;
-    let mut seq = 0;
-    assert!(stream_pair(&mut pair, &mut seq, WAIT, |_, r| r.received_from(ssrc).len() >= 5), "video flows");
-    let before = pair.sender.keyframe_requests;
-    // Past the throttle window of the resume's own request.
-    std::thread::sleep(Duration::from_millis(600));
-    pair.receiver.request_keyframe(ssrc);
-    assert!(
-        stream_pair(&mut pair, &mut seq, WAIT, |s, _| s.keyframe_requests > before),
-        "the sender sees a key-frame request after the receiver's PLI"
-    );
-}
-
-#[test]
-fn pause_stops_packets_and_resume_restarts_them_with_a_keyframe_request() {
-    let mut pair = video_pair();
-    let ssrc = pair.consumer_ssrc;
-    let mut seq = 0;
-    // Created paused: nothing arrives.
-    assert!(!stream_pair(&mut pair, &mut seq, Duration::from_millis(700), |_, r| !r.received_from(ssrc).is_empty()));
-    let requests_before = pair.sender.keyframe_requests;
-    pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume");
-    assert!(stream_pair(&mut pair, &mut seq, WAIT, |s, r| r.received_from(ssrc).len() >= 10 && s.keyframe_requests > requests_before),
-        "resume brings packets and a key-frame request");
-    pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, true)).expect("pause");
-    // Let packets in flight land, then nothing more may arrive.
-    stream_pair(&mut pair, &mut seq, Duration::from_millis(200), |_, _| false);
-    let count = pair.receiver.received_from(ssrc).len();
-    stream_pair(&mut pair, &mut seq, Duration::from_millis(700), |_, _| false);
-    assert_eq!(pair.receiver.received_from(ssrc).len(), count, "a paused consumer receives nothing");
-    std::thread::sleep(Duration::from_millis(600));
-    let requests_before = pair.sender.keyframe_requests;
-    pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume again");
-    assert!(stream_pair(&mut pair, &mut seq, WAIT, |s, r| r.received_from(ssrc).len() >= count + 10 && s.keyframe_requests > requests_before),
-        "packets and a key-frame request come back after resume");
-    // The receiver sees one continuous sequence across the pause.
-    let seqs: Vec<u64> = pair.receiver.received_from(ssrc).iter().map(|p| p.seq).collect();
-    assert!(seqs.windows(2).all(|w| w[1] > w[0] && w[1] - w[0] <= 3), "no jump in sequence numbers across the pause: {seqs:?}");
-}
-
-#[test]
 fn closing_the_producer_closes_its_consumers() {
     let mut pair = video_pair();
     pair.sfu.block(pair.sfu.worker.set_consumer_paused(pair.consumer, false)).expect("resume");
@@ -213,48 +171,6 @@ fn a_data_message_reaches_every_data_consumer() {
         p[1..].iter().all(|r| r.data.iter().any(|(_, d)| d == b"hello from the producer"))
     });
     assert!(got, "both data consumers receive the message (sent: {sent})");
-}
-
-/// A VP8 simulcast producer (r0, r1, r2 on SSRCs 5000..5002, mid "0") on
-/// `sender`'s transport, its layers declared on the sending side.
-fn simulcast_producer(sfu: &Sfu, sender: &mut ClientPeer) -> simplesfu_proto::ProducerId {
-    let producer = sfu
-        .block(sfu.worker.produce(ProducerOptions {
-            transport_id: sender.id.expect("created"),
-            kind: MediaKind::Video,
-            rtp_parameters: vp8_simulcast_parameters("0"),
-            paused: false,
-        }))
-        .expect("simulcast producer");
-    for (i, rid) in ["r0", "r1", "r2"].iter().enumerate() {
-        sender.declare_send("0", StrKind::Video, 5000 + i as u32, None, Some(rid));
-    }
-    producer
-}
-
-#[test]
-fn simulcast_forwards_the_highest_layer_from_its_keyframe_on() {
-    let Scenario { sfu, mut sender } = connected_sender();
-    let producer = simulcast_producer(&sfu, &mut sender);
-    let mut r = receiver(&sfu);
-    let info = sfu.block(sfu.worker.consume(r.id.expect("created"), producer)).expect("consumer");
-    assert_eq!(info.consumer_type, "simulcast");
-    let ssrc = r.expect_consumer(&info);
-    sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
-    let mut seq = 0u64;
-    let got = pump_until(&mut [&mut sender, &mut r], WAIT, |p| {
-        seq += 1;
-        for layer in 0..3u32 {
-            // Key frames every 20 packets; the payload's fill byte names the layer.
-            let key = seq.is_multiple_of(20);
-            p[0].send_rtp(5000 + layer, 96, 1000 * layer as u64 + seq, (seq * 3000) as u32, true, &vp8_payload(key, layer as u8));
-        }
-        p[1].received_from(ssrc).len() >= 15
-    });
-    assert!(got, "the consumer receives the simulcast stream");
-    let received = r.received_from(ssrc);
-    assert!(received.iter().all(|p| p.payload[2] == 2), "only the highest layer (r2) is forwarded");
-    assert_eq!(received[0].payload[1] & 0x01, 0, "forwarding starts at a key frame");
 }
 
 #[test]
@@ -336,120 +252,4 @@ fn parameters_that_would_inject_sdp_lines_are_refused() {
         paused: false,
     }));
     assert!(ok.is_ok(), "{ok:?}");
-}
-
-/// A simulcast VP8 payload as libwebrtc sends it: 15-bit PictureID,
-/// TL0PICIDX, TID 0 with KEYIDX, then the payload header (P bit) and filler
-/// whose last byte names the layer.
-fn vp8_numbered_payload(picture_id: u16, tl0_pic_idx: u8, key_idx: u8, keyframe: bool, layer: u8) -> Vec<u8> {
-    let mut p = vec![0x90, 0xf0, 0x80 | (picture_id >> 8) as u8 & 0x7f, picture_id as u8, tl0_pic_idx, key_idx & 0x1f];
-    p.push(if keyframe { 0x00 } else { 0x01 });
-    p.extend(std::iter::repeat_n(0x55, 50));
-    p.push(layer);
-    p
-}
-
-/// What the receiver's frame reference finder reads: (PictureID, TL0PICIDX, KEYIDX).
-fn vp8_numbers(p: &[u8]) -> (u16, u8, u8) {
-    assert_eq!((p[0] & 0x80, p[1]), (0x80, 0xf0), "descriptor layout kept: {:02x?}", &p[..6]);
-    assert_eq!(p[2] & 0x80, 0x80, "the PictureID stays 15 bits wide");
-    ((u16::from(p[2] & 0x7f) << 8) | u16::from(p[3]), p[4], p[5] & 0x1f)
-}
-
-#[test]
-fn vp8_picture_numbering_stays_continuous_across_simulcast_switches_and_a_resume() {
-    let Scenario { sfu, mut sender } = connected_sender();
-    let producer = simulcast_producer(&sfu, &mut sender);
-    let mut r = receiver(&sfu);
-    let info = sfu.block(sfu.worker.consume(r.id.expect("created"), producer)).expect("consumer");
-    let ssrc = r.expect_consumer(&info);
-    sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
-
-    // Each layer numbers its pictures on its own, as libwebrtc's simulcast
-    // encoders do; the top layer's PictureID wraps past 0x7fff.
-    const PICTURE_ID: [u16; 3] = [100, 20_000, 0x7fe0];
-    const TL0: [u8; 3] = [10, 200, 250];
-    const KEY_IDX: [u8; 3] = [0, 17, 30];
-    let mut frame = 0u64;
-    let mut seqs = [0u64; 3];
-    let mut send = |p: &mut [&mut ClientPeer], layers: &[u32]| {
-        frame += 1;
-        let key = frame.is_multiple_of(20);
-        for &layer in layers {
-            let l = layer as usize;
-            seqs[l] += 1;
-            let payload = vp8_numbered_payload(
-                PICTURE_ID[l].wrapping_add(frame as u16) & 0x7fff,
-                TL0[l].wrapping_add(frame as u8),
-                KEY_IDX[l].wrapping_add((frame / 20) as u8),
-                key,
-                layer as u8,
-            );
-            p[0].send_rtp(5000 + layer, 96, 1000 * (layer as u64 + 1) + seqs[l], (frame * 3000) as u32, true, &payload);
-        }
-    };
-    let layers_seen = |r: &ClientPeer| -> Vec<u8> {
-        let mut runs: Vec<u8> = Vec::new();
-        for p in r.received_from(ssrc) {
-            let layer = *p.payload.last().expect("payload");
-            if runs.last() != Some(&layer) {
-                runs.push(layer);
-            }
-        }
-        runs
-    };
-    let count_of_last_run = |r: &ClientPeer| {
-        let received = r.received_from(ssrc);
-        let last = received.last().map(|p| *p.payload.last().expect("payload"));
-        received.iter().rev().take_while(|p| p.payload.last() == last.as_ref()).count()
-    };
-
-    let got = pump_until(&mut [&mut sender, &mut r], WAIT, |p| {
-        send(p, &[0, 1, 2]);
-        count_of_last_run(p[1]) >= 20
-    });
-    assert!(got && layers_seen(&r) == [2], "the top layer flows first: {:?}", layers_seen(&r));
-
-    // The top layer stops: after its inactivity timeout the consumer drops to
-    // the middle layer at that layer's key frame.
-    let got = pump_until(&mut [&mut sender, &mut r], WAIT, |p| {
-        send(p, &[0, 1]);
-        layers_seen(p[1]) == [2, 1] && count_of_last_run(p[1]) >= 20
-    });
-    assert!(got, "the consumer switches down to r1: {:?}", layers_seen(&r));
-
-    // The top layer comes back: the consumer switches up at its key frame.
-    let got = pump_until(&mut [&mut sender, &mut r], WAIT, |p| {
-        send(p, &[0, 1, 2]);
-        layers_seen(p[1]) == [2, 1, 2] && count_of_last_run(p[1]) >= 20
-    });
-    assert!(got, "the consumer switches back up to r2: {:?}", layers_seen(&r));
-
-    // Pause, let the producer run on, resume: forwarding restarts at a key frame.
-    sfu.block(sfu.worker.set_consumer_paused(info.id, true)).expect("pause");
-    pump_until(&mut [&mut sender, &mut r], Duration::from_millis(300), |p| {
-        send(p, &[0, 1, 2]);
-        false
-    });
-    let before = r.received_from(ssrc).len();
-    sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
-    let got = pump_until(&mut [&mut sender, &mut r], WAIT, |p| {
-        send(p, &[0, 1, 2]);
-        p[1].received_from(ssrc).len() >= before + 20
-    });
-    assert!(got, "packets come back after resume");
-
-    let mut received: Vec<&ReceivedRtp> = r.received_from(ssrc);
-    received.sort_by_key(|p| p.seq);
-    let numbers: Vec<(u16, u8, u8)> = received.iter().map(|p| vp8_numbers(&p.payload)).collect();
-    // Every packet here is a whole picture with TID 0: PictureID and
-    // TL0PICIDX advance by exactly one, KEYIDX by at most one.
-    for (w, pair) in numbers.windows(2).zip(received.windows(2)) {
-        let (a, b) = (w[0], w[1]);
-        let at = (pair[0].seq, pair[1].seq);
-        assert_eq!(b.0.wrapping_sub(a.0) & 0x7fff, 1, "PictureID continues at {at:?}: {a:?} -> {b:?}");
-        assert_eq!(b.1.wrapping_sub(a.1), 1, "TL0PICIDX continues at {at:?}: {a:?} -> {b:?}");
-        assert!(b.2.wrapping_sub(a.2) & 0x1f <= 1, "KEYIDX continues at {at:?}: {a:?} -> {b:?}");
-    }
-    assert!(numbers.windows(2).any(|w| w[1].0 < w[0].0), "the PictureID wrapped past 0x7fff on the way");
 }
