@@ -25,9 +25,7 @@ impl Router {
         sink: UnboundedSender<Command>,
     ) -> Result<PipedProducer, EngineError> {
         let p = self.producers.get_mut(&id).ok_or(EngineError::ProducerNotFound(id))?;
-        if !p.pipes.iter().any(|pipe| pipe.worker == worker) {
-            p.pipes.push(PipeOut { worker, sink });
-        }
+        add_pipe(&mut p.pipes, worker, sink);
         Ok(PipedProducer {
             id,
             kind: p.kind,
@@ -88,9 +86,7 @@ impl Router {
         sink: UnboundedSender<Command>,
     ) -> Result<PipedDataProducer, EngineError> {
         let d = self.data_producers.get_mut(&id).ok_or(EngineError::DataProducerNotFound(id))?;
-        if !d.pipes.iter().any(|pipe| pipe.worker == worker) {
-            d.pipes.push(PipeOut { worker, sink });
-        }
+        add_pipe(&mut d.pipes, worker, sink);
         Ok(PipedDataProducer { id, params: d.params, label: d.label.clone(), protocol: d.protocol.clone() })
     }
 
@@ -116,5 +112,12 @@ impl Router {
         if self.producers.get(&id).is_some_and(|p| matches!(p.source, ProducerSource::Pipe(_))) {
             let _ = self.close_producer(id);
         }
+    }
+}
+
+/// A pipe to `worker`, unless there is one already (piping is idempotent).
+fn add_pipe(pipes: &mut Vec<PipeOut>, worker: Arc<str>, sink: UnboundedSender<Command>) {
+    if !pipes.iter().any(|pipe| pipe.worker == worker) {
+        pipes.push(PipeOut { worker, sink });
     }
 }

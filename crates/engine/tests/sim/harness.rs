@@ -252,6 +252,17 @@ impl Sim {
         self.produce(sender, MediaKind::Video, vp8_parameters("0", VIDEO_SSRC, 2222))
     }
 
+    /// A connected sender of the standard video ([`Sim::produce_video`])
+    /// and a connected viewer with a consumer of it, paused as created:
+    /// (sender, viewer, consumer).
+    pub fn video_to_viewer(&mut self) -> (PeerId, PeerId, Consumed) {
+        let sender = self.connected_peer(Direction::Send);
+        let producer = self.produce_video(sender);
+        let viewer = self.connected_peer(Direction::Recv);
+        let consumer = self.consume(viewer, producer);
+        (sender, viewer, consumer)
+    }
+
     /// VP8 simulcast from `sender` on mid "0": rids r0, r1, r2 (low to high)
     /// sent with SSRCs [`SIMULCAST_SSRC`] + layer.
     pub fn produce_simulcast(&mut self, sender: PeerId) -> ProducerId {

@@ -56,10 +56,7 @@ fn plis_from_many_viewers_reach_the_sender_at_most_once_per_half_second() {
 #[test]
 fn resuming_a_video_consumer_asks_the_sender_for_a_keyframe_at_once() {
     let mut sim = Sim::new();
-    let sender = sim.connected_peer(Direction::Send);
-    let producer = sim.produce_video(sender);
-    let viewer = sim.connected_peer(Direction::Recv);
-    let consumer = sim.consume(viewer, producer);
+    let (sender, viewer, consumer) = sim.video_to_viewer();
     let mut frame = 0;
     sim.every(FRAME, Duration::from_secs(1), |sim, _| {
         send_frame(sim, sender, frame);

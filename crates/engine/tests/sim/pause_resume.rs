@@ -5,7 +5,6 @@
 
 use crate::harness::*;
 use crate::media::vp8_payload;
-use simplesfu_engine::Direction;
 use std::time::Duration;
 
 const FRAME: Duration = Duration::from_millis(40);
@@ -15,10 +14,7 @@ const FRAME_TICKS: u32 = 3600;
 #[test]
 fn a_resumed_consumer_continues_its_sequence_numbers_and_its_timestamps_follow_the_clock() {
     let mut sim = Sim::new();
-    let sender = sim.connected_peer(Direction::Send);
-    let producer = sim.produce_video(sender);
-    let viewer = sim.connected_peer(Direction::Recv);
-    let consumer = sim.consume(viewer, producer);
+    let (sender, viewer, consumer) = sim.video_to_viewer();
     let mut frame = 0u64;
     let mut stream = |sim: &mut Sim, duration: Duration| {
         sim.every(FRAME, duration, |sim, _| {
