@@ -6,7 +6,8 @@
 //! transport on it; nothing else touches that state. Callers talk to it through
 //! a cloneable [`WorkerHandle`] whose async methods send a command and await
 //! the reply. The router itself ([`Router`]) is plain, synchronous code with
-//! time as an input, so tests can drive it directly.
+//! time as an input, so tests can drive it directly: `tests/sim` does, with
+//! str0m clients and a simulated clock, and no sockets.
 //!
 //! This crate knows nothing about socket.io or rooms: who may consume what is
 //! decided by the caller.
