@@ -4,11 +4,11 @@
 // tracks arriving, frames decoded and audio packets rising, events fired.
 // The tests run in order and build on each other's pages.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Cleanup, PAGES_DIR, buildPages, launchBrowser, pollUntil, startServer } from './harness.mjs';
+import { pollUntil, useServerAndBrowser } from './harness.mjs';
 import {
   assertNoTrack,
   call,
@@ -24,18 +24,7 @@ const TEST_TIMEOUT_MS = 90_000;
 /** Longer than two availableProducers rounds (1 s each): enough for a wrong consumer to show up. */
 const QUIET_MS = 2_500;
 
-const cleanup = new Cleanup();
-let server;
-let browser;
-after(() => cleanup.run());
-
-before(async () => {
-  await buildPages();
-  server = await startServer({ staticDir: PAGES_DIR });
-  cleanup.add('stop simplesfu', () => server.stop());
-  browser = await launchBrowser();
-  cleanup.add('close chromium', () => browser.close());
-});
+const env = useServerAndBrowser();
 
 const room = `room-${randomUUID()}`;
 // The three pages of the first room, and one in another room.
@@ -43,7 +32,7 @@ let a;
 let b;
 let c;
 let stranger;
-const describe = () => describePeers([a, b, c, stranger].filter(Boolean), server);
+const describe = () => describePeers([a, b, c, stranger].filter(Boolean), env.server);
 
 /** [receiver, from, label] for every pair of the three pages. */
 function allFlows(labels) {
@@ -57,12 +46,12 @@ function allFlows(labels) {
 }
 
 test('three pages in one room see and hear each other; a page in another room receives nothing', { timeout: TEST_TIMEOUT_MS }, async (t) => {
-  stranger = await openClientPage(browser.context, server.url, 'D', { roomId: `other-${room}` });
+  stranger = await openClientPage(env.browser.context, env.server.url, 'D', { roomId: `other-${room}` });
   await stranger.page.evaluate(() => window.t.publish({ camera: 'camera', microphone: 'microphone' }));
-  a = await openClientPage(browser.context, server.url, 'A', { roomId: room });
-  b = await openClientPage(browser.context, server.url, 'B', { roomId: room });
+  a = await openClientPage(env.browser.context, env.server.url, 'A', { roomId: room });
+  b = await openClientPage(env.browser.context, env.server.url, 'B', { roomId: room });
   // C the seed's way: new SimpleMediasoupPeer(socket), joinRoom, onTrack.
-  c = await openClientPage(browser.context, server.url, 'C', { roomId: room, seedStyle: true });
+  c = await openClientPage(env.browser.context, env.server.url, 'C', { roomId: room, seedStyle: true });
   for (const peer of [a, b, c]) {
     await peer.page.evaluate(() => window.t.publish({ camera: 'camera', microphone: 'microphone' }));
   }
@@ -80,7 +69,7 @@ test('three pages in one room see and hear each other; a page in another room re
 
   // The server runs two workers (see the harness): the pages were spread over
   // both, so the flows above crossed the pipes between workers.
-  const metrics = await (await fetch(`${server.url}/metrics`)).text();
+  const metrics = await (await fetch(`${env.server.url}/metrics`)).text();
   for (const worker of ['0', '1']) {
     const match = metrics.match(new RegExp(`^simplesfu_worker_transports\\{worker="${worker}"\\} (\\d+)$`, 'm'));
     assert.ok(match && Number(match[1]) > 0, `worker ${worker} carries some of the pages' transports`);
@@ -213,11 +202,11 @@ test('disconnectFromPeer stays disconnected, auto-connect does not undo it', { t
 test('autoConnect: false: only connectToPeer\'ed peers arrive; a broadcast arrives without it', { timeout: TEST_TIMEOUT_MS }, async () => {
   for (const peer of [a, b, c, stranger]) await peer.page.close();
   const stage = `stage-${randomUUID()}`;
-  const viewer = await openClientPage(browser.context, server.url, 'viewer', { roomId: stage, autoConnect: false });
-  const chosen = await openClientPage(browser.context, server.url, 'chosen', { roomId: stage });
-  const ignored = await openClientPage(browser.context, server.url, 'ignored', { roomId: stage });
-  const broadcaster = await openClientPage(browser.context, server.url, 'broadcaster', { roomId: stage });
-  const describeStage = () => describePeers([viewer, chosen, ignored, broadcaster], server);
+  const viewer = await openClientPage(env.browser.context, env.server.url, 'viewer', { roomId: stage, autoConnect: false });
+  const chosen = await openClientPage(env.browser.context, env.server.url, 'chosen', { roomId: stage });
+  const ignored = await openClientPage(env.browser.context, env.server.url, 'ignored', { roomId: stage });
+  const broadcaster = await openClientPage(env.browser.context, env.server.url, 'broadcaster', { roomId: stage });
+  const describeStage = () => describePeers([viewer, chosen, ignored, broadcaster], env.server);
   await chosen.page.evaluate(() => window.t.publish({ camera: 'camera' }));
   await ignored.page.evaluate(() => window.t.publish({ camera: 'camera' }));
   await broadcaster.page.evaluate(() => window.t.publish({ camera: 'stage', broadcast: true }));

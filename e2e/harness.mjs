@@ -3,6 +3,7 @@
 // Firefox ESR driven by puppeteer-core (WebDriver BiDi), console capture,
 // polling with deadlines, and cleanup that runs even when a test fails.
 
+import { after, before } from 'node:test';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -13,7 +14,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { chromium } from 'playwright-core';
 import puppeteer from 'puppeteer-core';
 
-export { buildPages, PAGES_DIR } from './build.mjs';
+import { buildPages, PAGES_DIR } from './build.mjs';
+
+export { buildPages, PAGES_DIR };
 
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
@@ -249,4 +252,23 @@ export async function pollUntil(probe, { timeoutMs = 20_000, intervalMs = 200, w
     }
     await sleep(intervalMs);
   }
+}
+
+/**
+ * One simplesfu (serving the test pages, with `args`) and one Chromium for a
+ * whole test file: started before its first test, stopped after its last
+ * (even when a test fails). Returns {server, browser, cleanup}, filled in
+ * once the file's `before` ran.
+ */
+export function useServerAndBrowser({ args = [] } = {}) {
+  const env = { server: null, browser: null, cleanup: new Cleanup() };
+  after(() => env.cleanup.run());
+  before(async () => {
+    await buildPages();
+    env.server = await startServer({ staticDir: PAGES_DIR, args });
+    env.cleanup.add('stop simplesfu', () => env.server.stop());
+    env.browser = await launchBrowser();
+    env.cleanup.add('close chromium', () => env.browser.close());
+  });
+  return env;
 }

@@ -5,34 +5,23 @@
 // after the network path breaks brings media back. One server (short grace
 // period) and one browser for the file.
 
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Cleanup, PAGES_DIR, buildPages, launchBrowser, pollUntil, startServer } from './harness.mjs';
+import { pollUntil, useServerAndBrowser } from './harness.mjs';
 import { counterOf, describePeers, openClientPage, readClientState, sampleTrack, waitForFlows } from './client-pages.mjs';
 
 const TEST_TIMEOUT_MS = 90_000;
 const GRACE_MS = 4_000;
 
-const cleanup = new Cleanup();
-let server;
-let browser;
-after(() => cleanup.run());
-
-before(async () => {
-  await buildPages();
-  server = await startServer({ staticDir: PAGES_DIR, args: ['--resume-grace-ms', String(GRACE_MS)] });
-  cleanup.add('stop simplesfu', () => server.stop());
-  browser = await launchBrowser();
-  cleanup.add('close chromium', () => browser.close());
-});
+const env = useServerAndBrowser({ args: ['--resume-grace-ms', String(GRACE_MS)] });
 
 const room = `resume-${randomUUID()}`;
 let a;
 let b;
-const describe = () => describePeers([a, b].filter(Boolean), server);
+const describe = () => describePeers([a, b].filter(Boolean), env.server);
 
 const eventsOf = (state, name) => state.events.filter(([event]) => event === name).map(([, value]) => value);
 
@@ -50,8 +39,8 @@ async function videoFlowsAgain(receiver, from, what, timeoutMs = 15_000) {
 }
 
 test('two pages exchange video', { timeout: TEST_TIMEOUT_MS }, async () => {
-  a = await openClientPage(browser.context, server.url, 'A', { roomId: room });
-  b = await openClientPage(browser.context, server.url, 'B', { roomId: room });
+  a = await openClientPage(env.browser.context, env.server.url, 'A', { roomId: room });
+  b = await openClientPage(env.browser.context, env.server.url, 'B', { roomId: room });
   for (const peer of [a, b]) await peer.page.evaluate(() => window.t.publish({ camera: 'camera' }));
   await waitForFlows([[a, b, 'camera'], [b, a, 'camera']], { describe, what: 'video between A and B' });
 });
@@ -138,7 +127,7 @@ test('a page gone longer than the grace period disappears for everyone', { timeo
       const state = await readClientState(b.page);
       return eventsOf(state, 'peerDisconnection').includes(goneId) && eventsOf(state, 'trackEnded').length > 0 && state;
     },
-    { timeoutMs: GRACE_MS + 10_000, what: 'B to see A gone', describe: () => describePeers([b], server) },
+    { timeoutMs: GRACE_MS + 10_000, what: 'B to see A gone', describe: () => describePeers([b], env.server) },
   );
   const took = Date.now() - closedAt;
   assert.ok(took >= GRACE_MS - 500, `gone after the grace period (${took} ms)`);
