@@ -46,6 +46,12 @@ impl Router {
         let Some(&router_pt) = producer.pt_map.get(&*packet.header.payload_type) else {
             return;
         };
+        if producer.kind == MediaKind::Audio {
+            // Levels of this worker's own producers only: piped copies are
+            // reported where they come from.
+            let ext = &packet.header.ext_vals;
+            self.audio_levels.record(now, tid, producer_id, ext.audio_level, ext.voice_activity);
+        }
         let vp8 = if producer.codec == Codec::Vp8 { Vp8Info::parse(&packet.payload) } else { None };
         let keyframe = match &vp8 {
             Some(vp8) => vp8.keyframe(),
@@ -70,6 +76,8 @@ impl Router {
             payload: packet.payload,
         };
         self.fan_out(now, packet);
+        // Under a steady stream the worker may not reach its timer branch.
+        self.report_audio_levels(now);
     }
 
     /// A packet of a producer (own or piped in): to every pipe and every

@@ -111,6 +111,7 @@ impl Router {
     /// Time passed: drive every transport whose timer is due (polling a
     /// transport feeds it the timeout).
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.report_audio_levels(now);
         while let Some(&Reverse((at, tid))) = self.timers.peek() {
             if at > now {
                 break;
@@ -134,7 +135,15 @@ impl Router {
     /// than a short idle period).
     pub fn next_timeout(&self, now: Instant) -> Instant {
         let idle = now + IDLE_TIMEOUT;
-        self.timers.peek().map_or(idle, |Reverse((at, _))| (*at).min(idle))
+        let next = self.timers.peek().map_or(idle, |Reverse((at, _))| (*at).min(idle));
+        self.audio_levels.due().map_or(next, |due| due.min(next))
+    }
+
+    /// Hand out the audio levels gathered, once their report is due.
+    pub(super) fn report_audio_levels(&mut self, now: Instant) {
+        if let Some(reports) = self.audio_levels.take_due(now) {
+            self.events.push(EngineEvent::AudioLevels(reports));
+        }
     }
 
     /// Keep the heap's entry for `tid` at or before `at`. A later entry that

@@ -13,6 +13,7 @@ mod consumers;
 mod data;
 mod forwarding;
 mod io;
+mod levels;
 mod pipes;
 mod producers;
 mod transports;
@@ -290,6 +291,8 @@ pub struct Router {
     /// that worker) per loop iteration instead of one per packet.
     pipe_outbox: Vec<(Arc<str>, UnboundedSender<Command>, Vec<ForwardedPacket>)>,
     events: Vec<EngineEvent>,
+    /// Audio levels waiting for their report (see `levels`).
+    audio_levels: levels::AudioLevels,
     stats: WorkerStats,
 }
 
@@ -314,6 +317,7 @@ impl Router {
             outbox: Vec::with_capacity(256),
             pipe_outbox: Vec::new(),
             events: Vec::new(),
+            audio_levels: levels::AudioLevels::default(),
             stats: WorkerStats::default(),
         }
     }

@@ -19,6 +19,7 @@ mod media;
 #[allow(dead_code)]
 mod harness;
 
+mod audio_levels;
 mod data_buffering;
 mod keyframes;
 mod pause_resume;
