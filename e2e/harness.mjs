@@ -164,7 +164,7 @@ export async function startServer({ staticDir, logLevel = 'warn', workers = 2, d
  * Launches Debian's Chromium, headless, with a fresh profile (removed again
  * by close()). Returns {context, close()}.
  */
-export async function launchBrowser() {
+export async function launchBrowser({ args = [] } = {}) {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`${CHROMIUM} does not exist: install Debian's chromium (apt-get install -y chromium)`);
   }
@@ -174,7 +174,7 @@ export async function launchBrowser() {
     context = await chromium.launchPersistentContext(profileDir, {
       executablePath: CHROMIUM,
       headless: true,
-      args: CHROMIUM_ARGS,
+      args: [...CHROMIUM_ARGS, ...args],
       timeout: 30_000,
     });
   } catch (error) {
@@ -260,14 +260,14 @@ export async function pollUntil(probe, { timeoutMs = 20_000, intervalMs = 200, w
  * (even when a test fails). Returns {server, browser, cleanup}, filled in
  * once the file's `before` ran.
  */
-export function useServerAndBrowser({ args = [] } = {}) {
+export function useServerAndBrowser({ args = [], browserArgs = [] } = {}) {
   const env = { server: null, browser: null, cleanup: new Cleanup() };
   after(() => env.cleanup.run());
   before(async () => {
     await buildPages();
     env.server = await startServer({ staticDir: PAGES_DIR, args });
     env.cleanup.add('stop simplesfu', () => env.server.stop());
-    env.browser = await launchBrowser();
+    env.browser = await launchBrowser({ args: browserArgs });
     env.cleanup.add('close chromium', () => env.browser.close());
   });
   return env;

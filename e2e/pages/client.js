@@ -74,6 +74,7 @@ window.t = {
     peer.on('error', (error) => fail('error event', error));
     peer.on('connectionStateChange', ({ state: value }) => state.events.push(['connectionStateChange', value]));
     peer.on('serverShutdown', ({ message }) => state.events.push(['serverShutdown', message]));
+    peer.on('activeSpeaker', ({ peerId }) => state.events.push(['activeSpeaker', peerId]));
   },
 
   /** Cuts the socket as a network drop would (socket.io reconnects by itself). */
@@ -82,8 +83,11 @@ window.t = {
   },
 
   /** Publishes a fresh fake camera and/or microphone track under `labels`. */
-  async publish({ camera, microphone, broadcast = false, encodings } = {}) {
-    const stream = await navigator.mediaDevices.getUserMedia({ video: !!camera, audio: !!microphone });
+  async publish({ camera, microphone, broadcast = false, encodings, rawAudio = false } = {}) {
+    // rawAudio: no echo cancellation, noise suppression or gain control, so
+    // a test signal reaches the others (and their level meters) as it is.
+    const audio = !!microphone && (rawAudio ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : true);
+    const stream = await navigator.mediaDevices.getUserMedia({ video: !!camera, audio });
     for (const track of stream.getTracks()) {
       const label = track.kind === 'video' ? camera : microphone;
       await peer.addTrack(track, label, broadcast, encodings);
@@ -92,6 +96,11 @@ window.t = {
       localTracks[label]?.stop();
       localTracks[label] = track;
     }
+  },
+
+  /** Mutes (sends silence) or unmutes the local track published as `label`. */
+  setTrackEnabled(label, enabled) {
+    localTracks[label].enabled = enabled;
   },
 
   /** Calls `peer[method](...args)`; returns an error text instead of throwing. */
