@@ -298,7 +298,7 @@ const CHATTY_TRANSPORT_CRATES: [&str; 4] = ["socketioxide", "engineioxide", "tun
 
 fn with_quiet_transport_logs(filter: &str) -> String {
     // The last directive without a target is the default level.
-    let default = filter.split(',').map(str::trim).filter(|d| !d.is_empty() && !d.contains('=')).last();
+    let default = filter.split(',').map(str::trim).rfind(|d| !d.is_empty() && !d.contains('='));
     if !matches!(default.map(str::to_ascii_lowercase).as_deref(), Some("debug" | "trace")) {
         return filter.to_owned();
     }

@@ -230,7 +230,7 @@ mod tests {
                     }
                 }
                 step += 1;
-                if step % 5 == 0 {
+                if step.is_multiple_of(5) {
                     if let Some(changed) = self.detector.tick(self.now) {
                         self.changes.push((self.now - self.start, changed));
                     }

@@ -398,7 +398,7 @@ impl Peer {
                 seq: *p.seq_no,
                 timestamp: p.header.timestamp,
                 marker: p.header.marker,
-                payload: p.payload.into(),
+                payload: p.payload,
             }),
             Event::KeyframeRequest(r) => self.keyframe_requests.push(KeyframeRequested { at: now, mid: r.mid, rid: r.rid }),
             Event::ChannelOpen(id, _) => self.channel_open.push(id),

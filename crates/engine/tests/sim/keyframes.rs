@@ -12,7 +12,7 @@ const FRAME: Duration = Duration::from_millis(40);
 
 /// Frame `n` of the standard video: one packet, a key frame every 50.
 fn send_frame(sim: &mut Sim, sender: PeerId, n: u64) {
-    sim.send_vp8(sender, VIDEO_SSRC, 10_000 + n, (n * 3600) as u32, vp8_payload(n % 50 == 0, n as u8));
+    sim.send_vp8(sender, VIDEO_SSRC, 10_000 + n, (n * 3600) as u32, vp8_payload(n.is_multiple_of(50), n as u8));
 }
 
 #[test]

@@ -19,7 +19,7 @@ fn a_resumed_consumer_continues_its_sequence_numbers_and_its_timestamps_follow_t
     let mut stream = |sim: &mut Sim, duration: Duration| {
         sim.every(FRAME, duration, |sim, _| {
             // The producer's own numbers start high, as a browser's do.
-            sim.send_vp8(sender, VIDEO_SSRC, 40_000 + frame, 1_000_000 + frame as u32 * FRAME_TICKS, vp8_payload(frame % 25 == 0, 1));
+            sim.send_vp8(sender, VIDEO_SSRC, 40_000 + frame, 1_000_000 + frame as u32 * FRAME_TICKS, vp8_payload(frame.is_multiple_of(25), 1));
             frame += 1;
         });
         sim.advance(2 * LATENCY);
