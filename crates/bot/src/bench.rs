@@ -491,6 +491,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     subscribers_per_room: shape.subscribers,
                     publishers_subscribe: shape.meeting,
                     published_client: shape.published_client,
+                    subscribe_audio_levels: false,
                     media: shape.media,
                     duration: opts.duration,
                     join_rate: opts.join_rate,

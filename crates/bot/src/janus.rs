@@ -291,7 +291,7 @@ pub async fn join(
         }
         let _ = keepalive.post(None, json!({"janus": "destroy"})).await;
     });
-    Ok(JoinedPeer { send, recv, consumers: Default::default() })
+    Ok(JoinedPeer { peer_id: String::new(), send, recv, consumers: Default::default() })
 }
 
 #[cfg(test)]

@@ -15,5 +15,6 @@ pub mod procfs;
 pub mod report;
 pub mod sfu;
 pub mod signaling;
+pub mod speakers;
 pub mod stats;
 pub mod transport;

@@ -2,11 +2,15 @@
 //! until every receiver has media from every publisher it should, measures
 //! for a fixed window, and returns a report: media (loss, latency) and what
 //! became of the consumers the server pushed (resumed, refused, time to
-//! first packet). A progress line goes to stderr once a second.
+//! first packet) and, with audio, how the server followed the publishers'
+//! audio levels (`activeSpeaker`, `audioLevels` to one observing peer). A
+//! progress line goes to stderr once a second.
 
 use crate::media::MediaOptions;
 use crate::procfs;
+use crate::payload::monotonic_ns;
 use crate::sfu::{ConsumerCounters, JoinedPeer, PeerSpec};
+use crate::speakers::SpeakerReport;
 use crate::stats::{Histogram, Kind, KindTotals, LatencySummary};
 use crate::transport::{RunState, TransportHandle};
 use serde::Serialize;
@@ -48,6 +52,9 @@ pub struct LoadConfig {
     pub publishers_subscribe: bool,
     /// Subscribers speak v1 exactly as the published 0.0.20 client does.
     pub published_client: bool,
+    /// The observing peer (the first receiver of the first room) asks for
+    /// `audioLevels` (simplesfu only).
+    pub subscribe_audio_levels: bool,
     pub media: MediaOptions,
     /// Measurement window.
     #[serde(skip)]
@@ -153,6 +160,12 @@ pub struct LoadReport {
     pub bot_cpu_pct: f64,
     /// Number of CPUs the bot may use.
     pub bot_cpus: usize,
+    /// What the observing peer saw of the active speaker and audio levels
+    /// (simplesfu with audio only).
+    pub speakers: Option<SpeakerReport>,
+    /// `audioLevels` pushes to peers that did not ask for them (any is a
+    /// server bug).
+    pub audio_levels_unasked: u64,
 }
 
 /// Edges of the measurement window, for a caller that samples the server.
@@ -187,11 +200,18 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
                     index,
                     room_publishers: cfg.publishers_per_room,
                     silent: publish && cfg.media.speakers_per_room.is_some_and(|speakers| i >= speakers),
+                    place: if publish { i } else { 0 },
+                    observer: false,
+                    subscribe_audio_levels: false,
                     published_client: !publish && cfg.published_client,
                 });
                 index += 1;
             }
         }
+    }
+    if let Some(observer) = specs.iter_mut().find(|s| s.room == "bench-0" && s.subscribe) {
+        observer.observer = true;
+        observer.subscribe_audio_levels = cfg.subscribe_audio_levels;
     }
     specs
 }
@@ -213,6 +233,11 @@ fn packets_sent(peers: &[Peer]) -> u64 {
 
 fn packets_received(peers: &[Peer]) -> u64 {
     receivers(peers).map(|(_, r)| r.stats.lock().map(|s| s.packets()).unwrap_or(0)).sum()
+}
+
+/// Neither a level schedule nor level pushes asked for: nothing to say about speakers.
+fn speakers_unasked(cfg: &LoadConfig) -> bool {
+    cfg.media.audio_levels.steps.is_empty() && !cfg.subscribe_audio_levels
 }
 
 fn progress(line: &str) {
@@ -301,6 +326,8 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     let sent_before = packets_sent(&peers);
     let signaling_before = run_state.signaling_bytes.load(Ordering::Relaxed);
     window(Window::Start);
+    let window_start_ns = monotonic_ns();
+    run_state.window_start_ns.store(window_start_ns, Ordering::Relaxed);
     run_state.measuring.store(true, Ordering::Relaxed);
     let window_start = Instant::now();
     let mut last_rx = 0;
@@ -371,6 +398,16 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         }
     }
     consumers.join_to_first_media = first_media.summary_ms();
+    let speakers = (cfg.media.audio && matches!(cfg.target, Target::Simplesfu(_))).then(|| {
+        let mut publishers = vec![String::new(); cfg.publishers_per_room as usize];
+        for p in peers.iter().filter(|p| p.spec.publish && p.spec.room == "bench-0") {
+            if let Some(slot) = publishers.get_mut(p.spec.place as usize) {
+                slot.clone_from(&p.joined.peer_id);
+            }
+        }
+        let log = run_state.observer.lock().map(|l| l.clone()).unwrap_or_default();
+        SpeakerReport::new(&log, &cfg.media.audio_levels, &publishers, window_start_ns, cfg.duration, cfg.subscribe_audio_levels)
+    });
     let _ = stop_tx.send(true);
     let mut all = video.clone();
     all.merge(&audio);
@@ -402,6 +439,8 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         signaling_kb_per_s: signaling as f64 / 1000.0 / seconds.max(1e-9),
         bot_cpu_pct,
         bot_cpus: procfs::allowed_cpus(),
+        speakers,
+        audio_levels_unasked: run_state.audio_levels_unasked.load(Ordering::Relaxed),
         config: cfg,
     })
 }
@@ -472,6 +511,12 @@ impl LoadReport {
                 c.pushed, c.resumed, c.refused_for_rate, c.failed, c.with_media, c.join_to_first_media.p50_ms, c.join_to_first_media.max_ms
             );
         }
+        if let Some(s) = self.speakers.as_ref().filter(|_| !speakers_unasked(&self.config)) {
+            t += &s.table();
+        }
+        if self.audio_levels_unasked > 0 {
+            t += &format!("audioLevels pushes to peers that did not ask: {}\n", self.audio_levels_unasked);
+        }
         t
     }
 }
@@ -488,6 +533,7 @@ mod tests {
             subscribers_per_room: subscribers,
             publishers_subscribe: meeting,
             published_client: false,
+            subscribe_audio_levels: false,
             media: MediaOptions { audio: true, ..Default::default() },
             duration: Duration::from_secs(1),
             join_rate: 10.0,

@@ -6,6 +6,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use simplesfu_bot::load::{self, LoadConfig, Target};
 use simplesfu_bot::media::MediaOptions;
+use simplesfu_bot::speakers::LevelSchedule;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -145,6 +146,20 @@ struct RunArgs {
     /// Subscribers speak v1 exactly as the published 0.0.20 client does.
     #[arg(long)]
     published_client: bool,
+    /// Audio levels the publishers send (ssrc-audio-level), by their place in
+    /// the room, in dBov (0 loudest, -127 silence), the last value repeating:
+    /// steps `[<seconds>s:]<dBov>,<dBov>,...` separated by spaces, times from
+    /// the start of the measurement window. `-20,-80` keeps the first
+    /// publisher loud and the rest quiet; `-80 0s:-20,-80 4s:-80,-20,-80`
+    /// makes the first loud when the window starts, then the second at 4 s.
+    /// The report says when the server announced each loud publisher.
+    /// Default: talking publishers at -30 dBov, silent ones (--speakers) at -127.
+    #[arg(long, allow_hyphen_values = true, value_name = "SCHEDULE")]
+    audio_levels: Option<LevelSchedule>,
+    /// The observing peer (the first receiver of the first room) asks for
+    /// `audioLevels` pushes; the report times them.
+    #[arg(long)]
+    subscribe_audio_levels: bool,
     /// Measurement window in seconds (after everyone joined and media flows).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -226,6 +241,7 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
         subscribers_per_room: a.subscribers,
         publishers_subscribe: a.meeting,
         published_client: a.published_client,
+        subscribe_audio_levels: a.subscribe_audio_levels,
         media: MediaOptions {
             video: !a.no_video,
             video_bitrate_bps: a.bitrate,
@@ -234,6 +250,7 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
             audio: a.audio,
             simulcast: a.simulcast,
             speakers_per_room: a.speakers,
+            audio_levels: a.audio_levels.unwrap_or_default(),
         },
         duration: Duration::from_secs_f64(a.duration.max(0.5)),
         join_rate: a.join_rate,

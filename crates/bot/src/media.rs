@@ -1,10 +1,12 @@
 //! What a publishing peer sends: bitrate and packet rate turned into frames,
 //! packets per frame and payload sizes per layer, plus the SSRCs and stream
 //! ids of one peer; audio talks (a packet every 20 ms) or stays silent the
-//! way opus DTX does (a small packet every 400 ms). Shared by the simplesfu
+//! way opus DTX does (a small packet every 400 ms), each audio packet
+//! carrying its level (see [`crate::speakers`]). Shared by the simplesfu
 //! and Janus drivers.
 
 use crate::payload::{MAX_PAYLOAD, MIN_PAYLOAD};
+use crate::speakers::{LevelSchedule, PublisherLevels};
 use crate::transport::{AudioPlan, MediaPlan, VideoLayer};
 use serde::Serialize;
 use std::time::Duration;
@@ -23,6 +25,8 @@ pub struct MediaOptions {
     /// Publishers per room that talk; the others are silent (opus DTX: one
     /// small packet every [`DTX_INTERVAL`]). None: every publisher talks.
     pub speakers_per_room: Option<u32>,
+    /// The audio levels publishers send, by their place in the room.
+    pub audio_levels: LevelSchedule,
 }
 
 impl Default for MediaOptions {
@@ -35,6 +39,7 @@ impl Default for MediaOptions {
             audio: false,
             simulcast: false,
             speakers_per_room: None,
+            audio_levels: LevelSchedule::default(),
         }
     }
 }
@@ -77,6 +82,8 @@ pub struct PeerMedia {
     pub fps: u32,
     /// Audio as opus DTX in silence (see [`DTX_INTERVAL`]).
     pub silent: bool,
+    /// The levels the audio carries (None: the default for talking or silent).
+    levels: Option<PublisherLevels>,
     video_pt: u8,
     audio_pt: u8,
 }
@@ -116,6 +123,7 @@ impl PeerMedia {
             cname: format!("bot-{peer_index}"),
             fps,
             silent: false,
+            levels: None,
             video_pt: crate::sfu::browser::VP8,
             audio_pt: crate::sfu::browser::OPUS,
         }
@@ -131,6 +139,12 @@ impl PeerMedia {
     /// A publisher that stays silent: audio as opus DTX.
     pub fn with_silence(mut self, silent: bool) -> PeerMedia {
         self.silent = silent;
+        self
+    }
+
+    /// The levels this publisher's audio carries.
+    pub fn with_levels(mut self, levels: PublisherLevels) -> PeerMedia {
+        self.levels = Some(levels);
         self
     }
 
@@ -155,6 +169,7 @@ impl PeerMedia {
                 stream_id: a.stream_id,
                 payload_size: if self.silent { DTX_PAYLOAD } else { AUDIO_PAYLOAD },
                 interval: if self.silent { DTX_INTERVAL } else { AUDIO_INTERVAL },
+                levels: self.levels.clone().unwrap_or_else(|| LevelSchedule::default().for_publisher(0, self.silent)),
             }),
         }
     }

@@ -329,6 +329,7 @@ mod tests {
             subscribers_per_room: 1,
             publishers_subscribe: false,
             published_client: true,
+            subscribe_audio_levels: false,
             media: MediaOptions { video: false, audio: true, speakers_per_room: Some(3), ..Default::default() },
             duration: Duration::from_secs(10),
             join_rate: 100.0,
@@ -357,6 +358,8 @@ mod tests {
             signaling_kb_per_s: if resend_ms > 0 { 20_700.0 } else { 0.0 },
             bot_cpu_pct: 30.0,
             bot_cpus: 2,
+            speakers: None,
+            audio_levels_unasked: 0,
         };
         LevelResult {
             server: ServerKind::Simplesfu,

@@ -36,6 +36,14 @@ pub struct PeerSpec {
     pub room_publishers: u32,
     /// A publisher whose audio is silent (opus DTX).
     pub silent: bool,
+    /// A publisher's place among its room's publishers (0, 1, ...): which
+    /// level of the schedule it sends.
+    pub place: u32,
+    /// This peer records the `activeSpeaker` and `audioLevels` pushes it
+    /// receives (one per run).
+    pub observer: bool,
+    /// Ask for `audioLevels` pushes (`subscribeAudioLevels`).
+    pub subscribe_audio_levels: bool,
     /// Speak v1 exactly as the published 0.0.20 client does, which also
     /// creates a send transport when it has nothing to send.
     pub published_client: bool,
@@ -57,6 +65,9 @@ pub struct ConsumerCounters {
 
 /// What a joined peer leaves behind for the run to read.
 pub struct JoinedPeer {
+    /// The server's id for this peer (what `activeSpeaker` names); empty
+    /// for Janus.
+    pub peer_id: String,
     pub send: Option<TransportHandle>,
     pub recv: Option<TransportHandle>,
     pub consumers: Arc<ConsumerCounters>,
@@ -275,6 +286,7 @@ pub async fn join(
         }
     }
     let caps = caps?;
+    let peer_id = caps["peerId"].as_str().unwrap_or_default().to_string();
     let router = RouterCodecs::from_capabilities(&caps["routerRtpCapabilities"])?;
 
     let mut send = None;
@@ -284,7 +296,9 @@ pub async fn join(
         client.request("createWebRtcTransport", json!({"forceTcp": false, "producing": true, "consuming": false})).await?;
     }
     if spec.publish {
-        let media = PeerMedia::new(options, spec.index).with_silence(spec.silent);
+        let media = PeerMedia::new(options, spec.index)
+            .with_silence(spec.silent)
+            .with_levels(options.audio_levels.for_publisher(spec.place, spec.silent));
         let mut t = create_transport(&client, true, ClientCodecs::Browser, local_ip).await?;
         // mids in produce order, as mediasoup-client assigns them: video first.
         let video_mid = (!media.video.is_empty()).then(|| "0".to_string());
@@ -330,18 +344,28 @@ pub async fn join(
             s.joined_ns = Some(crate::payload::monotonic_ns());
         }
     }
+    if spec.subscribe_audio_levels {
+        client.request("subscribeAudioLevels", json!({"enabled": true})).await?;
+    }
     client.request("joinRoom", json!({"roomId": spec.room})).await?;
 
     let consumers = Arc::new(ConsumerCounters::default());
     let recv_for_pushes = recv.clone();
     let counters = consumers.clone();
     let mut stop_pushes = stop.clone();
+    let (observer, asked_for_levels) = (spec.observer, spec.subscribe_audio_levels);
     tokio::spawn(async move {
         loop {
             tokio::select! {
                 _ = stop_pushes.changed() => break,
                 push = pushes.recv() => {
                     let Some((_, msg)) = push else { break };
+                    if msg["type"] == "audioLevels" && !asked_for_levels {
+                        run.audio_levels_unasked.fetch_add(1, Ordering::Relaxed);
+                    }
+                    if observer {
+                        observe(&run, &msg);
+                    }
                     if msg["type"] != "createConsumer" {
                         continue;
                     }
@@ -358,7 +382,26 @@ pub async fn join(
             }
         }
     });
-    Ok(JoinedPeer { send, recv, consumers })
+    Ok(JoinedPeer { peer_id, send, recv, consumers })
+}
+
+/// The observer's record of an `activeSpeaker` or `audioLevels` push.
+fn observe(run: &RunState, msg: &Value) {
+    let now = crate::payload::monotonic_ns();
+    let Ok(mut log) = run.observer.lock() else { return };
+    match msg["type"].as_str() {
+        Some("activeSpeaker") => log.active_speaker.push((now, msg["data"]["peerId"].as_str().unwrap_or_default().to_string())),
+        Some("audioLevels") => {
+            let levels = msg["data"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|l| (l["peerId"].as_str().unwrap_or_default().to_string(), l["level"].as_f64().unwrap_or(f64::NAN)))
+                .collect();
+            log.audio_levels.push((now, levels));
+        }
+        _ => {}
+    }
 }
 
 impl ConsumerCounters {

@@ -4,6 +4,7 @@
 //! Signaling (ours or Janus's) builds the `Rtc`; this module only runs it.
 
 use crate::payload::{monotonic_ns, opus_payload, split_about_equally, vp8_payload, Stamp, Vp8Packet};
+use crate::speakers::{PublisherLevels, VOICE_DBOV};
 use crate::stats::{Kind, ReceiverStats};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -12,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use str0m::media::{MediaKind, Mid, Pt};
 use str0m::net::{Protocol, Receive};
-use str0m::rtp::{RtpWrite, Ssrc};
+use str0m::rtp::{ExtensionValues, RtpWrite, Ssrc};
 use str0m::{Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, watch};
@@ -39,6 +40,8 @@ pub struct AudioPlan {
     pub payload_size: usize,
     /// One packet this often (20 ms talking, 400 ms for opus DTX in silence).
     pub interval: Duration,
+    /// The level each packet carries in `ssrc-audio-level` (when negotiated).
+    pub levels: PublisherLevels,
 }
 
 /// What a publishing transport sends.
@@ -56,6 +59,23 @@ pub struct RunState {
     pub measuring: AtomicBool,
     /// Bytes of signaling (socket.io text frames) every peer received.
     pub signaling_bytes: Arc<AtomicU64>,
+    /// `monotonic_ns()` at the start of the measurement window (0: not yet):
+    /// the origin of the audio level schedule.
+    pub window_start_ns: AtomicU64,
+    /// What the observing peer received (`activeSpeaker`, `audioLevels`).
+    pub observer: Mutex<crate::speakers::ObserverLog>,
+    /// `audioLevels` pushes to peers that never asked for them.
+    pub audio_levels_unasked: AtomicU64,
+}
+
+impl RunState {
+    /// Time since the measurement window started, if it has.
+    pub fn since_window(&self) -> Option<Duration> {
+        match self.window_start_ns.load(Ordering::Relaxed) {
+            0 => None,
+            start => Some(Duration::from_nanos(monotonic_ns().saturating_sub(start))),
+        }
+    }
 }
 
 /// Counters a transport publishes while it runs.
@@ -307,7 +327,7 @@ impl State {
                     let size = split_about_equally(frame_bytes, n, i as usize);
                     let payload = vp8_payload(size, Vp8Packet { picture_id, start: i == 0, keyframe }, stamp);
                     let marker = i + 1 == layer.packets_per_frame;
-                    self.write(layer.ssrc, layer.pt, counter, ts, marker, payload, now);
+                    self.write(layer.ssrc, layer.pt, counter, ts, marker, payload, now, ExtensionValues::default());
                     self.drain(socket, recv_ns);
                     sent += 1;
                 }
@@ -326,7 +346,9 @@ impl State {
             let payload = opus_payload(audio.payload_size, Stamp { stream: audio.stream_id, counter, sent_ns: monotonic_ns() });
             // Sequence numbers stay contiguous in DTX; the 48 kHz timestamp jumps the silence.
             let ts = counter * interval.as_micros() as u64 * 48 / 1000;
-            self.write(ssrc, pt, counter, ts as u32, false, payload, now);
+            let level = audio.levels.at(self.run.since_window());
+            let ext = ExtensionValues { audio_level: Some(level), voice_activity: Some(level >= VOICE_DBOV), ..Default::default() };
+            self.write(ssrc, pt, counter, ts as u32, false, payload, now, ext);
             self.drain(socket, recv_ns);
             sent += 1;
             snd.next_audio += interval;
@@ -340,11 +362,11 @@ impl State {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn write(&mut self, ssrc: u32, pt: u8, counter: u64, ts: u32, marker: bool, payload: Vec<u8>, now: Instant) {
+    fn write(&mut self, ssrc: u32, pt: u8, counter: u64, ts: u32, marker: bool, payload: Vec<u8>, now: Instant, ext: ExtensionValues) {
         let mut api = self.rtc.direct_api();
         let Some(stream) = api.stream_tx(&Ssrc::from(ssrc)) else { return };
         // Sequence numbers start at 1 and stay below 2^16 per ROC as str0m expects.
-        let write = RtpWrite::new(Pt::from(pt), (counter + 1).into(), ts, now, payload).marker(marker).nackable(true);
+        let write = RtpWrite::new(Pt::from(pt), (counter + 1).into(), ts, now, payload).marker(marker).nackable(true).ext_vals(ext);
         stream.write_rtp(write);
     }
 }
