@@ -462,15 +462,17 @@ impl LoadReport {
         let mut t = String::new();
         let c = &self.config;
         t += &format!(
-            "{} | rooms {} x ({} publishers{} + {} subscribers) | video {} kbit/s {} pkt/s{} | audio {}\n",
+            "{} | rooms {} x ({} publishers{} + {} subscribers) | video {} | audio {}\n",
             c.target.name(),
             c.rooms,
             c.publishers_per_room,
             if c.publishers_subscribe { " also receiving" } else { "" },
             c.subscribers_per_room,
-            c.media.video_bitrate_bps / 1000,
-            c.media.video_packets_per_s,
-            if c.media.simulcast { " simulcast" } else { "" },
+            if c.media.video {
+                format!("{} kbit/s {} pkt/s{}", c.media.video_bitrate_bps / 1000, c.media.video_packets_per_s, if c.media.simulcast { " simulcast" } else { "" })
+            } else {
+                "off".to_string()
+            },
             if c.media.audio { "on" } else { "off" },
         );
         t += &format!(
