@@ -158,6 +158,11 @@ pub struct BenchReport {
     pub pinned: bool,
     /// The per-worker CPU cap of the run, fraction of a core.
     pub worker_cpu: Option<f64>,
+    /// The simplesfu binary measured, as given.
+    pub simplesfu_bin: String,
+    /// /proc/loadavg's 1-minute load at the start and the end of the run:
+    /// anything above the bot and server's own says the machine was shared.
+    pub load_average: (f64, f64),
     pub levels: Vec<LevelResult>,
 }
 
@@ -172,6 +177,11 @@ fn machine() -> Machine {
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
     let nproc = cpuinfo.lines().filter(|l| l.starts_with("processor")).count().max(1);
     Machine { nproc, cpu_model, kernel }
+}
+
+/// The machine's 1-minute load average (0 when unreadable).
+fn load_average() -> f64 {
+    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
 }
 
 /// A server process the harness started; killed on drop.
@@ -439,6 +449,7 @@ fn pin_self_to_cpu1() -> bool {
 /// Run the whole benchmark and write the report files.
 pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("could not create {}", opts.out_dir.display()))?;
+    let load_at_start = load_average();
     let pinned = opts.pin && procfs::allowed_cpus() >= 2 && pin_self_to_cpu1();
     eprintln!("bench: measuring the floor");
     let floor = floor::measure(if opts.smoke { 20_000 } else { 200_000 })?;
@@ -543,6 +554,8 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         floor,
         pinned,
         worker_cpu: opts.worker_cpu,
+        simplesfu_bin: opts.simplesfu_bin.display().to_string(),
+        load_average: (load_at_start, load_average()),
         levels,
     };
     std::fs::write(opts.out_dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;

@@ -188,7 +188,18 @@ pub fn markdown(r: &BenchReport) -> String {
     if r.smoke {
         let _ = writeln!(s, "**Smoke run**: tiny load, possibly debug binaries. These numbers check that the harness works; they are not benchmarks.\n");
     }
-    let _ = writeln!(s, "- Machine: {} CPUs, {}, Linux {}", r.machine.nproc, r.machine.cpu_model, r.machine.kernel);
+    let _ = writeln!(
+        s,
+        "- Machine: {} CPUs, {}, Linux {}; load average {:.2} at the start, {:.2} at the end",
+        r.machine.nproc, r.machine.cpu_model, r.machine.kernel, r.load_average.0, r.load_average.1
+    );
+    let _ = writeln!(s, "- simplesfu binary: `{}`", r.simplesfu_bin);
+    let _ = writeln!(
+        s,
+        "- Audio packets carry `ssrc-audio-level` as a browser's do: talking publishers at {} dBov, silent ones at {} dBov.",
+        crate::speakers::DEFAULT_TALKING_DBOV,
+        crate::speakers::SILENT_DBOV
+    );
     let _ = writeln!(
         s,
         "- Floor: {:.2} µs per forwarded packet = {:.2} µs loopback UDP send (sendmmsg, 1200 B) + {:.2} µs AES-256-GCM seal (1200 B), i.e. {:.0} packets per CPU-second; without batching (one `sendto` per datagram) {:.2} µs = {:.2} + {:.2}",
@@ -401,6 +412,8 @@ mod tests {
             },
             pinned: true,
             worker_cpu: None,
+            simplesfu_bin: "target/release/simplesfu".into(),
+            load_average: (0.5, 0.7),
             levels,
         }
     }
