@@ -186,6 +186,12 @@ fn expected_streams_per_receiver(cfg: &LoadConfig, spec: &PeerSpec) -> u64 {
     others as u64 * kinds
 }
 
+fn room_name(r: u32) -> String {
+    format!("bench-{r}")
+}
+
+/// Every peer of the run, publishers first; the first receiver of the first
+/// room observes the active speaker.
 fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
     let mut specs = Vec::new();
     let mut index = 0;
@@ -194,7 +200,7 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
             let n = if publish { cfg.publishers_per_room } else { cfg.subscribers_per_room };
             for i in 0..n {
                 specs.push(PeerSpec {
-                    room: format!("bench-{r}"),
+                    room: room_name(r),
                     publish,
                     subscribe: !publish || cfg.publishers_subscribe,
                     index,
@@ -209,7 +215,7 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
             }
         }
     }
-    if let Some(observer) = specs.iter_mut().find(|s| s.room == "bench-0" && s.subscribe) {
+    if let Some(observer) = specs.iter_mut().find(|s| s.room == room_name(0) && s.subscribe) {
         observer.observer = true;
         observer.subscribe_audio_levels = cfg.subscribe_audio_levels;
     }
@@ -400,7 +406,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     consumers.join_to_first_media = first_media.summary_ms();
     let speakers = (cfg.media.audio && matches!(cfg.target, Target::Simplesfu(_))).then(|| {
         let mut publishers = vec![String::new(); cfg.publishers_per_room as usize];
-        for p in peers.iter().filter(|p| p.spec.publish && p.spec.room == "bench-0") {
+        for p in peers.iter().filter(|p| p.spec.publish && p.spec.room == room_name(0)) {
             if let Some(slot) = publishers.get_mut(p.spec.place as usize) {
                 slot.clone_from(&p.joined.peer_id);
             }
@@ -549,6 +555,7 @@ mod tests {
         let live = cfg(1, 3, false);
         let specs = peer_specs(&live);
         assert_eq!(specs.len(), 8);
+        assert!(specs[2].observer && !specs[2].publish, "the first subscriber of the first room observes");
         assert!(specs[..2].iter().all(|s| s.publish && !s.subscribe), "publishers come first");
         assert_eq!(expected_streams_per_receiver(&live, &specs[5]), 2, "audio + video of the one publisher");
         let meeting = cfg(10, 0, true);
@@ -558,6 +565,11 @@ mod tests {
         assert_eq!(expected_streams_per_receiver(&meeting, &specs[0]), 18, "9 others x 2 kinds");
         let ids: std::collections::HashSet<u32> = specs.iter().map(|s| s.index).collect();
         assert_eq!(ids.len(), 20, "unique stream id prefixes");
+        let observers: Vec<&PeerSpec> = specs.iter().filter(|s| s.observer).collect();
+        assert_eq!(observers.len(), 1, "one observer per run");
+        assert_eq!((observers[0].room.as_str(), observers[0].place), ("bench-0", 0), "the first publisher receives in a meeting");
+        let places: Vec<u32> = specs.iter().filter(|s| s.room == "bench-1").map(|s| s.place).collect();
+        assert_eq!(places, (0..10).collect::<Vec<u32>>(), "each room's publishers in order: their levels");
     }
 
     #[test]
