@@ -136,6 +136,17 @@ pub enum EngineEvent {
     /// since the previous report; reported about every 100 ms for the
     /// producers that sent any.
     AudioLevels(Vec<AudioLevelReport>),
+    /// The bandwidth allocation moved a video consumer to other layers
+    /// (mediasoup's consumer `layerschange`): the simulcast and temporal
+    /// layer it forwards from the next switch point on, both `None` while it
+    /// is paused for bandwidth (not even its lowest layer fits the viewer's
+    /// estimate).
+    ConsumerLayersChanged {
+        consumer_id: ConsumerId,
+        producer_id: ProducerId,
+        spatial_layer: Option<u8>,
+        temporal_layer: Option<u8>,
+    },
 }
 
 /// One audio producer's levels over one report period.

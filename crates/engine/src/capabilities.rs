@@ -115,7 +115,7 @@ pub fn router_rtp_capabilities() -> RtpCapabilitiesFinalized {
         ext(MediaKind::Video, Uri::RepairRtpStreamId, ext_id::REPAIRED_RID, RecvOnly),
         ext(MediaKind::Audio, Uri::AbsSendTime, ext_id::ABS_SEND_TIME, SendRecv),
         ext(MediaKind::Video, Uri::AbsSendTime, ext_id::ABS_SEND_TIME, SendRecv),
-        ext(MediaKind::Audio, Uri::TransportWideCcDraft01, ext_id::TRANSPORT_CC, RecvOnly),
+        ext(MediaKind::Audio, Uri::TransportWideCcDraft01, ext_id::TRANSPORT_CC, SendRecv),
         ext(MediaKind::Video, Uri::TransportWideCcDraft01, ext_id::TRANSPORT_CC, SendRecv),
         ext(MediaKind::Audio, Uri::SsrcAudioLevel, ext_id::AUDIO_LEVEL, SendRecv),
         ext(MediaKind::Video, Uri::VideoOrientation, ext_id::VIDEO_ORIENTATION, SendRecv),

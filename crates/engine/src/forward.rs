@@ -3,6 +3,7 @@
 //! the receiver sees one continuous stream across layer switches, pauses and
 //! resumes.
 
+use crate::allocation::temporal::Vp8Temporal;
 use std::time::Instant;
 use str0m::format::Codec;
 use str0m::rtp::{Vp8Descriptor, Vp8Patch};
@@ -135,6 +136,9 @@ pub(crate) struct Vp8Info {
     /// The PictureID field is 7 bits wide (M bit clear).
     short_picture_id: bool,
     keyframe: bool,
+    /// What the temporal filter needs; `None` when our own parse disagrees
+    /// with str0m's (the packet then bypasses the filter).
+    temporal: Option<Vp8Temporal>,
 }
 
 impl Vp8Info {
@@ -146,12 +150,17 @@ impl Vp8Info {
         // the required and the extension octet, its M bit first.
         let short_picture_id = descriptor.picture_id().is_some() && payload.get(2).is_some_and(|b| b & 0x80 == 0);
         let keyframe = descriptor.starts_keyframe(payload);
-        Some(Vp8Info { descriptor, short_picture_id, keyframe })
+        Some(Vp8Info { descriptor, short_picture_id, keyframe, temporal: Vp8Temporal::parse(payload) })
     }
 
     /// First packet of a key frame.
     pub fn keyframe(&self) -> bool {
         self.keyframe
+    }
+
+    /// Temporal layer index, sync bit, frame start and PictureID.
+    pub fn temporal(&self) -> Option<&Vp8Temporal> {
+        self.temporal.as_ref()
     }
 }
 
@@ -250,9 +259,16 @@ impl Vp8Rewriter {
     }
 
     /// The numbers to send for a packet.
+    #[cfg(test)]
     pub fn map(&mut self, vp8: &Vp8Info) -> Vp8Numbers {
+        self.map_as(vp8, None)
+    }
+
+    /// As [`Vp8Rewriter::map`], with `picture_id` (the temporal filter's
+    /// closed-up number, same width) in place of the descriptor's.
+    fn map_as(&mut self, vp8: &Vp8Info, picture_id: Option<u16>) -> Vp8Numbers {
         let step = if vp8.keyframe { 1 } else { 2 };
-        let picture_id = vp8.descriptor.picture_id().map(|id| {
+        let picture_id = picture_id.or(vp8.descriptor.picture_id()).map(|id| {
             let extended = self.extend_picture_id(id, vp8.short_picture_id);
             let out = self.picture_id.map(extended, step);
             if vp8.short_picture_id { out & 0x7f } else { out }
@@ -266,8 +282,9 @@ impl Vp8Rewriter {
 
     /// The patch that gives a packet this consumer's numbering, or `None` when
     /// it goes out as it came.
-    pub fn rewrite(&mut self, vp8: &Vp8Info) -> Option<Vp8Patch> {
-        let out = self.map(vp8);
+    /// `picture_id`: the temporal filter's closed-up PictureID, if it dropped any.
+    pub fn rewrite(&mut self, vp8: &Vp8Info, picture_id: Option<u16>) -> Option<Vp8Patch> {
+        let out = self.map_as(vp8, picture_id);
         let d = &vp8.descriptor;
         if out.picture_id == d.picture_id() && out.tl0_pic_idx == d.tl0_pic_idx() && out.key_idx == d.key_idx() {
             return None;
@@ -543,12 +560,12 @@ mod tests {
         let mut r = Vp8Rewriter::new();
         let first = vp8(Some((7000, true)), Some(3), Some(2), true, true);
         let info = Vp8Info::parse(&first).expect("valid");
-        assert_eq!(r.rewrite(&info), None, "a consumer's first source goes out unchanged");
+        assert_eq!(r.rewrite(&info, None), None, "a consumer's first source goes out unchanged");
         r.rebase();
         let next = vp8(Some((12, true)), Some(200), Some(9), true, true);
         let info = Vp8Info::parse(&next).expect("valid");
         let expected = info.descriptor.patch().picture_id(7001).tl0_pic_idx(4).key_idx(3).build().expect("fits");
-        assert_eq!(r.rewrite(&info), Some(expected));
+        assert_eq!(r.rewrite(&info, None), Some(expected));
     }
 
     #[test]
@@ -572,7 +589,7 @@ mod tests {
                 })
                 .collect();
             if let Some(info) = Vp8Info::parse(&payload) {
-                let _ = r.rewrite(&info);
+                let _ = r.rewrite(&info, None);
                 if len % 7 == 0 {
                     r.rebase();
                 }

@@ -13,7 +13,6 @@
 //! decided by the caller.
 
 // Wired into the router once it is split into modules (issue 13).
-#[cfg_attr(not(test), allow(dead_code))]
 mod allocation;
 mod api;
 mod candidates;

@@ -127,7 +127,10 @@ pub(crate) fn check_producer_parameters(
                 channels: *channels,
                 // mediasoup keeps the producer's codec parameters (e.g. opus useinbandfec).
                 parameters: media.parameters().clone(),
-                rtcp_feedback: rtcp_feedback.iter().copied().filter(|f| *f != RtcpFeedback::Nack && *f != RtcpFeedback::TransportCc).collect(),
+                // transport-cc stays: str0m numbers every packet of a
+                // transport, audio too, for its estimate, and a receiver that
+                // does not count the audio ones reports them all as lost.
+                rtcp_feedback: rtcp_feedback.iter().copied().filter(|f| *f != RtcpFeedback::Nack).collect(),
             }
         }
         RtpCodecCapabilityFinalized::Video { mime_type, preferred_payload_type, clock_rate, parameters, rtcp_feedback } => {
@@ -210,7 +213,11 @@ pub(crate) fn consumer_rtp_parameters(c: ConsumerRtp) -> RtpParameters {
     }
     let ext = |uri, id: u8| RtpHeaderExtensionParameters { uri, id: id as u16, encrypt: false };
     let header_extensions = match c.kind {
-        MediaKind::Audio => vec![ext(Uri::AbsSendTime, ext_id::ABS_SEND_TIME), ext(Uri::SsrcAudioLevel, ext_id::AUDIO_LEVEL)],
+        MediaKind::Audio => vec![
+            ext(Uri::AbsSendTime, ext_id::ABS_SEND_TIME),
+            ext(Uri::TransportWideCcDraft01, ext_id::TRANSPORT_CC),
+            ext(Uri::SsrcAudioLevel, ext_id::AUDIO_LEVEL),
+        ],
         MediaKind::Video => vec![
             ext(Uri::AbsSendTime, ext_id::ABS_SEND_TIME),
             ext(Uri::TransportWideCcDraft01, ext_id::TRANSPORT_CC),
@@ -407,6 +414,6 @@ mod tests {
         let p = consumer(MediaKind::Audio, &audio, None, 1);
         assert_eq!(p.codecs.len(), 1);
         let ids: Vec<u16> = p.header_extensions.iter().map(|e| e.id).collect();
-        assert_eq!(ids, [ext_id::ABS_SEND_TIME, ext_id::AUDIO_LEVEL].map(u16::from));
+        assert_eq!(ids, [ext_id::ABS_SEND_TIME, ext_id::TRANSPORT_CC, ext_id::AUDIO_LEVEL].map(u16::from));
     }
 }

@@ -209,7 +209,8 @@ pub(crate) struct Allocation<K> {
 }
 
 impl<K: PartialEq> Allocation<K> {
-    /// The target of one consumer (for tests and logs).
+    /// The target of one consumer.
+    #[cfg(test)]
     pub fn target(&self, consumer: &K) -> Option<VideoTarget> {
         self.video.iter().find(|(k, _)| k == consumer).map(|(_, t)| *t)
     }

@@ -140,11 +140,13 @@ impl TemporalFilter {
         self.target = target.min(MAX_TID);
     }
 
+    #[cfg(test)]
     pub fn target(&self) -> u8 {
         self.target
     }
 
-    /// The temporal layer being forwarded now (for `consumerLayersChanged`).
+    /// The temporal layer being forwarded now.
+    #[cfg(test)]
     pub fn current(&self) -> Option<u8> {
         self.current
     }
@@ -152,6 +154,7 @@ impl TemporalFilter {
     /// Waiting to move up: the target is above what is forwarded. Should a
     /// publisher send no sync frames, only a key frame ends the wait; the
     /// router may ask for one when this lasts.
+    #[cfg(test)]
     pub fn waiting_to_move_up(&self) -> bool {
         self.current.is_some_and(|current| current < self.target)
     }

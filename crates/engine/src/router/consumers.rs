@@ -3,6 +3,8 @@
 //! resuming it, and closing it.
 
 use super::{Consumer, Direction, Router};
+use crate::allocation::temporal::TemporalFilter;
+use crate::allocation::Layer;
 use crate::api::{ConsumerInfo, EngineError};
 use crate::forward::{LayerSwitch, SeqRewriter, Vp8Rewriter};
 use crate::rtp_params::{consumer_rtp_parameters, ConsumerRtp};
@@ -10,7 +12,11 @@ use mediasoup_types::rtp_parameters::MediaKind;
 use simplesfu_proto::{ConsumerId, ProducerId, TransportId};
 use std::collections::HashSet;
 use std::time::Instant;
+use str0m::format::Codec;
 use str0m::media::{MediaKind as StrMediaKind, Mid};
+
+/// A consumer's priority in the bandwidth allocation until its client sets one.
+const DEFAULT_PRIORITY: u8 = 1;
 use str0m::rtp::Ssrc;
 
 impl Router {
@@ -25,6 +31,7 @@ impl Router {
         let msid_stream = producer.msid_stream.clone();
         let max_bitrate = producer.max_bitrate;
         let layer_count = producer.layers.len();
+        let codec = producer.codec;
         let t = self.transport_mut(tid, Direction::Recv)?;
         let mid_text = t.next_consumer_mid.to_string();
         t.next_consumer_mid += 1;
@@ -65,6 +72,12 @@ impl Router {
                 layers: LayerSwitch::new(simulcast),
                 seq: SeqRewriter::new(),
                 vp8: Vp8Rewriter::new(),
+                priority: DEFAULT_PRIORITY,
+                preferred: None,
+                spatial_cap: None,
+                paused_for_bandwidth: false,
+                temporal: (codec == Codec::Vp8).then(|| TemporalFilter::new(Layer::TOP.temporal)),
+                reported_layers: None,
             },
         );
         if let Some(p) = self.producers.get_mut(&producer_id) {
@@ -94,10 +107,11 @@ impl Router {
         }
         if !paused {
             if let Some(c) = self.consumers.get_mut(&id) {
-                // Continue right after the last packet sent, whatever the producer sent meanwhile.
-                c.seq.rebase();
-                c.vp8.rebase();
+                c.restart_stream();
             }
+        }
+        if let Some(tid) = self.consumers.get(&id).map(|c| c.transport_id) {
+            self.allocate(now, tid);
         }
         Ok(())
     }
@@ -120,6 +134,8 @@ impl Router {
             t.consumers_by_mid.remove(&c.mid);
             t.rtc.direct_api().remove_media(c.mid);
             self.mark_dirty(c.transport_id);
+            // What it had goes to the others, at the end of this step.
+            self.reallocate.insert(c.transport_id);
         }
     }
 }
@@ -129,6 +145,18 @@ fn fresh_ssrc(used: &mut HashSet<u32>, mut next: impl FnMut() -> Ssrc) -> Ssrc {
         let s = next();
         if *s != 0 && used.insert(*s) {
             return s;
+        }
+    }
+}
+
+impl Consumer {
+    /// Continue right after the last packet sent, whatever the producer sent
+    /// meanwhile (a resume, or the end of a pause for bandwidth).
+    pub(super) fn restart_stream(&mut self) {
+        self.seq.rebase();
+        self.vp8.rebase();
+        if let Some(filter) = &mut self.temporal {
+            filter.restart();
         }
     }
 }

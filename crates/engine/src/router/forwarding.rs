@@ -4,11 +4,20 @@
 //! requests to producers, throttled per layer.
 
 use super::{ForwardedPacket, ProducerSource, Router, KEYFRAME_REQUEST_INTERVAL};
+use crate::allocation::meter::LayerMeter;
+use crate::allocation::temporal::TemporalDecision;
+use crate::allocation::Layer;
 use crate::forward::{is_keyframe_start, Vp8Info};
 use crate::worker::Command;
 use mediasoup_types::rtp_parameters::MediaKind;
 use simplesfu_proto::{ProducerId, TransportId};
 use std::time::Instant;
+
+/// RTP header bytes a forwarded packet carries (12 fixed, then the
+/// extensions we send: abs-send-time, transport-wide sequence number and
+/// their header), added to the payload for the layer meters: what they
+/// measure is compared with the estimate of the consumers' datagrams.
+const FORWARDED_HEADER_BYTES: usize = 12 + 4 + 4 + 4;
 use str0m::format::Codec;
 use str0m::media::KeyframeRequestKind;
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Ssrc};
@@ -87,6 +96,12 @@ impl Router {
         let Some(producer) = self.producers.get_mut(&producer_id) else { return };
         let first_of_layer = producer.layers[layer].last_packet.is_none();
         producer.layers[layer].last_packet = Some(now);
+        let temporal_layer = packet.vp8.as_ref().and_then(|vp8| vp8.temporal()).map_or(0, |t| t.tid);
+        producer.meter.get_or_insert_with(|| LayerMeter::new(now)).record(
+            now,
+            Layer::new(layer as u8, temporal_layer),
+            packet.payload.len() + FORWARDED_HEADER_BYTES,
+        );
         if producer.paused {
             return;
         }
@@ -110,10 +125,14 @@ impl Router {
         let mut wants_keyframe = None;
         for cid in consumers {
             let Some(c) = self.consumers.get_mut(&cid) else { continue };
-            if c.paused {
+            if c.paused || c.paused_for_bandwidth {
                 continue;
             }
-            let decision = c.layers.accept(layer, best, packet.keyframe);
+            let target = match c.spatial_cap {
+                Some(cap) => best.map(|best| best.min(cap)),
+                None => best,
+            };
+            let decision = c.layers.accept(layer, target, packet.keyframe);
             if decision.want_keyframe.is_some() {
                 wants_keyframe = decision.want_keyframe;
             }
@@ -123,11 +142,27 @@ impl Router {
             if decision.switched {
                 c.seq.rebase();
                 c.vp8.rebase();
+                if let Some(filter) = &mut c.temporal {
+                    filter.restart();
+                }
             }
-            let Some((seq_no, time)) = c.seq.rewrite(now, packet.seq_no, packet.timestamp, clock) else {
+            // The temporal filter hands on closed-up numbers, so the rewriters
+            // see a stream that simply has fewer packets.
+            let (in_seq, picture_id) = match (&mut c.temporal, packet.vp8.as_ref().and_then(|vp8| vp8.temporal())) {
+                (Some(filter), Some(vp8)) => match filter.filter(packet.seq_no, vp8) {
+                    TemporalDecision::Forward { seq, picture_id } => (seq, picture_id),
+                    TemporalDecision::Drop => continue,
+                },
+                (Some(filter), None) => match filter.pass(packet.seq_no) {
+                    Some(seq) => (seq, None),
+                    None => continue,
+                },
+                (None, _) => (packet.seq_no, None),
+            };
+            let Some((seq_no, time)) = c.seq.rewrite(now, in_seq, packet.timestamp, clock) else {
                 continue;
             };
-            let vp8_patch = packet.vp8.as_ref().and_then(|vp8| c.vp8.rewrite(vp8));
+            let vp8_patch = packet.vp8.as_ref().and_then(|vp8| c.vp8.rewrite(vp8, picture_id));
             let (consumer_tid, ssrc) = (c.transport_id, c.ssrc);
             let Some(t) = self.transports.get_mut(&consumer_tid) else { continue };
             let mut api = t.rtc.direct_api();

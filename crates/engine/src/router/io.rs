@@ -3,7 +3,7 @@
 //! polling str0m and draining what it sends, and the events of a transport
 //! (RTP, key-frame requests, data channels, connection, death).
 
-use super::{Router, Transport, IDLE_TIMEOUT, MAX_PATHS_PER_TRANSPORT, UNKNOWN_REMOTE_PASSWORD};
+use super::{Router, Transport, IDLE_TIMEOUT, INITIAL_ESTIMATE, MAX_PATHS_PER_TRANSPORT, UNKNOWN_REMOTE_PASSWORD};
 use crate::api::EngineEvent;
 use crate::stun;
 use crate::worker::Command;
@@ -12,6 +12,7 @@ use simplesfu_proto::{ProducerId, TransportId};
 use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::time::Instant;
+use str0m::bwe::BweKind;
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output};
 
@@ -127,6 +128,9 @@ impl Router {
             };
             if due {
                 self.mark_dirty(tid);
+                if self.transports.get(&tid).and_then(|t| t.allocate_at).is_some_and(|at| at <= now) {
+                    self.allocate(now, tid);
+                }
             }
         }
     }
@@ -148,7 +152,7 @@ impl Router {
 
     /// Keep the heap's entry for `tid` at or before `at`. A later entry that
     /// fires early only makes the transport be polled early, which is harmless.
-    fn schedule(&mut self, tid: TransportId, at: Instant) {
+    pub(super) fn schedule(&mut self, tid: TransportId, at: Instant) {
         let Some(t) = self.transports.get_mut(&tid) else { return };
         if t.scheduled.is_none_or(|s| at < s) {
             t.scheduled = Some(at);
@@ -164,6 +168,9 @@ impl Router {
                 // A worker that is gone drops the batch; its pipes go at the next packet.
                 let _ = sink.send(Command::PipePackets(std::mem::take(packets)));
             }
+        }
+        for tid in std::mem::take(&mut self.reallocate) {
+            self.allocate(now, tid);
         }
         while let Some(tid) = self.dirty.pop() {
             self.dirty_set.remove(&tid);
@@ -194,6 +201,7 @@ impl Router {
             let Some(t) = self.transports.get_mut(&tid) else { return };
             match t.rtc.poll_output() {
                 Ok(Output::Timeout(at)) => {
+                    let at = t.allocate_at.map_or(at, |due| due.min(at));
                     self.schedule(tid, at);
                     break;
                 }
@@ -233,6 +241,18 @@ impl Router {
                     let (producer, layer) = (c.producer_id, c.layers.current());
                     self.request_keyframe(now, producer, layer);
                 }
+            }
+            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                let Some(t) = self.transports.get_mut(&tid) else { return };
+                // str0m reports its starting value as soon as it could probe,
+                // feedback or not; only feedback moves it. A client that sends
+                // none (a bot, an old client) must keep its layers rather than
+                // be held to the starting guess forever.
+                if t.estimate_bps.is_none() && estimate == INITIAL_ESTIMATE {
+                    return;
+                }
+                t.estimate_bps = Some(estimate.as_u64());
+                self.allocate(now, tid);
             }
             Event::ChannelOpen(channel, _) => self.on_channel_open(tid, channel),
             Event::ChannelData(data) => self.on_channel_data(tid, data.id, data.binary, &data.data),

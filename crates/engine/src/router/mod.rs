@@ -6,9 +6,11 @@
 //! This file owns the state (the router's maps and what each entry holds)
 //! and the command dispatch; each concern's methods live beside it:
 //! `transports`, `producers`, `consumers`, `data`, `io` (demux, timers,
-//! polling, transport events), `forwarding` (fan-out, key-frame requests)
-//! and `pipes` (between workers).
+//! polling, transport events), `forwarding` (fan-out, key-frame requests),
+//! `bandwidth` (the allocation per receive transport) and `pipes` (between
+//! workers).
 
+mod bandwidth;
 mod consumers;
 mod data;
 mod forwarding;
@@ -18,6 +20,9 @@ mod pipes;
 mod producers;
 mod transports;
 
+use crate::allocation::meter::LayerMeter;
+use crate::allocation::temporal::TemporalFilter;
+use crate::allocation::{Allocator, Layer as AllocLayer};
 use crate::api::{Direction, EngineEvent, WorkerStats};
 use crate::candidates::HostCandidates;
 use crate::capabilities::router_rtp_capabilities;
@@ -33,6 +38,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use str0m::bwe::Bitrate;
 use str0m::channel::ChannelId;
 use str0m::format::Codec;
 use str0m::media::{Mid, Pt, Rid};
@@ -56,6 +62,11 @@ const SCTP_STREAMS: u16 = 1024;
 const MAX_SEND_MEDIA: usize = 64;
 /// Network paths one transport may learn (UDP and TCP, address changes).
 const MAX_PATHS_PER_TRANSPORT: usize = 8;
+/// The estimate str0m starts a receive transport's estimator from. Until
+/// feedback moves it, the allocation runs without an estimate (every viewer
+/// gets its preferred layers, as without estimation); from the first
+/// feedback on, str0m probes upwards from here.
+const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(600);
 /// How far ahead the worker sleeps when nothing is scheduled.
 const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The remote ICE password is never sent by mediasoup-client; ICE-lite never
@@ -111,6 +122,14 @@ struct Transport {
     channels: HashMap<ChannelId, DataRoute>,
     used_stream_ids: HashSet<u16>,
     offer_version: u64,
+    /// Recv transports: splits the bandwidth estimate over the consumers.
+    allocator: Allocator<ConsumerId>,
+    /// Recv transports: str0m's latest TWCC estimate, bits/s.
+    estimate_bps: Option<u64>,
+    /// The `(min, desired)` last handed to `rtc.bwe().set_bitrate`.
+    bwe_applied: Option<(u64, u64)>,
+    /// When the allocation runs next without another cause (its meters move).
+    allocate_at: Option<Instant>,
 }
 
 struct DtlsSetup {
@@ -169,6 +188,8 @@ struct Producer {
     layers: Vec<Layer>,
     paused: bool,
     consumers: Vec<ConsumerId>,
+    /// Bitrate per (spatial, temporal) layer; from the first packet on.
+    meter: Option<LayerMeter>,
 }
 
 impl Producer {
@@ -204,6 +225,19 @@ struct Consumer {
     seq: SeqRewriter,
     /// Used only when the producer's codec is VP8.
     vp8: Vp8Rewriter,
+    /// Bandwidth allocation: 1..=255, higher goes up first.
+    priority: u8,
+    /// The highest layers the client wants; `None`: the best there is.
+    preferred: Option<AllocLayer>,
+    /// The allocator's simulcast layer; `None` before its first choice: the
+    /// best layer sending.
+    spatial_cap: Option<usize>,
+    /// Not even the lowest layer fits the viewer's link: no video.
+    paused_for_bandwidth: bool,
+    /// VP8 consumers: the allocator's temporal layer, applied per frame.
+    temporal: Option<TemporalFilter>,
+    /// The layers last reported in `ConsumerLayersChanged`.
+    reported_layers: Option<(Option<u8>, Option<u8>)>,
 }
 
 struct DataProducer {
@@ -294,6 +328,9 @@ pub struct Router {
     /// Audio levels waiting for their report (see `levels`).
     audio_levels: levels::AudioLevels,
     stats: WorkerStats,
+    /// Receive transports whose consumers changed without a `now` at hand:
+    /// their allocation runs in `drain`.
+    reallocate: HashSet<TransportId>,
 }
 
 impl Router {
@@ -319,6 +356,7 @@ impl Router {
             events: Vec::new(),
             audio_levels: levels::AudioLevels::default(),
             stats: WorkerStats::default(),
+            reallocate: HashSet::new(),
         }
     }
 

@@ -63,6 +63,7 @@ impl Router {
                 layers,
                 paused: piped.paused,
                 consumers: Vec::new(),
+                meter: None,
             },
         );
         tracing::debug!(producer = %piped.id, "producer piped in from another worker");

@@ -102,6 +102,7 @@ impl Router {
             layers,
             paused: options.paused,
             consumers: Vec::new(),
+            meter: None,
         };
         self.producers.insert(producer_id, producer);
         self.mark_dirty(tid);

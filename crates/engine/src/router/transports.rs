@@ -3,8 +3,9 @@
 //! start), ICE restart, and closing it with everything on it.
 
 use super::{
-    Direction, DtlsSetup, Router, Transport, SCTP_MAX_MESSAGE_SIZE, SCTP_PORT, SCTP_STREAMS,
+    Direction, DtlsSetup, Router, Transport, INITIAL_ESTIMATE, SCTP_MAX_MESSAGE_SIZE, SCTP_PORT, SCTP_STREAMS,
 };
+use crate::allocation::Allocator;
 use crate::api::{ClosedProducer, EngineError, WebRtcTransportInfo, WebRtcTransportOptions};
 use crate::capabilities::{ext_id, pt};
 use mediasoup_types::data_structures::{DtlsFingerprint, DtlsParameters, DtlsRole, IceParameters};
@@ -25,7 +26,7 @@ impl Router {
         now: Instant,
         options: WebRtcTransportOptions,
     ) -> Result<WebRtcTransportInfo, EngineError> {
-        let mut rtc = build_rtc(now);
+        let mut rtc = build_rtc(now, options.direction);
         let creds = rtc.direct_api().local_ice_credentials();
         let (ice_candidates, str0m_candidates) = self.candidates.for_transport(options.force_tcp)?;
         for candidate in str0m_candidates {
@@ -79,6 +80,10 @@ impl Router {
                 channels: HashMap::new(),
                 used_stream_ids: HashSet::new(),
                 offer_version: 1,
+                allocator: Allocator::new(),
+                estimate_bps: None,
+                bwe_applied: None,
+                allocate_at: None,
             },
         );
         self.mark_dirty(id);
@@ -197,7 +202,7 @@ impl Router {
     }
 }
 
-fn build_rtc(now: Instant) -> Rtc {
+fn build_rtc(now: Instant, direction: Direction) -> Rtc {
     let mut exts = ExtensionMap::empty();
     exts.set(ext_id::MID, Extension::RtpMid);
     exts.set(ext_id::RID, Extension::RtpStreamId);
@@ -212,6 +217,11 @@ fn build_rtc(now: Instant) -> Rtc {
         .clear_codecs()
         .set_extension_map(exts)
         .set_stats_interval(None);
+    if direction == Direction::Recv {
+        // Estimates what each viewer's link carries, from its transport-wide
+        // congestion control feedback; the allocation splits it.
+        config = config.enable_bwe(Some(INITIAL_ESTIMATE));
+    }
     let codecs = config.codec_config();
     codecs.add_config(
         pt::OPUS.into(),

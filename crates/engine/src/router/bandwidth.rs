@@ -1,0 +1,130 @@
+//! Bandwidth: the allocation of each receive transport (`allocation/`) run
+//! on its estimate, on changes of its consumers and every
+//! [`ALLOCATION_INTERVAL`], and carried out: the estimator told what to probe
+//! for, each video consumer's simulcast layer (switched at a key frame by
+//! `LayerSwitch`), temporal layer (`TemporalFilter`) or pause for bandwidth,
+//! and the change reported to the owner.
+
+use super::{Consumer, Router};
+use crate::allocation::{self, Demand, Layer, VideoTarget, ALLOCATION_INTERVAL};
+use crate::api::EngineEvent;
+use mediasoup_types::rtp_parameters::MediaKind;
+use simplesfu_proto::{ConsumerId, TransportId};
+use std::time::Instant;
+use str0m::bwe::Bitrate;
+
+/// A new `(min, desired)` for str0m's estimator is handed over only when it
+/// differs from the last by more than this: the meters move a little at
+/// every run, and each change re-plans str0m's padding and probes.
+const BWE_CHANGE_PERCENT: u64 = 10;
+
+impl Router {
+    /// Run the allocation of receive transport `tid` and carry it out.
+    pub(super) fn allocate(&mut self, now: Instant, tid: TransportId) {
+        let Some(t) = self.transports.get(&tid) else { return };
+        let mut consumers: Vec<(&str, ConsumerId)> = t.consumers_by_mid.iter().map(|(mid, c)| (&**mid, *c)).collect();
+        // Input order breaks ties between equal priorities: keep it stable.
+        consumers.sort_unstable();
+        let demands: Vec<Demand<ConsumerId>> = consumers
+            .into_iter()
+            .filter_map(|(_, cid)| {
+                let c = self.consumers.get(&cid)?;
+                let p = self.producers.get(&c.producer_id)?;
+                Some(Demand {
+                    consumer: cid,
+                    kind: match c.kind {
+                        MediaKind::Audio => allocation::MediaKind::Audio,
+                        MediaKind::Video => allocation::MediaKind::Video,
+                    },
+                    priority: c.priority,
+                    preferred: c.preferred,
+                    layers: p.meter.as_ref().map(|m| m.bitrates(now)).unwrap_or_default(),
+                    client_paused: c.paused || p.paused,
+                })
+            })
+            .collect();
+        let Some(t) = self.transports.get_mut(&tid) else { return };
+        let result = t.allocator.allocate(now, t.estimate_bps, &demands);
+        let estimated = t.estimate_bps.is_some();
+        t.allocate_at = (!demands.is_empty()).then_some(now + ALLOCATION_INTERVAL);
+        if t.estimate_bps.is_some() {
+            let wanted = (result.bwe.min_bps, result.bwe.desired_bps);
+            if t.bwe_applied.is_none_or(|applied| differs(applied, wanted)) {
+                t.bwe_applied = Some(wanted);
+                t.rtc.bwe().set_bitrate(Bitrate::bps(wanted.0), Bitrate::bps(wanted.1));
+                self.mark_dirty(tid);
+            }
+        }
+        if let Some(at) = self.transports.get(&tid).and_then(|t| t.allocate_at) {
+            self.schedule(tid, at);
+        }
+        if !estimated {
+            // No feedback: forward as without estimation, the best layer
+            // sending within the preference. (The ladder would leave out a
+            // layer that costs no more than the one below, which without a
+            // budget to fit is no reason to withhold it.)
+            for (cid, _) in result.video {
+                if let Some(c) = self.consumers.get_mut(&cid) {
+                    let preferred = c.preferred.unwrap_or(Layer::TOP);
+                    c.spatial_cap = c.preferred.map(|p| usize::from(p.spatial));
+                    if let Some(filter) = &mut c.temporal {
+                        filter.set_target(preferred.temporal);
+                    }
+                }
+            }
+            return;
+        }
+        for (cid, target) in result.video {
+            self.apply_target(now, cid, target);
+        }
+    }
+
+    fn apply_target(&mut self, now: Instant, cid: ConsumerId, target: VideoTarget) {
+        let Some(c) = self.consumers.get_mut(&cid) else { return };
+        let layers = match target {
+            VideoTarget::Idle => return,
+            VideoTarget::PausedForBandwidth => {
+                c.paused_for_bandwidth = true;
+                (None, None)
+            }
+            VideoTarget::Layer(layer) => {
+                let resumed = std::mem::take(&mut c.paused_for_bandwidth);
+                set_layer(c, layer);
+                if resumed {
+                    // As a resume: continue the numbering, start at a key frame.
+                    c.layers.restart();
+                    c.restart_stream();
+                    let producer = c.producer_id;
+                    self.request_keyframe(now, producer, Some(usize::from(layer.spatial)));
+                }
+                (Some(layer.spatial), Some(layer.temporal))
+            }
+        };
+        let Some(c) = self.consumers.get_mut(&cid) else { return };
+        if c.reported_layers != Some(layers) {
+            c.reported_layers = Some(layers);
+            tracing::debug!(consumer = %cid, spatial = ?layers.0, temporal = ?layers.1, "consumer layers changed");
+            self.events.push(EngineEvent::ConsumerLayersChanged {
+                consumer_id: cid,
+                producer_id: c.producer_id,
+                spatial_layer: layers.0,
+                temporal_layer: layers.1,
+            });
+        }
+    }
+}
+
+/// The allocator's layer into the forwarding: the simulcast layer is switched
+/// to at its next key frame, the temporal one at the filter's next switch point.
+fn set_layer(c: &mut Consumer, layer: Layer) {
+    c.spatial_cap = Some(usize::from(layer.spatial));
+    if let Some(filter) = &mut c.temporal {
+        filter.set_target(layer.temporal);
+    }
+}
+
+/// Whether two `(min, desired)` pairs differ by more than [`BWE_CHANGE_PERCENT`].
+fn differs(a: (u64, u64), b: (u64, u64)) -> bool {
+    let far = |x: u64, y: u64| x.abs_diff(y) * 100 > x.max(y) * BWE_CHANGE_PERCENT;
+    far(a.0, b.0) || far(a.1, b.1)
+}
