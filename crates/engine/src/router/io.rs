@@ -252,6 +252,7 @@ impl Router {
                     return;
                 }
                 t.estimate_bps = Some(estimate.as_u64());
+                tracing::debug!(transport = %tid, estimate_bps = estimate.as_u64(), "bandwidth estimate");
                 self.allocate(now, tid);
             }
             Event::ChannelOpen(channel, _) => self.on_channel_open(tid, channel),

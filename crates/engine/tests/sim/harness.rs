@@ -8,6 +8,11 @@
 //! order in which str0m releases packets of different streams written in
 //! the same step (and its random SSRCs and credentials), so a test should
 //! not depend on which of two layers' packets of one frame lands first.
+//!
+//! A peer's downlink can be capped ([`Sim::limit_downlink`]): the router's
+//! datagrams to it then cross a bottleneck of that rate with a queue, and
+//! are dropped when the queue is full, as a home router's would be, so its
+//! client's congestion feedback reports the delay and the loss.
 
 use crate::media::{client_rtc, dtls_parameters, kind_of, vp8_parameters, vp8_simulcast_parameters, ClientCodecs};
 use mediasoup_types::rtp_parameters::{MediaKind, RtpParameters};
@@ -24,6 +29,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::rtp::{RtpWrite, Ssrc};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 
+/// What IPv4 and UDP add to a datagram on a capped link.
+const IP_UDP_HEADER_BYTES: usize = 28;
 /// One-way delay of every datagram, both ways.
 pub const LATENCY: Duration = Duration::from_millis(5);
 /// The smallest step of the clock: a timer that is already due (str0m may
@@ -47,6 +54,35 @@ pub struct Sim {
     pub router_sent: Vec<Sent>,
     /// The router's events ([`Router::take_events`]), in order.
     pub events: Vec<EngineEvent>,
+}
+
+/// A bottleneck on the way to one peer: datagrams leave one after another
+/// at `rate_bps` (a token bucket of one datagram, as `tc tbf` with a small
+/// burst), waiting in a queue of at most `queue_bytes`.
+#[derive(Debug, Clone, Copy)]
+pub struct Link {
+    pub rate_bps: u64,
+    pub queue_bytes: u64,
+    /// When the last datagram accepted has left the bottleneck.
+    free_at: Option<Instant>,
+    /// Datagrams dropped because the queue was full.
+    pub dropped: u64,
+}
+
+impl Link {
+    /// When a datagram of `len` bytes offered at `now` has crossed the
+    /// bottleneck, or `None` when the queue has no room for it.
+    fn pass(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        let start = self.free_at.map_or(now, |free| free.max(now));
+        let queued_bytes = (start - now).as_micros() as u64 * self.rate_bps / 8 / 1_000_000;
+        if queued_bytes + len as u64 > self.queue_bytes {
+            self.dropped += 1;
+            return None;
+        }
+        let done = start + Duration::from_micros(len as u64 * 8 * 1_000_000 / self.rate_bps);
+        self.free_at = Some(done);
+        Some(done)
+    }
 }
 
 struct Datagram {
@@ -81,6 +117,8 @@ pub struct Peer {
     pub keyframe_requests: Vec<KeyframeRequested>,
     pub channel_open: Vec<ChannelId>,
     pub data: Vec<(ChannelId, Vec<u8>)>,
+    /// The bottleneck on the way from the router, if any.
+    pub downlink: Option<Link>,
 }
 
 /// An RTP packet a peer received.
@@ -159,6 +197,7 @@ impl Sim {
             keyframe_requests: Vec::new(),
             channel_open: Vec::new(),
             data: Vec::new(),
+            downlink: None,
         });
         self.peers.len() - 1
     }
@@ -168,6 +207,22 @@ impl Sim {
         let id = self.add_peer(direction, true);
         assert!(self.run_until(CONNECT_WITHIN, |s| s.peer(id).connected), "peer {id} connects");
         id
+    }
+
+    /// Cap what reaches `peer` from the router to `rate_bps`, with a queue of
+    /// `queue` of traffic at that rate (100 ms or so, as a home router); a
+    /// new cap keeps what is queued.
+    pub fn limit_downlink(&mut self, peer: PeerId, rate_bps: u64, queue: Duration) {
+        let queue_bytes = rate_bps * queue.as_millis() as u64 / 8 / 1000;
+        let link = self.peers[peer].downlink.get_or_insert(Link { rate_bps, queue_bytes, free_at: None, dropped: 0 });
+        link.rate_bps = rate_bps;
+        link.queue_bytes = queue_bytes;
+    }
+
+    /// `peer`'s client sends transport-wide congestion control feedback, as
+    /// a browser does when the consumer's parameters negotiate it.
+    pub fn send_feedback(&mut self, peer: PeerId) {
+        self.peers[peer].rtc.direct_api().enable_twcc_feedback();
     }
 
     /// An offline peer starts: from now on it runs ICE, DTLS and SCTP.
@@ -341,10 +396,17 @@ impl Sim {
             }
         }
         self.router.handle_timeout(now);
-        let (wire, sent, peers, from) = (&mut self.wire, &mut self.router_sent, &self.peers, self.router_addr);
+        let (wire, sent, peers, from) = (&mut self.wire, &mut self.router_sent, &mut self.peers, self.router_addr);
         self.router.drain(now, |_, to, bytes| {
-            sent.push(Sent { at: now, to: peers.iter().position(|p| p.addr == to), len: bytes.len() });
-            wire.push(Datagram { arrives: now + LATENCY, from, to, bytes });
+            let peer = peers.iter().position(|p| p.addr == to);
+            sent.push(Sent { at: now, to: peer, len: bytes.len() });
+            let through = match peer.and_then(|i| peers[i].downlink.as_mut()) {
+                Some(link) => link.pass(now, bytes.len() + IP_UDP_HEADER_BYTES),
+                None => Some(now),
+            };
+            if let Some(through) = through {
+                wire.push(Datagram { arrives: through + LATENCY, from, to, bytes });
+            }
         });
         self.events.extend(self.router.take_events());
         for peer in self.peers.iter_mut().filter(|p| p.online) {

@@ -20,6 +20,7 @@ mod media;
 mod harness;
 
 mod audio_levels;
+mod bandwidth;
 mod data_buffering;
 mod keyframes;
 mod pause_resume;
