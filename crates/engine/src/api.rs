@@ -142,6 +142,8 @@ pub enum EngineEvent {
     /// is paused for bandwidth (not even its lowest layer fits the viewer's
     /// estimate).
     ConsumerLayersChanged {
+        /// The receive transport the consumer lives on.
+        transport_id: TransportId,
         consumer_id: ConsumerId,
         producer_id: ProducerId,
         spatial_layer: Option<u8>,
@@ -196,6 +198,14 @@ pub enum EngineError {
     /// No consumer with this id on this worker.
     #[error("consumer {0} not found")]
     ConsumerNotFound(ConsumerId),
+    /// Preferred layers beyond what the consumer's producer sends: a spatial
+    /// layer at or above its number of encodings, a temporal layer above 2,
+    /// or any layer for an audio consumer.
+    #[error("consumer {consumer} has no layer S{spatial}T{temporal}: its producer has {spatial_layers} spatial and {temporal_layers} temporal layers")]
+    LayersOutOfRange { consumer: ConsumerId, spatial: u8, temporal: u8, spatial_layers: usize, temporal_layers: usize },
+    /// A priority of 0 (priorities are 1..=255).
+    #[error("priority must be 1..=255, not {0}")]
+    InvalidPriority(u8),
     /// No data producer with this id on this worker.
     #[error("data producer {0} not found")]
     DataProducerNotFound(DataProducerId),

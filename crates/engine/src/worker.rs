@@ -68,6 +68,8 @@ pub(crate) enum Command {
     Consume(TransportId, ProducerId, Reply<ConsumerInfo>),
     PauseConsumer(ConsumerId, bool, Reply<()>),
     CloseConsumer(ConsumerId, Reply<()>),
+    SetConsumerPreferredLayers(ConsumerId, u8, Option<u8>, Reply<()>),
+    SetConsumerPriority(ConsumerId, u8, Reply<()>),
     ProduceData(DataProducerOptions, Reply<DataProducerId>),
     CloseDataProducer(DataProducerId, Reply<Vec<DataConsumerId>>),
     ConsumeData(TransportId, DataProducerId, Reply<DataConsumerInfo>),
@@ -385,6 +387,22 @@ impl WorkerHandle {
     /// Pause (true) or resume (false) a consumer; resuming video asks for a key frame.
     pub async fn set_consumer_paused(&self, id: ConsumerId, paused: bool) -> Result<(), EngineError> {
         self.call(|r| Command::PauseConsumer(id, paused, r)).await
+    }
+
+    /// The highest simulcast (and temporal) layer a video consumer may get;
+    /// the bandwidth allocation never goes above it.
+    pub async fn set_consumer_preferred_layers(
+        &self,
+        id: ConsumerId,
+        spatial: u8,
+        temporal: Option<u8>,
+    ) -> Result<(), EngineError> {
+        self.call(|r| Command::SetConsumerPreferredLayers(id, spatial, temporal, r)).await
+    }
+
+    /// A consumer's share of its transport's bandwidth, 1..=255 (higher first).
+    pub async fn set_consumer_priority(&self, id: ConsumerId, priority: u8) -> Result<(), EngineError> {
+        self.call(|r| Command::SetConsumerPriority(id, priority, r)).await
     }
 
     /// Close one consumer.

@@ -114,6 +114,7 @@ impl Router {
             c.reported_layers = Some(layers);
             tracing::debug!(consumer = %cid, spatial = ?layers.0, temporal = ?layers.1, "consumer layers changed");
             self.events.push(EngineEvent::ConsumerLayersChanged {
+                transport_id: c.transport_id,
                 consumer_id: cid,
                 producer_id: c.producer_id,
                 spatial_layer: layers.0,

@@ -116,6 +116,55 @@ impl Router {
         Ok(())
     }
 
+    /// The highest layers the consumer's client wants: the allocation never
+    /// goes above them. `temporal: None` means every temporal layer.
+    pub fn set_consumer_preferred_layers(
+        &mut self,
+        now: Instant,
+        id: ConsumerId,
+        spatial: u8,
+        temporal: Option<u8>,
+    ) -> Result<(), EngineError> {
+        let c = self.consumers.get(&id).ok_or(EngineError::ConsumerNotFound(id))?;
+        let (spatial_layers, temporal_layers) = match c.kind {
+            MediaKind::Audio => (0, 0),
+            MediaKind::Video => {
+                let producer = self.producers.get(&c.producer_id).ok_or(EngineError::ProducerNotFound(c.producer_id))?;
+                (producer.layers.len(), usize::from(Layer::TOP.temporal) + 1)
+            }
+        };
+        let top_temporal = temporal_layers.saturating_sub(1) as u8;
+        let temporal_layer = temporal.unwrap_or(top_temporal);
+        if usize::from(spatial) >= spatial_layers || usize::from(temporal_layer) >= temporal_layers {
+            return Err(EngineError::LayersOutOfRange {
+                consumer: id,
+                spatial,
+                temporal: temporal_layer,
+                spatial_layers,
+                temporal_layers,
+            });
+        }
+        let tid = c.transport_id;
+        if let Some(c) = self.consumers.get_mut(&id) {
+            c.preferred = Some(Layer::new(spatial, temporal_layer));
+        }
+        self.allocate(now, tid);
+        Ok(())
+    }
+
+    /// The consumer's weight in its transport's allocation: 1..=255, higher
+    /// goes up first and takes more steps per round.
+    pub fn set_consumer_priority(&mut self, now: Instant, id: ConsumerId, priority: u8) -> Result<(), EngineError> {
+        if priority == 0 {
+            return Err(EngineError::InvalidPriority(priority));
+        }
+        let c = self.consumers.get_mut(&id).ok_or(EngineError::ConsumerNotFound(id))?;
+        c.priority = priority;
+        let tid = c.transport_id;
+        self.allocate(now, tid);
+        Ok(())
+    }
+
     /// Close one consumer.
     pub fn close_consumer(&mut self, id: ConsumerId) -> Result<(), EngineError> {
         if !self.consumers.contains_key(&id) {

@@ -397,6 +397,10 @@ impl Router {
             Command::Consume(t, p, r) => drop(r.send(self.consume(t, p))),
             Command::PauseConsumer(id, p, r) => drop(r.send(self.set_consumer_paused(now, id, p))),
             Command::CloseConsumer(id, r) => drop(r.send(self.close_consumer(id))),
+            Command::SetConsumerPreferredLayers(id, s, t, r) => {
+                drop(r.send(self.set_consumer_preferred_layers(now, id, s, t)))
+            }
+            Command::SetConsumerPriority(id, p, r) => drop(r.send(self.set_consumer_priority(now, id, p))),
             Command::ProduceData(o, r) => drop(r.send(self.produce_data(o))),
             Command::CloseDataProducer(id, r) => drop(r.send(self.close_data_producer(id))),
             Command::ConsumeData(t, p, r) => drop(r.send(self.consume_data(t, p))),

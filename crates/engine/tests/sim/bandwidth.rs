@@ -8,7 +8,7 @@
 use crate::harness::*;
 use crate::media::opus_parameters;
 use mediasoup_types::rtp_parameters::MediaKind;
-use simplesfu_engine::{Direction, EngineEvent};
+use simplesfu_engine::{Direction, EngineError, EngineEvent};
 use simplesfu_proto::ConsumerId;
 use std::time::{Duration, Instant};
 use str0m::media::Pt;
@@ -265,4 +265,27 @@ fn two_viewers_on_different_links_each_get_their_own_layer() {
     assert_eq!(slow_got.layers, [0], "the slow viewer on the low layer");
     assert_eq!(fast_got.layers, [2], "the fast viewer on the top layer, not lowered by the slow one");
     assert!(slow_got.frames >= 3 * 7 && fast_got.frames >= 3 * 28, "both get frames: {} and {}", slow_got.frames, fast_got.frames);
+}
+
+#[test]
+fn a_preferred_layer_caps_what_a_viewer_gets_and_bad_preferences_are_refused() {
+    let mut call = Call::new();
+    let producers = call.produce();
+    let viewer = call.viewer(producers, None);
+    let now = call.sim.now;
+    call.sim.router.set_consumer_preferred_layers(now, viewer.video.id, 0, Some(1)).expect("a thumbnail's layers");
+    call.run(Duration::from_secs(5));
+    let settled = call.sim.now;
+    call.run(Duration::from_secs(2));
+    let thumbnail = got(&call.sim, &viewer, settled);
+    assert_eq!(thumbnail.layers, [0], "the low layer on a link that could carry the top");
+    assert!((25..=35).contains(&thumbnail.frames), "T0 and T1: 15 fps, {} frames in 2 s", thumbnail.frames);
+
+    let refused = |result: Result<(), EngineError>| result.expect_err("refused").to_string();
+    let message = refused(call.sim.router.set_consumer_preferred_layers(now, viewer.video.id, 3, None));
+    assert!(message.contains("3 spatial"), "{message}");
+    assert!(refused(call.sim.router.set_consumer_preferred_layers(now, viewer.video.id, 0, Some(3))).contains("S0T3"));
+    assert!(refused(call.sim.router.set_consumer_preferred_layers(now, viewer.audio.id, 0, None)).contains("0 spatial"));
+    assert_eq!(call.sim.router.set_consumer_priority(now, viewer.video.id, 0), Err(EngineError::InvalidPriority(0)));
+    call.sim.router.set_consumer_priority(now, viewer.video.id, 255).expect("the highest priority");
 }
