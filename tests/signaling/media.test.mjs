@@ -3,6 +3,7 @@
 // that need real transports and producers. These need the media engine.
 
 import { test } from 'node:test';
+import { randomUUID } from 'node:crypto';
 import assert from 'node:assert/strict';
 import {
   startServer,
@@ -233,6 +234,31 @@ test('pause, resume and close a consumer', async (t) => {
   b.clearPushes();
   await b.ok('createConsumer', { producingPeerId: a.id, producerId });
   await b.waitForPush('createConsumer');
+});
+
+test('preferred layers and priority of a consumer, and their coded errors', async (t) => {
+  const { url } = await startServer(t);
+  const { a, b, producerId } = await pairWithVideo(t, url);
+  await b.ok('createConsumer', { producingPeerId: a.id, producerId });
+  await b.waitForPush('createConsumer');
+  // Only a producer the peer consumes.
+  await b.fails('setConsumerPreferredLayers', { producerId: randomUUID(), spatialLayer: 0 }, 'consumer_not_found');
+  await b.fails('setConsumerPriority', { producerId: randomUUID(), priority: 2 }, 'consumer_not_found');
+  await b.ok('setConsumerPreferredLayers', { producerId, spatialLayer: 0, temporalLayer: 1 });
+  await b.ok('setConsumerPreferredLayers', { producerId, spatialLayer: 0 });
+  // The producer has one encoding (S0) with temporal layers T0..T2.
+  const wide = await b.fails('setConsumerPreferredLayers', { producerId, spatialLayer: 1 }, 'layers_out_of_range');
+  assert.match(wide.message, /1 spatial and 3 temporal layers/);
+  await b.fails('setConsumerPreferredLayers', { producerId, spatialLayer: 0, temporalLayer: 3 }, 'layers_out_of_range');
+  for (const spatialLayer of [-1, 256, 'low', null]) {
+    await b.fails('setConsumerPreferredLayers', { producerId, spatialLayer }, 'invalid_request');
+  }
+  await b.ok('setConsumerPriority', { producerId, priority: 1 });
+  await b.ok('setConsumerPriority', { producerId, priority: 255 });
+  for (const priority of [0, 256, -1, 1.5, '2', null]) {
+    const bad = await b.fails('setConsumerPriority', { producerId, priority }, 'invalid_request');
+    assert.match(bad.message, /priority/);
+  }
 });
 
 test('closeProducer closes its consumers and tells the consuming peer', async (t) => {

@@ -41,6 +41,9 @@ pub enum ErrorCode {
     ProducerNotInRoom,
     /// The peer has no consumer for that producer.
     ConsumerNotFound,
+    /// Preferred layers the producer does not send (a spatial layer at or
+    /// above its number of encodings, a temporal layer above 2, or any for audio).
+    LayersOutOfRange,
     /// The peer has no receive transport to consume on.
     NoReceiveTransport,
     /// A per-peer or per-room limit was reached.
@@ -72,6 +75,7 @@ impl ErrorCode {
             Self::ProducerNotFound => "producer_not_found",
             Self::ProducerNotInRoom => "producer_not_in_room",
             Self::ConsumerNotFound => "consumer_not_found",
+            Self::LayersOutOfRange => "layers_out_of_range",
             Self::NoReceiveTransport => "no_receive_transport",
             Self::LimitReached => "limit_reached",
             Self::Forbidden => "forbidden",

@@ -105,6 +105,17 @@ pub struct AudioLevel {
     pub level: f64,
 }
 
+/// **ext** `consumerLayersChanged`: the bandwidth allocation moved the
+/// peer's consumer of `producerId` to other layers; both `null` while it is
+/// paused for bandwidth (not even the lowest layer fits the peer's link).
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConsumerLayersChanged {
+    pub producer_id: ProducerId,
+    pub spatial_layer: Option<u8>,
+    pub temporal_layer: Option<u8>,
+}
+
 /// Every push, serialized as `{type, data}`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "camelCase")]
@@ -125,6 +136,8 @@ pub enum Push {
     /// Extension: the room's speakers, loudest first, at most every 250 ms
     /// to peers that asked (`subscribeAudioLevels`).
     AudioLevels(Vec<AudioLevel>),
+    /// Extension: see [`ConsumerLayersChanged`].
+    ConsumerLayersChanged(ConsumerLayersChanged),
 }
 
 #[cfg(test)]

@@ -136,6 +136,38 @@ pub struct SubscribeAudioLevels {
     pub enabled: bool,
 }
 
+/// **ext** `setConsumerPreferredLayers`: the highest layers the peer wants
+/// of a producer it consumes (a thumbnail asks for the low one); the
+/// bandwidth allocation never goes above them. No `temporalLayer`: all.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetConsumerPreferredLayers {
+    pub producer_id: ProducerId,
+    pub spatial_layer: u8,
+    #[serde(default)]
+    pub temporal_layer: Option<u8>,
+}
+
+/// **ext** `setConsumerPriority`: the consumer's weight, 1..=255, when the
+/// peer's bandwidth is split (higher goes up first and faster).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SetConsumerPriority {
+    pub producer_id: ProducerId,
+    #[serde(deserialize_with = "priority")]
+    pub priority: u8,
+}
+
+/// An integer 1..=255, refused with a message that names the field.
+fn priority<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
+    let value = Value::deserialize(d)?;
+    value
+        .as_u64()
+        .and_then(|p| u8::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| serde::de::Error::custom(format!("`priority` must be an integer 1..=255, not {value}")))
+}
+
 /// A parsed, validated request.
 #[derive(Debug, Clone)]
 pub enum Request {
@@ -163,6 +195,10 @@ pub enum Request {
     RestartIce(TransportRef),
     /// Extension: start or stop `audioLevels` pushes.
     SubscribeAudioLevels(SubscribeAudioLevels),
+    /// Extension: cap the layers of one's consumer.
+    SetConsumerPreferredLayers(SetConsumerPreferredLayers),
+    /// Extension: weight one's consumer in the bandwidth allocation.
+    SetConsumerPriority(SetConsumerPriority),
 }
 
 /// The request types, for logs and metrics.
@@ -185,11 +221,13 @@ pub enum RequestType {
     ResumeProducer,
     RestartIce,
     SubscribeAudioLevels,
+    SetConsumerPreferredLayers,
+    SetConsumerPriority,
 }
 
 impl RequestType {
     /// Every request type, in protocol order.
-    pub const ALL: [RequestType; 17] = [
+    pub const ALL: [RequestType; 19] = [
         Self::JoinRoom,
         Self::LeaveRoom,
         Self::GetRouterRtpCapabilities,
@@ -207,6 +245,8 @@ impl RequestType {
         Self::ResumeProducer,
         Self::RestartIce,
         Self::SubscribeAudioLevels,
+        Self::SetConsumerPreferredLayers,
+        Self::SetConsumerPriority,
     ];
 
     /// The wire name, e.g. `createWebRtcTransport`.
@@ -229,6 +269,8 @@ impl RequestType {
             Self::ResumeProducer => "resumeProducer",
             Self::RestartIce => "restartIce",
             Self::SubscribeAudioLevels => "subscribeAudioLevels",
+            Self::SetConsumerPreferredLayers => "setConsumerPreferredLayers",
+            Self::SetConsumerPriority => "setConsumerPriority",
         }
     }
 
@@ -311,6 +353,8 @@ impl Request {
             RequestType::ResumeProducer => Request::ResumeProducer(data_of(kind, data)?),
             RequestType::RestartIce => Request::RestartIce(data_of(kind, data)?),
             RequestType::SubscribeAudioLevels => Request::SubscribeAudioLevels(data_of(kind, data)?),
+            RequestType::SetConsumerPreferredLayers => Request::SetConsumerPreferredLayers(data_of(kind, data)?),
+            RequestType::SetConsumerPriority => Request::SetConsumerPriority(data_of(kind, data)?),
         })
     }
 
@@ -334,6 +378,8 @@ impl Request {
             Request::ResumeProducer(_) => RequestType::ResumeProducer,
             Request::RestartIce(_) => RequestType::RestartIce,
             Request::SubscribeAudioLevels(_) => RequestType::SubscribeAudioLevels,
+            Request::SetConsumerPreferredLayers(_) => RequestType::SetConsumerPreferredLayers,
+            Request::SetConsumerPriority(_) => RequestType::SetConsumerPriority,
         }
     }
 }

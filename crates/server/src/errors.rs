@@ -39,6 +39,8 @@ pub(crate) fn from_engine(error: EngineError) -> SignalingError {
         EngineError::ProducerNotFound(_) | EngineError::DataProducerNotFound(_) => ErrorCode::ProducerNotFound,
         EngineError::ConsumerNotFound(_) | EngineError::DataConsumerNotFound(_) => ErrorCode::ConsumerNotFound,
         EngineError::TooManyProducers { .. } => ErrorCode::LimitReached,
+        EngineError::LayersOutOfRange { .. } => ErrorCode::LayersOutOfRange,
+        EngineError::InvalidPriority(_) => ErrorCode::InvalidRequest,
         EngineError::TcpUnavailable => ErrorCode::InvalidRequest,
         EngineError::WorkerGone | EngineError::Internal(_) => ErrorCode::InternalError,
         _ => ErrorCode::InternalError,

@@ -11,8 +11,8 @@ use serde_json::{Map, Value};
 use simplesfu_engine::{DataProducerOptions, Direction, ProducerOptions, WebRtcTransportOptions};
 use simplesfu_proto::{RoomId, 
     ConnectWebRtcTransport, CreateConsumerRequest, CreateWebRtcTransport, DataProducerId, ErrorCode,
-    JoinRoom, PeerId, Produce, ProduceData, ProducerId, ProducerRef, Push, Request, SignalingError,
-    TransportRef,
+    JoinRoom, PeerId, Produce, ProduceData, ProducerId, ProducerRef, Push, Request, SetConsumerPreferredLayers,
+    SetConsumerPriority, SignalingError, TransportRef,
 };
 
 type Reply = Result<Map<String, Value>, SignalingError>;
@@ -47,6 +47,8 @@ impl Sfu {
             Request::PauseProducer(r) => self.set_producer_paused(peer, r, true).await,
             Request::ResumeProducer(r) => self.set_producer_paused(peer, r, false).await,
             Request::RestartIce(r) => self.restart_ice(peer, r).await,
+            Request::SetConsumerPreferredLayers(r) => self.set_consumer_preferred_layers(peer, r).await,
+            Request::SetConsumerPriority(r) => self.set_consumer_priority(peer, r).await,
             Request::SubscribeAudioLevels(r) => {
                 self.subscribe_audio_levels(peer, r.enabled);
                 no_fields()
@@ -268,6 +270,21 @@ impl Sfu {
         self.worker(worker)?.set_consumer_paused(consumer, paused).await.map_err(from_engine)?;
         tracing::debug!(peer = %peer, consumer = %consumer, paused, "consumer paused state");
         Ok(fields([("paused", Value::Bool(paused))]))
+    }
+
+    async fn set_consumer_preferred_layers(&self, peer: &PeerId, r: SetConsumerPreferredLayers) -> Reply {
+        let (worker, consumer) = self.registry().consumer_of(peer, r.producer_id)?;
+        let engine = self.worker(worker)?;
+        engine.set_consumer_preferred_layers(consumer, r.spatial_layer, r.temporal_layer).await.map_err(from_engine)?;
+        tracing::debug!(peer = %peer, consumer = %consumer, spatial = r.spatial_layer, temporal = ?r.temporal_layer, "preferred layers");
+        no_fields()
+    }
+
+    async fn set_consumer_priority(&self, peer: &PeerId, r: SetConsumerPriority) -> Reply {
+        let (worker, consumer) = self.registry().consumer_of(peer, r.producer_id)?;
+        self.worker(worker)?.set_consumer_priority(consumer, r.priority).await.map_err(from_engine)?;
+        tracing::debug!(peer = %peer, consumer = %consumer, priority = r.priority, "consumer priority");
+        no_fields()
     }
 
     /// Like the original server, the peer also gets a `consumerClosed` push.

@@ -322,6 +322,16 @@ impl Sfu {
                 }
             }
             EngineEvent::AudioLevels(reports) => self.on_audio_levels(reports),
+            EngineEvent::ConsumerLayersChanged { transport_id, consumer_id, producer_id, spatial_layer, temporal_layer } => {
+                let owner = self.registry().transport_owner(transport_id);
+                let Some(owner) = owner else { return };
+                // A consumer closed (or replaced) meanwhile is not reported.
+                if self.registry().consumer_of(&owner, producer_id).ok().map(|(_, c)| c) != Some(consumer_id) {
+                    return;
+                }
+                let push = ConsumerLayersChanged { producer_id, spatial_layer, temporal_layer };
+                self.push(&owner, &Push::ConsumerLayersChanged(push));
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ use crate::session::{may_come_back, Delivery, Outbox, Prepared, ResumeError, Res
 use serde_json::Value;
 use simplesfu_engine::{EngineError, EngineEvent, Worker, WorkerHandle, WorkerSettings};
 use simplesfu_proto::{
-    success_ack, RequestType, ServerShutdown, DataProducerId, ErrorCode, PeerId, ProducerId,
+    success_ack, ConsumerLayersChanged, RequestType, ServerShutdown, DataProducerId, ErrorCode, PeerId, ProducerId,
     Push, Request, RoomId, SignalingError, SIGNALING_EVENT,
 };
 use socketioxide::extract::{AckSender, SocketRef};
