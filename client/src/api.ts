@@ -108,6 +108,26 @@ export interface AudioLevelsEvent {
   levels: { peerId: string; level: number }[];
 }
 
+/** The highest layers wanted of a remote video track (`setPreferredLayers`). */
+export interface PreferredLayers {
+  /** Simulcast layer, 0 (lowest resolution) up. */
+  spatial: number;
+  /** Temporal layer (frame rate), 0 (a quarter) to 2 (full); all when left out. */
+  temporal?: number;
+}
+
+/**
+ * The server moved a remote video track to other layers to fit our link
+ * (a server extension); both `null` while its video is paused for bandwidth.
+ */
+export interface LayersChangedEvent {
+  peerId: string;
+  label: string;
+  producerId: string;
+  spatialLayer: number | null;
+  temporalLayer: number | null;
+}
+
 export interface SimpleMediasoupPeerEvents {
   track: TrackEvent;
   trackEnded: TrackEndedEvent;
@@ -128,6 +148,8 @@ export interface SimpleMediasoupPeerEvents {
   activeSpeaker: ActiveSpeakerEvent;
   /** Every speaker's level, at most every 250 ms; the server sends them only while someone listens to this event. */
   audioLevels: AudioLevelsEvent;
+  /** A remote video track now comes in other layers (or is paused for bandwidth). */
+  layersChanged: LayersChangedEvent;
 }
 
 export const EVENT_NAMES: ReadonlySet<string> = new Set<keyof SimpleMediasoupPeerEvents>([
@@ -142,6 +164,7 @@ export const EVENT_NAMES: ReadonlySet<string> = new Set<keyof SimpleMediasoupPee
   'serverShutdown',
   'activeSpeaker',
   'audioLevels',
+  'layersChanged',
 ]);
 
 /** The seed's callback: `peer.onTrack = (track, peerId, info) => {}`. */

@@ -5,7 +5,7 @@
  * transport and telling the user (`track`, `trackEnded`, `onTrack`), pausing
  * and resuming peers, and receive statistics.
  */
-import type { MediaKind, RemoteTrackStats, TrackEndedEvent, TrackEvent } from './api.js';
+import type { MediaKind, PreferredLayers, RemoteTrackStats, TrackEndedEvent, TrackEvent } from './api.js';
 import { isGone, type AvailablePeer, type ConsumerRecord, type PeerCore, type Session } from './core.js';
 import type { SignalingError } from './errors.js';
 import type { types } from 'mediasoup-client';
@@ -140,6 +140,12 @@ export async function consume(core: PeerCore, session: Session, push: CreateCons
     }
     const record: ConsumerRecord = { consumer, peerId, label, broadcast };
     session.consumers.set(producerId, record);
+    const preferred = core.preferredLayers.get(layersKey(peerId, label));
+    if (preferred && kind === 'video') {
+      await requestPreferredLayers(core, producerId, preferred).catch((error) =>
+        core.reportError(`setPreferredLayers of ${producerId}`, error),
+      );
+    }
     // The server creates consumers paused; a paused peer stays so.
     const paused = core.pausedPeers.has(peerId);
     if (paused) {
@@ -240,6 +246,43 @@ export async function setPeerPaused(core: PeerCore, peerId: string, paused: bool
       else consumer.resume();
     }),
   );
+}
+
+/** The key of `PeerCore.preferredLayers`. */
+export function layersKey(peerId: string, label: string): string {
+  return `${peerId}\n${label}`;
+}
+
+function requestPreferredLayers(core: PeerCore, producerId: string, layers: PreferredLayers): Promise<unknown> {
+  const data: Record<string, unknown> = { producerId, spatialLayer: layers.spatial };
+  if (layers.temporal !== undefined) data.temporalLayer = layers.temporal;
+  return core.request('setConsumerPreferredLayers', data);
+}
+
+/** Send the preferred layers of `peerId`'s track `label` to its video consumers now (if any). */
+export async function applyPreferredLayers(core: PeerCore, peerId: string, label: string): Promise<void> {
+  const session = core.session;
+  const layers = core.preferredLayers.get(layersKey(peerId, label));
+  if (!session || !layers) return;
+  const records = [...session.consumers].filter(
+    ([, record]) => record.peerId === peerId && record.label === label && record.consumer.kind === 'video',
+  );
+  await Promise.all(records.map(([producerId]) => requestPreferredLayers(core, producerId, layers)));
+}
+
+/** The `consumerLayersChanged` push: tell the user which consumer it is about. */
+export function onLayersChanged(core: PeerCore, session: Session, data: unknown): void {
+  if (!isPlainObject(data) || typeof data.producerId !== 'string') return;
+  const record = session.consumers.get(data.producerId);
+  if (!record) return;
+  const layer = (v: unknown) => (Number.isInteger(v) ? (v as number) : null);
+  core.events.emit('layersChanged', {
+    peerId: record.peerId,
+    label: record.label,
+    producerId: data.producerId,
+    spatialLayer: layer(data.spatialLayer),
+    temporalLayer: layer(data.temporalLayer),
+  });
 }
 
 /** Receive statistics of every remote track we consume. */

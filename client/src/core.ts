@@ -12,6 +12,7 @@ import { io } from 'socket.io-client';
 import type {
   ConnectionState,
   LegacyTrackCallback,
+  PreferredLayers,
   SimpleMediasoupPeerEvents,
   SimpleMediasoupPeerOptions,
 } from './api.js';
@@ -110,6 +111,8 @@ export class PeerCore {
   readonly connectTo = new Set<string>();
   readonly disconnectedFrom = new Set<string>();
   readonly pausedPeers = new Set<string>();
+  /** `peerId label` -> the layers asked for with setPreferredLayers; applied to every new consumer. */
+  readonly preferredLayers = new Map<string, PreferredLayers>();
 
   // What the server told us, for the current session.
   session: Session | null = null;

@@ -23,6 +23,8 @@ export type {
   ServerShutdownEvent,
   ActiveSpeakerEvent,
   AudioLevelsEvent,
+  LayersChangedEvent,
+  PreferredLayers,
 } from './api.js';
 export { SignalingError, PeerClosedError } from './errors.js';
 export { ENCODINGS, SIMULCAST, SCREEN_SHARE, type Encodings, type EncodingsPreset } from './encodings.js';

@@ -378,3 +378,45 @@ test('activeSpeaker and audioLevels reach listeners; levels are asked for only o
   await until(() => a.peer.id !== null && a.peer.id !== aId, 'a new session');
   await until(() => harness.server.requests('subscribeAudioLevels', a.peer.id!).length === 1, 'subscribed again');
 });
+
+test('setPreferredLayers asks for the layers now and for every later consumer of the track; layersChanged names the track', async () => {
+  const a = makePeer({ roomId: 'layers' });
+  const b = makePeer({ roomId: 'layers' });
+  await b.peer.addTrack(fakeTrack('video'), 'camera');
+  await b.peer.addTrack(fakeTrack('audio'), 'microphone');
+  await until(() => a.seen.tracks.length === 2, "A to get B's tracks");
+  const [aId, bId] = [a.peer.id!, b.peer.id!];
+  const camera = harness.server.producerOf(bId, 'camera')!.id;
+  await a.peer.setPreferredLayers(bId, 'camera', { spatial: 0, temporal: 1 });
+  await a.peer.setPreferredLayers(bId, 'microphone', { spatial: 0 });
+  assert.deepEqual(harness.server.requests('setConsumerPreferredLayers', aId), [
+    { producerId: camera, spatialLayer: 0, temporalLayer: 1 },
+  ], 'for the video track only');
+  for (const bad of [{ spatial: -1 }, { spatial: 1.5 }, { spatial: 0, temporal: 'all' }, null]) {
+    assert.throws(() => a.peer.setPreferredLayers(bId, 'camera', bad as never), TypeError);
+  }
+  // A layer the producer does not send: the server's code.
+  await assert.rejects(a.peer.setPreferredLayers(bId, 'camera', { spatial: 3 }), { code: 'layers_out_of_range' });
+
+  const changes: unknown[] = [];
+  a.peer.on('layersChanged', (event) => changes.push(event));
+  harness.server.pushTo(aId, 'consumerLayersChanged', { producerId: camera, spatialLayer: 1, temporalLayer: 2 });
+  harness.server.pushTo(aId, 'consumerLayersChanged', { producerId: camera, spatialLayer: null, temporalLayer: null });
+  harness.server.pushTo(aId, 'consumerLayersChanged', { producerId: 'unknown', spatialLayer: 0, temporalLayer: 0 });
+  await until(() => changes.length === 2, 'the layersChanged events');
+  assert.deepEqual(changes, [
+    { peerId: bId, label: 'camera', producerId: camera, spatialLayer: 1, temporalLayer: 2 },
+    { peerId: bId, label: 'camera', producerId: camera, spatialLayer: null, temporalLayer: null },
+  ]);
+
+  // The track republished: its new consumer gets the last preference.
+  await a.peer.setPreferredLayers(bId, 'camera', { spatial: 1 });
+  await b.peer.removeTrack('camera');
+  await b.peer.addTrack(fakeTrack('video'), 'camera');
+  const second = () => harness.server.producerOf(bId, 'camera')?.id;
+  await until(
+    () => harness.server.requests('setConsumerPreferredLayers', aId).some((r) => (r as { producerId: string }).producerId === second()),
+    'the preference for the new consumer',
+  );
+  assert.deepEqual(harness.server.requests('setConsumerPreferredLayers', aId).at(-1), { producerId: second(), spatialLayer: 1 });
+});

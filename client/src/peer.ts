@@ -19,12 +19,20 @@ import {
   type DataMessage,
   type LegacyTrackCallback,
   type MediaKind,
+  type PreferredLayers,
   type RemoteTrackStats,
   type RoomId,
   type SimpleMediasoupPeerEvents,
   type SimpleMediasoupPeerOptions,
 } from './api.js';
-import { remoteTrackStats, requestConsumers, setPeerPaused, stopConsuming } from './consuming.js';
+import {
+  applyPreferredLayers,
+  layersKey,
+  remoteTrackStats,
+  requestConsumers,
+  setPeerPaused,
+  stopConsuming,
+} from './consuming.js';
 import { log, PeerCore, type DesiredTrack } from './core.js';
 import { sendData } from './data.js';
 import type { Listener } from './emitter.js';
@@ -250,6 +258,27 @@ export class SimpleMediasoupPeer {
     const core = this.#core;
     core.pausedPeers.delete(peerId);
     return core.queue.push(() => setPeerPaused(core, peerId, false));
+  }
+
+  /**
+   * The highest layers wanted of `peerId`'s video track `label` (a
+   * thumbnail asks for `{spatial: 0}`): the server never sends more, and
+   * less when our link cannot carry it. Kept for the track's later
+   * consumers too (reconnects, the track republished).
+   */
+  setPreferredLayers(peerId: string, label: string, layers: PreferredLayers): Promise<void> {
+    this.#assertOpen('setPreferredLayers');
+    assertPeerId(peerId);
+    assertLabel(label);
+    const { spatial, temporal } = (isPlainObject(layers) ? layers : {}) as Partial<PreferredLayers>;
+    const isLayer = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 255;
+    if (!isLayer(spatial) || (temporal !== undefined && !isLayer(temporal))) {
+      throw new TypeError('layers must be {spatial, temporal?} with integer layers from 0');
+    }
+    const core = this.#core;
+    const preferred: PreferredLayers = temporal === undefined ? { spatial: spatial! } : { spatial: spatial!, temporal };
+    core.preferredLayers.set(layersKey(peerId, label), preferred);
+    return core.queue.push(() => applyPreferredLayers(core, peerId, label));
   }
 
   // ----------------------------------------------------------------- data

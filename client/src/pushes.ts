@@ -2,7 +2,15 @@
  * The server's pushes (docs/PROTOCOL.md "Pushes"), each handed to the part
  * that owns it. A push that cannot be handled is reported, never thrown.
  */
-import { consume, dropConsumer, forgetPeer, notePeer, onAvailableProducers, type CreateConsumerPush } from './consuming.js';
+import {
+  consume,
+  dropConsumer,
+  forgetPeer,
+  notePeer,
+  onAvailableProducers,
+  onLayersChanged,
+  type CreateConsumerPush,
+} from './consuming.js';
 import { log, type PeerCore } from './core.js';
 import { consumeData, dropDataConsumer, type CreateDataConsumerPush } from './data.js';
 import { onServerShutdown, onSessionPush } from './resume.js';
@@ -56,6 +64,9 @@ export function handlePush(core: PeerCore, message: unknown): void {
         core.events.emit('audioLevels', { levels: levels.map(({ peerId, level }) => ({ peerId, level })) });
         break;
       }
+      case 'consumerLayersChanged':
+        if (session) onLayersChanged(core, session, data);
+        break;
       case 'consumerClosed': {
         const producerId = (data as { producerId?: unknown })?.producerId;
         const record = typeof producerId === 'string' ? session?.consumers.get(producerId) : undefined;

@@ -379,6 +379,11 @@ export class FakeServer {
       case 'subscribeAudioLevels':
         if (typeof data?.enabled !== 'boolean') return err('invalid_request');
         return { success: true };
+      case 'setConsumerPreferredLayers': {
+        if (!peer.consumers.has(data.producerId)) return err('consumer_not_found');
+        if (data.spatialLayer > 2) return err('layers_out_of_range');
+        return { success: true };
+      }
       default:
         return err('unknown_request', `unknown request ${type}`);
     }
