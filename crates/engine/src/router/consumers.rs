@@ -33,6 +33,7 @@ impl Router {
         let layer_count = producer.layers.len();
         let codec = producer.codec;
         let t = self.transport_mut(tid, Direction::Recv)?;
+        let unpaced = t.unpaced;
         let mid_text = t.next_consumer_mid.to_string();
         t.next_consumer_mid += 1;
         let mid = Mid::from(mid_text.as_str());
@@ -45,6 +46,11 @@ impl Router {
         };
         api.declare_media(mid, str0m_kind);
         api.declare_stream_tx(ssrc, rtx, mid, None);
+        // Audio is never paced; video unless the transport gets no feedback
+        // (see `Router::set_video_paced`).
+        if let Some(stream) = api.stream_tx(&ssrc).filter(|_| kind == MediaKind::Video) {
+            stream.set_unpaced(unpaced);
+        }
         let cname = t.rtc.media(mid).map(|m| m.cname().to_owned());
         let consumer_id = ConsumerId::new();
         t.consumers_by_mid.insert(mid, consumer_id);

@@ -252,6 +252,9 @@ impl Router {
                     return;
                 }
                 t.estimate_bps = Some(estimate.as_u64());
+                if t.unpaced {
+                    self.set_video_paced(tid, true);
+                }
                 tracing::debug!(transport = %tid, estimate_bps = estimate.as_u64(), "bandwidth estimate");
                 self.allocate(now, tid);
             }
@@ -277,7 +280,9 @@ impl Router {
     /// reached the viewer: ask their producers for a new one now rather than
     /// leave the viewer waiting for the sender's next periodic key frame.
     fn on_transport_connected(&mut self, now: Instant, tid: TransportId) {
-        let Some(t) = self.transports.get(&tid) else { return };
+        let Some(t) = self.transports.get_mut(&tid) else { return };
+        t.connected_at = Some(now);
+        let t = &*t;
         let wanted: Vec<(ProducerId, Option<usize>)> = t
             .consumers_by_mid
             .values()

@@ -67,6 +67,9 @@ const MAX_PATHS_PER_TRANSPORT: usize = 8;
 /// gets its preferred layers, as without estimation); from the first
 /// feedback on, str0m probes upwards from here.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(600);
+/// A receive transport connected this long without an estimate gets no
+/// congestion feedback (a browser's first comes within about 100 ms).
+const NO_FEEDBACK_AFTER: Duration = Duration::from_secs(1);
 /// How far ahead the worker sleeps when nothing is scheduled.
 const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The remote ICE password is never sent by mediasoup-client; ICE-lite never
@@ -130,6 +133,10 @@ struct Transport {
     bwe_applied: Option<(u64, u64)>,
     /// When the allocation runs next without another cause (its meters move).
     allocate_at: Option<Instant>,
+    /// Recv transports: when ICE and DTLS completed.
+    connected_at: Option<Instant>,
+    /// Video goes out unpaced: no feedback came (see `Router::set_video_paced`).
+    unpaced: bool,
 }
 
 struct DtlsSetup {

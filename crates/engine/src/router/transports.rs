@@ -84,6 +84,8 @@ impl Router {
                 estimate_bps: None,
                 bwe_applied: None,
                 allocate_at: None,
+                connected_at: None,
+                unpaced: false,
             },
         );
         self.mark_dirty(id);
