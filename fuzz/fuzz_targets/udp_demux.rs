@@ -56,7 +56,7 @@ fuzz_target!(|data: &[u8]| {
     let known: SocketAddr = "127.0.0.1:50000".parse().expect("address");
     let unknown: SocketAddr = "127.0.0.1:50001".parse().expect("address");
     let mut now = Instant::now();
-    let mut router = Router::new(RouterConfig { local_addr: local, announced_ips: vec![local.ip()], udp: true, tcp_port: Some(local.port()) });
+    let mut router = Router::new(RouterConfig { local_addr: local, announced_ips: vec![local.ip()], udp: true, tcp_port: Some(local.port()), bandwidth_estimation: true });
     let info = router
         .create_transport(now, WebRtcTransportOptions { direction: Direction::Send, enable_sctp: true, force_tcp: false })
         .expect("a transport");

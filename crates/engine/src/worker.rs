@@ -38,6 +38,9 @@ pub struct WorkerSettings {
     pub tcp: bool,
     /// Limits of the ICE-TCP listener (connections, deadlines, queue).
     pub ice_tcp_limits: IceTcpLimits,
+    /// Estimate viewers' bandwidth and choose layers that fit
+    /// ([`RouterConfig::bandwidth_estimation`]).
+    pub bandwidth_estimation: bool,
 }
 
 impl WorkerSettings {
@@ -51,6 +54,7 @@ impl WorkerSettings {
             udp: true,
             tcp: true,
             ice_tcp_limits: IceTcpLimits::default(),
+            bandwidth_estimation: true,
         }
     }
 }
@@ -143,6 +147,7 @@ impl Worker {
             announced_ips: settings.announced_ips.clone(),
             udp: settings.udp,
             tcp_port: announced_tcp_addr.map(|a| a.port()),
+            bandwidth_estimation: settings.bandwidth_estimation,
         });
         let rtp_capabilities = Arc::new(router.rtp_capabilities().clone());
         let name: Arc<str> = settings.name.clone().into();

@@ -95,6 +95,10 @@ pub struct RtcConfig {
     /// Offer ICE over TCP (passive candidates on the same port numbers as
     /// UDP) for networks that block UDP.
     pub ice_tcp: bool,
+    /// Estimate each viewer's bandwidth and send it the simulcast and
+    /// temporal layers that fit. Off: the best layer for everyone (less CPU
+    /// per forwarded packet; viewers on slow links freeze).
+    pub bandwidth_estimation: bool,
 }
 
 /// HTTPS/WSS. Without a certificate the server speaks plain HTTP.
@@ -156,6 +160,7 @@ impl Default for RtcConfig {
             workers: None,
             ice_udp: true,
             ice_tcp: true,
+            bandwidth_estimation: true,
         }
     }
 }
@@ -239,6 +244,7 @@ impl Config {
             announced_ips: self.rtc.announced_ip.clone(),
             ice_udp: self.rtc.ice_udp,
             ice_tcp: self.rtc.ice_tcp,
+            bandwidth_estimation: self.rtc.bandwidth_estimation,
             available_producers_interval: (self.available_producers_interval_ms > 0)
                 .then(|| Duration::from_millis(self.available_producers_interval_ms)),
             token_secret: self.auth.secret.clone(),
@@ -414,6 +420,12 @@ pub struct Overrides {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub ice_tcp: Option<bool>,
 
+    /// Estimate each viewer's bandwidth and send it the layers that fit;
+    /// `false` sends everyone the best layer (less CPU). [default: true]
+    #[arg(long, env = "SIMPLESFU_BANDWIDTH_ESTIMATION", num_args = 0..=1, default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub bandwidth_estimation: Option<bool>,
+
     /// Log level or filter (error, warn, info, debug, trace, or tracing
     /// directives). Directives in RUST_LOG are added after it. Logs go to
     /// stderr. [default: info]
@@ -537,6 +549,7 @@ impl Overrides {
         }
         set(&mut config.rtc.ice_udp, &self.ice_udp);
         set(&mut config.rtc.ice_tcp, &self.ice_tcp);
+        set(&mut config.rtc.bandwidth_estimation, &self.bandwidth_estimation);
         set(&mut config.log_level, &self.log_level);
         set(&mut config.available_producers_interval_ms, &self.available_producers_interval_ms);
         set(&mut config.resume_grace_ms, &self.resume_grace_ms);
@@ -762,6 +775,9 @@ mod tests {
         assert!(!from_flags(&["--ice-udp", "false"]).rtc.ice_udp, "the e2e tests force TCP this way");
         assert!(from_flags(&["--ice-udp", "false"]).rtc.ice_tcp);
         assert!(from_flags(&["--ice-tcp=false", "--ice-udp", "false"]).validate().is_err());
+        assert!(from_flags(&[]).rtc.bandwidth_estimation, "estimation is on by default");
+        let off = from_flags(&["--bandwidth-estimation", "false"]);
+        assert!(!off.rtc.bandwidth_estimation && !off.sfu_options().bandwidth_estimation, "and reaches the SFU's options");
     }
 
     #[test]

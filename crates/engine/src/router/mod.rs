@@ -89,6 +89,11 @@ pub struct RouterConfig {
     pub udp: bool,
     /// The port of the passive ICE-TCP candidates, if TCP is on.
     pub tcp_port: Option<u16>,
+    /// Estimate each viewer's bandwidth (transport-wide congestion control)
+    /// and choose its layers to fit (see docs/ENGINE.md "Bandwidth
+    /// allocation"). Off: every viewer gets the best layer it prefers, as
+    /// before estimation existed, at less CPU per forwarded packet.
+    pub bandwidth_estimation: bool,
 }
 
 struct Transport {

@@ -26,7 +26,8 @@ impl Router {
         now: Instant,
         options: WebRtcTransportOptions,
     ) -> Result<WebRtcTransportInfo, EngineError> {
-        let mut rtc = build_rtc(now, options.direction);
+        let estimate = options.direction == Direction::Recv && self.config.bandwidth_estimation;
+        let mut rtc = build_rtc(now, estimate);
         let creds = rtc.direct_api().local_ice_credentials();
         let (ice_candidates, str0m_candidates) = self.candidates.for_transport(options.force_tcp)?;
         for candidate in str0m_candidates {
@@ -204,7 +205,9 @@ impl Router {
     }
 }
 
-fn build_rtc(now: Instant, direction: Direction) -> Rtc {
+/// An `Rtc` for one transport; `estimate`: run str0m's bandwidth estimator
+/// (receive transports, when the router estimates).
+fn build_rtc(now: Instant, estimate: bool) -> Rtc {
     let mut exts = ExtensionMap::empty();
     exts.set(ext_id::MID, Extension::RtpMid);
     exts.set(ext_id::RID, Extension::RtpStreamId);
@@ -219,7 +222,7 @@ fn build_rtc(now: Instant, direction: Direction) -> Rtc {
         .clear_codecs()
         .set_extension_map(exts)
         .set_stats_interval(None);
-    if direction == Direction::Recv {
+    if estimate {
         // Estimates what each viewer's link carries, from its transport-wide
         // congestion control feedback; the allocation splits it.
         config = config.enable_bwe(Some(INITIAL_ESTIMATE));

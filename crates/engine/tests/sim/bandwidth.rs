@@ -53,7 +53,11 @@ struct Source {
 
 impl Call {
     fn new() -> Call {
-        let mut sim = Sim::new();
+        Call::with_estimation(true)
+    }
+
+    fn with_estimation(estimation: bool) -> Call {
+        let mut sim = Sim::with_estimation(estimation);
         let sender = sim.connected_peer(Direction::Send);
         Call { sim, sender, source: Source { keyframe_due: [true; 3], ..Source::default() } }
     }
@@ -294,4 +298,18 @@ fn a_preferred_layer_caps_what_a_viewer_gets_and_bad_preferences_are_refused() {
     assert!(refused(call.sim.router.set_consumer_preferred_layers(now, viewer.audio.id, 0, None)).contains("0 spatial"));
     assert_eq!(call.sim.router.set_consumer_priority(now, viewer.video.id, 0), Err(EngineError::InvalidPriority(0)));
     call.sim.router.set_consumer_priority(now, viewer.video.id, 255).expect("the highest priority");
+}
+
+#[test]
+fn with_estimation_off_a_viewer_gets_the_best_layer_whatever_its_link() {
+    // The operator's switch (rtc.bandwidth_estimation = false): no
+    // estimate, no allocation, the top layer as before estimation existed.
+    let mut call = Call::with_estimation(false);
+    let producers = call.produce();
+    let viewer = call.viewer(producers, Some(400_000));
+    call.run(Duration::from_secs(6));
+    let from = call.sim.now;
+    call.run(Duration::from_secs(2));
+    assert_eq!(got(&call.sim, &viewer, from).layers, [2], "the top layer, though the link cannot carry it");
+    assert_eq!(reported(&call.sim, viewer.video.id), None, "no layer changes reported");
 }

@@ -151,7 +151,13 @@ pub struct Consumed {
 
 impl Sim {
     /// A router with no transports, at an arbitrary start instant.
+    /// A router that estimates viewers' bandwidth (the default).
     pub fn new() -> Sim {
+        Sim::with_estimation(true)
+    }
+
+    /// A router with bandwidth estimation on or off.
+    pub fn with_estimation(estimation: bool) -> Sim {
         let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simplesfu_engine=debug").try_init();
         let router_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40_000);
         let router = Router::new(RouterConfig {
@@ -159,6 +165,7 @@ impl Sim {
             announced_ips: vec![router_addr.ip()],
             udp: true,
             tcp_port: None,
+            bandwidth_estimation: estimation,
         });
         Sim { now: Instant::now(), router, peers: Vec::new(), router_addr, wire: Vec::new(), router_sent: Vec::new(), events: Vec::new() }
     }

@@ -72,6 +72,10 @@ pub struct SfuOptions {
     pub ice_udp: bool,
     /// Offer ICE over TCP (passive candidates, same port numbers as UDP).
     pub ice_tcp: bool,
+    /// Estimate each viewer's bandwidth and send it the layers that fit
+    /// (docs/ENGINE.md "Bandwidth allocation"). Off: the best layer for
+    /// everyone, at less CPU per forwarded packet.
+    pub bandwidth_estimation: bool,
     /// Resend `availableProducers` to every room this often (`None`: only on
     /// changes). Clients that pick their consumers from it (ours) retry a
     /// failed `createConsumer` on each copy; the published 0.0.20 client
@@ -99,6 +103,7 @@ impl Default for SfuOptions {
             announced_ips: Vec::new(),
             ice_udp: true,
             ice_tcp: true,
+            bandwidth_estimation: true,
             available_producers_interval: Some(Duration::from_millis(1000)),
             token_secret: None,
             limits: Limits::default(),
@@ -244,6 +249,7 @@ impl Sfu {
                 udp: options.ice_udp,
                 tcp: options.ice_tcp,
                 ice_tcp_limits: Default::default(),
+                bandwidth_estimation: options.bandwidth_estimation,
             };
             let (handle, events) =
                 Worker::spawn(settings).map_err(|source| SfuError::WorkerSpawn { index, port, source })?;
