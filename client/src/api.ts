@@ -51,18 +51,6 @@ export interface ServerShutdownEvent {
 
 export type MediaKind = 'audio' | 'video';
 
-/** A remote track: `track` is ready to put in a MediaStream. */
-export interface TrackEvent {
-  track: MediaStreamTrack;
-  peerId: string;
-  label: string;
-  broadcast: boolean;
-  kind: MediaKind;
-  producerId: string;
-  /** True when the peer is paused (`pausePeer`): no media flows until `resumePeer`. */
-  paused: boolean;
-}
-
 /** A remote track that went away (producer closed, peer left or disconnected). */
 export interface TrackEndedEvent {
   track: MediaStreamTrack;
@@ -71,6 +59,12 @@ export interface TrackEndedEvent {
   broadcast: boolean;
   kind: MediaKind;
   producerId: string;
+}
+
+/** A remote track: `track` is ready to put in a MediaStream. */
+export interface TrackEvent extends TrackEndedEvent {
+  /** True when the peer is paused (`pausePeer`): no media flows until `resumePeer`. */
+  paused: boolean;
 }
 
 export interface PeerEvent {
