@@ -19,8 +19,10 @@ pub(super) const ROOM_LIST_MIN_INTERVAL: Duration = Duration::from_millis(200);
 pub(super) const STALLED_FLUSH_PERIOD: Duration = Duration::from_millis(250);
 
 impl Sfu {
-    /// Send a push to one peer (dropped if it is gone; kept while a
-    /// resumable peer's socket is away).
+    /// Send a push to one peer (dropped if the peer is gone; kept, in
+    /// order, while its socket's send queue is full or a resumable peer's
+    /// socket is away). A `createConsumer` also owes the peer one
+    /// `resumeConsumer` free of the rate limit.
     pub(crate) fn push(&self, peer: &PeerId, push: &Push) {
         if matches!(push, Push::CreateConsumer(_)) {
             let rate = self.links().get(peer).map(|l| l.rate.clone());
