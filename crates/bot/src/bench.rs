@@ -96,6 +96,8 @@ pub struct BenchOptions {
     /// `cpucap`), so worker counts compare on a machine without a free core
     /// per worker.
     pub worker_cpu: Option<f64>,
+    /// More arguments for every simplesfu started, after the harness's own.
+    pub simplesfu_args: Vec<String>,
     /// Each ramp step multiplies the load by this much (at least +1).
     pub ramp_factor: f64,
     pub big_room: BigRoom,
@@ -160,6 +162,9 @@ pub struct BenchReport {
     pub worker_cpu: Option<f64>,
     /// The simplesfu binary measured, as given.
     pub simplesfu_bin: String,
+    /// Arguments given to every simplesfu besides the harness's own.
+    #[serde(default)]
+    pub simplesfu_args: Vec<String>,
     /// /proc/loadavg's 1-minute load at the start and the end of the run:
     /// anything above the bot and server's own says the machine was shared.
     pub load_average: (f64, f64),
@@ -219,7 +224,13 @@ fn pinned_command(bin: &Path, pin: bool) -> Command {
     }
 }
 
-fn start_simplesfu(bin: &Path, pin: bool, workers: usize, settings: ServerSettings) -> anyhow::Result<RunningServer> {
+fn start_simplesfu(
+    bin: &Path,
+    pin: bool,
+    workers: usize,
+    settings: ServerSettings,
+    extra: &[String],
+) -> anyhow::Result<RunningServer> {
     let mut command = pinned_command(bin, pin);
     command
         .args(["--workers", &workers.to_string()])
@@ -240,6 +251,7 @@ fn start_simplesfu(bin: &Path, pin: bool, workers: usize, settings: ServerSettin
     if let Some(burst) = settings.request_burst {
         command.args(["--request-burst", &burst.to_string()]);
     }
+    command.args(extra);
     let mut child = command
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -481,7 +493,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                 let server = match kind {
                     ServerKind::Simplesfu => {
                         let w = workers.unwrap_or(1);
-                        let mut server = start_simplesfu(&opts.simplesfu_bin, pinned, w, settings)?;
+                        let mut server = start_simplesfu(&opts.simplesfu_bin, pinned, w, settings, &opts.simplesfu_args)?;
                         if let Some(fraction) = opts.worker_cpu {
                             let pid: u32 = server.pid.parse().context("server pid")?;
                             server.cap = Some(crate::cpucap::cap_workers(pid, w, fraction)?);
@@ -555,6 +567,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         pinned,
         worker_cpu: opts.worker_cpu,
         simplesfu_bin: opts.simplesfu_bin.display().to_string(),
+        simplesfu_args: opts.simplesfu_args.clone(),
         load_average: (load_at_start, load_average()),
         levels,
     };

@@ -99,6 +99,10 @@ struct BenchArgs {
     /// periodic resend off).
     #[arg(long, value_delimiter = ',', default_value = "1000,0")]
     big_room_resend_ms: Vec<u64>,
+    /// One more argument for every simplesfu started (repeat it; e.g.
+    /// `--simplesfu-arg=--bandwidth-estimation`); the report names them.
+    #[arg(long, allow_hyphen_values = true)]
+    simplesfu_arg: Vec<String>,
 }
 
 #[derive(Args)]
@@ -203,6 +207,7 @@ fn main() -> anyhow::Result<()> {
                 max_subscribers: b.max_subscribers,
                 workers: b.workers,
                 worker_cpu: b.worker_cpu,
+                simplesfu_args: b.simplesfu_arg,
                 ramp_factor: b.ramp_factor.max(1.01),
                 big_room: simplesfu_bot::bench::BigRoom {
                     peers: b.big_room_peers.max(1),

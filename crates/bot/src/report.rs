@@ -176,8 +176,10 @@ fn non_default_settings(r: &BenchReport) -> String {
         b.dedup();
         b.iter().map(|b| format!(", `--request-burst {b}` in big-room")).collect()
     };
+    let extra: String = r.simplesfu_args.iter().map(|a| format!(" `{a}`")).collect();
+    let extra = if extra.is_empty() { String::new() } else { format!(" Given for this run, on every simplesfu:{extra}.") };
     format!(
-        "- simplesfu's settings besides its defaults: `--workers` as labelled, `--log-level error`, `--max-peers-per-room 1000000` (the livestream ramps past the default 500), `--available-producers-interval-ms 0` in the forwarding scenarios (default 1000: the periodic room list is signaling, not forwarding) and as given per row in big-room{}. Request limits are the defaults otherwise (50 requests/s, burst 200).\n",
+        "- simplesfu's settings besides its defaults: `--workers` as labelled, `--log-level error`, `--max-peers-per-room 1000000` (the livestream ramps past the default 500), `--available-producers-interval-ms 0` in the forwarding scenarios (default 1000: the periodic room list is signaling, not forwarding) and as given per row in big-room{}. Request limits are the defaults otherwise (50 requests/s, burst 200).{extra}\n",
         bursts.concat()
     )
 }
@@ -413,6 +415,7 @@ mod tests {
             pinned: true,
             worker_cpu: None,
             simplesfu_bin: "target/release/simplesfu".into(),
+            simplesfu_args: vec![],
             load_average: (0.5, 0.7),
             levels,
         }

@@ -3,7 +3,10 @@
 //! polling str0m and draining what it sends, and the events of a transport
 //! (RTP, key-frame requests, data channels, connection, death).
 
-use super::{Router, Transport, IDLE_TIMEOUT, INITIAL_ESTIMATE, MAX_PATHS_PER_TRANSPORT, UNKNOWN_REMOTE_PASSWORD};
+use super::{
+    Router, Transport, IDLE_TIMEOUT, IMMEDIATE_ROUNDS, IMMEDIATE_SLACK, INITIAL_ESTIMATE, MAX_PATHS_PER_TRANSPORT,
+    UNKNOWN_REMOTE_PASSWORD,
+};
 use crate::api::EngineEvent;
 use crate::stun;
 use crate::worker::Command;
@@ -197,9 +200,23 @@ impl Router {
                 tracing::debug!(transport = %tid, %error, "timeout handling failed");
             }
         }
+        let mut rounds = 0;
         loop {
             let Some(t) = self.transports.get_mut(&tid) else { return };
             match t.rtc.poll_output() {
+                Ok(Output::Timeout(at)) if at <= now + IMMEDIATE_SLACK && rounds < IMMEDIATE_ROUNDS => {
+                    // With bandwidth estimation, str0m's pacer hands out one
+                    // packet per timeout input and asks for the next one a
+                    // microsecond later (time must move between packets).
+                    // Feeding it here keeps a frame's packets in this drain
+                    // (one GSO batch, no trip through the timer heap per
+                    // packet); the bound keeps one transport from holding the
+                    // worker.
+                    rounds += 1;
+                    if let Err(error) = t.rtc.handle_input(Input::Timeout(at.max(now))) {
+                        tracing::debug!(transport = %tid, %error, "timeout handling failed");
+                    }
+                }
                 Ok(Output::Timeout(at)) => {
                     let at = t.allocate_at.map_or(at, |due| due.min(at));
                     self.schedule(tid, at);

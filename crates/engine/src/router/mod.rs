@@ -70,6 +70,13 @@ const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(600);
 /// A receive transport connected this long without an estimate gets no
 /// congestion feedback (a browser's first comes within about 100 ms).
 const NO_FEEDBACK_AFTER: Duration = Duration::from_secs(1);
+/// A str0m timeout this close is taken at once while polling a transport
+/// (its pacer's next packet is due a microsecond after the last).
+const IMMEDIATE_SLACK: Duration = Duration::from_micros(100);
+/// At most this many such timeouts per poll of one transport: a key frame of
+/// the top layer is about 100 packets, and a batch of input may hold several
+/// frames.
+const IMMEDIATE_ROUNDS: usize = 1024;
 /// How far ahead the worker sleeps when nothing is scheduled.
 const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The remote ICE password is never sent by mediasoup-client; ICE-lite never
