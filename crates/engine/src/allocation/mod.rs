@@ -8,9 +8,12 @@
 //!
 //! Each consumer's producer offers a *ladder* of layers, lowest first:
 //! spatial layer by spatial layer, and within each its temporal layers
-//! (S0T0, S0T1, S0T2, S1T0, …), keeping only layers that are sending (their
-//! measured bitrate, from [`meter::LayerMeter`], is not zero) and within the
-//! consumer's preferred layers. A layer's cost is its measured bitrate
+//! (S0T0, S0T1, S0T2, S1T1, S1T2, …), keeping only layers that are sending
+//! (their measured bitrate, from [`meter::LayerMeter`], is not zero) and
+//! within the consumer's preferred layers. Above the lowest spatial layer,
+//! T0 is left out where a higher temporal layer may be taken: with browsers'
+//! L1T3, T0 is a quarter of the frame rate, and a viewer should not drop to
+//! 7.5 fps to gain resolution. A layer's cost is its measured bitrate
 //! including the temporal layers below it. A layer that costs no more than
 //! the step below it is left out (720p at 7.5 fps can cost less than 360p at
 //! 30 fps): taking it would trade smoothness for resolution without using
@@ -141,13 +144,22 @@ impl LayerBitrates {
     }
 
     /// The sending layers up to `cap`, lowest first, with their cost, each
-    /// costing more than the one before.
+    /// costing more than the one before. Above the lowest spatial layer that
+    /// sends, a spatial layer's T0 is left out when a higher temporal layer of
+    /// it may be taken: going up in resolution never costs more than half the
+    /// frame rate (a quarter-rate 360p is no better to watch than a
+    /// full-rate 180p, and browsers' L1T3 makes T0 a quarter).
     fn ladder(&self, cap: Layer) -> Vec<(Layer, u64)> {
         let mut ladder: Vec<(Layer, u64)> = Vec::new();
         for spatial in 0..=cap.spatial.min(Layer::TOP.spatial) {
-            for temporal in 0..=cap.temporal.min(Layer::TOP.temporal) {
-                let layer = Layer::new(spatial, temporal);
-                let Some(rate) = self.get(layer) else { continue };
+            let rungs: Vec<(Layer, u64)> = (0..=cap.temporal.min(Layer::TOP.temporal))
+                .filter_map(|temporal| {
+                    let layer = Layer::new(spatial, temporal);
+                    self.get(layer).map(|rate| (layer, rate))
+                })
+                .collect();
+            let skip = usize::from(!ladder.is_empty() && rungs.len() > 1);
+            for &(layer, rate) in &rungs[skip..] {
                 if ladder.last().is_none_or(|(_, below)| rate > *below) {
                     ladder.push((layer, rate));
                 }
@@ -473,27 +485,28 @@ mod tests {
         let mut t = Transport::new(vec![audio(1), video(2)]);
         // 2 Mbit/s: the top layer from the first run.
         assert_eq!(t.at(0, Some(2000)).target(&2), Some(l(2, 2)));
-        // Down to 400 kbit/s: 350 for video, so S1 at T0 (250) at once.
+        // Down to 400 kbit/s: 350 for video, so S0 at T2 (150) at once (S1
+        // starts at T1, 400; its T0 is not on the ladder).
         let a = t.at(1000, Some(400));
-        assert_eq!(a.target(&2), Some(l(1, 0)));
-        assert_eq!(a.bwe.min_bps, (50 + 250) * KBPS, "audio reserve + the chosen layer");
+        assert_eq!(a.target(&2), Some(l(0, 2)));
+        assert_eq!(a.bwe.min_bps, (50 + 150) * KBPS, "audio reserve + the chosen layer");
         assert_eq!(a.bwe.desired_bps, (50 + 1500) * KBPS, "audio reserve + the preferred layer");
         // It stays there at 400 kbit/s: S1T1 (400) does not fit.
-        assert!(t.during(1500, 5000, 400, 2).iter().all(|(_, target)| *target == l(1, 0)));
+        assert!(t.during(1500, 5000, 400, 2).iter().all(|(_, target)| *target == l(0, 2)));
         // Back to 2 Mbit/s: the top again only after UP_HOLD of headroom.
         let runs = t.during(5000, 10_000, 2000, 2);
         assert_eq!(first(&runs, l(2, 2)), Some(5000 + UP_HOLD.as_millis() as u64), "{runs:?}");
-        assert!(runs.iter().take_while(|(_, target)| *target != l(2, 2)).all(|(_, target)| *target == l(1, 0)));
+        assert!(runs.iter().take_while(|(_, target)| *target != l(2, 2)).all(|(_, target)| *target == l(0, 2)));
     }
 
     #[test]
     fn headroom_that_breaks_off_restarts_the_wait() {
         let mut t = Transport::new(vec![video(1)]);
         t.at(0, Some(300));
-        assert_eq!(t.at(500, Some(300)).target(&1), Some(l(1, 0)));
+        assert_eq!(t.at(500, Some(300)).target(&1), Some(l(0, 2)));
         // 2.5 s of headroom, one run without, then headroom again.
-        assert!(t.during(1000, 3500, 2000, 1).iter().all(|(_, target)| *target == l(1, 0)));
-        assert_eq!(t.at(3500, Some(300)).target(&1), Some(l(1, 0)));
+        assert!(t.during(1000, 3500, 2000, 1).iter().all(|(_, target)| *target == l(0, 2)));
+        assert_eq!(t.at(3500, Some(300)).target(&1), Some(l(0, 2)));
         let runs = t.during(4000, 8000, 2000, 1);
         assert_eq!(first(&runs, l(2, 2)), Some(4000 + UP_HOLD.as_millis() as u64));
     }
@@ -515,9 +528,10 @@ mod tests {
     fn two_viewers_of_priority_1_and_3_on_1_mbit() {
         let mut t = Transport::new(vec![video(1), video_with_priority(2, 3)]);
         let a = t.at(0, Some(1000));
-        // Priority 3 goes up three steps per round to one: S2T0 (700) and S0T2 (150).
-        assert_eq!(a.target(&2), Some(l(2, 0)));
-        assert_eq!(a.target(&1), Some(l(0, 2)));
+        // Priority 3 goes up three steps per round to one: S1T2 (500) and S0T1 (100);
+        // the next step of the first, S2T1 (1100), does not fit.
+        assert_eq!(a.target(&2), Some(l(1, 2)));
+        assert_eq!(a.target(&1), Some(l(0, 1)));
         assert!(a.bwe.min_bps <= 1000 * KBPS * 100 / 115);
         // The order of the consumers does not matter.
         t.demands.reverse();
@@ -541,18 +555,22 @@ mod tests {
     fn a_new_viewer_starts_at_once_with_its_share() {
         let mut t = Transport::new(vec![video(1)]);
         assert_eq!(t.at(0, Some(2000)).target(&1), Some(l(2, 2)));
-        // A second video consumer joins: it gets video in the same run, and the
-        // first gives up what the second needs (equal shares with headroom: S2T0 each).
+        // A second video consumer joins: it gets video in the same run, its
+        // share with headroom (S1T2, 500: one more step each would be S2T1
+        // for both, 2200), and the first keeps what still fits beside it.
         t.demands.push(video(2));
         let a = t.at(500, Some(2000));
-        assert_eq!(a.target(&2), Some(l(2, 0)));
-        assert_eq!(a.target(&1), Some(l(2, 1)), "the first keeps what still fits beside it");
+        assert_eq!(a.target(&2), Some(l(1, 2)));
+        assert_eq!(a.target(&1), Some(l(2, 2)), "the first keeps what still fits beside it");
         assert!(a.bwe.min_bps <= 2000 * KBPS);
         // Nothing flaps afterwards.
         for ms in (1000..10_000).step_by(500) {
             let a = t.at(ms, Some(2000));
-            assert_eq!((a.target(&1), a.target(&2)), (Some(l(2, 1)), Some(l(2, 0))));
+            assert_eq!((a.target(&1), a.target(&2)), (Some(l(2, 2)), Some(l(1, 2))));
         }
+        // With less, the first gives up its top step for the second: 1500 + 500 > 1900.
+        let a = t.at(10_000, Some(1900));
+        assert_eq!((a.target(&1), a.target(&2)), (Some(l(2, 1)), Some(l(1, 2))));
     }
 
     #[test]
@@ -670,9 +688,9 @@ mod tests {
     #[test]
     fn next_step_is_what_the_first_step_beyond_the_headroom_needs() {
         let mut t = Transport::new(vec![video(1)]);
-        // 400 with headroom is 347: S1T0 (250); the next step is S1T1 (400).
+        // 400 with headroom is 347: S0T2 (150); the next step is S1T1 (400).
         let a = t.at(0, Some(400));
-        assert_eq!(a.target(&1), Some(l(1, 0)));
+        assert_eq!(a.target(&1), Some(l(0, 2)));
         assert_eq!(a.bwe.next_step_bps, Some(400 * KBPS));
         // At the top there is no next step.
         assert_eq!(t.at(500, Some(10_000)).bwe.next_step_bps, None);
