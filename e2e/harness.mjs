@@ -5,7 +5,7 @@
 
 import { after, before } from 'node:test';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { appendFileSync, existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,8 @@ export { buildPages, PAGES_DIR };
 const REPO_ROOT = fileURLToPath(new URL('..', import.meta.url));
 
 export const SERVER_BIN = process.env.SIMPLESFU_BIN ?? join(REPO_ROOT, 'target/debug/simplesfu');
+/** Every line the servers print is also appended here, when set (for debugging a test). */
+const SERVER_LOG = process.env.SIMPLESFU_E2E_SERVER_LOG;
 export const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 export const FIREFOX = process.env.FIREFOX_PATH ?? '/usr/bin/firefox-esr';
 
@@ -125,6 +127,7 @@ export async function startServer({ staticDir, logLevel = 'warn', workers = 2, d
       buffered[stream] = parts.pop();
       for (const line of parts) {
         lines.push(`[simplesfu ${stream}] ${line}`);
+        if (SERVER_LOG) appendFileSync(SERVER_LOG, `${line}\n`);
         const match = /simplesfu listening on (http:\/\/\S+)/.exec(line);
         if (match) {
           clearTimeout(timer);

@@ -86,10 +86,24 @@ export interface RemoteTrackStats {
   paused: boolean;
   packetsReceived: number;
   bytesReceived: number;
+  /** Packets the browser counts as lost (never arrived, nor repaired by a retransmission). */
+  packetsLost: number;
   /** Video only (0 for audio). */
   framesDecoded: number;
+  /** Video only: decoded frames per second, as the browser measures it (0 when unknown). */
+  framesPerSecond: number;
+  /** Video only: times the video froze (Chromium's `freezeCount`; 0 where the browser does not count). */
+  freezeCount: number;
   frameWidth: number;
   frameHeight: number;
+  /**
+   * Video only: the simulcast (spatial) and temporal layer the server forwards
+   * to this viewer after bandwidth allocation, as it last reported them
+   * (`layersChanged`); null before any report, or while the server has paused
+   * the video because not even the lowest layer fits the viewer's link.
+   */
+  spatialLayer: number | null;
+  temporalLayer: number | null;
 }
 
 /** The room's dominant speaker changed (a server extension). */

@@ -276,12 +276,12 @@ export function onLayersChanged(core: PeerCore, session: Session, data: unknown)
   const record = session.consumers.get(data.producerId);
   if (!record) return;
   const layer = (v: unknown) => (Number.isInteger(v) ? (v as number) : null);
+  record.layers = { spatialLayer: layer(data.spatialLayer), temporalLayer: layer(data.temporalLayer) };
   core.events.emit('layersChanged', {
     peerId: record.peerId,
     label: record.label,
     producerId: data.producerId,
-    spatialLayer: layer(data.spatialLayer),
-    temporalLayer: layer(data.temporalLayer),
+    ...record.layers,
   });
 }
 
@@ -290,7 +290,7 @@ export async function remoteTrackStats(core: PeerCore): Promise<RemoteTrackStats
   const session = core.session;
   if (!session) return [];
   return Promise.all(
-    [...session.consumers].map(async ([producerId, { consumer, peerId, label, broadcast }]) => {
+    [...session.consumers].map(async ([producerId, { consumer, peerId, label, broadcast, layers }]) => {
       let inbound: Record<string, unknown> = {};
       if (!consumer.closed) {
         for (const report of (await consumer.getStats()).values()) {
@@ -307,9 +307,14 @@ export async function remoteTrackStats(core: PeerCore): Promise<RemoteTrackStats
         paused: consumer.paused,
         packetsReceived: count('packetsReceived'),
         bytesReceived: count('bytesReceived'),
+        packetsLost: count('packetsLost'),
         framesDecoded: count('framesDecoded'),
+        framesPerSecond: count('framesPerSecond'),
+        freezeCount: count('freezeCount'),
         frameWidth: count('frameWidth'),
         frameHeight: count('frameHeight'),
+        spatialLayer: layers?.spatialLayer ?? null,
+        temporalLayer: layers?.temporalLayer ?? null,
       };
     }),
   );

@@ -53,6 +53,8 @@ export interface ConsumerRecord {
   peerId: string;
   label: string;
   broadcast: boolean;
+  /** The layers the server last said it forwards (`consumerLayersChanged`); undefined before it said. */
+  layers?: { spatialLayer: number | null; temporalLayer: number | null };
 }
 
 export interface AvailablePeer {

@@ -19,6 +19,17 @@ const state = {
 let peer = null;
 const localTracks = {};
 
+// Every RTCPeerConnection the page makes (mediasoup-client makes one per
+// transport), so a test can learn the local port its media arrives on.
+const connections = [];
+const NativePeerConnection = window.RTCPeerConnection;
+window.RTCPeerConnection = class extends NativePeerConnection {
+  constructor(...args) {
+    super(...args);
+    connections.push(this);
+  }
+};
+
 function fail(where, error) {
   const code = error?.code ? ` [${error.code}]` : '';
   state.errors.push(`${where}: ${error?.message ?? error}${code}`);
@@ -75,6 +86,9 @@ window.t = {
     peer.on('connectionStateChange', ({ state: value }) => state.events.push(['connectionStateChange', value]));
     peer.on('serverShutdown', ({ message }) => state.events.push(['serverShutdown', message]));
     peer.on('activeSpeaker', ({ peerId }) => state.events.push(['activeSpeaker', peerId]));
+    peer.on('layersChanged', ({ peerId, label, spatialLayer, temporalLayer }) =>
+      state.events.push(['layersChanged', `${peerId}/${label} S${spatialLayer}T${temporalLayer}`]),
+    );
   },
 
   /** Cuts the socket as a network drop would (socket.io reconnects by itself). */
@@ -83,11 +97,11 @@ window.t = {
   },
 
   /** Publishes a fresh fake camera and/or microphone track under `labels`. */
-  async publish({ camera, microphone, broadcast = false, encodings, rawAudio = false } = {}) {
+  async publish({ camera, microphone, broadcast = false, encodings, rawAudio = false, video = true } = {}) {
     // rawAudio: no echo cancellation, noise suppression or gain control, so
     // a test signal reaches the others (and their level meters) as it is.
     const audio = !!microphone && (rawAudio ? { echoCancellation: false, noiseSuppression: false, autoGainControl: false } : true);
-    const stream = await navigator.mediaDevices.getUserMedia({ video: !!camera, audio });
+    const stream = await navigator.mediaDevices.getUserMedia({ video: !!camera && video, audio });
     for (const track of stream.getTracks()) {
       const label = track.kind === 'video' ? camera : microphone;
       await peer.addTrack(track, label, broadcast, encodings);
@@ -123,6 +137,27 @@ window.t = {
       connectionState: peer?.connectionState ?? null,
       ...state,
     };
+  },
+
+  /**
+   * The local UDP ports of the page's receiving connections (those with a
+   * recvonly transceiver): one list per connection, every local candidate's
+   * port (the server may send on any path the browser's checks opened, not
+   * only the pair the browser selected). What a test shapes to constrain
+   * this page's downlink.
+   */
+  async receivePorts() {
+    const lists = [];
+    for (const pc of connections) {
+      if (pc.connectionState === 'closed') continue;
+      if (!pc.getTransceivers().some((t) => t.direction === 'recvonly')) continue;
+      const ports = new Set();
+      for (const stats of (await pc.getStats()).values()) {
+        if (stats.type === 'local-candidate' && stats.protocol === 'udp' && stats.port) ports.add(stats.port);
+      }
+      lists.push([...ports]);
+    }
+    return lists;
   },
 
   /** Remote track stats by producer id. */

@@ -50,12 +50,19 @@
 //!
 //! Going down is immediate: `fit` is applied at every run, so as soon as the
 //! current layers need more than the estimate, consumers go down (lowest
-//! priority first, the top steps first). Going up waits: while `up` puts some
+//! priority first, the top steps first). Except when the estimate did not
+//! fall since the layers were chosen and only their measured cost rose (the
+//! key frame a switch up asked for is in the meter for a second): then the
+//! layers are held for [`COST_RISE_HOLD`] before going down. Going up waits: while `up` puts some
 //! consumer above `fit`, the headroom must last [`UP_HOLD`], after which `up`
 //! is applied as a whole (which may also even out unequal shares). A down
-//! restarts the wait. A paused consumer resumes the same way, when its lowest
-//! layer fits with headroom for the hold time; this is the hysteresis that
-//! keeps a viewer on the edge from flickering between paused and playing.
+//! restarts the wait. Temporal steps within a consumer's spatial layer go up
+//! sooner: with [`TEMPORAL_HEADROOM_PERCENT`] held for [`TEMPORAL_HOLD`],
+//! since a frame rate taken back costs nothing. A paused consumer resumes
+//! the same way as `up`, when its lowest
+//! layer fits with headroom for [`RESUME_HOLD`] (shorter: a paused viewer sees
+//! nothing); this is the hysteresis that keeps a viewer on the edge from
+//! flickering between paused and playing.
 //!
 //! Without an estimate (the client does not send transport-wide congestion
 //! control feedback) every consumer gets the top of its ladder, as before
@@ -89,6 +96,28 @@ pub(crate) const UP_HEADROOM_PERCENT: u64 = 15;
 /// a drop, so one good second does not bring a switch up and a switch down.
 /// It also spaces out the key frames a spatial switch costs the publisher.
 pub(crate) const UP_HOLD: Duration = Duration::from_secs(3);
+/// A temporal step up within a consumer's spatial layer needs only this
+/// headroom: taking a frame rate back costs nothing (the filter drops frames
+/// from the next one on, no key frame is asked for), so the margin only has
+/// to cover the estimate's wander, not the cost of a switch.
+pub(crate) const TEMPORAL_HEADROOM_PERCENT: u64 = 5;
+/// And this hold, for the same reason.
+pub(crate) const TEMPORAL_HOLD: Duration = Duration::from_secs(1);
+/// The hold when the step up resumes a consumer paused for bandwidth: a
+/// paused viewer sees nothing, which is worse than a switch too early, and
+/// its lowest layer is the smallest step there is. Still long enough that a
+/// viewer on the edge does not flicker.
+pub(crate) const RESUME_HOLD: Duration = Duration::from_secs(1);
+/// When the layers held need more than the estimate although the estimate
+/// did not fall (by more than [`ESTIMATE_FALL_PERCENT`] since they were
+/// chosen), their measured bitrate rose: most often the key frame that a
+/// switch up itself asked for, which the 1 s meter window carries for a
+/// second. Going down waits this long for such a rise to pass; a fall of the
+/// estimate still goes down at once.
+pub(crate) const COST_RISE_HOLD: Duration = Duration::from_millis(1500);
+/// A fall of the estimate by more than this since the layers were chosen is
+/// a fall of the link, not noise.
+pub(crate) const ESTIMATE_FALL_PERCENT: u64 = 5;
 /// The least kept for an audio consumer that sends: Opus speech at 32 kbit/s
 /// plus about 20 kbit/s of IP/UDP/RTP headers at 50 packets/s, so that an
 /// audio stream in silence (DTX) keeps room for when its speaker talks again.
@@ -235,6 +264,13 @@ pub(crate) struct Allocator<K> {
     held: HashMap<K, Held>,
     /// Since when `up` has been above `fit` without a break.
     headroom_since: Option<Instant>,
+    /// The estimate when the held layers were last changed.
+    chosen_at_estimate: Option<u64>,
+    /// Since when the held layers have needed more than an estimate that did
+    /// not fall (see [`COST_RISE_HOLD`]).
+    cost_rise_since: Option<Instant>,
+    /// Since when a temporal step up has fitted (see [`TEMPORAL_HOLD`]).
+    temporal_since: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -260,7 +296,13 @@ struct Entry {
 
 impl<K: Copy + Eq + Hash> Allocator<K> {
     pub fn new() -> Self {
-        Allocator { held: HashMap::new(), headroom_since: None }
+        Allocator {
+            held: HashMap::new(),
+            headroom_since: None,
+            chosen_at_estimate: None,
+            cost_rise_since: None,
+            temporal_since: None,
+        }
     }
 
     /// Run the allocation: `estimate_bps` is the transport's latest estimate
@@ -298,6 +340,9 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
         let (chosen, next_step) = match estimate_bps {
             None => {
                 self.headroom_since = None;
+                self.chosen_at_estimate = None;
+                self.cost_rise_since = None;
+                self.temporal_since = None;
                 (entries.iter().map(|e| Some(e.ladder.len() - 1)).collect(), None)
             }
             Some(estimate) => self.choose(now, &entries, estimate, audio_bps),
@@ -341,16 +386,64 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
 
         let went_down = entries.iter().zip(&fit).any(|(e, fit)| *fit < e.current);
         let can_go_up = up.iter().zip(&fit).any(|(up, fit)| up > fit);
-        if went_down || !can_go_up {
+        if went_down {
             self.headroom_since = None;
+            self.temporal_since = None;
+            let fell = self.chosen_at_estimate.is_none_or(|at| estimate * 100 < at * (100 - ESTIMATE_FALL_PERCENT));
+            let since = *self.cost_rise_since.get_or_insert(now);
+            if !fell && now.saturating_duration_since(since) < COST_RISE_HOLD {
+                // The layers cost more, the link did not shrink: hold them
+                // (a consumer new to the allocation still takes its place).
+                let held = entries.iter().zip(&fit).map(|(e, fit)| if e.eager { *fit } else { e.current }).collect();
+                return (held, next_step);
+            }
+            self.cost_rise_since = None;
+            self.chosen_at_estimate = Some(estimate);
             return (fit, next_step);
         }
-        let since = *self.headroom_since.get_or_insert(now);
-        if now.saturating_duration_since(since) >= UP_HOLD {
-            self.headroom_since = None;
-            return (up, next_step);
+        self.cost_rise_since = None;
+        let mut choice = fit.clone();
+        // Temporal steps within each consumer's spatial layer: a frame rate
+        // taken back costs nothing (frames are dropped from the next one
+        // on; no key frame is asked for), so they need less headroom and a
+        // shorter hold than the whole `up`.
+        let temporal_ceilings: Vec<Option<usize>> = entries
+            .iter()
+            .zip(&choice)
+            .map(|(e, place)| {
+                let spatial = e.ladder[(*place)?].0.spatial;
+                e.ladder.iter().rposition(|(l, _)| l.spatial == spatial)
+            })
+            .collect();
+        let temporal_budget = (estimate.saturating_mul(100) / (100 + TEMPORAL_HEADROOM_PERCENT)).saturating_sub(audio_bps);
+        let (temporal, _) = fill(entries, temporal_budget, &temporal_ceilings);
+        let temporal_raises = temporal.iter().zip(&choice).all(|(t, c)| t >= c) && temporal != choice;
+        if temporal_raises {
+            let since = *self.temporal_since.get_or_insert(now);
+            if now.saturating_duration_since(since) >= TEMPORAL_HOLD {
+                self.temporal_since = None;
+                choice = temporal;
+            }
+        } else {
+            self.temporal_since = None;
         }
-        (fit, next_step)
+        if can_go_up {
+            let since = *self.headroom_since.get_or_insert(now);
+            let resumes = up.iter().zip(&fit).any(|(up, fit)| fit.is_none() && up.is_some());
+            let hold = if resumes { RESUME_HOLD } else { UP_HOLD };
+            if now.saturating_duration_since(since) >= hold {
+                self.headroom_since = None;
+                self.temporal_since = None;
+                self.chosen_at_estimate = Some(estimate);
+                return (up, next_step);
+            }
+        } else {
+            self.headroom_since = None;
+        }
+        if choice.iter().zip(entries).any(|(c, e)| *c != e.current) {
+            self.chosen_at_estimate = Some(estimate);
+        }
+        (choice, next_step)
     }
 }
 
@@ -500,6 +593,32 @@ mod tests {
     }
 
     #[test]
+    fn a_cost_that_rises_under_a_steady_estimate_is_held_a_while_and_a_falling_estimate_lowers_at_once() {
+        let mut t = Transport::new(vec![video(1)]);
+        assert_eq!(t.at(0, Some(2000)).target(&1), Some(l(2, 2)));
+        // A key frame of the top layer: its meter reads 2100 for a second.
+        t.demands[0].layers.set(Layer::new(2, 2), 2100 * KBPS);
+        assert_eq!(t.at(500, Some(2000)).target(&1), Some(l(2, 2)), "held: the estimate did not fall");
+        assert_eq!(t.at(1500, Some(2000)).target(&1), Some(l(2, 2)));
+        // The rise passed: nothing moves.
+        t.demands[0].layers.set(Layer::new(2, 2), 1500 * KBPS);
+        assert_eq!(t.at(2000, Some(2000)).target(&1), Some(l(2, 2)));
+        // A rise that lasts goes down once COST_RISE_HOLD is over.
+        t.demands[0].layers.set(Layer::new(2, 2), 2100 * KBPS);
+        let hold = COST_RISE_HOLD.as_millis() as u64;
+        assert_eq!(t.at(2500, Some(2000)).target(&1), Some(l(2, 2)));
+        assert_eq!(t.at(2500 + hold - 100, Some(2000)).target(&1), Some(l(2, 2)));
+        assert_eq!(t.at(2500 + hold, Some(2000)).target(&1), Some(l(2, 1)));
+        // Up again later (a temporal step: after TEMPORAL_HOLD); then the
+        // estimate falls by a tenth while the cost is high: down at once.
+        t.demands[0].layers.set(Layer::new(2, 2), 1500 * KBPS);
+        let runs = t.during(5000, 10_000, 2000, 1);
+        assert_eq!(first(&runs, l(2, 2)), Some(5000 + TEMPORAL_HOLD.as_millis() as u64), "{runs:?}");
+        t.demands[0].layers.set(Layer::new(2, 2), 1900 * KBPS);
+        assert_eq!(t.at(10_000, Some(1800)).target(&1), Some(l(2, 1)));
+    }
+
+    #[test]
     fn headroom_that_breaks_off_restarts_the_wait() {
         let mut t = Transport::new(vec![video(1)]);
         t.at(0, Some(300));
@@ -512,16 +631,21 @@ mod tests {
     }
 
     #[test]
-    fn an_estimate_just_above_the_need_does_not_raise_and_a_dip_below_lowers() {
+    fn temporal_steps_need_less_headroom_and_a_shorter_hold_than_spatial_ones() {
         let mut t = Transport::new(vec![video(1)]);
         assert_eq!(t.at(0, Some(560)).target(&1), Some(l(1, 1)), "500 is S1T2 but 560 lacks headroom for it");
-        // 10% above S1T2's need for a long time: no raise (needs 15%).
-        assert!(t.during(500, 10_000, 550, 1).iter().all(|(_, target)| *target == l(1, 1)));
-        assert_eq!(t.at(10_000, Some(580)).target(&1), Some(l(1, 1)));
-        let runs = t.during(10_500, 14_000, 580, 1);
-        assert_eq!(first(&runs, l(1, 2)), Some(10_000 + UP_HOLD.as_millis() as u64));
+        // 3% above S1T2's need for a long time: no raise (a temporal step needs 5%).
+        assert!(t.during(500, 10_000, 515, 1).iter().all(|(_, target)| *target == l(1, 1)));
+        // 10% above: S1T2 after TEMPORAL_HOLD, though a spatial step would need 15%.
+        let runs = t.during(10_000, 14_000, 550, 1);
+        assert_eq!(first(&runs, l(1, 2)), Some(10_000 + TEMPORAL_HOLD.as_millis() as u64), "{runs:?}");
+        assert!(runs.iter().all(|(_, target)| *target == l(1, 1) || *target == l(1, 2)), "never a spatial step: {runs:?}");
         // S1T2 needs 500: an estimate of 499 takes it down a temporal layer at once.
         assert_eq!(t.at(14_000, Some(499)).target(&1), Some(l(1, 1)));
+        // A spatial step (S2T1, 1100) still takes UP_HOLD with 15% of headroom.
+        let runs = t.during(15_000, 20_000, 1300, 1);
+        assert_eq!(first(&runs, l(1, 2)), Some(15_000 + TEMPORAL_HOLD.as_millis() as u64), "{runs:?}");
+        assert_eq!(first(&runs, l(2, 1)), Some(15_000 + UP_HOLD.as_millis() as u64), "{runs:?}");
     }
 
     #[test]
@@ -568,8 +692,8 @@ mod tests {
             let a = t.at(ms, Some(2000));
             assert_eq!((a.target(&1), a.target(&2)), (Some(l(2, 2)), Some(l(1, 2))));
         }
-        // With less, the first gives up its top step for the second: 1500 + 500 > 1900.
-        let a = t.at(10_000, Some(1900));
+        // With less, the first gives up its top step for the second: 1500 + 500 > 1800.
+        let a = t.at(10_000, Some(1800));
         assert_eq!((a.target(&1), a.target(&2)), (Some(l(2, 1)), Some(l(1, 2))));
     }
 
@@ -625,10 +749,10 @@ mod tests {
         assert_eq!(a.bwe.next_step_bps, Some(60 * KBPS), "what resuming would take");
         // 65: S0T0 fits, but not with headroom (65 / 1.15 = 56): stays paused.
         assert!(t.during(1000, 10_000, 65, 1).iter().all(|(_, target)| *target == VideoTarget::PausedForBandwidth));
-        // 80 (69 with headroom): resumes at S0T0 after the hold, not before.
+        // 80 (69 with headroom): resumes at S0T0 after the (shorter) resume hold, not before.
         let runs = t.during(10_000, 15_000, 80, 1);
-        assert_eq!(first(&runs, l(0, 0)), Some(10_000 + UP_HOLD.as_millis() as u64));
-        assert_eq!(runs.iter().filter(|(_, target)| *target == VideoTarget::PausedForBandwidth).count(), 6);
+        assert_eq!(first(&runs, l(0, 0)), Some(10_000 + RESUME_HOLD.as_millis() as u64));
+        assert_eq!(runs.iter().filter(|(_, target)| *target == VideoTarget::PausedForBandwidth).count(), 2);
         // And down to pause again at once.
         assert_eq!(t.at(15_000, Some(59)).target(&1), Some(VideoTarget::PausedForBandwidth));
     }

@@ -6,7 +6,7 @@
 //! and the change reported to the owner.
 
 use super::{Consumer, Router, NO_FEEDBACK_AFTER};
-use crate::allocation::{self, Demand, Layer, VideoTarget, ALLOCATION_INTERVAL};
+use crate::allocation::{self, Demand, Layer, VideoTarget, ALLOCATION_INTERVAL, UP_HEADROOM_PERCENT};
 use crate::api::EngineEvent;
 use mediasoup_types::rtp_parameters::MediaKind;
 use simplesfu_proto::{ConsumerId, TransportId};
@@ -55,15 +55,23 @@ impl Router {
         let estimated = t.estimate_bps.is_some();
         t.allocate_at = (!demands.is_empty()).then_some(now + ALLOCATION_INTERVAL);
         if t.estimate_bps.is_some() {
-            // `min` is what the chosen layers need, not the next step up
-            // (`next_step_bps`), which makes str0m pad a capped link full.
-            // Measured on tests/sim/bandwidth.rs, six runs each: with the
-            // next step, back on the top layer 2.9-5.0 s after a 400 kbit/s
-            // link is raised (median 4.1) and resumed 6.0-7.8 s after a
-            // 120 kbit/s one is lifted (median 6.6), with a slow link kept
-            // full of padding; with the chosen layers 4.5-8.6 s (5.4) and
-            // 5.7-7.1 s (5.8), and no padding beyond media while capped.
-            let min = result.bwe.min_bps;
+            // `min` (str0m pads up to it) is what the chosen layers need,
+            // raised towards the next step up (`next_step_bps`) but never
+            // above the estimate less the up headroom. Padding to the whole
+            // next step kept a capped link full (measured on
+            // tests/sim/bandwidth.rs, six runs each: with the next step, back
+            // on the top layer 2.9-5.0 s after a 400 kbit/s link is raised
+            // and resumed 6.0-7.8 s after a 120 kbit/s one is lifted, the
+            // capped link full of padding; with the chosen layers 4.5-8.6 s
+            // and 5.7-7.1 s). But the chosen layers alone hold the estimate
+            // down: an AIMD estimator climbs to about 1.5 times the rate
+            // acknowledged, so a browser behind 400 kbit/s that fell to S0T0
+            // (an estimate of 120 kbit/s after the losses of the drop) stayed
+            // there 9 s. Padding below the headroom line lets the estimate
+            // climb without congesting a link that the estimate describes.
+            let estimate = t.estimate_bps.unwrap_or(0);
+            let pad_to = result.bwe.next_step_bps.unwrap_or(0).min(estimate * 100 / (100 + UP_HEADROOM_PERCENT));
+            let min = result.bwe.min_bps.max(pad_to);
             let wanted = (min.min(result.bwe.desired_bps), result.bwe.desired_bps);
             if t.bwe_applied.is_none_or(|applied| differs(applied, wanted)) {
                 t.bwe_applied = Some(wanted);
