@@ -15,7 +15,8 @@ import { describePeers, liveTrack, openClientPage, readClientState, readClientSt
 import { Shaper, shapingUnavailable } from './shaping.mjs';
 
 const unavailable = shapingUnavailable();
-const env = useServerAndBrowser({ args: ['--bandwidth-estimation'] });
+// The server's defaults: bandwidth estimation is on.
+const env = useServerAndBrowser();
 
 /** Three-layer simulcast, each layer with three temporal layers, as browsers send by default. */
 const SIMULCAST = [

@@ -54,7 +54,7 @@ impl WorkerSettings {
             udp: true,
             tcp: true,
             ice_tcp_limits: IceTcpLimits::default(),
-            bandwidth_estimation: false,
+            bandwidth_estimation: true,
         }
     }
 }

@@ -103,8 +103,7 @@ impl Default for SfuOptions {
             announced_ips: Vec::new(),
             ice_udp: true,
             ice_tcp: true,
-            // Opt-in until its cost and a resume case are fixed (docs/ENGINE.md).
-            bandwidth_estimation: false,
+            bandwidth_estimation: true,
             available_producers_interval: Some(Duration::from_millis(1000)),
             token_secret: None,
             limits: Limits::default(),
