@@ -216,15 +216,20 @@ fn a_viewer_on_a_slow_link_gets_the_low_layer_and_climbs_back_when_the_link_is_r
 
     call.sim.limit_downlink(viewer.peer, 5_000_000, Duration::from_millis(100));
     // How fast str0m's estimate climbs after the losses of the slow link
-    // varies from run to run: 3 to 12 s seen (the allocation adds its 3 s
-    // hold to it).
+    // varies from run to run with the random SSRCs and keys: it waits for
+    // str0m's probes (every 5 s while the transport sends well under its
+    // estimate, else the stagnation probe after 15 s), and the allocation
+    // adds its holds. 8.7 to 15.7 s (median 11) in 16 runs of
+    // `cargo test -p simplesfu-engine --test sim a_viewer_on_a_slow_link --
+    // --nocapture` (the line below).
     let raise = call.sim.now;
-    call.run(Duration::from_secs(16));
+    call.run(Duration::from_secs(20));
     let back_on_top = last_other_than(&call.sim, &viewer, 2, raise).expect("it was on the low layer");
-    assert!(back_on_top < Duration::from_secs(14), "the top layer within 14 s of a 5 Mbit/s link: {back_on_top:?}");
+    eprintln!("back on the top layer {back_on_top:?} after the link was raised");
+    assert!(back_on_top < Duration::from_secs(17), "the top layer within 17 s of a 5 Mbit/s link: {back_on_top:?}");
     let top = got(&call.sim, &viewer, raise + back_on_top + Duration::from_millis(1));
     assert_eq!(top.layers, [2], "and it stays there");
-    let on_top = Duration::from_secs(16) - back_on_top;
+    let on_top = Duration::from_secs(20) - back_on_top;
     // It may reach the top resolution at its base frame rate and add the
     // upper temporal layers after another hold.
     assert!(top.frames as f64 >= on_top.as_secs_f64() * 7.0, "frames keep coming: {} in {on_top:?}", top.frames);
