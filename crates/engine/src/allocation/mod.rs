@@ -20,6 +20,15 @@
 //! more of the link, and every step up must cost more for the filling below
 //! to grow with the budget.
 //!
+//! Video with nothing to choose from (a producer without simulcast whose
+//! stream has no temporal layers, as browsers send a camera by default) is
+//! forwarded as it is, like mediasoup's simple consumers: its measured
+//! bitrate is taken off the estimate first, with audio's, and it is never
+//! paused for bandwidth. Pausing it would be the only lever, and a browser
+//! test showed the trap: a viewer that had paused a peer got no video of it
+//! for 20 s after resuming, because with little sent meanwhile the estimate
+//! had fallen below the camera's one layer and nothing made it climb.
+//!
 //! Audio comes first: every audio consumer's measured bitrate, at least
 //! [`AUDIO_RESERVE_BPS`] while it sends at all, is taken off the estimate.
 //! Audio is never paused for bandwidth; when the estimate does not even cover
@@ -217,6 +226,8 @@ pub(crate) struct Demand<K> {
     pub layers: LayerBitrates,
     /// Paused by its client: it takes nothing.
     pub client_paused: bool,
+    /// Its producer sends a single stream (no simulcast).
+    pub single_stream: bool,
 }
 
 /// What a video consumer should forward.
@@ -321,6 +332,10 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
             .sum();
 
         let mut entries = Vec::new();
+        // Video with nothing to choose from: forwarded as it is, its bitrate
+        // taken off the estimate first like audio's.
+        let mut fixed = Vec::new();
+        let mut fixed_bps = 0;
         for (input, d) in demands.iter().enumerate() {
             if d.kind != MediaKind::Video || d.client_paused {
                 continue;
@@ -328,6 +343,11 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
             let cap = d.preferred.unwrap_or(Layer::TOP).min_each(Layer::TOP);
             let ladder = d.layers.ladder(cap);
             if ladder.is_empty() {
+                continue;
+            }
+            if d.single_stream && ladder.len() == 1 {
+                fixed.push((input, ladder[0].0));
+                fixed_bps += ladder[0].1;
                 continue;
             }
             let held = self.held.get(&d.consumer);
@@ -345,11 +365,12 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
                 self.temporal_since = None;
                 (entries.iter().map(|e| Some(e.ladder.len() - 1)).collect(), None)
             }
-            Some(estimate) => self.choose(now, &entries, estimate, audio_bps),
+            Some(estimate) => self.choose(now, &entries, estimate, audio_bps + fixed_bps),
         };
+        let reserved = audio_bps + fixed_bps;
         let used = cost(&entries, &chosen);
         let preferred_bps: u64 = entries.iter().map(|e| e.ladder.last().map_or(0, |(_, rate)| *rate)).sum();
-        let next_step_bps = next_step.map(|video| audio_bps + video);
+        let next_step_bps = next_step.map(|video| reserved + video);
 
         // Remember the choice; forget consumers that left or idle.
         let mut targets = vec![VideoTarget::Idle; demands.len()];
@@ -360,8 +381,11 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
             targets[e.input] = layer.map_or(VideoTarget::PausedForBandwidth, VideoTarget::Layer);
         }
         self.held = held;
+        for (input, layer) in fixed {
+            targets[input] = VideoTarget::Layer(layer);
+        }
 
-        let min_bps = audio_bps + used;
+        let min_bps = reserved + used;
         Allocation {
             video: demands
                 .iter()
@@ -369,7 +393,7 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
                 .filter(|(d, _)| d.kind == MediaKind::Video)
                 .map(|(d, t)| (d.consumer, t))
                 .collect(),
-            bwe: BweTargets { min_bps, desired_bps: (audio_bps + preferred_bps).max(min_bps), next_step_bps },
+            bwe: BweTargets { min_bps, desired_bps: (reserved + preferred_bps).max(min_bps), next_step_bps },
         }
     }
 
@@ -526,7 +550,7 @@ mod tests {
     }
 
     fn video(consumer: u32) -> Demand<u32> {
-        Demand { consumer, kind: MediaKind::Video, priority: 1, preferred: None, layers: simulcast(), client_paused: false }
+        Demand { consumer, kind: MediaKind::Video, priority: 1, preferred: None, layers: simulcast(), client_paused: false, single_stream: false }
     }
 
     fn video_with_priority(consumer: u32, priority: u8) -> Demand<u32> {
@@ -534,7 +558,7 @@ mod tests {
     }
 
     fn audio(consumer: u32) -> Demand<u32> {
-        Demand { consumer, kind: MediaKind::Audio, priority: 1, preferred: None, layers: opus(), client_paused: false }
+        Demand { consumer, kind: MediaKind::Audio, priority: 1, preferred: None, layers: opus(), client_paused: false, single_stream: true }
     }
 
     const fn l(spatial: u8, temporal: u8) -> VideoTarget {
@@ -716,6 +740,26 @@ mod tests {
         // A silent audio producer (nothing measured) reserves nothing.
         t.demands[0].layers = LayerBitrates::default();
         assert_eq!(t.at(1500, Some(100)).bwe.min_bps, 100 * KBPS);
+    }
+
+    #[test]
+    fn video_without_layers_is_forwarded_as_it_is_and_the_rest_share_what_is_left() {
+        let mut camera = video(1);
+        camera.single_stream = true;
+        camera.layers = LayerBitrates::default();
+        camera.layers.set(Layer::new(0, 0), 1500 * KBPS);
+        let mut t = Transport::new(vec![camera, video(2)]);
+        // 600 kbit/s: the camera's one layer does not fit, but it is not
+        // paused; the simulcast consumer beside it gets what is left (none).
+        let a = t.at(0, Some(600));
+        assert_eq!(a.target(&1), Some(l(0, 0)));
+        assert_eq!(a.target(&2), Some(VideoTarget::PausedForBandwidth));
+        assert_eq!(a.bwe.min_bps, 1500 * KBPS, "its rate is counted");
+        // 2 Mbit/s: with headroom, 2000 / 1.15 - 1500 = 239 left for the
+        // other: S0T2 (150), resumed after RESUME_HOLD.
+        let runs = t.during(500, 3000, 2000, 2);
+        assert_eq!(first(&runs, l(0, 2)), Some(500 + RESUME_HOLD.as_millis() as u64), "{runs:?}");
+        assert_eq!(t.at(3000, Some(2000)).target(&1), Some(l(0, 0)));
     }
 
     #[test]

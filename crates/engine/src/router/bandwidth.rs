@@ -40,6 +40,7 @@ impl Router {
                     preferred: c.preferred,
                     layers: p.meter.as_ref().map(|m| m.bitrates(now)).unwrap_or_default(),
                     client_paused: c.paused || p.paused,
+                    single_stream: !p.is_simulcast(),
                 })
             })
             .collect();

@@ -2,7 +2,7 @@
 //! through str0m's Direct API (its own mid, SSRC and RTX SSRC); pausing and
 //! resuming it, and closing it.
 
-use super::{Consumer, Direction, Router};
+use super::{Consumer, Direction, Router, RTX_CACHE_AGE, RTX_CACHE_PACKETS, RTX_RATIO_CAP};
 use crate::allocation::temporal::TemporalFilter;
 use crate::allocation::Layer;
 use crate::api::{ConsumerInfo, EngineError};
@@ -50,6 +50,9 @@ impl Router {
         // (see `Router::set_video_paced`).
         if let Some(stream) = api.stream_tx(&ssrc).filter(|_| kind == MediaKind::Video) {
             stream.set_unpaced(unpaced);
+            // The copies kept to answer NACKs are most of a viewer's memory:
+            // str0m keeps 3 s by default (see RTX_CACHE_AGE).
+            stream.set_rtx_cache(RTX_CACHE_PACKETS, RTX_CACHE_AGE, Some(RTX_RATIO_CAP));
         }
         let cname = t.rtc.media(mid).map(|m| m.cname().to_owned());
         let consumer_id = ConsumerId::new();

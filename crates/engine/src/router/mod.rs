@@ -77,6 +77,20 @@ const IMMEDIATE_SLACK: Duration = Duration::from_micros(100);
 /// the top layer is about 100 packets, and a batch of input may hold several
 /// frames.
 const IMMEDIATE_ROUNDS: usize = 1024;
+/// How long a video consumer keeps the packets it sent, to resend what its
+/// viewer reports lost (NACK). Every consumer keeps its own copy of each
+/// packet, so this is most of the memory a viewer costs (str0m's default is
+/// 3 s; see docs/ENGINE.md for what it cost in the bench). A NACK comes
+/// about one round trip after the loss (the receiver notices the gap at the
+/// next packet), so 500 ms answers viewers up to about 400 ms away; a
+/// retransmission older than that would come too late to play anyway
+/// (browsers' jitter buffers hold a few hundred ms). Tested under loss with
+/// a 200 ms round trip (`tests/sim/repair.rs`).
+const RTX_CACHE_AGE: Duration = Duration::from_millis(500);
+/// And at most this many packets (a key frame of a high layer can be 100).
+const RTX_CACHE_PACKETS: usize = 1024;
+/// str0m's default: drop queued resends when they exceed 15% of what is sent.
+const RTX_RATIO_CAP: f32 = 0.15;
 /// How far ahead the worker sleeps when nothing is scheduled.
 const IDLE_TIMEOUT: Duration = Duration::from_millis(500);
 /// The remote ICE password is never sent by mediasoup-client; ICE-lite never

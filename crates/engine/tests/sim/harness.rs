@@ -67,12 +67,35 @@ pub struct Link {
     free_at: Option<Instant>,
     /// Datagrams dropped because the queue was full.
     pub dropped: u64,
+    /// Every this many datagrams, one is lost on the way (0: none).
+    lose_every: u64,
+    /// Datagrams offered so far (for `lose_every`).
+    offered: u64,
+    /// Added to the way (one way).
+    delay: Duration,
 }
 
 impl Link {
+    fn unlimited() -> Link {
+        Link {
+            rate_bps: 100_000_000_000,
+            queue_bytes: u64::MAX / 2,
+            free_at: None,
+            dropped: 0,
+            lose_every: 0,
+            offered: 0,
+            delay: Duration::ZERO,
+        }
+    }
+
     /// When a datagram of `len` bytes offered at `now` has crossed the
     /// bottleneck, or `None` when the queue has no room for it.
     fn pass(&mut self, now: Instant, len: usize) -> Option<Instant> {
+        self.offered += 1;
+        if self.lose_every > 0 && self.offered % self.lose_every == 0 {
+            self.dropped += 1;
+            return None;
+        }
         let start = self.free_at.map_or(now, |free| free.max(now));
         let queued_bytes = (start - now).as_micros() as u64 * self.rate_bps / 8 / 1_000_000;
         if queued_bytes + len as u64 > self.queue_bytes {
@@ -81,7 +104,7 @@ impl Link {
         }
         let done = start + Duration::from_micros(len as u64 * 8 * 1_000_000 / self.rate_bps);
         self.free_at = Some(done);
-        Some(done)
+        Some(done + self.delay)
     }
 }
 
@@ -221,9 +244,17 @@ impl Sim {
     /// new cap keeps what is queued.
     pub fn limit_downlink(&mut self, peer: PeerId, rate_bps: u64, queue: Duration) {
         let queue_bytes = rate_bps * queue.as_millis() as u64 / 8 / 1000;
-        let link = self.peers[peer].downlink.get_or_insert(Link { rate_bps, queue_bytes, free_at: None, dropped: 0 });
+        let link = self.peers[peer].downlink.get_or_insert_with(Link::unlimited);
         link.rate_bps = rate_bps;
         link.queue_bytes = queue_bytes;
+    }
+
+    /// `peer`'s downlink loses every `every`-th datagram (0: none) and
+    /// delays the rest by `delay` (one way).
+    pub fn lossy_downlink(&mut self, peer: PeerId, every: u64, delay: Duration) {
+        let link = self.peers[peer].downlink.get_or_insert_with(Link::unlimited);
+        link.lose_every = every;
+        link.delay = delay;
     }
 
     /// `peer`'s client sends transport-wide congestion control feedback, as

@@ -24,4 +24,5 @@ mod bandwidth;
 mod data_buffering;
 mod keyframes;
 mod pause_resume;
+mod repair;
 mod simulcast;
