@@ -156,6 +156,24 @@ async function untilSmooth(viewer, publisher, { fits, spatialFits, timeoutMs, wh
   return Date.now() - started;
 }
 
+/** /metrics as {sample: value}. */
+async function scrape() {
+  const text = await (await fetch(`${env.server.url}/metrics`)).text();
+  return Object.fromEntries(
+    text
+      .split('\n')
+      .filter((line) => line && !line.startsWith('#'))
+      .map((line) => [line.slice(0, line.lastIndexOf(' ')), Number(line.slice(line.lastIndexOf(' ') + 1))]),
+  );
+}
+
+/** The sum of the samples whose name starts with `prefix` (and contain `label`): over the workers. */
+function sum(metrics, prefix, label = '') {
+  return Object.entries(metrics)
+    .filter(([name]) => name.startsWith(prefix) && name.includes(label))
+    .reduce((total, [, value]) => total + value, 0);
+}
+
 /** Below the top layer: S0 (320 wide) or S1 (640 wide), whichever the link carries. */
 const BELOW_TOP = { fits: (width) => width > 0 && width < 1280, spatialFits: (spatial) => spatial < 2 };
 /** The top layer, 1280 wide. */
@@ -213,6 +231,13 @@ test(
       },
       { timeoutMs: 15_000, intervalMs: 250, what: 'the server to pause the video of the viewer behind 80 kbit/s', describe },
     );
+    // What an operator's /metrics shows meanwhile: the paused consumer, the
+    // switches that led there, the viewer's estimate.
+    const metrics = await scrape();
+    assert.ok(sum(metrics, 'simplesfu_consumers_paused_for_bandwidth{') >= 1, 'paused for bandwidth in /metrics');
+    assert.ok(sum(metrics, 'simplesfu_layer_switches_total{') >= 3, 'layer switches counted in /metrics');
+    assert.ok(sum(metrics, 'simplesfu_bandwidth_estimate_bps_count{') >= 1, 'the estimate in /metrics');
+    assert.ok(sum(metrics, 'simplesfu_bandwidth_estimate_bps_bucket{', 'le="150000"') >= 1, 'an estimate under 150 kbit/s');
     await sleep(2000);
     const paused = await watch(viewer, publisher, 5000);
     t.diagnostic(`80 kbit/s over 5 s: ${JSON.stringify(paused)}`);

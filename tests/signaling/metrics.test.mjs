@@ -35,11 +35,16 @@ test('/metrics is Prometheus text with HELP and TYPE for every family', async (t
     'ice_tcp_accept_errors_total',
     'requests_total',
     'request_errors_total',
+    'layer_switches_total',
+    'consumers_paused_for_bandwidth',
   ]) {
     assert.match(text, new RegExp(`^# TYPE simplesfu_${family} (gauge|counter)$`, 'm'), family);
   }
+  assert.match(text, /^# TYPE simplesfu_bandwidth_estimate_bps histogram$/m);
+  assert.match(text, /^simplesfu_bandwidth_estimate_bps_bucket\{worker="0",le="\+Inf"\} 0$/m, 'no estimates before any viewer');
+  assert.match(text, /^simplesfu_bandwidth_estimate_bps_count\{worker="1"\} 0$/m);
   for (const line of text.split('\n').filter((l) => l && !l.startsWith('#'))) {
-    assert.match(line, /^simplesfu_[a-z_]+(\{[a-z]+="[^"]*"\})? \d+$/, `sample line: ${line}`);
+    assert.match(line, /^simplesfu_[a-z_]+(\{[a-z]+="[^"]*"(,[a-z]+="[^"]*")*\})? \d+$/, `sample line: ${line}`);
   }
 });
 

@@ -118,7 +118,23 @@ pub struct WorkerStats {
     /// Failed `accept` calls on the ICE-TCP listener (at the fd limit, each
     /// is followed by a short back-off).
     pub tcp_accept_errors: u64,
+    /// Changes of a video consumer's forwarded layers by the bandwidth
+    /// allocation (a pause for bandwidth and its end included).
+    pub layer_switches: u64,
+    /// Video consumers paused now because not even their lowest layer fits
+    /// their viewer's link.
+    pub consumers_paused_for_bandwidth: u64,
+    /// Receive transports with a bandwidth estimate now, by estimate: how
+    /// many are at or below each of [`ESTIMATE_BUCKETS_BPS`] (cumulative, as
+    /// Prometheus histograms count), then all of them.
+    pub estimate_buckets: [u64; ESTIMATE_BUCKETS_BPS.len() + 1],
+    /// The sum of those estimates, bits/s.
+    pub estimate_sum_bps: u64,
 }
+
+/// The bucket bounds of [`WorkerStats::estimate_buckets`], bits/s.
+pub const ESTIMATE_BUCKETS_BPS: [u64; 8] =
+    [150_000, 300_000, 500_000, 1_000_000, 2_000_000, 3_000_000, 5_000_000, 10_000_000];
 
 /// Events the engine reports without being asked.
 #[derive(Debug, Clone)]

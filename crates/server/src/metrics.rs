@@ -255,6 +255,37 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
     ] {
         worker_family(&mut page, name, "counter", help, &pick);
     }
+    worker_family(
+        &mut page,
+        "layer_switches_total",
+        "counter",
+        "Changes of a video consumer's forwarded layers by the bandwidth allocation (pauses for bandwidth and their ends included).",
+        &|s| s.layer_switches,
+    );
+    worker_family(
+        &mut page,
+        "consumers_paused_for_bandwidth",
+        "gauge",
+        "Video consumers paused because not even their lowest layer fits their viewer's link (their audio goes on).",
+        &|s| s.consumers_paused_for_bandwidth,
+    );
+    // A histogram of what is now, not of events: each receive transport
+    // with an estimate counts once, in the buckets its latest estimate is in.
+    let _ = writeln!(
+        page.0,
+        "# HELP simplesfu_bandwidth_estimate_bps Bandwidth estimates of the receive transports now (bits/s), one sample per transport with an estimate.\n# TYPE simplesfu_bandwidth_estimate_bps histogram"
+    );
+    for (labels, _, stats) in &per_worker {
+        let Some(s) = stats else { continue };
+        let worker = labels.trim_start_matches('{').trim_end_matches('}');
+        let bounds = simplesfu_engine::ESTIMATE_BUCKETS_BPS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]);
+        for (bound, count) in bounds.zip(s.estimate_buckets) {
+            let _ = writeln!(page.0, "simplesfu_bandwidth_estimate_bps_bucket{{{worker},le=\"{bound}\"}} {count}");
+        }
+        let _ = writeln!(page.0, "simplesfu_bandwidth_estimate_bps_sum{{{worker}}} {}", s.estimate_sum_bps);
+        let total = s.estimate_buckets[simplesfu_engine::ESTIMATE_BUCKETS_BPS.len()];
+        let _ = writeln!(page.0, "simplesfu_bandwidth_estimate_bps_count{{{worker}}} {total}");
+    }
 
     let metrics = &sfu.inner.metrics;
     page.single(

@@ -128,6 +128,7 @@ impl Router {
         let Some(c) = self.consumers.get_mut(&cid) else { return };
         if c.reported_layers != Some(layers) {
             c.reported_layers = Some(layers);
+            self.stats.layer_switches += 1;
             tracing::debug!(consumer = %cid, spatial = ?layers.0, temporal = ?layers.1, "consumer layers changed");
             self.events.push(EngineEvent::ConsumerLayersChanged {
                 transport_id: c.transport_id,

@@ -23,7 +23,7 @@ mod transports;
 use crate::allocation::meter::LayerMeter;
 use crate::allocation::temporal::TemporalFilter;
 use crate::allocation::{Allocator, Layer as AllocLayer};
-use crate::api::{Direction, EngineEvent, WorkerStats};
+use crate::api::{Direction, EngineEvent, WorkerStats, ESTIMATE_BUCKETS_BPS};
 use crate::candidates::HostCandidates;
 use crate::capabilities::router_rtp_capabilities;
 use crate::forward::{LayerSwitch, SeqRewriter, Vp8Info, Vp8Rewriter};
@@ -400,12 +400,23 @@ impl Router {
 
     /// Counters.
     pub fn stats(&self) -> WorkerStats {
+        let mut estimate_buckets = [0; ESTIMATE_BUCKETS_BPS.len() + 1];
+        let mut estimate_sum_bps = 0u64;
+        for estimate in self.transports.values().filter_map(|t| t.estimate_bps) {
+            for (bucket, bound) in estimate_buckets.iter_mut().zip(ESTIMATE_BUCKETS_BPS.iter().chain([&u64::MAX])) {
+                *bucket += u64::from(estimate <= *bound);
+            }
+            estimate_sum_bps = estimate_sum_bps.saturating_add(estimate);
+        }
         WorkerStats {
             transports: self.transports.len(),
             producers: self.producers.len(),
             consumers: self.consumers.len(),
             data_producers: self.data_producers.len(),
             data_consumers: self.data_consumers.len(),
+            consumers_paused_for_bandwidth: self.consumers.values().filter(|c| c.paused_for_bandwidth).count() as u64,
+            estimate_buckets,
+            estimate_sum_bps,
             ..self.stats
         }
     }
