@@ -420,3 +420,33 @@ test('setPreferredLayers asks for the layers now and for every later consumer of
   );
   assert.deepEqual(harness.server.requests('setConsumerPreferredLayers', aId).at(-1), { producerId: second(), spatialLayer: 1 });
 });
+
+test('producerLayersWanted (dynacast) turns the simulcast layers above it off and back on; other producers are left alone', async () => {
+  const a = makePeer({ roomId: 'dynacast' });
+  const simulcast = [{ maxBitrate: 150_000 }, { maxBitrate: 500_000 }, { maxBitrate: 1_500_000 }];
+  await a.peer.addTrack(fakeTrack('video'), 'camera', false, simulcast);
+  await a.peer.addTrack(fakeTrack('video'), 'screen');
+  await until(() => harness.server.producerOf(a.peer.id!, 'screen') !== undefined, 'both producers');
+  const calls: number[] = [];
+  const send = a.handler('send') as unknown as { setMaxSpatialLayer: (id: string, layer: number) => Promise<void> };
+  const original = send.setMaxSpatialLayer.bind(send);
+  send.setMaxSpatialLayer = async (id, layer) => {
+    calls.push(layer);
+    return original(id, layer);
+  };
+  const aId = a.peer.id!;
+  const camera = harness.server.producerOf(aId, 'camera')!.id;
+  const screen = harness.server.producerOf(aId, 'screen')!.id;
+  harness.server.pushTo(aId, 'producerLayersWanted', { producerId: camera, maxSpatialLayer: 0 });
+  await until(() => calls.length === 1, 'the layers above S0 turned off');
+  // Not simulcast, unknown, malformed, or already so: nothing happens.
+  harness.server.pushTo(aId, 'producerLayersWanted', { producerId: screen, maxSpatialLayer: 0 });
+  harness.server.pushTo(aId, 'producerLayersWanted', { producerId: 'unknown', maxSpatialLayer: 0 });
+  harness.server.pushTo(aId, 'producerLayersWanted', { producerId: camera, maxSpatialLayer: -1 });
+  harness.server.pushTo(aId, 'producerLayersWanted', { producerId: camera, maxSpatialLayer: 0 });
+  // Wanted again (beyond its top: its top).
+  harness.server.pushTo(aId, 'producerLayersWanted', { producerId: camera, maxSpatialLayer: 9 });
+  await until(() => calls.length === 2, 'the layers back on');
+  assert.deepEqual(calls, [0, 2]);
+  assert.deepEqual(a.seen.errors, []);
+});

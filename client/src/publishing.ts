@@ -4,6 +4,7 @@
  * the user adds to a used label, and closes them here and on the server.
  */
 import { isGone, log, StaleSession, type PeerCore, type Session } from './core.js';
+import { isPlainObject } from './validate.js';
 
 /** Publishes (or switches, or replaces) the producer of `label` as the user last asked. */
 export async function publish(core: PeerCore, session: Session, label: string): Promise<void> {
@@ -77,4 +78,27 @@ export async function unpublish(core: PeerCore, session: Session, label: string)
   } catch (error) {
     if (!isGone(error)) throw error;
   }
+}
+
+/**
+ * The `producerLayersWanted` push (dynacast): no consumer wants the
+ * simulcast layers of this producer above `maxSpatialLayer`, so the browser
+ * stops encoding and sending them (mediasoup-client's `setMaxSpatialLayer`);
+ * a later push brings them back.
+ */
+export function onLayersWanted(core: PeerCore, session: Session, data: unknown): void {
+  if (!isPlainObject(data) || typeof data.producerId !== 'string') return;
+  const wanted = data.maxSpatialLayer;
+  if (typeof wanted !== 'number' || !Number.isInteger(wanted) || wanted < 0) return;
+  const record = [...session.producers.values()].find(({ producer }) => producer.id === data.producerId);
+  const producer = record?.producer;
+  if (!producer || producer.closed || producer.kind !== 'video') return;
+  const layers = producer.rtpParameters.encodings?.length ?? 1;
+  if (layers <= 1) return;
+  const layer = Math.min(wanted, layers - 1);
+  if (producer.maxSpatialLayer === layer) return;
+  log('layers wanted of %s: up to %d', producer.id, layer);
+  producer.setMaxSpatialLayer(layer).catch((error: unknown) => {
+    if (!producer.closed && core.session === session) core.reportError(`limiting the layers of ${producer.id}`, error);
+  });
 }

@@ -13,6 +13,7 @@ import {
 } from './consuming.js';
 import { log, type PeerCore } from './core.js';
 import { consumeData, dropDataConsumer, type CreateDataConsumerPush } from './data.js';
+import { onLayersWanted } from './publishing.js';
 import { onServerShutdown, onSessionPush } from './resume.js';
 import { asIdList, isPlainObject } from './validate.js';
 
@@ -66,6 +67,9 @@ export function handlePush(core: PeerCore, message: unknown): void {
       }
       case 'consumerLayersChanged':
         if (session) onLayersChanged(core, session, data);
+        break;
+      case 'producerLayersWanted':
+        if (session) onLayersWanted(core, session, data);
         break;
       case 'consumerClosed': {
         const producerId = (data as { producerId?: unknown })?.producerId;

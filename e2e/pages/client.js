@@ -160,6 +160,26 @@ window.t = {
     return lists;
   },
 
+  /**
+   * Which encodings of each video sender are on (simulcast layers, lowest
+   * first), and the bytes each has sent: [{active: [...], bytesSent: [...]}].
+   */
+  async videoSenders() {
+    const senders = [];
+    for (const pc of connections) {
+      if (pc.connectionState === 'closed') continue;
+      for (const sender of pc.getSenders().filter((s) => s.track?.kind === 'video')) {
+        const encodings = sender.getParameters().encodings ?? [];
+        const bytes = {};
+        for (const stats of (await sender.getStats()).values()) {
+          if (stats.type === 'outbound-rtp') bytes[stats.rid ?? ''] = stats.bytesSent;
+        }
+        senders.push({ active: encodings.map((e) => e.active !== false), bytesSent: encodings.map((e) => bytes[e.rid ?? ''] ?? 0) });
+      }
+    }
+    return senders;
+  },
+
   /** Remote track stats by producer id. */
   async stats() {
     const byProducer = {};

@@ -236,6 +236,48 @@ test('pause, resume and close a consumer', async (t) => {
   await b.waitForPush('createConsumer');
 });
 
+test('dynacast: the publisher of simulcast is told the highest layer its consumers want', async (t) => {
+  const { url } = await startServer(t);
+  const a = await connect(url, t);
+  const b = await connect(url, t);
+  const c = await connect(url, t);
+  const ta = await transports(a);
+  const tb = await transports(b);
+  const tc = await transports(c);
+  for (const p of [a, b, c]) await p.ok('joinRoom', { roomId: 'dynacast' });
+  const { id: producerId } = await a.ok('produce', {
+    transportId: ta.send,
+    kind: 'video',
+    rtpParameters: vp8SimulcastParameters(),
+    appData: { label: 'camera' },
+  });
+  const wanted = (layer) => (d) => d.producerId === producerId && d.maxSpatialLayer === layer;
+  // Nobody consumes it: after the hold, only the lowest of its three layers is wanted.
+  assert.deepEqual(await a.waitForPush('producerLayersWanted', wanted(0), 6000), { producerId, maxSpatialLayer: 0 });
+  // A viewer that wants the best: the top layer, at the next check.
+  await b.ok('createConsumer', { producingPeerId: a.id, producerId });
+  await b.waitForPush('createConsumer');
+  await b.ok('connectWebRtcTransport', { transportId: tb.recv, dtlsParameters: DTLS_PARAMETERS });
+  a.clearPushes();
+  await b.ok('resumeConsumer', { producerId });
+  await a.waitForPush('producerLayersWanted', wanted(2), 2500);
+  // It prefers the middle layer, and a second viewer the lowest: the middle after the hold.
+  await c.ok('createConsumer', { producingPeerId: a.id, producerId });
+  await c.waitForPush('createConsumer');
+  await c.ok('connectWebRtcTransport', { transportId: tc.recv, dtlsParameters: DTLS_PARAMETERS });
+  await c.ok('resumeConsumer', { producerId });
+  await c.ok('setConsumerPreferredLayers', { producerId, spatialLayer: 0 });
+  await b.ok('setConsumerPreferredLayers', { producerId, spatialLayer: 1 });
+  await a.waitForPush('producerLayersWanted', wanted(1), 6000);
+  // The one that wanted the middle layer pauses: the lowest, after the hold.
+  a.clearPushes();
+  await b.ok('pauseConsumer', { producerId });
+  await a.waitForPush('producerLayersWanted', wanted(0), 6000);
+  // And nothing more while nothing changes.
+  a.clearPushes();
+  await a.noPush('producerLayersWanted', () => true, 2500);
+});
+
 test('preferred layers and priority of a consumer, and their coded errors', async (t) => {
   const { url } = await startServer(t);
   const { a, b, producerId } = await pairWithVideo(t, url);

@@ -16,7 +16,7 @@ pub use ids::{
     TransportId,
 };
 pub use push::{
-    ActiveSpeaker, AudioLevel, AvailableProducer, AvailableProducers, ConsumerClosed, ConsumerLayersChanged, CreateConsumer,
+    ActiveSpeaker, AudioLevel, AvailableProducer, AvailableProducers, ConsumerClosed, ConsumerLayersChanged, CreateConsumer, ProducerLayersWanted,
     CreateDataConsumer, PeerProducers, Push, ServerShutdown, Session,
 };
 pub use request::{

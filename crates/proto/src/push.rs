@@ -116,6 +116,19 @@ pub struct ConsumerLayersChanged {
     pub temporal_layer: Option<u8>,
 }
 
+/// **ext** `producerLayersWanted` (dynacast): to the publisher of a
+/// simulcast producer, the highest simulcast layer any consumer on the
+/// server wants now (index into its encodings, lowest first). The encodings
+/// above it can stop (our client calls mediasoup-client's
+/// `producer.setMaxSpatialLayer`), saving the publisher's uplink and CPU.
+/// Clients that do not know it ignore it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ProducerLayersWanted {
+    pub producer_id: ProducerId,
+    pub max_spatial_layer: u8,
+}
+
 /// Every push, serialized as `{type, data}`.
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", content = "data", rename_all = "camelCase")]
@@ -138,6 +151,8 @@ pub enum Push {
     AudioLevels(Vec<AudioLevel>),
     /// Extension: see [`ConsumerLayersChanged`].
     ConsumerLayersChanged(ConsumerLayersChanged),
+    /// Extension: see [`ProducerLayersWanted`].
+    ProducerLayersWanted(ProducerLayersWanted),
 }
 
 #[cfg(test)]

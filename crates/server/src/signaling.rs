@@ -184,6 +184,7 @@ impl Sfu {
         self.check_new_producer(peer, Right::Publish)?;
         let worker = self.registry().producing_transport(peer, r.transport_id)?;
         let engine = self.worker(worker)?;
+        let spatial_layers = u8::try_from(r.rtp_parameters.encodings.len().max(1)).unwrap_or(u8::MAX);
         let options = ProducerOptions {
             transport_id: r.transport_id,
             kind: r.kind,
@@ -196,6 +197,7 @@ impl Sfu {
             label: r.app_data.label.unwrap_or_default(),
             broadcast: r.app_data.broadcast,
             paused: false,
+            spatial_layers,
         };
         let broadcast = entry.broadcast;
         let recorded = self.registry().add_producer(peer, id, entry);
@@ -268,6 +270,7 @@ impl Sfu {
             ));
         }
         self.worker(worker)?.set_consumer_paused(consumer, paused).await.map_err(from_engine)?;
+        self.registry().set_consumer_paused(peer, r.producer_id, paused);
         tracing::debug!(peer = %peer, consumer = %consumer, paused, "consumer paused state");
         Ok(fields([("paused", Value::Bool(paused))]))
     }
@@ -276,6 +279,7 @@ impl Sfu {
         let (worker, consumer) = self.registry().consumer_of(peer, r.producer_id)?;
         let engine = self.worker(worker)?;
         engine.set_consumer_preferred_layers(consumer, r.spatial_layer, r.temporal_layer).await.map_err(from_engine)?;
+        self.registry().set_consumer_preferred_spatial(peer, r.producer_id, r.spatial_layer);
         tracing::debug!(peer = %peer, consumer = %consumer, spatial = r.spatial_layer, temporal = ?r.temporal_layer, "preferred layers");
         no_fields()
     }

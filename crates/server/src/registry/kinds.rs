@@ -77,7 +77,8 @@ impl ConsumerKind for Media {
     }
 
     fn record(me: &mut PeerEntry, producing_peer: &PeerId, producer: ProducerId, push: CreateConsumer) {
-        me.consumers.insert(producer, ConsumerEntry { producing_peer: producing_peer.clone(), push });
+        let entry = ConsumerEntry { producing_peer: producing_peer.clone(), push, paused: true, preferred_spatial: None };
+        me.consumers.insert(producer, entry);
     }
 }
 

@@ -128,6 +128,44 @@ impl Registry {
             .ok_or_else(|| err(ErrorCode::ConsumerNotFound, format!("this peer does not consume producer {producer}")))
     }
 
+    /// Its client paused or resumed the peer's consumer of `producer`.
+    pub fn set_consumer_paused(&mut self, peer: &PeerId, producer: ProducerId, paused: bool) {
+        if let Some(c) = self.peer_mut(peer).ok().and_then(|p| p.consumers.get_mut(&producer)) {
+            c.paused = paused;
+        }
+    }
+
+    /// Its client set the preferred simulcast layer of its consumer of `producer`.
+    pub fn set_consumer_preferred_spatial(&mut self, peer: &PeerId, producer: ProducerId, spatial: u8) {
+        if let Some(c) = self.peer_mut(peer).ok().and_then(|p| p.consumers.get_mut(&producer)) {
+            c.preferred_spatial = Some(spatial);
+        }
+    }
+
+    /// Dynacast: for every simulcast video producer, its publisher and the
+    /// highest simulcast layer any consumer wants: the top, or its preferred
+    /// layer when it set one; a consumer its client paused wants nothing.
+    /// With no consumer wanting anything, the lowest layer (a viewer who
+    /// comes starts on it at once).
+    /// Each entry: (publisher, producer, wanted layer, its top layer).
+    pub fn wanted_layers(&self) -> Vec<(PeerId, ProducerId, u8, u8)> {
+        let mut wanted: HashMap<ProducerId, u8> = HashMap::new();
+        for peer in self.peers.values() {
+            for (producer, c) in peer.consumers.iter().filter(|(_, c)| !c.paused) {
+                let want = c.preferred_spatial.unwrap_or(u8::MAX);
+                wanted.entry(*producer).and_modify(|w| *w = (*w).max(want)).or_insert(want);
+            }
+        }
+        let mut out = Vec::new();
+        for (owner, peer) in &self.peers {
+            for (id, p) in peer.producers.iter().filter(|(_, p)| p.kind == MediaKind::Video && p.spatial_layers > 1) {
+                let top = p.spatial_layers - 1;
+                out.push((owner.clone(), *id, wanted.get(id).map_or(0, |w| (*w).min(top)), top));
+            }
+        }
+        out
+    }
+
     /// Forget the peer's consumer of `producer`; the peer is told with a
     /// `consumerClosed` push, as the original server did.
     pub fn remove_consumer(&mut self, peer: &PeerId, producer: ProducerId) -> Result<(WorkerIndex, ConsumerId, Effects), SignalingError> {

@@ -69,6 +69,8 @@ pub(crate) struct ProducerEntry {
     pub label: String,
     pub broadcast: bool,
     pub paused: bool,
+    /// Its simulcast encodings (1 without simulcast).
+    pub spatial_layers: u8,
 }
 
 /// A data producer: its client appData is what `availableProducers` lists.
@@ -81,6 +83,10 @@ pub(crate) struct DataProducerEntry {
 struct ConsumerEntry {
     producing_peer: PeerId,
     push: CreateConsumer,
+    /// Paused by its client (consumers start paused).
+    paused: bool,
+    /// The highest simulcast layer its client wants (`None`: the best).
+    preferred_spatial: Option<u8>,
 }
 
 #[derive(Debug, Clone)]

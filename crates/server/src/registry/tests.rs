@@ -13,7 +13,7 @@ fn rid(s: &str) -> RoomId {
 }
 
 fn video(label: &str) -> ProducerEntry {
-    ProducerEntry { kind: MediaKind::Video, label: label.into(), broadcast: false, paused: false }
+    ProducerEntry { kind: MediaKind::Video, label: label.into(), broadcast: false, paused: false, spatial_layers: 1 }
 }
 
 fn types_of(effects: &Effects, to: &str) -> Vec<String> {

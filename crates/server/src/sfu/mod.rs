@@ -36,6 +36,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 
 mod connection;
 mod consuming;
+mod dynacast;
 mod placement;
 mod pushes;
 mod requests;
@@ -164,6 +165,8 @@ pub(crate) struct Inner {
     room_lists: Mutex<HashMap<RoomId, RoomListState>>,
     /// Each room's speaker detection and who wants audio levels.
     speakers: Mutex<Speakers>,
+    /// What each simulcast publisher was told it needs to send.
+    dynacast: Mutex<dynacast::Dynacast>,
 }
 
 /// The SFU. Cheap to clone; all clones are the same SFU.
@@ -268,6 +271,7 @@ impl Sfu {
                 resume_grace: options.resume_grace,
                 room_lists: Mutex::new(HashMap::new()),
                 speakers: Mutex::new(Speakers::default()),
+                dynacast: Mutex::new(dynacast::Dynacast::default()),
             }),
         };
         for (index, events) in event_streams.into_iter().enumerate() {
@@ -276,6 +280,7 @@ impl Sfu {
         runtime.spawn(sweep_orphans(Arc::downgrade(&sfu.inner)));
         runtime.spawn(flush_stalled(Arc::downgrade(&sfu.inner)));
         runtime.spawn(speaker_ticks(Arc::downgrade(&sfu.inner)));
+        runtime.spawn(dynacast::dynacast_ticks(Arc::downgrade(&sfu.inner)));
         if let Some(period) = options.available_producers_interval.filter(|p| !p.is_zero()) {
             runtime.spawn(resend_available_producers(Arc::downgrade(&sfu.inner), period));
         }
