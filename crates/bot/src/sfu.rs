@@ -250,9 +250,19 @@ struct NewTransport {
     local: SocketAddr,
 }
 
+/// What mediasoup-client sends with every `createWebRtcTransport`
+/// (`device.sctpCapabilities`); the original Node.js server reads
+/// `sctpCapabilities.numStreams` and fails without it.
+fn sctp_capabilities() -> serde_json::Value {
+    json!({"numStreams": {"OS": 1024, "MIS": 1024}})
+}
+
 async fn create_transport(client: &SocketIoClient, producing: bool, codecs: ClientCodecs<'_>, local_ip: IpAddr) -> anyhow::Result<NewTransport> {
     let ack = client
-        .request("createWebRtcTransport", json!({"forceTcp": false, "producing": producing, "consuming": !producing}))
+        .request(
+            "createWebRtcTransport",
+            json!({"forceTcp": false, "producing": producing, "consuming": !producing, "sctpCapabilities": sctp_capabilities()}),
+        )
         .await?;
     let info = &ack["transportInfo"];
     let id = info["id"].as_str().ok_or_else(|| anyhow!("transportInfo without id"))?.to_string();
@@ -293,7 +303,8 @@ pub async fn join(
     if !spec.publish && spec.published_client {
         // 0.0.20 makes its send transport whatever it has to send, and
         // connects it only when it produces.
-        client.request("createWebRtcTransport", json!({"forceTcp": false, "producing": true, "consuming": false})).await?;
+        let request = json!({"forceTcp": false, "producing": true, "consuming": false, "sctpCapabilities": sctp_capabilities()});
+        client.request("createWebRtcTransport", request).await?;
     }
     if spec.publish {
         let media = PeerMedia::new(options, spec.index)

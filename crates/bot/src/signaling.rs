@@ -165,16 +165,19 @@ impl SocketIoClient {
 }
 
 /// A request's ack: the success ack, or its error turned into [`Refused`].
+/// Protocol v1 errors are `{code, message}`; the original Node.js server
+/// answers `{error: "text"}`, whose text is the message (code `unspecified`).
 fn success_of(kind: &str, ack: Value) -> anyhow::Result<Value> {
-    match ack.get("error") {
-        Some(err) => Err(Refused {
-            request: kind.to_string(),
-            code: err["code"].as_str().unwrap_or("?").to_string(),
-            message: err["message"].as_str().unwrap_or("?").to_string(),
-        }
-        .into()),
-        None => Ok(ack),
-    }
+    let Some(err) = ack.get("error") else { return Ok(ack) };
+    let (code, message) = match err {
+        Value::String(text) => ("unspecified".to_string(), text.clone()),
+        Value::Object(_) => (
+            err["code"].as_str().unwrap_or("?").to_string(),
+            err["message"].as_str().map_or_else(|| err.to_string(), str::to_string),
+        ),
+        other => ("unspecified".to_string(), other.to_string()),
+    };
+    Err(Refused { request: kind.to_string(), code, message }.into())
 }
 
 async fn next_text<S>(stream: &mut S) -> anyhow::Result<String>
@@ -272,6 +275,9 @@ mod tests {
         let refused = Refused::of(&err).expect("a refusal");
         assert_eq!((refused.request.as_str(), refused.code.as_str()), ("resumeConsumer", "limit_reached"));
         assert_eq!(err.to_string(), "`resumeConsumer` refused: too many requests (limit_reached)");
+        // The original server's errors are plain strings.
+        let err = success_of("createWebRtcTransport", json!({"error": "no such room"})).expect_err("error ack");
+        assert_eq!(err.to_string(), "`createWebRtcTransport` refused: no such room (unspecified)");
     }
 
     #[test]
