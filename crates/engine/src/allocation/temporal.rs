@@ -146,7 +146,6 @@ impl TemporalFilter {
     }
 
     /// The temporal layer being forwarded now.
-    #[cfg(test)]
     pub fn current(&self) -> Option<u8> {
         self.current
     }

@@ -122,9 +122,17 @@ impl Router {
                     let producer = c.producer_id;
                     self.request_keyframe(now, producer, Some(usize::from(layer.spatial)));
                 }
-                (Some(layer.spatial), Some(layer.temporal))
+                // Reported when the forwarding reaches it (a spatial switch
+                // waits for a key frame, a temporal one for a sync frame).
+                return;
             }
         };
+        self.report_layers(cid, layers);
+    }
+
+    /// Report the layers a consumer forwards now (`(None, None)`: paused for
+    /// bandwidth), when they changed; counted in `layer_switches`.
+    pub(super) fn report_layers(&mut self, cid: ConsumerId, layers: (Option<u8>, Option<u8>)) {
         let Some(c) = self.consumers.get_mut(&cid) else { return };
         if c.reported_layers != Some(layers) {
             c.reported_layers = Some(layers);

@@ -5,7 +5,7 @@
 
 use super::{ForwardedPacket, ProducerSource, Router, KEYFRAME_REQUEST_INTERVAL};
 use crate::allocation::meter::LayerMeter;
-use crate::allocation::temporal::TemporalDecision;
+use crate::allocation::temporal::{TemporalDecision, TemporalFilter};
 use crate::allocation::Layer;
 use crate::forward::{is_keyframe_start, Vp8Info};
 use crate::worker::Command;
@@ -123,6 +123,7 @@ impl Router {
             self.request_keyframe(now, producer_id, Some(layer));
         }
         let mut wants_keyframe = None;
+        let mut now_forwarding = Vec::new();
         for cid in consumers {
             let Some(c) = self.consumers.get_mut(&cid) else { continue };
             if c.paused || c.paused_for_bandwidth {
@@ -164,7 +165,14 @@ impl Router {
             };
             let vp8_patch = packet.vp8.as_ref().and_then(|vp8| c.vp8.rewrite(vp8, picture_id));
             let (consumer_tid, ssrc) = (c.transport_id, c.ssrc);
+            // The layers it forwards from now on, reported (to viewers whose
+            // allocation runs on an estimate) when they change.
+            let forwarding = (Some(layer as u8), Some(c.temporal.as_ref().and_then(TemporalFilter::current).unwrap_or(0)));
+            let report = video && c.reported_layers != Some(forwarding);
             let Some(t) = self.transports.get_mut(&consumer_tid) else { continue };
+            if report && t.estimate_bps.is_some() {
+                now_forwarding.push((cid, forwarding));
+            }
             let mut api = t.rtc.direct_api();
             let Some(stream) = api.stream_tx(&ssrc) else { continue };
             let mut write = RtpWrite::new(packet.router_pt, seq_no.into(), time, packet.arrival, packet.payload.clone())
@@ -182,6 +190,9 @@ impl Router {
         }
         if let Some(target) = wants_keyframe {
             self.request_keyframe(now, producer_id, Some(target));
+        }
+        for (cid, layers) in now_forwarding {
+            self.report_layers(cid, layers);
         }
     }
 
