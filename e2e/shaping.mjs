@@ -38,6 +38,14 @@ export function shapingUnavailable() {
   } catch {
     return '`tc` (iproute2) is missing';
   }
+  // The qdiscs and the classifier this needs (sch_htb, sch_tbf, cls_u32).
+  try {
+    const probe = new Shaper();
+    probe.limit([9], 100);
+    probe.close();
+  } catch (error) {
+    return `this kernel cannot shape here: ${error.message}`;
+  }
   return null;
 }
 
