@@ -116,3 +116,57 @@ export class Shaper {
     }
   }
 }
+
+const NFT_TABLE = 'simplesfu_e2e';
+
+function nft(...args) {
+  try {
+    return execFileSync('nft', args, { stdio: ['ignore', 'pipe', 'pipe'] }).toString();
+  } catch (error) {
+    throw new Error(`nft ${args.join(' ')} failed: ${error.stderr?.toString().trim() || error.message}`);
+  }
+}
+
+/** Why random loss cannot be made here, or null (needs nftables, as .ci/run installs). */
+export function lossUnavailable() {
+  const shaping = shapingUnavailable();
+  if (shaping) return shaping;
+  try {
+    execFileSync('nft', ['--version'], { stdio: 'ignore' });
+  } catch {
+    return '`nft` (nftables) is missing: apt-get install nftables (or run .ci/run)';
+  }
+  return null;
+}
+
+/**
+ * Random loss on the way from the server to some pages: nftables drops a
+ * share of the datagrams sent to their UDP ports (`numgen random`), as a
+ * lossy radio link would. `close()` removes the rules.
+ */
+export class Loss {
+  constructor() {
+    nft('add', 'table', 'inet', NFT_TABLE);
+    nft('add', 'chain', 'inet', NFT_TABLE, 'out', '{ type filter hook output priority 0; }');
+  }
+
+  /** Drops `percent` % of what is sent to the UDP `ports`, at random. */
+  lose(ports, percent) {
+    const set = `{ ${[ports].flat().join(', ')} }`;
+    nft('add', 'rule', 'inet', NFT_TABLE, 'out', 'udp', 'dport', set, 'numgen', 'random', 'mod', '100', '<', String(percent), 'counter', 'drop');
+  }
+
+  /** Datagrams dropped so far. */
+  dropped() {
+    const rules = nft('list', 'chain', 'inet', NFT_TABLE, 'out');
+    return [...rules.matchAll(/counter packets (\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+  }
+
+  close() {
+    try {
+      nft('delete', 'table', 'inet', NFT_TABLE);
+    } catch {
+      // Already gone.
+    }
+  }
+}
