@@ -7,6 +7,7 @@
 //! same stamped synthetic media as against simplesfu. Simulcast is not driven
 //! here.
 
+use crate::link::Downlink;
 use crate::media::{MediaOptions, PeerMedia};
 use crate::sfu::{JoinedPeer, PeerSpec};
 use crate::transport::{self, Command, MediaPlan, RunState, VideoLayer};
@@ -228,7 +229,7 @@ pub async fn join(
         if let (Some(mid), Some(a)) = (audio_mid, plan.audio.as_mut()) {
             a.ssrc = rtc.direct_api().stream_tx_by_mid(mid, None).map(|s| *s.ssrc()).ok_or_else(|| anyhow!("no audio stream after negotiation"))?;
         }
-        let h = transport::spawn(rtc, socket, local, run.clone(), stop.clone());
+        let h = transport::spawn(rtc, socket, local, None, run.clone(), stop.clone());
         h.commands.send(Command::Send(plan)).map_err(|_| anyhow!("the send transport stopped"))?;
         send = Some(h);
     }
@@ -270,7 +271,7 @@ pub async fn join(
             .post(Some(handle), json!({"janus": "message", "body": {"request": "start"}, "jsep": {"type": "answer", "sdp": answer.to_sdp_string()}}))
             .await?;
         let _ = session.post(Some(handle), json!({"janus": "trickle", "candidate": {"completed": true}})).await;
-        let h = transport::spawn(rtc, socket, local, run.clone(), stop.clone());
+        let h = transport::spawn(rtc, socket, local, spec.downlink_kbps.map(Downlink::new), run.clone(), stop.clone());
         if let Ok(mut s) = h.stats.lock() {
             s.joined_ns = Some(joined_ns);
         }

@@ -7,6 +7,7 @@ pub mod bench;
 pub mod cpucap;
 pub mod floor;
 pub mod janus;
+pub mod link;
 pub mod load;
 pub mod media;
 pub mod payload;

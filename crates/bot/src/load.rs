@@ -11,7 +11,7 @@ use crate::procfs;
 use crate::payload::monotonic_ns;
 use crate::sfu::{ConsumerCounters, JoinedPeer, PeerSpec};
 use crate::speakers::SpeakerReport;
-use crate::stats::{Histogram, Kind, KindTotals, LatencySummary};
+use crate::stats::{Histogram, Kind, KindTotals, LatencySummary, ViewTotals};
 use crate::transport::{RunState, TransportHandle};
 use serde::Serialize;
 use std::io::Write;
@@ -56,6 +56,16 @@ pub struct LoadConfig {
     /// `audioLevels` (simplesfu only).
     pub subscribe_audio_levels: bool,
     pub media: MediaOptions,
+    /// Emulated downlinks of the receivers in kbit/s, taken in turn (the
+    /// i-th receiver gets `downlinks_kbps[i % len]`; None: unlimited). Empty:
+    /// every receiver unlimited. A report then has one row per class.
+    pub downlinks_kbps: Vec<Option<u32>>,
+    /// Receivers send transport-wide congestion feedback, as browsers do.
+    pub congestion_feedback: bool,
+    /// From the moment every receiver has media to the measurement window:
+    /// time for the server to fit each viewer's link.
+    #[serde(skip)]
+    pub warmup: Duration,
     /// Measurement window.
     #[serde(skip)]
     pub duration: Duration,
@@ -94,6 +104,40 @@ impl KindReport {
             latency: t.latency.summary_ms(),
             kbps_per_stream: if t.streams == 0 || seconds <= 0.0 { 0.0 } else { t.bytes as f64 * 8.0 / 1000.0 / seconds / t.streams as f64 },
         }
+    }
+}
+
+/// What one class of receivers (one downlink) saw of their video.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ClassReport {
+    /// The class's emulated downlink in kbit/s (None: unlimited).
+    pub downlink_kbps: Option<u32>,
+    pub receivers: u64,
+    /// Video received, kbit/s per receiver.
+    pub video_kbps: f64,
+    /// Video lost after repair, from the consumers' own sequence numbers.
+    pub video_loss_pct: f64,
+    /// Audio lost (stamp counters).
+    pub audio_loss_pct: f64,
+    /// Video consumers on each simulcast layer (index) at the end of the window.
+    pub final_layers: Vec<u64>,
+    pub layer_switches: u64,
+    /// Waits of more than 200 ms between frames, summed over the class's
+    /// video consumers (a stall lasting to the end of the window included).
+    pub frame_gaps_over_200ms: u64,
+    pub max_frame_gap_ms: f64,
+    /// Video consumers the class should have had that delivered nothing in the window.
+    pub video_consumers_missing: u64,
+    pub video_latency: LatencySummary,
+    /// Datagrams the emulated downlink dropped (its queue full), percent of
+    /// those that reached it.
+    pub link_drop_pct: f64,
+}
+
+impl ClassReport {
+    /// The layer most of the class ended on.
+    pub fn usual_layer(&self) -> Option<usize> {
+        self.final_layers.iter().enumerate().filter(|(_, n)| **n > 0).max_by_key(|(_, n)| **n).map(|(i, _)| i)
     }
 }
 
@@ -166,6 +210,8 @@ pub struct LoadReport {
     /// `audioLevels` pushes to peers that did not ask for them (any is a
     /// server bug).
     pub audio_levels_unasked: u64,
+    /// One row per downlink class, when the run has downlinks.
+    pub classes: Vec<ClassReport>,
 }
 
 /// Edges of the measurement window, for a caller that samples the server.
@@ -195,14 +241,23 @@ fn room_name(r: u32) -> String {
 fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
     let mut specs = Vec::new();
     let mut index = 0;
+    let mut receivers = 0;
     for publish in [true, false] {
         for r in 0..cfg.rooms {
             let n = if publish { cfg.publishers_per_room } else { cfg.subscribers_per_room };
             for i in 0..n {
+                let subscribe = !publish || cfg.publishers_subscribe;
+                let downlink_kbps = match (subscribe, cfg.downlinks_kbps.len()) {
+                    (true, len) if len > 0 => {
+                        receivers += 1;
+                        cfg.downlinks_kbps[(receivers - 1) % len]
+                    }
+                    _ => None,
+                };
                 specs.push(PeerSpec {
                     room: room_name(r),
                     publish,
-                    subscribe: !publish || cfg.publishers_subscribe,
+                    subscribe,
                     index,
                     room_publishers: cfg.publishers_per_room,
                     silent: publish && cfg.media.speakers_per_room.is_some_and(|speakers| i >= speakers),
@@ -210,6 +265,8 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
                     observer: false,
                     subscribe_audio_levels: false,
                     published_client: !publish && cfg.published_client,
+                    downlink_kbps,
+                    congestion_feedback: subscribe && cfg.congestion_feedback,
                 });
                 index += 1;
             }
@@ -229,7 +286,7 @@ async fn join_peer(cfg: &LoadConfig, spec: &PeerSpec, run: Arc<RunState>, stop: 
     }
 }
 
-fn receivers(peers: &[Peer]) -> impl Iterator<Item = (&PeerSpec, &TransportHandle)> {
+fn receivers_of(peers: &[Peer]) -> impl Iterator<Item = (&PeerSpec, &TransportHandle)> {
     peers.iter().filter_map(|p| p.joined.recv.as_ref().map(|r| (&p.spec, r)))
 }
 
@@ -238,7 +295,7 @@ fn packets_sent(peers: &[Peer]) -> u64 {
 }
 
 fn packets_received(peers: &[Peer]) -> u64 {
-    receivers(peers).map(|(_, r)| r.stats.lock().map(|s| s.packets()).unwrap_or(0)).sum()
+    receivers_of(peers).map(|(_, r)| r.stats.lock().map(|s| s.packets()).unwrap_or(0)).sum()
 }
 
 /// Neither a level schedule nor level pushes asked for: nothing to say about speakers.
@@ -311,7 +368,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     // stream it should get, then one more second.
     let settle_deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let waiting = receivers(&peers)
+        let waiting = receivers_of(&peers)
             .filter(|(spec, r)| {
                 let expected = expected_streams_per_receiver(&cfg, spec);
                 r.stats.lock().map(|s| (s.streams_seen() as u64) < expected).unwrap_or(true)
@@ -325,7 +382,13 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let warmup_end = Instant::now() + cfg.warmup;
+    while Instant::now() < warmup_end {
+        if cfg.progress {
+            progress(&format!("[{:6.1}s] warming up for {:.0} s", started.elapsed().as_secs_f64(), cfg.warmup.as_secs_f64()));
+        }
+        tokio::time::sleep(warmup_end.saturating_duration_since(Instant::now()).min(Duration::from_secs(1))).await;
+    }
 
     // Measure.
     let bot_before = procfs::sample("self").ok();
@@ -342,7 +405,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         if cfg.progress {
             let rx = packets_received(&peers);
             let mut video = KindTotals::default();
-            for (_, r) in receivers(&peers) {
+            for (_, r) in receivers_of(&peers) {
                 if let Ok(s) = r.stats.lock() {
                     video.merge(&s.totals(Kind::Video));
                     video.merge(&s.totals(Kind::Audio));
@@ -362,6 +425,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         }
     }
     run_state.measuring.store(false, Ordering::Relaxed);
+    let window_end_ns = monotonic_ns();
     window(Window::End);
     let seconds = window_start.elapsed().as_secs_f64();
     let sent = packets_sent(&peers) - sent_before;
@@ -379,11 +443,11 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     let mut without_media = 0;
     let mut consumers = ConsumerReport::default();
     let mut first_media = Histogram::default();
-    let listed = receivers(&peers).count() <= RECEIVERS_LISTED;
+    let listed = receivers_of(&peers).count() <= RECEIVERS_LISTED;
     for peer in &peers {
         consumers.add(&peer.joined.consumers);
     }
-    for (spec, r) in receivers(&peers) {
+    for (spec, r) in receivers_of(&peers) {
         expected_streams += expected_streams_per_receiver(&cfg, spec);
         let Ok(s) = r.stats.lock() else { continue };
         video.merge(&s.totals(Kind::Video));
@@ -404,6 +468,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         }
     }
     consumers.join_to_first_media = first_media.summary_ms();
+    let classes = class_reports(&cfg, &peers, seconds, window_end_ns);
     let speakers = (cfg.media.audio && matches!(cfg.target, Target::Simplesfu(_))).then(|| {
         let mut publishers = vec![String::new(); cfg.publishers_per_room as usize];
         for p in peers.iter().filter(|p| p.spec.publish && p.spec.room == room_name(0)) {
@@ -447,8 +512,68 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         bot_cpus: procfs::allowed_cpus(),
         speakers,
         audio_levels_unasked: run_state.audio_levels_unasked.load(Ordering::Relaxed),
+        classes,
         config: cfg,
     })
+}
+
+/// One row per downlink class (none without downlinks), classes in the
+/// order the configuration names them.
+fn class_reports(cfg: &LoadConfig, peers: &[Peer], seconds: f64, window_end_ns: u64) -> Vec<ClassReport> {
+    let mut classes: Vec<Option<u32>> = Vec::new();
+    for d in &cfg.downlinks_kbps {
+        if !classes.contains(d) {
+            classes.push(*d);
+        }
+    }
+    classes
+        .into_iter()
+        .map(|downlink_kbps| {
+            let (mut views, mut audio, mut latency) = (ViewTotals::default(), KindTotals::default(), Histogram::default());
+            let (mut receivers, mut expected_video, mut dropped, mut delivered) = (0u64, 0u64, 0u64, 0u64);
+            for (spec, r) in receivers_of(peers).filter(|(spec, _)| spec.downlink_kbps == downlink_kbps) {
+                receivers += 1;
+                if cfg.media.video {
+                    expected_video += expected_streams_per_receiver(cfg, spec) / (1 + cfg.media.audio as u64);
+                }
+                dropped += r.counters.link_dropped.load(Ordering::Relaxed);
+                delivered += r.counters.link_delivered.load(Ordering::Relaxed);
+                let Ok(s) = r.stats.lock() else { continue };
+                views.merge(&s.view_totals(window_end_ns));
+                audio.merge(&s.totals(Kind::Audio));
+                latency.merge(&s.totals(Kind::Video).latency);
+            }
+            ClassReport {
+                downlink_kbps,
+                receivers,
+                video_kbps: if receivers == 0 { 0.0 } else { views.bytes as f64 * 8.0 / 1000.0 / seconds.max(1e-9) / receivers as f64 },
+                video_loss_pct: views.loss_pct(),
+                audio_loss_pct: audio.loss_pct(),
+                final_layers: views.final_layers.clone(),
+                layer_switches: views.layer_switches,
+                frame_gaps_over_200ms: views.frame_gaps,
+                max_frame_gap_ms: views.max_frame_gap_ns as f64 / 1e6,
+                video_consumers_missing: expected_video.saturating_sub(views.consumers),
+                video_latency: latency.summary_ms(),
+                link_drop_pct: if dropped + delivered == 0 { 0.0 } else { 100.0 * dropped as f64 / (dropped + delivered) as f64 },
+            }
+        })
+        .collect()
+}
+
+/// "unlimited" or "300 kbit/s".
+pub fn downlink_name(kbps: Option<u32>) -> String {
+    kbps.map_or_else(|| "unlimited".to_string(), |k| format!("{k} kbit/s"))
+}
+
+/// "r0 3, r2 1": how many consumers ended on each layer.
+pub fn layers_name(final_layers: &[u64]) -> String {
+    let named: Vec<String> = final_layers.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| format!("r{i} {n}")).collect();
+    if named.is_empty() {
+        "none".to_string()
+    } else {
+        named.join(", ")
+    }
 }
 
 impl LoadReport {
@@ -522,6 +647,24 @@ impl LoadReport {
         if let Some(s) = self.speakers.as_ref().filter(|_| !speakers_unasked(&self.config)) {
             t += &s.table();
         }
+        if !self.classes.is_empty() {
+            t += "downlink      receivers  video kbit/s  video loss%  audio loss%  final layers      switches  gaps>200ms  max gap ms  link drop%\n";
+            for c in &self.classes {
+                t += &format!(
+                    "{:<13} {:>9} {:>13.0} {:>12.2} {:>12.2}  {:<16} {:>9} {:>11} {:>11.0} {:>11.2}\n",
+                    downlink_name(c.downlink_kbps),
+                    c.receivers,
+                    c.video_kbps,
+                    c.video_loss_pct,
+                    c.audio_loss_pct,
+                    layers_name(&c.final_layers),
+                    c.layer_switches,
+                    c.frame_gaps_over_200ms,
+                    c.max_frame_gap_ms,
+                    c.link_drop_pct
+                );
+            }
+        }
         if self.audio_levels_unasked > 0 {
             t += &format!("audioLevels pushes to peers that did not ask: {}\n", self.audio_levels_unasked);
         }
@@ -543,6 +686,9 @@ mod tests {
             published_client: false,
             subscribe_audio_levels: false,
             media: MediaOptions { audio: true, ..Default::default() },
+            downlinks_kbps: Vec::new(),
+            congestion_feedback: false,
+            warmup: Duration::from_secs(1),
             duration: Duration::from_secs(1),
             join_rate: 10.0,
             local_ip: IpAddr::from([127, 0, 0, 1]),
@@ -570,6 +716,19 @@ mod tests {
         assert_eq!((observers[0].room.as_str(), observers[0].place), ("bench-0", 0), "the first publisher receives in a meeting");
         let places: Vec<u32> = specs.iter().filter(|s| s.room == "bench-1").map(|s| s.place).collect();
         assert_eq!(places, (0..10).collect::<Vec<u32>>(), "each room's publishers in order: their levels");
+    }
+
+    #[test]
+    fn receivers_take_the_downlinks_in_turn_and_only_receivers_give_feedback() {
+        let mut c = cfg(1, 4, false);
+        c.downlinks_kbps = vec![Some(300), Some(1000), None];
+        c.congestion_feedback = true;
+        let specs = peer_specs(&c);
+        let links: Vec<Option<u32>> = specs.iter().filter(|s| s.subscribe).map(|s| s.downlink_kbps).collect();
+        assert_eq!(links, vec![Some(300), Some(1000), None, Some(300), Some(1000), None, Some(300), Some(1000)], "across rooms too");
+        assert!(specs.iter().filter(|s| s.publish).all(|s| s.downlink_kbps.is_none() && !s.congestion_feedback));
+        assert!(specs.iter().filter(|s| s.subscribe).all(|s| s.congestion_feedback));
+        assert!(peer_specs(&cfg(1, 2, false)).iter().all(|s| s.downlink_kbps.is_none() && !s.congestion_feedback), "off by default");
     }
 
     #[test]

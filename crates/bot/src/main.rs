@@ -55,7 +55,7 @@ struct BenchArgs {
     /// Tiny load for a few seconds: checks the harness, measures nothing useful.
     #[arg(long)]
     smoke: bool,
-    /// Only these scenarios (livestream, meeting, audio-only, big-room); default all.
+    /// Only these scenarios (livestream, meeting, audio-only, big-room, constrained); default all.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Measurement window per level, seconds.
@@ -99,6 +99,10 @@ struct BenchArgs {
     /// periodic resend off).
     #[arg(long, value_delimiter = ',', default_value = "1000,0")]
     big_room_resend_ms: Vec<u64>,
+    /// Viewers in the `constrained` scenario, a third each behind a 300
+    /// kbit/s, a 1 Mbit/s and an unlimited emulated downlink.
+    #[arg(long, default_value_t = 30)]
+    constrained_viewers: u32,
     /// One more argument for every simplesfu started (repeat it; e.g.
     /// `--simplesfu-arg=--bandwidth-estimation`); the report names them.
     #[arg(long, allow_hyphen_values = true)]
@@ -164,6 +168,21 @@ struct RunArgs {
     /// `audioLevels` pushes; the report times them.
     #[arg(long)]
     subscribe_audio_levels: bool,
+    /// Emulated downlinks of the receivers in kbit/s, taken in turn
+    /// (`300,1000,0`: a third each at 300 kbit/s, 1 Mbit/s and unlimited; 0
+    /// is unlimited). Each receiver's datagrams queue (100 ms of the rate)
+    /// and leave at the rate; what overflows is dropped. The report gets one
+    /// row per class: video bitrate, loss, final layers, stalls.
+    #[arg(long, value_delimiter = ',')]
+    downlinks: Vec<u32>,
+    /// Receivers send transport-wide congestion feedback (TWCC), as browsers
+    /// do, so the server estimates their downlinks (on by default with
+    /// --downlinks).
+    #[arg(long)]
+    congestion_feedback: Option<bool>,
+    /// Seconds between every receiver having media and the measurement window.
+    #[arg(long, default_value_t = 1.0)]
+    warmup: f64,
     /// Measurement window in seconds (after everyone joined and media flows).
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
@@ -215,6 +234,7 @@ fn main() -> anyhow::Result<()> {
                     joiners: b.big_room_joiners.max(1),
                     resend_ms: b.big_room_resend_ms,
                 },
+                constrained_viewers: b.constrained_viewers,
             })?;
             eprintln!(
                 "bench: {} levels measured; report in {}",
@@ -257,6 +277,9 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
             speakers_per_room: a.speakers,
             audio_levels: a.audio_levels.unwrap_or_default(),
         },
+        congestion_feedback: a.congestion_feedback.unwrap_or(!a.downlinks.is_empty()),
+        downlinks_kbps: a.downlinks.iter().map(|&k| (k > 0).then_some(k)).collect(),
+        warmup: Duration::from_secs_f64(a.warmup.max(0.0)),
         duration: Duration::from_secs_f64(a.duration.max(0.5)),
         join_rate: a.join_rate,
         local_ip: a.local_ip,

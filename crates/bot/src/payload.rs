@@ -102,6 +102,12 @@ pub fn vp8_payload(size: usize, packet: Vp8Packet, stamp: Stamp) -> Vec<u8> {
     p
 }
 
+/// Whether `payload` starts a VP8 frame (S=1, partition 0): what a viewer
+/// times frames by.
+pub fn is_vp8_frame_start(payload: &[u8]) -> bool {
+    payload.first().is_some_and(|b0| b0 & 0x10 != 0 && b0 & 0x07 == 0)
+}
+
 /// Whether `payload` starts a VP8 key frame (S=1, partition 0, P=0).
 pub fn is_vp8_keyframe_start(payload: &[u8]) -> bool {
     let Some(&b0) = payload.first() else { return false };
@@ -165,6 +171,7 @@ mod tests {
         assert!(is_vp8_keyframe_start(&key));
         assert!(!is_vp8_keyframe_start(&delta));
         assert!(!is_vp8_keyframe_start(&middle));
+        assert!(is_vp8_frame_start(&key) && is_vp8_frame_start(&delta) && !is_vp8_frame_start(&middle));
         // The engine's own example of a key frame start.
         assert!(is_vp8_keyframe_start(&[0x90, 0x80, 0x81, 0x23, 0x10]));
     }

@@ -3,8 +3,10 @@
 //! big-room, consumers, refusals, time to first audio and signaling CPU.
 
 use crate::bench::{
-    server_label, BenchReport, LevelResult, ServerKind, ServerSettings, MAX_FIRST_MEDIA_MS, MAX_LOSS_PCT, MAX_P99_MS,
+    server_label, BenchReport, LevelResult, ServerKind, ServerSettings, CONSTRAINED_MAX_LOSS_PCT, CONSTRAINED_WARMUP,
+    MAX_FIRST_MEDIA_MS, MAX_LOSS_PCT, MAX_P99_MS,
 };
+use crate::load::{downlink_name, layers_name};
 use std::fmt::Write;
 
 fn row(l: &LevelResult) -> String {
@@ -169,6 +171,90 @@ fn big_room_section(r: &BenchReport) -> String {
     s
 }
 
+/// The constrained table: per level (estimation on, off) and downlink class,
+/// what the viewers got; then what estimation costs per forwarded packet.
+fn constrained_section(r: &BenchReport) -> String {
+    let mut s = String::from("## constrained\n\n");
+    let levels: Vec<&LevelResult> = r.levels.iter().filter(|l| l.scenario == "constrained").collect();
+    if let Some(l) = levels.first() {
+        let c = &l.report.config;
+        let _ = writeln!(
+            s,
+            "One publisher sending three-layer simulcast (r0 {:.0}, r1 {:.0}, r2 {:.0} kbit/s) and audio; {} viewers taking in turn an emulated downlink of {} (the bot queues what arrives, 100 ms of the link's rate, and drops what overflows, as a home router does; the viewers send transport-wide congestion feedback, as browsers do, and NACK what is lost). The window starts {:.0} s after every viewer has media: the server has that long to fit each link. \"No video\" counts the class's video consumers that delivered nothing in the window (paused for bandwidth throughout). Loss is counted on each consumer's own sequence numbers after NACK repair; a gap is a wait of more than 200 ms between frames (one lasting to the end of the window included). A level holds when no class loses more than {CONSTRAINED_MAX_LOSS_PCT}% of video or audio and none has a gap. Without estimation every viewer gets the top layer, as before issue 13.\n",
+            c.media.video_bitrate_bps as f64 / 16.0 / 1000.0,
+            c.media.video_bitrate_bps as f64 / 4.0 / 1000.0,
+            c.media.video_bitrate_bps as f64 / 1000.0,
+            c.subscribers_per_room,
+            c.downlinks_kbps.iter().map(|d| downlink_name(*d)).collect::<Vec<_>>().join(", "),
+            CONSTRAINED_WARMUP.as_secs_f64(),
+        );
+    }
+    let _ = writeln!(
+        s,
+        "| estimation | downlink | viewers | video kbit/s | final layers | no video | layer switches | video loss % | audio loss % | gaps > 200 ms | max gap ms | video p50 / p99 ms | link drops % |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let estimation = |l: &LevelResult| if l.settings.is_none_or(|s| s.bandwidth_estimation) { "on" } else { "off" };
+    for l in &levels {
+        for c in &l.report.classes {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {} | {:.0} | {:.1} / {:.1} | {:.2} |",
+                estimation(l),
+                downlink_name(c.downlink_kbps),
+                c.receivers,
+                c.video_kbps,
+                layers_name(&c.final_layers),
+                c.video_consumers_missing,
+                c.layer_switches,
+                c.video_loss_pct,
+                c.audio_loss_pct,
+                c.frame_gaps_over_200ms,
+                c.max_frame_gap_ms,
+                c.video_latency.p50_ms,
+                c.video_latency.p99_ms,
+                c.link_drop_pct
+            );
+        }
+    }
+    let _ = writeln!(s, "\n| estimation | server CPU % | µs/pkt | x floor | RSS MB | bot CPU % | held |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    for l in &levels {
+        let _ = writeln!(
+            s,
+            "| {} | {:.0} | {:.2} | {:.1} | {:.0} | {:.0} | {} |",
+            estimation(l),
+            l.server_cpu_pct,
+            l.cpu_us_per_forwarded_packet,
+            l.floor_multiple,
+            l.server_rss_mb,
+            l.report.bot_cpu_pct,
+            if l.passed { "yes" } else { "**no**" }
+        );
+    }
+    let on = levels.iter().find(|l| estimation(l) == "on");
+    let off = levels.iter().find(|l| estimation(l) == "off");
+    if let (Some(on), Some(off)) = (on, off) {
+        if off.cpu_us_per_forwarded_packet > 0.0 {
+            let _ = writeln!(
+                s,
+                "\nEstimation costs {:+.0}% CPU per forwarded packet here (the packets differ: without it the slow viewers are sent layers their links drop).",
+                100.0 * (on.cpu_us_per_forwarded_packet / off.cpu_us_per_forwarded_packet - 1.0)
+            );
+        }
+    }
+    for l in &levels {
+        if let Err(e) = crate::bench::check_layers_fit(l) {
+            let _ = writeln!(s, "- estimation {}: {e}", estimation(l));
+        }
+        if let Some(error) = &l.report.first_error {
+            let _ = writeln!(s, "- estimation {}: {} of {} peers failed to join; first error: {error}", estimation(l), l.report.join_failures, l.report.peers);
+        }
+    }
+    s += "\n";
+    s
+}
+
 /// Which simplesfu settings of this run differ from the server's defaults.
 fn non_default_settings(r: &BenchReport) -> String {
     let bursts: Vec<String> = {
@@ -179,8 +265,13 @@ fn non_default_settings(r: &BenchReport) -> String {
     let extra: String = r.simplesfu_args.iter().map(|a| format!(" `{a}`")).collect();
     let extra = if extra.is_empty() { String::new() } else { format!(" Given for this run, on every simplesfu:{extra}.") };
     format!(
-        "- simplesfu's settings besides its defaults: `--workers` as labelled, `--log-level error`, `--max-peers-per-room 1000000` (the livestream ramps past the default 500), `--available-producers-interval-ms 0` in the forwarding scenarios (default 1000: the periodic room list is signaling, not forwarding) and as given per row in big-room{}. Request limits are the defaults otherwise (50 requests/s, burst 200).{extra}\n",
-        bursts.concat()
+        "- simplesfu's settings besides its defaults: `--workers` as labelled, `--log-level error`, `--max-peers-per-room 1000000` (the livestream ramps past the default 500), `--available-producers-interval-ms 0` in the forwarding scenarios (default 1000: the periodic room list is signaling, not forwarding) and as given per row in big-room{}{}. Request limits are the defaults otherwise (50 requests/s, burst 200).{extra}\n",
+        bursts.concat(),
+        if r.levels.iter().any(|l| l.settings.is_some_and(|s| !s.bandwidth_estimation)) {
+            ", `--bandwidth-estimation=false` in the constrained rows that say estimation off"
+        } else {
+            ""
+        }
     )
 }
 
@@ -235,6 +326,10 @@ pub fn markdown(r: &BenchReport) -> String {
     for name in &names {
         if *name == "big-room" {
             s += &big_room_section(r);
+            continue;
+        }
+        if *name == "constrained" {
+            s += &constrained_section(r);
             continue;
         }
         let _ = writeln!(s, "## {name}\n");
@@ -321,7 +416,7 @@ pub fn markdown(r: &BenchReport) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::bench::Machine;
     use crate::floor::Floor;
@@ -335,6 +430,17 @@ mod tests {
     }
 
     fn big_room_level(resend_ms: u64, consumers: ConsumerReport, passed: bool) -> LevelResult {
+        let settings = ServerSettings { available_producers_interval_ms: resend_ms, request_burst: None, bandwidth_estimation: true };
+        let mut l = sample_level("big-room", settings);
+        l.streams = consumers.with_media;
+        l.report.receiving_streams = consumers.with_media;
+        l.report.consumers = consumers;
+        l.passed = passed;
+        l
+    }
+
+    /// A level of `scenario` with made-up figures: a big room's by default.
+    pub(crate) fn sample_level(scenario: &str, settings: ServerSettings) -> LevelResult {
         let config = LoadConfig {
             target: Target::Simplesfu("http://127.0.0.1:1".into()),
             rooms: 1,
@@ -344,6 +450,9 @@ mod tests {
             published_client: true,
             subscribe_audio_levels: false,
             media: MediaOptions { video: false, audio: true, speakers_per_room: Some(3), ..Default::default() },
+            downlinks_kbps: Vec::new(),
+            congestion_feedback: false,
+            warmup: Duration::from_secs(1),
             duration: Duration::from_secs(10),
             join_rate: 100.0,
             local_ip: [127, 0, 0, 1].into(),
@@ -357,7 +466,7 @@ mod tests {
             join_failures: 0,
             first_error: None,
             expected_streams: 300,
-            receiving_streams: consumers.with_media,
+            receiving_streams: 0,
             packets_sent: 9000,
             packets_received: 9000,
             received_packets_per_s: 900.0,
@@ -366,20 +475,21 @@ mod tests {
             video: KindReport::default(),
             audio: KindReport::default(),
             join_to_first_packet: LatencySummary::default(),
-            consumers,
+            consumers: ConsumerReport::default(),
             receivers_without_media: 0,
-            signaling_kb_per_s: if resend_ms > 0 { 20_700.0 } else { 0.0 },
+            signaling_kb_per_s: if settings.available_producers_interval_ms > 0 { 20_700.0 } else { 0.0 },
             bot_cpu_pct: 30.0,
             bot_cpus: 2,
             speakers: None,
             audio_levels_unasked: 0,
+            classes: Vec::new(),
         };
         LevelResult {
             server: ServerKind::Simplesfu,
             workers: Some(1),
-            scenario: "big-room".into(),
+            scenario: scenario.into(),
             load: 300,
-            settings: Some(ServerSettings { available_producers_interval_ms: resend_ms, request_burst: None }),
+            settings: Some(settings),
             streams: report.receiving_streams,
             server_cpu_s: 1.2,
             server_cpu_pct: 12.0,
@@ -394,9 +504,33 @@ mod tests {
             p50_ms: 0.5,
             p99_ms: 1.0,
             max_ms: 2.0,
-            passed,
+            passed: true,
             report,
         }
+    }
+
+    #[test]
+    fn constrained_rows_show_each_class_and_what_estimation_costs() {
+        use crate::load::ClassReport;
+        let level = |estimation: bool, cpu: f64, classes: Vec<ClassReport>| {
+            let mut l = sample_level("constrained", ServerSettings { bandwidth_estimation: estimation, ..ServerSettings::FORWARDING });
+            l.report.config.media = MediaOptions { simulcast: true, audio: true, ..Default::default() };
+            l.report.config.downlinks_kbps = vec![Some(300), None];
+            l.report.config.subscribers_per_room = 2;
+            l.cpu_us_per_forwarded_packet = cpu;
+            l.report.classes = classes;
+            l
+        };
+        let slow = ClassReport { downlink_kbps: Some(300), receivers: 1, video_kbps: 94.0, final_layers: vec![1], ..Default::default() };
+        let free = ClassReport { downlink_kbps: None, receivers: 1, video_kbps: 1500.0, final_layers: vec![0, 0, 1], ..Default::default() };
+        let flooded = ClassReport { video_kbps: 280.0, video_loss_pct: 41.5, frame_gaps_over_200ms: 7, final_layers: vec![0, 0, 1], ..slow.clone() };
+        let md = markdown(&bench_report(vec![level(true, 5.5, vec![slow, free.clone()]), level(false, 5.0, vec![flooded, free])]));
+        assert!(md.contains("## constrained"), "{md}");
+        assert!(md.contains("| on | 300 kbit/s | 1 | 94 | r0 1 | 0 | 0 | 0.00 | 0.00 | 0 |"), "{md}");
+        assert!(md.contains("| off | 300 kbit/s | 1 | 280 | r2 1 | 0 | 0 | 41.50 | 0.00 | 7 |"), "{md}");
+        assert!(md.contains("Estimation costs +10% CPU per forwarded packet"), "{md}");
+        assert!(md.contains("`--bandwidth-estimation=false` in the constrained rows that say estimation off"), "{md}");
+        assert!(!md.contains("- estimation on: "), "the layers fit: {md}");
     }
 
     fn bench_report(levels: Vec<LevelResult>) -> BenchReport {

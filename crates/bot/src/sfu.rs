@@ -7,6 +7,7 @@
 //! client does. What became of the pushed consumers (resumed, refused for
 //! the request rate) is counted per peer.
 
+use crate::link::Downlink;
 use crate::media::{MediaOptions, PeerMedia};
 use crate::signaling::{Refused, SocketIoClient};
 use crate::transport::{self, Command, RunState, TransportHandle};
@@ -47,6 +48,12 @@ pub struct PeerSpec {
     /// Speak v1 exactly as the published 0.0.20 client does, which also
     /// creates a send transport when it has nothing to send.
     pub published_client: bool,
+    /// The receive transport sits behind an emulated downlink of this many
+    /// kbit/s ([`crate::link`]).
+    pub downlink_kbps: Option<u32>,
+    /// The receive transport sends transport-wide congestion feedback, as
+    /// browsers do, so the server estimates its downlink.
+    pub congestion_feedback: bool,
 }
 
 /// What became of the consumers the server pushed to one peer.
@@ -327,7 +334,7 @@ pub async fn join(
             t.rtc.direct_api().declare_media(mid, MediaKind::Audio);
             t.rtc.direct_api().declare_stream_tx(Ssrc::from(a.ssrc), None, mid, None);
         }
-        let handle = transport::spawn(t.rtc, t.socket, t.local, run.clone(), stop.clone());
+        let handle = transport::spawn(t.rtc, t.socket, t.local, None, run.clone(), stop.clone());
         if let Some(mid) = &video_mid {
             let params = video_parameters(&media, options.simulcast, mid);
             client
@@ -346,8 +353,12 @@ pub async fn join(
 
     let mut recv = None;
     if spec.subscribe {
-        let t = create_transport(&client, false, ClientCodecs::Router(&router), local_ip).await?;
-        recv = Some(transport::spawn(t.rtc, t.socket, t.local, run.clone(), stop.clone()));
+        let mut t = create_transport(&client, false, ClientCodecs::Router(&router), local_ip).await?;
+        if spec.congestion_feedback {
+            t.rtc.direct_api().enable_twcc_feedback();
+        }
+        let downlink = spec.downlink_kbps.map(Downlink::new);
+        recv = Some(transport::spawn(t.rtc, t.socket, t.local, downlink, run.clone(), stop.clone()));
     }
 
     if let Some(r) = &recv {

@@ -271,6 +271,114 @@ impl KindTotals {
     }
 }
 
+/// A gap between frames longer than this is a stall a viewer sees.
+pub const FRAME_GAP_NS: u64 = 200_000_000;
+
+/// One video consumer as its viewer sees it: loss from the consumer's own
+/// RTP sequence numbers, which the server keeps continuous across layer
+/// switches and temporal filtering (so a stream counter per sent layer
+/// would count every switch back up as loss), measured after NACK repair;
+/// which simulcast layer arrives; and the waits between frames.
+#[derive(Debug, Clone)]
+pub struct ConsumerView {
+    /// None until the first packet.
+    seq: Option<StreamCounter>,
+    bytes: u64,
+    last_frame_ns: u64,
+    gaps_over: u64,
+    max_gap_ns: u64,
+    layer: Option<u32>,
+    layer_switches: u64,
+}
+
+impl ConsumerView {
+    fn new(window_start_ns: u64) -> ConsumerView {
+        ConsumerView {
+            seq: None,
+            bytes: 0,
+            last_frame_ns: window_start_ns,
+            gaps_over: 0,
+            max_gap_ns: 0,
+            layer: None,
+            layer_switches: 0,
+        }
+    }
+
+    fn frame_gap(&mut self, at_ns: u64) {
+        let gap = at_ns.saturating_sub(self.last_frame_ns);
+        if gap > FRAME_GAP_NS {
+            self.gaps_over += 1;
+        }
+        self.max_gap_ns = self.max_gap_ns.max(gap);
+    }
+
+    fn on_packet(&mut self, seq: u64, payload: &[u8], layer: Option<u32>, recv_ns: u64) {
+        let arrival = match &mut self.seq {
+            Some(c) => c.record(seq),
+            None => {
+                self.seq = Some(StreamCounter::new(seq));
+                Arrival::New
+            }
+        };
+        if arrival != Arrival::New {
+            return;
+        }
+        self.bytes += payload.len() as u64;
+        if crate::payload::is_vp8_frame_start(payload) && recv_ns > self.last_frame_ns {
+            self.frame_gap(recv_ns);
+            self.last_frame_ns = recv_ns;
+        }
+        if let Some(layer) = layer {
+            if self.layer.is_some_and(|l| l != layer) {
+                self.layer_switches += 1;
+            }
+            self.layer = Some(layer);
+        }
+    }
+}
+
+/// What a class of viewers (the same downlink) saw of their video, summed.
+#[derive(Debug, Clone, Default)]
+pub struct ViewTotals {
+    /// Video consumers that delivered in the window.
+    pub consumers: u64,
+    pub expected: u64,
+    pub lost: u64,
+    pub bytes: u64,
+    /// Waits between frames over [`FRAME_GAP_NS`], the tail of the window included.
+    pub frame_gaps: u64,
+    pub max_frame_gap_ns: u64,
+    pub layer_switches: u64,
+    /// How many consumers ended the window on each simulcast layer (index = layer).
+    pub final_layers: Vec<u64>,
+}
+
+impl ViewTotals {
+    pub fn merge(&mut self, o: &ViewTotals) {
+        self.consumers += o.consumers;
+        self.expected += o.expected;
+        self.lost += o.lost;
+        self.bytes += o.bytes;
+        self.frame_gaps += o.frame_gaps;
+        self.max_frame_gap_ns = self.max_frame_gap_ns.max(o.max_frame_gap_ns);
+        self.layer_switches += o.layer_switches;
+        if self.final_layers.len() < o.final_layers.len() {
+            self.final_layers.resize(o.final_layers.len(), 0);
+        }
+        for (a, b) in self.final_layers.iter_mut().zip(&o.final_layers) {
+            *a += b;
+        }
+    }
+
+    pub fn loss_pct(&self) -> f64 {
+        if self.expected == 0 {
+            0.0
+        } else {
+            100.0 * self.lost as f64 / self.expected as f64
+        }
+    }
+}
+
 /// Everything one receiving transport measured.
 #[derive(Debug, Default)]
 pub struct ReceiverStats {
@@ -287,6 +395,8 @@ pub struct ReceiverStats {
     first_by_stream: HashMap<u32, u64>,
     /// Packets without a bot stamp (not ours, or cut).
     pub unstamped: u64,
+    /// Video consumers by SSRC, in the measurement window.
+    views: HashMap<u32, ConsumerView>,
 }
 
 impl ReceiverStats {
@@ -318,6 +428,40 @@ impl ReceiverStats {
             let us = recv_ns.saturating_sub(stamp.sent_ns) / 1000;
             self.latency.entry(kind).or_default().record_us(us);
         }
+    }
+
+    /// Count one video packet of the consumer `ssrc` as the viewer sees it
+    /// (inside the window that started at `window_start_ns` only).
+    pub fn on_video_rtp(&mut self, ssrc: u32, seq: u64, payload: &[u8], recv_ns: u64, window_start_ns: Option<u64>) {
+        let Some(start) = window_start_ns else { return };
+        // Stream ids end in the sent slot: 1.. are the video layers.
+        let layer = crate::payload::read_stamp(payload).and_then(|s| (s.stream & 0xff).checked_sub(1));
+        self.views.entry(ssrc).or_insert_with(|| ConsumerView::new(start)).on_packet(seq, payload, layer, recv_ns);
+    }
+
+    /// The video consumers' totals at the end of the window (`end_ns`): a
+    /// stall that lasts to the end counts too.
+    pub fn view_totals(&self, end_ns: u64) -> ViewTotals {
+        let mut t = ViewTotals::default();
+        for v in self.views.values() {
+            let mut v = v.clone();
+            v.frame_gap(end_ns);
+            t.consumers += 1;
+            t.expected += v.seq.as_ref().map_or(0, StreamCounter::expected);
+            t.lost += v.seq.as_ref().map_or(0, StreamCounter::lost);
+            t.bytes += v.bytes;
+            t.frame_gaps += v.gaps_over;
+            t.max_frame_gap_ns = t.max_frame_gap_ns.max(v.max_gap_ns);
+            t.layer_switches += v.layer_switches;
+            if let Some(layer) = v.layer {
+                let i = layer as usize;
+                if t.final_layers.len() <= i {
+                    t.final_layers.resize(i + 1, 0);
+                }
+                t.final_layers[i] += 1;
+            }
+        }
+        t
     }
 
     /// Time from join to first packet, in ms, if both happened.
@@ -415,6 +559,48 @@ mod tests {
         seq.insert(4500, 4000);
         let c = counter_of(&seq);
         assert_eq!((c.lost(), c.duplicates(), c.too_late()), (0, 0, 0));
+    }
+
+    #[test]
+    fn viewers_see_loss_by_consumer_sequence_layers_and_stalls() {
+        let mut r = ReceiverStats::default();
+        let start = 1_000_000_000u64;
+        let ms = 1_000_000u64;
+        let frame = |stream: u32, counter: u64, start_of_frame: bool| {
+            vp8_payload(500, Vp8Packet { picture_id: counter as u16, start: start_of_frame, keyframe: false }, Stamp { stream, counter, sent_ns: 0 })
+        };
+        // Before the window: not counted.
+        r.on_video_rtp(9, 1, &frame(0x103, 0, true), start - ms, None);
+        // Top layer (slot 3), two packets a frame every 40 ms, seq 10..;
+        // then the server switches to the low layer (slot 1) with the
+        // sequence continuing; its own counters start elsewhere, which is
+        // no loss. Seq 15 is lost; a stall of 300 ms before seq 20.
+        let mut t = start;
+        for seq in 10..20u64 {
+            t += 20 * ms;
+            if seq == 15 {
+                continue;
+            }
+            let slot = if seq < 14 { 0x103 } else { 0x101 };
+            r.on_video_rtp(9, seq, &frame(slot, 1000 + seq, seq % 2 == 0), t, Some(start));
+        }
+        t += 300 * ms;
+        for seq in 20..24u64 {
+            r.on_video_rtp(9, seq, &frame(0x101, seq, seq % 2 == 0), t, Some(start));
+            t += 20 * ms;
+        }
+        r.on_video_rtp(9, 21, &frame(0x101, 21, false), t, Some(start)); // a duplicate (RTX) is no packet
+        let v = r.view_totals(t + 100 * ms);
+        assert_eq!((v.consumers, v.expected, v.lost), (1, 14, 1));
+        assert!((v.loss_pct() - 100.0 / 14.0).abs() < 1e-9);
+        assert_eq!(v.final_layers, vec![1], "ends on layer 0");
+        assert_eq!(v.layer_switches, 1);
+        assert_eq!(v.frame_gaps, 1, "the 300 ms stall, not the 40 ms frames");
+        assert!(v.max_frame_gap_ns >= 300 * ms && v.max_frame_gap_ns < 400 * ms, "{}", v.max_frame_gap_ns);
+        assert_eq!(v.bytes, 13 * 500);
+        // A viewer frozen until the end of the window: the tail is a stall too.
+        let frozen = r.view_totals(t + 1000 * ms);
+        assert_eq!(frozen.frame_gaps, 2);
     }
 
     #[test]

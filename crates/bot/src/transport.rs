@@ -1,8 +1,10 @@
 //! One client-side WebRTC transport: a str0m `Rtc` (RTP mode) on its own
 //! loopback UDP socket, driven by one tokio task. It sends the synthetic media
 //! of a [`MediaPlan`] and counts what arrives into a [`ReceiverStats`].
+//! A receiving transport may sit behind an emulated slow [`Downlink`].
 //! Signaling (ours or Janus's) builds the `Rtc`; this module only runs it.
 
+use crate::link::Downlink;
 use crate::payload::{monotonic_ns, opus_payload, split_about_equally, vp8_payload, Stamp, Vp8Packet};
 use crate::speakers::{PublisherLevels, VOICE_DBOV};
 use crate::stats::{Kind, ReceiverStats};
@@ -85,6 +87,10 @@ pub struct TransportCounters {
     pub failed: AtomicBool,
     pub packets_sent: AtomicU64,
     pub keyframe_requests: AtomicU64,
+    /// In the measurement window: datagrams the emulated downlink dropped
+    /// (its queue was full) and those it delivered.
+    pub link_dropped: AtomicU64,
+    pub link_delivered: AtomicU64,
 }
 
 /// Commands to a running transport.
@@ -113,8 +119,16 @@ pub async fn bind(ip: std::net::IpAddr) -> anyhow::Result<(UdpSocket, SocketAddr
     Ok((socket, local))
 }
 
-/// Start the task that runs `rtc` on `socket` until `stop` turns true.
-pub fn spawn(rtc: Rtc, socket: UdpSocket, local: SocketAddr, run: Arc<RunState>, stop: watch::Receiver<bool>) -> TransportHandle {
+/// Start the task that runs `rtc` on `socket` until `stop` turns true;
+/// what arrives crosses `downlink` first, when there is one.
+pub fn spawn(
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    downlink: Option<Downlink>,
+    run: Arc<RunState>,
+    stop: watch::Receiver<bool>,
+) -> TransportHandle {
     let (tx, rx) = mpsc::unbounded_channel();
     let handle = TransportHandle {
         commands: tx,
@@ -129,6 +143,8 @@ pub fn spawn(rtc: Rtc, socket: UdpSocket, local: SocketAddr, run: Arc<RunState>,
         stats: handle.stats.clone(),
         counters: handle.counters.clone(),
         run,
+        downlink,
+        recv_ns: monotonic_ns(),
     };
     tokio::spawn(run_transport(state, socket, rx, stop));
     handle
@@ -154,18 +170,27 @@ struct State {
     stats: Arc<Mutex<ReceiverStats>>,
     counters: Arc<TransportCounters>,
     run: Arc<RunState>,
+    downlink: Option<Downlink>,
+    /// When the datagram being handled arrived (monotonic ns): after the
+    /// downlink, when there is one.
+    recv_ns: u64,
 }
 
 async fn run_transport(mut s: State, socket: UdpSocket, mut commands: mpsc::UnboundedReceiver<Command>, mut stop: watch::Receiver<bool>) {
     let mut buf = vec![0u8; 2048];
-    let mut recv_ns = monotonic_ns();
     loop {
-        let Some(timeout) = s.drain(&socket, recv_ns) else { break };
+        if !s.deliver_due(Instant::now(), &socket) {
+            break;
+        }
+        let Some(timeout) = s.drain(&socket) else { break };
         let mut wake = timeout;
         if let Some(snd) = &s.sender {
             if s.rtc.is_connected() {
                 wake = wake.min(snd.next_video).min(snd.next_audio);
             }
+        }
+        if let Some(departure) = s.downlink.as_ref().and_then(Downlink::next_departure) {
+            wake = wake.min(departure);
         }
         let now = Instant::now();
         let sleep_for = wake.saturating_duration_since(now).min(Duration::from_millis(100));
@@ -177,21 +202,20 @@ async fn run_transport(mut s: State, socket: UdpSocket, mut commands: mpsc::Unbo
             },
             r = socket.recv_from(&mut buf) => {
                 let Ok((n, from)) = r else { continue };
-                recv_ns = monotonic_ns();
-                s.receive(from, &buf[..n]);
+                s.arrive(from, &buf[..n]);
                 // Take whatever else is queued, bounded, before draining.
                 for _ in 0..32 {
-                    let Some(timeout) = s.drain(&socket, recv_ns) else { break };
+                    let Some(timeout) = s.drain(&socket) else { break };
                     let _ = timeout;
                     match socket.try_recv_from(&mut buf) {
-                        Ok((n, from)) => { recv_ns = monotonic_ns(); s.receive(from, &buf[..n]); }
+                        Ok((n, from)) => s.arrive(from, &buf[..n]),
                         Err(_) => break,
                     }
                 }
             }
             _ = tokio::time::sleep(sleep_for) => {
                 let now = Instant::now();
-                s.send_due(now, &socket, recv_ns);
+                s.send_due(now, &socket);
                 if s.rtc.handle_input(Input::Timeout(now)).is_err() {
                     s.fail("timeout handling failed");
                     break;
@@ -209,7 +233,35 @@ impl State {
         }
     }
 
+    /// A datagram came off the socket: onto the downlink, or handled now.
+    fn arrive(&mut self, from: SocketAddr, data: &[u8]) {
+        match &mut self.downlink {
+            Some(link) => {
+                if !link.offer(Instant::now(), from, data) && self.run.measuring.load(Ordering::Relaxed) {
+                    self.counters.link_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            None => self.receive(from, data),
+        }
+    }
+
+    /// Handle the datagrams that have crossed the downlink by `now`, each
+    /// drained before the next as str0m wants; false if the Rtc died.
+    fn deliver_due(&mut self, now: Instant, socket: &UdpSocket) -> bool {
+        while let Some((from, data)) = self.downlink.as_mut().and_then(|l| l.take_due(now)) {
+            if self.run.measuring.load(Ordering::Relaxed) {
+                self.counters.link_delivered.fetch_add(1, Ordering::Relaxed);
+            }
+            self.receive(from, &data);
+            if self.drain(socket).is_none() {
+                return false;
+            }
+        }
+        true
+    }
+
     fn receive(&mut self, from: SocketAddr, data: &[u8]) {
+        self.recv_ns = monotonic_ns();
         let Ok(recv) = Receive::new(Protocol::Udp, from, self.local, data) else { return };
         if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), recv)) {
             tracing::debug!(error = %e, "client rtc refused a datagram");
@@ -217,14 +269,14 @@ impl State {
     }
 
     /// Poll until str0m asks for a timeout; None if the Rtc died.
-    fn drain(&mut self, socket: &UdpSocket, recv_ns: u64) -> Option<Instant> {
+    fn drain(&mut self, socket: &UdpSocket) -> Option<Instant> {
         loop {
             match self.rtc.poll_output() {
                 Ok(Output::Timeout(t)) => return Some(t),
                 Ok(Output::Transmit(t)) => {
                     let _ = socket.try_send_to(&t.contents, t.destination);
                 }
-                Ok(Output::Event(e)) => self.on_event(e, recv_ns),
+                Ok(Output::Event(e)) => self.on_event(e),
                 Err(e) => {
                     self.fail(&e.to_string());
                     return None;
@@ -233,7 +285,8 @@ impl State {
         }
     }
 
-    fn on_event(&mut self, e: Event, recv_ns: u64) {
+    fn on_event(&mut self, e: Event) {
+        let recv_ns = self.recv_ns;
         match e {
             Event::Connected => self.counters.connected.store(true, Ordering::Relaxed),
             Event::RtpPacket(p) => {
@@ -256,6 +309,10 @@ impl State {
                 let measuring = self.run.measuring.load(Ordering::Relaxed);
                 if let Ok(mut st) = self.stats.lock() {
                     st.on_packet(kind, &p.payload, recv_ns, measuring);
+                    if kind == Kind::Video {
+                        let window = measuring.then(|| self.run.window_start_ns.load(Ordering::Relaxed));
+                        st.on_video_rtp(ssrc, *p.seq_no, &p.payload, recv_ns, window);
+                    }
                 }
             }
             Event::KeyframeRequest(_) => {
@@ -298,7 +355,7 @@ impl State {
     }
 
     /// Write the frames that are due. Nothing is sent before DTLS is up.
-    fn send_due(&mut self, now: Instant, socket: &UdpSocket, recv_ns: u64) {
+    fn send_due(&mut self, now: Instant, socket: &UdpSocket) {
         if !self.rtc.is_connected() {
             return;
         }
@@ -328,7 +385,7 @@ impl State {
                     let payload = vp8_payload(size, Vp8Packet { picture_id, start: i == 0, keyframe }, stamp);
                     let marker = i + 1 == layer.packets_per_frame;
                     self.write(layer.ssrc, layer.pt, counter, ts, marker, payload, now, ExtensionValues::default());
-                    self.drain(socket, recv_ns);
+                    self.drain(socket);
                     sent += 1;
                 }
             }
@@ -349,7 +406,7 @@ impl State {
             let level = audio.levels.at(self.run.since_window());
             let ext = ExtensionValues { audio_level: Some(level), voice_activity: Some(level >= VOICE_DBOV), ..Default::default() };
             self.write(ssrc, pt, counter, ts as u32, false, payload, now, ext);
-            self.drain(socket, recv_ns);
+            self.drain(socket);
             sent += 1;
             snd.next_audio += interval;
         }
