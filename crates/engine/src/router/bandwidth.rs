@@ -5,7 +5,7 @@
 //! `LayerSwitch`), temporal layer (`TemporalFilter`) or pause for bandwidth,
 //! and the change reported to the owner.
 
-use super::{Consumer, Router, NO_FEEDBACK_AFTER};
+use super::{Consumer, Router, INITIAL_ESTIMATE, NO_FEEDBACK_AFTER};
 use crate::allocation::{self, Demand, Layer, VideoTarget, ALLOCATION_INTERVAL, UP_HEADROOM_PERCENT};
 use crate::api::EngineEvent;
 use mediasoup_types::rtp_parameters::MediaKind;
@@ -52,10 +52,17 @@ impl Router {
             self.set_video_paced(tid, false);
         }
         let Some(t) = self.transports.get_mut(&tid) else { return };
-        let result = t.allocator.allocate(now, t.estimate_bps, &demands);
-        let estimated = t.estimate_bps.is_some();
+        // Until the first estimate, a transport that may still get feedback
+        // is held to the estimator's starting value: a viewer behind a slow
+        // link that is sent the top layer meanwhile floods its link, and
+        // the losses sink its estimate below the lowest layer for seconds
+        // (the bench's constrained scenario). One that never gets feedback
+        // (`unpaced`) is forwarded the best layer, as without estimation.
+        let budget = t.estimate_bps.or_else(|| (!t.unpaced).then_some(INITIAL_ESTIMATE.as_u64()));
+        let result = t.allocator.allocate(now, budget, &demands);
+        let estimated = budget.is_some();
         t.allocate_at = (!demands.is_empty()).then_some(now + ALLOCATION_INTERVAL);
-        if t.estimate_bps.is_some() {
+        if let Some(estimate) = budget {
             // `min` (str0m pads up to it) is what the chosen layers need,
             // raised towards the next step up (`next_step_bps`) but never
             // above the estimate less the up headroom. Padding to the whole
@@ -70,7 +77,9 @@ impl Router {
             // (an estimate of 120 kbit/s after the losses of the drop) stayed
             // there 9 s. Padding below the headroom line lets the estimate
             // climb without congesting a link that the estimate describes.
-            let estimate = t.estimate_bps.unwrap_or(0);
+            // From the start, so that str0m probes: without a target its
+            // estimate holds at the starting value, which it reports once
+            // and again only when it moves (seen: 4 s on a 300 kbit/s link).
             let pad_to = result.bwe.next_step_bps.unwrap_or(0).min(estimate * 100 / (100 + UP_HEADROOM_PERCENT));
             let min = result.bwe.min_bps.max(pad_to);
             let wanted = (min.min(result.bwe.desired_bps), result.bwe.desired_bps);

@@ -62,10 +62,10 @@ const SCTP_STREAMS: u16 = 1024;
 const MAX_SEND_MEDIA: usize = 64;
 /// Network paths one transport may learn (UDP and TCP, address changes).
 const MAX_PATHS_PER_TRANSPORT: usize = 8;
-/// The estimate str0m starts a receive transport's estimator from. Until
-/// feedback moves it, the allocation runs without an estimate (every viewer
-/// gets its preferred layers, as without estimation); from the first
-/// feedback on, str0m probes upwards from here.
+/// The estimate str0m starts a receive transport's estimator from, and the
+/// allocation's budget until feedback moves it (a transport that gets no
+/// feedback is then forwarded its preferred layers, as without
+/// estimation); from the first feedback on, str0m probes upwards from here.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(600);
 /// A receive transport connected this long without an estimate gets no
 /// congestion feedback (a browser's first comes within about 100 ms).

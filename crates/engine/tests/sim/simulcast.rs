@@ -12,7 +12,10 @@ use str0m::media::Rid;
 
 const FRAME: Duration = Duration::from_millis(40);
 
-/// A simulcast sender and a viewer with a resumed consumer of it.
+/// A simulcast sender and a viewer with a resumed consumer of it. The viewer
+/// sends no congestion feedback, and the router has found out (a second
+/// without an estimate) before the media starts: these tests are about
+/// switching layers, not the starting estimate a viewer with feedback gets.
 struct Scenario {
     sim: Sim,
     sender: PeerId,
@@ -27,6 +30,7 @@ fn scenario() -> Scenario {
     let viewer = sim.connected_peer(Direction::Recv);
     let consumer = sim.consume(viewer, producer);
     sim.resume(&consumer);
+    sim.advance(Duration::from_millis(1500));
     Scenario { sim, sender, viewer, consumer }
 }
 
