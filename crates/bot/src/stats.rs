@@ -400,16 +400,19 @@ pub struct ReceiverStats {
 }
 
 impl ReceiverStats {
-    /// Count one packet. Outside the measurement window (`measuring` false) only
-    /// the first-packet time is kept, so ramp-up does not count as loss.
-    pub fn on_packet(&mut self, kind: Kind, payload: &[u8], recv_ns: u64, measuring: bool) {
+    /// Count one packet. Outside the measurement window (`window_start_ns`
+    /// None) only the first-packet time is kept, so ramp-up does not count as
+    /// loss; inside it, a packet sent before the window started (a
+    /// retransmission, or a sender's padding made of old packets) counts for
+    /// nothing, or it would read as a new packet seconds late.
+    pub fn on_packet(&mut self, kind: Kind, payload: &[u8], recv_ns: u64, window_start_ns: Option<u64>) {
         let Some(stamp) = crate::payload::read_stamp(payload) else {
             self.unstamped += 1;
             return;
         };
         self.first_packet_ns.get_or_insert(recv_ns);
         self.first_by_stream.entry(stamp.stream).or_insert(recv_ns);
-        if measuring {
+        if window_start_ns.is_some_and(|start| stamp.sent_ns >= start) {
             self.on_stamp(kind, stamp, payload.len(), recv_ns);
         }
     }
@@ -633,20 +636,23 @@ mod tests {
         // Before the window: only the first packet time counts.
         let warm = vp8_payload(500, Vp8Packet { picture_id: 1, start: true, keyframe: true },
             Stamp { stream: 7, counter: 0, sent_ns: t0 });
-        r.on_packet(Kind::Video, &warm, t0 + 1_000_000, false);
+        r.on_packet(Kind::Video, &warm, t0 + 1_000_000, None);
         // Video stream 7: counters 1..=100 except 50, one duplicate, 2 ms latency each.
         for c in (1..=100u64).filter(|&c| c != 50).chain([60]) {
             let sent = t0 + c * 5_000_000;
             let p = vp8_payload(1000, Vp8Packet { picture_id: c as u16, start: false, keyframe: false },
                 Stamp { stream: 7, counter: c, sent_ns: sent });
-            r.on_packet(Kind::Video, &p, sent + 2_000_000, true);
+            r.on_packet(Kind::Video, &p, sent + 2_000_000, Some(t0));
         }
         // Audio stream 8: counters 0..10, latency 1 ms.
         for c in 0..10u64 {
             let p = opus_payload(80, Stamp { stream: 8, counter: c, sent_ns: t0 + c });
-            r.on_packet(Kind::Audio, &p, t0 + c + 1_000_000, true);
+            r.on_packet(Kind::Audio, &p, t0 + c + 1_000_000, Some(t0));
         }
-        r.on_packet(Kind::Audio, b"not ours", t0, true);
+        r.on_packet(Kind::Audio, b"not ours", t0, Some(t0));
+        // Sent before the window (a resend, or padding made of old packets): nothing.
+        let old = opus_payload(80, Stamp { stream: 8, counter: 10, sent_ns: t0 - 1 });
+        r.on_packet(Kind::Audio, &old, t0 + 5_000_000_000, Some(t0));
         let v = r.totals(Kind::Video);
         assert_eq!((v.streams, v.packets, v.expected, v.unique, v.lost, v.duplicates), (1, 100, 100, 99, 1, 1));
         assert!((v.loss_pct() - 1.0).abs() < 1e-9);

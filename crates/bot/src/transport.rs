@@ -307,10 +307,10 @@ impl State {
                     }
                 };
                 let measuring = self.run.measuring.load(Ordering::Relaxed);
+                let window = measuring.then(|| self.run.window_start_ns.load(Ordering::Relaxed));
                 if let Ok(mut st) = self.stats.lock() {
-                    st.on_packet(kind, &p.payload, recv_ns, measuring);
+                    st.on_packet(kind, &p.payload, recv_ns, window);
                     if kind == Kind::Video {
-                        let window = measuring.then(|| self.run.window_start_ns.load(Ordering::Relaxed));
                         st.on_video_rtp(ssrc, *p.seq_no, &p.payload, recv_ns, window);
                     }
                 }

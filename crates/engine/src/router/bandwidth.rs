@@ -173,6 +173,11 @@ impl Router {
     pub(super) fn set_video_paced(&mut self, tid: TransportId, paced: bool) {
         let Some(t) = self.transports.get_mut(&tid) else { return };
         t.unpaced = !paced;
+        if !paced && t.bwe_applied.take().is_some() {
+            // The target handed over before the first estimate: no padding
+            // or probes towards it for a client that sends no feedback.
+            t.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::ZERO);
+        }
         for cid in t.consumers_by_mid.values() {
             let Some(c) = self.consumers.get(cid).filter(|c| c.kind == MediaKind::Video) else { continue };
             if let Some(stream) = t.rtc.direct_api().stream_tx(&c.ssrc) {
