@@ -337,6 +337,29 @@ impl ConsumerView {
     }
 }
 
+impl ConsumerView {
+    /// This consumer alone at the end of the window (`end_ns`).
+    fn totals(&self, end_ns: u64) -> ViewTotals {
+        let mut v = self.clone();
+        v.frame_gap(end_ns);
+        let mut final_layers = Vec::new();
+        if let Some(layer) = v.layer {
+            final_layers.resize(layer as usize + 1, 0);
+            final_layers[layer as usize] = 1;
+        }
+        ViewTotals {
+            consumers: 1,
+            expected: v.seq.as_ref().map_or(0, StreamCounter::expected),
+            lost: v.seq.as_ref().map_or(0, StreamCounter::lost),
+            bytes: v.bytes,
+            frame_gaps: v.gaps_over,
+            max_frame_gap_ns: v.max_gap_ns,
+            layer_switches: v.layer_switches,
+            final_layers,
+        }
+    }
+}
+
 /// What a class of viewers (the same downlink) saw of their video, summed.
 #[derive(Debug, Clone, Default)]
 pub struct ViewTotals {
@@ -447,22 +470,7 @@ impl ReceiverStats {
     pub fn view_totals(&self, end_ns: u64) -> ViewTotals {
         let mut t = ViewTotals::default();
         for v in self.views.values() {
-            let mut v = v.clone();
-            v.frame_gap(end_ns);
-            t.consumers += 1;
-            t.expected += v.seq.as_ref().map_or(0, StreamCounter::expected);
-            t.lost += v.seq.as_ref().map_or(0, StreamCounter::lost);
-            t.bytes += v.bytes;
-            t.frame_gaps += v.gaps_over;
-            t.max_frame_gap_ns = t.max_frame_gap_ns.max(v.max_gap_ns);
-            t.layer_switches += v.layer_switches;
-            if let Some(layer) = v.layer {
-                let i = layer as usize;
-                if t.final_layers.len() <= i {
-                    t.final_layers.resize(i + 1, 0);
-                }
-                t.final_layers[i] += 1;
-            }
+            t.merge(&v.totals(end_ns));
         }
         t
     }
