@@ -11,7 +11,7 @@ use crate::procfs;
 use crate::payload::monotonic_ns;
 use crate::sfu::{ConsumerCounters, JoinedPeer, PeerSpec};
 use crate::speakers::SpeakerReport;
-use crate::stats::{Histogram, Kind, KindTotals, LatencySummary, ViewTotals};
+use crate::stats::{percent, Histogram, Kind, KindTotals, LatencySummary, ViewTotals};
 use crate::transport::{RunState, TransportHandle};
 use serde::Serialize;
 use std::io::Write;
@@ -555,7 +555,7 @@ fn class_reports(cfg: &LoadConfig, peers: &[Peer], seconds: f64, window_end_ns: 
                 max_frame_gap_ms: views.max_frame_gap_ns as f64 / 1e6,
                 video_consumers_missing: expected_video.saturating_sub(views.consumers),
                 video_latency: latency.summary_ms(),
-                link_drop_pct: if dropped + delivered == 0 { 0.0 } else { 100.0 * dropped as f64 / (dropped + delivered) as f64 },
+                link_drop_pct: percent(dropped, dropped + delivered),
             }
         })
         .collect()

@@ -226,6 +226,15 @@ impl StreamCounter {
     }
 }
 
+/// `part` as a percentage of `whole` (0 when there is no whole).
+pub fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        100.0 * part as f64 / whole as f64
+    }
+}
+
 /// Media kind of a received stream, for separate audio and video numbers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -263,11 +272,7 @@ impl KindTotals {
 
     /// Lost packets as a percentage of expected ones.
     pub fn loss_pct(&self) -> f64 {
-        if self.expected == 0 {
-            0.0
-        } else {
-            100.0 * self.lost as f64 / self.expected as f64
-        }
+        percent(self.lost, self.expected)
     }
 }
 
@@ -394,11 +399,7 @@ impl ViewTotals {
     }
 
     pub fn loss_pct(&self) -> f64 {
-        if self.expected == 0 {
-            0.0
-        } else {
-            100.0 * self.lost as f64 / self.expected as f64
-        }
+        percent(self.lost, self.expected)
     }
 }
 
