@@ -293,8 +293,16 @@ test(
     loss.lose(viewer.port, 2);
     await sleep(3000);
     const before = (await received(viewer, publisher)).video;
-    await sleep(10_000);
+    const started = Date.now();
+    // The layers the server forwards over the window, as the viewer's client reports them.
+    const layers = new Set();
+    for (let i = 0; i < 20; i++) {
+      await sleep(500);
+      const v = (await received(viewer, publisher)).video;
+      layers.add(`S${v.spatialLayer}T${v.temporalLayer}`);
+    }
     const after = (await received(viewer, publisher)).video;
+    const seconds = (Date.now() - started) / 1000;
     const dropped = loss.dropped();
     // Repairs of the window's last losses come after it: what is still lost
     // is read once the link has been clean for a while.
@@ -303,14 +311,18 @@ test(
     const settled = (await received(viewer, publisher)).video;
     const lost = Math.max(0, settled.packetsLost - before.packetsLost);
     const lossy = {
-      fps: (after.framesDecoded - before.framesDecoded) / 10,
+      fps: (after.framesDecoded - before.framesDecoded) / seconds,
       freezes: after.freezeCount - before.freezeCount,
       videoLossPct: (100 * lost) / Math.max(1, after.packetsReceived - before.packetsReceived + lost),
       width: after.frameWidth,
+      layers: [...layers],
     };
     t.diagnostic(`2% random loss over 10 s: ${dropped} datagrams dropped on the way; the viewer: ${JSON.stringify(lossy)}`);
     assert.ok(dropped >= 10, `the link lost datagrams: ${dropped}`);
-    assert.ok(lossy.fps >= 15, `frames keep coming: ${lossy.fps} frames/s`);
+    // The estimate may dip under the loss, and the server then forwards the
+    // top layer at half its frame rate (S2T1, 10 frames/s when a busy
+    // publisher encodes 20): the same bar as behind a shaped link.
+    assert.ok(lossy.fps >= MIN_FPS, `frames keep coming: ${lossy.fps} frames/s on layers ${lossy.layers}`);
     assert.ok(lossy.freezes <= 1, `at most one freeze: ${lossy.freezes}`);
     // What the browser counts as lost is what no retransmission repaired
     // (audio has none: Opus rides over its losses). Without repair it would

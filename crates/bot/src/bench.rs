@@ -53,7 +53,12 @@ impl BigRoom {
     /// The smoke run's room: small, but with more pushes than
     /// [`SMOKE_REQUEST_BURST`].
     pub fn smoke() -> BigRoom {
-        BigRoom { peers: 30, speakers: 3, joiners: 2, resend_ms: vec![1000] }
+        BigRoom {
+            peers: 30,
+            speakers: 3,
+            joiners: 2,
+            resend_ms: vec![1000],
+        }
     }
 }
 
@@ -72,8 +77,11 @@ pub struct ServerSettings {
 impl ServerSettings {
     /// The forwarding scenarios: no periodic resend (it is signaling, not
     /// forwarding), default limits.
-    pub(crate) const FORWARDING: ServerSettings =
-        ServerSettings { available_producers_interval_ms: 0, request_burst: None, bandwidth_estimation: true };
+    pub(crate) const FORWARDING: ServerSettings = ServerSettings {
+        available_producers_interval_ms: 0,
+        request_burst: None,
+        bandwidth_estimation: true,
+    };
 }
 
 #[derive(Debug, Clone)]
@@ -194,14 +202,28 @@ fn machine() -> Machine {
         .and_then(|l| l.split_once(':'))
         .map(|(_, m)| m.trim().to_string())
         .unwrap_or_else(|| "unknown".into());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default().trim().to_string();
-    let nproc = cpuinfo.lines().filter(|l| l.starts_with("processor")).count().max(1);
-    Machine { nproc, cpu_model, kernel }
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let nproc = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count()
+        .max(1);
+    Machine {
+        nproc,
+        cpu_model,
+        kernel,
+    }
 }
 
 /// The machine's 1-minute load average (0 when unreadable).
 fn load_average() -> f64 {
-    std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0.0)
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0.0)
 }
 
 /// A server process the harness started; killed on drop.
@@ -262,7 +284,10 @@ fn start_simplesfu(
             "--max-peers-per-room",
             "1000000",
         ])
-        .args(["--available-producers-interval-ms", &settings.available_producers_interval_ms.to_string()]);
+        .args([
+            "--available-producers-interval-ms",
+            &settings.available_producers_interval_ms.to_string(),
+        ]);
     if let Some(burst) = settings.request_burst {
         command.args(["--request-burst", &burst.to_string()]);
     }
@@ -275,13 +300,23 @@ fn start_simplesfu(
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| {
-            format!("could not start {} (build it with `cargo build --release -p simplesfu`)", bin.display())
+            format!(
+                "could not start {} (build it with `cargo build --release -p simplesfu`)",
+                bin.display()
+            )
         })?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let pid = child.id().to_string();
-    let mut server = RunningServer { child, pid, target: Target::Simplesfu(String::new()), cap: None };
+    let mut server = RunningServer {
+        child,
+        pid,
+        target: Target::Simplesfu(String::new()),
+        cap: None,
+    };
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).context("the server printed no address")?;
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .context("the server printed no address")?;
     let url = line
         .trim()
         .strip_prefix("simplesfu listening on ")
@@ -339,8 +374,14 @@ loggers: {{
     Ok(())
 }
 
-fn start_janus(bin: &Path, config_dir: &Path, log: &Path, pin: bool) -> anyhow::Result<RunningServer> {
-    let log_file = std::fs::File::create(log).with_context(|| format!("could not create {}", log.display()))?;
+fn start_janus(
+    bin: &Path,
+    config_dir: &Path,
+    log: &Path,
+    pin: bool,
+) -> anyhow::Result<RunningServer> {
+    let log_file = std::fs::File::create(log)
+        .with_context(|| format!("could not create {}", log.display()))?;
     let child = pinned_command(bin, pin)
         .arg("-F")
         .arg(config_dir)
@@ -350,7 +391,12 @@ fn start_janus(bin: &Path, config_dir: &Path, log: &Path, pin: bool) -> anyhow::
         .spawn()
         .with_context(|| format!("could not start {} (apt-get install janus)", bin.display()))?;
     let pid = child.id().to_string();
-    let server = RunningServer { child, pid, target: Target::Janus("http://127.0.0.1:8088/janus".into()), cap: None };
+    let server = RunningServer {
+        child,
+        pid,
+        target: Target::Janus("http://127.0.0.1:8088/janus".into()),
+        cap: None,
+    };
     // Ready when its HTTP API answers.
     let deadline = Instant::now() + Duration::from_secs(20);
     while Instant::now() < deadline {
@@ -360,7 +406,10 @@ fn start_janus(bin: &Path, config_dir: &Path, log: &Path, pin: bool) -> anyhow::
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    bail!("Janus did not open 127.0.0.1:8088 within 20 s; see {}", log.display())
+    bail!(
+        "Janus did not open 127.0.0.1:8088 within 20 s; see {}",
+        log.display()
+    )
 }
 
 /// The peers of one level.
@@ -381,7 +430,13 @@ struct Shape {
 }
 
 impl Shape {
-    fn new(rooms: u32, publishers: u32, subscribers: u32, meeting: bool, media: MediaOptions) -> Shape {
+    fn new(
+        rooms: u32,
+        publishers: u32,
+        subscribers: u32,
+        meeting: bool,
+        media: MediaOptions,
+    ) -> Shape {
         Shape {
             rooms,
             publishers,
@@ -413,7 +468,13 @@ struct Scenario {
 }
 
 fn forwarding_levels(loads: Vec<u32>) -> Vec<Level> {
-    loads.into_iter().map(|load| Level { load, settings: ServerSettings::FORWARDING }).collect()
+    loads
+        .into_iter()
+        .map(|load| Level {
+            load,
+            settings: ServerSettings::FORWARDING,
+        })
+        .collect()
 }
 
 /// Loads from `start` up to `max`, each step `factor` times the last (at least +1).
@@ -427,12 +488,26 @@ fn ramp(start: u32, max: u32, factor: f64) -> Vec<u32> {
     v
 }
 
-fn scenarios(smoke: bool, max_subscribers: u32, factor: f64, big_room: &BigRoom, constrained_viewers: u32) -> Vec<Scenario> {
+fn scenarios(
+    smoke: bool,
+    max_subscribers: u32,
+    factor: f64,
+    big_room: &BigRoom,
+    constrained_viewers: u32,
+) -> Vec<Scenario> {
     let ramp = |start: u32| forwarding_levels(ramp(start, max_subscribers, factor));
-    let audio = MediaOptions { video: false, audio: true, ..Default::default() };
+    let audio = MediaOptions {
+        video: false,
+        audio: true,
+        ..Default::default()
+    };
     let meeting_size = if smoke { 3 } else { 10 };
     let audio_publishers = if smoke { 2 } else { 10 };
-    let room = if smoke { BigRoom::smoke() } else { big_room.clone() };
+    let room = if smoke {
+        BigRoom::smoke()
+    } else {
+        big_room.clone()
+    };
     let big_room_levels = room
         .resend_ms
         .iter()
@@ -447,24 +522,41 @@ fn scenarios(smoke: bool, max_subscribers: u32, factor: f64, big_room: &BigRoom,
         .collect();
     let speakers = room.speakers;
     let joiners = room.joiners;
-    let big_room_media = MediaOptions { speakers_per_room: Some(speakers), ..audio.clone() };
+    let big_room_media = MediaOptions {
+        speakers_per_room: Some(speakers),
+        ..audio.clone()
+    };
     vec![
         Scenario {
             name: "livestream",
             ramped: true,
-            levels: if smoke { forwarding_levels(vec![2]) } else { ramp(50) },
+            levels: if smoke {
+                forwarding_levels(vec![2])
+            } else {
+                ramp(50)
+            },
             shape: Box::new(|n| Shape::new(1, 1, n, false, MediaOptions::default())),
         },
         Scenario {
             name: "meeting",
             ramped: true,
-            levels: if smoke { forwarding_levels(vec![1]) } else { forwarding_levels(ramp_rooms(factor)) },
-            shape: Box::new(move |rooms| Shape::new(rooms, meeting_size, 0, true, MediaOptions::default())),
+            levels: if smoke {
+                forwarding_levels(vec![1])
+            } else {
+                forwarding_levels(ramp_rooms(factor))
+            },
+            shape: Box::new(move |rooms| {
+                Shape::new(rooms, meeting_size, 0, true, MediaOptions::default())
+            }),
         },
         Scenario {
             name: "audio-only",
             ramped: true,
-            levels: if smoke { forwarding_levels(vec![2]) } else { ramp(50) },
+            levels: if smoke {
+                forwarding_levels(vec![2])
+            } else {
+                ramp(50)
+            },
             shape: Box::new(move |n| Shape::new(1, audio_publishers, n, false, audio.clone())),
         },
         Scenario {
@@ -487,14 +579,27 @@ fn scenarios(smoke: bool, max_subscribers: u32, factor: f64, big_room: &BigRoom,
                 .take(if smoke { 1 } else { 2 })
                 .map(|bandwidth_estimation| Level {
                     load: if smoke { 3 } else { constrained_viewers.max(3) },
-                    settings: ServerSettings { bandwidth_estimation, ..ServerSettings::FORWARDING },
+                    settings: ServerSettings {
+                        bandwidth_estimation,
+                        ..ServerSettings::FORWARDING
+                    },
                 })
                 .collect(),
             shape: Box::new(|viewers| Shape {
                 downlinks_kbps: CONSTRAINED_DOWNLINKS.to_vec(),
                 congestion_feedback: true,
                 warmup: CONSTRAINED_WARMUP,
-                ..Shape::new(1, 1, viewers, false, MediaOptions { simulcast: true, audio: true, ..Default::default() })
+                ..Shape::new(
+                    1,
+                    1,
+                    viewers,
+                    false,
+                    MediaOptions {
+                        simulcast: true,
+                        audio: true,
+                        ..Default::default()
+                    },
+                )
             }),
         },
     ]
@@ -515,7 +620,8 @@ fn pin_self_to_cpu1() -> bool {
 
 /// Run the whole benchmark and write the report files.
 pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
-    std::fs::create_dir_all(&opts.out_dir).with_context(|| format!("could not create {}", opts.out_dir.display()))?;
+    std::fs::create_dir_all(&opts.out_dir)
+        .with_context(|| format!("could not create {}", opts.out_dir.display()))?;
     let load_at_start = load_average();
     let pinned = opts.pin && procfs::allowed_cpus() >= 2 && pin_self_to_cpu1();
     eprintln!("bench: measuring the floor");
@@ -530,13 +636,22 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         .build()
         .context("could not start the async runtime")?;
 
-    let mut servers: Vec<(ServerKind, Option<usize>)> =
-        opts.workers.iter().map(|&w| (ServerKind::Simplesfu, Some(w.max(1)))).collect();
+    let mut servers: Vec<(ServerKind, Option<usize>)> = opts
+        .workers
+        .iter()
+        .map(|&w| (ServerKind::Simplesfu, Some(w.max(1))))
+        .collect();
     if opts.janus_bin.is_some() {
         servers.push((ServerKind::Janus, None));
     }
     let mut levels = Vec::new();
-    for scenario in scenarios(opts.smoke, opts.max_subscribers, opts.ramp_factor, &opts.big_room, opts.constrained_viewers) {
+    for scenario in scenarios(
+        opts.smoke,
+        opts.max_subscribers,
+        opts.ramp_factor,
+        &opts.big_room,
+        opts.constrained_viewers,
+    ) {
         if !opts.scenarios.is_empty() && !opts.scenarios.iter().any(|s| s == scenario.name) {
             continue;
         }
@@ -546,13 +661,23 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                 continue;
             }
             let label = server_label(kind, workers);
-            for &Level { load: level, settings } in &scenario.levels {
+            for &Level {
+                load: level,
+                settings,
+            } in &scenario.levels
+            {
                 let shape = (scenario.shape)(level);
                 eprintln!("bench: {label} {} load {level}", scenario.name);
                 let server = match kind {
                     ServerKind::Simplesfu => {
                         let w = workers.unwrap_or(1);
-                        let mut server = start_simplesfu(&opts.simplesfu_bin, pinned, w, settings, &opts.simplesfu_args)?;
+                        let mut server = start_simplesfu(
+                            &opts.simplesfu_bin,
+                            pinned,
+                            w,
+                            settings,
+                            &opts.simplesfu_args,
+                        )?;
                         if let Some(fraction) = opts.worker_cpu {
                             let pid: u32 = server.pid.parse().context("server pid")?;
                             server.cap = Some(crate::cpucap::cap_workers(pid, w, fraction)?);
@@ -560,7 +685,10 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                         server
                     }
                     ServerKind::Janus => {
-                        let bin = opts.janus_bin.as_ref().ok_or_else(|| anyhow!("no Janus binary"))?;
+                        let bin = opts
+                            .janus_bin
+                            .as_ref()
+                            .ok_or_else(|| anyhow!("no Janus binary"))?;
                         let dir = opts.out_dir.join("janus-config");
                         write_janus_config(&dir, opts.janus_ip)?;
                         start_janus(bin, &dir, &opts.out_dir.join("janus.log"), pinned)?
@@ -582,7 +710,11 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     join_rate: opts.join_rate,
                     // libnice (Janus) never pairs with a candidate on the loopback
                     // interface: the bot binds Janus's address then (seen here).
-                    local_ip: if kind == ServerKind::Janus { opts.janus_ip } else { IpAddr::from([127, 0, 0, 1]) },
+                    local_ip: if kind == ServerKind::Janus {
+                        opts.janus_ip
+                    } else {
+                        IpAddr::from([127, 0, 0, 1])
+                    },
                     progress: true,
                 };
                 let mut samples: Vec<ServerSample> = Vec::new();
@@ -602,7 +734,16 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     }
                 };
                 let settings = (kind == ServerKind::Simplesfu).then_some(settings);
-                let result = level_result(kind, workers, scenario.name, level, settings, &samples, report, &floor);
+                let result = level_result(
+                    kind,
+                    workers,
+                    scenario.name,
+                    level,
+                    settings,
+                    &samples,
+                    report,
+                    &floor,
+                );
                 eprintln!(
                     "bench: {label} {} {level}: loss {:.2}%, p99 {:.1} ms, server CPU {:.0}%, {:.2} µs/packet ({:.1}x floor){}",
                     scenario.name,
@@ -633,8 +774,14 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         load_average: (load_at_start, load_average()),
         levels,
     };
-    std::fs::write(opts.out_dir.join("report.json"), serde_json::to_string_pretty(&report)?)?;
-    std::fs::write(opts.out_dir.join("report.md"), crate::report::markdown(&report))?;
+    std::fs::write(
+        opts.out_dir.join("report.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    std::fs::write(
+        opts.out_dir.join("report.md"),
+        crate::report::markdown(&report),
+    )?;
     if let Err(e) = crate::plot::draw(&report, &opts.out_dir.join("plot.png")) {
         eprintln!("bench: could not draw the plot: {e:#}");
     }
@@ -658,11 +805,19 @@ pub fn check_smoke(report: &BenchReport) -> anyhow::Result<()> {
                 "smoke: {:?} {} forwarded no packets: {}",
                 l.server,
                 l.scenario,
-                l.report.first_error.as_deref().unwrap_or("no error reported")
+                l.report
+                    .first_error
+                    .as_deref()
+                    .unwrap_or("no error reported")
             );
         }
         if l.loss_pct >= 5.0 {
-            bail!("smoke: {:?} {} lost {:.1}% of packets (limit 5%)", l.server, l.scenario, l.loss_pct);
+            bail!(
+                "smoke: {:?} {} lost {:.1}% of packets (limit 5%)",
+                l.server,
+                l.scenario,
+                l.loss_pct
+            );
         }
         check_layers_fit(l).map_err(|e| anyhow!("smoke: {:?} {}: {e}", l.server, l.scenario))?;
     }
@@ -685,15 +840,27 @@ pub fn check_layers_fit(l: &LevelResult) -> anyhow::Result<()> {
         return Ok(());
     }
     let classes = &l.report.classes;
-    let (Some(slowest), Some(unlimited)) =
-        (classes.iter().filter(|c| c.downlink_kbps.is_some()).min_by_key(|c| c.downlink_kbps), classes.iter().find(|c| c.downlink_kbps.is_none()))
-    else {
+    let (Some(slowest), Some(unlimited)) = (
+        classes
+            .iter()
+            .filter(|c| c.downlink_kbps.is_some())
+            .min_by_key(|c| c.downlink_kbps),
+        classes.iter().find(|c| c.downlink_kbps.is_none()),
+    ) else {
         return Ok(());
     };
-    let top = if l.report.config.media.simulcast { 2 } else { 0 };
+    let top = if l.report.config.media.simulcast {
+        2
+    } else {
+        0
+    };
     let (slow_layer, free_layer) = (slowest.usual_layer(), unlimited.usual_layer());
     if slow_layer.is_some_and(|s| s >= top) {
-        bail!("viewers at {} kbit/s ended on layer {}, which does not fit", slowest.downlink_kbps.unwrap_or(0), slow_layer.unwrap_or(0));
+        bail!(
+            "viewers at {} kbit/s ended on layer {}, which does not fit",
+            slowest.downlink_kbps.unwrap_or(0),
+            slow_layer.unwrap_or(0)
+        );
     }
     if free_layer <= slow_layer {
         bail!("unlimited viewers ended on layer {free_layer:?}, not above the slowest ({slow_layer:?})");
@@ -704,17 +871,30 @@ pub fn check_layers_fit(l: &LevelResult) -> anyhow::Result<()> {
 /// Every consumer the server pushed was resumed without a refusal and
 /// delivered media (simplesfu; Janus pushes none).
 pub fn check_consumers(l: &LevelResult) -> anyhow::Result<()> {
-    let expected = if l.server == ServerKind::Simplesfu { l.report.expected_streams } else { 0 };
+    let expected = if l.server == ServerKind::Simplesfu {
+        l.report.expected_streams
+    } else {
+        0
+    };
     consumers_ok(&l.report.consumers, expected)
 }
 
 /// [`check_consumers`] for `expected` consumers.
 fn consumers_ok(c: &ConsumerReport, expected: u64) -> anyhow::Result<()> {
     if c.refused_for_rate > 0 {
-        bail!("{} of {} resumeConsumer refused with limit_reached", c.refused_for_rate, c.pushed);
+        bail!(
+            "{} of {} resumeConsumer refused with limit_reached",
+            c.refused_for_rate,
+            c.pushed
+        );
     }
     if c.resumed < c.pushed || c.failed > 0 {
-        bail!("{} of {} pushed consumers resumed ({} other failures)", c.resumed, c.pushed, c.failed);
+        bail!(
+            "{} of {} pushed consumers resumed ({} other failures)",
+            c.resumed,
+            c.pushed,
+            c.failed
+        );
     }
     if c.pushed < expected {
         bail!("{} consumers pushed, {expected} expected", c.pushed);
@@ -746,10 +926,16 @@ impl ServerSample {
     fn take(pid: &str, kind: ServerKind) -> anyhow::Result<ServerSample> {
         let process = procfs::sample(pid)?;
         let workers_cpu_s = match kind {
-            ServerKind::Simplesfu => Some(procfs::threads_cpu_s(pid.parse().context("server pid")?, "worker-")?),
+            ServerKind::Simplesfu => Some(procfs::threads_cpu_s(
+                pid.parse().context("server pid")?,
+                "worker-",
+            )?),
             ServerKind::Janus => None,
         };
-        Ok(ServerSample { process, workers_cpu_s })
+        Ok(ServerSample {
+            process,
+            workers_cpu_s,
+        })
     }
 }
 
@@ -774,13 +960,21 @@ fn level_result(
     };
     let pct = |s: f64| 100.0 * s / report.duration_s.max(1e-9);
     let forwarded = report.packets_received;
-    let per_packet = if forwarded > 0 { cpu_s * 1e6 / forwarded as f64 } else { 0.0 };
+    let per_packet = if forwarded > 0 {
+        cpu_s * 1e6 / forwarded as f64
+    } else {
+        0.0
+    };
     let constrained = !report.classes.is_empty();
     // Behind emulated links, a viewer's loss is its consumers' (stamp
     // counters per sent layer count every switch back up as loss), and the
     // links' queues add latency by design.
     let loss = if constrained {
-        report.classes.iter().map(|c| c.video_loss_pct.max(c.audio_loss_pct)).fold(0.0, f64::max)
+        report
+            .classes
+            .iter()
+            .map(|c| c.video_loss_pct.max(c.audio_loss_pct))
+            .fold(0.0, f64::max)
     } else {
         report.effective_loss_pct()
     };
@@ -810,8 +1004,16 @@ fn level_result(
         server_rss_mb: rss as f64 / 1048576.0,
         forwarded_packets: forwarded,
         cpu_us_per_forwarded_packet: per_packet,
-        forwarded_packets_per_cpu_s: if cpu_s > 0.0 { forwarded as f64 / cpu_s } else { 0.0 },
-        floor_multiple: if floor.floor_us > 0.0 { per_packet / floor.floor_us } else { 0.0 },
+        forwarded_packets_per_cpu_s: if cpu_s > 0.0 {
+            forwarded as f64 / cpu_s
+        } else {
+            0.0
+        },
+        floor_multiple: if floor.floor_us > 0.0 {
+            per_packet / floor.floor_us
+        } else {
+            0.0
+        },
         loss_pct: loss,
         p50_ms: report.latency.p50_ms,
         p99_ms: report.latency.p99_ms,
@@ -829,7 +1031,10 @@ fn level_result(
 
 /// UTC date and time, e.g. 2026-11-24T06-50-00 (no external time crate).
 pub fn date_string() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let days = (secs / 86400) as i64;
     let rem = secs % 86400;
     // Civil-from-days (Howard Hinnant's algorithm).
@@ -842,7 +1047,12 @@ pub fn date_string() -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = yoe + era * 400 + if m <= 2 { 1 } else { 0 };
-    format!("{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}-{:02}-{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 #[cfg(test)]
@@ -854,7 +1064,12 @@ mod tests {
     }
 
     fn big_room() -> BigRoom {
-        BigRoom { peers: 300, speakers: 3, joiners: 1, resend_ms: vec![1000, 0] }
+        BigRoom {
+            peers: 300,
+            speakers: 3,
+            joiners: 1,
+            resend_ms: vec![1000, 0],
+        }
     }
 
     #[test]
@@ -862,7 +1077,10 @@ mod tests {
         let s = scenarios(false, 800, 2.0, &big_room(), 30);
         assert_eq!(loads(&s[0]), vec![50, 100, 200, 400, 800]);
         assert_eq!(loads(&s[1]), vec![1, 2, 4, 8, 16]);
-        assert!(s[0].levels.iter().all(|l| l.settings == ServerSettings::FORWARDING));
+        assert!(s[0]
+            .levels
+            .iter()
+            .all(|l| l.settings == ServerSettings::FORWARDING));
         let smoke = scenarios(true, 800, 2.0, &big_room(), 30);
         assert!(smoke.iter().all(|s| s.levels.len() == 1));
     }
@@ -872,16 +1090,29 @@ mod tests {
         let s = scenarios(false, 800, 2.0, &big_room(), 30);
         let room = s.iter().find(|s| s.name == "big-room").expect("big-room");
         assert!(!room.ramped);
-        let resend: Vec<u64> = room.levels.iter().map(|l| l.settings.available_producers_interval_ms).collect();
+        let resend: Vec<u64> = room
+            .levels
+            .iter()
+            .map(|l| l.settings.available_producers_interval_ms)
+            .collect();
         assert_eq!(resend, vec![1000, 0]);
-        assert!(room.levels.iter().all(|l| l.load == 300 && l.settings.request_burst.is_none()));
+        assert!(room
+            .levels
+            .iter()
+            .all(|l| l.load == 300 && l.settings.request_burst.is_none()));
         let shape = (room.shape)(300);
-        assert_eq!((shape.rooms, shape.publishers, shape.subscribers), (1, 300, 1));
+        assert_eq!(
+            (shape.rooms, shape.publishers, shape.subscribers),
+            (1, 300, 1)
+        );
         assert!(shape.published_client && !shape.meeting && !shape.media.video);
         assert_eq!(shape.media.speakers_per_room, Some(3));
         // The smoke room pushes more consumers than its burst allows requests.
         let smoke = scenarios(true, 800, 2.0, &big_room(), 30);
-        let room = smoke.iter().find(|s| s.name == "big-room").expect("big-room");
+        let room = smoke
+            .iter()
+            .find(|s| s.name == "big-room")
+            .expect("big-room");
         let level = room.levels[0];
         assert_eq!(level.settings.request_burst, Some(SMOKE_REQUEST_BURST));
         assert!(level.load > SMOKE_REQUEST_BURST);
@@ -890,9 +1121,16 @@ mod tests {
     #[test]
     fn constrained_runs_with_and_without_estimation_behind_three_downlinks() {
         let s = scenarios(false, 800, 2.0, &big_room(), 30);
-        let c = s.iter().find(|s| s.name == "constrained").expect("constrained");
+        let c = s
+            .iter()
+            .find(|s| s.name == "constrained")
+            .expect("constrained");
         assert!(!c.ramped);
-        let estimation: Vec<bool> = c.levels.iter().map(|l| l.settings.bandwidth_estimation).collect();
+        let estimation: Vec<bool> = c
+            .levels
+            .iter()
+            .map(|l| l.settings.bandwidth_estimation)
+            .collect();
         assert_eq!(estimation, vec![true, false]);
         let shape = (c.shape)(30);
         assert_eq!((shape.publishers, shape.subscribers), (1, 30));
@@ -900,55 +1138,127 @@ mod tests {
         assert_eq!(shape.downlinks_kbps, vec![Some(300), Some(1000), None]);
         assert_eq!(shape.warmup, CONSTRAINED_WARMUP);
         let smoke = scenarios(true, 800, 2.0, &big_room(), 30);
-        let c = smoke.iter().find(|s| s.name == "constrained").expect("constrained");
-        assert_eq!(c.levels.iter().map(|l| (l.load, l.settings.bandwidth_estimation)).collect::<Vec<_>>(), vec![(3, true)]);
+        let c = smoke
+            .iter()
+            .find(|s| s.name == "constrained")
+            .expect("constrained");
+        assert_eq!(
+            c.levels
+                .iter()
+                .map(|l| (l.load, l.settings.bandwidth_estimation))
+                .collect::<Vec<_>>(),
+            vec![(3, true)]
+        );
     }
 
     #[test]
     fn layers_fit_when_the_slow_end_below_the_top_and_the_unlimited_on_it() {
         use crate::load::ClassReport;
-        let class = |downlink_kbps: Option<u32>, final_layers: Vec<u64>| ClassReport { downlink_kbps, receivers: 1, final_layers, ..Default::default() };
+        let class = |downlink_kbps: Option<u32>, final_layers: Vec<u64>| ClassReport {
+            downlink_kbps,
+            receivers: 1,
+            final_layers,
+            ..Default::default()
+        };
         let level = |classes: Vec<ClassReport>, bandwidth_estimation: bool| {
-            let mut l = crate::report::tests::sample_level("constrained", ServerSettings { bandwidth_estimation, ..ServerSettings::FORWARDING });
+            let mut l = crate::report::tests::sample_level(
+                "constrained",
+                ServerSettings {
+                    bandwidth_estimation,
+                    ..ServerSettings::FORWARDING
+                },
+            );
             l.report.config.media.simulcast = true;
             l.report.classes = classes;
             l
         };
-        let fit = vec![class(Some(300), vec![1]), class(Some(1000), vec![0, 1]), class(None, vec![0, 0, 1])];
+        let fit = vec![
+            class(Some(300), vec![1]),
+            class(Some(1000), vec![0, 1]),
+            class(None, vec![0, 0, 1]),
+        ];
         assert!(check_layers_fit(&level(fit, true)).is_ok());
         let paused = vec![class(Some(300), vec![]), class(None, vec![0, 0, 1])];
-        assert!(check_layers_fit(&level(paused, true)).is_ok(), "paused for bandwidth fits too");
+        assert!(
+            check_layers_fit(&level(paused, true)).is_ok(),
+            "paused for bandwidth fits too"
+        );
         let top_everywhere = vec![class(Some(300), vec![0, 0, 1]), class(None, vec![0, 0, 1])];
-        let e = check_layers_fit(&level(top_everywhere.clone(), true)).expect_err("the top layer does not fit 300 kbit/s");
-        assert_eq!(e.to_string(), "viewers at 300 kbit/s ended on layer 2, which does not fit");
-        assert!(check_layers_fit(&level(top_everywhere, false)).is_ok(), "nothing to check without estimation");
+        let e = check_layers_fit(&level(top_everywhere.clone(), true))
+            .expect_err("the top layer does not fit 300 kbit/s");
+        assert_eq!(
+            e.to_string(),
+            "viewers at 300 kbit/s ended on layer 2, which does not fit"
+        );
+        assert!(
+            check_layers_fit(&level(top_everywhere, false)).is_ok(),
+            "nothing to check without estimation"
+        );
         let climbing = vec![class(Some(300), vec![1]), class(None, vec![0, 1])];
-        assert!(check_layers_fit(&level(climbing, true)).is_ok(), "still climbing from the starting budget");
+        assert!(
+            check_layers_fit(&level(climbing, true)).is_ok(),
+            "still climbing from the starting budget"
+        );
         let lowered = vec![class(Some(300), vec![1]), class(None, vec![1])];
-        let e = check_layers_fit(&level(lowered, true)).expect_err("the slow viewer lowered the fast one");
-        assert_eq!(e.to_string(), "unlimited viewers ended on layer Some(0), not above the slowest (Some(0))");
+        let e = check_layers_fit(&level(lowered, true))
+            .expect_err("the slow viewer lowered the fast one");
+        assert_eq!(
+            e.to_string(),
+            "unlimited viewers ended on layer Some(0), not above the slowest (Some(0))"
+        );
     }
 
     #[test]
     fn finer_ramps_step_at_least_one() {
         assert_eq!(
             ramp(50, 120, 1.25),
-            vec![50, 63, 79, 99, 124].into_iter().filter(|&n| n <= 120).collect::<Vec<_>>()
+            vec![50, 63, 79, 99, 124]
+                .into_iter()
+                .filter(|&n| n <= 120)
+                .collect::<Vec<_>>()
         );
         assert_eq!(ramp(1, 6, 1.25), vec![1, 2, 3, 4, 5, 6]);
     }
 
     #[test]
     fn a_refused_or_silent_consumer_fails_the_level() {
-        let all_good = ConsumerReport { pushed: 300, resumed: 300, with_media: 300, ..Default::default() };
+        let all_good = ConsumerReport {
+            pushed: 300,
+            resumed: 300,
+            with_media: 300,
+            ..Default::default()
+        };
         assert!(consumers_ok(&all_good, 300).is_ok());
-        let refused = ConsumerReport { resumed: 263, refused_for_rate: 37, ..all_good.clone() };
+        let refused = ConsumerReport {
+            resumed: 263,
+            refused_for_rate: 37,
+            ..all_good.clone()
+        };
         let e = consumers_ok(&refused, 300).expect_err("refusals fail");
-        assert_eq!(e.to_string(), "37 of 300 resumeConsumer refused with limit_reached");
-        let black = ConsumerReport { with_media: 299, ..all_good.clone() };
-        assert_eq!(consumers_ok(&black, 300).expect_err("one without audio").to_string(), "299 of 300 consumers delivered media");
-        let missing = ConsumerReport { pushed: 290, resumed: 290, with_media: 290, ..Default::default() };
-        assert!(consumers_ok(&missing, 300).is_err(), "a consumer never pushed fails too");
+        assert_eq!(
+            e.to_string(),
+            "37 of 300 resumeConsumer refused with limit_reached"
+        );
+        let black = ConsumerReport {
+            with_media: 299,
+            ..all_good.clone()
+        };
+        assert_eq!(
+            consumers_ok(&black, 300)
+                .expect_err("one without audio")
+                .to_string(),
+            "299 of 300 consumers delivered media"
+        );
+        let missing = ConsumerReport {
+            pushed: 290,
+            resumed: 290,
+            with_media: 290,
+            ..Default::default()
+        };
+        assert!(
+            consumers_ok(&missing, 300).is_err(),
+            "a consumer never pushed fails too"
+        );
     }
 
     #[test]
@@ -964,8 +1274,15 @@ mod tests {
         write_janus_config(&dir, IpAddr::from([127, 0, 0, 2])).expect("written");
         let main = std::fs::read_to_string(dir.join("janus.jcfg")).expect("janus.jcfg");
         assert!(main.contains("ice_enforce_list = \"127.0.0.2\""));
-        assert!(main.contains("libjanus_streaming.so"), "the streaming plugin (ports 5002/5004) is disabled");
-        assert!(std::fs::read_to_string(dir.join("janus.transport.http.jcfg")).expect("http").contains("port = 8088"));
+        assert!(
+            main.contains("libjanus_streaming.so"),
+            "the streaming plugin (ports 5002/5004) is disabled"
+        );
+        assert!(
+            std::fs::read_to_string(dir.join("janus.transport.http.jcfg"))
+                .expect("http")
+                .contains("port = 8088")
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

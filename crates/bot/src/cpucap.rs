@@ -76,7 +76,10 @@ pub fn cap_workers(pid: u32, expected: usize, fraction: f64) -> anyhow::Result<C
         std::thread::sleep(std::time::Duration::from_millis(50));
     };
     if tids.len() != expected {
-        bail!("expected {expected} worker threads in process {pid}, found {}", tids.len());
+        bail!(
+            "expected {expected} worker threads in process {pid}, found {}",
+            tids.len()
+        );
     }
     let mut cap = CpuCap { dirs: Vec::new() };
     for tid in tids {
@@ -84,8 +87,12 @@ pub fn cap_workers(pid: u32, expected: usize, fraction: f64) -> anyhow::Result<C
         std::fs::create_dir(&dir).with_context(|| format!("could not create {}", dir.display()))?;
         cap.dirs.push(dir.clone());
         let write = |file: &str, value: String| {
-            std::fs::write(dir.join(file), &value)
-                .map_err(|e| anyhow!("could not write {value} to {}: {e}", dir.join(file).display()))
+            std::fs::write(dir.join(file), &value).map_err(|e| {
+                anyhow!(
+                    "could not write {value} to {}: {e}",
+                    dir.join(file).display()
+                )
+            })
         };
         write("cpu.cfs_period_us", PERIOD_US.to_string())?;
         write("cpu.cfs_quota_us", quota.to_string())?;

@@ -38,14 +38,21 @@ pub struct Floor {
 }
 
 fn thread_cpu_s() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: writes into our timespec; the clock exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
 }
 
 /// A loopback socket drained by its own thread until the returned flag is set.
-fn drained_receiver() -> anyhow::Result<(std::net::SocketAddr, Arc<AtomicBool>, std::thread::JoinHandle<()>)> {
+fn drained_receiver() -> anyhow::Result<(
+    std::net::SocketAddr,
+    Arc<AtomicBool>,
+    std::thread::JoinHandle<()>,
+)> {
     let rx = UdpSocket::bind("127.0.0.1:0").context("bind the floor receiver")?;
     let dest = rx.local_addr()?;
     rx.set_read_timeout(Some(std::time::Duration::from_millis(50)))?;
@@ -66,8 +73,12 @@ pub fn udp_send_us(packets: usize) -> anyhow::Result<f64> {
     let tx = UdpSocket::bind("127.0.0.1:0").context("bind the floor sender")?;
     tx.connect(dest)?;
     let payload = [0x5au8; PACKET];
-    let mut iovs: Vec<libc::iovec> =
-        (0..BATCH).map(|_| libc::iovec { iov_base: payload.as_ptr() as *mut libc::c_void, iov_len: PACKET }).collect();
+    let mut iovs: Vec<libc::iovec> = (0..BATCH)
+        .map(|_| libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: PACKET,
+        })
+        .collect();
     // SAFETY: mmsghdr is plain data; zeroed is a valid empty header.
     let mut msgs: Vec<libc::mmsghdr> = (0..BATCH).map(|_| unsafe { std::mem::zeroed() }).collect();
     for (m, iov) in msgs.iter_mut().zip(iovs.iter_mut()) {
@@ -82,7 +93,8 @@ pub fn udp_send_us(packets: usize) -> anyhow::Result<f64> {
         let n = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), BATCH as u32, 0) };
         if n < 0 {
             let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::ENOBUFS) || err.raw_os_error() == Some(libc::EAGAIN) {
+            if err.raw_os_error() == Some(libc::ENOBUFS) || err.raw_os_error() == Some(libc::EAGAIN)
+            {
                 continue;
             }
             done.store(true, Ordering::Relaxed);
@@ -107,7 +119,9 @@ pub fn udp_sendto_us(packets: usize) -> anyhow::Result<f64> {
     while sent < packets {
         match tx.send_to(&payload, dest) {
             Ok(_) => sent += 1,
-            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::EAGAIN)) => continue,
+            Err(e) if matches!(e.raw_os_error(), Some(libc::ENOBUFS) | Some(libc::EAGAIN)) => {
+                continue
+            }
             Err(e) => {
                 done.store(true, Ordering::Relaxed);
                 return Err(anyhow!("sendto failed: {e}"));
@@ -122,14 +136,20 @@ pub fn udp_sendto_us(packets: usize) -> anyhow::Result<f64> {
 
 /// CPU µs per AES-256-GCM seal of a 1200-byte packet.
 pub fn aes_gcm_seal_us(packets: usize) -> anyhow::Result<f64> {
-    let key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, &[7u8; 32]).map_err(|_| anyhow!("AES key"))?);
+    let key = LessSafeKey::new(
+        UnboundKey::new(&AES_256_GCM, &[7u8; 32]).map_err(|_| anyhow!("AES key"))?,
+    );
     let mut buf = vec![0u8; PACKET];
     let start = thread_cpu_s();
     for i in 0..packets {
         let mut nonce = [0u8; 12];
         nonce[4..].copy_from_slice(&(i as u64).to_be_bytes());
         let tag = key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&[0u8; 12]), &mut buf)
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&[0u8; 12]),
+                &mut buf,
+            )
             .map_err(|_| anyhow!("AES-GCM seal failed"))?;
         let _ = std::hint::black_box(tag);
     }

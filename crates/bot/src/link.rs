@@ -43,8 +43,17 @@ impl Downlink {
     /// A link of `kbps` kilobits per second (at least 1).
     pub fn new(kbps: u32) -> Downlink {
         let bytes_per_s = kbps.max(1) as f64 * 1000.0 / 8.0;
-        let queue_limit_bytes = ((bytes_per_s * QUEUE_TIME.as_secs_f64()) as usize).max(MIN_QUEUE_BYTES);
-        Downlink { bytes_per_s, queue_limit_bytes, queue: VecDeque::new(), queued_bytes: 0, busy_until: None, dropped: 0, delivered: 0 }
+        let queue_limit_bytes =
+            ((bytes_per_s * QUEUE_TIME.as_secs_f64()) as usize).max(MIN_QUEUE_BYTES);
+        Downlink {
+            bytes_per_s,
+            queue_limit_bytes,
+            queue: VecDeque::new(),
+            queued_bytes: 0,
+            busy_until: None,
+            dropped: 0,
+            delivered: 0,
+        }
     }
 
     /// A datagram reaches the link at `now`: queued (true) or dropped (false).
@@ -57,7 +66,11 @@ impl Downlink {
         let leaves = start + Duration::from_secs_f64(data.len() as f64 / self.bytes_per_s);
         self.busy_until = Some(leaves);
         self.queued_bytes += data.len();
-        self.queue.push_back(Queued { leaves, from, data: data.to_vec() });
+        self.queue.push_back(Queued {
+            leaves,
+            from,
+            data: data.to_vec(),
+        });
         true
     }
 
@@ -95,7 +108,10 @@ mod tests {
             assert!(link.offer(t0, addr(), &[0; 1000]));
         }
         assert_eq!(link.next_departure(), Some(t0 + Duration::from_millis(10)));
-        assert!(link.take_due(t0 + Duration::from_millis(9)).is_none(), "not before it has crossed the link");
+        assert!(
+            link.take_due(t0 + Duration::from_millis(9)).is_none(),
+            "not before it has crossed the link"
+        );
         assert!(link.take_due(t0 + Duration::from_millis(10)).is_some());
         assert!(link.take_due(t0 + Duration::from_millis(19)).is_none());
         let late = t0 + Duration::from_millis(40);
@@ -112,7 +128,9 @@ mod tests {
         // 2 Mbit/s: 100 ms is 25 000 bytes of queue.
         let mut link = Downlink::new(2000);
         let t0 = Instant::now();
-        let accepted = (0..40).filter(|_| link.offer(t0, addr(), &[0; 1000])).count();
+        let accepted = (0..40)
+            .filter(|_| link.offer(t0, addr(), &[0; 1000]))
+            .count();
         assert_eq!(accepted, 25);
         assert_eq!(link.dropped, 15);
         // 8 ms later two datagrams (4 ms each) have left: room for two more.
@@ -128,6 +146,11 @@ mod tests {
         // 100 kbit/s: 100 ms would be 1250 bytes, less than one frame's burst.
         let mut link = Downlink::new(100);
         let t0 = Instant::now();
-        assert_eq!((0..6).filter(|_| link.offer(t0, addr(), &[0; 1500])).count(), 4);
+        assert_eq!(
+            (0..6)
+                .filter(|_| link.offer(t0, addr(), &[0; 1500]))
+                .count(),
+            4
+        );
     }
 }

@@ -7,8 +7,8 @@
 //! progress line goes to stderr once a second.
 
 use crate::media::MediaOptions;
-use crate::procfs;
 use crate::payload::monotonic_ns;
+use crate::procfs;
 use crate::sfu::{ConsumerCounters, JoinedPeer, PeerSpec};
 use crate::speakers::SpeakerReport;
 use crate::stats::{percent, Histogram, Kind, KindTotals, LatencySummary, ViewTotals};
@@ -102,7 +102,11 @@ impl KindReport {
             duplicates: t.duplicates,
             too_late: t.too_late,
             latency: t.latency.summary_ms(),
-            kbps_per_stream: if t.streams == 0 || seconds <= 0.0 { 0.0 } else { t.bytes as f64 * 8.0 / 1000.0 / seconds / t.streams as f64 },
+            kbps_per_stream: if t.streams == 0 || seconds <= 0.0 {
+                0.0
+            } else {
+                t.bytes as f64 * 8.0 / 1000.0 / seconds / t.streams as f64
+            },
         }
     }
 }
@@ -137,7 +141,12 @@ pub struct ClassReport {
 impl ClassReport {
     /// The layer most of the class ended on.
     pub fn usual_layer(&self) -> Option<usize> {
-        self.final_layers.iter().enumerate().filter(|(_, n)| **n > 0).max_by_key(|(_, n)| **n).map(|(i, _)| i)
+        self.final_layers
+            .iter()
+            .enumerate()
+            .filter(|(_, n)| **n > 0)
+            .max_by_key(|(_, n)| **n)
+            .map(|(i, _)| i)
     }
 }
 
@@ -228,7 +237,11 @@ struct Peer {
 
 fn expected_streams_per_receiver(cfg: &LoadConfig, spec: &PeerSpec) -> u64 {
     let kinds = cfg.media.video as u64 + cfg.media.audio as u64;
-    let others = if spec.publish { cfg.publishers_per_room.saturating_sub(1) } else { cfg.publishers_per_room };
+    let others = if spec.publish {
+        cfg.publishers_per_room.saturating_sub(1)
+    } else {
+        cfg.publishers_per_room
+    };
     others as u64 * kinds
 }
 
@@ -244,7 +257,11 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
     let mut receivers = 0;
     for publish in [true, false] {
         for r in 0..cfg.rooms {
-            let n = if publish { cfg.publishers_per_room } else { cfg.subscribers_per_room };
+            let n = if publish {
+                cfg.publishers_per_room
+            } else {
+                cfg.subscribers_per_room
+            };
             for i in 0..n {
                 let subscribe = !publish || cfg.publishers_subscribe;
                 let downlink_kbps = match (subscribe, cfg.downlinks_kbps.len()) {
@@ -260,7 +277,11 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
                     subscribe,
                     index,
                     room_publishers: cfg.publishers_per_room,
-                    silent: publish && cfg.media.speakers_per_room.is_some_and(|speakers| i >= speakers),
+                    silent: publish
+                        && cfg
+                            .media
+                            .speakers_per_room
+                            .is_some_and(|speakers| i >= speakers),
                     place: if publish { i } else { 0 },
                     observer: false,
                     subscribe_audio_levels: false,
@@ -272,30 +293,50 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
             }
         }
     }
-    if let Some(observer) = specs.iter_mut().find(|s| s.room == room_name(0) && s.subscribe) {
+    if let Some(observer) = specs
+        .iter_mut()
+        .find(|s| s.room == room_name(0) && s.subscribe)
+    {
         observer.observer = true;
         observer.subscribe_audio_levels = cfg.subscribe_audio_levels;
     }
     specs
 }
 
-async fn join_peer(cfg: &LoadConfig, spec: &PeerSpec, run: Arc<RunState>, stop: watch::Receiver<bool>) -> anyhow::Result<JoinedPeer> {
+async fn join_peer(
+    cfg: &LoadConfig,
+    spec: &PeerSpec,
+    run: Arc<RunState>,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<JoinedPeer> {
     match &cfg.target {
-        Target::Simplesfu(url) => crate::sfu::join(url, spec, &cfg.media, cfg.local_ip, run, stop).await,
-        Target::Janus(url) => crate::janus::join(url, spec, &cfg.media, cfg.local_ip, run, stop).await,
+        Target::Simplesfu(url) => {
+            crate::sfu::join(url, spec, &cfg.media, cfg.local_ip, run, stop).await
+        }
+        Target::Janus(url) => {
+            crate::janus::join(url, spec, &cfg.media, cfg.local_ip, run, stop).await
+        }
     }
 }
 
 fn receivers_of(peers: &[Peer]) -> impl Iterator<Item = (&PeerSpec, &TransportHandle)> {
-    peers.iter().filter_map(|p| p.joined.recv.as_ref().map(|r| (&p.spec, r)))
+    peers
+        .iter()
+        .filter_map(|p| p.joined.recv.as_ref().map(|r| (&p.spec, r)))
 }
 
 fn packets_sent(peers: &[Peer]) -> u64 {
-    peers.iter().filter_map(|p| p.joined.send.as_ref()).map(|s| s.counters.packets_sent.load(Ordering::Relaxed)).sum()
+    peers
+        .iter()
+        .filter_map(|p| p.joined.send.as_ref())
+        .map(|s| s.counters.packets_sent.load(Ordering::Relaxed))
+        .sum()
 }
 
 fn packets_received(peers: &[Peer]) -> u64 {
-    receivers_of(peers).map(|(_, r)| r.stats.lock().map(|s| s.packets()).unwrap_or(0)).sum()
+    receivers_of(peers)
+        .map(|(_, r)| r.stats.lock().map(|s| s.packets()).unwrap_or(0))
+        .sum()
 }
 
 /// Neither a level schedule nor level pushes asked for: nothing to say about speakers.
@@ -336,13 +377,22 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
             next = Instant::now().max(next) + interval;
             let (task_cfg, run_state, stop) = (cfg.clone(), run_state.clone(), stop_rx.clone());
             tasks.spawn(async move {
-                let r = tokio::time::timeout(Duration::from_secs(60), join_peer(&task_cfg, &spec, run_state, stop)).await;
+                let r = tokio::time::timeout(
+                    Duration::from_secs(60),
+                    join_peer(&task_cfg, &spec, run_state, stop),
+                )
+                .await;
                 let r = r.unwrap_or_else(|_| Err(anyhow::anyhow!("join timed out after 60 s")));
                 (spec, r)
             });
             started_joins += 1;
             if cfg.progress && started_joins % 10 == 1 {
-                progress(&format!("[{:6.1}s] joining {}/{} peers", started.elapsed().as_secs_f64(), started_joins, total));
+                progress(&format!(
+                    "[{:6.1}s] joining {}/{} peers",
+                    started.elapsed().as_secs_f64(),
+                    started_joins,
+                    total
+                ));
             }
         }
         while let Some(res) = tasks.join_next().await {
@@ -371,11 +421,20 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         let waiting = receivers_of(&peers)
             .filter(|(spec, r)| {
                 let expected = expected_streams_per_receiver(&cfg, spec);
-                r.stats.lock().map(|s| (s.streams_seen() as u64) < expected).unwrap_or(true)
+                r.stats
+                    .lock()
+                    .map(|s| (s.streams_seen() as u64) < expected)
+                    .unwrap_or(true)
             })
             .count();
         if cfg.progress {
-            progress(&format!("[{:6.1}s] {} peers joined, {} failed, {} receivers waiting for media", started.elapsed().as_secs_f64(), peers.len(), failures, waiting));
+            progress(&format!(
+                "[{:6.1}s] {} peers joined, {} failed, {} receivers waiting for media",
+                started.elapsed().as_secs_f64(),
+                peers.len(),
+                failures,
+                waiting
+            ));
         }
         if waiting == 0 || Instant::now() >= settle_deadline {
             break;
@@ -385,9 +444,18 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     let warmup_end = Instant::now() + cfg.warmup;
     while Instant::now() < warmup_end {
         if cfg.progress {
-            progress(&format!("[{:6.1}s] warming up for {:.0} s", started.elapsed().as_secs_f64(), cfg.warmup.as_secs_f64()));
+            progress(&format!(
+                "[{:6.1}s] warming up for {:.0} s",
+                started.elapsed().as_secs_f64(),
+                cfg.warmup.as_secs_f64()
+            ));
         }
-        tokio::time::sleep(warmup_end.saturating_duration_since(Instant::now()).min(Duration::from_secs(1))).await;
+        tokio::time::sleep(
+            warmup_end
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_secs(1)),
+        )
+        .await;
     }
 
     // Measure.
@@ -396,12 +464,17 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     let signaling_before = run_state.signaling_bytes.load(Ordering::Relaxed);
     window(Window::Start);
     let window_start_ns = monotonic_ns();
-    run_state.window_start_ns.store(window_start_ns, Ordering::Relaxed);
+    run_state
+        .window_start_ns
+        .store(window_start_ns, Ordering::Relaxed);
     run_state.measuring.store(true, Ordering::Relaxed);
     let window_start = Instant::now();
     let mut last_rx = 0;
     while window_start.elapsed() < cfg.duration {
-        tokio::time::sleep(Duration::from_secs(1).min(cfg.duration.saturating_sub(window_start.elapsed()))).await;
+        tokio::time::sleep(
+            Duration::from_secs(1).min(cfg.duration.saturating_sub(window_start.elapsed())),
+        )
+        .await;
         if cfg.progress {
             let rx = packets_received(&peers);
             let mut video = KindTotals::default();
@@ -471,13 +544,27 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
     let classes = class_reports(&cfg, &peers, seconds, window_end_ns);
     let speakers = (cfg.media.audio && matches!(cfg.target, Target::Simplesfu(_))).then(|| {
         let mut publishers = vec![String::new(); cfg.publishers_per_room as usize];
-        for p in peers.iter().filter(|p| p.spec.publish && p.spec.room == room_name(0)) {
+        for p in peers
+            .iter()
+            .filter(|p| p.spec.publish && p.spec.room == room_name(0))
+        {
             if let Some(slot) = publishers.get_mut(p.spec.place as usize) {
                 slot.clone_from(&p.joined.peer_id);
             }
         }
-        let log = run_state.observer.lock().map(|l| l.clone()).unwrap_or_default();
-        SpeakerReport::new(&log, &cfg.media.audio_levels, &publishers, window_start_ns, cfg.duration, cfg.subscribe_audio_levels)
+        let log = run_state
+            .observer
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default();
+        SpeakerReport::new(
+            &log,
+            &cfg.media.audio_levels,
+            &publishers,
+            window_start_ns,
+            cfg.duration,
+            cfg.subscribe_audio_levels,
+        )
     });
     let _ = stop_tx.send(true);
     let mut all = video.clone();
@@ -519,7 +606,12 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
 
 /// One row per downlink class (none without downlinks), classes in the
 /// order the configuration names them.
-fn class_reports(cfg: &LoadConfig, peers: &[Peer], seconds: f64, window_end_ns: u64) -> Vec<ClassReport> {
+fn class_reports(
+    cfg: &LoadConfig,
+    peers: &[Peer],
+    seconds: f64,
+    window_end_ns: u64,
+) -> Vec<ClassReport> {
     let mut classes: Vec<Option<u32>> = Vec::new();
     for d in &cfg.downlinks_kbps {
         if !classes.contains(d) {
@@ -529,12 +621,20 @@ fn class_reports(cfg: &LoadConfig, peers: &[Peer], seconds: f64, window_end_ns: 
     classes
         .into_iter()
         .map(|downlink_kbps| {
-            let (mut views, mut audio, mut latency) = (ViewTotals::default(), KindTotals::default(), Histogram::default());
-            let (mut receivers, mut expected_video, mut dropped, mut delivered) = (0u64, 0u64, 0u64, 0u64);
-            for (spec, r) in receivers_of(peers).filter(|(spec, _)| spec.downlink_kbps == downlink_kbps) {
+            let (mut views, mut audio, mut latency) = (
+                ViewTotals::default(),
+                KindTotals::default(),
+                Histogram::default(),
+            );
+            let (mut receivers, mut expected_video, mut dropped, mut delivered) =
+                (0u64, 0u64, 0u64, 0u64);
+            for (spec, r) in
+                receivers_of(peers).filter(|(spec, _)| spec.downlink_kbps == downlink_kbps)
+            {
                 receivers += 1;
                 if cfg.media.video {
-                    expected_video += expected_streams_per_receiver(cfg, spec) / (1 + cfg.media.audio as u64);
+                    expected_video +=
+                        expected_streams_per_receiver(cfg, spec) / (1 + cfg.media.audio as u64);
                 }
                 dropped += r.counters.link_dropped.load(Ordering::Relaxed);
                 delivered += r.counters.link_delivered.load(Ordering::Relaxed);
@@ -546,7 +646,11 @@ fn class_reports(cfg: &LoadConfig, peers: &[Peer], seconds: f64, window_end_ns: 
             ClassReport {
                 downlink_kbps,
                 receivers,
-                video_kbps: if receivers == 0 { 0.0 } else { views.bytes as f64 * 8.0 / 1000.0 / seconds.max(1e-9) / receivers as f64 },
+                video_kbps: if receivers == 0 {
+                    0.0
+                } else {
+                    views.bytes as f64 * 8.0 / 1000.0 / seconds.max(1e-9) / receivers as f64
+                },
                 video_loss_pct: views.loss_pct(),
                 audio_loss_pct: audio.loss_pct(),
                 final_layers: views.final_layers.clone(),
@@ -568,7 +672,12 @@ pub fn downlink_name(kbps: Option<u32>) -> String {
 
 /// "r0 3, r2 1": how many consumers ended on each layer.
 pub fn layers_name(final_layers: &[u64]) -> String {
-    let named: Vec<String> = final_layers.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| format!("r{i} {n}")).collect();
+    let named: Vec<String> = final_layers
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| **n > 0)
+        .map(|(i, n)| format!("r{i} {n}"))
+        .collect();
     if named.is_empty() {
         "none".to_string()
     } else {
@@ -583,7 +692,8 @@ impl LoadReport {
         if self.expected_streams == 0 {
             return self.loss_pct;
         }
-        let missing = self.expected_streams.saturating_sub(self.receiving_streams) as f64 / self.expected_streams as f64;
+        let missing = self.expected_streams.saturating_sub(self.receiving_streams) as f64
+            / self.expected_streams as f64;
         let delivered = 1.0 - missing;
         100.0 * (missing + delivered * self.loss_pct / 100.0)
     }
@@ -597,10 +707,19 @@ impl LoadReport {
             c.target.name(),
             c.rooms,
             c.publishers_per_room,
-            if c.publishers_subscribe { " also receiving" } else { "" },
+            if c.publishers_subscribe {
+                " also receiving"
+            } else {
+                ""
+            },
             c.subscribers_per_room,
             if c.media.video {
-                format!("{} kbit/s {} pkt/s{}", c.media.video_bitrate_bps / 1000, c.media.video_packets_per_s, if c.media.simulcast { " simulcast" } else { "" })
+                format!(
+                    "{} kbit/s {} pkt/s{}",
+                    c.media.video_bitrate_bps / 1000,
+                    c.media.video_packets_per_s,
+                    if c.media.simulcast { " simulcast" } else { "" }
+                )
             } else {
                 "off".to_string()
             },
@@ -611,7 +730,10 @@ impl LoadReport {
             self.peers_joined,
             self.peers,
             self.join_failures,
-            self.first_error.as_ref().map(|e| format!(": {e}")).unwrap_or_default(),
+            self.first_error
+                .as_ref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default(),
             self.receiving_streams,
             self.expected_streams,
             self.duration_s
@@ -623,7 +745,14 @@ impl LoadReport {
             }
             t += &format!(
                 "{name:<6} {:>7} {:>9} {:>7} {:>6.2} {:>8.2} {:>8.2} {:>8.2} {:>14.0}\n",
-                k.streams, k.packets, k.lost, k.loss_pct, k.latency.p50_ms, k.latency.p99_ms, k.latency.max_ms, k.kbps_per_stream
+                k.streams,
+                k.packets,
+                k.lost,
+                k.loss_pct,
+                k.latency.p50_ms,
+                k.latency.p99_ms,
+                k.latency.max_ms,
+                k.kbps_per_stream
             );
         }
         t += &format!(
@@ -644,7 +773,11 @@ impl LoadReport {
                 c.pushed, c.resumed, c.refused_for_rate, c.failed, c.with_media, c.join_to_first_media.p50_ms, c.join_to_first_media.max_ms
             );
         }
-        if let Some(s) = self.speakers.as_ref().filter(|_| !speakers_unasked(&self.config)) {
+        if let Some(s) = self
+            .speakers
+            .as_ref()
+            .filter(|_| !speakers_unasked(&self.config))
+        {
             t += &s.table();
         }
         if !self.classes.is_empty() {
@@ -666,7 +799,10 @@ impl LoadReport {
             }
         }
         if self.audio_levels_unasked > 0 {
-            t += &format!("audioLevels pushes to peers that did not ask: {}\n", self.audio_levels_unasked);
+            t += &format!(
+                "audioLevels pushes to peers that did not ask: {}\n",
+                self.audio_levels_unasked
+            );
         }
         t
     }
@@ -685,7 +821,10 @@ mod tests {
             publishers_subscribe: meeting,
             published_client: false,
             subscribe_audio_levels: false,
-            media: MediaOptions { audio: true, ..Default::default() },
+            media: MediaOptions {
+                audio: true,
+                ..Default::default()
+            },
             downlinks_kbps: Vec::new(),
             congestion_feedback: false,
             warmup: Duration::from_secs(1),
@@ -701,21 +840,47 @@ mod tests {
         let live = cfg(1, 3, false);
         let specs = peer_specs(&live);
         assert_eq!(specs.len(), 8);
-        assert!(specs[2].observer && !specs[2].publish, "the first subscriber of the first room observes");
-        assert!(specs[..2].iter().all(|s| s.publish && !s.subscribe), "publishers come first");
-        assert_eq!(expected_streams_per_receiver(&live, &specs[5]), 2, "audio + video of the one publisher");
+        assert!(
+            specs[2].observer && !specs[2].publish,
+            "the first subscriber of the first room observes"
+        );
+        assert!(
+            specs[..2].iter().all(|s| s.publish && !s.subscribe),
+            "publishers come first"
+        );
+        assert_eq!(
+            expected_streams_per_receiver(&live, &specs[5]),
+            2,
+            "audio + video of the one publisher"
+        );
         let meeting = cfg(10, 0, true);
         let specs = peer_specs(&meeting);
         assert_eq!(specs.len(), 20);
         assert!(specs.iter().all(|s| s.publish && s.subscribe));
-        assert_eq!(expected_streams_per_receiver(&meeting, &specs[0]), 18, "9 others x 2 kinds");
+        assert_eq!(
+            expected_streams_per_receiver(&meeting, &specs[0]),
+            18,
+            "9 others x 2 kinds"
+        );
         let ids: std::collections::HashSet<u32> = specs.iter().map(|s| s.index).collect();
         assert_eq!(ids.len(), 20, "unique stream id prefixes");
         let observers: Vec<&PeerSpec> = specs.iter().filter(|s| s.observer).collect();
         assert_eq!(observers.len(), 1, "one observer per run");
-        assert_eq!((observers[0].room.as_str(), observers[0].place), ("bench-0", 0), "the first publisher receives in a meeting");
-        let places: Vec<u32> = specs.iter().filter(|s| s.room == "bench-1").map(|s| s.place).collect();
-        assert_eq!(places, (0..10).collect::<Vec<u32>>(), "each room's publishers in order: their levels");
+        assert_eq!(
+            (observers[0].room.as_str(), observers[0].place),
+            ("bench-0", 0),
+            "the first publisher receives in a meeting"
+        );
+        let places: Vec<u32> = specs
+            .iter()
+            .filter(|s| s.room == "bench-1")
+            .map(|s| s.place)
+            .collect();
+        assert_eq!(
+            places,
+            (0..10).collect::<Vec<u32>>(),
+            "each room's publishers in order: their levels"
+        );
     }
 
     #[test]
@@ -724,11 +889,39 @@ mod tests {
         c.downlinks_kbps = vec![Some(300), Some(1000), None];
         c.congestion_feedback = true;
         let specs = peer_specs(&c);
-        let links: Vec<Option<u32>> = specs.iter().filter(|s| s.subscribe).map(|s| s.downlink_kbps).collect();
-        assert_eq!(links, vec![Some(300), Some(1000), None, Some(300), Some(1000), None, Some(300), Some(1000)], "across rooms too");
-        assert!(specs.iter().filter(|s| s.publish).all(|s| s.downlink_kbps.is_none() && !s.congestion_feedback));
-        assert!(specs.iter().filter(|s| s.subscribe).all(|s| s.congestion_feedback));
-        assert!(peer_specs(&cfg(1, 2, false)).iter().all(|s| s.downlink_kbps.is_none() && !s.congestion_feedback), "off by default");
+        let links: Vec<Option<u32>> = specs
+            .iter()
+            .filter(|s| s.subscribe)
+            .map(|s| s.downlink_kbps)
+            .collect();
+        assert_eq!(
+            links,
+            vec![
+                Some(300),
+                Some(1000),
+                None,
+                Some(300),
+                Some(1000),
+                None,
+                Some(300),
+                Some(1000)
+            ],
+            "across rooms too"
+        );
+        assert!(specs
+            .iter()
+            .filter(|s| s.publish)
+            .all(|s| s.downlink_kbps.is_none() && !s.congestion_feedback));
+        assert!(specs
+            .iter()
+            .filter(|s| s.subscribe)
+            .all(|s| s.congestion_feedback));
+        assert!(
+            peer_specs(&cfg(1, 2, false))
+                .iter()
+                .all(|s| s.downlink_kbps.is_none() && !s.congestion_feedback),
+            "off by default"
+        );
     }
 
     #[test]
@@ -736,12 +929,31 @@ mod tests {
         let mut big = cfg(10, 2, false);
         big.rooms = 1;
         big.published_client = true;
-        big.media = MediaOptions { video: false, audio: true, speakers_per_room: Some(3), ..Default::default() };
+        big.media = MediaOptions {
+            video: false,
+            audio: true,
+            speakers_per_room: Some(3),
+            ..Default::default()
+        };
         let specs = peer_specs(&big);
-        let talking: Vec<bool> = specs.iter().filter(|s| s.publish).map(|s| !s.silent).collect();
-        assert_eq!(talking.iter().filter(|&&t| t).count(), 3, "3 of 10 publishers talk");
+        let talking: Vec<bool> = specs
+            .iter()
+            .filter(|s| s.publish)
+            .map(|s| !s.silent)
+            .collect();
+        assert_eq!(
+            talking.iter().filter(|&&t| t).count(),
+            3,
+            "3 of 10 publishers talk"
+        );
         let joiners: Vec<&PeerSpec> = specs.iter().filter(|s| !s.publish).collect();
-        assert!(joiners.iter().all(|j| j.published_client && j.subscribe && !j.silent));
-        assert_eq!(expected_streams_per_receiver(&big, joiners[0]), 10, "one audio consumer per publisher");
+        assert!(joiners
+            .iter()
+            .all(|j| j.published_client && j.subscribe && !j.silent));
+        assert_eq!(
+            expected_streams_per_receiver(&big, joiners[0]),
+            10,
+            "one audio consumer per publisher"
+        );
     }
 }

@@ -13,7 +13,11 @@ use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "simplesfu-bot", version, about = "Load-test peers and benchmark harness for simplesfu")]
+#[command(
+    name = "simplesfu-bot",
+    version,
+    about = "Load-test peers and benchmark harness for simplesfu"
+)]
 struct Cli {
     /// Log level or tracing filter (logs go to stderr).
     #[arg(long, global = true, default_value = "warn")]
@@ -202,14 +206,20 @@ struct RunArgs {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let filter =
-        EnvFilter::try_new(&cli.log_level).with_context(|| format!("invalid log level `{}`", cli.log_level))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = EnvFilter::try_new(&cli.log_level)
+        .with_context(|| format!("invalid log level `{}`", cli.log_level))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
         Command::Run(args) => run_load(args),
         Command::Floor { packets } => {
             let f = simplesfu_bot::floor::measure(packets.max(1000))?;
-            println!("{}", serde_json::to_string_pretty(&f).context("floor to JSON")?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&f).context("floor to JSON")?
+            );
             Ok(())
         }
         Command::Bench(b) => {
@@ -289,7 +299,8 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
     print!("{}", report.table());
     if let Some(path) = a.json {
         let text = serde_json::to_string_pretty(&report).context("report to JSON")?;
-        std::fs::write(&path, text).with_context(|| format!("could not write {}", path.display()))?;
+        std::fs::write(&path, text)
+            .with_context(|| format!("could not write {}", path.display()))?;
     }
     Ok(())
 }

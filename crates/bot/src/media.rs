@@ -116,7 +116,10 @@ impl PeerMedia {
                 }
             })
             .collect();
-        let audio = o.audio.then(|| AudioStream { ssrc: base + 8, stream_id: stream_id(peer_index, 0) });
+        let audio = o.audio.then(|| AudioStream {
+            ssrc: base + 8,
+            stream_id: stream_id(peer_index, 0),
+        });
         PeerMedia {
             video,
             audio,
@@ -167,9 +170,20 @@ impl PeerMedia {
                 ssrc: a.ssrc,
                 pt: self.audio_pt,
                 stream_id: a.stream_id,
-                payload_size: if self.silent { DTX_PAYLOAD } else { AUDIO_PAYLOAD },
-                interval: if self.silent { DTX_INTERVAL } else { AUDIO_INTERVAL },
-                levels: self.levels.clone().unwrap_or_else(|| LevelSchedule::default().for_publisher(0, self.silent)),
+                payload_size: if self.silent {
+                    DTX_PAYLOAD
+                } else {
+                    AUDIO_PAYLOAD
+                },
+                interval: if self.silent {
+                    DTX_INTERVAL
+                } else {
+                    AUDIO_INTERVAL
+                },
+                levels: self
+                    .levels
+                    .clone()
+                    .unwrap_or_else(|| LevelSchedule::default().for_publisher(0, self.silent)),
             }),
         }
     }
@@ -191,7 +205,14 @@ mod tests {
 
     #[test]
     fn simulcast_has_three_smaller_layers() {
-        let m = PeerMedia::new(&MediaOptions { simulcast: true, audio: true, ..Default::default() }, 0);
+        let m = PeerMedia::new(
+            &MediaOptions {
+                simulcast: true,
+                audio: true,
+                ..Default::default()
+            },
+            0,
+        );
         assert_eq!(m.video.len(), 3);
         assert!(m.video[0].packets_per_frame < m.video[2].packets_per_frame);
         assert!(m.video[0].payload_size <= m.video[2].payload_size);
@@ -200,11 +221,28 @@ mod tests {
 
     #[test]
     fn silent_publishers_send_dtx_sized_audio_every_400_ms() {
-        let o = MediaOptions { video: false, audio: true, ..Default::default() };
+        let o = MediaOptions {
+            video: false,
+            audio: true,
+            ..Default::default()
+        };
         let talking = PeerMedia::new(&o, 1).plan().audio.expect("audio");
-        let silent = PeerMedia::new(&o, 1).with_silence(true).plan().audio.expect("audio");
-        assert_eq!((talking.interval, talking.payload_size), (AUDIO_INTERVAL, AUDIO_PAYLOAD));
-        assert_eq!((silent.interval, silent.payload_size), (DTX_INTERVAL, DTX_PAYLOAD));
-        assert_eq!(silent.stream_id, talking.stream_id, "same stream, fewer packets");
+        let silent = PeerMedia::new(&o, 1)
+            .with_silence(true)
+            .plan()
+            .audio
+            .expect("audio");
+        assert_eq!(
+            (talking.interval, talking.payload_size),
+            (AUDIO_INTERVAL, AUDIO_PAYLOAD)
+        );
+        assert_eq!(
+            (silent.interval, silent.payload_size),
+            (DTX_INTERVAL, DTX_PAYLOAD)
+        );
+        assert_eq!(
+            silent.stream_id, talking.stream_id,
+            "same stream, fewer packets"
+        );
     }
 }

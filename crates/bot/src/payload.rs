@@ -29,7 +29,10 @@ pub struct Stamp {
 /// Nanoseconds of CLOCK_MONOTONIC: one clock for every process on the machine,
 /// so a sender and a receiver in different processes can compare stamps.
 pub fn monotonic_ns() -> u64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes into the timespec we own; CLOCK_MONOTONIC always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
     ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
@@ -44,13 +47,20 @@ fn push_stamp(buf: &mut Vec<u8>, stamp: Stamp) {
 
 /// The stamp at the end of `payload`, if it is a bot payload.
 pub fn read_stamp(payload: &[u8]) -> Option<Stamp> {
-    let tail = payload.len().checked_sub(STAMP_LEN).map(|start| &payload[start..])?;
+    let tail = payload
+        .len()
+        .checked_sub(STAMP_LEN)
+        .map(|start| &payload[start..])?;
     if tail[..4] != MAGIC {
         return None;
     }
     let u32_at = |i: usize| u32::from_be_bytes([tail[i], tail[i + 1], tail[i + 2], tail[i + 3]]);
     let u64_at = |i: usize| ((u32_at(i) as u64) << 32) | u32_at(i + 4) as u64;
-    Some(Stamp { stream: u32_at(4), counter: u64_at(8), sent_ns: u64_at(16) })
+    Some(Stamp {
+        stream: u32_at(4),
+        counter: u64_at(8),
+        sent_ns: u64_at(16),
+    })
 }
 
 /// Where a video packet sits in its frame.
@@ -105,18 +115,24 @@ pub fn vp8_payload(size: usize, packet: Vp8Packet, stamp: Stamp) -> Vec<u8> {
 /// Whether `payload` starts a VP8 frame (S=1, partition 0): what a viewer
 /// times frames by.
 pub fn is_vp8_frame_start(payload: &[u8]) -> bool {
-    payload.first().is_some_and(|b0| b0 & 0x10 != 0 && b0 & 0x07 == 0)
+    payload
+        .first()
+        .is_some_and(|b0| b0 & 0x10 != 0 && b0 & 0x07 == 0)
 }
 
 /// Whether `payload` starts a VP8 key frame (S=1, partition 0, P=0).
 pub fn is_vp8_keyframe_start(payload: &[u8]) -> bool {
-    let Some(&b0) = payload.first() else { return false };
+    let Some(&b0) = payload.first() else {
+        return false;
+    };
     if b0 & 0x10 == 0 || b0 & 0x07 != 0 {
         return false;
     }
     let mut i = 1;
     if b0 & 0x80 != 0 {
-        let Some(&x) = payload.get(1) else { return false };
+        let Some(&x) = payload.get(1) else {
+            return false;
+        };
         i = 2;
         if x & 0x80 != 0 {
             match payload.get(i) {
@@ -151,8 +167,20 @@ mod tests {
 
     #[test]
     fn stamps_round_trip_at_the_end_of_the_payload() {
-        let stamp = Stamp { stream: 0x0102_0304, counter: 1 << 40 | 7, sent_ns: u64::MAX - 3 };
-        let p = vp8_payload(900, Vp8Packet { picture_id: 300, start: true, keyframe: true }, stamp);
+        let stamp = Stamp {
+            stream: 0x0102_0304,
+            counter: 1 << 40 | 7,
+            sent_ns: u64::MAX - 3,
+        };
+        let p = vp8_payload(
+            900,
+            Vp8Packet {
+                picture_id: 300,
+                start: true,
+                keyframe: true,
+            },
+            stamp,
+        );
         assert_eq!(p.len(), 900);
         assert_eq!(read_stamp(&p), Some(stamp));
         let a = opus_payload(80, stamp);
@@ -164,14 +192,44 @@ mod tests {
 
     #[test]
     fn key_frames_are_recognisable_like_the_server_does() {
-        let stamp = Stamp { stream: 1, counter: 0, sent_ns: 0 };
-        let key = vp8_payload(500, Vp8Packet { picture_id: 0x1234, start: true, keyframe: true }, stamp);
-        let delta = vp8_payload(500, Vp8Packet { picture_id: 0x1234, start: true, keyframe: false }, stamp);
-        let middle = vp8_payload(500, Vp8Packet { picture_id: 0x1234, start: false, keyframe: true }, stamp);
+        let stamp = Stamp {
+            stream: 1,
+            counter: 0,
+            sent_ns: 0,
+        };
+        let key = vp8_payload(
+            500,
+            Vp8Packet {
+                picture_id: 0x1234,
+                start: true,
+                keyframe: true,
+            },
+            stamp,
+        );
+        let delta = vp8_payload(
+            500,
+            Vp8Packet {
+                picture_id: 0x1234,
+                start: true,
+                keyframe: false,
+            },
+            stamp,
+        );
+        let middle = vp8_payload(
+            500,
+            Vp8Packet {
+                picture_id: 0x1234,
+                start: false,
+                keyframe: true,
+            },
+            stamp,
+        );
         assert!(is_vp8_keyframe_start(&key));
         assert!(!is_vp8_keyframe_start(&delta));
         assert!(!is_vp8_keyframe_start(&middle));
-        assert!(is_vp8_frame_start(&key) && is_vp8_frame_start(&delta) && !is_vp8_frame_start(&middle));
+        assert!(
+            is_vp8_frame_start(&key) && is_vp8_frame_start(&delta) && !is_vp8_frame_start(&middle)
+        );
         // The engine's own example of a key frame start.
         assert!(is_vp8_keyframe_start(&[0x90, 0x80, 0x81, 0x23, 0x10]));
     }
@@ -187,10 +245,34 @@ mod tests {
 
     #[test]
     fn sizes_are_clamped() {
-        let stamp = Stamp { stream: 1, counter: 0, sent_ns: 0 };
-        let p = vp8_payload(5, Vp8Packet { picture_id: 1, start: true, keyframe: true }, stamp);
+        let stamp = Stamp {
+            stream: 1,
+            counter: 0,
+            sent_ns: 0,
+        };
+        let p = vp8_payload(
+            5,
+            Vp8Packet {
+                picture_id: 1,
+                start: true,
+                keyframe: true,
+            },
+            stamp,
+        );
         assert_eq!(p.len(), MIN_PAYLOAD);
         assert_eq!(read_stamp(&p), Some(stamp));
-        assert_eq!(vp8_payload(10_000, Vp8Packet { picture_id: 1, start: false, keyframe: false }, stamp).len(), MAX_PAYLOAD);
+        assert_eq!(
+            vp8_payload(
+                10_000,
+                Vp8Packet {
+                    picture_id: 1,
+                    start: false,
+                    keyframe: false
+                },
+                stamp
+            )
+            .len(),
+            MAX_PAYLOAD
+        );
     }
 }

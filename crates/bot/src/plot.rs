@@ -36,12 +36,29 @@ pub fn draw(report: &BenchReport, path: &Path) -> anyhow::Result<()> {
             None => series.push((name, vec![point])),
         }
     }
-    let max_x = series.iter().flat_map(|(_, p)| p.iter().map(|p| p.0)).fold(10.0, f64::max) * 1.5;
-    let max_loss = series.iter().flat_map(|(_, p)| p.iter().map(|p| p.1)).fold(2.0, f64::max) * 1.1;
-    let max_p99 = series.iter().flat_map(|(_, p)| p.iter().map(|p| p.2)).fold(60.0, f64::max) * 1.1;
+    let max_x = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.0))
+        .fold(10.0, f64::max)
+        * 1.5;
+    let max_loss = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.1))
+        .fold(2.0, f64::max)
+        * 1.1;
+    let max_p99 = series
+        .iter()
+        .flat_map(|(_, p)| p.iter().map(|p| p.2))
+        .fold(60.0, f64::max)
+        * 1.1;
     for (area, title, max_y, pick) in [
         (&left, "loss % vs forwarded streams", max_loss, 1usize),
-        (&right, "p99 added latency (ms) vs forwarded streams", max_p99, 2usize),
+        (
+            &right,
+            "p99 added latency (ms) vs forwarded streams",
+            max_p99,
+            2usize,
+        ),
     ] {
         let mut chart = ChartBuilder::on(area)
             .caption(title, ("sans-serif", 18))
@@ -50,16 +67,27 @@ pub fn draw(report: &BenchReport, path: &Path) -> anyhow::Result<()> {
             .y_label_area_size(50)
             .build_cartesian_2d((1.0..max_x).log_scale(), 0.0..max_y)
             .map_err(|e| anyhow!("{e}"))?;
-        chart.configure_mesh().x_desc("streams (log)").draw().map_err(|e| anyhow!("{e}"))?;
+        chart
+            .configure_mesh()
+            .x_desc("streams (log)")
+            .draw()
+            .map_err(|e| anyhow!("{e}"))?;
         for (i, (name, pts)) in series.iter().enumerate() {
             let color = Palette99::pick(i).to_rgba();
-            let data: Vec<(f64, f64)> = pts.iter().map(|p| (p.0, if pick == 1 { p.1 } else { p.2 })).collect();
+            let data: Vec<(f64, f64)> = pts
+                .iter()
+                .map(|p| (p.0, if pick == 1 { p.1 } else { p.2 }))
+                .collect();
             chart
                 .draw_series(LineSeries::new(data.clone(), color.stroke_width(2)))
                 .map_err(|e| anyhow!("{e}"))?
                 .label(name.clone())
-                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2)));
-            chart.draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled()))).map_err(|e| anyhow!("{e}"))?;
+                .legend(move |(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 15, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(data.iter().map(|&p| Circle::new(p, 3, color.filled())))
+                .map_err(|e| anyhow!("{e}"))?;
         }
         chart
             .configure_series_labels()
@@ -69,6 +97,7 @@ pub fn draw(report: &BenchReport, path: &Path) -> anyhow::Result<()> {
             .draw()
             .map_err(|e| anyhow!("{e}"))?;
     }
-    root.present().with_context(|| format!("could not write {}", path.display()))?;
+    root.present()
+        .with_context(|| format!("could not write {}", path.display()))?;
     Ok(())
 }

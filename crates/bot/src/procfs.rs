@@ -26,11 +26,20 @@ fn clock_ticks() -> f64 {
 /// utime + stime (seconds) from the text of /proc/<pid>/stat.
 pub fn parse_stat_cpu(stat: &str) -> anyhow::Result<f64> {
     // The command name may contain spaces: fields start after the last ')'.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).ok_or_else(|| anyhow!("malformed stat"))?;
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| anyhow!("malformed stat"))?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // After ')': state is field 3 of stat(5); utime is 14, stime 15 → indexes 11 and 12 here.
-    let utime: u64 = fields.get(11).ok_or_else(|| anyhow!("stat has no utime"))?.parse()?;
-    let stime: u64 = fields.get(12).ok_or_else(|| anyhow!("stat has no stime"))?.parse()?;
+    let utime: u64 = fields
+        .get(11)
+        .ok_or_else(|| anyhow!("stat has no utime"))?
+        .parse()?;
+    let stime: u64 = fields
+        .get(12)
+        .ok_or_else(|| anyhow!("stat has no stime"))?
+        .parse()?;
     Ok((utime + stime) as f64 / clock_ticks())
 }
 
@@ -43,9 +52,14 @@ pub fn parse_status_rss(status: &str) -> Option<u64> {
 
 /// Sample a process (`"self"` for this one).
 pub fn sample(pid: &str) -> anyhow::Result<ProcSample> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid} is gone"))?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).with_context(|| format!("process {pid} is gone"))?;
-    Ok(ProcSample { cpu_s: parse_stat_cpu(&stat)?, rss_bytes: parse_status_rss(&status).unwrap_or(0) })
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("process {pid} is gone"))?;
+    Ok(ProcSample {
+        cpu_s: parse_stat_cpu(&stat)?,
+        rss_bytes: parse_status_rss(&status).unwrap_or(0),
+    })
 }
 
 /// Thread ids of `pid` whose name starts with `prefix` (simplesfu names its
@@ -85,7 +99,9 @@ pub fn threads_cpu_s(pid: u32, prefix: &str) -> anyhow::Result<f64> {
 /// CPU time of a process and all its threads' children is not needed: servers
 /// here are single processes. Number of CPUs this process may run on.
 pub fn allowed_cpus() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 #[cfg(test)]
@@ -97,7 +113,10 @@ mod tests {
         let stat = "1234 (simple sfu) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 3 0 100 1000000 2000";
         let ticks = clock_ticks();
         assert!((parse_stat_cpu(stat).expect("parses") - 300.0 / ticks).abs() < 1e-9);
-        assert_eq!(parse_status_rss("Name:\tx\nVmRSS:\t  2048 kB\n"), Some(2 * 1024 * 1024));
+        assert_eq!(
+            parse_status_rss("Name:\tx\nVmRSS:\t  2048 kB\n"),
+            Some(2 * 1024 * 1024)
+        );
         let me = sample("self").expect("own process");
         assert!(me.rss_bytes > 0);
     }
@@ -117,7 +136,9 @@ mod tests {
         wait_started.recv().expect("started");
         let tids = threads_named(std::process::id(), "worker-test").expect("listed");
         assert_eq!(tids.len(), 1, "{tids:?}");
-        assert!(threads_named(std::process::id(), "no-such-thread").expect("listed").is_empty());
+        assert!(threads_named(std::process::id(), "no-such-thread")
+            .expect("listed")
+            .is_empty());
         let _ = stop.send(());
         handle.join().expect("joined");
     }
@@ -144,7 +165,10 @@ mod tests {
         let all = sample("self").expect("own process").cpu_s;
         let _ = stop_tx.send(());
         spinner.join().expect("joined");
-        assert!(spun > 0.0 && spun <= all, "thread {spun} s within process {all} s");
+        assert!(
+            spun > 0.0 && spun <= all,
+            "thread {spun} s within process {all} s"
+        );
         assert_eq!(threads_cpu_s(pid, "no-such-thread").expect("read"), 0.0);
     }
 }

@@ -3,8 +3,8 @@
 //! big-room, consumers, refusals, time to first audio and signaling CPU.
 
 use crate::bench::{
-    server_label, BenchReport, LevelResult, ServerKind, ServerSettings, CONSTRAINED_MAX_LOSS_PCT, CONSTRAINED_WARMUP,
-    MAX_FIRST_MEDIA_MS, MAX_LOSS_PCT, MAX_P99_MS,
+    server_label, BenchReport, LevelResult, ServerKind, ServerSettings, CONSTRAINED_MAX_LOSS_PCT,
+    CONSTRAINED_WARMUP, MAX_FIRST_MEDIA_MS, MAX_LOSS_PCT, MAX_P99_MS,
 };
 use crate::load::{downlink_name, layers_name};
 use std::fmt::Write;
@@ -38,7 +38,9 @@ pub fn largest_held<'a>(
 ) -> Option<&'a LevelResult> {
     r.levels
         .iter()
-        .filter(|l| l.scenario == scenario && l.server == server && l.workers == workers && l.passed)
+        .filter(|l| {
+            l.scenario == scenario && l.server == server && l.workers == workers && l.passed
+        })
         .max_by_key(|l| l.load)
 }
 
@@ -58,8 +60,11 @@ fn servers_of(r: &BenchReport, scenario: &str) -> Vec<(ServerKind, Option<usize>
 fn scaling_table(r: &BenchReport, names: &[&str]) -> String {
     let mut s = String::new();
     for name in names {
-        let ours: Vec<Option<usize>> =
-            servers_of(r, name).into_iter().filter(|(k, _)| *k == ServerKind::Simplesfu).map(|(_, w)| w).collect();
+        let ours: Vec<Option<usize>> = servers_of(r, name)
+            .into_iter()
+            .filter(|(k, _)| *k == ServerKind::Simplesfu)
+            .map(|(_, w)| w)
+            .collect();
         if ours.len() < 2 {
             continue;
         }
@@ -68,7 +73,10 @@ fn scaling_table(r: &BenchReport, names: &[&str]) -> String {
             let held = largest_held(r, name, ServerKind::Simplesfu, *w);
             let ratio = match (held, base) {
                 (Some(h), Some(b)) if b.report.received_packets_per_s > 0.0 => {
-                    format!("{:.2}", h.report.received_packets_per_s / b.report.received_packets_per_s)
+                    format!(
+                        "{:.2}",
+                        h.report.received_packets_per_s / b.report.received_packets_per_s
+                    )
                 }
                 _ => "-".into(),
             };
@@ -76,8 +84,10 @@ fn scaling_table(r: &BenchReport, names: &[&str]) -> String {
                 s,
                 "| {name} | {} | {} | {} | {} |",
                 w.unwrap_or(1),
-                held.map(|h| h.load.to_string()).unwrap_or_else(|| "none".into()),
-                held.map(|h| format!("{:.0}", h.report.received_packets_per_s)).unwrap_or_else(|| "-".into()),
+                held.map(|h| h.load.to_string())
+                    .unwrap_or_else(|| "none".into()),
+                held.map(|h| format!("{:.0}", h.report.received_packets_per_s))
+                    .unwrap_or_else(|| "-".into()),
                 ratio
             );
         }
@@ -111,7 +121,11 @@ fn pct(v: Option<f64>) -> String {
 /// server's CPU split into signaling and media workers.
 fn big_room_section(r: &BenchReport) -> String {
     let mut s = String::from("## big-room\n\n");
-    let levels: Vec<&LevelResult> = r.levels.iter().filter(|l| l.scenario == "big-room").collect();
+    let levels: Vec<&LevelResult> = r
+        .levels
+        .iter()
+        .filter(|l| l.scenario == "big-room")
+        .collect();
     if let Some(l) = levels.first() {
         let c = &l.report.config;
         let _ = writeln!(
@@ -131,10 +145,17 @@ fn big_room_section(r: &BenchReport) -> String {
         s,
         "| server | publishers | joiners | availableProducers resend | consumers pushed | resumed | limit_reached | with audio | first audio p50 ms | max ms | per joiner max ms | loss % | server CPU % | signaling CPU % | workers CPU % | signaling kB/s to peers | RSS MB | bot CPU % | held |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for l in &levels {
         let c = &l.report.consumers;
-        let per_joiner: Vec<String> = c.per_receiver.iter().map(|j| format!("{:.0}", j.max_ms)).collect();
+        let per_joiner: Vec<String> = c
+            .per_receiver
+            .iter()
+            .map(|j| format!("{:.0}", j.max_ms))
+            .collect();
         let _ = writeln!(
             s,
             "| {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {} | {:.2} | {:.1} | {} | {} | {:.0} | {:.0} | {:.0} | {} |",
@@ -161,10 +182,22 @@ fn big_room_section(r: &BenchReport) -> String {
     }
     for l in &levels {
         if let Err(e) = crate::bench::check_consumers(l) {
-            let _ = writeln!(s, "- {} with resend {}: {e}", server_label(l.server, l.workers), resend(l.settings));
+            let _ = writeln!(
+                s,
+                "- {} with resend {}: {e}",
+                server_label(l.server, l.workers),
+                resend(l.settings)
+            );
         }
         if let Some(error) = &l.report.first_error {
-            let _ = writeln!(s, "- {} with resend {}: {} of {} peers failed to join; first error: {error}", server_label(l.server, l.workers), resend(l.settings), l.report.join_failures, l.report.peers);
+            let _ = writeln!(
+                s,
+                "- {} with resend {}: {} of {} peers failed to join; first error: {error}",
+                server_label(l.server, l.workers),
+                resend(l.settings),
+                l.report.join_failures,
+                l.report.peers
+            );
         }
     }
     s += "\n";
@@ -175,7 +208,11 @@ fn big_room_section(r: &BenchReport) -> String {
 /// what the viewers got; then what estimation costs per forwarded packet.
 fn constrained_section(r: &BenchReport) -> String {
     let mut s = String::from("## constrained\n\n");
-    let levels: Vec<&LevelResult> = r.levels.iter().filter(|l| l.scenario == "constrained").collect();
+    let levels: Vec<&LevelResult> = r
+        .levels
+        .iter()
+        .filter(|l| l.scenario == "constrained")
+        .collect();
     if let Some(l) = levels.first() {
         let c = &l.report.config;
         let _ = writeln!(
@@ -194,7 +231,13 @@ fn constrained_section(r: &BenchReport) -> String {
         "| estimation | downlink | viewers | video kbit/s | final layers | no video | layer switches | video loss % | audio loss % | gaps > 200 ms | max gap ms | video p50 / p99 ms | link drops % |"
     );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    let estimation = |l: &LevelResult| if l.settings.is_none_or(|s| s.bandwidth_estimation) { "on" } else { "off" };
+    let estimation = |l: &LevelResult| {
+        if l.settings.is_none_or(|s| s.bandwidth_estimation) {
+            "on"
+        } else {
+            "off"
+        }
+    };
     for l in &levels {
         for c in &l.report.classes {
             let _ = writeln!(
@@ -217,7 +260,10 @@ fn constrained_section(r: &BenchReport) -> String {
             );
         }
     }
-    let _ = writeln!(s, "\n| estimation | server CPU % | µs/pkt | x floor | RSS MB | bot CPU % | held |");
+    let _ = writeln!(
+        s,
+        "\n| estimation | server CPU % | µs/pkt | x floor | RSS MB | bot CPU % | held |"
+    );
     let _ = writeln!(s, "|---|---|---|---|---|---|---|");
     for l in &levels {
         let _ = writeln!(
@@ -248,7 +294,13 @@ fn constrained_section(r: &BenchReport) -> String {
             let _ = writeln!(s, "- estimation {}: {e}", estimation(l));
         }
         if let Some(error) = &l.report.first_error {
-            let _ = writeln!(s, "- estimation {}: {} of {} peers failed to join; first error: {error}", estimation(l), l.report.join_failures, l.report.peers);
+            let _ = writeln!(
+                s,
+                "- estimation {}: {} of {} peers failed to join; first error: {error}",
+                estimation(l),
+                l.report.join_failures,
+                l.report.peers
+            );
         }
     }
     s += "\n";
@@ -258,12 +310,22 @@ fn constrained_section(r: &BenchReport) -> String {
 /// Which simplesfu settings of this run differ from the server's defaults.
 fn non_default_settings(r: &BenchReport) -> String {
     let bursts: Vec<String> = {
-        let mut b: Vec<u32> = r.levels.iter().filter_map(|l| l.settings?.request_burst).collect();
+        let mut b: Vec<u32> = r
+            .levels
+            .iter()
+            .filter_map(|l| l.settings?.request_burst)
+            .collect();
         b.dedup();
-        b.iter().map(|b| format!(", `--request-burst {b}` in big-room")).collect()
+        b.iter()
+            .map(|b| format!(", `--request-burst {b}` in big-room"))
+            .collect()
     };
     let extra: String = r.simplesfu_args.iter().map(|a| format!(" `{a}`")).collect();
-    let extra = if extra.is_empty() { String::new() } else { format!(" Given for this run, on every simplesfu:{extra}.") };
+    let extra = if extra.is_empty() {
+        String::new()
+    } else {
+        format!(" Given for this run, on every simplesfu:{extra}.")
+    };
     format!(
         "- simplesfu's settings besides its defaults: `--workers` as labelled, `--log-level error`, `--max-peers-per-room 1000000` (the livestream ramps past the default 500), `--available-producers-interval-ms 0` in the forwarding scenarios (default 1000: the periodic room list is signaling, not forwarding) and as given per row in big-room{}{}. Request limits are the defaults otherwise (50 requests/s, burst 200).{extra}\n",
         bursts.concat(),
@@ -337,7 +399,10 @@ pub fn markdown(r: &BenchReport) -> String {
             s,
             "| server | load | streams | loss % | p50 ms | p99 ms | max ms | server CPU % | µs/pkt | pkt/CPU-s | x floor | RSS MB | bot CPU % | held |"
         );
-        let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let _ = writeln!(
+            s,
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        );
         for l in r.levels.iter().filter(|l| l.scenario == *name) {
             s += &row(l);
         }
@@ -371,16 +436,23 @@ pub fn markdown(r: &BenchReport) -> String {
             }
         }
         // Janus is compared with the first simplesfu worker count.
-        let first = servers_of(r, name).into_iter().find(|(k, _)| *k == ServerKind::Simplesfu).map(|(_, w)| w);
+        let first = servers_of(r, name)
+            .into_iter()
+            .find(|(k, _)| *k == ServerKind::Simplesfu)
+            .map(|(_, w)| w);
         let ours: Vec<&LevelResult> = r
             .levels
             .iter()
-            .filter(|l| l.scenario == *name && l.server == ServerKind::Simplesfu && Some(l.workers) == first)
+            .filter(|l| {
+                l.scenario == *name && l.server == ServerKind::Simplesfu && Some(l.workers) == first
+            })
             .collect();
         let mut ratios = String::new();
         for o in &ours {
-            if let Some(j) =
-                r.levels.iter().find(|l| l.scenario == *name && l.server == ServerKind::Janus && l.load == o.load)
+            if let Some(j) = r
+                .levels
+                .iter()
+                .find(|l| l.scenario == *name && l.server == ServerKind::Janus && l.load == o.load)
             {
                 let ratio = |a: f64, b: f64| {
                     if b > 0.0 {
@@ -403,8 +475,14 @@ pub fn markdown(r: &BenchReport) -> String {
             }
         }
         if !ratios.is_empty() {
-            let _ = writeln!(s, "\nAt equal load (simplesfu ÷ Janus; below 1 means simplesfu is cheaper):\n");
-            let _ = writeln!(s, "| load | µs/pkt ratio | CPU ratio | loss % ours / Janus | p99 ms ours / Janus |");
+            let _ = writeln!(
+                s,
+                "\nAt equal load (simplesfu ÷ Janus; below 1 means simplesfu is cheaper):\n"
+            );
+            let _ = writeln!(
+                s,
+                "| load | µs/pkt ratio | CPU ratio | loss % ours / Janus | p99 ms ours / Janus |"
+            );
             let _ = writeln!(s, "|---|---|---|---|---|");
             s += &ratios;
         }
@@ -426,11 +504,21 @@ pub(crate) mod tests {
     use std::time::Duration;
 
     fn latency(p50_ms: f64, max_ms: f64) -> LatencySummary {
-        LatencySummary { samples: 300, p50_ms, p99_ms: max_ms, max_ms, mean_ms: p50_ms }
+        LatencySummary {
+            samples: 300,
+            p50_ms,
+            p99_ms: max_ms,
+            max_ms,
+            mean_ms: p50_ms,
+        }
     }
 
     fn big_room_level(resend_ms: u64, consumers: ConsumerReport, passed: bool) -> LevelResult {
-        let settings = ServerSettings { available_producers_interval_ms: resend_ms, request_burst: None, bandwidth_estimation: true };
+        let settings = ServerSettings {
+            available_producers_interval_ms: resend_ms,
+            request_burst: None,
+            bandwidth_estimation: true,
+        };
         let mut l = sample_level("big-room", settings);
         l.streams = consumers.with_media;
         l.report.receiving_streams = consumers.with_media;
@@ -449,7 +537,12 @@ pub(crate) mod tests {
             publishers_subscribe: false,
             published_client: true,
             subscribe_audio_levels: false,
-            media: MediaOptions { video: false, audio: true, speakers_per_room: Some(3), ..Default::default() },
+            media: MediaOptions {
+                video: false,
+                audio: true,
+                speakers_per_room: Some(3),
+                ..Default::default()
+            },
             downlinks_kbps: Vec::new(),
             congestion_feedback: false,
             warmup: Duration::from_secs(1),
@@ -477,7 +570,11 @@ pub(crate) mod tests {
             join_to_first_packet: LatencySummary::default(),
             consumers: ConsumerReport::default(),
             receivers_without_media: 0,
-            signaling_kb_per_s: if settings.available_producers_interval_ms > 0 { 20_700.0 } else { 0.0 },
+            signaling_kb_per_s: if settings.available_producers_interval_ms > 0 {
+                20_700.0
+            } else {
+                0.0
+            },
             bot_cpu_pct: 30.0,
             bot_cpus: 2,
             speakers: None,
@@ -513,23 +610,68 @@ pub(crate) mod tests {
     fn constrained_rows_show_each_class_and_what_estimation_costs() {
         use crate::load::ClassReport;
         let level = |estimation: bool, cpu: f64, classes: Vec<ClassReport>| {
-            let mut l = sample_level("constrained", ServerSettings { bandwidth_estimation: estimation, ..ServerSettings::FORWARDING });
-            l.report.config.media = MediaOptions { simulcast: true, audio: true, ..Default::default() };
+            let mut l = sample_level(
+                "constrained",
+                ServerSettings {
+                    bandwidth_estimation: estimation,
+                    ..ServerSettings::FORWARDING
+                },
+            );
+            l.report.config.media = MediaOptions {
+                simulcast: true,
+                audio: true,
+                ..Default::default()
+            };
             l.report.config.downlinks_kbps = vec![Some(300), None];
             l.report.config.subscribers_per_room = 2;
             l.cpu_us_per_forwarded_packet = cpu;
             l.report.classes = classes;
             l
         };
-        let slow = ClassReport { downlink_kbps: Some(300), receivers: 1, video_kbps: 94.0, final_layers: vec![1], ..Default::default() };
-        let free = ClassReport { downlink_kbps: None, receivers: 1, video_kbps: 1500.0, final_layers: vec![0, 0, 1], ..Default::default() };
-        let flooded = ClassReport { video_kbps: 280.0, video_loss_pct: 41.5, frame_gaps_over_200ms: 7, final_layers: vec![0, 0, 1], ..slow.clone() };
-        let md = markdown(&bench_report(vec![level(true, 5.5, vec![slow, free.clone()]), level(false, 5.0, vec![flooded, free])]));
+        let slow = ClassReport {
+            downlink_kbps: Some(300),
+            receivers: 1,
+            video_kbps: 94.0,
+            final_layers: vec![1],
+            ..Default::default()
+        };
+        let free = ClassReport {
+            downlink_kbps: None,
+            receivers: 1,
+            video_kbps: 1500.0,
+            final_layers: vec![0, 0, 1],
+            ..Default::default()
+        };
+        let flooded = ClassReport {
+            video_kbps: 280.0,
+            video_loss_pct: 41.5,
+            frame_gaps_over_200ms: 7,
+            final_layers: vec![0, 0, 1],
+            ..slow.clone()
+        };
+        let md = markdown(&bench_report(vec![
+            level(true, 5.5, vec![slow, free.clone()]),
+            level(false, 5.0, vec![flooded, free]),
+        ]));
         assert!(md.contains("## constrained"), "{md}");
-        assert!(md.contains("| on | 300 kbit/s | 1 | 94 | r0 1 | 0 | 0 | 0.00 | 0.00 | 0 |"), "{md}");
-        assert!(md.contains("| off | 300 kbit/s | 1 | 280 | r2 1 | 0 | 0 | 41.50 | 0.00 | 7 |"), "{md}");
-        assert!(md.contains("Estimation costs +10% CPU per forwarded packet"), "{md}");
-        assert!(md.contains("`--bandwidth-estimation=false` in the constrained rows that say estimation off"), "{md}");
+        assert!(
+            md.contains("| on | 300 kbit/s | 1 | 94 | r0 1 | 0 | 0 | 0.00 | 0.00 | 0 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| off | 300 kbit/s | 1 | 280 | r2 1 | 0 | 0 | 41.50 | 0.00 | 7 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Estimation costs +10% CPU per forwarded packet"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "`--bandwidth-estimation=false` in the constrained rows that say estimation off"
+            ),
+            "{md}"
+        );
         assert!(!md.contains("- estimation on: "), "the layers fit: {md}");
     }
 
@@ -537,7 +679,11 @@ pub(crate) mod tests {
         BenchReport {
             date: "2026-11-28T09-41-01".into(),
             smoke: false,
-            machine: Machine { nproc: 2, cpu_model: "AMD EPYC".into(), kernel: "6.18".into() },
+            machine: Machine {
+                nproc: 2,
+                cpu_model: "AMD EPYC".into(),
+                kernel: "6.18".into(),
+            },
             floor: Floor {
                 udp_send_us: 2.6,
                 udp_sendto_us: 3.1,
@@ -565,17 +711,39 @@ pub(crate) mod tests {
             per_receiver: vec![latency(275.0, 589.0)],
             ..Default::default()
         };
-        let refused = ConsumerReport { resumed: 263, refused_for_rate: 37, with_media: 263, ..all.clone() };
-        let md = markdown(&bench_report(vec![big_room_level(1000, all, true), big_room_level(0, refused, false)]));
+        let refused = ConsumerReport {
+            resumed: 263,
+            refused_for_rate: 37,
+            with_media: 263,
+            ..all.clone()
+        };
+        let md = markdown(&bench_report(vec![
+            big_room_level(1000, all, true),
+            big_room_level(0, refused, false),
+        ]));
         assert!(md.contains("## big-room"), "{md}");
         assert!(md.contains("300 audio-only publishers (3 talking"), "{md}");
         assert!(
             md.contains("| simplesfu | 300 | 1 | 1000 ms | 300 | 300 | 0 | 300 | 275 | 589 | 589 | 0.00 | 12.0 | 1.7 | 10.3 | 20700 |"),
             "{md}"
         );
-        assert!(md.contains("| simplesfu | 300 | 1 | off | 300 | 263 | 37 | 263 |"), "{md}");
-        assert!(md.contains("- simplesfu with resend off: 37 of 300 resumeConsumer refused with limit_reached"), "{md}");
-        assert!(md.contains("as given per row in big-room. Request limits are the defaults"), "{md}");
-        assert!(!md.contains("largest load held: 300"), "big-room is not a ramp: {md}");
+        assert!(
+            md.contains("| simplesfu | 300 | 1 | off | 300 | 263 | 37 | 263 |"),
+            "{md}"
+        );
+        assert!(
+            md.contains(
+                "- simplesfu with resend off: 37 of 300 resumeConsumer refused with limit_reached"
+            ),
+            "{md}"
+        );
+        assert!(
+            md.contains("as given per row in big-room. Request limits are the defaults"),
+            "{md}"
+        );
+        assert!(
+            !md.contains("largest load held: 300"),
+            "big-room is not a ramp: {md}"
+        );
     }
 }

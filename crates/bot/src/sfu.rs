@@ -93,7 +93,9 @@ fn extension_for(uri: &str) -> Option<Extension> {
         "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id" => Extension::RtpStreamId,
         "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id" => Extension::RepairedRtpStreamId,
         "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time" => Extension::AbsoluteSendTime,
-        "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01" => Extension::TransportSequenceNumber,
+        "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01" => {
+            Extension::TransportSequenceNumber
+        }
         "urn:ietf:params:rtp-hdrext:ssrc-audio-level" => Extension::AudioLevel,
         "urn:3gpp:video-orientation" => Extension::VideoOrientation,
         _ => return None,
@@ -111,11 +113,17 @@ pub struct RouterCodecs {
 
 impl RouterCodecs {
     pub fn from_capabilities(caps: &Value) -> anyhow::Result<RouterCodecs> {
-        let codecs = caps["codecs"].as_array().ok_or_else(|| anyhow!("router capabilities have no codecs"))?;
+        let codecs = caps["codecs"]
+            .as_array()
+            .ok_or_else(|| anyhow!("router capabilities have no codecs"))?;
         let pt_of = |mime: &str| {
             codecs
                 .iter()
-                .find(|c| c["mimeType"].as_str().is_some_and(|m| m.eq_ignore_ascii_case(mime)))
+                .find(|c| {
+                    c["mimeType"]
+                        .as_str()
+                        .is_some_and(|m| m.eq_ignore_ascii_case(mime))
+                })
                 .and_then(|c| c["preferredPayloadType"].as_u64())
                 .map(|pt| pt as u8)
         };
@@ -123,17 +131,32 @@ impl RouterCodecs {
         let vp8 = pt_of("video/VP8").ok_or_else(|| anyhow!("the router offers no VP8"))?;
         let vp8_rtx = codecs
             .iter()
-            .find(|c| c["mimeType"].as_str().is_some_and(|m| m.eq_ignore_ascii_case("video/rtx")) && c["parameters"]["apt"].as_u64() == Some(vp8 as u64))
+            .find(|c| {
+                c["mimeType"]
+                    .as_str()
+                    .is_some_and(|m| m.eq_ignore_ascii_case("video/rtx"))
+                    && c["parameters"]["apt"].as_u64() == Some(vp8 as u64)
+            })
             .and_then(|c| c["preferredPayloadType"].as_u64())
             .map(|pt| pt as u8);
         let mut extensions: Vec<(u8, Extension)> = Vec::new();
         for e in caps["headerExtensions"].as_array().into_iter().flatten() {
-            let (Some(id), Some(ext)) = (e["preferredId"].as_u64(), e["uri"].as_str().and_then(extension_for)) else { continue };
+            let (Some(id), Some(ext)) = (
+                e["preferredId"].as_u64(),
+                e["uri"].as_str().and_then(extension_for),
+            ) else {
+                continue;
+            };
             if !extensions.iter().any(|(i, _)| *i as u64 == id) {
                 extensions.push((id as u8, ext));
             }
         }
-        Ok(RouterCodecs { opus, vp8, vp8_rtx, extensions })
+        Ok(RouterCodecs {
+            opus,
+            vp8,
+            vp8_rtx,
+            extensions,
+        })
     }
 }
 
@@ -152,8 +175,22 @@ pub fn client_rtc(info: &Value, codecs: ClientCodecs, local: SocketAddr) -> anyh
         ClientCodecs::Browser => {
             config = config.set_extension_map(ExtensionMap::standard());
             let c = config.codec_config();
-            c.add_config(Pt::from(browser::OPUS), None, Codec::Opus, Frequency::FORTY_EIGHT_KHZ, Some(2), FormatParams::default());
-            c.add_config(Pt::from(browser::VP8), Some(Pt::from(browser::VP8_RTX)), Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
+            c.add_config(
+                Pt::from(browser::OPUS),
+                None,
+                Codec::Opus,
+                Frequency::FORTY_EIGHT_KHZ,
+                Some(2),
+                FormatParams::default(),
+            );
+            c.add_config(
+                Pt::from(browser::VP8),
+                Some(Pt::from(browser::VP8_RTX)),
+                Codec::Vp8,
+                Frequency::NINETY_KHZ,
+                None,
+                FormatParams::default(),
+            );
         }
         ClientCodecs::Router(r) => {
             let mut map = ExtensionMap::empty();
@@ -162,14 +199,35 @@ pub fn client_rtc(info: &Value, codecs: ClientCodecs, local: SocketAddr) -> anyh
             }
             config = config.set_extension_map(map);
             let c = config.codec_config();
-            c.add_config(Pt::from(r.opus), None, Codec::Opus, Frequency::FORTY_EIGHT_KHZ, Some(2), FormatParams::default());
-            c.add_config(Pt::from(r.vp8), r.vp8_rtx.map(Pt::from), Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
+            c.add_config(
+                Pt::from(r.opus),
+                None,
+                Codec::Opus,
+                Frequency::FORTY_EIGHT_KHZ,
+                Some(2),
+                FormatParams::default(),
+            );
+            c.add_config(
+                Pt::from(r.vp8),
+                r.vp8_rtx.map(Pt::from),
+                Codec::Vp8,
+                Frequency::NINETY_KHZ,
+                None,
+                FormatParams::default(),
+            );
         }
     }
     let mut rtc = config.build(Instant::now());
     let candidate = info["iceCandidates"]
         .as_array()
-        .and_then(|c| c.iter().find(|c| c["protocol"].as_str().unwrap_or("udp").eq_ignore_ascii_case("udp")))
+        .and_then(|c| {
+            c.iter().find(|c| {
+                c["protocol"]
+                    .as_str()
+                    .unwrap_or("udp")
+                    .eq_ignore_ascii_case("udp")
+            })
+        })
         .ok_or_else(|| anyhow!("the transport has no UDP ICE candidate"))?;
     let ip: IpAddr = candidate["address"]
         .as_str()
@@ -177,20 +235,32 @@ pub fn client_rtc(info: &Value, codecs: ClientCodecs, local: SocketAddr) -> anyh
         .ok_or_else(|| anyhow!("ICE candidate without an address"))?
         .parse()
         .context("ICE candidate address is not an IP")?;
-    let port = candidate["port"].as_u64().ok_or_else(|| anyhow!("ICE candidate without a port"))? as u16;
+    let port = candidate["port"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("ICE candidate without a port"))? as u16;
     rtc.add_local_candidate(Candidate::host(local, "udp").context("local candidate")?);
-    rtc.add_remote_candidate(Candidate::host(SocketAddr::new(ip, port), "udp").context("server candidate")?);
+    rtc.add_remote_candidate(
+        Candidate::host(SocketAddr::new(ip, port), "udp").context("server candidate")?,
+    );
     let ice = &info["iceParameters"];
     let creds = IceCreds {
-        ufrag: ice["usernameFragment"].as_str().ok_or_else(|| anyhow!("no usernameFragment"))?.to_string(),
-        pass: ice["password"].as_str().ok_or_else(|| anyhow!("no ICE password"))?.to_string(),
+        ufrag: ice["usernameFragment"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no usernameFragment"))?
+            .to_string(),
+        pass: ice["password"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no ICE password"))?
+            .to_string(),
     };
     let fp = info["dtlsParameters"]["fingerprints"]
         .as_array()
         .and_then(|f| f.iter().find(|f| f["algorithm"] == "sha-256"))
         .and_then(|f| f["value"].as_str())
         .ok_or_else(|| anyhow!("the server offered no sha-256 fingerprint"))?;
-    let fp: Fingerprint = format!("sha-256 {fp}").parse().map_err(|e: String| anyhow!("bad server fingerprint: {e}"))?;
+    let fp: Fingerprint = format!("sha-256 {fp}")
+        .parse()
+        .map_err(|e: String| anyhow!("bad server fingerprint: {e}"))?;
     let mut api = rtc.direct_api();
     api.set_remote_ice_credentials(creds);
     api.set_ice_controlling(true);
@@ -202,7 +272,12 @@ pub fn client_rtc(info: &Value, codecs: ClientCodecs, local: SocketAddr) -> anyh
 /// `{role: "client", fingerprints: [{algorithm: "sha-256", value}]}` of a client Rtc.
 pub fn dtls_parameters(rtc: &mut Rtc) -> Value {
     let fp = rtc.direct_api().local_dtls_fingerprint().clone();
-    let value = fp.bytes.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":");
+    let value = fp
+        .bytes
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":");
     json!({"role": "client", "fingerprints": [{"algorithm": "sha-256", "value": value}]})
 }
 
@@ -215,9 +290,18 @@ fn video_parameters(media: &PeerMedia, simulcast: bool, mid: &str) -> Value {
     let encodings: Vec<Value> = if simulcast {
         exts.push(json!({"uri": "urn:ietf:params:rtp-hdrext:sdes:rtp-stream-id", "id": 10, "encrypt": false, "parameters": {}}));
         exts.push(json!({"uri": "urn:ietf:params:rtp-hdrext:sdes:repaired-rtp-stream-id", "id": 11, "encrypt": false, "parameters": {}}));
-        media.video.iter().enumerate().map(|(i, _)| json!({"rid": format!("r{i}"), "active": true})).collect()
+        media
+            .video
+            .iter()
+            .enumerate()
+            .map(|(i, _)| json!({"rid": format!("r{i}"), "active": true}))
+            .collect()
     } else {
-        media.video.iter().map(|l| json!({"ssrc": l.ssrc, "rtx": {"ssrc": l.rtx}})).collect()
+        media
+            .video
+            .iter()
+            .map(|l| json!({"ssrc": l.ssrc, "rtx": {"ssrc": l.rtx}}))
+            .collect()
     };
     json!({
         "mid": mid,
@@ -264,7 +348,12 @@ fn sctp_capabilities() -> serde_json::Value {
     json!({"numStreams": {"OS": 1024, "MIS": 1024}})
 }
 
-async fn create_transport(client: &SocketIoClient, producing: bool, codecs: ClientCodecs<'_>, local_ip: IpAddr) -> anyhow::Result<NewTransport> {
+async fn create_transport(
+    client: &SocketIoClient,
+    producing: bool,
+    codecs: ClientCodecs<'_>,
+    local_ip: IpAddr,
+) -> anyhow::Result<NewTransport> {
     let ack = client
         .request(
             "createWebRtcTransport",
@@ -272,12 +361,25 @@ async fn create_transport(client: &SocketIoClient, producing: bool, codecs: Clie
         )
         .await?;
     let info = &ack["transportInfo"];
-    let id = info["id"].as_str().ok_or_else(|| anyhow!("transportInfo without id"))?.to_string();
+    let id = info["id"]
+        .as_str()
+        .ok_or_else(|| anyhow!("transportInfo without id"))?
+        .to_string();
     let (socket, local) = transport::bind(local_ip).await?;
     let mut rtc = client_rtc(info, codecs, local)?;
     let dtls = dtls_parameters(&mut rtc);
-    client.request("connectWebRtcTransport", json!({"transportId": id, "dtlsParameters": dtls})).await?;
-    Ok(NewTransport { id, rtc, socket, local })
+    client
+        .request(
+            "connectWebRtcTransport",
+            json!({"transportId": id, "dtlsParameters": dtls}),
+        )
+        .await?;
+    Ok(NewTransport {
+        id,
+        rtc,
+        socket,
+        local,
+    })
 }
 
 /// Connect one peer to simplesfu at `server`, publish and/or subscribe as
@@ -297,7 +399,13 @@ pub async fn join(
     // a few % of connections). The first request is idempotent: retry it.
     let mut caps = Err(anyhow!("not asked"));
     for _ in 0..3 {
-        caps = client.request_within("getRouterRtpCapabilities", Value::Null, std::time::Duration::from_secs(3)).await;
+        caps = client
+            .request_within(
+                "getRouterRtpCapabilities",
+                Value::Null,
+                std::time::Duration::from_secs(3),
+            )
+            .await;
         if caps.is_ok() {
             break;
         }
@@ -320,19 +428,31 @@ pub async fn join(
         let mut t = create_transport(&client, true, ClientCodecs::Browser, local_ip).await?;
         // mids in produce order, as mediasoup-client assigns them: video first.
         let video_mid = (!media.video.is_empty()).then(|| "0".to_string());
-        let audio_mid = media.audio.as_ref().map(|_| if video_mid.is_some() { "1" } else { "0" }.to_string());
+        let audio_mid = media
+            .audio
+            .as_ref()
+            .map(|_| if video_mid.is_some() { "1" } else { "0" }.to_string());
         if let Some(mid) = &video_mid {
             let mid = Mid::from(mid.as_str());
             t.rtc.direct_api().declare_media(mid, MediaKind::Video);
             for (i, l) in media.video.iter().enumerate() {
-                let rid = options.simulcast.then(|| Rid::from(format!("r{i}").as_str()));
-                t.rtc.direct_api().declare_stream_tx(Ssrc::from(l.ssrc), Some(Ssrc::from(l.rtx)), mid, rid);
+                let rid = options
+                    .simulcast
+                    .then(|| Rid::from(format!("r{i}").as_str()));
+                t.rtc.direct_api().declare_stream_tx(
+                    Ssrc::from(l.ssrc),
+                    Some(Ssrc::from(l.rtx)),
+                    mid,
+                    rid,
+                );
             }
         }
         if let (Some(mid), Some(a)) = (&audio_mid, &media.audio) {
             let mid = Mid::from(mid.as_str());
             t.rtc.direct_api().declare_media(mid, MediaKind::Audio);
-            t.rtc.direct_api().declare_stream_tx(Ssrc::from(a.ssrc), None, mid, None);
+            t.rtc
+                .direct_api()
+                .declare_stream_tx(Ssrc::from(a.ssrc), None, mid, None);
         }
         let handle = transport::spawn(t.rtc, t.socket, t.local, None, run.clone(), stop.clone());
         if let Some(mid) = &video_mid {
@@ -347,18 +467,29 @@ pub async fn join(
                 .request("produce", json!({"transportId": t.id, "kind": "audio", "rtpParameters": params, "appData": {"label": "audio", "broadcast": false}}))
                 .await?;
         }
-        handle.commands.send(Command::Send(media.plan())).map_err(|_| anyhow!("the send transport stopped"))?;
+        handle
+            .commands
+            .send(Command::Send(media.plan()))
+            .map_err(|_| anyhow!("the send transport stopped"))?;
         send = Some(handle);
     }
 
     let mut recv = None;
     if spec.subscribe {
-        let mut t = create_transport(&client, false, ClientCodecs::Router(&router), local_ip).await?;
+        let mut t =
+            create_transport(&client, false, ClientCodecs::Router(&router), local_ip).await?;
         if spec.congestion_feedback {
             t.rtc.direct_api().enable_twcc_feedback();
         }
         let downlink = spec.downlink_kbps.map(Downlink::new);
-        recv = Some(transport::spawn(t.rtc, t.socket, t.local, downlink, run.clone(), stop.clone()));
+        recv = Some(transport::spawn(
+            t.rtc,
+            t.socket,
+            t.local,
+            downlink,
+            run.clone(),
+            stop.clone(),
+        ));
     }
 
     if let Some(r) = &recv {
@@ -367,9 +498,13 @@ pub async fn join(
         }
     }
     if spec.subscribe_audio_levels {
-        client.request("subscribeAudioLevels", json!({"enabled": true})).await?;
+        client
+            .request("subscribeAudioLevels", json!({"enabled": true}))
+            .await?;
     }
-    client.request("joinRoom", json!({"roomId": spec.room})).await?;
+    client
+        .request("joinRoom", json!({"roomId": spec.room}))
+        .await?;
 
     let consumers = Arc::new(ConsumerCounters::default());
     let recv_for_pushes = recv.clone();
@@ -404,21 +539,39 @@ pub async fn join(
             }
         }
     });
-    Ok(JoinedPeer { peer_id, send, recv, consumers })
+    Ok(JoinedPeer {
+        peer_id,
+        send,
+        recv,
+        consumers,
+    })
 }
 
 /// The observer's record of an `activeSpeaker` or `audioLevels` push.
 fn observe(run: &RunState, msg: &Value) {
     let now = crate::payload::monotonic_ns();
-    let Ok(mut log) = run.observer.lock() else { return };
+    let Ok(mut log) = run.observer.lock() else {
+        return;
+    };
     match msg["type"].as_str() {
-        Some("activeSpeaker") => log.active_speaker.push((now, msg["data"]["peerId"].as_str().unwrap_or_default().to_string())),
+        Some("activeSpeaker") => log.active_speaker.push((
+            now,
+            msg["data"]["peerId"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+        )),
         Some("audioLevels") => {
             let levels = msg["data"]
                 .as_array()
                 .into_iter()
                 .flatten()
-                .map(|l| (l["peerId"].as_str().unwrap_or_default().to_string(), l["level"].as_f64().unwrap_or(f64::NAN)))
+                .map(|l| {
+                    (
+                        l["peerId"].as_str().unwrap_or_default().to_string(),
+                        l["level"].as_f64().unwrap_or(f64::NAN),
+                    )
+                })
                 .collect();
             log.audio_levels.push((now, levels));
         }
@@ -431,7 +584,9 @@ impl ConsumerCounters {
     fn count(&self, outcome: anyhow::Result<()>) {
         match outcome {
             Ok(()) => self.resumed.fetch_add(1, Ordering::Relaxed),
-            Err(e) if Refused::of(&e).is_some_and(|r| r.code == ErrorCode::LimitReached.as_str()) => {
+            Err(e)
+                if Refused::of(&e).is_some_and(|r| r.code == ErrorCode::LimitReached.as_str()) =>
+            {
                 tracing::debug!(error = %e, "consumer refused for the request rate");
                 self.refused_for_rate.fetch_add(1, Ordering::Relaxed)
             }
@@ -444,20 +599,38 @@ impl ConsumerCounters {
 }
 
 /// Declare a pushed consumer on the receive transport and resume it.
-async fn consume(client: &SocketIoClient, recv: &TransportHandle, data: &Value) -> anyhow::Result<()> {
+async fn consume(
+    client: &SocketIoClient,
+    recv: &TransportHandle,
+    data: &Value,
+) -> anyhow::Result<()> {
     let params = &data["rtpParameters"];
     let kind = match data["kind"].as_str() {
         Some("audio") => MediaKind::Audio,
         Some("video") => MediaKind::Video,
         other => bail!("createConsumer with kind {other:?}"),
     };
-    let mid = params["mid"].as_str().ok_or_else(|| anyhow!("createConsumer without rtpParameters.mid"))?.to_string();
+    let mid = params["mid"]
+        .as_str()
+        .ok_or_else(|| anyhow!("createConsumer without rtpParameters.mid"))?
+        .to_string();
     let encoding = &params["encodings"][0];
-    let ssrc = encoding["ssrc"].as_u64().ok_or_else(|| anyhow!("createConsumer without an SSRC"))? as u32;
+    let ssrc = encoding["ssrc"]
+        .as_u64()
+        .ok_or_else(|| anyhow!("createConsumer without an SSRC"))? as u32;
     let rtx = encoding["rtx"]["ssrc"].as_u64().map(|s| s as u32);
-    recv.commands.send(Command::Expect { mid, kind, ssrc, rtx }).map_err(|_| anyhow!("the receive transport stopped"))?;
+    recv.commands
+        .send(Command::Expect {
+            mid,
+            kind,
+            ssrc,
+            rtx,
+        })
+        .map_err(|_| anyhow!("the receive transport stopped"))?;
     let producer_id = data["producerId"].clone();
-    client.request("resumeConsumer", json!({"producerId": producer_id})).await?;
+    client
+        .request("resumeConsumer", json!({"producerId": producer_id}))
+        .await?;
     Ok(())
 }
 

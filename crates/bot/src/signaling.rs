@@ -30,7 +30,11 @@ pub struct Refused {
 
 impl std::fmt::Display for Refused {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "`{}` refused: {} ({})", self.request, self.message, self.code)
+        write!(
+            f,
+            "`{}` refused: {} ({})",
+            self.request, self.message, self.code
+        )
     }
 }
 
@@ -58,9 +62,14 @@ pub fn websocket_url(server: &str) -> anyhow::Result<String> {
         .strip_prefix("http://")
         .map(|r| ("ws://", r))
         .or_else(|| server.strip_prefix("ws://").map(|r| ("ws://", r)))
-        .ok_or_else(|| anyhow!("server URL `{server}` must start with http:// (e.g. http://127.0.0.1:3000)"))?;
+        .ok_or_else(|| {
+            anyhow!("server URL `{server}` must start with http:// (e.g. http://127.0.0.1:3000)")
+        })?;
     let host = rest.1.trim_end_matches('/');
-    Ok(format!("{}{host}/socket.io/?EIO=4&transport=websocket", rest.0))
+    Ok(format!(
+        "{}{host}/socket.io/?EIO=4&transport=websocket",
+        rest.0
+    ))
 }
 
 impl SocketIoClient {
@@ -72,19 +81,28 @@ impl SocketIoClient {
         received_bytes: Arc<AtomicU64>,
     ) -> anyhow::Result<(SocketIoClient, mpsc::UnboundedReceiver<(String, Value)>)> {
         let url = websocket_url(server)?;
-        let (ws, _) = tokio::time::timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url.as_str()))
-            .await
-            .map_err(|_| anyhow!("timed out connecting to {url}: is the server running?"))?
-            .with_context(|| format!("could not open the WebSocket {url}: is the server running?"))?;
+        let (ws, _) = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio_tungstenite::connect_async(url.as_str()),
+        )
+        .await
+        .map_err(|_| anyhow!("timed out connecting to {url}: is the server running?"))?
+        .with_context(|| format!("could not open the WebSocket {url}: is the server running?"))?;
         let (mut sink, mut stream) = ws.split();
 
-        let open = next_text(&mut stream).await.context("no engine.io open packet")?;
+        let open = next_text(&mut stream)
+            .await
+            .context("no engine.io open packet")?;
         if !open.starts_with('0') {
             bail!("expected an engine.io open packet, got `{open}`");
         }
-        sink.send(Message::text("40")).await.context("could not send the socket.io connect")?;
+        sink.send(Message::text("40"))
+            .await
+            .context("could not send the socket.io connect")?;
         let sid = loop {
-            let msg = next_text(&mut stream).await.context("no socket.io connect reply")?;
+            let msg = next_text(&mut stream)
+                .await
+                .context("no socket.io connect reply")?;
             if msg == "2" {
                 sink.send(Message::text("3")).await.context("pong")?;
                 continue;
@@ -126,19 +144,39 @@ impl SocketIoClient {
                 p.clear();
             }
         });
-        Ok((SocketIoClient { sid, out: out_tx, pending, next_ack: AtomicU64::new(1) }, push_rx))
+        Ok((
+            SocketIoClient {
+                sid,
+                out: out_tx,
+                pending,
+                next_ack: AtomicU64::new(1),
+            },
+            push_rx,
+        ))
     }
 
     /// Emit `event` with `data` and wait for the ack's first argument.
-    pub async fn emit_with_ack(&self, event: &str, data: Value, timeout: Duration) -> anyhow::Result<Value> {
+    pub async fn emit_with_ack(
+        &self,
+        event: &str,
+        data: Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let id = self.next_ack.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().map_err(|_| anyhow!("signaling state poisoned"))?.insert(id, tx);
+        self.pending
+            .lock()
+            .map_err(|_| anyhow!("signaling state poisoned"))?
+            .insert(id, tx);
         let text = format!("42{id}{}", json!([event, data]));
-        self.out.send(text).map_err(|_| anyhow!("the signaling connection is closed"))?;
+        self.out
+            .send(text)
+            .map_err(|_| anyhow!("the signaling connection is closed"))?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(_)) => bail!("the signaling connection closed before the server answered `{event}`"),
+            Ok(Err(_)) => {
+                bail!("the signaling connection closed before the server answered `{event}`")
+            }
             Err(_) => {
                 if let Ok(mut p) = self.pending.lock() {
                     p.remove(&id);
@@ -151,13 +189,23 @@ impl SocketIoClient {
     /// One protocol v1 request: `{type, data}` on `mediasoupSignaling`; the
     /// success ack, or the error ack turned into an error.
     pub async fn request(&self, kind: &str, data: Value) -> anyhow::Result<Value> {
-        self.request_within(kind, data, Duration::from_secs(30)).await
+        self.request_within(kind, data, Duration::from_secs(30))
+            .await
     }
 
     /// [`Self::request`] with its own ack timeout.
-    pub async fn request_within(&self, kind: &str, data: Value, timeout: Duration) -> anyhow::Result<Value> {
+    pub async fn request_within(
+        &self,
+        kind: &str,
+        data: Value,
+        timeout: Duration,
+    ) -> anyhow::Result<Value> {
         let ack = self
-            .emit_with_ack(simplesfu_proto::SIGNALING_EVENT, json!({"type": kind, "data": data}), timeout)
+            .emit_with_ack(
+                simplesfu_proto::SIGNALING_EVENT,
+                json!({"type": kind, "data": data}),
+                timeout,
+            )
             .await
             .with_context(|| format!("request `{kind}`"))?;
         success_of(kind, ack)
@@ -168,16 +216,25 @@ impl SocketIoClient {
 /// Protocol v1 errors are `{code, message}`; the original Node.js server
 /// answers `{error: "text"}`, whose text is the message (code `unspecified`).
 fn success_of(kind: &str, ack: Value) -> anyhow::Result<Value> {
-    let Some(err) = ack.get("error") else { return Ok(ack) };
+    let Some(err) = ack.get("error") else {
+        return Ok(ack);
+    };
     let (code, message) = match err {
         Value::String(text) => ("unspecified".to_string(), text.clone()),
         Value::Object(_) => (
             err["code"].as_str().unwrap_or("?").to_string(),
-            err["message"].as_str().map_or_else(|| err.to_string(), str::to_string),
+            err["message"]
+                .as_str()
+                .map_or_else(|| err.to_string(), str::to_string),
         ),
         other => ("unspecified".to_string(), other.to_string()),
     };
-    Err(Refused { request: kind.to_string(), code, message }.into())
+    Err(Refused {
+        request: kind.to_string(),
+        code,
+        message,
+    }
+    .into())
 }
 
 async fn next_text<S>(stream: &mut S) -> anyhow::Result<String>
@@ -257,10 +314,16 @@ mod tests {
     #[test]
     fn parses_acks_pushes_and_pings() {
         assert_eq!(parse_packet("2"), Some(Packet::Ping));
-        assert_eq!(parse_packet(r#"4317[{"success":true}]"#), Some(Packet::Ack(17, json!({"success": true}))));
+        assert_eq!(
+            parse_packet(r#"4317[{"success":true}]"#),
+            Some(Packet::Ack(17, json!({"success": true})))
+        );
         assert_eq!(
             parse_packet(r#"42["mediasoupSignaling",{"type":"peerConnection","data":["a"]}]"#),
-            Some(Packet::Event("mediasoupSignaling".into(), json!({"type": "peerConnection", "data": ["a"]})))
+            Some(Packet::Event(
+                "mediasoupSignaling".into(),
+                json!({"type": "peerConnection", "data": ["a"]})
+            ))
         );
         assert_eq!(parse_packet("40{\"sid\":\"x\"}"), None);
         assert_eq!(parse_packet("nonsense"), None);
@@ -273,16 +336,29 @@ mod tests {
         let ack = json!({"error": {"code": "limit_reached", "message": "too many requests"}});
         let err = success_of("resumeConsumer", ack).expect_err("error ack");
         let refused = Refused::of(&err).expect("a refusal");
-        assert_eq!((refused.request.as_str(), refused.code.as_str()), ("resumeConsumer", "limit_reached"));
-        assert_eq!(err.to_string(), "`resumeConsumer` refused: too many requests (limit_reached)");
+        assert_eq!(
+            (refused.request.as_str(), refused.code.as_str()),
+            ("resumeConsumer", "limit_reached")
+        );
+        assert_eq!(
+            err.to_string(),
+            "`resumeConsumer` refused: too many requests (limit_reached)"
+        );
         // The original server's errors are plain strings.
-        let err = success_of("createWebRtcTransport", json!({"error": "no such room"})).expect_err("error ack");
-        assert_eq!(err.to_string(), "`createWebRtcTransport` refused: no such room (unspecified)");
+        let err = success_of("createWebRtcTransport", json!({"error": "no such room"}))
+            .expect_err("error ack");
+        assert_eq!(
+            err.to_string(),
+            "`createWebRtcTransport` refused: no such room (unspecified)"
+        );
     }
 
     #[test]
     fn websocket_url_from_server_url() {
-        assert_eq!(websocket_url("http://127.0.0.1:3000/").expect("valid"), "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket");
+        assert_eq!(
+            websocket_url("http://127.0.0.1:3000/").expect("valid"),
+            "ws://127.0.0.1:3000/socket.io/?EIO=4&transport=websocket"
+        );
         assert!(websocket_url("127.0.0.1:3000").is_err());
     }
 }

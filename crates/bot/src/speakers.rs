@@ -57,17 +57,25 @@ impl std::str::FromStr for LevelSchedule {
                         .strip_suffix('s')
                         .and_then(|s| s.parse::<f64>().ok())
                         .filter(|s| s.is_finite() && *s >= 0.0)
-                        .ok_or_else(|| format!("step `{step}`: the time must be seconds like `4s` or `2.5s`"))?;
+                        .ok_or_else(|| {
+                            format!("step `{step}`: the time must be seconds like `4s` or `2.5s`")
+                        })?;
                     (Some(Duration::from_secs_f64(seconds)), levels)
                 }
                 None if i == 0 => (None, step),
-                None => return Err(format!("step `{step}`: only the first step may go without a time (`4s:{step}`)")),
+                None => {
+                    return Err(format!(
+                        "step `{step}`: only the first step may go without a time (`4s:{step}`)"
+                    ))
+                }
             };
             let levels_dbov = levels
                 .split(',')
                 .map(|l| match l.parse::<i8>() {
                     Ok(dbov) if (-127..=0).contains(&dbov) => Ok(dbov),
-                    _ => Err(format!("step `{step}`: `{l}` is not a level from -127 to 0 dBov")),
+                    _ => Err(format!(
+                        "step `{step}`: `{l}` is not a level from -127 to 0 dBov"
+                    )),
                 })
                 .collect::<Result<Vec<i8>, String>>()?;
             if let (Some(at), Some(last)) = (at, steps.last().and_then(|s| s.at)) {
@@ -98,7 +106,11 @@ impl LevelStep {
         let mut by_level: Vec<(i8, u32)> = (0..publishers).map(|p| (self.level_of(p), p)).collect();
         by_level.sort_unstable_by(|a, b| b.cmp(a));
         match by_level.as_slice() {
-            [(top, p), rest @ ..] if *top >= VOICE_DBOV && rest.first().is_none_or(|(next, _)| next < top) => Some(*p),
+            [(top, p), rest @ ..]
+                if *top >= VOICE_DBOV && rest.first().is_none_or(|(next, _)| next < top) =>
+            {
+                Some(*p)
+            }
             _ => None,
         }
     }
@@ -107,7 +119,11 @@ impl LevelStep {
 impl LevelSchedule {
     /// One publisher's timeline: (from when, level), the untimed start first.
     pub fn for_publisher(&self, publisher: u32, silent: bool) -> PublisherLevels {
-        let default = if silent { SILENT_DBOV } else { DEFAULT_TALKING_DBOV };
+        let default = if silent {
+            SILENT_DBOV
+        } else {
+            DEFAULT_TALKING_DBOV
+        };
         let mut start = default;
         let mut changes = Vec::new();
         for step in &self.steps {
@@ -137,8 +153,14 @@ pub struct PublisherLevels {
 impl PublisherLevels {
     /// The level `since_window` after the window started (None: not yet).
     pub fn at(&self, since_window: Option<Duration>) -> i8 {
-        let Some(t) = since_window else { return self.start };
-        self.changes.iter().take_while(|(at, _)| *at <= t).last().map_or(self.start, |(_, level)| *level)
+        let Some(t) = since_window else {
+            return self.start;
+        };
+        self.changes
+            .iter()
+            .take_while(|(at, _)| *at <= t)
+            .last()
+            .map_or(self.start, |(_, level)| *level)
     }
 }
 
@@ -202,13 +224,29 @@ impl SpeakerReport {
     /// `publishers`: the peer ids of the observer's room's publishers in
     /// publishing order; times relative to `window_start_ns`, the window
     /// lasting `window`.
-    pub fn new(log: &ObserverLog, schedule: &LevelSchedule, publishers: &[String], window_start_ns: u64, window: Duration, subscribed: bool) -> SpeakerReport {
+    pub fn new(
+        log: &ObserverLog,
+        schedule: &LevelSchedule,
+        publishers: &[String],
+        window_start_ns: u64,
+        window: Duration,
+        subscribed: bool,
+    ) -> SpeakerReport {
         let ms = |ns: u64| (ns as f64 - window_start_ns as f64) / 1e6;
         let place = |peer: &str| publishers.iter().position(|p| p == peer).map(|p| p as u32);
-        let active_speaker: Vec<SpeakerPush> =
-            log.active_speaker.iter().map(|(ns, peer)| SpeakerPush { at_ms: ms(*ns), publisher: place(peer) }).collect();
+        let active_speaker: Vec<SpeakerPush> = log
+            .active_speaker
+            .iter()
+            .map(|(ns, peer)| SpeakerPush {
+                at_ms: ms(*ns),
+                publisher: place(peer),
+            })
+            .collect();
         let window_ms = window.as_secs_f64() * 1000.0;
-        let timed: Vec<(f64, &LevelStep)> = schedule.timed().map(|(at, s)| (at.as_secs_f64() * 1000.0, s)).collect();
+        let timed: Vec<(f64, &LevelStep)> = schedule
+            .timed()
+            .map(|(at, s)| (at.as_secs_f64() * 1000.0, s))
+            .collect();
         let step_end = |i: usize| timed.get(i + 1).map_or(window_ms, |(at, _)| *at);
         let n = publishers.len() as u32;
         let steps = timed
@@ -216,25 +254,65 @@ impl SpeakerReport {
             .enumerate()
             .map(|(i, (at, step))| {
                 let (from, to) = (*at, step_end(i));
-                let during: Vec<&SpeakerPush> = active_speaker.iter().filter(|p| p.at_ms >= from && p.at_ms < to).collect();
+                let during: Vec<&SpeakerPush> = active_speaker
+                    .iter()
+                    .filter(|p| p.at_ms >= from && p.at_ms < to)
+                    .collect();
                 let loudest = step.loudest(n);
-                let followed_ms = loudest.and_then(|l| during.iter().find(|p| p.publisher == Some(l)).map(|p| p.at_ms - from));
-                StepOutcome { at_ms: from, loudest, followed_ms, pushes: during.len() }
+                let followed_ms = loudest.and_then(|l| {
+                    during
+                        .iter()
+                        .find(|p| p.publisher == Some(l))
+                        .map(|p| p.at_ms - from)
+                });
+                StepOutcome {
+                    at_ms: from,
+                    loudest,
+                    followed_ms,
+                    pushes: during.len(),
+                }
             })
             .collect();
         let current_loudest = |at: f64| {
-            let step = timed.iter().take_while(|(from, _)| *from <= at).last().map(|(_, s)| *s).or_else(|| schedule.steps.first().filter(|s| s.at.is_none()));
-            step.map_or_else(|| LevelStep { at: None, levels_dbov: vec![DEFAULT_TALKING_DBOV] }.loudest(n), |s| s.loudest(n))
+            let step = timed
+                .iter()
+                .take_while(|(from, _)| *from <= at)
+                .last()
+                .map(|(_, s)| *s)
+                .or_else(|| schedule.steps.first().filter(|s| s.at.is_none()));
+            step.map_or_else(
+                || {
+                    LevelStep {
+                        at: None,
+                        levels_dbov: vec![DEFAULT_TALKING_DBOV],
+                    }
+                    .loudest(n)
+                },
+                |s| s.loudest(n),
+            )
         };
-        let in_window: Vec<&(u64, Vec<(String, f64)>)> =
-            log.audio_levels.iter().filter(|(ns, _)| (0.0..=window_ms).contains(&ms(*ns))).collect();
-        let intervals: Vec<f64> = in_window.windows(2).map(|w| (w[1].0 as f64 - w[0].0 as f64) / 1e6).collect();
+        let in_window: Vec<&(u64, Vec<(String, f64)>)> = log
+            .audio_levels
+            .iter()
+            .filter(|(ns, _)| (0.0..=window_ms).contains(&ms(*ns)))
+            .collect();
+        let intervals: Vec<f64> = in_window
+            .windows(2)
+            .map(|w| (w[1].0 as f64 - w[0].0 as f64) / 1e6)
+            .collect();
         let audio_levels = LevelPushes {
             count: in_window.len(),
-            mean_interval_ms: if intervals.is_empty() { 0.0 } else { intervals.iter().sum::<f64>() / intervals.len() as f64 },
+            mean_interval_ms: if intervals.is_empty() {
+                0.0
+            } else {
+                intervals.iter().sum::<f64>() / intervals.len() as f64
+            },
             min_interval_ms: intervals.iter().copied().reduce(f64::min).unwrap_or(0.0),
             max_interval_ms: intervals.iter().copied().reduce(f64::max).unwrap_or(0.0),
-            not_loudest_first: in_window.iter().filter(|(_, levels)| levels.windows(2).any(|w| w[0].1 < w[1].1)).count(),
+            not_loudest_first: in_window
+                .iter()
+                .filter(|(_, levels)| levels.windows(2).any(|w| w[0].1 < w[1].1))
+                .count(),
             led_by_loudest: in_window
                 .iter()
                 .filter(|(ns, levels)| {
@@ -243,15 +321,24 @@ impl SpeakerReport {
                 })
                 .count(),
         };
-        SpeakerReport { observer_subscribed: subscribed, active_speaker, steps, audio_levels }
+        SpeakerReport {
+            observer_subscribed: subscribed,
+            active_speaker,
+            steps,
+            audio_levels,
+        }
     }
 
     /// Lines for the run's summary table.
     pub fn table(&self) -> String {
         let mut t = String::new();
         for s in &self.steps {
-            let who = s.loudest.map_or("nobody loud".to_string(), |p| format!("publisher {p} loud"));
-            let followed = s.followed_ms.map_or("not followed".to_string(), |ms| format!("announced after {ms:.0} ms"));
+            let who = s
+                .loudest
+                .map_or("nobody loud".to_string(), |p| format!("publisher {p} loud"));
+            let followed = s.followed_ms.map_or("not followed".to_string(), |ms| {
+                format!("announced after {ms:.0} ms")
+            });
             t += &format!("speaker step at {:.1} s ({who}): {followed}, {} activeSpeaker push(es) in the step\n", s.at_ms / 1000.0, s.pushes);
         }
         let l = &self.audio_levels;
@@ -284,18 +371,41 @@ mod tests {
         let second = s.for_publisher(1, false);
         let fifth = s.for_publisher(4, false);
         assert_eq!(first.at(None), -80, "before the window: the untimed step");
-        assert_eq!((first.at(Some(Duration::ZERO)), second.at(Some(Duration::ZERO))), (-20, -80));
-        assert_eq!((first.at(Some(Duration::from_secs(4))), second.at(Some(Duration::from_secs(5)))), (-80, -20));
-        assert_eq!(fifth.at(Some(Duration::from_secs(5))), -80, "the last value repeats");
+        assert_eq!(
+            (
+                first.at(Some(Duration::ZERO)),
+                second.at(Some(Duration::ZERO))
+            ),
+            (-20, -80)
+        );
+        assert_eq!(
+            (
+                first.at(Some(Duration::from_secs(4))),
+                second.at(Some(Duration::from_secs(5)))
+            ),
+            (-80, -20)
+        );
+        assert_eq!(
+            fifth.at(Some(Duration::from_secs(5))),
+            -80,
+            "the last value repeats"
+        );
         assert_eq!(s.steps[2].loudest(3), Some(1));
         assert_eq!(s.steps[0].loudest(3), None, "nobody is loud");
-        assert_eq!(schedule("-20,-20,-80").steps[0].loudest(3), None, "two equally loud");
+        assert_eq!(
+            schedule("-20,-20,-80").steps[0].loudest(3),
+            None,
+            "two equally loud"
+        );
     }
 
     #[test]
     fn without_a_schedule_talkers_speak_and_silent_publishers_are_silent() {
         let s = LevelSchedule::default();
-        assert_eq!(s.for_publisher(0, false).at(Some(Duration::from_secs(9))), DEFAULT_TALKING_DBOV);
+        assert_eq!(
+            s.for_publisher(0, false).at(Some(Duration::from_secs(9))),
+            DEFAULT_TALKING_DBOV
+        );
         assert_eq!(s.for_publisher(0, true).at(None), SILENT_DBOV);
     }
 
@@ -330,9 +440,32 @@ mod tests {
         };
         let r = SpeakerReport::new(&log, &s, &peers, start, Duration::from_secs(8), true);
         assert_eq!(r.steps.len(), 2);
-        assert_eq!((r.steps[0].loudest, r.steps[0].followed_ms, r.steps[0].pushes), (Some(0), Some(700.0), 1));
-        assert_eq!((r.steps[1].loudest, r.steps[1].followed_ms.map(f64::round), r.steps[1].pushes), (Some(1), Some(1100.0), 1));
+        assert_eq!(
+            (
+                r.steps[0].loudest,
+                r.steps[0].followed_ms,
+                r.steps[0].pushes
+            ),
+            (Some(0), Some(700.0), 1)
+        );
+        assert_eq!(
+            (
+                r.steps[1].loudest,
+                r.steps[1].followed_ms.map(f64::round),
+                r.steps[1].pushes
+            ),
+            (Some(1), Some(1100.0), 1)
+        );
         let l = &r.audio_levels;
-        assert_eq!((l.count, l.min_interval_ms, l.max_interval_ms, l.not_loudest_first, l.led_by_loudest), (3, 250.0, 4250.0, 1, 2));
+        assert_eq!(
+            (
+                l.count,
+                l.min_interval_ms,
+                l.max_interval_ms,
+                l.not_loudest_first,
+                l.led_by_loudest
+            ),
+            (3, 250.0, 4250.0, 1, 2)
+        );
     }
 }

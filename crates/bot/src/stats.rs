@@ -150,7 +150,14 @@ pub struct StreamCounter {
 
 impl StreamCounter {
     pub fn new(first: u64) -> StreamCounter {
-        let mut c = StreamCounter { first, highest: first, seen: [0; WORDS], unique: 1, duplicates: 0, too_late: 0 };
+        let mut c = StreamCounter {
+            first,
+            highest: first,
+            seen: [0; WORDS],
+            unique: 1,
+            duplicates: 0,
+            too_late: 0,
+        };
         c.set(first);
         c
     }
@@ -429,7 +436,13 @@ impl ReceiverStats {
     /// loss; inside it, a packet sent before the window started (a
     /// retransmission, or a sender's padding made of old packets) counts for
     /// nothing, or it would read as a new packet seconds late.
-    pub fn on_packet(&mut self, kind: Kind, payload: &[u8], recv_ns: u64, window_start_ns: Option<u64>) {
+    pub fn on_packet(
+        &mut self,
+        kind: Kind,
+        payload: &[u8],
+        recv_ns: u64,
+        window_start_ns: Option<u64>,
+    ) {
         let Some(stamp) = crate::payload::read_stamp(payload) else {
             self.unstamped += 1;
             return;
@@ -447,7 +460,8 @@ impl ReceiverStats {
         let arrival = match self.streams.get_mut(&stamp.stream) {
             Some((_, c)) => c.record(stamp.counter),
             None => {
-                self.streams.insert(stamp.stream, (kind, StreamCounter::new(stamp.counter)));
+                self.streams
+                    .insert(stamp.stream, (kind, StreamCounter::new(stamp.counter)));
                 Arrival::New
             }
         };
@@ -459,11 +473,22 @@ impl ReceiverStats {
 
     /// Count one video packet of the consumer `ssrc` as the viewer sees it
     /// (inside the window that started at `window_start_ns` only).
-    pub fn on_video_rtp(&mut self, ssrc: u32, seq: u64, payload: &[u8], recv_ns: u64, window_start_ns: Option<u64>) {
+    pub fn on_video_rtp(
+        &mut self,
+        ssrc: u32,
+        seq: u64,
+        payload: &[u8],
+        recv_ns: u64,
+        window_start_ns: Option<u64>,
+    ) {
         let Some(start) = window_start_ns else { return };
         // Stream ids end in the sent slot: 1.. are the video layers.
-        let layer = crate::payload::read_stamp(payload).and_then(|s| (s.stream & 0xff).checked_sub(1));
-        self.views.entry(ssrc).or_insert_with(|| ConsumerView::new(start)).on_packet(seq, payload, layer, recv_ns);
+        let layer =
+            crate::payload::read_stamp(payload).and_then(|s| (s.stream & 0xff).checked_sub(1));
+        self.views
+            .entry(ssrc)
+            .or_insert_with(|| ConsumerView::new(start))
+            .on_packet(seq, payload, layer, recv_ns);
     }
 
     /// The video consumers' totals at the end of the window (`end_ns`): a
@@ -489,8 +514,13 @@ impl ReceiverStats {
     /// Time from join to each stream's first packet, in ms (one per stream
     /// that delivered), if the join time is known.
     pub fn join_to_first_per_stream_ms(&self) -> Vec<f64> {
-        let Some(joined) = self.joined_ns else { return Vec::new() };
-        self.first_by_stream.values().map(|&t| t.saturating_sub(joined) as f64 / 1e6).collect()
+        let Some(joined) = self.joined_ns else {
+            return Vec::new();
+        };
+        self.first_by_stream
+            .values()
+            .map(|&t| t.saturating_sub(joined) as f64 / 1e6)
+            .collect()
     }
 
     /// Totals per kind.
@@ -537,7 +567,10 @@ mod tests {
     fn a_clean_stream_has_no_loss() {
         let seq: Vec<u64> = (10..1010).collect();
         let c = counter_of(&seq);
-        assert_eq!((c.expected(), c.unique(), c.lost(), c.duplicates()), (1000, 1000, 0, 0));
+        assert_eq!(
+            (c.expected(), c.unique(), c.lost(), c.duplicates()),
+            (1000, 1000, 0, 0)
+        );
     }
 
     #[test]
@@ -552,7 +585,10 @@ mod tests {
     #[test]
     fn reordering_is_not_loss_and_duplicates_are_not_received_twice() {
         let c = counter_of(&[0, 2, 1, 3, 5, 4, 4, 6, 6, 6]);
-        assert_eq!((c.expected(), c.unique(), c.lost(), c.duplicates()), (7, 7, 0, 3));
+        assert_eq!(
+            (c.expected(), c.unique(), c.lost(), c.duplicates()),
+            (7, 7, 0, 3)
+        );
         // Reordered before the first packet seen: the stream starts earlier.
         let c = counter_of(&[5, 6, 3, 4, 7]);
         assert_eq!((c.expected(), c.unique(), c.lost()), (5, 5, 0));
@@ -579,7 +615,19 @@ mod tests {
         let start = 1_000_000_000u64;
         let ms = 1_000_000u64;
         let frame = |stream: u32, counter: u64, start_of_frame: bool| {
-            vp8_payload(500, Vp8Packet { picture_id: counter as u16, start: start_of_frame, keyframe: false }, Stamp { stream, counter, sent_ns: 0 })
+            vp8_payload(
+                500,
+                Vp8Packet {
+                    picture_id: counter as u16,
+                    start: start_of_frame,
+                    keyframe: false,
+                },
+                Stamp {
+                    stream,
+                    counter,
+                    sent_ns: 0,
+                },
+            )
         };
         // Before the window: not counted.
         r.on_video_rtp(9, 1, &frame(0x103, 0, true), start - ms, None);
@@ -594,7 +642,13 @@ mod tests {
                 continue;
             }
             let slot = if seq < 14 { 0x103 } else { 0x101 };
-            r.on_video_rtp(9, seq, &frame(slot, 1000 + seq, seq % 2 == 0), t, Some(start));
+            r.on_video_rtp(
+                9,
+                seq,
+                &frame(slot, 1000 + seq, seq % 2 == 0),
+                t,
+                Some(start),
+            );
         }
         t += 300 * ms;
         for seq in 20..24u64 {
@@ -608,7 +662,11 @@ mod tests {
         assert_eq!(v.final_layers, vec![1], "ends on layer 0");
         assert_eq!(v.layer_switches, 1);
         assert_eq!(v.frame_gaps, 1, "the 300 ms stall, not the 40 ms frames");
-        assert!(v.max_frame_gap_ns >= 300 * ms && v.max_frame_gap_ns < 400 * ms, "{}", v.max_frame_gap_ns);
+        assert!(
+            v.max_frame_gap_ns >= 300 * ms && v.max_frame_gap_ns < 400 * ms,
+            "{}",
+            v.max_frame_gap_ns
+        );
         assert_eq!(v.bytes, 13 * 500);
         // A viewer frozen until the end of the window: the tail is a stall too.
         let frozen = r.view_totals(t + 1000 * ms);
@@ -623,7 +681,10 @@ mod tests {
         }
         for (q, want) in [(0.5, 50_000.0), (0.99, 99_000.0), (0.01, 1_000.0)] {
             let got = h.quantile_us(q) as f64;
-            assert!((got - want).abs() / want < 0.01, "q{q}: got {got}, want {want}");
+            assert!(
+                (got - want).abs() / want < 0.01,
+                "q{q}: got {got}, want {want}"
+            );
         }
         assert_eq!(h.max_us(), 100_000);
         let mut small = Histogram::default();
@@ -640,40 +701,96 @@ mod tests {
 
     #[test]
     fn receiver_measures_loss_latency_and_join_time_from_stamped_packets() {
-        let mut r = ReceiverStats { joined_ns: Some(1_000_000), ..Default::default() };
+        let mut r = ReceiverStats {
+            joined_ns: Some(1_000_000),
+            ..Default::default()
+        };
         let t0 = 10_000_000u64;
         // Before the window: only the first packet time counts.
-        let warm = vp8_payload(500, Vp8Packet { picture_id: 1, start: true, keyframe: true },
-            Stamp { stream: 7, counter: 0, sent_ns: t0 });
+        let warm = vp8_payload(
+            500,
+            Vp8Packet {
+                picture_id: 1,
+                start: true,
+                keyframe: true,
+            },
+            Stamp {
+                stream: 7,
+                counter: 0,
+                sent_ns: t0,
+            },
+        );
         r.on_packet(Kind::Video, &warm, t0 + 1_000_000, None);
         // Video stream 7: counters 1..=100 except 50, one duplicate, 2 ms latency each.
         for c in (1..=100u64).filter(|&c| c != 50).chain([60]) {
             let sent = t0 + c * 5_000_000;
-            let p = vp8_payload(1000, Vp8Packet { picture_id: c as u16, start: false, keyframe: false },
-                Stamp { stream: 7, counter: c, sent_ns: sent });
+            let p = vp8_payload(
+                1000,
+                Vp8Packet {
+                    picture_id: c as u16,
+                    start: false,
+                    keyframe: false,
+                },
+                Stamp {
+                    stream: 7,
+                    counter: c,
+                    sent_ns: sent,
+                },
+            );
             r.on_packet(Kind::Video, &p, sent + 2_000_000, Some(t0));
         }
         // Audio stream 8: counters 0..10, latency 1 ms.
         for c in 0..10u64 {
-            let p = opus_payload(80, Stamp { stream: 8, counter: c, sent_ns: t0 + c });
+            let p = opus_payload(
+                80,
+                Stamp {
+                    stream: 8,
+                    counter: c,
+                    sent_ns: t0 + c,
+                },
+            );
             r.on_packet(Kind::Audio, &p, t0 + c + 1_000_000, Some(t0));
         }
         r.on_packet(Kind::Audio, b"not ours", t0, Some(t0));
         // Sent before the window (a resend, or padding made of old packets): nothing.
-        let old = opus_payload(80, Stamp { stream: 8, counter: 10, sent_ns: t0 - 1 });
+        let old = opus_payload(
+            80,
+            Stamp {
+                stream: 8,
+                counter: 10,
+                sent_ns: t0 - 1,
+            },
+        );
         r.on_packet(Kind::Audio, &old, t0 + 5_000_000_000, Some(t0));
         let v = r.totals(Kind::Video);
-        assert_eq!((v.streams, v.packets, v.expected, v.unique, v.lost, v.duplicates), (1, 100, 100, 99, 1, 1));
+        assert_eq!(
+            (
+                v.streams,
+                v.packets,
+                v.expected,
+                v.unique,
+                v.lost,
+                v.duplicates
+            ),
+            (1, 100, 100, 99, 1, 1)
+        );
         assert!((v.loss_pct() - 1.0).abs() < 1e-9);
         let lat = v.latency.summary_ms();
         assert_eq!(lat.samples, 99, "duplicates do not count twice");
-        assert!((lat.p50_ms - 2.0).abs() < 0.03 && (lat.max_ms - 2.0).abs() < 1e-9, "{lat:?}");
+        assert!(
+            (lat.p50_ms - 2.0).abs() < 0.03 && (lat.max_ms - 2.0).abs() < 1e-9,
+            "{lat:?}"
+        );
         let a = r.totals(Kind::Audio);
         assert_eq!((a.packets, a.lost, a.bytes), (10, 0, 800));
         assert!((a.latency.summary_ms().p99_ms - 1.0).abs() < 0.01);
         assert_eq!(r.unstamped, 1);
         assert_eq!(r.join_to_first_ms(), Some(10.0));
         assert_eq!(r.streams_seen(), 2, "video 7 and audio 8");
-        assert_eq!(r.join_to_first_per_stream_ms(), vec![10.0, 10.0], "each stream's first packet, 10 ms after the join");
+        assert_eq!(
+            r.join_to_first_per_stream_ms(),
+            vec![10.0, 10.0],
+            "each stream's first packet, 10 ms after the join"
+        );
     }
 }

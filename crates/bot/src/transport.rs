@@ -5,7 +5,9 @@
 //! Signaling (ours or Janus's) builds the `Rtc`; this module only runs it.
 
 use crate::link::Downlink;
-use crate::payload::{monotonic_ns, opus_payload, split_about_equally, vp8_payload, Stamp, Vp8Packet};
+use crate::payload::{
+    monotonic_ns, opus_payload, split_about_equally, vp8_payload, Stamp, Vp8Packet,
+};
 use crate::speakers::{PublisherLevels, VOICE_DBOV};
 use crate::stats::{Kind, ReceiverStats};
 use std::collections::HashMap;
@@ -97,7 +99,12 @@ pub struct TransportCounters {
 #[derive(Debug)]
 pub enum Command {
     /// Receive a stream (a consumer): declare its media and SSRCs.
-    Expect { mid: String, kind: MediaKind, ssrc: u32, rtx: Option<u32> },
+    Expect {
+        mid: String,
+        kind: MediaKind,
+        ssrc: u32,
+        rtx: Option<u32>,
+    },
     /// Start sending (after the producers exist).
     Send(MediaPlan),
 }
@@ -112,9 +119,11 @@ pub struct TransportHandle {
 
 /// Bind a loopback UDP socket for a client transport.
 pub async fn bind(ip: std::net::IpAddr) -> anyhow::Result<(UdpSocket, SocketAddr)> {
-    let socket = UdpSocket::bind((ip, 0))
-        .await
-        .map_err(|e| anyhow::anyhow!("could not bind a UDP socket on {ip}: {e} (too many open files? raise `ulimit -n`)"))?;
+    let socket = UdpSocket::bind((ip, 0)).await.map_err(|e| {
+        anyhow::anyhow!(
+            "could not bind a UDP socket on {ip}: {e} (too many open files? raise `ulimit -n`)"
+        )
+    })?;
     let local = socket.local_addr()?;
     Ok((socket, local))
 }
@@ -176,13 +185,20 @@ struct State {
     recv_ns: u64,
 }
 
-async fn run_transport(mut s: State, socket: UdpSocket, mut commands: mpsc::UnboundedReceiver<Command>, mut stop: watch::Receiver<bool>) {
+async fn run_transport(
+    mut s: State,
+    socket: UdpSocket,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    mut stop: watch::Receiver<bool>,
+) {
     let mut buf = vec![0u8; 2048];
     loop {
         if !s.deliver_due(Instant::now(), &socket) {
             break;
         }
-        let Some(timeout) = s.drain(&socket) else { break };
+        let Some(timeout) = s.drain(&socket) else {
+            break;
+        };
         let mut wake = timeout;
         if let Some(snd) = &s.sender {
             if s.rtc.is_connected() {
@@ -193,7 +209,9 @@ async fn run_transport(mut s: State, socket: UdpSocket, mut commands: mpsc::Unbo
             wake = wake.min(departure);
         }
         let now = Instant::now();
-        let sleep_for = wake.saturating_duration_since(now).min(Duration::from_millis(100));
+        let sleep_for = wake
+            .saturating_duration_since(now)
+            .min(Duration::from_millis(100));
         tokio::select! {
             _ = stop.changed() => break,
             cmd = commands.recv() => match cmd {
@@ -237,7 +255,9 @@ impl State {
     fn arrive(&mut self, from: SocketAddr, data: &[u8]) {
         match &mut self.downlink {
             Some(link) => {
-                if !link.offer(Instant::now(), from, data) && self.run.measuring.load(Ordering::Relaxed) {
+                if !link.offer(Instant::now(), from, data)
+                    && self.run.measuring.load(Ordering::Relaxed)
+                {
                     self.counters.link_dropped.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -262,7 +282,9 @@ impl State {
 
     fn receive(&mut self, from: SocketAddr, data: &[u8]) {
         self.recv_ns = monotonic_ns();
-        let Ok(recv) = Receive::new(Protocol::Udp, from, self.local, data) else { return };
+        let Ok(recv) = Receive::new(Protocol::Udp, from, self.local, data) else {
+            return;
+        };
         if let Err(e) = self.rtc.handle_input(Input::Receive(Instant::now(), recv)) {
             tracing::debug!(error = %e, "client rtc refused a datagram");
         }
@@ -316,7 +338,9 @@ impl State {
                 }
             }
             Event::KeyframeRequest(_) => {
-                self.counters.keyframe_requests.fetch_add(1, Ordering::Relaxed);
+                self.counters
+                    .keyframe_requests
+                    .fetch_add(1, Ordering::Relaxed);
                 if let Some(snd) = &mut self.sender {
                     snd.keyframe_due = true;
                 }
@@ -327,7 +351,12 @@ impl State {
 
     fn apply(&mut self, cmd: Command) {
         match cmd {
-            Command::Expect { mid, kind, ssrc, rtx } => {
+            Command::Expect {
+                mid,
+                kind,
+                ssrc,
+                rtx,
+            } => {
                 let mid = Mid::from(mid.as_str());
                 if self.rtc.media(mid).is_none() {
                     self.rtc.direct_api().declare_media(mid, kind);
@@ -359,12 +388,16 @@ impl State {
         if !self.rtc.is_connected() {
             return;
         }
-        let Some(mut snd) = self.sender.take() else { return };
+        let Some(mut snd) = self.sender.take() else {
+            return;
+        };
         let fps = snd.plan.fps.max(1) as u64;
         let frame_interval = Duration::from_nanos(1_000_000_000 / fps);
         let mut sent = 0u64;
         while snd.next_video <= now && !snd.plan.video.is_empty() {
-            let keyframe = snd.keyframe_due || now.duration_since(snd.last_keyframe) >= KEYFRAME_INTERVAL || snd.frame == 0;
+            let keyframe = snd.keyframe_due
+                || now.duration_since(snd.last_keyframe) >= KEYFRAME_INTERVAL
+                || snd.frame == 0;
             if keyframe {
                 snd.keyframe_due = false;
                 snd.last_keyframe = now;
@@ -375,16 +408,37 @@ impl State {
                 for i in 0..layer.packets_per_frame {
                     let counter = snd.layer_packets[li];
                     snd.layer_packets[li] += 1;
-                    let stamp = Stamp { stream: layer.stream_id, counter, sent_ns: monotonic_ns() };
+                    let stamp = Stamp {
+                        stream: layer.stream_id,
+                        counter,
+                        sent_ns: monotonic_ns(),
+                    };
                     // Frame sizes vary by a few bytes and are split like libwebrtc
                     // splits them, so packets of a frame differ by up to one byte
                     // (the server's GSO grouping sees what it sees from browsers).
                     let n = layer.packets_per_frame as usize;
                     let frame_bytes = layer.payload_size * n + (snd.frame as usize % n);
                     let size = split_about_equally(frame_bytes, n, i as usize);
-                    let payload = vp8_payload(size, Vp8Packet { picture_id, start: i == 0, keyframe }, stamp);
+                    let payload = vp8_payload(
+                        size,
+                        Vp8Packet {
+                            picture_id,
+                            start: i == 0,
+                            keyframe,
+                        },
+                        stamp,
+                    );
                     let marker = i + 1 == layer.packets_per_frame;
-                    self.write(layer.ssrc, layer.pt, counter, ts, marker, payload, now, ExtensionValues::default());
+                    self.write(
+                        layer.ssrc,
+                        layer.pt,
+                        counter,
+                        ts,
+                        marker,
+                        payload,
+                        now,
+                        ExtensionValues::default(),
+                    );
                     self.drain(socket);
                     sent += 1;
                 }
@@ -400,11 +454,22 @@ impl State {
             let (ssrc, pt, interval) = (audio.ssrc, audio.pt, audio.interval);
             let counter = snd.audio_packets;
             snd.audio_packets += 1;
-            let payload = opus_payload(audio.payload_size, Stamp { stream: audio.stream_id, counter, sent_ns: monotonic_ns() });
+            let payload = opus_payload(
+                audio.payload_size,
+                Stamp {
+                    stream: audio.stream_id,
+                    counter,
+                    sent_ns: monotonic_ns(),
+                },
+            );
             // Sequence numbers stay contiguous in DTX; the 48 kHz timestamp jumps the silence.
             let ts = counter * interval.as_micros() as u64 * 48 / 1000;
             let level = audio.levels.at(self.run.since_window());
-            let ext = ExtensionValues { audio_level: Some(level), voice_activity: Some(level >= VOICE_DBOV), ..Default::default() };
+            let ext = ExtensionValues {
+                audio_level: Some(level),
+                voice_activity: Some(level >= VOICE_DBOV),
+                ..Default::default()
+            };
             self.write(ssrc, pt, counter, ts as u32, false, payload, now, ext);
             self.drain(socket);
             sent += 1;
@@ -414,16 +479,33 @@ impl State {
         if now.duration_since(snd.next_video) > Duration::from_secs(1) {
             snd.next_video = now + frame_interval;
         }
-        self.counters.packets_sent.fetch_add(sent, Ordering::Relaxed);
+        self.counters
+            .packets_sent
+            .fetch_add(sent, Ordering::Relaxed);
         self.sender = Some(snd);
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn write(&mut self, ssrc: u32, pt: u8, counter: u64, ts: u32, marker: bool, payload: Vec<u8>, now: Instant, ext: ExtensionValues) {
+    fn write(
+        &mut self,
+        ssrc: u32,
+        pt: u8,
+        counter: u64,
+        ts: u32,
+        marker: bool,
+        payload: Vec<u8>,
+        now: Instant,
+        ext: ExtensionValues,
+    ) {
         let mut api = self.rtc.direct_api();
-        let Some(stream) = api.stream_tx(&Ssrc::from(ssrc)) else { return };
+        let Some(stream) = api.stream_tx(&Ssrc::from(ssrc)) else {
+            return;
+        };
         // Sequence numbers start at 1 and stay below 2^16 per ROC as str0m expects.
-        let write = RtpWrite::new(Pt::from(pt), (counter + 1).into(), ts, now, payload).marker(marker).nackable(true).ext_vals(ext);
+        let write = RtpWrite::new(Pt::from(pt), (counter + 1).into(), ts, now, payload)
+            .marker(marker)
+            .nackable(true)
+            .ext_vals(ext);
         stream.write_rtp(write);
     }
 }

@@ -17,12 +17,15 @@ mod common;
 use serde_json::Value;
 
 fn ms(v: &Value) -> f64 {
-    v.as_f64().unwrap_or_else(|| panic!("a time in ms, got {v}"))
+    v.as_f64()
+        .unwrap_or_else(|| panic!("a time in ms, got {v}"))
 }
 
 #[test]
 fn the_loud_publisher_is_announced_and_followed_and_levels_go_only_to_who_asked() {
-    let Some(server) = common::start_server() else { return };
+    let Some(server) = common::start_server() else {
+        return;
+    };
     let report = common::run_bot(
         &server,
         &[
@@ -45,21 +48,52 @@ fn the_loud_publisher_is_announced_and_followed_and_levels_go_only_to_who_asked(
 
     let steps = speakers["steps"].as_array().expect("steps");
     assert_eq!(steps.len(), 2);
-    assert_eq!((&steps[0]["loudest"], &steps[1]["loudest"]), (&Value::from(0), &Value::from(1)));
+    assert_eq!(
+        (&steps[0]["loudest"], &steps[1]["loudest"]),
+        (&Value::from(0), &Value::from(1))
+    );
     let announced = ms(&steps[0]["followed_ms"]);
-    assert!(announced <= 1000.0, "the loud publisher was announced after {announced:.0} ms, not within 1 s");
+    assert!(
+        announced <= 1000.0,
+        "the loud publisher was announced after {announced:.0} ms, not within 1 s"
+    );
     let followed = ms(&steps[1]["followed_ms"]);
-    assert!(followed <= 1500.0, "the change was followed after {followed:.0} ms, not within 1.5 s");
+    assert!(
+        followed <= 1500.0,
+        "the change was followed after {followed:.0} ms, not within 1.5 s"
+    );
     let pushes = speakers["active_speaker"].as_array().expect("pushes");
     let named: Vec<&Value> = pushes.iter().map(|p| &p["publisher"]).collect();
-    assert_eq!(named, [&Value::from(0), &Value::from(1)], "one push per change, none while all were quiet: {pushes:?}");
+    assert_eq!(
+        named,
+        [&Value::from(0), &Value::from(1)],
+        "one push per change, none while all were quiet: {pushes:?}"
+    );
 
     let levels = &speakers["audio_levels"];
     let count = levels["count"].as_u64().expect("count");
-    assert!(count >= 16, "audioLevels about every 250 ms over 8 s, got {count}: {levels}");
-    assert!(ms(&levels["mean_interval_ms"]) >= 225.0, "audioLevels more often than every 250 ms: {levels}");
-    assert!(ms(&levels["min_interval_ms"]) >= 100.0, "two audioLevels pushes close together: {levels}");
-    assert_eq!(levels["not_loudest_first"], 0, "audioLevels are loudest first: {levels}");
-    assert!(levels["led_by_loudest"].as_u64().expect("led") * 4 >= count * 3, "the loud publisher heads most pushes: {levels}");
-    assert_eq!(report["audio_levels_unasked"], 0, "the receiver that did not ask got audioLevels");
+    assert!(
+        count >= 16,
+        "audioLevels about every 250 ms over 8 s, got {count}: {levels}"
+    );
+    assert!(
+        ms(&levels["mean_interval_ms"]) >= 225.0,
+        "audioLevels more often than every 250 ms: {levels}"
+    );
+    assert!(
+        ms(&levels["min_interval_ms"]) >= 100.0,
+        "two audioLevels pushes close together: {levels}"
+    );
+    assert_eq!(
+        levels["not_loudest_first"], 0,
+        "audioLevels are loudest first: {levels}"
+    );
+    assert!(
+        levels["led_by_loudest"].as_u64().expect("led") * 4 >= count * 3,
+        "the loud publisher heads most pushes: {levels}"
+    );
+    assert_eq!(
+        report["audio_levels_unasked"], 0,
+        "the receiver that did not ask got audioLevels"
+    );
 }

@@ -133,8 +133,9 @@ pub struct WorkerStats {
 }
 
 /// The bucket bounds of [`WorkerStats::estimate_buckets`], bits/s.
-pub const ESTIMATE_BUCKETS_BPS: [u64; 8] =
-    [150_000, 300_000, 500_000, 1_000_000, 2_000_000, 3_000_000, 5_000_000, 10_000_000];
+pub const ESTIMATE_BUCKETS_BPS: [u64; 8] = [
+    150_000, 300_000, 500_000, 1_000_000, 2_000_000, 3_000_000, 5_000_000, 10_000_000,
+];
 
 /// Events the engine reports without being asked.
 #[derive(Debug, Clone)]
@@ -218,7 +219,13 @@ pub enum EngineError {
     /// layer at or above its number of encodings, a temporal layer above 2,
     /// or any layer for an audio consumer.
     #[error("consumer {consumer} has no layer S{spatial}T{temporal}: its producer has {spatial_layers} spatial and {temporal_layers} temporal layers")]
-    LayersOutOfRange { consumer: ConsumerId, spatial: u8, temporal: u8, spatial_layers: usize, temporal_layers: usize },
+    LayersOutOfRange {
+        consumer: ConsumerId,
+        spatial: u8,
+        temporal: u8,
+        spatial_layers: usize,
+        temporal_layers: usize,
+    },
     /// A priority of 0 (priorities are 1..=255).
     #[error("priority must be 1..=255, not {0}")]
     InvalidPriority(u8),
@@ -232,7 +239,10 @@ pub enum EngineError {
     /// once (a closed producer's m-line is reused by the next one). Close a
     /// producer, or produce on a new send transport.
     #[error("send transport {transport} already carries {limit} producers; close one or create a new send transport")]
-    TooManyProducers { transport: TransportId, limit: usize },
+    TooManyProducers {
+        transport: TransportId,
+        limit: usize,
+    },
     /// A transport asked for TCP candidates only (`forceTcp`) on a worker
     /// that does not offer ICE over TCP.
     #[error("ICE over TCP is off on this server; create the transport without forceTcp")]

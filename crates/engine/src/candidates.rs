@@ -13,7 +13,9 @@
 //! client wrote to as long as each interface has one address on that path.
 
 use crate::api::EngineError;
-use mediasoup_types::data_structures::{IceCandidate, IceCandidateTcpType, IceCandidateType, Protocol as MsProtocol};
+use mediasoup_types::data_structures::{
+    IceCandidate, IceCandidateTcpType, IceCandidateType, Protocol as MsProtocol,
+};
 use std::net::{IpAddr, SocketAddr};
 use str0m::net::{Protocol, TcpType};
 use str0m::Candidate;
@@ -46,7 +48,11 @@ pub(crate) struct HostCandidates {
 impl HostCandidates {
     /// Candidates for `ips` (in order of preference; loopback addresses go
     /// last whatever their place) on `udp_port` and `tcp_port`.
-    pub(crate) fn new(ips: &[IpAddr], udp_port: Option<u16>, tcp_port: Option<u16>) -> HostCandidates {
+    pub(crate) fn new(
+        ips: &[IpAddr],
+        udp_port: Option<u16>,
+        tcp_port: Option<u16>,
+    ) -> HostCandidates {
         let mut ranked: Vec<IpAddr> = Vec::with_capacity(ips.len());
         for ip in ips {
             if !ranked.contains(ip) {
@@ -67,7 +73,14 @@ impl HostCandidates {
                     addr: SocketAddr::new(*ip, port),
                     protocol,
                     priority: priority(base - rank),
-                    foundation: format!("{}{rank}", if protocol == Protocol::Udp { "udp" } else { "tcp" }),
+                    foundation: format!(
+                        "{}{rank}",
+                        if protocol == Protocol::Udp {
+                            "udp"
+                        } else {
+                            "tcp"
+                        }
+                    ),
                 });
             }
         }
@@ -76,9 +89,15 @@ impl HostCandidates {
 
     /// What a new transport announces (`tcp_only`: its client asked for
     /// `forceTcp`) and the candidates its str0m instance holds.
-    pub(crate) fn for_transport(&self, tcp_only: bool) -> Result<(Vec<IceCandidate>, Vec<Candidate>), EngineError> {
-        let offered: Vec<&HostCandidate> =
-            self.list.iter().filter(|c| !tcp_only || c.protocol != Protocol::Udp).collect();
+    pub(crate) fn for_transport(
+        &self,
+        tcp_only: bool,
+    ) -> Result<(Vec<IceCandidate>, Vec<Candidate>), EngineError> {
+        let offered: Vec<&HostCandidate> = self
+            .list
+            .iter()
+            .filter(|c| !tcp_only || c.protocol != Protocol::Udp)
+            .collect();
         if offered.is_empty() {
             return Err(EngineError::TcpUnavailable);
         }
@@ -88,14 +107,24 @@ impl HostCandidates {
                 str0m_candidates.push(to_str0m(best)?);
             }
         }
-        Ok((offered.into_iter().map(to_mediasoup).collect(), str0m_candidates))
+        Ok((
+            offered.into_iter().map(to_mediasoup).collect(),
+            str0m_candidates,
+        ))
     }
 
     /// The destination str0m is told a datagram of `protocol` was sent to:
     /// the one candidate of that protocol it holds.
     pub(crate) fn destination(&self, protocol: Protocol, fallback: SocketAddr) -> SocketAddr {
-        let wanted = if protocol == Protocol::Udp { Protocol::Udp } else { Protocol::Tcp };
-        self.list.iter().find(|c| c.protocol == wanted).map_or(fallback, |c| c.addr)
+        let wanted = if protocol == Protocol::Udp {
+            Protocol::Udp
+        } else {
+            Protocol::Tcp
+        };
+        self.list
+            .iter()
+            .find(|c| c.protocol == wanted)
+            .map_or(fallback, |c| c.addr)
     }
 }
 
@@ -107,7 +136,11 @@ fn priority(local_preference: u32) -> u32 {
 fn to_str0m(c: &HostCandidate) -> Result<Candidate, EngineError> {
     let built = match c.protocol {
         Protocol::Udp => Candidate::host(c.addr, "udp"),
-        _ => Candidate::builder().tcp().host(c.addr).tcptype(TcpType::Passive).build(),
+        _ => Candidate::builder()
+            .tcp()
+            .host(c.addr)
+            .tcptype(TcpType::Passive)
+            .build(),
     };
     built.map_err(|e| EngineError::Internal(format!("bad announced address: {e}")))
 }
@@ -118,7 +151,11 @@ fn to_mediasoup(c: &HostCandidate) -> IceCandidate {
         foundation: c.foundation.clone(),
         priority: c.priority,
         address: c.addr.ip().to_string(),
-        protocol: if udp { MsProtocol::Udp } else { MsProtocol::Tcp },
+        protocol: if udp {
+            MsProtocol::Udp
+        } else {
+            MsProtocol::Tcp
+        },
         port: c.addr.port(),
         r#type: IceCandidateType::Host,
         tcp_type: (!udp).then_some(IceCandidateTcpType::Passive),
@@ -134,7 +171,10 @@ mod tests {
     const V6: IpAddr = IpAddr::V6(std::net::Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 1));
 
     fn addresses(candidates: &[IceCandidate]) -> Vec<(String, MsProtocol, u16)> {
-        candidates.iter().map(|c| (c.address.clone(), c.protocol, c.port)).collect()
+        candidates
+            .iter()
+            .map(|c| (c.address.clone(), c.protocol, c.port))
+            .collect()
     }
 
     #[test]
@@ -153,24 +193,47 @@ mod tests {
             ],
             "a repeated address is announced once"
         );
-        assert!(offered.windows(2).all(|w| w[0].priority > w[1].priority), "strictly by preference: {offered:?}");
-        let foundations: std::collections::HashSet<_> = offered.iter().map(|c| &c.foundation).collect();
-        assert_eq!(foundations.len(), offered.len(), "one foundation per base address and protocol");
-        assert_eq!(offered[0].priority, 1_076_302_079, "the best UDP candidate keeps mediasoup's usual priority");
+        assert!(
+            offered.windows(2).all(|w| w[0].priority > w[1].priority),
+            "strictly by preference: {offered:?}"
+        );
+        let foundations: std::collections::HashSet<_> =
+            offered.iter().map(|c| &c.foundation).collect();
+        assert_eq!(
+            foundations.len(),
+            offered.len(),
+            "one foundation per base address and protocol"
+        );
+        assert_eq!(
+            offered[0].priority, 1_076_302_079,
+            "the best UDP candidate keeps mediasoup's usual priority"
+        );
         assert_eq!(str0m.len(), 2, "str0m holds one candidate per protocol");
-        assert_eq!(hosts.destination(Protocol::Udp, SocketAddr::from(([0, 0, 0, 0], 1))), SocketAddr::new(LAN, 40000));
-        assert_eq!(hosts.destination(Protocol::Tcp, SocketAddr::from(([0, 0, 0, 0], 1))), SocketAddr::new(LAN, 40001));
+        assert_eq!(
+            hosts.destination(Protocol::Udp, SocketAddr::from(([0, 0, 0, 0], 1))),
+            SocketAddr::new(LAN, 40000)
+        );
+        assert_eq!(
+            hosts.destination(Protocol::Tcp, SocketAddr::from(([0, 0, 0, 0], 1))),
+            SocketAddr::new(LAN, 40001)
+        );
     }
 
     #[test]
     fn force_tcp_offers_only_tcp_and_is_refused_without_it() {
         let hosts = HostCandidates::new(&[LAN, LOOPBACK], Some(40000), Some(40000));
         let (offered, str0m) = hosts.for_transport(true).expect("tcp candidates");
-        assert!(offered.iter().all(|c| c.protocol == MsProtocol::Tcp && c.tcp_type == Some(IceCandidateTcpType::Passive)));
+        assert!(offered
+            .iter()
+            .all(|c| c.protocol == MsProtocol::Tcp
+                && c.tcp_type == Some(IceCandidateTcpType::Passive)));
         assert_eq!(offered.len(), 2);
         assert_eq!(str0m.len(), 1);
         let udp_only = HostCandidates::new(&[LAN], Some(40000), None);
-        assert!(matches!(udp_only.for_transport(true), Err(EngineError::TcpUnavailable)));
+        assert!(matches!(
+            udp_only.for_transport(true),
+            Err(EngineError::TcpUnavailable)
+        ));
         assert_eq!(udp_only.for_transport(false).expect("udp").0.len(), 1);
     }
 }

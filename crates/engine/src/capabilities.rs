@@ -47,7 +47,11 @@ fn video_feedback() -> Vec<RtcpFeedback> {
     ]
 }
 
-fn video(mime_type: MimeTypeVideo, pt: u8, params: RtpCodecParametersParameters) -> RtpCodecCapabilityFinalized {
+fn video(
+    mime_type: MimeTypeVideo,
+    pt: u8,
+    params: RtpCodecParametersParameters,
+) -> RtpCodecCapabilityFinalized {
     RtpCodecCapabilityFinalized::Video {
         mime_type,
         preferred_payload_type: pt,
@@ -77,8 +81,19 @@ fn h264(profile_level_id: &'static str, pt: u8) -> RtpCodecCapabilityFinalized {
     video(MimeTypeVideo::H264, pt, params)
 }
 
-fn ext(kind: MediaKind, uri: RtpHeaderExtensionUri, id: u8, direction: RtpHeaderExtensionDirection) -> RtpHeaderExtension {
-    RtpHeaderExtension { kind, uri, preferred_id: id as u16, preferred_encrypt: false, direction }
+fn ext(
+    kind: MediaKind,
+    uri: RtpHeaderExtensionUri,
+    id: u8,
+    direction: RtpHeaderExtensionDirection,
+) -> RtpHeaderExtension {
+    RtpHeaderExtension {
+        kind,
+        uri,
+        preferred_id: id as u16,
+        preferred_encrypt: false,
+        direction,
+    }
 }
 
 /// The router RTP capabilities: opus, VP8, VP9, H264 (baseline and high, with
@@ -99,7 +114,11 @@ pub fn router_rtp_capabilities() -> RtpCapabilitiesFinalized {
             parameters: opus_params,
             rtcp_feedback: vec![RtcpFeedback::Nack, RtcpFeedback::TransportCc],
         },
-        video(MimeTypeVideo::Vp8, pt::VP8, RtpCodecParametersParameters::default()),
+        video(
+            MimeTypeVideo::Vp8,
+            pt::VP8,
+            RtpCodecParametersParameters::default(),
+        ),
         rtx(pt::VP8, pt::VP8_RTX),
         video(MimeTypeVideo::Vp9, pt::VP9, vp9_params),
         rtx(pt::VP9, pt::VP9_RTX),
@@ -112,15 +131,53 @@ pub fn router_rtp_capabilities() -> RtpCapabilitiesFinalized {
         ext(MediaKind::Audio, Uri::Mid, ext_id::MID, SendRecv),
         ext(MediaKind::Video, Uri::Mid, ext_id::MID, SendRecv),
         ext(MediaKind::Video, Uri::RtpStreamId, ext_id::RID, RecvOnly),
-        ext(MediaKind::Video, Uri::RepairRtpStreamId, ext_id::REPAIRED_RID, RecvOnly),
-        ext(MediaKind::Audio, Uri::AbsSendTime, ext_id::ABS_SEND_TIME, SendRecv),
-        ext(MediaKind::Video, Uri::AbsSendTime, ext_id::ABS_SEND_TIME, SendRecv),
-        ext(MediaKind::Audio, Uri::TransportWideCcDraft01, ext_id::TRANSPORT_CC, SendRecv),
-        ext(MediaKind::Video, Uri::TransportWideCcDraft01, ext_id::TRANSPORT_CC, SendRecv),
-        ext(MediaKind::Audio, Uri::SsrcAudioLevel, ext_id::AUDIO_LEVEL, SendRecv),
-        ext(MediaKind::Video, Uri::VideoOrientation, ext_id::VIDEO_ORIENTATION, SendRecv),
+        ext(
+            MediaKind::Video,
+            Uri::RepairRtpStreamId,
+            ext_id::REPAIRED_RID,
+            RecvOnly,
+        ),
+        ext(
+            MediaKind::Audio,
+            Uri::AbsSendTime,
+            ext_id::ABS_SEND_TIME,
+            SendRecv,
+        ),
+        ext(
+            MediaKind::Video,
+            Uri::AbsSendTime,
+            ext_id::ABS_SEND_TIME,
+            SendRecv,
+        ),
+        ext(
+            MediaKind::Audio,
+            Uri::TransportWideCcDraft01,
+            ext_id::TRANSPORT_CC,
+            SendRecv,
+        ),
+        ext(
+            MediaKind::Video,
+            Uri::TransportWideCcDraft01,
+            ext_id::TRANSPORT_CC,
+            SendRecv,
+        ),
+        ext(
+            MediaKind::Audio,
+            Uri::SsrcAudioLevel,
+            ext_id::AUDIO_LEVEL,
+            SendRecv,
+        ),
+        ext(
+            MediaKind::Video,
+            Uri::VideoOrientation,
+            ext_id::VIDEO_ORIENTATION,
+            SendRecv,
+        ),
     ];
-    RtpCapabilitiesFinalized { codecs, header_extensions }
+    RtpCapabilitiesFinalized {
+        codecs,
+        header_extensions,
+    }
 }
 
 #[cfg(test)]
@@ -136,7 +193,11 @@ mod tests {
         assert_eq!(codecs[0]["preferredPayloadType"], 100);
         assert_eq!(codecs[2]["mimeType"], "video/rtx");
         assert_eq!(codecs[2]["parameters"]["apt"], 101);
-        let exts = caps["headerExtensions"].as_array().expect("extensions array");
-        assert!(exts.iter().any(|e| e["uri"] == "urn:ietf:params:rtp-hdrext:sdes:mid" && e["preferredId"] == 1));
+        let exts = caps["headerExtensions"]
+            .as_array()
+            .expect("extensions array");
+        assert!(exts
+            .iter()
+            .any(|e| e["uri"] == "urn:ietf:params:rtp-hdrext:sdes:mid" && e["preferredId"] == 1));
     }
 }

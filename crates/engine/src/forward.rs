@@ -29,7 +29,10 @@ pub(crate) struct LayerSwitch {
 
 impl LayerSwitch {
     pub fn new(simulcast: bool) -> Self {
-        LayerSwitch { simulcast, current: if simulcast { None } else { Some(0) } }
+        LayerSwitch {
+            simulcast,
+            current: if simulcast { None } else { Some(0) },
+        }
     }
 
     /// The layer being forwarded, if any.
@@ -47,17 +50,37 @@ impl LayerSwitch {
     /// Decide for a packet of `layer`; `best` is the highest layer now sending.
     pub fn accept(&mut self, layer: usize, best: Option<usize>, keyframe: bool) -> Decision {
         if !self.simulcast {
-            return Decision { forward: true, switched: false, want_keyframe: None };
+            return Decision {
+                forward: true,
+                switched: false,
+                want_keyframe: None,
+            };
         }
         let target = best.unwrap_or(layer);
         match self.current {
-            Some(cur) if cur == target => Decision { forward: layer == cur, switched: false, want_keyframe: None },
+            Some(cur) if cur == target => Decision {
+                forward: layer == cur,
+                switched: false,
+                want_keyframe: None,
+            },
             _ if layer == target && keyframe => {
                 self.current = Some(target);
-                Decision { forward: true, switched: true, want_keyframe: None }
+                Decision {
+                    forward: true,
+                    switched: true,
+                    want_keyframe: None,
+                }
             }
-            Some(cur) => Decision { forward: layer == cur, switched: false, want_keyframe: Some(target) },
-            None => Decision { forward: false, switched: false, want_keyframe: Some(target) },
+            Some(cur) => Decision {
+                forward: layer == cur,
+                switched: false,
+                want_keyframe: Some(target),
+            },
+            None => Decision {
+                forward: false,
+                switched: false,
+                want_keyframe: Some(target),
+            },
         }
     }
 }
@@ -99,7 +122,13 @@ impl SeqRewriter {
 
     /// Map an incoming (extended seq, timestamp) to the outgoing pair, or
     /// `None` for a packet older than the last rebase point.
-    pub fn rewrite(&mut self, now: Instant, in_seq: u64, in_ts: u32, clock_rate: u32) -> Option<(u64, u32)> {
+    pub fn rewrite(
+        &mut self,
+        now: Instant,
+        in_seq: u64,
+        in_ts: u32,
+        clock_rate: u32,
+    ) -> Option<(u64, u32)> {
         if !self.started {
             // str0m expects outgoing numbers below 65536 unless the rollover counter is signalled.
             self.started = true;
@@ -108,8 +137,12 @@ impl SeqRewriter {
             self.ts_offset = 0;
         } else if self.rebase {
             self.rebase = false;
-            let elapsed = self.last_out_at.map(|t| now.saturating_duration_since(t)).unwrap_or_default();
-            let ticks = ((elapsed.as_micros() as u64 * clock_rate as u64) / 1_000_000).max(1) as u32;
+            let elapsed = self
+                .last_out_at
+                .map(|t| now.saturating_duration_since(t))
+                .unwrap_or_default();
+            let ticks =
+                ((elapsed.as_micros() as u64 * clock_rate as u64) / 1_000_000).max(1) as u32;
             self.base_in = in_seq;
             self.base_out = self.last_out_seq + 1;
             self.ts_offset = self.last_out_ts.wrapping_add(ticks).wrapping_sub(in_ts);
@@ -148,9 +181,15 @@ impl Vp8Info {
         let descriptor = Vp8Descriptor::parse(payload).ok()?;
         // str0m keeps the width private; a PictureID always sits right after
         // the required and the extension octet, its M bit first.
-        let short_picture_id = descriptor.picture_id().is_some() && payload.get(2).is_some_and(|b| b & 0x80 == 0);
+        let short_picture_id =
+            descriptor.picture_id().is_some() && payload.get(2).is_some_and(|b| b & 0x80 == 0);
         let keyframe = descriptor.starts_keyframe(payload);
-        Some(Vp8Info { descriptor, short_picture_id, keyframe, temporal: Vp8Temporal::parse(payload) })
+        Some(Vp8Info {
+            descriptor,
+            short_picture_id,
+            keyframe,
+            temporal: Vp8Temporal::parse(payload),
+        })
     }
 
     /// First packet of a key frame.
@@ -186,7 +225,12 @@ struct WrappingCounter {
 
 impl WrappingCounter {
     fn new(bits: u32) -> Self {
-        WrappingCounter { mask: (1 << bits) - 1, offset: 0, newest_out: None, rebase: false }
+        WrappingCounter {
+            mask: (1 << bits) - 1,
+            offset: 0,
+            newest_out: None,
+            rebase: false,
+        }
     }
 
     /// Map `input`; the first value after a rebase becomes `newest_out + step`,
@@ -200,7 +244,10 @@ impl WrappingCounter {
             }
         }
         let out = input.wrapping_add(self.offset) & self.mask;
-        if self.newest_out.is_none_or(|newest| self.is_newer(out, newest)) {
+        if self
+            .newest_out
+            .is_none_or(|newest| self.is_newer(out, newest))
+        {
             self.newest_out = Some(out);
         }
         out
@@ -271,12 +318,22 @@ impl Vp8Rewriter {
         let picture_id = picture_id.or(vp8.descriptor.picture_id()).map(|id| {
             let extended = self.extend_picture_id(id, vp8.short_picture_id);
             let out = self.picture_id.map(extended, step);
-            if vp8.short_picture_id { out & 0x7f } else { out }
+            if vp8.short_picture_id {
+                out & 0x7f
+            } else {
+                out
+            }
         });
         Vp8Numbers {
             picture_id,
-            tl0_pic_idx: vp8.descriptor.tl0_pic_idx().map(|v| self.tl0_pic_idx.map(v.into(), step) as u8),
-            key_idx: vp8.descriptor.key_idx().map(|v| self.key_idx.map(v.into(), 1) as u8),
+            tl0_pic_idx: vp8
+                .descriptor
+                .tl0_pic_idx()
+                .map(|v| self.tl0_pic_idx.map(v.into(), step) as u8),
+            key_idx: vp8
+                .descriptor
+                .key_idx()
+                .map(|v| self.key_idx.map(v.into(), 1) as u8),
         }
     }
 
@@ -286,7 +343,10 @@ impl Vp8Rewriter {
     pub fn rewrite(&mut self, vp8: &Vp8Info, picture_id: Option<u16>) -> Option<Vp8Patch> {
         let out = self.map_as(vp8, picture_id);
         let d = &vp8.descriptor;
-        if out.picture_id == d.picture_id() && out.tl0_pic_idx == d.tl0_pic_idx() && out.key_idx == d.key_idx() {
+        if out.picture_id == d.picture_id()
+            && out.tl0_pic_idx == d.tl0_pic_idx()
+            && out.key_idx == d.key_idx()
+        {
             return None;
         }
         let mut patch = d.patch();
@@ -328,7 +388,9 @@ impl Vp8Rewriter {
 pub(crate) fn is_keyframe_start(codec: Codec, payload: &[u8]) -> bool {
     match codec {
         Codec::Vp8 => vp8_keyframe_start(payload),
-        Codec::Vp9 => payload.first().is_some_and(|b| b & 0x40 == 0 && b & 0x08 != 0),
+        Codec::Vp9 => payload
+            .first()
+            .is_some_and(|b| b & 0x40 == 0 && b & 0x08 != 0),
         Codec::H264 => h264_keyframe_start(payload),
         // Unknown: take every packet as a switch point.
         _ => true,
@@ -395,7 +457,9 @@ mod tests {
         assert_eq!(s.rewrite(t0, 50_001, 1000, 90_000), Some((2, 1000)));
         s.rebase();
         // The new source has unrelated numbers; 100 ms later.
-        let (seq, ts) = s.rewrite(t0 + Duration::from_millis(100), 7, 555, 90_000).expect("forwarded");
+        let (seq, ts) = s
+            .rewrite(t0 + Duration::from_millis(100), 7, 555, 90_000)
+            .expect("forwarded");
         assert_eq!(seq, 3);
         assert_eq!(ts, 1000 + 9000);
         // Older than the switch point: dropped.
@@ -406,18 +470,45 @@ mod tests {
     fn simulcast_switches_only_on_a_keyframe_of_the_target() {
         let mut l = LayerSwitch::new(true);
         // Nothing forwarded until a key frame of the best layer.
-        assert_eq!(l.accept(2, Some(2), false), Decision { forward: false, switched: false, want_keyframe: Some(2) });
+        assert_eq!(
+            l.accept(2, Some(2), false),
+            Decision {
+                forward: false,
+                switched: false,
+                want_keyframe: Some(2)
+            }
+        );
         assert!(!l.accept(0, Some(2), true).forward);
-        assert_eq!(l.accept(2, Some(2), true), Decision { forward: true, switched: true, want_keyframe: None });
+        assert_eq!(
+            l.accept(2, Some(2), true),
+            Decision {
+                forward: true,
+                switched: true,
+                want_keyframe: None
+            }
+        );
         // The top layer stops: keep forwarding it until the lower one brings a key frame.
-        assert_eq!(l.accept(1, Some(1), false), Decision { forward: false, switched: false, want_keyframe: Some(1) });
+        assert_eq!(
+            l.accept(1, Some(1), false),
+            Decision {
+                forward: false,
+                switched: false,
+                want_keyframe: Some(1)
+            }
+        );
         assert!(l.accept(1, Some(1), true).switched);
         assert_eq!(l.current(), Some(1));
     }
 
     /// A VP8 payload: descriptor with the given fields, then the payload
     /// header (P bit) and filler. `start`: first packet of a picture.
-    fn vp8(picture_id: Option<(u16, bool)>, tl0: Option<u8>, key_idx: Option<u8>, start: bool, key: bool) -> Vec<u8> {
+    fn vp8(
+        picture_id: Option<(u16, bool)>,
+        tl0: Option<u8>,
+        key_idx: Option<u8>,
+        start: bool,
+        key: bool,
+    ) -> Vec<u8> {
         let mut p = vec![if start { 0x90 } else { 0x80 }];
         let has_t = tl0.is_some() || key_idx.is_some();
         p.push(
@@ -449,7 +540,14 @@ mod tests {
 
     fn pictures(r: &mut Vp8Rewriter, ids: impl Iterator<Item = u16>, first_key: bool) -> Vec<u16> {
         ids.enumerate()
-            .map(|(i, id)| map(r, &vp8(Some((id, true)), None, None, true, first_key && i == 0)).picture_id.expect("picture id"))
+            .map(|(i, id)| {
+                map(
+                    r,
+                    &vp8(Some((id, true)), None, None, true, first_key && i == 0),
+                )
+                .picture_id
+                .expect("picture id")
+            })
             .collect()
     }
 
@@ -457,10 +555,16 @@ mod tests {
     fn vp8_picture_id_continues_across_a_switch_between_unrelated_layers() {
         let mut r = Vp8Rewriter::new();
         // Layer 2 starts the consumer: sent as it comes.
-        assert_eq!(pictures(&mut r, 20_000..20_005, true), vec![20_000, 20_001, 20_002, 20_003, 20_004]);
+        assert_eq!(
+            pictures(&mut r, 20_000..20_005, true),
+            vec![20_000, 20_001, 20_002, 20_003, 20_004]
+        );
         // Switch to layer 0, whose numbers are far behind: continue at +1.
         r.rebase();
-        assert_eq!(pictures(&mut r, 300..303, true), vec![20_005, 20_006, 20_007]);
+        assert_eq!(
+            pictures(&mut r, 300..303, true),
+            vec![20_005, 20_006, 20_007]
+        );
         // And to layer 1, far ahead.
         r.rebase();
         assert_eq!(pictures(&mut r, 31_000..31_002, true), vec![20_008, 20_009]);
@@ -493,7 +597,14 @@ mod tests {
             vp8(Some((77, true)), Some(200), None, false, true),
         ];
         for p in &frame {
-            assert_eq!(map(&mut r, p), Vp8Numbers { picture_id: Some(5001), tl0_pic_idx: Some(10), key_idx: None });
+            assert_eq!(
+                map(&mut r, p),
+                Vp8Numbers {
+                    picture_id: Some(5001),
+                    tl0_pic_idx: Some(10),
+                    key_idx: None
+                }
+            );
         }
         let next = map(&mut r, &vp8(Some((78, true)), Some(201), None, true, false));
         assert_eq!((next.picture_id, next.tl0_pic_idx), (Some(5002), Some(11)));
@@ -503,7 +614,9 @@ mod tests {
     fn vp8_tl0picidx_continues_and_wraps_at_255() {
         let mut r = Vp8Rewriter::new();
         let tl0 = |r: &mut Vp8Rewriter, pid: u16, t: u8, key: bool| {
-            map(r, &vp8(Some((pid, true)), Some(t), None, true, key)).tl0_pic_idx.expect("tl0")
+            map(r, &vp8(Some((pid, true)), Some(t), None, true, key))
+                .tl0_pic_idx
+                .expect("tl0")
         };
         assert_eq!(tl0(&mut r, 1, 253, true), 253);
         assert_eq!(tl0(&mut r, 2, 254, false), 254);
@@ -520,7 +633,9 @@ mod tests {
     fn vp8_keyidx_continues_modulo_32() {
         let mut r = Vp8Rewriter::new();
         let key_idx = |r: &mut Vp8Rewriter, pid: u16, k: u8| {
-            map(r, &vp8(Some((pid, true)), Some(1), Some(k), true, true)).key_idx.expect("keyidx")
+            map(r, &vp8(Some((pid, true)), Some(1), Some(k), true, true))
+                .key_idx
+                .expect("keyidx")
         };
         assert_eq!(key_idx(&mut r, 1, 30), 30);
         assert_eq!(key_idx(&mut r, 2, 31), 31);
@@ -542,13 +657,20 @@ mod tests {
     #[test]
     fn vp8_seven_bit_picture_ids_keep_their_width_and_continue() {
         let mut r = Vp8Rewriter::new();
-        let short = |r: &mut Vp8Rewriter, id: u16, key: bool| map(r, &vp8(Some((id, false)), None, None, true, key)).picture_id.expect("id");
+        let short = |r: &mut Vp8Rewriter, id: u16, key: bool| {
+            map(r, &vp8(Some((id, false)), None, None, true, key))
+                .picture_id
+                .expect("id")
+        };
         // A 15-bit layer first, then a 7-bit one: low 7 bits of the continued count.
         assert_eq!(pictures(&mut r, 0x1234..0x1235, true), vec![0x1234]);
         r.rebase();
         assert_eq!(short(&mut r, 120, true), 0x35);
         // The 7-bit source wraps (127 -> 0) and the output keeps counting.
-        let outs: Vec<u16> = (121..=127).chain(0..3).map(|id| short(&mut r, id, false)).collect();
+        let outs: Vec<u16> = (121..=127)
+            .chain(0..3)
+            .map(|id| short(&mut r, id, false))
+            .collect();
         assert_eq!(outs, (0x36..0x40).collect::<Vec<_>>());
         // Back to a 15-bit layer: continues the 15-bit count after 0x123f.
         r.rebase();
@@ -560,11 +682,22 @@ mod tests {
         let mut r = Vp8Rewriter::new();
         let first = vp8(Some((7000, true)), Some(3), Some(2), true, true);
         let info = Vp8Info::parse(&first).expect("valid");
-        assert_eq!(r.rewrite(&info, None), None, "a consumer's first source goes out unchanged");
+        assert_eq!(
+            r.rewrite(&info, None),
+            None,
+            "a consumer's first source goes out unchanged"
+        );
         r.rebase();
         let next = vp8(Some((12, true)), Some(200), Some(9), true, true);
         let info = Vp8Info::parse(&next).expect("valid");
-        let expected = info.descriptor.patch().picture_id(7001).tl0_pic_idx(4).key_idx(3).build().expect("fits");
+        let expected = info
+            .descriptor
+            .patch()
+            .picture_id(7001)
+            .tl0_pic_idx(4)
+            .key_idx(3)
+            .build()
+            .expect("fits");
         assert_eq!(r.rewrite(&info, None), Some(expected));
     }
 
@@ -574,7 +707,13 @@ mod tests {
         map(&mut r, &vp8(Some((5, true)), Some(1), Some(1), true, true));
         r.rebase();
         // Truncated descriptors, L without T, empty.
-        for bad in [&[][..], &[0x90], &[0x90, 0xf0, 0x80], &[0x90, 0x40, 0x05, 0x00], &[0x90, 0x80, 0x81]] {
+        for bad in [
+            &[][..],
+            &[0x90],
+            &[0x90, 0xf0, 0x80],
+            &[0x90, 0x40, 0x05, 0x00],
+            &[0x90, 0x80, 0x81],
+        ] {
             assert!(Vp8Info::parse(bad).is_none(), "{bad:02x?}");
         }
         // Pseudo-random payloads: whatever parses maps and patches without panicking.

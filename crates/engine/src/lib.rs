@@ -28,9 +28,9 @@ mod udp;
 mod worker;
 
 pub use api::{
-    ClosedProducer, ConsumerInfo, DataConsumerInfo, DataProducerOptions, Direction, EngineError,
-    AudioLevelReport, EngineEvent, ProducerOptions, WebRtcTransportInfo, WebRtcTransportOptions, WorkerStats,
-    ESTIMATE_BUCKETS_BPS,
+    AudioLevelReport, ClosedProducer, ConsumerInfo, DataConsumerInfo, DataProducerOptions,
+    Direction, EngineError, EngineEvent, ProducerOptions, WebRtcTransportInfo,
+    WebRtcTransportOptions, WorkerStats, ESTIMATE_BUCKETS_BPS,
 };
 pub use capabilities::router_rtp_capabilities;
 pub use router::{Router, RouterConfig};

@@ -27,7 +27,9 @@ impl PendingMessages {
             return 1;
         }
         let mut dropped = 0;
-        while self.queue.len() >= MAX_PENDING_MESSAGES || self.bytes + data.len() > MAX_PENDING_BYTES {
+        while self.queue.len() >= MAX_PENDING_MESSAGES
+            || self.bytes + data.len() > MAX_PENDING_BYTES
+        {
             if self.pop_front().is_none() {
                 break;
             }
@@ -66,10 +68,20 @@ mod tests {
         for i in 0..4u8 {
             assert_eq!(pending.push(true, vec![i; size]), 0);
         }
-        assert_eq!(pending.push(true, vec![4; 1]), 1, "one more byte pushes the oldest out");
+        assert_eq!(
+            pending.push(true, vec![4; 1]),
+            1,
+            "one more byte pushes the oldest out"
+        );
         assert_eq!(pending.front().map(|m| m.1[0]), Some(1));
-        assert_eq!(pending.push(false, vec![5; size * 2]), 2, "room for a large one is made from the front");
-        let kept: Vec<u8> = std::iter::from_fn(|| pending.pop_front()).map(|m| m.1[0]).collect();
+        assert_eq!(
+            pending.push(false, vec![5; size * 2]),
+            2,
+            "room for a large one is made from the front"
+        );
+        let kept: Vec<u8> = std::iter::from_fn(|| pending.pop_front())
+            .map(|m| m.1[0])
+            .collect();
         assert_eq!(kept, [3, 4, 5]);
         assert!(pending.is_empty());
         assert_eq!(pending.bytes, 0);
@@ -78,11 +90,20 @@ mod tests {
     #[test]
     fn the_count_is_bounded_too_and_an_oversized_message_is_refused() {
         let mut pending = PendingMessages::default();
-        let dropped: u64 = (0..MAX_PENDING_MESSAGES + 10).map(|i| pending.push(true, (i as u32).to_be_bytes().to_vec())).sum();
+        let dropped: u64 = (0..MAX_PENDING_MESSAGES + 10)
+            .map(|i| pending.push(true, (i as u32).to_be_bytes().to_vec()))
+            .sum();
         assert_eq!(dropped, 10);
         assert_eq!(pending.queue.len(), MAX_PENDING_MESSAGES);
-        assert_eq!(pending.front().map(|m| m.1.clone()), Some(10u32.to_be_bytes().to_vec()));
+        assert_eq!(
+            pending.front().map(|m| m.1.clone()),
+            Some(10u32.to_be_bytes().to_vec())
+        );
         assert_eq!(pending.push(true, vec![0; MAX_PENDING_BYTES + 1]), 1);
-        assert_eq!(pending.queue.len(), MAX_PENDING_MESSAGES, "the queue is untouched");
+        assert_eq!(
+            pending.queue.len(),
+            MAX_PENDING_MESSAGES,
+            "the queue is untouched"
+        );
     }
 }

@@ -7,9 +7,9 @@
 use crate::api::EngineError;
 use crate::capabilities::ext_id;
 use mediasoup_types::rtp_parameters::{
-    MediaKind, MimeType, MimeTypeVideo, RtcpFeedback, RtcpParameters, RtpCapabilitiesFinalized, RtpCodecCapabilityFinalized,
-    RtpCodecParameters, RtpEncodingParameters, RtpEncodingParametersRtx, RtpHeaderExtensionParameters, RtpHeaderExtensionUri,
-    RtpParameters,
+    MediaKind, MimeType, MimeTypeVideo, RtcpFeedback, RtcpParameters, RtpCapabilitiesFinalized,
+    RtpCodecCapabilityFinalized, RtpCodecParameters, RtpEncodingParameters,
+    RtpEncodingParametersRtx, RtpHeaderExtensionParameters, RtpHeaderExtensionUri, RtpParameters,
 };
 use std::collections::{HashMap, HashSet};
 use str0m::format::Codec;
@@ -32,29 +32,50 @@ pub(crate) fn check_producer_parameters(
     rtp: &RtpParameters,
 ) -> Result<CheckedProducer, EngineError> {
     let bad = |m: String| EngineError::InvalidRtpParameters(m);
-    let mid = rtp.mid.as_deref().ok_or_else(|| bad("rtpParameters.mid is required".into()))?;
-    if mid.is_empty() || mid.len() > 16 || !mid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-        return Err(bad(format!("mid {mid:?} must be 1 to 16 letters, digits, '-' or '_'")));
+    let mid = rtp
+        .mid
+        .as_deref()
+        .ok_or_else(|| bad("rtpParameters.mid is required".into()))?;
+    if mid.is_empty()
+        || mid.len() > 16
+        || !mid
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
+        return Err(bad(format!(
+            "mid {mid:?} must be 1 to 16 letters, digits, '-' or '_'"
+        )));
     }
     if rtp.encodings.is_empty() || rtp.encodings.len() > 4 {
-        return Err(bad("rtpParameters.encodings must have 1 to 4 entries".into()));
+        return Err(bad(
+            "rtpParameters.encodings must have 1 to 4 entries".into()
+        ));
     }
     // Client text that ends up in the SDP offer given to str0m: one token
     // each, so no value can add lines (say, other ICE credentials) to it.
-    let sdp_token = |text: &str| text.len() <= 64 && text.chars().all(|c| c.is_ascii_graphic() && c != ';');
+    let sdp_token =
+        |text: &str| text.len() <= 64 && text.chars().all(|c| c.is_ascii_graphic() && c != ';');
     if let Some(cname) = rtp.rtcp.cname.as_deref() {
         if !sdp_token(cname) {
-            return Err(bad("rtcp.cname must be at most 64 visible ASCII characters".into()));
+            return Err(bad(
+                "rtcp.cname must be at most 64 visible ASCII characters".into(),
+            ));
         }
     }
     for codec in &rtp.codecs {
         for (key, value) in codec.parameters().iter() {
             let text_ok = match value {
-                mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::String(v) => sdp_token(v),
-                mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::Number(_) => true,
+                mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::String(v) => {
+                    sdp_token(v)
+                }
+                mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::Number(_) => {
+                    true
+                }
             };
             if !sdp_token(key) || key.contains('=') || !text_ok {
-                return Err(bad(format!("codec parameter {key:?} has characters an SDP fmtp line cannot carry")));
+                return Err(bad(format!(
+                    "codec parameter {key:?} has characters an SDP fmtp line cannot carry"
+                )));
             }
         }
     }
@@ -64,7 +85,11 @@ pub(crate) fn check_producer_parameters(
     }
     for e in &rtp.encodings {
         match (&e.rid, e.ssrc) {
-            (Some(rid), _) if rid.is_empty() || rid.len() > 8 || !rid.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            (Some(rid), _)
+                if rid.is_empty()
+                    || rid.len() > 8
+                    || !rid.chars().all(|c| c.is_ascii_alphanumeric()) =>
+            {
                 return Err(bad(format!("rid {rid:?} must be 1 to 8 letters or digits")));
             }
             (None, None) => return Err(bad("each encoding needs an ssrc or a rid".into())),
@@ -77,31 +102,53 @@ pub(crate) fn check_producer_parameters(
     }
     let mut seen_pt = HashSet::new();
     for c in &rtp.codecs {
-        if !seen_pt.insert(c.payload_type()) || !(35..=127).contains(&c.payload_type()) || (64..=95).contains(&c.payload_type()) {
-            return Err(bad(format!("payload type {} is duplicated or outside the dynamic range", c.payload_type())));
+        if !seen_pt.insert(c.payload_type())
+            || !(35..=127).contains(&c.payload_type())
+            || (64..=95).contains(&c.payload_type())
+        {
+            return Err(bad(format!(
+                "payload type {} is duplicated or outside the dynamic range",
+                c.payload_type()
+            )));
         }
     }
     for ext in &rtp.header_extensions {
         if ext.id == 0 || ext.id > 14 {
-            return Err(bad(format!("header extension id {} must be between 1 and 14", ext.id)));
+            return Err(bad(format!(
+                "header extension id {} must be between 1 and 14",
+                ext.id
+            )));
         }
     }
-    let media = rtp.codecs.iter().find(|c| !c.is_rtx()).ok_or_else(|| bad("no media codec in rtpParameters.codecs".into()))?;
+    let media = rtp
+        .codecs
+        .iter()
+        .find(|c| !c.is_rtx())
+        .ok_or_else(|| bad("no media codec in rtpParameters.codecs".into()))?;
     let media_kind = match media.mime_type() {
         MimeType::Audio(_) => MediaKind::Audio,
         MimeType::Video(_) => MediaKind::Video,
     };
     if media_kind != kind {
-        return Err(bad(format!("codec {} does not match kind {kind:?}", media.mime_type().as_str())));
+        return Err(bad(format!(
+            "codec {} does not match kind {kind:?}",
+            media.mime_type().as_str()
+        )));
     }
     let router = caps
         .codecs
         .iter()
         .find(|rc| codec_matches(rc, media))
-        .ok_or_else(|| bad(format!("codec {} is not supported by this router", media.mime_type().as_str())))?;
+        .ok_or_else(|| {
+            bad(format!(
+                "codec {} is not supported by this router",
+                media.mime_type().as_str()
+            ))
+        })?;
     let router_pt = router.preferred_payload_type();
     let router_rtx_pt = caps.codecs.iter().find_map(|rc| {
-        (rc.is_rtx() && rc.parameters().get("apt") == Some(&(router_pt as u32).into())).then(|| rc.preferred_payload_type())
+        (rc.is_rtx() && rc.parameters().get("apt") == Some(&(router_pt as u32).into()))
+            .then(|| rc.preferred_payload_type())
     });
     let mut pt_map = HashMap::new();
     pt_map.insert(media.payload_type(), Pt::from(router_pt));
@@ -119,7 +166,14 @@ pub(crate) fn check_producer_parameters(
         MimeType::Video(_) => Codec::Vp8,
     };
     let router_codec = match router {
-        RtpCodecCapabilityFinalized::Audio { mime_type, preferred_payload_type, clock_rate, channels, rtcp_feedback, .. } => {
+        RtpCodecCapabilityFinalized::Audio {
+            mime_type,
+            preferred_payload_type,
+            clock_rate,
+            channels,
+            rtcp_feedback,
+            ..
+        } => {
             RtpCodecParameters::Audio {
                 mime_type: *mime_type,
                 payload_type: *preferred_payload_type,
@@ -130,30 +184,59 @@ pub(crate) fn check_producer_parameters(
                 // transport-cc stays: str0m numbers every packet of a
                 // transport, audio too, for its estimate, and a receiver that
                 // does not count the audio ones reports them all as lost.
-                rtcp_feedback: rtcp_feedback.iter().copied().filter(|f| *f != RtcpFeedback::Nack).collect(),
+                rtcp_feedback: rtcp_feedback
+                    .iter()
+                    .copied()
+                    .filter(|f| *f != RtcpFeedback::Nack)
+                    .collect(),
             }
         }
-        RtpCodecCapabilityFinalized::Video { mime_type, preferred_payload_type, clock_rate, parameters, rtcp_feedback } => {
-            RtpCodecParameters::Video {
-                mime_type: *mime_type,
-                payload_type: *preferred_payload_type,
-                clock_rate: *clock_rate,
-                parameters: parameters.clone(),
-                rtcp_feedback: rtcp_feedback.iter().copied().filter(|f| *f != RtcpFeedback::GoogRemb).collect(),
-            }
-        }
+        RtpCodecCapabilityFinalized::Video {
+            mime_type,
+            preferred_payload_type,
+            clock_rate,
+            parameters,
+            rtcp_feedback,
+        } => RtpCodecParameters::Video {
+            mime_type: *mime_type,
+            payload_type: *preferred_payload_type,
+            clock_rate: *clock_rate,
+            parameters: parameters.clone(),
+            rtcp_feedback: rtcp_feedback
+                .iter()
+                .copied()
+                .filter(|f| *f != RtcpFeedback::GoogRemb)
+                .collect(),
+        },
     };
-    Ok(CheckedProducer { codec, pt_map, router_codec, router_rtx_pt })
+    Ok(CheckedProducer {
+        codec,
+        pt_map,
+        router_codec,
+        router_rtx_pt,
+    })
 }
 
 /// Whether the router codec can carry the producer's (mime type, clock rate,
 /// channels, and the parameters that change the bitstream).
 fn codec_matches(router: &RtpCodecCapabilityFinalized, producer: &RtpCodecParameters) -> bool {
     let same_mime = match (router, producer) {
-        (RtpCodecCapabilityFinalized::Audio { mime_type: a, channels: ca, .. }, RtpCodecParameters::Audio { mime_type: b, channels: cb, .. }) => {
-            a == b && ca == cb
-        }
-        (RtpCodecCapabilityFinalized::Video { mime_type: a, .. }, RtpCodecParameters::Video { mime_type: b, .. }) => a == b,
+        (
+            RtpCodecCapabilityFinalized::Audio {
+                mime_type: a,
+                channels: ca,
+                ..
+            },
+            RtpCodecParameters::Audio {
+                mime_type: b,
+                channels: cb,
+                ..
+            },
+        ) => a == b && ca == cb,
+        (
+            RtpCodecCapabilityFinalized::Video { mime_type: a, .. },
+            RtpCodecParameters::Video { mime_type: b, .. },
+        ) => a == b,
         _ => false,
     };
     if !same_mime || router.clock_rate() != producer.clock_rate() || router.is_rtx() {
@@ -161,14 +244,20 @@ fn codec_matches(router: &RtpCodecCapabilityFinalized, producer: &RtpCodecParame
     }
     let param = |p: &mediasoup_types::rtp_parameters::RtpCodecParametersParameters, k: &str| {
         p.get(k).map(|v| match v {
-            mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::String(s) => s.to_string(),
-            mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::Number(n) => n.to_string(),
+            mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::String(s) => {
+                s.to_string()
+            }
+            mediasoup_types::rtp_parameters::RtpCodecParametersParametersValue::Number(n) => {
+                n.to_string()
+            }
         })
     };
     match producer.mime_type() {
         MimeType::Video(MimeTypeVideo::H264) => {
             let pm = |p| param(p, "packetization-mode").unwrap_or_else(|| "0".into());
-            let profile = |p| param(p, "profile-level-id").map(|s| s.get(..2).unwrap_or("").to_ascii_lowercase());
+            let profile = |p| {
+                param(p, "profile-level-id").map(|s| s.get(..2).unwrap_or("").to_ascii_lowercase())
+            };
             pm(router.parameters()) == pm(producer.parameters())
                 && profile(router.parameters()) == profile(producer.parameters())
         }
@@ -211,7 +300,11 @@ pub(crate) fn consumer_rtp_parameters(c: ConsumerRtp) -> RtpParameters {
             rtcp_feedback: vec![],
         });
     }
-    let ext = |uri, id: u8| RtpHeaderExtensionParameters { uri, id: id as u16, encrypt: false };
+    let ext = |uri, id: u8| RtpHeaderExtensionParameters {
+        uri,
+        id: id as u16,
+        encrypt: false,
+    };
     let header_extensions = match c.kind {
         MediaKind::Audio => vec![
             ext(Uri::AbsSendTime, ext_id::ABS_SEND_TIME),
@@ -240,7 +333,10 @@ pub(crate) fn consumer_rtp_parameters(c: ConsumerRtp) -> RtpParameters {
         codecs,
         header_extensions,
         encodings: vec![encoding],
-        rtcp: RtcpParameters { cname: c.cname, reduced_size: true },
+        rtcp: RtcpParameters {
+            cname: c.cname,
+            reduced_size: true,
+        },
         msid: c.msid,
     }
 }
@@ -299,11 +395,18 @@ mod tests {
         let checked = check(MediaKind::Video, browser_vp8()).expect("accepted");
         assert_eq!(checked.codec, Codec::Vp8);
         assert_eq!(checked.pt_map.get(&96), Some(&Pt::from(pt::VP8)));
-        assert_eq!(checked.pt_map.get(&97), Some(&Pt::from(pt::VP8)), "repaired packets carry the media type");
+        assert_eq!(
+            checked.pt_map.get(&97),
+            Some(&Pt::from(pt::VP8)),
+            "repaired packets carry the media type"
+        );
         assert_eq!(checked.router_codec.payload_type(), pt::VP8);
         assert_eq!(checked.router_rtx_pt, Some(pt::VP8_RTX));
         let feedback = checked.router_codec.rtcp_feedback();
-        assert!(!feedback.contains(&RtcpFeedback::GoogRemb), "consumers get transport-cc, not REMB: {feedback:?}");
+        assert!(
+            !feedback.contains(&RtcpFeedback::GoogRemb),
+            "consumers get transport-cc, not REMB: {feedback:?}"
+        );
     }
 
     #[test]
@@ -312,8 +415,18 @@ mod tests {
         assert_eq!(checked.codec, Codec::Opus);
         assert_eq!(checked.router_codec.payload_type(), pt::OPUS);
         assert_eq!(checked.router_rtx_pt, None);
-        assert!(checked.router_codec.parameters().get("useinbandfec").is_some(), "in-band FEC stays on");
-        assert!(!checked.router_codec.rtcp_feedback().contains(&RtcpFeedback::Nack));
+        assert!(
+            checked
+                .router_codec
+                .parameters()
+                .get("useinbandfec")
+                .is_some(),
+            "in-band FEC stays on"
+        );
+        assert!(!checked
+            .router_codec
+            .rtcp_feedback()
+            .contains(&RtcpFeedback::Nack));
     }
 
     #[test]
@@ -332,21 +445,56 @@ mod tests {
     #[test]
     fn malformed_encodings_payload_types_and_extension_ids_are_refused_with_a_reason() {
         let cases: Vec<(MediaKind, fn(&mut serde_json::Value), &str)> = vec![
-            (MediaKind::Video, |v| v["encodings"] = json!([{"rid": "r0"}, {"ssrc": 5}]), "rid"),
-            (MediaKind::Video, |v| v["encodings"] = json!([{}]), "ssrc or a rid"),
-            (MediaKind::Video, |v| v["encodings"] = json!([{"ssrc": 0}]), "ssrc 0"),
+            (
+                MediaKind::Video,
+                |v| v["encodings"] = json!([{"rid": "r0"}, {"ssrc": 5}]),
+                "rid",
+            ),
+            (
+                MediaKind::Video,
+                |v| v["encodings"] = json!([{}]),
+                "ssrc or a rid",
+            ),
+            (
+                MediaKind::Video,
+                |v| v["encodings"] = json!([{"ssrc": 0}]),
+                "ssrc 0",
+            ),
             (MediaKind::Video, |v| v["encodings"] = json!([]), "1 to 4"),
-            (MediaKind::Video, |v| v["codecs"][1]["payloadType"] = json!(96), "payload type 96"),
-            (MediaKind::Video, |v| v["codecs"][0]["payloadType"] = json!(72), "payload type 72"),
-            (MediaKind::Video, |v| v["headerExtensions"][0]["id"] = json!(15), "between 1 and 14"),
-            (MediaKind::Audio, |v| v["encodings"] = json!([{"ssrc": 1}, {"ssrc": 2}]), "one encoding"),
+            (
+                MediaKind::Video,
+                |v| v["codecs"][1]["payloadType"] = json!(96),
+                "payload type 96",
+            ),
+            (
+                MediaKind::Video,
+                |v| v["codecs"][0]["payloadType"] = json!(72),
+                "payload type 72",
+            ),
+            (
+                MediaKind::Video,
+                |v| v["headerExtensions"][0]["id"] = json!(15),
+                "between 1 and 14",
+            ),
+            (
+                MediaKind::Audio,
+                |v| v["encodings"] = json!([{"ssrc": 1}, {"ssrc": 2}]),
+                "one encoding",
+            ),
             (MediaKind::Audio, |_| {}, "does not match kind"),
         ];
         for (kind, change, reason) in cases {
-            let mut v = if kind == MediaKind::Audio && reason == "one encoding" { browser_opus() } else { browser_vp8() };
+            let mut v = if kind == MediaKind::Audio && reason == "one encoding" {
+                browser_opus()
+            } else {
+                browser_vp8()
+            };
             change(&mut v);
             let message = refusal(kind, v);
-            assert!(message.contains(reason), "expected {reason:?} in {message:?}");
+            assert!(
+                message.contains(reason),
+                "expected {reason:?} in {message:?}"
+            );
         }
     }
 
@@ -359,10 +507,16 @@ mod tests {
             check(MediaKind::Video, v)
         };
         let baseline = h264("42e01f", 1).expect("constrained baseline, mode 1");
-        assert_eq!((baseline.codec, baseline.router_codec.payload_type()), (Codec::H264, pt::H264));
+        assert_eq!(
+            (baseline.codec, baseline.router_codec.payload_type()),
+            (Codec::H264, pt::H264)
+        );
         let high = h264("4d0032", 1).expect("main profile");
         assert_eq!(high.router_codec.payload_type(), pt::H264_HIGH);
-        assert!(h264("42e01f", 0).is_err(), "packetization-mode 0 is not offered");
+        assert!(
+            h264("42e01f", 0).is_err(),
+            "packetization-mode 0 is not offered"
+        );
         assert!(h264("640032", 1).is_err(), "no router codec for profile 64");
 
         let vp9 = |profile: u32| {
@@ -371,11 +525,19 @@ mod tests {
                 "parameters": {"profile-id": profile}, "rtcpFeedback": []}]);
             check(MediaKind::Video, v)
         };
-        assert_eq!(vp9(0).expect("profile 0").router_codec.payload_type(), pt::VP9);
+        assert_eq!(
+            vp9(0).expect("profile 0").router_codec.payload_type(),
+            pt::VP9
+        );
         assert!(vp9(2).is_err(), "profile 2 is not offered");
     }
 
-    fn consumer(kind: MediaKind, checked: &CheckedProducer, rtx: Option<u32>, layer_count: usize) -> RtpParameters {
+    fn consumer(
+        kind: MediaKind,
+        checked: &CheckedProducer,
+        rtx: Option<u32>,
+        layer_count: usize,
+    ) -> RtpParameters {
         consumer_rtp_parameters(ConsumerRtp {
             kind,
             mid: "3".into(),
@@ -396,13 +558,30 @@ mod tests {
         let p = consumer(MediaKind::Video, &checked, Some(8888), 1);
         let pts: Vec<u8> = p.codecs.iter().map(|c| c.payload_type()).collect();
         assert_eq!(pts, [pt::VP8, pt::VP8_RTX]);
-        assert_eq!(p.codecs[1].parameters().get("apt"), Some(&u32::from(pt::VP8).into()));
+        assert_eq!(
+            p.codecs[1].parameters().get("apt"),
+            Some(&u32::from(pt::VP8).into())
+        );
         assert_eq!(p.encodings.len(), 1);
-        assert_eq!((p.encodings[0].ssrc, p.encodings[0].rtx.map(|r| r.ssrc)), (Some(7777), Some(8888)));
+        assert_eq!(
+            (p.encodings[0].ssrc, p.encodings[0].rtx.map(|r| r.ssrc)),
+            (Some(7777), Some(8888))
+        );
         assert_eq!(p.encodings[0].max_bitrate, Some(900_000));
-        assert_eq!((p.mid.as_deref(), p.rtcp.cname.as_deref()), (Some("3"), Some("str0m-cname")));
+        assert_eq!(
+            (p.mid.as_deref(), p.rtcp.cname.as_deref()),
+            (Some("3"), Some("str0m-cname"))
+        );
         let ids: Vec<u16> = p.header_extensions.iter().map(|e| e.id).collect();
-        assert_eq!(ids, [ext_id::ABS_SEND_TIME, ext_id::TRANSPORT_CC, ext_id::VIDEO_ORIENTATION].map(u16::from));
+        assert_eq!(
+            ids,
+            [
+                ext_id::ABS_SEND_TIME,
+                ext_id::TRANSPORT_CC,
+                ext_id::VIDEO_ORIENTATION
+            ]
+            .map(u16::from)
+        );
     }
 
     #[test]
@@ -414,6 +593,14 @@ mod tests {
         let p = consumer(MediaKind::Audio, &audio, None, 1);
         assert_eq!(p.codecs.len(), 1);
         let ids: Vec<u16> = p.header_extensions.iter().map(|e| e.id).collect();
-        assert_eq!(ids, [ext_id::ABS_SEND_TIME, ext_id::TRANSPORT_CC, ext_id::AUDIO_LEVEL].map(u16::from));
+        assert_eq!(
+            ids,
+            [
+                ext_id::ABS_SEND_TIME,
+                ext_id::TRANSPORT_CC,
+                ext_id::AUDIO_LEVEL
+            ]
+            .map(u16::from)
+        );
     }
 }

@@ -51,11 +51,22 @@ pub(crate) struct RemoteEnd<'a> {
 }
 
 /// The offer text. `session_version` must grow with every offer.
-pub(crate) fn send_transport_offer(remote: &RemoteEnd<'_>, media: &[SendMedia<'_>], session_version: u64) -> String {
+pub(crate) fn send_transport_offer(
+    remote: &RemoteEnd<'_>,
+    media: &[SendMedia<'_>],
+    session_version: u64,
+) -> String {
     let mut s = String::with_capacity(1024 + media.len() * 1024);
-    let bundled: Vec<&str> = media.iter().filter(|m| m.state != MediaState::Rejected).map(|m| m.mid).collect();
+    let bundled: Vec<&str> = media
+        .iter()
+        .filter(|m| m.state != MediaState::Rejected)
+        .map(|m| m.mid)
+        .collect();
     // Writing to a String cannot fail.
-    let _ = write!(s, "v=0\r\no=- 4611731400430051336 {session_version} IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n");
+    let _ = write!(
+        s,
+        "v=0\r\no=- 4611731400430051336 {session_version} IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+    );
     if !bundled.is_empty() {
         let _ = write!(s, "a=group:BUNDLE {}\r\n", bundled.join(" "));
     }
@@ -71,8 +82,17 @@ fn write_media(s: &mut String, remote: &RemoteEnd<'_>, m: &SendMedia<'_>) {
         MediaKind::Audio => "audio",
         MediaKind::Video => "video",
     };
-    let pts: Vec<String> = m.rtp_parameters.codecs.iter().map(|c| c.payload_type().to_string()).collect();
-    let port = if m.state == MediaState::Rejected { 0 } else { 9 };
+    let pts: Vec<String> = m
+        .rtp_parameters
+        .codecs
+        .iter()
+        .map(|c| c.payload_type().to_string())
+        .collect();
+    let port = if m.state == MediaState::Rejected {
+        0
+    } else {
+        9
+    };
     let _ = write!(
         s,
         "m={kind} {port} UDP/TLS/RTP/SAVPF {}\r\nc=IN IP4 0.0.0.0\r\na=rtcp:9 IN IP4 0.0.0.0\r\n\
@@ -87,7 +107,11 @@ fn write_media(s: &mut String, remote: &RemoteEnd<'_>, m: &SendMedia<'_>) {
     for ext in &m.rtp_parameters.header_extensions {
         let _ = write!(s, "a=extmap:{} {}\r\n", ext.id, ext.uri.as_str());
     }
-    let direction = if m.state == MediaState::Sending { "sendonly" } else { "inactive" };
+    let direction = if m.state == MediaState::Sending {
+        "sendonly"
+    } else {
+        "inactive"
+    };
     let _ = write!(s, "a={direction}\r\na=rtcp-mux\r\na=rtcp-rsize\r\n");
     for codec in &m.rtp_parameters.codecs {
         write_codec(s, codec);
@@ -96,7 +120,12 @@ fn write_media(s: &mut String, remote: &RemoteEnd<'_>, m: &SendMedia<'_>) {
         // Its streams are gone: no SSRCs or rids to declare.
         return;
     }
-    let cname = m.rtp_parameters.rtcp.cname.as_deref().unwrap_or("simplesfu");
+    let cname = m
+        .rtp_parameters
+        .rtcp
+        .cname
+        .as_deref()
+        .unwrap_or("simplesfu");
     let encodings = &m.rtp_parameters.encodings;
     let rids: Vec<&str> = encodings.iter().filter_map(|e| e.rid.as_deref()).collect();
     if !rids.is_empty() && rids.len() == encodings.len() {
@@ -109,7 +138,11 @@ fn write_media(s: &mut String, remote: &RemoteEnd<'_>, m: &SendMedia<'_>) {
             let Some(ssrc) = e.ssrc else { continue };
             if let Some(rtx) = e.rtx {
                 let _ = write!(s, "a=ssrc-group:FID {ssrc} {}\r\n", rtx.ssrc);
-                let _ = write!(s, "a=ssrc:{ssrc} cname:{cname}\r\na=ssrc:{} cname:{cname}\r\n", rtx.ssrc);
+                let _ = write!(
+                    s,
+                    "a=ssrc:{ssrc} cname:{cname}\r\na=ssrc:{} cname:{cname}\r\n",
+                    rtx.ssrc
+                );
             } else {
                 let _ = write!(s, "a=ssrc:{ssrc} cname:{cname}\r\n");
             }
@@ -123,7 +156,12 @@ fn write_codec(s: &mut String, codec: &RtpCodecParameters) {
     let name = mime.as_str().split('/').nth(1).unwrap_or("unknown");
     match codec {
         RtpCodecParameters::Audio { channels, .. } if channels.get() > 1 => {
-            let _ = write!(s, "a=rtpmap:{pt} {name}/{}/{}\r\n", codec.clock_rate(), channels);
+            let _ = write!(
+                s,
+                "a=rtpmap:{pt} {name}/{}/{}\r\n",
+                codec.clock_rate(),
+                channels
+            );
         }
         _ => {
             let _ = write!(s, "a=rtpmap:{pt} {name}/{}\r\n", codec.clock_rate());
@@ -175,10 +213,20 @@ mod tests {
     #[test]
     fn offer_describes_simulcast_with_rids_and_no_ssrcs() {
         let rtp = vp8_simulcast();
-        let remote = RemoteEnd { ice_ufrag: "uf", ice_pwd: "pw", fingerprint: "sha-256 AA:BB", setup: "active" };
+        let remote = RemoteEnd {
+            ice_ufrag: "uf",
+            ice_pwd: "pw",
+            fingerprint: "sha-256 AA:BB",
+            setup: "active",
+        };
         let sdp = send_transport_offer(
             &remote,
-            &[SendMedia { mid: "1", kind: MediaKind::Video, rtp_parameters: &rtp, state: MediaState::Sending }],
+            &[SendMedia {
+                mid: "1",
+                kind: MediaKind::Video,
+                rtp_parameters: &rtp,
+                state: MediaState::Sending,
+            }],
             2,
         );
         assert!(sdp.contains("m=video 9 UDP/TLS/RTP/SAVPF 96 97\r\n"));
@@ -193,16 +241,40 @@ mod tests {
     #[test]
     fn a_rejected_m_line_has_port_zero_and_stays_out_of_bundle() {
         let rtp = vp8_simulcast();
-        let remote = RemoteEnd { ice_ufrag: "uf", ice_pwd: "pw", fingerprint: "sha-256 AA:BB", setup: "active" };
-        let line = |mid, state| SendMedia { mid, kind: MediaKind::Video, rtp_parameters: &rtp, state };
-        let sdp = send_transport_offer(&remote, &[line("0", MediaState::Rejected), line("1", MediaState::Sending)], 3);
+        let remote = RemoteEnd {
+            ice_ufrag: "uf",
+            ice_pwd: "pw",
+            fingerprint: "sha-256 AA:BB",
+            setup: "active",
+        };
+        let line = |mid, state| SendMedia {
+            mid,
+            kind: MediaKind::Video,
+            rtp_parameters: &rtp,
+            state,
+        };
+        let sdp = send_transport_offer(
+            &remote,
+            &[
+                line("0", MediaState::Rejected),
+                line("1", MediaState::Sending),
+            ],
+            3,
+        );
         assert!(sdp.contains("a=group:BUNDLE 1\r\n"));
         assert!(sdp.contains("m=video 0 UDP/TLS/RTP/SAVPF 96 97\r\n"));
-        assert_eq!(sdp.matches("a=simulcast:send").count(), 1, "only the live m-line declares streams");
+        assert_eq!(
+            sdp.matches("a=simulcast:send").count(),
+            1,
+            "only the live m-line declares streams"
+        );
         str0m::change::SdpOffer::from_sdp_string(&sdp).expect("str0m parses our offer");
 
         let none_left = send_transport_offer(&remote, &[line("0", MediaState::Rejected)], 4);
-        assert!(!none_left.contains("a=group:BUNDLE"), "no empty BUNDLE group");
+        assert!(
+            !none_left.contains("a=group:BUNDLE"),
+            "no empty BUNDLE group"
+        );
         str0m::change::SdpOffer::from_sdp_string(&none_left).expect("str0m parses our offer");
     }
 }

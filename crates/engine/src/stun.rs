@@ -52,7 +52,9 @@ pub(crate) fn binding_request_username(data: &[u8]) -> Option<&str> {
 /// credential `password` (our ICE password, which a client's checks are
 /// keyed with). False for a message without it or too short to hold it.
 pub(crate) fn integrity_holds(data: &[u8], password: &str) -> bool {
-    integrity_holds_with(data, password.as_bytes(), |key, payloads| sha1_hmac().sha1_hmac(key, payloads))
+    integrity_holds_with(data, password.as_bytes(), |key, payloads| {
+        sha1_hmac().sha1_hmac(key, payloads)
+    })
 }
 
 /// The HMAC-SHA1 of the crypto provider str0m uses (the process default,
@@ -68,8 +70,14 @@ fn sha1_hmac() -> &'static dyn Sha1HmacProvider {
 /// MESSAGE-INTEGRITY attribute, with the header's length set as if that
 /// attribute ended the message, so a FINGERPRINT after it (or anything
 /// else, which the receiver ignores) is not covered.
-fn integrity_holds_with(data: &[u8], key: &[u8], hmac: impl Fn(&[u8], &[&[u8]]) -> [u8; INTEGRITY_LEN]) -> bool {
-    let Some((at, _, value)) = attributes(data).find(|(_, kind, _)| *kind == ATTR_MESSAGE_INTEGRITY) else {
+fn integrity_holds_with(
+    data: &[u8],
+    key: &[u8],
+    hmac: impl Fn(&[u8], &[&[u8]]) -> [u8; INTEGRITY_LEN],
+) -> bool {
+    let Some((at, _, value)) =
+        attributes(data).find(|(_, kind, _)| *kind == ATTR_MESSAGE_INTEGRITY)
+    else {
         return false;
     };
     if value.len() != INTEGRITY_LEN {
@@ -84,7 +92,10 @@ fn integrity_holds_with(data: &[u8], key: &[u8], hmac: impl Fn(&[u8], &[&[u8]]) 
     header[2..4].copy_from_slice(&covered_len.to_be_bytes());
     let expected = hmac(key, &[&header, &data[HEADER_LEN..at]]);
     // Compare without an early exit: timing tells nothing about the tag.
-    let difference = expected.iter().zip(value).fold(0u8, |acc, (a, b)| acc | (a ^ b));
+    let difference = expected
+        .iter()
+        .zip(value)
+        .fold(0u8, |acc, (a, b)| acc | (a ^ b));
     std::hint::black_box(difference) == 0
 }
 
@@ -112,7 +123,10 @@ mod tests {
         bad[3] = 200;
         assert_eq!(binding_request_username(&bad), None);
         // Truncated attribute.
-        assert_eq!(binding_request_username(&request(&[0x00, 0x06, 0x00, 0x40, b'a'])), None);
+        assert_eq!(
+            binding_request_username(&request(&[0x00, 0x06, 0x00, 0x40, b'a'])),
+            None
+        );
     }
 
     fn attr(m: &mut Vec<u8>, kind: u16, value: &[u8]) {
@@ -131,7 +145,11 @@ mod tests {
         for &byte in data {
             crc ^= u32::from(byte);
             for _ in 0..8 {
-                crc = if crc & 1 == 1 { (crc >> 1) ^ 0xedb8_8320 } else { crc >> 1 };
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xedb8_8320
+                } else {
+                    crc >> 1
+                };
             }
         }
         !crc
@@ -165,26 +183,41 @@ mod tests {
         // RFC 5769 §2.1: SOFTWARE, PRIORITY, ICE-CONTROLLED, USERNAME
         // "evtj:h6vY" padded with spaces, MESSAGE-INTEGRITY, FINGERPRINT.
         let sample: [u8; 108] = [
-            0x00, 0x01, 0x00, 0x58, 0x21, 0x12, 0xa4, 0x42, 0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34, 0xd6, 0x86, 0xfa, 0x87,
-            0xdf, 0xae, 0x80, 0x22, 0x00, 0x10, 0x53, 0x54, 0x55, 0x4e, 0x20, 0x74, 0x65, 0x73, 0x74, 0x20, 0x63, 0x6c,
-            0x69, 0x65, 0x6e, 0x74, 0x00, 0x24, 0x00, 0x04, 0x6e, 0x00, 0x01, 0xff, 0x80, 0x29, 0x00, 0x08, 0x93, 0x2f,
-            0xf9, 0xb1, 0x51, 0x26, 0x3b, 0x36, 0x00, 0x06, 0x00, 0x09, 0x65, 0x76, 0x74, 0x6a, 0x3a, 0x68, 0x36, 0x76,
-            0x59, 0x20, 0x20, 0x20, 0x00, 0x08, 0x00, 0x14, 0x9a, 0xea, 0xa7, 0x0c, 0xbf, 0xd8, 0xcb, 0x56, 0x78, 0x1e,
-            0xf2, 0xb5, 0xb2, 0xd3, 0xf2, 0x49, 0xc1, 0xb5, 0x71, 0xa2, 0x80, 0x28, 0x00, 0x04, 0xe5, 0x7a, 0x3b, 0xcf,
+            0x00, 0x01, 0x00, 0x58, 0x21, 0x12, 0xa4, 0x42, 0xb7, 0xe7, 0xa7, 0x01, 0xbc, 0x34,
+            0xd6, 0x86, 0xfa, 0x87, 0xdf, 0xae, 0x80, 0x22, 0x00, 0x10, 0x53, 0x54, 0x55, 0x4e,
+            0x20, 0x74, 0x65, 0x73, 0x74, 0x20, 0x63, 0x6c, 0x69, 0x65, 0x6e, 0x74, 0x00, 0x24,
+            0x00, 0x04, 0x6e, 0x00, 0x01, 0xff, 0x80, 0x29, 0x00, 0x08, 0x93, 0x2f, 0xf9, 0xb1,
+            0x51, 0x26, 0x3b, 0x36, 0x00, 0x06, 0x00, 0x09, 0x65, 0x76, 0x74, 0x6a, 0x3a, 0x68,
+            0x36, 0x76, 0x59, 0x20, 0x20, 0x20, 0x00, 0x08, 0x00, 0x14, 0x9a, 0xea, 0xa7, 0x0c,
+            0xbf, 0xd8, 0xcb, 0x56, 0x78, 0x1e, 0xf2, 0xb5, 0xb2, 0xd3, 0xf2, 0x49, 0xc1, 0xb5,
+            0x71, 0xa2, 0x80, 0x28, 0x00, 0x04, 0xe5, 0x7a, 0x3b, 0xcf,
         ];
         assert_eq!(binding_request_username(&sample), Some("evtj:h6vY"));
         assert!(integrity_holds(&sample, "VOkJxbRl1RmTxUk/WvJxBt"));
         assert!(!integrity_holds(&sample, "VOkJxbRl1RmTxUk/WvJxBu"));
-        assert_eq!(crc32(&sample[..100]) ^ 0x5354_554e, 0xe57a_3bcf, "the test's FINGERPRINT is computed the same way");
+        assert_eq!(
+            crc32(&sample[..100]) ^ 0x5354_554e,
+            0xe57a_3bcf,
+            "the test's FINGERPRINT is computed the same way"
+        );
     }
 
     #[test]
     fn integrity_holds_only_for_the_right_password_and_intact_bytes() {
         for fingerprint in [false, true] {
             let good = signed_request("the-password", fingerprint);
-            assert!(integrity_holds(&good, "the-password"), "fingerprint {fingerprint}");
-            assert!(!integrity_holds(&good, "the-passwore"), "wrong password, fingerprint {fingerprint}");
-            assert!(!integrity_holds(&good, ""), "empty password, fingerprint {fingerprint}");
+            assert!(
+                integrity_holds(&good, "the-password"),
+                "fingerprint {fingerprint}"
+            );
+            assert!(
+                !integrity_holds(&good, "the-passwore"),
+                "wrong password, fingerprint {fingerprint}"
+            );
+            assert!(
+                !integrity_holds(&good, ""),
+                "empty password, fingerprint {fingerprint}"
+            );
 
             // Every byte before MESSAGE-INTEGRITY's value, and the value
             // itself, is covered; the FINGERPRINT after it is not.
@@ -196,19 +229,28 @@ mod tests {
                 if i < integrity_end {
                     assert!(!holds, "byte {i} changed, fingerprint {fingerprint}");
                 } else {
-                    assert!(holds, "byte {i} of FINGERPRINT changed, fingerprint {fingerprint}");
+                    assert!(
+                        holds,
+                        "byte {i} of FINGERPRINT changed, fingerprint {fingerprint}"
+                    );
                 }
             }
 
             // Truncated anywhere: the length no longer matches, or the
             // attribute is gone.
             for len in 0..good.len() {
-                assert!(!integrity_holds(&good[..len], "the-password"), "{len} bytes, fingerprint {fingerprint}");
+                assert!(
+                    !integrity_holds(&good[..len], "the-password"),
+                    "{len} bytes, fingerprint {fingerprint}"
+                );
             }
             // The header's length cut short, as if the message ended earlier.
             let mut short = good.clone();
             set_len(&mut short, good.len() - HEADER_LEN - 28);
-            assert!(!integrity_holds(&short, "the-password"), "length short of MESSAGE-INTEGRITY");
+            assert!(
+                !integrity_holds(&short, "the-password"),
+                "length short of MESSAGE-INTEGRITY"
+            );
         }
     }
 
@@ -219,7 +261,10 @@ mod tests {
         let body = m.len() - HEADER_LEN;
         set_len(&mut m, body);
         assert!(!integrity_holds(&m, "pw"), "no MESSAGE-INTEGRITY");
-        assert!(!integrity_holds(&m, ""), "no MESSAGE-INTEGRITY, empty password");
+        assert!(
+            !integrity_holds(&m, ""),
+            "no MESSAGE-INTEGRITY, empty password"
+        );
 
         // MESSAGE-INTEGRITY of the wrong size, even with a tag that would fit.
         let mut m = request(&[]);
@@ -239,6 +284,9 @@ mod tests {
         let mut past = signed_request("pw", true);
         past[2] = 0xff;
         assert!(!integrity_holds(&past, "pw"));
-        assert!(!integrity_holds(&[0x00, 0x01, 0x00, 0x18, 0x21, 0x12, 0xa4, 0x42], "pw"));
+        assert!(!integrity_holds(
+            &[0x00, 0x01, 0x00, 0x18, 0x21, 0x12, 0xa4, 0x42],
+            "pw"
+        ));
     }
 }

@@ -109,7 +109,10 @@ enum Expiry {
 
 impl Activity {
     fn new(accepted: Instant) -> Self {
-        Activity { accepted, last_valid: AtomicU64::new(0) }
+        Activity {
+            accepted,
+            last_valid: AtomicU64::new(0),
+        }
     }
 
     /// Whether a frame of this connection was taken by the router.
@@ -128,7 +131,10 @@ impl Activity {
     fn deadline(&self, limits: &IceTcpLimits) -> (Instant, Expiry) {
         match self.last_valid.load(Ordering::Relaxed) {
             0 => (self.accepted + limits.auth_timeout, Expiry::Unauthenticated),
-            stamp => (self.accepted + Duration::from_millis(stamp - 1) + limits.idle_timeout, Expiry::Idle),
+            stamp => (
+                self.accepted + Duration::from_millis(stamp - 1) + limits.idle_timeout,
+                Expiry::Idle,
+            ),
         }
     }
 }
@@ -194,8 +200,12 @@ impl Admission {
     }
 
     fn release(&mut self, key: SourceKey, id: u64) {
-        let Some(open) = self.per_source.get_mut(&key) else { return };
-        let Some(i) = open.iter().position(|(open_id, _)| *open_id == id) else { return };
+        let Some(open) = self.per_source.get_mut(&key) else {
+            return;
+        };
+        let Some(i) = open.iter().position(|(open_id, _)| *open_id == id) else {
+            return;
+        };
         open.swap_remove(i);
         if open.is_empty() {
             self.per_source.remove(&key);
@@ -220,9 +230,17 @@ impl Drop for Admitted {
 
 /// What the connection tasks tell the worker's loop.
 pub(crate) enum TcpEvent {
-    Opened { addr: SocketAddr, id: u64, writer: mpsc::Sender<Vec<u8>>, activity: Arc<Activity> },
+    Opened {
+        addr: SocketAddr,
+        id: u64,
+        writer: mpsc::Sender<Vec<u8>>,
+        activity: Arc<Activity>,
+    },
     Frame(SocketAddr, Vec<u8>),
-    Closed { addr: SocketAddr, id: u64 },
+    Closed {
+        addr: SocketAddr,
+        id: u64,
+    },
 }
 
 struct Connection {
@@ -241,8 +259,20 @@ impl Connections {
     /// Track an event; a frame comes back for the router.
     pub fn handle(&mut self, event: TcpEvent) -> Option<(SocketAddr, Vec<u8>)> {
         match event {
-            TcpEvent::Opened { addr, id, writer, activity } => {
-                self.open.insert(addr, Connection { id, writer, activity });
+            TcpEvent::Opened {
+                addr,
+                id,
+                writer,
+                activity,
+            } => {
+                self.open.insert(
+                    addr,
+                    Connection {
+                        id,
+                        writer,
+                        activity,
+                    },
+                );
                 None
             }
             TcpEvent::Frame(addr, frame) => Some((addr, frame)),
@@ -275,7 +305,10 @@ impl Connections {
 
 /// Whether `accept` failed for lack of a resource that only time frees.
 fn is_resource_exhaustion(error: &io::Error) -> bool {
-    matches!(error.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM))
+    matches!(
+        error.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
 }
 
 /// Accept connections and spawn a task for each admitted one, until the
@@ -323,14 +356,29 @@ pub(crate) async fn accept_loop(
         let activity = Arc::new(Activity::new(Instant::now()));
         if let Err(refusal) = admission.admit(key, next_id, &activity) {
             bump(&counters.refused);
-            tracing::debug!(?refusal, connections = admission.total, "ICE-TCP connection refused");
+            tracing::debug!(
+                ?refusal,
+                connections = admission.total,
+                "ICE-TCP connection refused"
+            );
             // Dropping the stream closes the socket: the client reads EOF.
             drop(stream);
             continue;
         }
-        counters.open.store(admission.total as u64, Ordering::Relaxed);
-        let admitted = Admitted { key, id: next_id, released: released_tx.clone() };
-        let connection = Accepted { stream, addr, activity, admitted };
+        counters
+            .open
+            .store(admission.total as u64, Ordering::Relaxed);
+        let admitted = Admitted {
+            key,
+            id: next_id,
+            released: released_tx.clone(),
+        };
+        let connection = Accepted {
+            stream,
+            addr,
+            activity,
+            admitted,
+        };
         tokio::spawn(serve(connection, limits, events.clone(), counters.clone()));
     }
 }
@@ -346,13 +394,28 @@ struct Accepted {
 
 /// One connection: read frames for the worker, write the worker's frames
 /// back, and close when either side ends or the watchdog expires.
-async fn serve(connection: Accepted, limits: IceTcpLimits, events: mpsc::Sender<TcpEvent>, counters: Arc<TcpCounters>) {
-    let Accepted { stream, addr, activity, admitted } = connection;
+async fn serve(
+    connection: Accepted,
+    limits: IceTcpLimits,
+    events: mpsc::Sender<TcpEvent>,
+    counters: Arc<TcpCounters>,
+) {
+    let Accepted {
+        stream,
+        addr,
+        activity,
+        admitted,
+    } = connection;
     let id = admitted.id;
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
     let (frames_tx, frames_rx) = mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
-    let opened = TcpEvent::Opened { addr, id, writer: frames_tx, activity: activity.clone() };
+    let opened = TcpEvent::Opened {
+        addr,
+        id,
+        writer: frames_tx,
+        activity: activity.clone(),
+    };
     if events.send(opened).await.is_err() {
         return;
     }
@@ -383,7 +446,12 @@ async fn watchdog(activity: &Activity, limits: &IceTcpLimits) -> Expiry {
     }
 }
 
-async fn read_frames(mut reader: OwnedReadHalf, addr: SocketAddr, events: &mpsc::Sender<TcpEvent>, counters: &TcpCounters) {
+async fn read_frames(
+    mut reader: OwnedReadHalf,
+    addr: SocketAddr,
+    events: &mpsc::Sender<TcpEvent>,
+    counters: &TcpCounters,
+) {
     let mut len = [0u8; 2];
     loop {
         if reader.read_exact(&mut len).await.is_err() {
@@ -391,7 +459,10 @@ async fn read_frames(mut reader: OwnedReadHalf, addr: SocketAddr, events: &mpsc:
         }
         let n = usize::from(u16::from_be_bytes(len));
         if n == 0 || n > MAX_FRAME {
-            tracing::debug!(frame = n, "ICE-TCP frame size out of range; closing the connection");
+            tracing::debug!(
+                frame = n,
+                "ICE-TCP frame size out of range; closing the connection"
+            );
             return;
         }
         let mut frame = vec![0u8; n];
@@ -408,7 +479,9 @@ async fn read_frames(mut reader: OwnedReadHalf, addr: SocketAddr, events: &mpsc:
 
 async fn write_frames(mut writer: OwnedWriteHalf, mut frames: mpsc::Receiver<Vec<u8>>) {
     while let Some(frame) = frames.recv().await {
-        let Ok(len) = u16::try_from(frame.len()) else { continue };
+        let Ok(len) = u16::try_from(frame.len()) else {
+            continue;
+        };
         let mut framed = Vec::with_capacity(frame.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(&frame);
@@ -441,21 +514,36 @@ mod tests {
         let now = Instant::now();
         let mut admission = Admission::new(&limits());
         let activities: Vec<Arc<Activity>> = (0..8).map(|_| Arc::new(Activity::new(now))).collect();
-        let mut admit = |source: &str, id: usize| admission.admit(ip(source), id as u64, &activities[id]);
+        let mut admit =
+            |source: &str, id: usize| admission.admit(ip(source), id as u64, &activities[id]);
         assert_eq!(admit("192.0.2.1", 0), Ok(()));
         assert_eq!(admit("192.0.2.1", 1), Ok(()));
-        assert_eq!(admit("192.0.2.1", 2), Err(Refusal::SourceFull), "two strangers from one source at most");
+        assert_eq!(
+            admit("192.0.2.1", 2),
+            Err(Refusal::SourceFull),
+            "two strangers from one source at most"
+        );
         // One of them authenticates: it no longer counts against its source.
         activities[0].mark_valid(now);
         assert_eq!(admission.admit(ip("192.0.2.1"), 3, &activities[3]), Ok(()));
-        assert_eq!(admission.admit(ip("192.0.2.2"), 4, &activities[4]), Err(Refusal::WorkerFull));
+        assert_eq!(
+            admission.admit(ip("192.0.2.2"), 4, &activities[4]),
+            Err(Refusal::WorkerFull)
+        );
         admission.release(ip("192.0.2.1"), 1);
-        assert_eq!(admission.admit(ip("192.0.2.2"), 4, &activities[4]), Ok(()), "a closed connection frees its place");
+        assert_eq!(
+            admission.admit(ip("192.0.2.2"), 4, &activities[4]),
+            Ok(()),
+            "a closed connection frees its place"
+        );
         // Releasing what is not open changes nothing.
         admission.release(ip("192.0.2.9"), 7);
         admission.release(ip("192.0.2.1"), 1);
         assert_eq!(admission.total, 3);
-        assert!(admission.per_source.values().all(|open| !open.is_empty()), "no empty entries kept");
+        assert!(
+            admission.per_source.values().all(|open| !open.is_empty()),
+            "no empty entries kept"
+        );
     }
 
     #[test]
@@ -470,15 +558,30 @@ mod tests {
         let limits = limits();
         let accepted = Instant::now();
         let activity = Activity::new(accepted);
-        assert_eq!(activity.deadline(&limits), (accepted + limits.auth_timeout, Expiry::Unauthenticated));
+        assert_eq!(
+            activity.deadline(&limits),
+            (accepted + limits.auth_timeout, Expiry::Unauthenticated)
+        );
         activity.mark_valid(accepted + Duration::from_millis(1200));
-        assert_eq!(activity.deadline(&limits), (accepted + Duration::from_millis(1200) + limits.idle_timeout, Expiry::Idle));
+        assert_eq!(
+            activity.deadline(&limits),
+            (
+                accepted + Duration::from_millis(1200) + limits.idle_timeout,
+                Expiry::Idle
+            )
+        );
         // A frame handled late (an older time) never moves the deadline back.
         activity.mark_valid(accepted + Duration::from_millis(900));
-        assert_eq!(activity.deadline(&limits).0, accepted + Duration::from_millis(1200) + limits.idle_timeout);
+        assert_eq!(
+            activity.deadline(&limits).0,
+            accepted + Duration::from_millis(1200) + limits.idle_timeout
+        );
         // A frame at the very moment of acceptance still counts.
         let fresh = Activity::new(accepted);
         fresh.mark_valid(accepted);
-        assert_eq!(fresh.deadline(&limits), (accepted + limits.idle_timeout, Expiry::Idle));
+        assert_eq!(
+            fresh.deadline(&limits),
+            (accepted + limits.idle_timeout, Expiry::Idle)
+        );
     }
 }

@@ -65,7 +65,9 @@ pub(crate) async fn send(socket: &UdpSocket, queue: &mut Vec<(SocketAddr, Vec<u8
     let mut start = 0;
     while start < queue.len() {
         let end = (start + SEND_BATCH).min(queue.len());
-        match socket.try_io(Interest::WRITABLE, || sys::send_batch(socket, &queue[start..end])) {
+        match socket.try_io(Interest::WRITABLE, || {
+            sys::send_batch(socket, &queue[start..end])
+        }) {
             Ok(sent) => start += sent.max(1),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if socket.writable().await.is_err() {
@@ -91,13 +93,24 @@ pub(crate) fn set_gso(on: bool) {
 /// How many datagrams starting at `packets[0]` one GSO message can carry:
 /// same destination, same size as the first (a shorter one may end the
 /// group), at most `max_segments` and `max_bytes` in all.
-pub(crate) fn gso_group_len(packets: &[(SocketAddr, Vec<u8>)], max_segments: usize, max_bytes: usize) -> usize {
-    let Some((addr, first)) = packets.first() else { return 0 };
+pub(crate) fn gso_group_len(
+    packets: &[(SocketAddr, Vec<u8>)],
+    max_segments: usize,
+    max_bytes: usize,
+) -> usize {
+    let Some((addr, first)) = packets.first() else {
+        return 0;
+    };
     let seg = first.len();
     let mut count = 1;
     let mut bytes = seg;
     for (a, data) in &packets[1..] {
-        if count == max_segments || a != addr || data.len() > seg || data.is_empty() || bytes + data.len() > max_bytes {
+        if count == max_segments
+            || a != addr
+            || data.len() > seg
+            || data.is_empty()
+            || bytes + data.len() > max_bytes
+        {
             break;
         }
         count += 1;
@@ -140,7 +153,9 @@ mod sys {
                 let sin = libc::sockaddr_in {
                     sin_family: libc::AF_INET as libc::sa_family_t,
                     sin_port: a.port().to_be(),
-                    sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes(a.ip().octets()) },
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
                     sin_zero: [0; 8],
                 };
                 // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
@@ -152,7 +167,9 @@ mod sys {
                     sin6_family: libc::AF_INET6 as libc::sa_family_t,
                     sin6_port: a.port().to_be(),
                     sin6_flowinfo: a.flowinfo(),
-                    sin6_addr: libc::in6_addr { s6_addr: a.ip().octets() },
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
                     sin6_scope_id: a.scope_id(),
                 };
                 // SAFETY: as above.
@@ -169,13 +186,21 @@ mod sys {
                 // SAFETY: the kernel wrote a sockaddr_in for AF_INET.
                 let sin = unsafe { &*(storage as *const _ as *const libc::sockaddr_in) };
                 let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
-                Some(SocketAddr::V4(SocketAddrV4::new(ip, u16::from_be(sin.sin_port))))
+                Some(SocketAddr::V4(SocketAddrV4::new(
+                    ip,
+                    u16::from_be(sin.sin_port),
+                )))
             }
             libc::AF_INET6 => {
                 // SAFETY: the kernel wrote a sockaddr_in6 for AF_INET6.
                 let sin6 = unsafe { &*(storage as *const _ as *const libc::sockaddr_in6) };
                 let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-                Some(SocketAddr::V6(SocketAddrV6::new(ip, u16::from_be(sin6.sin6_port), sin6.sin6_flowinfo, sin6.sin6_scope_id)))
+                Some(SocketAddr::V6(SocketAddrV6::new(
+                    ip,
+                    u16::from_be(sin6.sin6_port),
+                    sin6.sin6_flowinfo,
+                    sin6.sin6_scope_id,
+                )))
             }
             _ => None,
         }
@@ -183,12 +208,19 @@ mod sys {
 
     /// Send up to `SEND_BATCH` datagrams from the front of `packets`; the
     /// number sent (a GSO message counts all its datagrams).
-    pub(super) fn send_batch(socket: &UdpSocket, packets: &[(SocketAddr, Vec<u8>)]) -> io::Result<usize> {
+    pub(super) fn send_batch(
+        socket: &UdpSocket,
+        packets: &[(SocketAddr, Vec<u8>)],
+    ) -> io::Result<usize> {
         let gso = !GSO_OFF.load(Ordering::Relaxed);
         match send_messages(socket, packets, gso) {
             // Only a refused GSO message says anything about GSO: sendmmsg
             // reports an error when its first message fails.
-            Err(e) if gso && gso_refused(&e) && gso_group_len(packets, GSO_MAX_SEGMENTS, GSO_MAX_BYTES) > 1 => {
+            Err(e)
+                if gso
+                    && gso_refused(&e)
+                    && gso_group_len(packets, GSO_MAX_SEGMENTS, GSO_MAX_BYTES) > 1 =>
+            {
                 GSO_OFF.store(true, Ordering::Relaxed);
                 tracing::info!(error = %e, "UDP GSO refused by the kernel or route; sending datagrams one by one");
                 send_messages(socket, packets, false)
@@ -200,24 +232,39 @@ mod sys {
     /// Errors with which a GSO message is refused (no checksum offload on
     /// the route, a kernel without `UDP_SEGMENT`).
     fn gso_refused(e: &io::Error) -> bool {
-        matches!(e.raw_os_error(), Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::ENOPROTOOPT) | Some(libc::EOPNOTSUPP))
+        matches!(
+            e.raw_os_error(),
+            Some(libc::EIO) | Some(libc::EINVAL) | Some(libc::ENOPROTOOPT) | Some(libc::EOPNOTSUPP)
+        )
     }
 
-    fn send_messages(socket: &UdpSocket, packets: &[(SocketAddr, Vec<u8>)], gso: bool) -> io::Result<usize> {
+    fn send_messages(
+        socket: &UdpSocket,
+        packets: &[(SocketAddr, Vec<u8>)],
+        gso: bool,
+    ) -> io::Result<usize> {
         let n = packets.len().min(SEND_BATCH);
         // SAFETY (the zeroed arrays): plain data, all-zero is valid.
-        let mut names: [(libc::sockaddr_storage, libc::socklen_t); SEND_BATCH] = unsafe { zeroed() };
+        let mut names: [(libc::sockaddr_storage, libc::socklen_t); SEND_BATCH] =
+            unsafe { zeroed() };
         let mut iovs: [libc::iovec; SEND_BATCH] = unsafe { zeroed() };
         let mut msgs: [libc::mmsghdr; SEND_BATCH] = unsafe { zeroed() };
         let mut cmsgs = [CmsgBuf([0; 32]); SEND_BATCH];
         let mut counts = [0usize; SEND_BATCH];
         for (iov, (_, data)) in iovs.iter_mut().zip(&packets[..n]) {
-            *iov = libc::iovec { iov_base: data.as_ptr() as *mut libc::c_void, iov_len: data.len() };
+            *iov = libc::iovec {
+                iov_base: data.as_ptr() as *mut libc::c_void,
+                iov_len: data.len(),
+            };
         }
         let mut m = 0;
         let mut i = 0;
         while i < n {
-            let k = if gso { gso_group_len(&packets[i..n], GSO_MAX_SEGMENTS, GSO_MAX_BYTES) } else { 1 };
+            let k = if gso {
+                gso_group_len(&packets[i..n], GSO_MAX_SEGMENTS, GSO_MAX_BYTES)
+            } else {
+                1
+            };
             names[m] = to_storage(&packets[i].0);
             let hdr = &mut msgs[m].msg_hdr;
             hdr.msg_name = &mut names[m].0 as *mut _ as *mut libc::c_void;
@@ -245,7 +292,8 @@ mod sys {
         }
         // SAFETY: every mmsghdr points at live buffers, names and control data
         // of this frame; the kernel only reads them.
-        let sent = unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), m as libc::c_uint, 0) };
+        let sent =
+            unsafe { libc::sendmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), m as libc::c_uint, 0) };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
@@ -257,7 +305,10 @@ mod sys {
         let mut iovs: [libc::iovec; RECV_BATCH] = unsafe { zeroed() };
         let mut msgs: [libc::mmsghdr; RECV_BATCH] = unsafe { zeroed() };
         for (i, buf) in batch.bufs.iter_mut().enumerate() {
-            iovs[i] = libc::iovec { iov_base: buf.as_mut_ptr() as *mut libc::c_void, iov_len: buf.len() };
+            iovs[i] = libc::iovec {
+                iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+                iov_len: buf.len(),
+            };
         }
         for i in 0..RECV_BATCH {
             msgs[i].msg_hdr.msg_name = &mut names[i] as *mut _ as *mut libc::c_void;
@@ -267,7 +318,13 @@ mod sys {
         }
         // SAFETY: buffers and names live for the call; the kernel writes within their lengths.
         let got = unsafe {
-            libc::recvmmsg(socket.as_raw_fd(), msgs.as_mut_ptr(), RECV_BATCH as libc::c_uint, libc::MSG_DONTWAIT, std::ptr::null_mut())
+            libc::recvmmsg(
+                socket.as_raw_fd(),
+                msgs.as_mut_ptr(),
+                RECV_BATCH as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
         };
         if got < 0 {
             batch.count = 0;
@@ -304,7 +361,10 @@ mod sys {
     /// No GSO outside Linux.
     pub(super) static GSO_OFF: AtomicBool = AtomicBool::new(true);
 
-    pub(super) fn send_batch(socket: &UdpSocket, packets: &[(SocketAddr, Vec<u8>)]) -> io::Result<usize> {
+    pub(super) fn send_batch(
+        socket: &UdpSocket,
+        packets: &[(SocketAddr, Vec<u8>)],
+    ) -> io::Result<usize> {
         let (addr, data) = &packets[0];
         socket.try_send_to(data, *addr).map(|_| 1)
     }
@@ -329,10 +389,20 @@ mod tests {
 
     #[test]
     fn groups_take_equal_sizes_to_one_address_and_may_end_shorter() {
-        let q = |spec: &[(u16, usize)]| spec.iter().map(|&(p, n)| (addr(p), vec![0u8; n])).collect::<Vec<_>>();
-        assert_eq!(gso_group_len(&q(&[(1, 1200), (1, 1200), (1, 1200)]), 64, 65_000), 3);
+        let q = |spec: &[(u16, usize)]| {
+            spec.iter()
+                .map(|&(p, n)| (addr(p), vec![0u8; n]))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            gso_group_len(&q(&[(1, 1200), (1, 1200), (1, 1200)]), 64, 65_000),
+            3
+        );
         // A shorter datagram ends the group, a longer one starts the next.
-        assert_eq!(gso_group_len(&q(&[(1, 1200), (1, 900), (1, 1200)]), 64, 65_000), 2);
+        assert_eq!(
+            gso_group_len(&q(&[(1, 1200), (1, 900), (1, 1200)]), 64, 65_000),
+            2
+        );
         assert_eq!(gso_group_len(&q(&[(1, 900), (1, 1200)]), 64, 65_000), 1);
         // Another address ends it.
         assert_eq!(gso_group_len(&q(&[(1, 1200), (2, 1200)]), 64, 65_000), 1);
@@ -346,14 +416,18 @@ mod tests {
     /// on and off (a plain receiver: the kernel splits GSO messages).
     #[test]
     fn receivers_see_the_same_datagrams_with_and_without_gso() {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         rt.block_on(async {
             for gso in [true, false] {
                 set_gso(gso);
                 let a = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind a");
                 let b = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind b");
                 for s in [&a, &b] {
-                    s.set_read_timeout(Some(Duration::from_secs(2))).expect("timeout");
+                    s.set_read_timeout(Some(Duration::from_secs(2)))
+                        .expect("timeout");
                 }
                 let sender = UdpSocket::bind("127.0.0.1:0").await.expect("bind sender");
                 let (pa, pb) = (a.local_addr().expect("a"), b.local_addr().expect("b"));
@@ -367,20 +441,33 @@ mod tests {
                         let len = if i == 7 { 700 } else { 1100 };
                         let data: Vec<u8> = (0..len).map(|j| frame ^ i ^ (j as u8)).collect();
                         let dest = if frame % 3 == 0 { pb } else { pa };
-                        if dest == pa { expected_a.push(data.clone()) } else { expected_b.push(data.clone()) }
+                        if dest == pa {
+                            expected_a.push(data.clone())
+                        } else {
+                            expected_b.push(data.clone())
+                        }
                         queue.push((dest, data));
                     }
                 }
                 send(&sender, &mut queue).await;
                 assert!(queue.is_empty());
                 if gso && cfg!(target_os = "linux") {
-                    assert!(!sys::GSO_OFF.load(std::sync::atomic::Ordering::Relaxed), "loopback took the GSO messages");
+                    assert!(
+                        !sys::GSO_OFF.load(std::sync::atomic::Ordering::Relaxed),
+                        "loopback took the GSO messages"
+                    );
                 }
                 for (socket, expected) in [(&a, expected_a), (&b, expected_b)] {
                     let mut buf = [0u8; 2048];
                     for (k, want) in expected.iter().enumerate() {
-                        let (n, _) = socket.recv_from(&mut buf).unwrap_or_else(|e| panic!("gso={gso}: datagram {k} missing: {e}"));
-                        assert_eq!(&buf[..n], &want[..], "gso={gso}: datagram {k} differs (length {n})");
+                        let (n, _) = socket
+                            .recv_from(&mut buf)
+                            .unwrap_or_else(|e| panic!("gso={gso}: datagram {k} missing: {e}"));
+                        assert_eq!(
+                            &buf[..n],
+                            &want[..],
+                            "gso={gso}: datagram {k} differs (length {n})"
+                        );
                     }
                 }
             }

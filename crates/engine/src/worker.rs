@@ -45,7 +45,12 @@ pub struct WorkerSettings {
 
 impl WorkerSettings {
     /// UDP and TCP candidates on `port` (0: any free port) for one address.
-    pub fn new(name: impl Into<String>, listen_ip: IpAddr, port: u16, announced_ip: IpAddr) -> Self {
+    pub fn new(
+        name: impl Into<String>,
+        listen_ip: IpAddr,
+        port: u16,
+        announced_ip: IpAddr,
+    ) -> Self {
         WorkerSettings {
             name: name.into(),
             listen_ip,
@@ -78,12 +83,22 @@ pub(crate) enum Command {
     CloseDataProducer(DataProducerId, Reply<Vec<DataConsumerId>>),
     ConsumeData(TransportId, DataProducerId, Reply<DataConsumerInfo>),
     CloseDataConsumer(DataConsumerId, Reply<()>),
-    PipeOut(ProducerId, Arc<str>, mpsc::UnboundedSender<Command>, Reply<PipedProducer>),
+    PipeOut(
+        ProducerId,
+        Arc<str>,
+        mpsc::UnboundedSender<Command>,
+        Reply<PipedProducer>,
+    ),
     PipeIn(PipedProducer, mpsc::UnboundedSender<Command>, Reply<()>),
     PipePackets(Vec<ForwardedPacket>),
     PipeClose(ProducerId),
     PipeKeyframe(ProducerId, Option<usize>),
-    DataPipeOut(DataProducerId, Arc<str>, mpsc::UnboundedSender<Command>, Reply<PipedDataProducer>),
+    DataPipeOut(
+        DataProducerId,
+        Arc<str>,
+        mpsc::UnboundedSender<Command>,
+        Reply<PipedDataProducer>,
+    ),
     DataPipeIn(PipedDataProducer, Reply<()>),
     PipeData(DataProducerId, bool, Arc<[u8]>),
     DataPipeClose(DataProducerId),
@@ -104,7 +119,10 @@ pub struct WorkerHandle {
 
 impl std::fmt::Debug for WorkerHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WorkerHandle").field("name", &self.name).field("local_addr", &self.local_addr).finish()
+        f.debug_struct("WorkerHandle")
+            .field("name", &self.name)
+            .field("local_addr", &self.local_addr)
+            .finish()
     }
 }
 
@@ -122,23 +140,35 @@ impl Worker {
         socket.set_nonblocking(true)?;
         let local_addr = socket.local_addr()?;
         if settings.announced_ips.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a worker needs at least one address to announce"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a worker needs at least one address to announce",
+            ));
         }
         let tcp_listener = if settings.tcp {
             // The same port number as UDP when it is free, so one number is opened in firewalls.
-            let listener = std::net::TcpListener::bind(SocketAddr::new(settings.listen_ip, local_addr.port()))
-                .or_else(|_| std::net::TcpListener::bind(SocketAddr::new(settings.listen_ip, 0)))?;
+            let listener =
+                std::net::TcpListener::bind(SocketAddr::new(settings.listen_ip, local_addr.port()))
+                    .or_else(|_| {
+                        std::net::TcpListener::bind(SocketAddr::new(settings.listen_ip, 0))
+                    })?;
             listener.set_nonblocking(true)?;
             Some(listener)
         } else {
             None
         };
         let announced_tcp_addr = match &tcp_listener {
-            Some(l) => Some(SocketAddr::new(settings.announced_ips[0], l.local_addr()?.port())),
+            Some(l) => Some(SocketAddr::new(
+                settings.announced_ips[0],
+                l.local_addr()?.port(),
+            )),
             None => None,
         };
         if !settings.udp && announced_tcp_addr.is_none() {
-            return Err(io::Error::new(io::ErrorKind::InvalidInput, "a worker needs UDP or TCP (or both)"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a worker needs UDP or TCP (or both)",
+            ));
         }
         let (cmd_tx, cmd_rx) = mpsc::unbounded_channel();
         let (event_tx, event_rx) = mpsc::unbounded_channel();
@@ -154,19 +184,34 @@ impl Worker {
         let thread_name = settings.name.clone();
         let load = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let load_gauge = load.clone();
-        std::thread::Builder::new().name(thread_name).spawn(move || {
-            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-                Ok(rt) => rt,
-                Err(error) => {
-                    tracing::error!(%error, "worker could not start its runtime");
-                    return;
-                }
-            };
-            let tcp = tcp_listener.map(|listener| (listener, settings.ice_tcp_limits));
-            runtime.block_on(run(router, socket, tcp, cmd_rx, event_tx, load_gauge));
-        })?;
+        std::thread::Builder::new()
+            .name(thread_name)
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(error) => {
+                        tracing::error!(%error, "worker could not start its runtime");
+                        return;
+                    }
+                };
+                let tcp = tcp_listener.map(|listener| (listener, settings.ice_tcp_limits));
+                runtime.block_on(run(router, socket, tcp, cmd_rx, event_tx, load_gauge));
+            })?;
         tracing::info!(worker = %name, port = local_addr.port(), tcp_port = ?announced_tcp_addr.map(|a| a.port()), "worker started");
-        Ok((WorkerHandle { name, commands: cmd_tx, local_addr, tcp_addr: announced_tcp_addr, rtp_capabilities, load }, event_rx))
+        Ok((
+            WorkerHandle {
+                name,
+                commands: cmd_tx,
+                local_addr,
+                tcp_addr: announced_tcp_addr,
+                rtp_capabilities,
+                load,
+            },
+            event_rx,
+        ))
     }
 }
 
@@ -186,11 +231,18 @@ async fn run(
         }
     };
     let tcp_counters = Arc::new(TcpCounters::default());
-    let queue = tcp_listener.as_ref().map_or(1, |(_, limits)| limits.queue.max(1));
+    let queue = tcp_listener
+        .as_ref()
+        .map_or(1, |(_, limits)| limits.queue.max(1));
     let (tcp_events_tx, mut tcp_events) = mpsc::channel(queue);
     if let Some((listener, limits)) = tcp_listener {
         match tokio::net::TcpListener::from_std(listener) {
-            Ok(listener) => drop(tokio::spawn(tcp::accept_loop(listener, limits, tcp_events_tx, tcp_counters.clone()))),
+            Ok(listener) => drop(tokio::spawn(tcp::accept_loop(
+                listener,
+                limits,
+                tcp_events_tx,
+                tcp_counters.clone(),
+            ))),
             Err(error) => tracing::error!(%error, "worker could not register its TCP listener"),
         }
     }
@@ -247,7 +299,12 @@ async fn run(
             }
             _ = sleep => router.handle_timeout(Instant::now()),
         }
-        drain(&mut router, Instant::now(), &mut outgoing, &mut tcp_connections);
+        drain(
+            &mut router,
+            Instant::now(),
+            &mut outgoing,
+            &mut tcp_connections,
+        );
         if !outgoing.is_empty() {
             udp::send(&socket, &mut outgoing).await;
         }
@@ -255,7 +312,10 @@ async fn run(
             let _ = events.send(event);
         }
         let stats = router.stats();
-        load.store(stats.transports + stats.consumers, std::sync::atomic::Ordering::Relaxed);
+        load.store(
+            stats.transports + stats.consumers,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
     tracing::info!("worker stopped");
 }
@@ -269,7 +329,9 @@ fn dispatch(router: &mut Router, tcp: &TcpCounters, cmd: Command) -> bool {
     match cmd {
         Command::Shutdown => return false,
         Command::Stats(reply) => {
-            let read = |counter: &std::sync::atomic::AtomicU64| counter.load(std::sync::atomic::Ordering::Relaxed);
+            let read = |counter: &std::sync::atomic::AtomicU64| {
+                counter.load(std::sync::atomic::Ordering::Relaxed)
+            };
             // Answered here, on the worker thread, so the CPU time is this thread's.
             let _ = reply.send(WorkerStats {
                 cpu_time_us: thread_cpu_time_us(),
@@ -291,7 +353,10 @@ fn dispatch(router: &mut Router, tcp: &TcpCounters, cmd: Command) -> bool {
 fn thread_cpu_time_us() -> u64 {
     #[cfg(target_os = "linux")]
     {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
         // SAFETY: clock_gettime writes one timespec we own.
         if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } == 0 {
             return ts.tv_sec as u64 * 1_000_000 + ts.tv_nsec as u64 / 1_000;
@@ -302,7 +367,12 @@ fn thread_cpu_time_us() -> u64 {
 
 /// Poll every transport with work; UDP datagrams wait in `outgoing` for one
 /// batched send, TCP frames go to their connection's writer.
-fn drain(router: &mut Router, now: Instant, outgoing: &mut Vec<(SocketAddr, Vec<u8>)>, tcp: &mut tcp::Connections) {
+fn drain(
+    router: &mut Router,
+    now: Instant,
+    outgoing: &mut Vec<(SocketAddr, Vec<u8>)>,
+    tcp: &mut tcp::Connections,
+) {
     router.drain(now, |proto, to, bytes| match proto {
         Protocol::Udp => outgoing.push((to, bytes)),
         _ => tcp.send(to, bytes),
@@ -332,7 +402,9 @@ impl WorkerHandle {
 
     async fn call<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(make(tx)).map_err(|_| EngineError::WorkerGone)?;
+        self.commands
+            .send(make(tx))
+            .map_err(|_| EngineError::WorkerGone)?;
         rx.await.map_err(|_| EngineError::WorkerGone)?
     }
 
@@ -350,7 +422,8 @@ impl WorkerHandle {
         id: TransportId,
         dtls_parameters: DtlsParameters,
     ) -> Result<(), EngineError> {
-        self.call(|r| Command::ConnectTransport(id, dtls_parameters, r)).await
+        self.call(|r| Command::ConnectTransport(id, dtls_parameters, r))
+            .await
     }
 
     /// Give the transport new local ICE credentials (mediasoup's
@@ -371,7 +444,11 @@ impl WorkerHandle {
     }
 
     /// Pause (true) or resume (false) a producer.
-    pub async fn set_producer_paused(&self, id: ProducerId, paused: bool) -> Result<(), EngineError> {
+    pub async fn set_producer_paused(
+        &self,
+        id: ProducerId,
+        paused: bool,
+    ) -> Result<(), EngineError> {
         self.call(|r| Command::PauseProducer(id, paused, r)).await
     }
 
@@ -386,11 +463,16 @@ impl WorkerHandle {
         transport: TransportId,
         producer: ProducerId,
     ) -> Result<ConsumerInfo, EngineError> {
-        self.call(|r| Command::Consume(transport, producer, r)).await
+        self.call(|r| Command::Consume(transport, producer, r))
+            .await
     }
 
     /// Pause (true) or resume (false) a consumer; resuming video asks for a key frame.
-    pub async fn set_consumer_paused(&self, id: ConsumerId, paused: bool) -> Result<(), EngineError> {
+    pub async fn set_consumer_paused(
+        &self,
+        id: ConsumerId,
+        paused: bool,
+    ) -> Result<(), EngineError> {
         self.call(|r| Command::PauseConsumer(id, paused, r)).await
     }
 
@@ -402,12 +484,18 @@ impl WorkerHandle {
         spatial: u8,
         temporal: Option<u8>,
     ) -> Result<(), EngineError> {
-        self.call(|r| Command::SetConsumerPreferredLayers(id, spatial, temporal, r)).await
+        self.call(|r| Command::SetConsumerPreferredLayers(id, spatial, temporal, r))
+            .await
     }
 
     /// A consumer's share of its transport's bandwidth, 1..=255 (higher first).
-    pub async fn set_consumer_priority(&self, id: ConsumerId, priority: u8) -> Result<(), EngineError> {
-        self.call(|r| Command::SetConsumerPriority(id, priority, r)).await
+    pub async fn set_consumer_priority(
+        &self,
+        id: ConsumerId,
+        priority: u8,
+    ) -> Result<(), EngineError> {
+        self.call(|r| Command::SetConsumerPriority(id, priority, r))
+            .await
     }
 
     /// Close one consumer.
@@ -416,12 +504,18 @@ impl WorkerHandle {
     }
 
     /// Start receiving data on a send transport's SCTP stream.
-    pub async fn produce_data(&self, options: DataProducerOptions) -> Result<DataProducerId, EngineError> {
+    pub async fn produce_data(
+        &self,
+        options: DataProducerOptions,
+    ) -> Result<DataProducerId, EngineError> {
         self.call(|r| Command::ProduceData(options, r)).await
     }
 
     /// Close a data producer and its data consumers (returned).
-    pub async fn close_data_producer(&self, id: DataProducerId) -> Result<Vec<DataConsumerId>, EngineError> {
+    pub async fn close_data_producer(
+        &self,
+        id: DataProducerId,
+    ) -> Result<Vec<DataConsumerId>, EngineError> {
         self.call(|r| Command::CloseDataProducer(id, r)).await
     }
 
@@ -431,7 +525,8 @@ impl WorkerHandle {
         transport: TransportId,
         data_producer: DataProducerId,
     ) -> Result<DataConsumerInfo, EngineError> {
-        self.call(|r| Command::ConsumeData(transport, data_producer, r)).await
+        self.call(|r| Command::ConsumeData(transport, data_producer, r))
+            .await
     }
 
     /// Close one data consumer.
@@ -443,12 +538,18 @@ impl WorkerHandle {
     /// are piped there and key-frame requests travel back. Done once per
     /// producer and destination; closing the producer closes the pipe and the
     /// consumers on the other side. A no-op when `to` is this worker.
-    pub async fn pipe_producer(&self, producer: ProducerId, to: &WorkerHandle) -> Result<(), EngineError> {
+    pub async fn pipe_producer(
+        &self,
+        producer: ProducerId,
+        to: &WorkerHandle,
+    ) -> Result<(), EngineError> {
         if self.name == to.name {
             return Ok(());
         }
         let sink = to.commands.clone();
-        let piped = self.call(|r| Command::PipeOut(producer, to.name.clone(), sink, r)).await?;
+        let piped = self
+            .call(|r| Command::PipeOut(producer, to.name.clone(), sink, r))
+            .await?;
         let origin = self.commands.clone();
         to.call(|r| Command::PipeIn(piped, origin, r)).await
     }
@@ -456,12 +557,18 @@ impl WorkerHandle {
     /// Make `data_producer` (of this worker) consumable on worker `to`: its
     /// messages are piped there. Once per data producer and destination; a
     /// no-op when `to` is this worker.
-    pub async fn pipe_data_producer(&self, data_producer: DataProducerId, to: &WorkerHandle) -> Result<(), EngineError> {
+    pub async fn pipe_data_producer(
+        &self,
+        data_producer: DataProducerId,
+        to: &WorkerHandle,
+    ) -> Result<(), EngineError> {
         if self.name == to.name {
             return Ok(());
         }
         let sink = to.commands.clone();
-        let piped = self.call(|r| Command::DataPipeOut(data_producer, to.name.clone(), sink, r)).await?;
+        let piped = self
+            .call(|r| Command::DataPipeOut(data_producer, to.name.clone(), sink, r))
+            .await?;
         to.call(|r| Command::DataPipeIn(piped, r)).await
     }
 
@@ -486,7 +593,9 @@ impl WorkerHandle {
     /// The worker's counters.
     pub async fn stats(&self) -> Result<WorkerStats, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.commands.send(Command::Stats(tx)).map_err(|_| EngineError::WorkerGone)?;
+        self.commands
+            .send(Command::Stats(tx))
+            .map_err(|_| EngineError::WorkerGone)?;
         rx.await.map_err(|_| EngineError::WorkerGone)
     }
 

@@ -28,7 +28,8 @@ impl Call {
         let mut sender = sfu.transport(Direction::Send, ClientCodecs::Browser);
         let mut receiver = sfu.transport(Direction::Recv, ClientCodecs::Router);
         assert!(
-            pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected && p[1].connected),
+            pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected
+                && p[1].connected),
             "both ends connect (ICE + DTLS)"
         );
         let producer = sfu
@@ -40,7 +41,9 @@ impl Call {
             }))
             .expect("producer");
         sender.declare_send("0", StrKind::Video, 1111, Some(2222), None);
-        let info = sfu.block(sfu.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
+        let info = sfu
+            .block(sfu.worker.consume(receiver.id.expect("created"), producer))
+            .expect("consumer");
         let ssrc = info.rtp_parameters.encodings[0].ssrc.expect("ssrc");
         receiver.expect_receive(
             info.rtp_parameters.mid.as_deref().expect("mid"),
@@ -48,8 +51,15 @@ impl Call {
             ssrc,
             info.rtp_parameters.encodings[0].rtx.map(|r| r.ssrc),
         );
-        sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
-        Call { sfu, sender, receiver, ssrc, seq: 0 }
+        sfu.block(sfu.worker.set_consumer_paused(info.id, false))
+            .expect("resume");
+        Call {
+            sfu,
+            sender,
+            receiver,
+            ssrc,
+            seq: 0,
+        }
     }
 
     /// Send video until the receiver has `more` packets more than now.
@@ -59,7 +69,14 @@ impl Call {
         pump_until(&mut [&mut self.sender, &mut self.receiver], WAIT, |p| {
             *seq += 1;
             let s = *seq;
-            p[0].send_rtp(1111, 96, 10_000 + s, (s * 3000) as u32, true, &vp8_payload(s % 30 == 1, s as u8));
+            p[0].send_rtp(
+                1111,
+                96,
+                10_000 + s,
+                (s * 3000) as u32,
+                true,
+                &vp8_payload(s % 30 == 1, s as u8),
+            );
             p[1].received_from(ssrc).len() >= target
         })
     }
@@ -77,16 +94,30 @@ fn after_a_restart_on_a_new_path_media_flows_again_without_producing_anew() {
             Direction::Send => &mut call.sender,
         };
         let tid = peer.id.expect("created");
-        let params = call.sfu.block(call.sfu.worker.restart_ice(tid)).expect("restart");
+        let params = call
+            .sfu
+            .block(call.sfu.worker.restart_ice(tid))
+            .expect("restart");
         assert_eq!(params.ice_lite, Some(true));
         peer.restart_ice_on_new_path(&params);
-        assert!(call.media_flows(20), "video flows again after restarting the {side:?} transport's ICE");
+        assert!(
+            call.media_flows(20),
+            "video flows again after restarting the {side:?} transport's ICE"
+        );
     }
 
     let stats_after = call.sfu.block(call.sfu.worker.stats()).expect("stats");
     assert_eq!(
-        (stats_after.transports, stats_after.producers, stats_after.consumers),
-        (stats_before.transports, stats_before.producers, stats_before.consumers),
+        (
+            stats_after.transports,
+            stats_after.producers,
+            stats_after.consumers
+        ),
+        (
+            stats_before.transports,
+            stats_before.producers,
+            stats_before.consumers
+        ),
         "the same transports, producer and consumer carry the media"
     );
 }
@@ -95,14 +126,25 @@ fn after_a_restart_on_a_new_path_media_flows_again_without_producing_anew() {
 fn each_restart_gives_new_credentials_and_unknown_transports_are_refused() {
     let mut call = Call::start();
     let tid = call.receiver.id.expect("created");
-    let first = call.sfu.block(call.sfu.worker.restart_ice(tid)).expect("restart");
-    let second = call.sfu.block(call.sfu.worker.restart_ice(tid)).expect("restart again");
+    let first = call
+        .sfu
+        .block(call.sfu.worker.restart_ice(tid))
+        .expect("restart");
+    let second = call
+        .sfu
+        .block(call.sfu.worker.restart_ice(tid))
+        .expect("restart again");
     assert_ne!(first.username_fragment, second.username_fragment);
     assert_ne!(first.password, second.password);
     call.receiver.restart_ice_on_new_path(&second);
     assert!(call.media_flows(10), "the latest credentials connect");
 
-    call.sfu.block(call.sfu.worker.close_transport(tid)).expect("close");
-    let error = call.sfu.block(call.sfu.worker.restart_ice(tid)).expect_err("closed transport");
+    call.sfu
+        .block(call.sfu.worker.close_transport(tid))
+        .expect("close");
+    let error = call
+        .sfu
+        .block(call.sfu.worker.restart_ice(tid))
+        .expect_err("closed transport");
     assert_eq!(error, EngineError::TransportNotFound(tid));
 }

@@ -15,7 +15,12 @@ const WAIT: Duration = Duration::from_secs(10);
 /// More cycles than the m-lines a send transport may hold at once.
 const CYCLES: u32 = 100;
 
-fn produce(sfu: &Sfu, transport: TransportId, mid: &str, ssrc: u32) -> Result<ProducerId, EngineError> {
+fn produce(
+    sfu: &Sfu,
+    transport: TransportId,
+    mid: &str,
+    ssrc: u32,
+) -> Result<ProducerId, EngineError> {
     sfu.block(sfu.worker.produce(ProducerOptions {
         transport_id: transport,
         kind: MediaKind::Video,
@@ -30,7 +35,8 @@ fn churn(sfu: &Sfu, transport: TransportId, tag: &str, first_ssrc: u32, cycles: 
     for i in 0..cycles {
         let producer = produce(sfu, transport, &format!("{tag}{i}"), first_ssrc + 2 * i)
             .unwrap_or_else(|e| panic!("produce at cycle {i}: {e}"));
-        sfu.block(sfu.worker.close_producer(producer)).expect("close");
+        sfu.block(sfu.worker.close_producer(producer))
+            .expect("close");
     }
 }
 
@@ -39,23 +45,38 @@ fn producers_in_reused_m_lines_reach_their_consumers_and_churn_does_not_disturb_
     let sfu = Sfu::start();
     let mut sender = sfu.transport(Direction::Send, ClientCodecs::Browser);
     let mut receiver = sfu.transport(Direction::Recv, ClientCodecs::Router);
-    assert!(pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected && p[1].connected), "connected");
+    assert!(
+        pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected
+            && p[1].connected),
+        "connected"
+    );
     let tid = sender.id.expect("created");
     churn(&sfu, tid, "before", 100_000, CYCLES);
 
     let producer = sfu.produce_video(&sfu.worker, &mut sender);
-    let info = sfu.block(sfu.worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
+    let info = sfu
+        .block(sfu.worker.consume(receiver.id.expect("created"), producer))
+        .expect("consumer");
     let ssrc = receiver.expect_consumer(&info);
-    sfu.block(sfu.worker.set_consumer_paused(info.id, false)).expect("resume");
+    sfu.block(sfu.worker.set_consumer_paused(info.id, false))
+        .expect("resume");
     let mut seq = 0u64;
     let mut video_reaches = |sender: &mut ClientPeer, receiver: &mut ClientPeer, packets: usize| {
         let wanted = receiver.received_from(ssrc).len() + packets;
-        stream_video(sender, receiver, &mut seq, WAIT, |_, r| r.received_from(ssrc).len() >= wanted)
+        stream_video(sender, receiver, &mut seq, WAIT, |_, r| {
+            r.received_from(ssrc).len() >= wanted
+        })
     };
-    assert!(video_reaches(&mut sender, &mut receiver, 20), "video of a producer in a reused m-line crosses the SFU");
+    assert!(
+        video_reaches(&mut sender, &mut receiver, 20),
+        "video of a producer in a reused m-line crosses the SFU"
+    );
 
     churn(&sfu, tid, "beside", 300_000, CYCLES);
-    assert!(video_reaches(&mut sender, &mut receiver, 20), "the live producer still flows after others churned beside it");
+    assert!(
+        video_reaches(&mut sender, &mut receiver, 20),
+        "the live producer still flows after others churned beside it"
+    );
 }
 
 #[test]
@@ -79,14 +100,26 @@ fn a_send_transport_refuses_more_producers_at_once_than_its_limit_with_a_coded_e
         }
         assert!(live.len() <= 200, "no limit on producers alive together");
     };
-    assert_eq!(live.len(), limit, "exactly `limit` producers alive together");
-    assert!(limit >= 16, "room for what a legitimate client produces (limit {limit})");
+    assert_eq!(
+        live.len(),
+        limit,
+        "exactly `limit` producers alive together"
+    );
+    assert!(
+        limit >= 16,
+        "room for what a legitimate client produces (limit {limit})"
+    );
     let refused = produce(&sfu, tid, "one-more", 900_000).expect_err("over the limit");
-    assert!(refused.to_string().contains("create a new send transport"), "the message says what to do: {refused}");
+    assert!(
+        refused.to_string().contains("create a new send transport"),
+        "the message says what to do: {refused}"
+    );
 
     // Closing one makes room on this transport; a new send transport has its own.
-    sfu.block(sfu.worker.close_producer(live[0])).expect("close");
+    sfu.block(sfu.worker.close_producer(live[0]))
+        .expect("close");
     produce(&sfu, tid, "replacement", 910_000).expect("a freed m-line is reused");
     let fresh = sfu.transport(Direction::Send, ClientCodecs::Browser);
-    produce(&sfu, fresh.id.expect("created"), "0", 920_000).expect("a new send transport takes producers");
+    produce(&sfu, fresh.id.expect("created"), "0", 920_000)
+        .expect("a new send transport takes producers");
 }

@@ -16,10 +16,15 @@ const WAIT: Duration = Duration::from_secs(10);
 #[test]
 fn a_send_transport_closed_by_its_client_is_reported_with_its_producers_and_their_consumers() {
     let sfu = Sfu::start();
-    let (worker, mut events) = Worker::spawn(WorkerSettings::new("watched", LOOPBACK, 0, LOOPBACK)).expect("worker");
+    let (worker, mut events) =
+        Worker::spawn(WorkerSettings::new("watched", LOOPBACK, 0, LOOPBACK)).expect("worker");
     let mut sender = sfu.transport_on(&worker, Direction::Send, ClientCodecs::Browser);
     let mut receiver = sfu.transport_on(&worker, Direction::Recv, ClientCodecs::Router);
-    assert!(pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected && p[1].connected), "both connect");
+    assert!(
+        pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected
+            && p[1].connected),
+        "both connect"
+    );
     let send_id = sender.id.expect("created");
     let producer = sfu
         .block(worker.produce(ProducerOptions {
@@ -29,9 +34,14 @@ fn a_send_transport_closed_by_its_client_is_reported_with_its_producers_and_thei
             paused: false,
         }))
         .expect("producer");
-    let consumer = sfu.block(worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
+    let consumer = sfu
+        .block(worker.consume(receiver.id.expect("created"), producer))
+        .expect("consumer");
 
-    sender.rtc.close().expect("the client closes (DTLS close_notify)");
+    sender
+        .rtc
+        .close()
+        .expect("the client closes (DTLS close_notify)");
     let mut reported = None;
     let deadline = std::time::Instant::now() + WAIT;
     while reported.is_none() && std::time::Instant::now() < deadline {
@@ -41,12 +51,26 @@ fn a_send_transport_closed_by_its_client_is_reported_with_its_producers_and_thei
             reported = Some(event);
         }
     }
-    let Some(EngineEvent::TransportClosed { transport_id, producers_closed, consumers_closed, .. }) = reported else {
+    let Some(EngineEvent::TransportClosed {
+        transport_id,
+        producers_closed,
+        consumers_closed,
+        ..
+    }) = reported
+    else {
         panic!("no TransportClosed event within {WAIT:?}");
     };
     assert_eq!(transport_id, send_id);
     assert_eq!(producers_closed, vec![producer]);
-    assert_eq!(consumers_closed, vec![consumer.id], "the consumer on the other transport went with its producer");
+    assert_eq!(
+        consumers_closed,
+        vec![consumer.id],
+        "the consumer on the other transport went with its producer"
+    );
     let stats = sfu.block(worker.stats()).expect("stats");
-    assert_eq!((stats.transports, stats.producers, stats.consumers), (1, 0, 0), "only the receive transport is left");
+    assert_eq!(
+        (stats.transports, stats.producers, stats.consumers),
+        (1, 0, 0),
+        "only the receive transport is left"
+    );
 }

@@ -132,8 +132,15 @@ mod tests {
 
     #[test]
     fn code_strings_match_serde() {
-        for code in [ErrorCode::InvalidRequest, ErrorCode::ProducerNotInRoom, ErrorCode::NoReceiveTransport] {
-            assert_eq!(serde_json::to_value(code).expect("serializes"), Value::String(code.as_str().into()));
+        for code in [
+            ErrorCode::InvalidRequest,
+            ErrorCode::ProducerNotInRoom,
+            ErrorCode::NoReceiveTransport,
+        ] {
+            assert_eq!(
+                serde_json::to_value(code).expect("serializes"),
+                Value::String(code.as_str().into())
+            );
         }
     }
 }

@@ -175,6 +175,9 @@ mod tests {
         assert!("room-1".parse::<RoomId>().is_ok());
         assert_eq!("".parse::<RoomId>(), Err(IdParseError::BadText));
         assert_eq!("a\nb".parse::<RoomId>(), Err(IdParseError::BadText));
-        assert_eq!("x".repeat(129).parse::<RoomId>(), Err(IdParseError::BadText));
+        assert_eq!(
+            "x".repeat(129).parse::<RoomId>(),
+            Err(IdParseError::BadText)
+        );
     }
 }

@@ -16,14 +16,14 @@ pub use ids::{
     TransportId,
 };
 pub use push::{
-    ActiveSpeaker, AudioLevel, AvailableProducer, AvailableProducers, ConsumerClosed, ConsumerLayersChanged, CreateConsumer, ProducerLayersWanted,
-    CreateDataConsumer, PeerProducers, Push, ServerShutdown, Session,
+    ActiveSpeaker, AudioLevel, AvailableProducer, AvailableProducers, ConsumerClosed,
+    ConsumerLayersChanged, CreateConsumer, CreateDataConsumer, PeerProducers, ProducerLayersWanted,
+    Push, ServerShutdown, Session,
 };
 pub use request::{
     ConnectWebRtcTransport, CreateConsumerRequest, CreateWebRtcTransport, JoinRoom, Produce,
-    ProduceAppData, ProduceData, ProducerRef, Request, RequestType, SetConsumerPreferredLayers, SetConsumerPriority,
-    SubscribeAudioLevels, TransportRef, MAX_APP_DATA_BYTES,
-    MAX_LABEL_BYTES,
+    ProduceAppData, ProduceData, ProducerRef, Request, RequestType, SetConsumerPreferredLayers,
+    SetConsumerPriority, SubscribeAudioLevels, TransportRef, MAX_APP_DATA_BYTES, MAX_LABEL_BYTES,
     MAX_REQUEST_BYTES,
 };
 

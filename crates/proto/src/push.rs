@@ -163,6 +163,9 @@ mod tests {
     fn pushes_serialize_as_type_and_data() {
         let peer: PeerId = "p1".parse().expect("valid");
         let v = serde_json::to_value(Push::PeerConnection(vec![peer])).expect("serializes");
-        assert_eq!(v, serde_json::json!({"type": "peerConnection", "data": ["p1"]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"type": "peerConnection", "data": ["p1"]})
+        );
     }
 }

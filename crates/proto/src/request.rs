@@ -38,7 +38,9 @@ pub struct JoinRoom {
     pub auto_consume: Option<bool>,
 }
 
-fn room_id_from_string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<RoomId, D::Error> {
+fn room_id_from_string_or_number<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<RoomId, D::Error> {
     let raw = Value::deserialize(d)?;
     let text = match raw {
         Value::String(s) => s,
@@ -165,7 +167,11 @@ fn priority<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u8, D::Error> {
         .as_u64()
         .and_then(|p| u8::try_from(p).ok())
         .filter(|p| *p > 0)
-        .ok_or_else(|| serde::de::Error::custom(format!("`priority` must be an integer 1..=255, not {value}")))
+        .ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "`priority` must be an integer 1..=255, not {value}"
+            ))
+        })
 }
 
 /// A parsed, validated request.
@@ -289,7 +295,9 @@ impl Request {
     /// [`Request::parse`] with a server's own size limit instead of
     /// [`MAX_REQUEST_BYTES`].
     pub fn parse_limited(envelope: &Value, max_bytes: usize) -> Result<Request, SignalingError> {
-        let size = serde_json::to_vec(envelope).map(|v| v.len()).unwrap_or(usize::MAX);
+        let size = serde_json::to_vec(envelope)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
         if size > max_bytes {
             return Err(SignalingError::new(
                 ErrorCode::PayloadTooLarge,
@@ -318,23 +326,37 @@ impl Request {
         let data = map.get("data").cloned().unwrap_or(Value::Null);
         Ok(match kind {
             RequestType::JoinRoom => Request::JoinRoom(data_of(kind, data)?),
-            RequestType::LeaveRoom => Request::LeaveRoom(data_of::<JoinRoom>(kind, data).ok().map(|j| j.room_id)),
+            RequestType::LeaveRoom => {
+                Request::LeaveRoom(data_of::<JoinRoom>(kind, data).ok().map(|j| j.room_id))
+            }
             RequestType::GetRouterRtpCapabilities => Request::GetRouterRtpCapabilities,
             RequestType::CreateWebRtcTransport => {
-                let data = if data.is_null() { Value::Object(Default::default()) } else { data };
+                let data = if data.is_null() {
+                    Value::Object(Default::default())
+                } else {
+                    data
+                };
                 Request::CreateWebRtcTransport(data_of(kind, data)?)
             }
-            RequestType::ConnectWebRtcTransport => Request::ConnectWebRtcTransport(data_of(kind, data)?),
+            RequestType::ConnectWebRtcTransport => {
+                Request::ConnectWebRtcTransport(data_of(kind, data)?)
+            }
             RequestType::Produce => {
                 let produce = parse_produce(data)?;
-                bounded("appData.label", produce.app_data.label.as_deref().unwrap_or_default(), MAX_LABEL_BYTES)?;
+                bounded(
+                    "appData.label",
+                    produce.app_data.label.as_deref().unwrap_or_default(),
+                    MAX_LABEL_BYTES,
+                )?;
                 Request::Produce(Box::new(produce))
             }
             RequestType::ProduceData => {
                 let produce: ProduceData = data_of(kind, data)?;
                 bounded("label", &produce.label, MAX_LABEL_BYTES)?;
                 bounded("protocol", &produce.protocol, MAX_LABEL_BYTES)?;
-                let app_data = serde_json::to_string(&produce.app_data).map(|s| s.len()).unwrap_or(usize::MAX);
+                let app_data = serde_json::to_string(&produce.app_data)
+                    .map(|s| s.len())
+                    .unwrap_or(usize::MAX);
                 if app_data > MAX_APP_DATA_BYTES {
                     return Err(SignalingError::new(
                         ErrorCode::PayloadTooLarge,
@@ -352,8 +374,12 @@ impl Request {
             RequestType::PauseProducer => Request::PauseProducer(data_of(kind, data)?),
             RequestType::ResumeProducer => Request::ResumeProducer(data_of(kind, data)?),
             RequestType::RestartIce => Request::RestartIce(data_of(kind, data)?),
-            RequestType::SubscribeAudioLevels => Request::SubscribeAudioLevels(data_of(kind, data)?),
-            RequestType::SetConsumerPreferredLayers => Request::SetConsumerPreferredLayers(data_of(kind, data)?),
+            RequestType::SubscribeAudioLevels => {
+                Request::SubscribeAudioLevels(data_of(kind, data)?)
+            }
+            RequestType::SetConsumerPreferredLayers => {
+                Request::SetConsumerPreferredLayers(data_of(kind, data)?)
+            }
             RequestType::SetConsumerPriority => Request::SetConsumerPriority(data_of(kind, data)?),
         })
     }
@@ -397,7 +423,10 @@ fn bounded(field: &str, text: &str, max: usize) -> Result<(), SignalingError> {
 
 fn data_of<T: DeserializeOwned>(kind: RequestType, data: Value) -> Result<T, SignalingError> {
     serde_json::from_value(data).map_err(|e| {
-        SignalingError::new(ErrorCode::InvalidRequest, format!("bad `data` for {}: {e}", kind.as_str()))
+        SignalingError::new(
+            ErrorCode::InvalidRequest,
+            format!("bad `data` for {}: {e}", kind.as_str()),
+        )
     })
 }
 
@@ -414,10 +443,16 @@ fn parse_produce(mut data: Value) -> Result<Produce, SignalingError> {
         }
     };
     let rtp_parameters: RtpParameters = serde_json::from_value(rtp).map_err(|e| {
-        SignalingError::new(ErrorCode::InvalidRtpParameters, format!("unusable rtpParameters: {e}"))
+        SignalingError::new(
+            ErrorCode::InvalidRtpParameters,
+            format!("unusable rtpParameters: {e}"),
+        )
     })?;
     if let Some(map) = data.as_object_mut() {
-        map.insert("rtpParameters".into(), serde_json::to_value(&rtp_parameters).unwrap_or(Value::Null));
+        map.insert(
+            "rtpParameters".into(),
+            serde_json::to_value(&rtp_parameters).unwrap_or(Value::Null),
+        );
     }
     data_of(RequestType::Produce, data)
 }
@@ -433,7 +468,8 @@ mod tests {
 
     #[test]
     fn parses_join_room_with_string_or_number() {
-        let r = Request::parse(&json!({"type": "joinRoom", "data": {"roomId": "abc"}})).expect("valid");
+        let r =
+            Request::parse(&json!({"type": "joinRoom", "data": {"roomId": "abc"}})).expect("valid");
         assert!(matches!(r, Request::JoinRoom(j) if j.room_id.as_str() == "abc"));
         let r = Request::parse(&json!({"type": "joinRoom", "data": {"roomId": 7}})).expect("valid");
         assert!(matches!(r, Request::JoinRoom(j) if j.room_id.as_str() == "7"));
@@ -442,17 +478,28 @@ mod tests {
     #[test]
     fn restart_ice_names_a_transport() {
         let id = TransportId::new();
-        let r = Request::parse(&json!({"type": "restartIce", "data": {"transportId": id.to_string()}})).expect("valid");
+        let r =
+            Request::parse(&json!({"type": "restartIce", "data": {"transportId": id.to_string()}}))
+                .expect("valid");
         assert!(matches!(r, Request::RestartIce(t) if t.transport_id == id));
-        assert_eq!(code_of(json!({"type": "restartIce", "data": {"transportId": "nope"}})), ErrorCode::InvalidRequest);
-        assert_eq!(code_of(json!({"type": "restartIce"})), ErrorCode::InvalidRequest);
+        assert_eq!(
+            code_of(json!({"type": "restartIce", "data": {"transportId": "nope"}})),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code_of(json!({"type": "restartIce"})),
+            ErrorCode::InvalidRequest
+        );
     }
 
     #[test]
     fn leave_room_accepts_the_published_clients_nested_room_id() {
-        let r = Request::parse(&json!({"type": "leaveRoom", "data": {"roomId": {"roomId": "old"}}})).expect("valid");
+        let r =
+            Request::parse(&json!({"type": "leaveRoom", "data": {"roomId": {"roomId": "old"}}}))
+                .expect("valid");
         assert!(matches!(r, Request::LeaveRoom(None)));
-        let r = Request::parse(&json!({"type": "leaveRoom", "data": {"roomId": "old"}})).expect("valid");
+        let r = Request::parse(&json!({"type": "leaveRoom", "data": {"roomId": "old"}}))
+            .expect("valid");
         assert!(matches!(r, Request::LeaveRoom(Some(id)) if id.as_str() == "old"));
     }
 
@@ -461,10 +508,18 @@ mod tests {
         assert_eq!(code_of(json!("hello")), ErrorCode::InvalidRequest);
         assert_eq!(code_of(json!({"data": {}})), ErrorCode::InvalidRequest);
         assert_eq!(code_of(json!({"type": "fly"})), ErrorCode::UnknownRequest);
-        assert_eq!(code_of(json!({"type": "joinRoom", "data": {}})), ErrorCode::InvalidRequest);
-        assert_eq!(code_of(json!({"type": "joinRoom", "data": {"roomId": {}}})), ErrorCode::InvalidRequest);
         assert_eq!(
-            code_of(json!({"type": "connectWebRtcTransport", "data": {"transportId": "x", "dtlsParameters": {}}})),
+            code_of(json!({"type": "joinRoom", "data": {}})),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code_of(json!({"type": "joinRoom", "data": {"roomId": {}}})),
+            ErrorCode::InvalidRequest
+        );
+        assert_eq!(
+            code_of(
+                json!({"type": "connectWebRtcTransport", "data": {"transportId": "x", "dtlsParameters": {}}})
+            ),
             ErrorCode::InvalidRequest
         );
         assert_eq!(
@@ -472,7 +527,10 @@ mod tests {
             ErrorCode::InvalidRequest
         );
         let huge = "x".repeat(MAX_REQUEST_BYTES + 1);
-        assert_eq!(code_of(json!({"type": "joinRoom", "data": {"roomId": huge}})), ErrorCode::PayloadTooLarge);
+        assert_eq!(
+            code_of(json!({"type": "joinRoom", "data": {"roomId": huge}})),
+            ErrorCode::PayloadTooLarge
+        );
     }
 
     #[test]
@@ -480,28 +538,58 @@ mod tests {
         let transport = TransportId::new().to_string();
         let stream = json!({"streamId": 1, "ordered": true});
         let long = "x".repeat(MAX_LABEL_BYTES + 1);
-        let data = |label: &str, protocol: &str, app: Value| {
-            json!({"type": "produceData", "data": {"transportId": transport, "sctpStreamParameters": stream, "label": label, "protocol": protocol, "appData": app}})
-        };
-        assert!(Request::parse(&data(&"x".repeat(MAX_LABEL_BYTES), "chat", json!({"a": 1}))).is_ok());
-        assert_eq!(code_of(data(&long, "", Value::Null)), ErrorCode::PayloadTooLarge);
-        assert_eq!(code_of(data("chat", &long, Value::Null)), ErrorCode::PayloadTooLarge);
-        assert_eq!(code_of(data("chat", "", json!({"blob": "y".repeat(MAX_APP_DATA_BYTES)}))), ErrorCode::PayloadTooLarge);
+        let data = |label: &str, protocol: &str, app: Value| json!({"type": "produceData", "data": {"transportId": transport, "sctpStreamParameters": stream, "label": label, "protocol": protocol, "appData": app}});
+        assert!(
+            Request::parse(&data(&"x".repeat(MAX_LABEL_BYTES), "chat", json!({"a": 1}))).is_ok()
+        );
+        assert_eq!(
+            code_of(data(&long, "", Value::Null)),
+            ErrorCode::PayloadTooLarge
+        );
+        assert_eq!(
+            code_of(data("chat", &long, Value::Null)),
+            ErrorCode::PayloadTooLarge
+        );
+        assert_eq!(
+            code_of(data(
+                "chat",
+                "",
+                json!({"blob": "y".repeat(MAX_APP_DATA_BYTES)})
+            )),
+            ErrorCode::PayloadTooLarge
+        );
         let mut produce = json!({"type": "produce", "data": {"transportId": transport, "kind": "audio",
             "rtpParameters": {"mid": "0", "codecs": [{"mimeType": "audio/opus", "payloadType": 111, "clockRate": 48000, "channels": 2, "parameters": {}, "rtcpFeedback": []}],
                 "headerExtensions": [], "encodings": [{"ssrc": 1}], "rtcp": {"cname": "c", "reducedSize": true}},
             "appData": {"label": long}}});
         assert_eq!(code_of(produce.clone()), ErrorCode::PayloadTooLarge);
         produce["data"]["appData"]["label"] = json!("mic");
-        assert!(Request::parse(&produce).is_ok(), "{:?}", Request::parse(&produce).err());
+        assert!(
+            Request::parse(&produce).is_ok(),
+            "{:?}",
+            Request::parse(&produce).err()
+        );
     }
 
     #[test]
     fn subscribe_audio_levels_takes_a_boolean() {
-        let r = Request::parse(&json!({"type": "subscribeAudioLevels", "data": {"enabled": true}})).expect("valid");
-        assert!(matches!(r, Request::SubscribeAudioLevels(SubscribeAudioLevels { enabled: true })));
-        for bad in [json!({"enabled": "yes"}), json!({}), json!(null), json!({"enabled": 1})] {
-            assert_eq!(code_of(json!({"type": "subscribeAudioLevels", "data": bad})), ErrorCode::InvalidRequest, "{bad}");
+        let r = Request::parse(&json!({"type": "subscribeAudioLevels", "data": {"enabled": true}}))
+            .expect("valid");
+        assert!(matches!(
+            r,
+            Request::SubscribeAudioLevels(SubscribeAudioLevels { enabled: true })
+        ));
+        for bad in [
+            json!({"enabled": "yes"}),
+            json!({}),
+            json!(null),
+            json!({"enabled": 1}),
+        ] {
+            assert_eq!(
+                code_of(json!({"type": "subscribeAudioLevels", "data": bad})),
+                ErrorCode::InvalidRequest,
+                "{bad}"
+            );
         }
     }
 

@@ -29,9 +29,12 @@ async fn main() -> anyhow::Result<()> {
     // Event handlers go in a connect middleware: it runs before the client is
     // told it is connected, so no early request is lost.
     let register = async move |socket: SocketRef| {
-        socket.on("chat", async |socket: SocketRef, Data(text): Data<String>| {
-            socket.broadcast().emit("chat", &text).await.ok();
-        });
+        socket.on(
+            "chat",
+            async |socket: SocketRef, Data(text): Data<String>| {
+                socket.broadcast().emit("chat", &text).await.ok();
+            },
+        );
         media.on_connect(socket);
         Ok::<(), std::convert::Infallible>(())
     };
@@ -40,9 +43,14 @@ async fn main() -> anyhow::Result<()> {
     let app = axum::Router::new()
         .route("/", get(|| async { "my app, with an SFU inside" }))
         .layer(layer);
-    let listen = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:3001".to_owned());
+    let listen = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:3001".to_owned());
     let listener = tokio::net::TcpListener::bind(&listen).await?;
-    println!("attach example listening on http://{}", listener.local_addr()?);
+    println!(
+        "attach example listening on http://{}",
+        listener.local_addr()?
+    );
     axum::serve(listener, app).await?;
     sfu.shutdown();
     Ok(())

@@ -372,10 +372,22 @@ mod tests {
         )
         .expect("sign");
         assert_eq!(verifier.verify(&expired), Err(AuthError::Expired));
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("after 1970").as_secs();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs();
         let later = serde_json::json!({"room": "A", "exp": now + 7200, "nbf": now + 3600});
-        let early = encode(&Header::new(Algorithm::HS256), &later, &EncodingKey::from_secret(secret().bytes())).expect("sign");
-        assert_eq!(verifier.verify(&early), Err(AuthError::NotYetValid), "nbf an hour from now");
+        let early = encode(
+            &Header::new(Algorithm::HS256),
+            &later,
+            &EncodingKey::from_secret(secret().bytes()),
+        )
+        .expect("sign");
+        assert_eq!(
+            verifier.verify(&early),
+            Err(AuthError::NotYetValid),
+            "nbf an hour from now"
+        );
         assert!(AuthError::Missing.to_string().contains("auth: {token}"));
     }
 

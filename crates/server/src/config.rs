@@ -85,7 +85,10 @@ pub struct RtcConfig {
     /// IPv4 and IPv6: one address or a list. Default (empty): the listen
     /// address, or when that is 0.0.0.0 / :: every address of this machine
     /// in that family plus loopback.
-    #[serde(skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    #[serde(
+        skip_serializing_if = "Vec::is_empty",
+        deserialize_with = "one_or_many"
+    )]
     pub announced_ip: Vec<IpAddr>,
     /// Media worker threads. Default: one per core.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -148,7 +151,11 @@ impl Default for Config {
 
 impl Default for HttpConfig {
     fn default() -> Self {
-        HttpConfig { listen: SocketAddr::from(([0, 0, 0, 0], 3000)), static_dir: None, cors_origins: Vec::new() }
+        HttpConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 3000)),
+            static_dir: None,
+            cors_origins: Vec::new(),
+        }
     }
 }
 
@@ -193,12 +200,18 @@ pub enum AllowedOrigins {
 impl Config {
     /// Parse a TOML document. An unknown key is an error that names it.
     pub fn from_toml_str(text: &str, path: &Path) -> Result<Config, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
     }
 
     /// Read and parse a TOML file.
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         Config::from_toml_str(&text, path)
     }
 
@@ -207,19 +220,29 @@ impl Config {
         let invalid = |m: String| Err(ConfigError::Invalid(m));
         match (&self.tls.cert, &self.tls.key) {
             (Some(_), None) | (None, Some(_)) => {
-                return invalid("tls.cert and tls.key (--tls-cert/--tls-key) go together: set both or neither".into())
+                return invalid(
+                    "tls.cert and tls.key (--tls-cert/--tls-key) go together: set both or neither"
+                        .into(),
+                )
             }
             (Some(_), Some(_)) if self.tls.self_signed => {
-                return invalid("tls.self_signed cannot be combined with tls.cert/tls.key: choose one".into())
+                return invalid(
+                    "tls.self_signed cannot be combined with tls.cert/tls.key: choose one".into(),
+                )
             }
             _ => {}
         }
         if !self.rtc.ice_udp && !self.rtc.ice_tcp {
-            return invalid("rtc.ice_udp and rtc.ice_tcp are both off: media needs at least one".into());
+            return invalid(
+                "rtc.ice_udp and rtc.ice_tcp are both off: media needs at least one".into(),
+            );
         }
         if let Some(workers) = self.rtc.workers {
             if workers == 0 || workers > crate::sfu::MAX_WORKERS {
-                return invalid(format!("rtc.workers is {workers}; use 1 to {} (default: one per core)", crate::sfu::MAX_WORKERS));
+                return invalid(format!(
+                    "rtc.workers is {workers}; use 1 to {} (default: one per core)",
+                    crate::sfu::MAX_WORKERS
+                ));
             }
         }
         if let Some(secret) = &self.auth.secret {
@@ -301,17 +324,30 @@ impl Config {
 }
 
 /// Crates whose debug and trace logs show what clients send, tokens included.
-const CHATTY_TRANSPORT_CRATES: [&str; 4] = ["socketioxide", "engineioxide", "tungstenite", "tokio_tungstenite"];
+const CHATTY_TRANSPORT_CRATES: [&str; 4] = [
+    "socketioxide",
+    "engineioxide",
+    "tungstenite",
+    "tokio_tungstenite",
+];
 
 fn with_quiet_transport_logs(filter: &str) -> String {
     // The last directive without a target is the default level.
-    let default = filter.split(',').map(str::trim).rfind(|d| !d.is_empty() && !d.contains('='));
-    if !matches!(default.map(str::to_ascii_lowercase).as_deref(), Some("debug" | "trace")) {
+    let default = filter
+        .split(',')
+        .map(str::trim)
+        .rfind(|d| !d.is_empty() && !d.contains('='));
+    if !matches!(
+        default.map(str::to_ascii_lowercase).as_deref(),
+        Some("debug" | "trace")
+    ) {
         return filter.to_owned();
     }
     let mut out = filter.to_owned();
     for krate in CHATTY_TRANSPORT_CRATES {
-        let named = filter.split(',').any(|d| d.trim().split(['=', '[', ':']).next() == Some(krate));
+        let named = filter
+            .split(',')
+            .any(|d| d.trim().split(['=', '[', ':']).next() == Some(krate));
         if !named {
             out.push_str(&format!(",{krate}=info"));
         }
@@ -373,7 +409,11 @@ pub struct TokenArgs {
 
 impl TokenArgs {
     pub fn rights(&self) -> Rights {
-        Rights { publish: self.publish, subscribe: self.subscribe, data: self.data }
+        Rights {
+            publish: self.publish,
+            subscribe: self.subscribe,
+            data: self.data,
+        }
     }
 }
 
@@ -524,7 +564,10 @@ impl Cli {
         };
         let secret = std::env::var(SECRET_ENV).ok().filter(|s| !s.is_empty());
         self.overrides.apply(&mut config, secret);
-        if let Some(token) = std::env::var(METRICS_TOKEN_ENV).ok().filter(|s| !s.is_empty()) {
+        if let Some(token) = std::env::var(METRICS_TOKEN_ENV)
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
             config.auth.metrics_token = Some(TokenSecret::new(token));
         }
         config.validate()?;
@@ -551,15 +594,25 @@ impl Overrides {
         }
         set(&mut config.rtc.ice_udp, &self.ice_udp);
         set(&mut config.rtc.ice_tcp, &self.ice_tcp);
-        set(&mut config.rtc.bandwidth_estimation, &self.bandwidth_estimation);
+        set(
+            &mut config.rtc.bandwidth_estimation,
+            &self.bandwidth_estimation,
+        );
         set(&mut config.log_level, &self.log_level);
-        set(&mut config.available_producers_interval_ms, &self.available_producers_interval_ms);
+        set(
+            &mut config.available_producers_interval_ms,
+            &self.available_producers_interval_ms,
+        );
         set(&mut config.resume_grace_ms, &self.resume_grace_ms);
         if self.static_dir.is_some() {
             config.http.static_dir = self.static_dir.clone();
         }
         if let Some(origins) = &self.cors_origins {
-            config.http.cors_origins = origins.iter().map(|o| o.trim().to_owned()).filter(|o| !o.is_empty()).collect();
+            config.http.cors_origins = origins
+                .iter()
+                .map(|o| o.trim().to_owned())
+                .filter(|o| !o.is_empty())
+                .collect();
         }
         if self.tls_cert.is_some() {
             config.tls.cert = self.tls_cert.clone();
@@ -569,13 +622,28 @@ impl Overrides {
         }
         set(&mut config.tls.self_signed, &self.tls_self_signed);
         set(&mut config.limits.peers_per_room, &self.max_peers_per_room);
-        set(&mut config.limits.producers_per_peer, &self.max_producers_per_peer);
-        set(&mut config.limits.requests_per_second, &self.requests_per_second);
+        set(
+            &mut config.limits.producers_per_peer,
+            &self.max_producers_per_peer,
+        );
+        set(
+            &mut config.limits.requests_per_second,
+            &self.requests_per_second,
+        );
         set(&mut config.limits.request_burst, &self.request_burst);
-        set(&mut config.limits.max_request_bytes, &self.max_request_bytes);
+        set(
+            &mut config.limits.max_request_bytes,
+            &self.max_request_bytes,
+        );
         set(&mut config.limits.max_connections, &self.max_connections);
-        set(&mut config.limits.max_connections_per_ip, &self.max_connections_per_ip);
-        set(&mut config.limits.header_read_timeout_ms, &self.header_read_timeout_ms);
+        set(
+            &mut config.limits.max_connections_per_ip,
+            &self.max_connections_per_ip,
+        );
+        set(
+            &mut config.limits.header_read_timeout_ms,
+            &self.header_read_timeout_ms,
+        );
         if let Some(secret) = secret_from_env {
             config.auth.secret = Some(TokenSecret::new(secret));
         }
@@ -586,22 +654,31 @@ impl Overrides {
 mod tests {
     use super::*;
 
-
     #[test]
     fn debug_logs_keep_socket_io_at_info_unless_named() {
         assert_eq!(with_quiet_transport_logs("info"), "info");
-        assert_eq!(with_quiet_transport_logs("warn,simplesfu=debug"), "warn,simplesfu=debug");
+        assert_eq!(
+            with_quiet_transport_logs("warn,simplesfu=debug"),
+            "warn,simplesfu=debug"
+        );
         let debug = with_quiet_transport_logs("debug");
-        assert!(debug.contains(",socketioxide=info") && debug.contains(",engineioxide=info"), "{debug}");
+        assert!(
+            debug.contains(",socketioxide=info") && debug.contains(",engineioxide=info"),
+            "{debug}"
+        );
         let named = with_quiet_transport_logs("debug,socketioxide=trace");
-        assert!(!named.contains("socketioxide=info") && named.contains("engineioxide=info"), "{named}");
+        assert!(
+            !named.contains("socketioxide=info") && named.contains("engineioxide=info"),
+            "{named}"
+        );
         tracing_subscriber::EnvFilter::try_new(&debug).expect("still a valid filter");
     }
 
     const SAMPLE: &str = include_str!("../../../simplesfu.example.toml");
 
     fn cli(args: &[&str]) -> Cli {
-        Cli::try_parse_from(std::iter::once("simplesfu").chain(args.iter().copied())).expect("valid flags")
+        Cli::try_parse_from(std::iter::once("simplesfu").chain(args.iter().copied()))
+            .expect("valid flags")
     }
 
     /// Flags only, ignoring the test runner's environment.
@@ -613,7 +690,8 @@ mod tests {
 
     #[test]
     fn the_sample_file_parses_and_lists_every_option() {
-        let sample = Config::from_toml_str(SAMPLE, Path::new("simplesfu.example.toml")).expect("the sample parses");
+        let sample = Config::from_toml_str(SAMPLE, Path::new("simplesfu.example.toml"))
+            .expect("the sample parses");
         sample.validate().expect("the sample is valid");
         // The sample shows the defaults (optional keys are commented out).
         assert_eq!(sample, Config::default());
@@ -630,7 +708,10 @@ mod tests {
         for (key, value) in &table {
             let nested: Vec<String> = match value.as_table() {
                 Some(section) => {
-                    assert!(SAMPLE.contains(&format!("[{key}]")), "section [{key}] missing from the sample");
+                    assert!(
+                        SAMPLE.contains(&format!("[{key}]")),
+                        "section [{key}] missing from the sample"
+                    );
                     section.keys().cloned().collect()
                 }
                 None => vec![key.clone()],
@@ -643,16 +724,21 @@ mod tests {
                 }
             }
         }
-        assert!(missing.is_empty(), "options missing from simplesfu.example.toml: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "options missing from simplesfu.example.toml: {missing:?}"
+        );
     }
 
     #[test]
     fn unknown_keys_are_refused_by_name() {
-        let error = Config::from_toml_str("[limits]\npeers_per_rom = 3\n", Path::new("x.toml")).expect_err("a typo");
+        let error = Config::from_toml_str("[limits]\npeers_per_rom = 3\n", Path::new("x.toml"))
+            .expect_err("a typo");
         let message = error.to_string();
         assert!(message.contains("peers_per_rom"), "{message}");
         assert!(message.contains("x.toml"), "{message}");
-        let error = Config::from_toml_str("colour = 1\n", Path::new("x.toml")).expect_err("unknown top-level key");
+        let error = Config::from_toml_str("colour = 1\n", Path::new("x.toml"))
+            .expect_err("unknown top-level key");
         assert!(error.to_string().contains("colour"), "{error}");
     }
 
@@ -671,20 +757,32 @@ mod tests {
             Path::new("x.toml"),
         )
         .expect("valid");
-        cli(&["--rtc-port", "0", "--max-peers-per-room", "9"]).overrides.apply(&mut config, None);
+        cli(&["--rtc-port", "0", "--max-peers-per-room", "9"])
+            .overrides
+            .apply(&mut config, None);
         assert_eq!(config.rtc.port, 0);
         assert_eq!(config.limits.peers_per_room, 9);
-        assert_eq!(config.rtc.workers, Some(3), "not given on the command line: the file's value stays");
+        assert_eq!(
+            config.rtc.workers,
+            Some(3),
+            "not given on the command line: the file's value stays"
+        );
         assert_eq!(config.log_level, "debug");
     }
 
     #[test]
     fn the_secret_comes_from_the_environment_over_the_file() {
-        let mut config =
-            Config::from_toml_str(&format!("[auth]\nsecret = \"{}\"\n", "f".repeat(32)), Path::new("x.toml")).expect("valid");
+        let mut config = Config::from_toml_str(
+            &format!("[auth]\nsecret = \"{}\"\n", "f".repeat(32)),
+            Path::new("x.toml"),
+        )
+        .expect("valid");
         cli(&[]).overrides.apply(&mut config, Some("e".repeat(32)));
         assert_eq!(config.auth.secret, Some(TokenSecret::new("e".repeat(32))));
-        assert!(!format!("{config:?}").contains("eeee"), "Debug must not print the secret");
+        assert!(
+            !format!("{config:?}").contains("eeee"),
+            "Debug must not print the secret"
+        );
     }
 
     #[test]
@@ -709,52 +807,125 @@ mod tests {
         assert_eq!(c.rtc.workers, Some(2));
         let options = c.sfu_options();
         assert_eq!(options.available_producers_interval, None);
-        assert_eq!(options.effective_announced_ips(), vec![IpAddr::from([127, 0, 0, 1])], "the listen address");
+        assert_eq!(
+            options.effective_announced_ips(),
+            vec![IpAddr::from([127, 0, 0, 1])],
+            "the listen address"
+        );
         assert_eq!(c.static_dir(), Some(Path::new("/tmp")));
-        assert_eq!(Config::default().static_dir(), None, "the built-in examples");
+        assert_eq!(
+            Config::default().static_dir(),
+            None,
+            "the built-in examples"
+        );
     }
 
     #[test]
     fn defaults_resend_every_second_and_announce_every_ipv4_address_and_loopback() {
         let options = Config::default().sfu_options();
-        assert_eq!(options.available_producers_interval, Some(Duration::from_secs(1)));
+        assert_eq!(
+            options.available_producers_interval,
+            Some(Duration::from_secs(1))
+        );
         let announced = options.effective_announced_ips();
-        assert!(announced.iter().all(IpAddr::is_ipv4), "a 0.0.0.0 socket hears IPv4 only: {announced:?}");
-        assert_eq!(announced.last(), Some(&IpAddr::from([127, 0, 0, 1])), "loopback too, last");
-        assert_eq!(announced[..announced.len() - 1], crate::netif::lan_addresses().into_iter().filter(IpAddr::is_ipv4).collect::<Vec<_>>()[..]);
+        assert!(
+            announced.iter().all(IpAddr::is_ipv4),
+            "a 0.0.0.0 socket hears IPv4 only: {announced:?}"
+        );
+        assert_eq!(
+            announced.last(),
+            Some(&IpAddr::from([127, 0, 0, 1])),
+            "loopback too, last"
+        );
+        assert_eq!(
+            announced[..announced.len() - 1],
+            crate::netif::lan_addresses()
+                .into_iter()
+                .filter(IpAddr::is_ipv4)
+                .collect::<Vec<_>>()[..]
+        );
     }
 
     #[test]
     fn announced_addresses_are_one_or_many_in_every_layer() {
         let v4 = IpAddr::from([203, 0, 113, 7]);
         let v6: IpAddr = "2001:db8::7".parse().expect("ip");
-        let one = Config::from_toml_str("[rtc]\nannounced_ip = \"203.0.113.7\"\n", Path::new("x.toml")).expect("one");
+        let one = Config::from_toml_str(
+            "[rtc]\nannounced_ip = \"203.0.113.7\"\n",
+            Path::new("x.toml"),
+        )
+        .expect("one");
         assert_eq!(one.rtc.announced_ip, vec![v4]);
-        let many = Config::from_toml_str("[rtc]\nannounced_ip = [\"203.0.113.7\", \"2001:db8::7\"]\n", Path::new("x.toml"))
-            .expect("a list");
+        let many = Config::from_toml_str(
+            "[rtc]\nannounced_ip = [\"203.0.113.7\", \"2001:db8::7\"]\n",
+            Path::new("x.toml"),
+        )
+        .expect("a list");
         assert_eq!(many.sfu_options().effective_announced_ips(), vec![v4, v6]);
-        let bad = Config::from_toml_str("[rtc]\nannounced_ip = \"example.com\"\n", Path::new("x.toml")).expect_err("not an IP");
+        let bad = Config::from_toml_str(
+            "[rtc]\nannounced_ip = \"example.com\"\n",
+            Path::new("x.toml"),
+        )
+        .expect_err("not an IP");
         assert!(bad.to_string().contains("IP address"), "{bad}");
-        assert_eq!(from_flags(&["--announced-ip", "203.0.113.7"]).rtc.announced_ip, vec![v4]);
-        assert_eq!(from_flags(&["--announced-ip", "203.0.113.7,2001:db8::7"]).rtc.announced_ip, vec![v4, v6]);
-        assert_eq!(from_flags(&["--announced-ip", "203.0.113.7", "--announced-ip", "2001:db8::7"]).rtc.announced_ip, vec![v4, v6]);
+        assert_eq!(
+            from_flags(&["--announced-ip", "203.0.113.7"])
+                .rtc
+                .announced_ip,
+            vec![v4]
+        );
+        assert_eq!(
+            from_flags(&["--announced-ip", "203.0.113.7,2001:db8::7"])
+                .rtc
+                .announced_ip,
+            vec![v4, v6]
+        );
+        assert_eq!(
+            from_flags(&[
+                "--announced-ip",
+                "203.0.113.7",
+                "--announced-ip",
+                "2001:db8::7"
+            ])
+            .rtc
+            .announced_ip,
+            vec![v4, v6]
+        );
         let mut from_file = many.clone();
         cli(&[]).overrides.apply(&mut from_file, None);
-        assert_eq!(from_file.rtc.announced_ip, vec![v4, v6], "no flag: the file's list stays");
+        assert_eq!(
+            from_file.rtc.announced_ip,
+            vec![v4, v6],
+            "no flag: the file's list stays"
+        );
     }
 
     #[test]
     fn bad_values_are_refused() {
-        let parse = |args: &[&str]| Cli::try_parse_from(std::iter::once("simplesfu").chain(args.iter().copied()));
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("simplesfu").chain(args.iter().copied()))
+        };
         assert!(parse(&["--rtc-port", "70000"]).is_err());
         assert!(parse(&["--http-listen", "nope"]).is_err());
         assert!(parse(&["--no-such-flag"]).is_err());
         let half_tls = from_flags(&["--tls-cert", "cert.pem"]);
-        assert!(half_tls.validate().expect_err("cert without key").to_string().contains("tls.key"));
+        assert!(half_tls
+            .validate()
+            .expect_err("cert without key")
+            .to_string()
+            .contains("tls.key"));
         let zero_workers = from_flags(&["--workers", "0"]);
-        assert!(zero_workers.validate().expect_err("0 workers").to_string().contains("rtc.workers"));
+        assert!(zero_workers
+            .validate()
+            .expect_err("0 workers")
+            .to_string()
+            .contains("rtc.workers"));
         let bad_origin = from_flags(&["--cors-origins", "app.example.com"]);
-        assert!(bad_origin.validate().expect_err("not an origin").to_string().contains("app.example.com"));
+        assert!(bad_origin
+            .validate()
+            .expect_err("not an origin")
+            .to_string()
+            .contains("app.example.com"));
     }
 
     #[test]
@@ -764,7 +935,10 @@ mod tests {
         c.auth.secret = Some(TokenSecret::new("s".repeat(32)));
         assert_eq!(c.allowed_origins(), AllowedOrigins::SameOrigin);
         c.http.cors_origins = vec!["https://a.example".into(), "https://b.example".into()];
-        assert_eq!(c.allowed_origins(), AllowedOrigins::List(c.http.cors_origins.clone()));
+        assert_eq!(
+            c.allowed_origins(),
+            AllowedOrigins::List(c.http.cors_origins.clone())
+        );
         let c = from_flags(&["--cors-origins", "*"]);
         assert_eq!(c.allowed_origins(), AllowedOrigins::Any);
     }
@@ -774,27 +948,61 @@ mod tests {
         assert!(from_flags(&["--tls-self-signed"]).tls.self_signed);
         assert!(!from_flags(&["--tls-self-signed=false"]).tls.self_signed);
         assert!(!from_flags(&[]).tls.self_signed);
-        assert!(!from_flags(&["--ice-udp", "false"]).rtc.ice_udp, "the e2e tests force TCP this way");
+        assert!(
+            !from_flags(&["--ice-udp", "false"]).rtc.ice_udp,
+            "the e2e tests force TCP this way"
+        );
         assert!(from_flags(&["--ice-udp", "false"]).rtc.ice_tcp);
-        assert!(from_flags(&["--ice-tcp=false", "--ice-udp", "false"]).validate().is_err());
-        assert!(from_flags(&[]).rtc.bandwidth_estimation, "estimation is on by default");
-        assert!(from_flags(&[]).sfu_options().bandwidth_estimation, "and reaches the SFU's options");
+        assert!(from_flags(&["--ice-tcp=false", "--ice-udp", "false"])
+            .validate()
+            .is_err());
+        assert!(
+            from_flags(&[]).rtc.bandwidth_estimation,
+            "estimation is on by default"
+        );
+        assert!(
+            from_flags(&[]).sfu_options().bandwidth_estimation,
+            "and reaches the SFU's options"
+        );
         let off = from_flags(&["--bandwidth-estimation=false"]);
-        assert!(!off.rtc.bandwidth_estimation && !off.sfu_options().bandwidth_estimation, "the operator can switch it off");
+        assert!(
+            !off.rtc.bandwidth_estimation && !off.sfu_options().bandwidth_estimation,
+            "the operator can switch it off"
+        );
     }
 
     #[test]
     fn a_repeated_flag_takes_the_last_value() {
         // Wrappers append to a base command line (the tests do).
-        assert_eq!(from_flags(&["--log-level", "warn", "--log-level", "info"]).log_level, "info");
+        assert_eq!(
+            from_flags(&["--log-level", "warn", "--log-level", "info"]).log_level,
+            "info"
+        );
     }
 
     #[test]
     fn token_subcommand_parses_rights_and_ttl() {
-        let c = cli(&["token", "--room", "R", "--publish", "--subscribe", "--ttl", "1h"]);
-        let Some(Command::Token(args)) = c.command else { panic!("token subcommand expected") };
+        let c = cli(&[
+            "token",
+            "--room",
+            "R",
+            "--publish",
+            "--subscribe",
+            "--ttl",
+            "1h",
+        ]);
+        let Some(Command::Token(args)) = c.command else {
+            panic!("token subcommand expected")
+        };
         assert_eq!(args.room, "R");
-        assert_eq!(args.rights(), Rights { publish: true, subscribe: true, data: false });
+        assert_eq!(
+            args.rights(),
+            Rights {
+                publish: true,
+                subscribe: true,
+                data: false
+            }
+        );
         assert_eq!(args.ttl, Duration::from_secs(3600));
     }
 }

@@ -36,8 +36,12 @@ pub(crate) fn from_engine(error: EngineError) -> SignalingError {
         EngineError::InvalidDtlsParameters(_) => ErrorCode::InvalidDtlsParameters,
         EngineError::InvalidRtpParameters(_) => ErrorCode::InvalidRtpParameters,
         EngineError::InvalidSctpParameters(_) => ErrorCode::InvalidSctpParameters,
-        EngineError::ProducerNotFound(_) | EngineError::DataProducerNotFound(_) => ErrorCode::ProducerNotFound,
-        EngineError::ConsumerNotFound(_) | EngineError::DataConsumerNotFound(_) => ErrorCode::ConsumerNotFound,
+        EngineError::ProducerNotFound(_) | EngineError::DataProducerNotFound(_) => {
+            ErrorCode::ProducerNotFound
+        }
+        EngineError::ConsumerNotFound(_) | EngineError::DataConsumerNotFound(_) => {
+            ErrorCode::ConsumerNotFound
+        }
         EngineError::TooManyProducers { .. } => ErrorCode::LimitReached,
         EngineError::LayersOutOfRange { .. } => ErrorCode::LayersOutOfRange,
         EngineError::InvalidPriority(_) => ErrorCode::InvalidRequest,
@@ -47,7 +51,10 @@ pub(crate) fn from_engine(error: EngineError) -> SignalingError {
     };
     if code == ErrorCode::InternalError {
         tracing::warn!(%error, "media engine failure");
-        SignalingError::new(code, "the media engine failed; the request changed nothing (see server logs)")
+        SignalingError::new(
+            code,
+            "the media engine failed; the request changed nothing (see server logs)",
+        )
     } else {
         SignalingError::new(code, error.to_string())
     }
@@ -61,15 +68,28 @@ mod tests {
     #[test]
     fn engine_errors_keep_their_meaning_and_hide_internals() {
         let t = TransportId::new();
-        assert_eq!(from_engine(EngineError::NotConnected(t)).code, ErrorCode::TransportNotConnected);
-        assert_eq!(from_engine(EngineError::WrongDirection(t)).code, ErrorCode::WrongTransportDirection);
+        assert_eq!(
+            from_engine(EngineError::NotConnected(t)).code,
+            ErrorCode::TransportNotConnected
+        );
+        assert_eq!(
+            from_engine(EngineError::WrongDirection(t)).code,
+            ErrorCode::WrongTransportDirection
+        );
         assert_eq!(
             from_engine(EngineError::ProducerNotFound(ProducerId::new())).code,
             ErrorCode::ProducerNotFound
         );
-        let full = from_engine(EngineError::TooManyProducers { transport: t, limit: 64 });
+        let full = from_engine(EngineError::TooManyProducers {
+            transport: t,
+            limit: 64,
+        });
         assert_eq!(full.code, ErrorCode::LimitReached);
-        assert!(full.message.contains("create a new send transport"), "{}", full.message);
+        assert!(
+            full.message.contains("create a new send transport"),
+            "{}",
+            full.message
+        );
         let internal = from_engine(EngineError::Internal("str0m: secret detail".into()));
         assert_eq!(internal.code, ErrorCode::InternalError);
         assert!(!internal.message.contains("secret"));

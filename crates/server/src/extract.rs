@@ -26,7 +26,10 @@ pub struct BoundedAuth(pub Result<Option<Value>, usize>);
 
 impl<A: Adapter> FromConnectParts<A> for BoundedAuth {
     type Error = Infallible;
-    fn from_connect_parts(socket: &Arc<Socket<A>>, auth: &Option<socketioxide_core::Value>) -> Result<Self, Infallible> {
+    fn from_connect_parts(
+        socket: &Arc<Socket<A>>,
+        auth: &Option<socketioxide_core::Value>,
+    ) -> Result<Self, Infallible> {
         let size = auth.as_ref().map_or(0, socketioxide_core::Value::len);
         if size > MAX_AUTH_BYTES {
             return Ok(BoundedAuth(Err(size)));
@@ -54,7 +57,10 @@ impl<A: Adapter> FromMessageParts<A> for BoundedRequest {
         message: &mut socketioxide_core::Value,
         ack: &Option<i64>,
     ) -> Result<Self, Infallible> {
-        let limit = socket.extensions.get::<RequestLimit>().map_or(simplesfu_proto::MAX_REQUEST_BYTES, |l| l.0);
+        let limit = socket
+            .extensions
+            .get::<RequestLimit>()
+            .map_or(simplesfu_proto::MAX_REQUEST_BYTES, |l| l.0);
         let size = message.len();
         if size > limit.saturating_add(ENVELOPE_BYTES) {
             return Ok(BoundedRequest(Err(size)));

@@ -65,7 +65,12 @@ pub fn socket_io_builder() -> socketioxide::SocketIoBuilder {
 /// built into the binary), `GET /health` reports counts,
 /// `GET /metrics` is the Prometheus page, `GET /simplesfu-client.js` is the
 /// browser client's script-tag bundle. `origins` says which pages may signal.
-pub fn app(sfu: Sfu, io_layer: SocketIoLayer, static_dir: Option<&Path>, origins: AllowedOrigins) -> Router {
+pub fn app(
+    sfu: Sfu,
+    io_layer: SocketIoLayer,
+    static_dir: Option<&Path>,
+    origins: AllowedOrigins,
+) -> Router {
     let router = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
@@ -82,10 +87,12 @@ pub fn app(sfu: Sfu, io_layer: SocketIoLayer, static_dir: Option<&Path>, origins
     let guard = origins.clone();
     let allow = AllowOrigin::predicate(move |origin, parts| origins.allows(origin, &parts.headers));
     router
-        .layer(axum::middleware::from_fn(move |request: Request, next: Next| {
-            let guard = guard.clone();
-            async move { refuse_foreign_signaling(&guard, request, next).await }
-        }))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: Next| {
+                let guard = guard.clone();
+                async move { refuse_foreign_signaling(&guard, request, next).await }
+            },
+        ))
         .layer(
             CorsLayer::new()
                 .allow_origin(allow)
@@ -98,30 +105,50 @@ impl AllowedOrigins {
     /// Whether a page from `origin` may call this server, whose requests
     /// carry `headers` (their `Host` is this server's name as the page saw it).
     pub fn allows(&self, origin: &HeaderValue, headers: &HeaderMap) -> bool {
-        let Ok(origin) = origin.to_str() else { return false };
+        let Ok(origin) = origin.to_str() else {
+            return false;
+        };
         let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
         // This server's own pages (the examples) may always signal.
         let same = host.is_some_and(|host| same_authority(origin, host));
         match self {
             AllowedOrigins::Any => true,
             AllowedOrigins::SameOrigin => same,
-            AllowedOrigins::List(list) => same || list.iter().any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin)),
+            AllowedOrigins::List(list) => {
+                same || list
+                    .iter()
+                    .any(|o| o.trim_end_matches('/').eq_ignore_ascii_case(origin))
+            }
         }
     }
 }
 
 /// `https://example.com:443` names the same server as Host `example.com`.
 fn same_authority(origin: &str, host: &str) -> bool {
-    let Some((scheme, authority)) = origin.split_once("://") else { return false };
-    let default_port = if scheme.eq_ignore_ascii_case("https") { ":443" } else { ":80" };
-    let strip = |a: &str| a.strip_suffix(default_port).map(str::to_owned).unwrap_or_else(|| a.to_owned());
+    let Some((scheme, authority)) = origin.split_once("://") else {
+        return false;
+    };
+    let default_port = if scheme.eq_ignore_ascii_case("https") {
+        ":443"
+    } else {
+        ":80"
+    };
+    let strip = |a: &str| {
+        a.strip_suffix(default_port)
+            .map(str::to_owned)
+            .unwrap_or_else(|| a.to_owned())
+    };
     strip(authority).eq_ignore_ascii_case(&strip(host))
 }
 
 /// Browsers send `Origin` on socket.io requests (polling and the WebSocket
 /// upgrade alike); one the policy refuses gets a 403 that says what to set.
 /// Clients that are not browsers send none and pass.
-async fn refuse_foreign_signaling(origins: &AllowedOrigins, request: Request, next: Next) -> Response {
+async fn refuse_foreign_signaling(
+    origins: &AllowedOrigins,
+    request: Request,
+    next: Next,
+) -> Response {
     let is_signaling = request.uri().path().starts_with("/socket.io");
     if let (true, Some(origin)) = (is_signaling, request.headers().get(header::ORIGIN)) {
         if !origins.allows(origin, request.headers()) {
@@ -156,11 +183,19 @@ async fn metrics(State(sfu): State<Sfu>, headers: HeaderMap) -> Response {
             .and_then(|v| v.strip_prefix("Bearer "));
         if !presented.is_some_and(|p| token.matches(p.trim())) {
             let message = "/metrics needs `Authorization: Bearer <token>` with the token of auth.metrics_token (SIMPLESFU_METRICS_TOKEN)";
-            return (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], message).into_response();
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                message,
+            )
+                .into_response();
         }
     }
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         crate::metrics::render(&sfu).await,
     )
         .into_response()
@@ -189,13 +224,19 @@ mod tests {
     fn same_origin_compares_the_origin_with_the_host_asked_for() {
         let same = AllowedOrigins::SameOrigin;
         let origin = |o: &str| HeaderValue::from_str(o).expect("header");
-        assert!(same.allows(&origin("https://sfu.example:8443"), &host("sfu.example:8443")));
+        assert!(same.allows(
+            &origin("https://sfu.example:8443"),
+            &host("sfu.example:8443")
+        ));
         assert!(same.allows(&origin("https://sfu.example"), &host("sfu.example:443")));
         assert!(!same.allows(&origin("https://evil.example"), &host("sfu.example")));
         assert!(!same.allows(&origin("https://sfu.example"), &HeaderMap::new()));
         let list = AllowedOrigins::List(vec!["https://app.example".into()]);
         assert!(list.allows(&origin("https://app.example"), &host("sfu.example")));
-        assert!(list.allows(&origin("https://sfu.example"), &host("sfu.example")), "and this server's own pages");
+        assert!(
+            list.allows(&origin("https://sfu.example"), &host("sfu.example")),
+            "and this server's own pages"
+        );
         assert!(!list.allows(&origin("https://evil.example"), &host("sfu.example")));
     }
 }

@@ -29,20 +29,23 @@ mod netif;
 mod panics;
 mod registry;
 mod serve;
-mod sfu;
 mod session;
+mod sfu;
 mod signaling;
 mod speaker;
 pub mod tls;
 
 pub use auth::{mint, parse_ttl, AuthError, Claims, Grant, Rights, TokenSecret, TokenVerifier};
-pub use config::{AllowedOrigins, AuthConfig, Cli, Command, Config, ConfigError, HttpConfig, Overrides, RtcConfig, TlsConfig, TokenArgs};
+pub use config::{
+    AllowedOrigins, AuthConfig, Cli, Command, Config, ConfigError, HttpConfig, Overrides,
+    RtcConfig, TlsConfig, TokenArgs,
+};
 pub use errors::SfuError;
-pub use limits::Limits;
 pub use extract::{BoundedAuth, BoundedRequest, RequestLimit, MAX_AUTH_BYTES};
 pub use http::{app, socket_io_builder, MAX_SOCKET_IO_PAYLOAD, SOCKET_IO_BUFFER_PACKETS};
-pub use registry::RegistryCounts;
+pub use limits::Limits;
 pub use panics::log_panics;
-pub use session::ResumeError;
+pub use registry::RegistryCounts;
 pub use serve::{serve, ServeLimits, TLS_HANDSHAKE_TIMEOUT};
+pub use session::ResumeError;
 pub use sfu::{AuthPayloadTooLarge, Sfu, SfuOptions, SfuStats};

@@ -64,7 +64,10 @@ impl Limits {
             ("limits.max_request_bytes", self.max_request_bytes),
             ("limits.max_connections", self.max_connections),
             ("limits.max_connections_per_ip", self.max_connections_per_ip),
-            ("limits.header_read_timeout_ms", usize::try_from(self.header_read_timeout_ms).unwrap_or(usize::MAX)),
+            (
+                "limits.header_read_timeout_ms",
+                usize::try_from(self.header_read_timeout_ms).unwrap_or(usize::MAX),
+            ),
         ];
         if let Some((name, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(format!("{name} is 0: it must be at least 1"));
@@ -131,7 +134,10 @@ pub struct RequestRate {
 
 impl RequestRate {
     pub fn new(bucket: TokenBucket) -> Self {
-        RequestRate { bucket, owed_answers: 0 }
+        RequestRate {
+            bucket,
+            owed_answers: 0,
+        }
     }
 
     /// The server pushed a consumer: its `resumeConsumer` is owed.
@@ -214,8 +220,14 @@ mod tests {
         for _ in 0..240 {
             rate.owe_answer();
         }
-        assert!((0..240).all(|_| rate.try_take(now, true)), "every owed resumeConsumer passes");
-        assert!(rate.try_take(now, true) && rate.try_take(now, true), "then they take tokens");
+        assert!(
+            (0..240).all(|_| rate.try_take(now, true)),
+            "every owed resumeConsumer passes"
+        );
+        assert!(
+            rate.try_take(now, true) && rate.try_take(now, true),
+            "then they take tokens"
+        );
         assert!(!rate.try_take(now, true), "and are limited like the rest");
         assert!(!rate.try_take(now, false));
     }

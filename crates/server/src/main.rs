@@ -43,7 +43,14 @@ fn print_token(config: &Config, args: &TokenArgs) -> anyhow::Result<()> {
     let secret = config.auth.secret.as_ref().context(
         "no token secret: set auth.secret in the configuration file (--config) or the SIMPLESFU_AUTH_SECRET environment variable",
     )?;
-    let token = mint(secret, &args.room, args.rights(), args.ttl, args.name.clone()).map_err(anyhow::Error::msg)?;
+    let token = mint(
+        secret,
+        &args.room,
+        args.rights(),
+        args.ttl,
+        args.name.clone(),
+    )
+    .map_err(anyhow::Error::msg)?;
     writeln!(std::io::stdout().lock(), "{token}").context("stdout closed")?;
     Ok(())
 }
@@ -53,7 +60,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("invalid log level/filter `{}`", config.log_filter()))?;
     // Colours only for a person at a terminal, not in log files and collectors.
     let ansi = std::io::stderr().is_terminal();
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
     simplesfu::log_panics();
     raise_file_limit();
 
@@ -65,7 +76,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let listener = std::net::TcpListener::bind(config.http.listen)
         .with_context(|| format!("could not listen on {}", config.http.listen))?;
-    listener.set_nonblocking(true).context("could not make the listener non-blocking")?;
+    listener
+        .set_nonblocking(true)
+        .context("could not make the listener non-blocking")?;
     let addr = listener.local_addr().context("no local address")?;
     let scheme = if tls.is_some() { "https" } else { "http" };
     // Addresses stay out of info logs (the stdout line has the one to use).
@@ -82,7 +95,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         writeln!(stdout, "simplesfu listening on {scheme}://{addr}").context("stdout closed")?;
         if let Some(tls) = tls.as_ref().filter(|t| !t.lan_addresses.is_empty()) {
             for ip in &tls.lan_addresses {
-                let host = if ip.is_ipv6() { format!("[{ip}]") } else { ip.to_string() };
+                let host = if ip.is_ipv6() {
+                    format!("[{ip}]")
+                } else {
+                    ip.to_string()
+                };
                 writeln!(stdout, "simplesfu on this network: https://{host}:{}/ (self-signed: accept the browser's warning once)", addr.port())
                     .context("stdout closed")?;
             }
@@ -108,12 +125,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         let (sfu, stopped) = (sfu.clone(), stopping());
         tokio::spawn(async move {
             stopped.await;
-            sfu.close("the server is shutting down", SHUTDOWN_GRACE).await;
+            sfu.close("the server is shutting down", SHUTDOWN_GRACE)
+                .await;
         })
     };
     let listener = tokio::net::TcpListener::from_std(listener).context("could not serve HTTP")?;
     let rustls = tls.map(|tls| tls.rustls.get_inner());
-    let serving = simplesfu::serve(listener, router, rustls, config.serve_limits(), sfu.clone(), stopping());
+    let serving = simplesfu::serve(
+        listener,
+        router,
+        rustls,
+        config.serve_limits(),
+        sfu.clone(),
+        stopping(),
+    );
     let overdue = async {
         stopping().await;
         tokio::time::sleep(SHUTDOWN_GRACE).await;
@@ -135,14 +160,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 fn raise_file_limit() {
     #[cfg(unix)]
     {
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
         // SAFETY: getrlimit/setrlimit read and write one rlimit we own.
         unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
                 let soft = limit.rlim_cur;
                 limit.rlim_cur = limit.rlim_max;
                 if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0 {
-                    tracing::debug!(from = soft, to = limit.rlim_max, "raised the open file limit");
+                    tracing::debug!(
+                        from = soft,
+                        to = limit.rlim_max,
+                        "raised the open file limit"
+                    );
                 }
             }
         }

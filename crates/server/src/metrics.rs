@@ -278,13 +278,26 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
     for (labels, _, stats) in &per_worker {
         let Some(s) = stats else { continue };
         let worker = labels.trim_start_matches('{').trim_end_matches('}');
-        let bounds = simplesfu_engine::ESTIMATE_BUCKETS_BPS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]);
+        let bounds = simplesfu_engine::ESTIMATE_BUCKETS_BPS
+            .iter()
+            .map(|b| b.to_string())
+            .chain(["+Inf".to_string()]);
         for (bound, count) in bounds.zip(s.estimate_buckets) {
-            let _ = writeln!(page.0, "simplesfu_bandwidth_estimate_bps_bucket{{{worker},le=\"{bound}\"}} {count}");
+            let _ = writeln!(
+                page.0,
+                "simplesfu_bandwidth_estimate_bps_bucket{{{worker},le=\"{bound}\"}} {count}"
+            );
         }
-        let _ = writeln!(page.0, "simplesfu_bandwidth_estimate_bps_sum{{{worker}}} {}", s.estimate_sum_bps);
+        let _ = writeln!(
+            page.0,
+            "simplesfu_bandwidth_estimate_bps_sum{{{worker}}} {}",
+            s.estimate_sum_bps
+        );
         let total = s.estimate_buckets[simplesfu_engine::ESTIMATE_BUCKETS_BPS.len()];
-        let _ = writeln!(page.0, "simplesfu_bandwidth_estimate_bps_count{{{worker}}} {total}");
+        let _ = writeln!(
+            page.0,
+            "simplesfu_bandwidth_estimate_bps_count{{{worker}}} {total}"
+        );
     }
 
     let metrics = &sfu.inner.metrics;

@@ -18,7 +18,9 @@ fn reachable(addresses: impl Iterator<Item = IpAddr>) -> Vec<IpAddr> {
     let mut addresses: Vec<IpAddr> = addresses
         .filter(|ip| match ip {
             IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local() && !v4.is_unspecified(),
-            IpAddr::V6(v6) => !v6.is_loopback() && !v6.is_unspecified() && !is_unicast_link_local(v6),
+            IpAddr::V6(v6) => {
+                !v6.is_loopback() && !v6.is_unspecified() && !is_unicast_link_local(v6)
+            }
         })
         .collect();
     addresses.sort();
@@ -64,25 +66,53 @@ mod tests {
     #[test]
     fn only_addresses_another_device_can_reach_count_as_lan() {
         let found = reachable(
-            ["127.0.0.1", "::1", "169.254.3.4", "fe80::1", "192.168.1.20", "2001:db8::5", "10.0.0.2", "192.168.1.20"]
-                .into_iter()
-                .map(ip),
+            [
+                "127.0.0.1",
+                "::1",
+                "169.254.3.4",
+                "fe80::1",
+                "192.168.1.20",
+                "2001:db8::5",
+                "10.0.0.2",
+                "192.168.1.20",
+            ]
+            .into_iter()
+            .map(ip),
         );
-        assert_eq!(found, vec![ip("10.0.0.2"), ip("192.168.1.20"), ip("2001:db8::5")]);
+        assert_eq!(
+            found,
+            vec![ip("10.0.0.2"), ip("192.168.1.20"), ip("2001:db8::5")]
+        );
     }
 
     #[test]
     fn a_wildcard_socket_announces_every_address_of_its_family_then_loopback() {
         let lan = [ip("10.0.0.2"), ip("192.168.1.20"), ip("2001:db8::5")];
-        assert_eq!(default_announced_ips(WILDCARD4, &lan), vec![ip("10.0.0.2"), ip("192.168.1.20"), ip("127.0.0.1")]);
-        assert_eq!(default_announced_ips(WILDCARD6, &lan), vec![ip("2001:db8::5"), ip("::1")]);
-        assert_eq!(default_announced_ips(WILDCARD4, &[]), vec![ip("127.0.0.1")], "no network: loopback still works");
+        assert_eq!(
+            default_announced_ips(WILDCARD4, &lan),
+            vec![ip("10.0.0.2"), ip("192.168.1.20"), ip("127.0.0.1")]
+        );
+        assert_eq!(
+            default_announced_ips(WILDCARD6, &lan),
+            vec![ip("2001:db8::5"), ip("::1")]
+        );
+        assert_eq!(
+            default_announced_ips(WILDCARD4, &[]),
+            vec![ip("127.0.0.1")],
+            "no network: loopback still works"
+        );
     }
 
     #[test]
     fn a_socket_bound_to_one_address_announces_that_one() {
         let lan = [ip("10.0.0.2"), ip("192.168.1.20")];
-        assert_eq!(default_announced_ips(ip("192.168.1.20"), &lan), vec![ip("192.168.1.20")]);
-        assert_eq!(default_announced_ips(ip("127.0.0.1"), &lan), vec![ip("127.0.0.1")]);
+        assert_eq!(
+            default_announced_ips(ip("192.168.1.20"), &lan),
+            vec![ip("192.168.1.20")]
+        );
+        assert_eq!(
+            default_announced_ips(ip("127.0.0.1"), &lan),
+            vec![ip("127.0.0.1")]
+        );
     }
 }

@@ -16,7 +16,10 @@ use std::time::Duration;
 pub fn log_panics() {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
-        let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
         tracing::error!(
             thread = thread.name().unwrap_or("unnamed"),
             location,
@@ -56,12 +59,18 @@ pub(crate) async fn contained<T: Send + 'static>(
                 "cancelled".to_owned()
             };
             tracing::error!(peer = %peer, request, panic, "request handler panicked; the peer gets internal_error");
-            Err(SignalingError::new(ErrorCode::InternalError, "the server failed while handling this request"))
+            Err(SignalingError::new(
+                ErrorCode::InternalError,
+                "the server failed while handling this request",
+            ))
         }
         Err(_) => {
             abort.abort();
             tracing::error!(peer = %peer, request, "request timed out");
-            Err(SignalingError::new(ErrorCode::InternalError, "the request timed out"))
+            Err(SignalingError::new(
+                ErrorCode::InternalError,
+                "the request timed out",
+            ))
         }
     }
 }
@@ -69,7 +78,9 @@ pub(crate) async fn contained<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use simplesfu_engine::{Direction, EngineError, WebRtcTransportOptions, Worker, WorkerSettings};
+    use simplesfu_engine::{
+        Direction, EngineError, WebRtcTransportOptions, Worker, WorkerSettings,
+    };
     use std::net::{IpAddr, Ipv4Addr};
 
     fn peer() -> PeerId {
@@ -87,8 +98,14 @@ mod tests {
         .await;
         let error = panicked.expect_err("the panic becomes an error");
         assert_eq!(error.code, ErrorCode::InternalError);
-        assert!(!error.message.contains("bug in a handler"), "internals stay in the log");
-        let next = contained(&peer(), "joinRoom", Duration::from_secs(5), async { Ok::<u32, SignalingError>(7) }).await;
+        assert!(
+            !error.message.contains("bug in a handler"),
+            "internals stay in the log"
+        );
+        let next = contained(&peer(), "joinRoom", Duration::from_secs(5), async {
+            Ok::<u32, SignalingError>(7)
+        })
+        .await;
         assert_eq!(next.expect("served"), 7);
     }
 
@@ -109,17 +126,25 @@ mod tests {
     #[tokio::test]
     async fn requests_to_a_dead_worker_fail_fast_with_internal_error() {
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let (worker, _events) = Worker::spawn(WorkerSettings::new("doomed", loopback, 0, loopback)).expect("worker starts");
+        let (worker, _events) = Worker::spawn(WorkerSettings::new("doomed", loopback, 0, loopback))
+            .expect("worker starts");
         worker.shutdown();
         let outcome = tokio::time::timeout(
             Duration::from_secs(5),
-            worker.create_webrtc_transport(WebRtcTransportOptions { direction: Direction::Send, enable_sctp: true, force_tcp: false }),
+            worker.create_webrtc_transport(WebRtcTransportOptions {
+                direction: Direction::Send,
+                enable_sctp: true,
+                force_tcp: false,
+            }),
         )
         .await
         .expect("no hang");
         let error = outcome.expect_err("the worker is gone");
         assert_eq!(error, EngineError::WorkerGone);
-        assert_eq!(crate::errors::from_engine(error).code, ErrorCode::InternalError);
+        assert_eq!(
+            crate::errors::from_engine(error).code,
+            ErrorCode::InternalError
+        );
     }
 
     #[test]

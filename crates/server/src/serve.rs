@@ -77,7 +77,10 @@ struct Slot {
 
 impl Gate {
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Refusal> {
-        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = self
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (total, per_ip) = &mut *open;
         if *total >= self.limits.max_connections {
             return Err(Refusal::ServerFull);
@@ -88,17 +91,27 @@ impl Gate {
         }
         *mine += 1;
         *total += 1;
-        Ok(Slot { gate: self.clone(), ip })
+        Ok(Slot {
+            gate: self.clone(),
+            ip,
+        })
     }
 
     fn total(&self) -> usize {
-        self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).0
+        self.open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .0
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut open = self.gate.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = self
+            .gate
+            .open
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let (total, per_ip) = &mut *open;
         *total = total.saturating_sub(1);
         if let Some(mine) = per_ip.get_mut(&self.ip) {
@@ -121,7 +134,10 @@ pub async fn serve(
     sfu: Sfu,
     shutdown: impl Future<Output = ()>,
 ) {
-    let gate = Arc::new(Gate { limits, open: Mutex::new((0, HashMap::new())) });
+    let gate = Arc::new(Gate {
+        limits,
+        open: Mutex::new((0, HashMap::new())),
+    });
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     // Connections hold a sender each: when all are dropped, all are closed.
     let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -157,18 +173,26 @@ pub async fn serve(
             }
         };
         let _ = stream.set_nodelay(true);
-        let (app, acceptor, closing, alive) = (app.clone(), acceptor.clone(), closing_rx.clone(), alive_tx.clone());
+        let (app, acceptor, closing, alive) = (
+            app.clone(),
+            acceptor.clone(),
+            closing_rx.clone(),
+            alive_tx.clone(),
+        );
         let header_timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let _slot = slot;
             let _alive = alive;
             match acceptor {
                 None => serve_connection(stream, app, header_timeout, closing).await,
-                Some(acceptor) => match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => serve_connection(tls, app, header_timeout, closing).await,
-                    Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                },
+                Some(acceptor) => {
+                    match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(tls)) => serve_connection(tls, app, header_timeout, closing).await,
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
             }
         });
     }
@@ -183,8 +207,12 @@ pub async fn serve(
 /// only: browsers speak HTTP/2 only over TLS with ALPN, which this server
 /// does not offer, and hyper's protocol detection would wait for a first
 /// byte without the header timeout.
-async fn serve_connection<I>(io: I, app: axum::Router, header_timeout: Duration, mut closing: watch::Receiver<bool>)
-where
+async fn serve_connection<I>(
+    io: I,
+    app: axum::Router,
+    header_timeout: Duration,
+    mut closing: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let service = TowerToHyperService::new(app);
@@ -216,7 +244,10 @@ where
 /// Errors of `accept()` that concern only the connection being accepted.
 fn is_per_connection(error: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
-    matches!(error.kind(), ConnectionRefused | ConnectionAborted | ConnectionReset)
+    matches!(
+        error.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset
+    )
 }
 
 #[cfg(test)]
@@ -224,8 +255,15 @@ mod tests {
     use super::*;
 
     fn gate(max: usize, per_ip: usize) -> Arc<Gate> {
-        let limits = ServeLimits { max_connections: max, max_connections_per_ip: per_ip, header_read_timeout: Duration::from_secs(1) };
-        Arc::new(Gate { limits, open: Mutex::new((0, HashMap::new())) })
+        let limits = ServeLimits {
+            max_connections: max,
+            max_connections_per_ip: per_ip,
+            header_read_timeout: Duration::from_secs(1),
+        };
+        Arc::new(Gate {
+            limits,
+            open: Mutex::new((0, HashMap::new())),
+        })
     }
 
     #[test]

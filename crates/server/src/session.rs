@@ -16,13 +16,13 @@
 //! recover a lost `createConsumer`). A client that stops reading fills its
 //! queue, and engine.io then closes the connection at its next heartbeat.
 
-use simplesfu_proto::{PeerId, Push, Session, SIGNALING_EVENT};
 use serde_json::value::RawValue;
 use serde_json::Value;
-use std::sync::Arc;
+use simplesfu_proto::{PeerId, Push, Session, SIGNALING_EVENT};
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Pushes kept for a peer whose socket is away. A peer that misses more
@@ -71,10 +71,16 @@ impl ResumeIntent {
         match resume {
             Value::Bool(true) => Ok(ResumeIntent::Supported),
             Value::Object(m) => {
-                let peer = m.get("peerId").and_then(Value::as_str).and_then(|p| p.parse::<PeerId>().ok());
+                let peer = m
+                    .get("peerId")
+                    .and_then(Value::as_str)
+                    .and_then(|p| p.parse::<PeerId>().ok());
                 let token = m.get("token").and_then(Value::as_str);
                 match (peer, token) {
-                    (Some(peer), Some(token)) => Ok(ResumeIntent::Resume { peer, token: token.to_owned() }),
+                    (Some(peer), Some(token)) => Ok(ResumeIntent::Resume {
+                        peer,
+                        token: token.to_owned(),
+                    }),
                     _ => Err(ResumeError::Malformed),
                 }
             }
@@ -93,7 +99,11 @@ pub(crate) fn new_token() -> String {
 
 /// Compare secrets without leaking, through timing, how much of a guess matched.
 fn same_secret(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
 }
 
 /// Whether a socket that went away this way may come back: a client that
@@ -101,7 +111,9 @@ fn same_secret(a: &str, b: &str) -> bool {
 pub(crate) fn may_come_back(reason: DisconnectReason) -> bool {
     !matches!(
         reason,
-        DisconnectReason::ClientNSDisconnect | DisconnectReason::ServerNSDisconnect | DisconnectReason::ClosingServer
+        DisconnectReason::ClientNSDisconnect
+            | DisconnectReason::ServerNSDisconnect
+            | DisconnectReason::ClosingServer
     )
 }
 
@@ -132,7 +144,10 @@ impl Prepared {
             _ => PushKind::Other,
         };
         match serde_json::value::to_raw_value(push) {
-            Ok(json) => Some(Prepared { kind, json: Arc::from(json) }),
+            Ok(json) => Some(Prepared {
+                kind,
+                json: Arc::from(json),
+            }),
             Err(error) => {
                 tracing::error!(%error, "could not serialize a push");
                 None
@@ -142,7 +157,10 @@ impl Prepared {
 
     #[cfg(test)]
     fn type_name(&self) -> String {
-        serde_json::from_str::<Value>(self.json.get()).ok().and_then(|v| v["type"].as_str().map(str::to_owned)).unwrap_or_default()
+        serde_json::from_str::<Value>(self.json.get())
+            .ok()
+            .and_then(|v| v["type"].as_str().map(str::to_owned))
+            .unwrap_or_default()
     }
 }
 
@@ -239,7 +257,8 @@ impl<S: PushSink> Outbox<S> {
         }
         if push.kind == PushKind::AvailableProducers {
             // An older room list waiting would only describe the past.
-            self.pending.retain(|p| p.kind != PushKind::AvailableProducers);
+            self.pending
+                .retain(|p| p.kind != PushKind::AvailableProducers);
         }
         self.pending.push_back(push.clone());
         self.flush(peer)
@@ -314,16 +333,36 @@ mod tests {
     #[test]
     fn the_auth_payload_says_what_the_client_wants() {
         assert_eq!(ResumeIntent::from_auth(None), Ok(ResumeIntent::Unsupported));
-        assert_eq!(ResumeIntent::from_auth(Some(&json!({"token": "x"}))), Ok(ResumeIntent::Unsupported));
-        assert_eq!(ResumeIntent::from_auth(Some(&json!({"resume": true}))), Ok(ResumeIntent::Supported));
+        assert_eq!(
+            ResumeIntent::from_auth(Some(&json!({"token": "x"}))),
+            Ok(ResumeIntent::Unsupported)
+        );
+        assert_eq!(
+            ResumeIntent::from_auth(Some(&json!({"resume": true}))),
+            Ok(ResumeIntent::Supported)
+        );
         assert_eq!(
             ResumeIntent::from_auth(Some(&json!({"resume": {"peerId": "p1", "token": "t"}}))),
-            Ok(ResumeIntent::Resume { peer: "p1".parse().expect("valid"), token: "t".into() })
+            Ok(ResumeIntent::Resume {
+                peer: "p1".parse().expect("valid"),
+                token: "t".into()
+            })
         );
-        for bad in [json!({"resume": false}), json!({"resume": "yes"}), json!({"resume": {"peerId": "p1"}}), json!({"resume": {"peerId": 3, "token": "t"}})] {
-            assert_eq!(ResumeIntent::from_auth(Some(&bad)), Err(ResumeError::Malformed), "{bad}");
+        for bad in [
+            json!({"resume": false}),
+            json!({"resume": "yes"}),
+            json!({"resume": {"peerId": "p1"}}),
+            json!({"resume": {"peerId": 3, "token": "t"}}),
+        ] {
+            assert_eq!(
+                ResumeIntent::from_auth(Some(&bad)),
+                Err(ResumeError::Malformed),
+                "{bad}"
+            );
         }
-        assert!(ResumeError::Refused.to_string().starts_with("resume_failed:"));
+        assert!(ResumeError::Refused
+            .to_string()
+            .starts_with("resume_failed:"));
     }
 
     #[test]
@@ -374,7 +413,11 @@ mod tests {
         let peer = p("p1");
         let grace = Duration::from_secs(15);
         let mut outbox = Outbox::new(FakeSocket::default(), true, &peer, grace);
-        assert_eq!(outbox.pending_types(), vec!["session"], "not connected yet: the session push waits");
+        assert_eq!(
+            outbox.pending_types(),
+            vec!["session"],
+            "not connected yet: the session push waits"
+        );
         outbox.socket.up.set(true);
         outbox.flush(&peer);
         assert_eq!(*outbox.socket.sent.borrow(), vec!["session"]);
@@ -382,9 +425,15 @@ mod tests {
 
         outbox.leave();
         outbox.deliver(&peer, &prepared(Push::PeerConnection(vec![p("p2")])));
-        outbox.deliver(&peer, &prepared(Push::AvailableProducers(Default::default())));
+        outbox.deliver(
+            &peer,
+            &prepared(Push::AvailableProducers(Default::default())),
+        );
         outbox.deliver(&peer, &prepared(Push::PeerDisconnection(vec![p("p2")])));
-        outbox.deliver(&peer, &prepared(Push::AvailableProducers(Default::default())));
+        outbox.deliver(
+            &peer,
+            &prepared(Push::AvailableProducers(Default::default())),
+        );
         assert_eq!(
             outbox.pending_types(),
             vec!["peerConnection", "peerDisconnection", "availableProducers"],
@@ -395,13 +444,31 @@ mod tests {
         assert_eq!(wrong.err(), Some(ResumeError::Refused));
         let new_socket = FakeSocket::default();
         new_socket.up.set(true);
-        let old = outbox.take_over(&peer, &first_token, new_socket, grace).expect("the right token resumes");
-        assert_eq!(*old.sent.borrow(), vec!["session"], "the old socket got nothing more");
+        let old = outbox
+            .take_over(&peer, &first_token, new_socket, grace)
+            .expect("the right token resumes");
+        assert_eq!(
+            *old.sent.borrow(),
+            vec!["session"],
+            "the old socket got nothing more"
+        );
         outbox.flush(&peer);
-        assert_eq!(*outbox.socket.sent.borrow(), vec!["session", "peerConnection", "peerDisconnection", "availableProducers"]);
+        assert_eq!(
+            *outbox.socket.sent.borrow(),
+            vec![
+                "session",
+                "peerConnection",
+                "peerDisconnection",
+                "availableProducers"
+            ]
+        );
         assert_ne!(outbox.token, first_token, "each resume gives a new token");
         let reused = outbox.take_over(&peer, &first_token, FakeSocket::default(), grace);
-        assert_eq!(reused.err(), Some(ResumeError::Refused), "an old token does not work twice");
+        assert_eq!(
+            reused.err(),
+            Some(ResumeError::Refused),
+            "an old token does not work twice"
+        );
     }
 
     #[test]
@@ -416,7 +483,12 @@ mod tests {
             last = outbox.deliver(&peer, &prepared(closed.clone()));
         }
         assert_eq!(last, Delivery::Overflowed);
-        let resumed = outbox.take_over(&peer, &token, FakeSocket::default(), Duration::from_secs(15));
+        let resumed = outbox.take_over(
+            &peer,
+            &token,
+            FakeSocket::default(),
+            Duration::from_secs(15),
+        );
         assert_eq!(resumed.err(), Some(ResumeError::Refused));
     }
 
@@ -424,13 +496,24 @@ mod tests {
     fn a_v1_peer_gets_no_session_and_loses_no_push_while_its_socket_refuses() {
         let peer = p("p1");
         let mut outbox = Outbox::new(FakeSocket::default(), false, &peer, Duration::from_secs(15));
-        assert!(outbox.pending_types().is_empty(), "no session push for a v1 client");
+        assert!(
+            outbox.pending_types().is_empty(),
+            "no session push for a v1 client"
+        );
         outbox.deliver(&peer, &prepared(Push::PeerConnection(vec![p("p2")])));
-        assert_eq!(outbox.pending_types(), vec!["peerConnection"], "kept while the socket refuses (its queue is full)");
+        assert_eq!(
+            outbox.pending_types(),
+            vec!["peerConnection"],
+            "kept while the socket refuses (its queue is full)"
+        );
         assert!(outbox.stalled());
         outbox.socket.up.set(true);
         outbox.deliver(&peer, &prepared(Push::PeerDisconnection(vec![p("p2")])));
-        assert_eq!(*outbox.socket.sent.borrow(), vec!["peerConnection", "peerDisconnection"], "in order");
+        assert_eq!(
+            *outbox.socket.sent.borrow(),
+            vec!["peerConnection", "peerDisconnection"],
+            "in order"
+        );
         assert!(!outbox.stalled());
     }
 }

@@ -9,10 +9,10 @@ use crate::registry::{Data, DataProducerEntry, Media, ProducerEntry};
 use crate::sfu::{fields, Sfu};
 use serde_json::{Map, Value};
 use simplesfu_engine::{DataProducerOptions, Direction, ProducerOptions, WebRtcTransportOptions};
-use simplesfu_proto::{RoomId, 
-    ConnectWebRtcTransport, CreateConsumerRequest, CreateWebRtcTransport, DataProducerId, ErrorCode,
-    JoinRoom, PeerId, Produce, ProduceData, ProducerId, ProducerRef, Push, Request, SetConsumerPreferredLayers,
-    SetConsumerPriority, SignalingError, TransportRef,
+use simplesfu_proto::{
+    ConnectWebRtcTransport, CreateConsumerRequest, CreateWebRtcTransport, DataProducerId,
+    ErrorCode, JoinRoom, PeerId, Produce, ProduceData, ProducerId, ProducerRef, Push, Request,
+    RoomId, SetConsumerPreferredLayers, SetConsumerPriority, SignalingError, TransportRef,
 };
 
 type Reply = Result<Map<String, Value>, SignalingError>;
@@ -47,7 +47,9 @@ impl Sfu {
             Request::PauseProducer(r) => self.set_producer_paused(peer, r, true).await,
             Request::ResumeProducer(r) => self.set_producer_paused(peer, r, false).await,
             Request::RestartIce(r) => self.restart_ice(peer, r).await,
-            Request::SetConsumerPreferredLayers(r) => self.set_consumer_preferred_layers(peer, r).await,
+            Request::SetConsumerPreferredLayers(r) => {
+                self.set_consumer_preferred_layers(peer, r).await
+            }
             Request::SetConsumerPriority(r) => self.set_consumer_priority(peer, r).await,
             Request::SubscribeAudioLevels(r) => {
                 self.subscribe_audio_levels(peer, r.enabled);
@@ -78,7 +80,10 @@ impl Sfu {
         tracing::info!(peer = %peer, room = %r.room_id, auto_consume, "joined room");
         self.apply(effects).await;
         if let Some(peer_id) = self.active_speaker(&r.room_id) {
-            self.push(peer, &Push::ActiveSpeaker(simplesfu_proto::ActiveSpeaker { peer_id }));
+            self.push(
+                peer,
+                &Push::ActiveSpeaker(simplesfu_proto::ActiveSpeaker { peer_id }),
+            );
         }
         self.auto_consume(targets);
         no_fields()
@@ -127,7 +132,11 @@ impl Sfu {
         // a transport without SCTP could never carry data channels.
         let enable_sctp = true;
         let info = engine
-            .create_webrtc_transport(WebRtcTransportOptions { direction, enable_sctp, force_tcp: r.force_tcp })
+            .create_webrtc_transport(WebRtcTransportOptions {
+                direction,
+                enable_sctp,
+                force_tcp: r.force_tcp,
+            })
             .await
             .map_err(from_engine)?;
         let recorded = self.registry().add_transport(peer, direction, info.id);
@@ -154,7 +163,11 @@ impl Sfu {
     /// `transport.restartIce()`); producers and consumers stay.
     async fn restart_ice(&self, peer: &PeerId, r: TransportRef) -> Reply {
         let (worker, _, _) = self.registry().own_transport(peer, r.transport_id)?;
-        let ice_parameters = self.worker(worker)?.restart_ice(r.transport_id).await.map_err(from_engine)?;
+        let ice_parameters = self
+            .worker(worker)?
+            .restart_ice(r.transport_id)
+            .await
+            .map_err(from_engine)?;
         tracing::debug!(peer = %peer, transport = %r.transport_id, "ICE restarted");
         Ok(fields([("iceParameters", to_json(&ice_parameters)?)]))
     }
@@ -184,7 +197,8 @@ impl Sfu {
         self.check_new_producer(peer, Right::Publish)?;
         let worker = self.registry().producing_transport(peer, r.transport_id)?;
         let engine = self.worker(worker)?;
-        let spatial_layers = u8::try_from(r.rtp_parameters.encodings.len().max(1)).unwrap_or(u8::MAX);
+        let spatial_layers =
+            u8::try_from(r.rtp_parameters.encodings.len().max(1)).unwrap_or(u8::MAX);
         let options = ProducerOptions {
             transport_id: r.transport_id,
             kind: r.kind,
@@ -226,8 +240,14 @@ impl Sfu {
             protocol: r.protocol,
         };
         let id = engine.produce_data(options).await.map_err(from_engine)?;
-        let app_data = if r.app_data.is_null() { Value::Object(Map::new()) } else { r.app_data };
-        let recorded = self.registry().add_data_producer(peer, id, DataProducerEntry { app_data });
+        let app_data = if r.app_data.is_null() {
+            Value::Object(Map::new())
+        } else {
+            r.app_data
+        };
+        let recorded = self
+            .registry()
+            .add_data_producer(peer, id, DataProducerEntry { app_data });
         let effects = match recorded {
             Ok(effects) => effects,
             Err(error) => {
@@ -244,15 +264,23 @@ impl Sfu {
     /// already: asking twice re-sends the same consumer).
     async fn create_consumer(&self, peer: &PeerId, r: CreateConsumerRequest<ProducerId>) -> Reply {
         self.require(peer, Right::Subscribe)?;
-        let push = self.consumer_for::<Media>(peer, &r.producing_peer_id, r.producer_id).await?;
+        let push = self
+            .consumer_for::<Media>(peer, &r.producing_peer_id, r.producer_id)
+            .await?;
         tracing::debug!(peer = %peer, producer = %r.producer_id, consumer = %push.id, "consuming");
         self.push(peer, &Push::CreateConsumer(Box::new(push)));
         no_fields()
     }
 
-    async fn create_data_consumer(&self, peer: &PeerId, r: CreateConsumerRequest<DataProducerId>) -> Reply {
+    async fn create_data_consumer(
+        &self,
+        peer: &PeerId,
+        r: CreateConsumerRequest<DataProducerId>,
+    ) -> Reply {
         self.require(peer, Right::Data)?;
-        let push = self.consumer_for::<Data>(peer, &r.producing_peer_id, r.producer_id).await?;
+        let push = self
+            .consumer_for::<Data>(peer, &r.producing_peer_id, r.producer_id)
+            .await?;
         tracing::debug!(peer = %peer, data_producer = %r.producer_id, data_consumer = %push.id, "consuming data");
         self.push(peer, &Push::CreateDataConsumer(push));
         no_fields()
@@ -269,24 +297,39 @@ impl Sfu {
                 "the receive transport is not connected; call connectWebRtcTransport for it, then resumeConsumer",
             ));
         }
-        self.worker(worker)?.set_consumer_paused(consumer, paused).await.map_err(from_engine)?;
-        self.registry().set_consumer_paused(peer, r.producer_id, paused);
+        self.worker(worker)?
+            .set_consumer_paused(consumer, paused)
+            .await
+            .map_err(from_engine)?;
+        self.registry()
+            .set_consumer_paused(peer, r.producer_id, paused);
         tracing::debug!(peer = %peer, consumer = %consumer, paused, "consumer paused state");
         Ok(fields([("paused", Value::Bool(paused))]))
     }
 
-    async fn set_consumer_preferred_layers(&self, peer: &PeerId, r: SetConsumerPreferredLayers) -> Reply {
+    async fn set_consumer_preferred_layers(
+        &self,
+        peer: &PeerId,
+        r: SetConsumerPreferredLayers,
+    ) -> Reply {
         let (worker, consumer) = self.registry().consumer_of(peer, r.producer_id)?;
         let engine = self.worker(worker)?;
-        engine.set_consumer_preferred_layers(consumer, r.spatial_layer, r.temporal_layer).await.map_err(from_engine)?;
-        self.registry().set_consumer_preferred_spatial(peer, r.producer_id, r.spatial_layer);
+        engine
+            .set_consumer_preferred_layers(consumer, r.spatial_layer, r.temporal_layer)
+            .await
+            .map_err(from_engine)?;
+        self.registry()
+            .set_consumer_preferred_spatial(peer, r.producer_id, r.spatial_layer);
         tracing::debug!(peer = %peer, consumer = %consumer, spatial = r.spatial_layer, temporal = ?r.temporal_layer, "preferred layers");
         no_fields()
     }
 
     async fn set_consumer_priority(&self, peer: &PeerId, r: SetConsumerPriority) -> Reply {
         let (worker, consumer) = self.registry().consumer_of(peer, r.producer_id)?;
-        self.worker(worker)?.set_consumer_priority(consumer, r.priority).await.map_err(from_engine)?;
+        self.worker(worker)?
+            .set_consumer_priority(consumer, r.priority)
+            .await
+            .map_err(from_engine)?;
         tracing::debug!(peer = %peer, consumer = %consumer, priority = r.priority, "consumer priority");
         no_fields()
     }
@@ -310,7 +353,9 @@ impl Sfu {
         let effects = self.registry().remove_producer(peer, r.producer_id)?;
         match self.worker(worker)?.close_producer(r.producer_id).await {
             Ok(_) | Err(simplesfu_engine::EngineError::ProducerNotFound(_)) => {}
-            Err(error) => tracing::warn!(peer = %peer, producer = %r.producer_id, %error, "engine could not close producer"),
+            Err(error) => {
+                tracing::warn!(peer = %peer, producer = %r.producer_id, %error, "engine could not close producer")
+            }
         }
         tracing::info!(peer = %peer, producer = %r.producer_id, "producer closed");
         self.apply(effects).await;
@@ -319,8 +364,13 @@ impl Sfu {
 
     async fn set_producer_paused(&self, peer: &PeerId, r: ProducerRef, paused: bool) -> Reply {
         let worker = self.registry().own_producer(peer, r.producer_id)?;
-        self.worker(worker)?.set_producer_paused(r.producer_id, paused).await.map_err(from_engine)?;
-        let effects = self.registry().set_producer_paused(peer, r.producer_id, paused)?;
+        self.worker(worker)?
+            .set_producer_paused(r.producer_id, paused)
+            .await
+            .map_err(from_engine)?;
+        let effects = self
+            .registry()
+            .set_producer_paused(peer, r.producer_id, paused)?;
         tracing::debug!(peer = %peer, producer = %r.producer_id, paused, "producer paused state");
         self.apply(effects).await;
         Ok(fields([("paused", Value::Bool(paused))]))

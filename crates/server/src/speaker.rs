@@ -121,8 +121,17 @@ impl SpeakerDetector {
 
     /// A reading that stands for `span` from `now` (the mean level of a
     /// report covering that much audio).
-    pub fn observe_for(&mut self, peer: &PeerId, now: Instant, level_dbov: i16, voice: Option<bool>, span: Duration) {
-        let Some(activity) = activity(level_dbov, voice) else { return };
+    pub fn observe_for(
+        &mut self,
+        peer: &PeerId,
+        now: Instant,
+        level_dbov: i16,
+        voice: Option<bool>,
+        span: Duration,
+    ) {
+        let Some(activity) = activity(level_dbov, voice) else {
+            return;
+        };
         let speaker = self.speakers.entry(peer.clone()).or_insert(Speaker {
             score: 0.0,
             current: 0.0,
@@ -157,7 +166,11 @@ impl SpeakerDetector {
 
     /// Each speaker's score (0 to 1), loudest first: what `audioLevels` reports.
     pub fn levels(&self) -> Vec<(PeerId, f64)> {
-        let mut levels: Vec<(PeerId, f64)> = self.speakers.iter().map(|(p, s)| (p.clone(), s.score)).collect();
+        let mut levels: Vec<(PeerId, f64)> = self
+            .speakers
+            .iter()
+            .map(|(p, s)| (p.clone(), s.score))
+            .collect();
         levels.sort_by(|a, b| b.1.total_cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
         levels
     }
@@ -168,7 +181,11 @@ impl SpeakerDetector {
         for speaker in self.speakers.values_mut() {
             speaker.advance(now);
         }
-        let dominant_score = self.dominant.as_ref().and_then(|d| self.speakers.get(d)).map_or(0.0, |s| s.score);
+        let dominant_score = self
+            .dominant
+            .as_ref()
+            .and_then(|d| self.speakers.get(d))
+            .map_or(0.0, |s| s.score);
         let bar = match self.dominant {
             None => ON_SCORE,
             Some(_) => (dominant_score + MARGIN).max(ON_SCORE),
@@ -182,11 +199,17 @@ impl SpeakerDetector {
             }
             let since = *speaker.qualifies_since.get_or_insert(now);
             let held = now.saturating_duration_since(since) >= HOLD;
-            if held && best.as_ref().is_none_or(|(_, score)| speaker.score > *score) {
+            if held
+                && best
+                    .as_ref()
+                    .is_none_or(|(_, score)| speaker.score > *score)
+            {
                 best = Some((peer.clone(), speaker.score));
             }
         }
-        let settled = self.changed_at.is_none_or(|at| now.saturating_duration_since(at) >= MIN_DWELL);
+        let settled = self
+            .changed_at
+            .is_none_or(|at| now.saturating_duration_since(at) >= MIN_DWELL);
         let (peer, _) = best.filter(|_| settled)?;
         for speaker in self.speakers.values_mut() {
             speaker.qualifies_since = None;
@@ -217,7 +240,12 @@ mod tests {
     impl Room {
         fn new() -> Room {
             let start = Instant::now();
-            Room { detector: SpeakerDetector::default(), start, now: start, changes: Vec::new() }
+            Room {
+                detector: SpeakerDetector::default(),
+                start,
+                now: start,
+                changes: Vec::new(),
+            }
         }
 
         fn run(&mut self, duration: Duration, levels: &[(&str, Option<i16>)]) {
@@ -247,8 +275,16 @@ mod tests {
     #[test]
     fn the_one_who_talks_is_announced_within_a_second_and_stays_while_steady() {
         let mut room = Room::new();
-        room.run(Duration::from_secs(10), &[("a", ROOM_NOISE), ("b", TALK), ("c", DTX)]);
-        assert_eq!(room.changes.len(), 1, "one announcement, no flapping: {:?}", room.changes);
+        room.run(
+            Duration::from_secs(10),
+            &[("a", ROOM_NOISE), ("b", TALK), ("c", DTX)],
+        );
+        assert_eq!(
+            room.changes.len(),
+            1,
+            "one announcement, no flapping: {:?}",
+            room.changes
+        );
         let (at, who) = &room.changes[0];
         assert_eq!(who, &p("b"));
         assert!(*at <= Duration::from_secs(1), "announced after {at:?}");
@@ -263,7 +299,11 @@ mod tests {
         room.run(Duration::from_secs(4), &[("a", ROOM_NOISE), ("b", TALK)]);
         let (at, who) = room.changes.last().expect("a change").clone();
         assert_eq!(who, p("b"));
-        assert!(at - switch <= Duration::from_millis(1500), "followed after {:?}", at - switch);
+        assert!(
+            at - switch <= Duration::from_millis(1500),
+            "followed after {:?}",
+            at - switch
+        );
         assert_eq!(room.changes.len(), 2);
     }
 
@@ -311,7 +351,10 @@ mod tests {
         let mut room = Room::new();
         room.run(Duration::from_secs(2), &[("a", Some(-5)), ("b", Some(300))]);
         assert!(room.changes.is_empty());
-        assert!(room.detector.levels().is_empty(), "ignored readings make no speaker");
+        assert!(
+            room.detector.levels().is_empty(),
+            "ignored readings make no speaker"
+        );
     }
 
     #[test]
@@ -329,14 +372,23 @@ mod tests {
             }
         }
         assert_eq!(changes.len(), 2, "{changes:?}");
-        assert!(changes[0].0 <= Duration::from_secs(1) && changes[0].1 == p("a"), "{changes:?}");
-        assert!(changes[1].0 <= Duration::from_millis(4500) && changes[1].1 == p("b"), "{changes:?}");
+        assert!(
+            changes[0].0 <= Duration::from_secs(1) && changes[0].1 == p("a"),
+            "{changes:?}"
+        );
+        assert!(
+            changes[1].0 <= Duration::from_millis(4500) && changes[1].1 == p("b"),
+            "{changes:?}"
+        );
     }
 
     #[test]
     fn levels_are_reported_loudest_first() {
         let mut room = Room::new();
-        room.run(Duration::from_secs(1), &[("a", ROOM_NOISE), ("b", TALK), ("c", Some(45))]);
+        room.run(
+            Duration::from_secs(1),
+            &[("a", ROOM_NOISE), ("b", TALK), ("c", Some(45))],
+        );
         let levels = room.detector.levels();
         let order: Vec<_> = levels.iter().map(|(peer, _)| peer.to_string()).collect();
         assert_eq!(order, ["b", "c", "a"]);

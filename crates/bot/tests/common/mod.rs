@@ -26,7 +26,9 @@ fn workspace_root() -> PathBuf {
 
 /// target/debug/simplesfu, built by cargo if it is missing or stale.
 fn server_binary() -> Option<PathBuf> {
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace_root().join("target"));
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
     let bin = target.join("debug/simplesfu");
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let built = Command::new(cargo)
@@ -36,7 +38,10 @@ fn server_binary() -> Option<PathBuf> {
         .map(|s| s.success())
         .unwrap_or(false);
     if !built {
-        eprintln!("warning: `cargo build -p simplesfu` failed; using {} if it exists", bin.display());
+        eprintln!(
+            "warning: `cargo build -p simplesfu` failed; using {} if it exists",
+            bin.display()
+        );
     }
     bin.exists().then_some(bin)
 }
@@ -48,22 +53,41 @@ pub fn start_server() -> Option<Server> {
         return None;
     };
     let mut child = Command::new(bin)
-        .args(["--http-listen", "127.0.0.1:0", "--rtc-listen-ip", "127.0.0.1", "--rtc-port", "0", "--log-level", "warn"])
+        .args([
+            "--http-listen",
+            "127.0.0.1:0",
+            "--rtc-listen-ip",
+            "127.0.0.1",
+            "--rtc-port",
+            "0",
+            "--log-level",
+            "warn",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the server starts");
     let stdout = child.stdout.take().expect("piped stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("the server prints its address");
-    let url = line.trim().strip_prefix("simplesfu listening on ").expect("the listening line").to_string();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the server prints its address");
+    let url = line
+        .trim()
+        .strip_prefix("simplesfu listening on ")
+        .expect("the listening line")
+        .to_string();
     Some(Server { child, url })
 }
 
 /// `simplesfu-bot run --server <url> --quiet <args>`, which must succeed
 /// within 60 s; its JSON report.
 pub fn run_bot(server: &Server, args: &[&str]) -> serde_json::Value {
-    let json = std::env::temp_dir().join(format!("simplesfu-bot-test-{}-{:?}.json", std::process::id(), std::thread::current().id()));
+    let json = std::env::temp_dir().join(format!(
+        "simplesfu-bot-test-{}-{:?}.json",
+        std::process::id(),
+        std::thread::current().id()
+    ));
     let started = Instant::now();
     let mut bot = Command::new(env!("CARGO_BIN_EXE_simplesfu-bot"))
         .args(["run", "--server", &server.url, "--quiet", "--json"])
@@ -82,7 +106,8 @@ pub fn run_bot(server: &Server, args: &[&str]) -> serde_json::Value {
         std::thread::sleep(Duration::from_millis(100));
     };
     assert!(status.success(), "the bot failed: {status}");
-    let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report")).expect("valid JSON");
+    let report = serde_json::from_str(&std::fs::read_to_string(&json).expect("the JSON report"))
+        .expect("valid JSON");
     let _ = std::fs::remove_file(&json);
     report
 }

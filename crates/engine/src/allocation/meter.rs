@@ -78,7 +78,10 @@ impl LayerMeter {
             return false;
         }
         if bucket.slot < slot {
-            *bucket = Bucket { slot, bytes: Default::default() };
+            *bucket = Bucket {
+                slot,
+                bytes: Default::default(),
+            };
         }
         bucket.bytes[s][t] += rtp_bytes as u64 + WIRE_OVERHEAD_BYTES;
         if self.last_ms[s][t].is_none_or(|last| ms.saturating_sub(last) >= WINDOW_MS) {
@@ -97,7 +100,11 @@ impl LayerMeter {
         for bucket in &self.buckets {
             // A bucket not rewritten for a window is stale, whatever it holds.
             if bucket.slot <= slot && slot - bucket.slot < BUCKETS as u64 {
-                for (sum, b) in bytes.iter_mut().flatten().zip(bucket.bytes.iter().flatten()) {
+                for (sum, b) in bytes
+                    .iter_mut()
+                    .flatten()
+                    .zip(bucket.bytes.iter().flatten())
+                {
                     *sum += b;
                 }
             }
@@ -109,7 +116,9 @@ impl LayerMeter {
         for (s, (own_bytes, firsts)) in bytes.iter().zip(&self.first_ms).enumerate() {
             let mut below = 0;
             for (t, (&own, &first)) in own_bytes.iter().zip(firsts).enumerate() {
-                let Some(first) = first.filter(|_| own > 0) else { continue };
+                let Some(first) = first.filter(|_| own > 0) else {
+                    continue;
+                };
                 let span = window_span.min(ms - first.min(ms)).max(MIN_SPAN_MS);
                 let own_bps = own * 8 * 1000 / span;
                 below += own_bps;
@@ -143,19 +152,39 @@ mod tests {
         to_ms: u64,
     }
 
-    const fn stream(layer: Layer, wire_bytes: u64, every_ms: u64, from_ms: u64, to_ms: u64) -> Stream {
-        Stream { layer, wire_bytes, every_ms, from_ms, to_ms }
+    const fn stream(
+        layer: Layer,
+        wire_bytes: u64,
+        every_ms: u64,
+        from_ms: u64,
+        to_ms: u64,
+    ) -> Stream {
+        Stream {
+            layer,
+            wire_bytes,
+            every_ms,
+            from_ms,
+            to_ms,
+        }
     }
 
     /// Feeds the streams' packets in time order, as they would arrive.
     fn feed(m: &mut LayerMeter, t0: Instant, streams: &[Stream]) {
         let mut packets: Vec<(u64, Layer, u64)> = streams
             .iter()
-            .flat_map(|s| (s.from_ms..s.to_ms).step_by(s.every_ms as usize).map(|at| (at, s.layer, s.wire_bytes)))
+            .flat_map(|s| {
+                (s.from_ms..s.to_ms)
+                    .step_by(s.every_ms as usize)
+                    .map(|at| (at, s.layer, s.wire_bytes))
+            })
             .collect();
         packets.sort_by_key(|(at, ..)| *at);
         for (at, layer, wire_bytes) in packets {
-            assert!(m.record(t0 + Duration::from_millis(at), layer, (wire_bytes - WIRE_OVERHEAD_BYTES) as usize));
+            assert!(m.record(
+                t0 + Duration::from_millis(at),
+                layer,
+                (wire_bytes - WIRE_OVERHEAD_BYTES) as usize
+            ));
         }
     }
 
@@ -172,13 +201,27 @@ mod tests {
         feed(
             &mut m,
             t0,
-            &[stream(l(0, 0), 1000, 133, 0, 3000), stream(l(0, 1), 1000, 133, 66, 3000), stream(l(0, 2), 1000, 66, 33, 3000)],
+            &[
+                stream(l(0, 0), 1000, 133, 0, 3000),
+                stream(l(0, 1), 1000, 133, 66, 3000),
+                stream(l(0, 2), 1000, 66, 33, 3000),
+            ],
         );
         let r = m.bitrates(t0 + Duration::from_millis(3000));
         assert!((55..=65).contains(&kbps(&r, l(0, 0))), "{r:?}");
-        assert!((115..=125).contains(&kbps(&r, l(0, 1))), "T1 includes T0: {r:?}");
-        assert!((235..=250).contains(&kbps(&r, l(0, 2))), "T2 includes T0 and T1: {r:?}");
-        assert_eq!(r.get(l(1, 0)), None, "a spatial layer that never sent is absent");
+        assert!(
+            (115..=125).contains(&kbps(&r, l(0, 1))),
+            "T1 includes T0: {r:?}"
+        );
+        assert!(
+            (235..=250).contains(&kbps(&r, l(0, 2))),
+            "T2 includes T0 and T1: {r:?}"
+        );
+        assert_eq!(
+            r.get(l(1, 0)),
+            None,
+            "a spatial layer that never sent is absent"
+        );
     }
 
     #[test]
@@ -186,7 +229,14 @@ mod tests {
         let t0 = Instant::now();
         let mut m = LayerMeter::new(t0);
         // Two simulcast layers at 100 and 500 kbit/s (125-byte and 625-byte packets every 10 ms).
-        feed(&mut m, t0, &[stream(l(0, 0), 125, 10, 0, 2000), stream(l(1, 0), 625, 10, 0, 2000)]);
+        feed(
+            &mut m,
+            t0,
+            &[
+                stream(l(0, 0), 125, 10, 0, 2000),
+                stream(l(1, 0), 625, 10, 0, 2000),
+            ],
+        );
         let at = |ms| t0 + Duration::from_millis(ms);
         assert!((495..=505).contains(&kbps(&m.bitrates(at(2000)), l(1, 0))));
         // Half a window after it stopped: about half.
@@ -211,7 +261,11 @@ mod tests {
         assert!((190..=210).contains(&kbps(&r, l(0, 0))), "{r:?}");
         // Its first packet alone is spread over MIN_SPAN_MS, not over a millisecond.
         let mut m = LayerMeter::new(t0);
-        m.record(t0 + Duration::from_millis(7000), l(0, 0), 5000 - WIRE_OVERHEAD_BYTES as usize);
+        m.record(
+            t0 + Duration::from_millis(7000),
+            l(0, 0),
+            5000 - WIRE_OVERHEAD_BYTES as usize,
+        );
         let r = m.bitrates(t0 + Duration::from_millis(7000));
         assert_eq!(kbps(&r, l(0, 0)), 5000 * 8 / MIN_SPAN_MS);
     }
@@ -221,7 +275,14 @@ mod tests {
         let t0 = Instant::now();
         let mut m = LayerMeter::new(t0);
         // 200 kbit/s for 1 s, silent for 10 s (stale buckets must not count), then again for 400 ms.
-        feed(&mut m, t0, &[stream(l(0, 0), 250, 10, 0, 1000), stream(l(0, 0), 250, 10, 11_000, 11_400)]);
+        feed(
+            &mut m,
+            t0,
+            &[
+                stream(l(0, 0), 250, 10, 0, 1000),
+                stream(l(0, 0), 250, 10, 11_000, 11_400),
+            ],
+        );
         let r = m.bitrates(t0 + Duration::from_millis(11_400));
         assert!((190..=210).contains(&kbps(&r, l(0, 0))), "{r:?}");
     }
@@ -260,6 +321,9 @@ mod tests {
         let t0 = Instant::now() + Duration::from_secs(10);
         let mut m = LayerMeter::new(t0);
         m.record(t0 - Duration::from_secs(1), l(0, 0), 1000);
-        assert!(m.bitrates(t0 - Duration::from_secs(5)).get(l(0, 0)).is_some());
+        assert!(m
+            .bitrates(t0 - Duration::from_secs(5))
+            .get(l(0, 0))
+            .is_some());
     }
 }

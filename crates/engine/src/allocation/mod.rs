@@ -62,7 +62,11 @@
 //! priority first, the top steps first). Except when the estimate did not
 //! fall since the layers were chosen and only their measured cost rose (the
 //! key frame a switch up asked for is in the meter for a second): then the
-//! layers are held for [`COST_RISE_HOLD`] before going down. Going up waits: while `up` puts some
+//! layers are held for [`COST_RISE_HOLD`] before going down. And except a
+//! pause: a playing consumer whose lowest layer no longer fits stays on it
+//! for [`PAUSE_HOLD`] (while the estimate covers half of it), since a dip
+//! of the estimate after a probe would otherwise freeze the viewer for longer
+//! than the dip. Going up waits: while `up` puts some
 //! consumer above `fit`, the headroom must last [`UP_HOLD`], after which `up`
 //! is applied as a whole (which may also even out unequal shares). A down
 //! restarts the wait. Temporal steps within a consumer's spatial layer go up
@@ -131,6 +135,15 @@ pub(crate) const ESTIMATE_FALL_PERCENT: u64 = 5;
 /// plus about 20 kbit/s of IP/UDP/RTP headers at 50 packets/s, so that an
 /// audio stream in silence (DTX) keeps room for when its speaker talks again.
 pub(crate) const AUDIO_RESERVE_BPS: u64 = 50_000;
+/// A consumer playing its lowest layer when that no longer fits is kept on it
+/// this long before it is paused for bandwidth, while the estimate still
+/// covers half of that layer: an estimate dips for a moment after a probe
+/// overshoots a slow link (seen in the bench: 290 to 132 kbit/s within 50 ms
+/// and back within a second), and a pause costs the viewer far more than a
+/// second of a layer that is slightly too big (a paused consumer resumes only
+/// after [`RESUME_HOLD`] and a key frame: a freeze of 1 to 1.5 s). Below half,
+/// the link has collapsed and video pauses at once.
+pub(crate) const PAUSE_HOLD: Duration = Duration::from_secs(1);
 /// How often the router should run the allocation when no estimate arrives:
 /// layer bitrates change as encoders adapt, and a producer's stopped layer
 /// must be noticed (the meter reads it as zero within its 1 s window).
@@ -153,7 +166,10 @@ impl Layer {
 
     /// Each of the two indexes capped by `other`'s.
     fn min_each(self, other: Layer) -> Layer {
-        Layer::new(self.spatial.min(other.spatial), self.temporal.min(other.temporal))
+        Layer::new(
+            self.spatial.min(other.spatial),
+            self.temporal.min(other.temporal),
+        )
     }
 }
 
@@ -165,13 +181,20 @@ pub(crate) struct LayerBitrates([[u64; MAX_TEMPORAL_LAYERS]; MAX_SPATIAL_LAYERS]
 impl LayerBitrates {
     /// `None` for a layer that is not sending or does not exist.
     pub fn get(&self, layer: Layer) -> Option<u64> {
-        let rate = *self.0.get(layer.spatial as usize)?.get(layer.temporal as usize)?;
+        let rate = *self
+            .0
+            .get(layer.spatial as usize)?
+            .get(layer.temporal as usize)?;
         (rate > 0).then_some(rate)
     }
 
     /// Set a layer's bitrate; a layer beyond 3 × 3 is ignored.
     pub fn set(&mut self, layer: Layer, bps: u64) {
-        if let Some(rate) = self.0.get_mut(layer.spatial as usize).and_then(|s| s.get_mut(layer.temporal as usize)) {
+        if let Some(rate) = self
+            .0
+            .get_mut(layer.spatial as usize)
+            .and_then(|s| s.get_mut(layer.temporal as usize))
+        {
             *rate = bps;
         }
     }
@@ -264,7 +287,10 @@ impl<K: PartialEq> Allocation<K> {
     /// The target of one consumer.
     #[cfg(test)]
     pub fn target(&self, consumer: &K) -> Option<VideoTarget> {
-        self.video.iter().find(|(k, _)| k == consumer).map(|(_, t)| *t)
+        self.video
+            .iter()
+            .find(|(k, _)| k == consumer)
+            .map(|(_, t)| *t)
     }
 }
 
@@ -282,6 +308,8 @@ pub(crate) struct Allocator<K> {
     cost_rise_since: Option<Instant>,
     /// Since when a temporal step up has fitted (see [`TEMPORAL_HOLD`]).
     temporal_since: Option<Instant>,
+    /// Since when a playing consumer's lowest layer has not fitted (see [`PAUSE_HOLD`]).
+    pause_since: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -313,6 +341,7 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
             chosen_at_estimate: None,
             cost_rise_since: None,
             temporal_since: None,
+            pause_since: None,
         }
     }
 
@@ -321,7 +350,12 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
     /// consumer of the transport. Call it on every estimate, on every change
     /// of consumers, preferences, priorities or pauses, and every
     /// [`ALLOCATION_INTERVAL`].
-    pub fn allocate(&mut self, now: Instant, estimate_bps: Option<u64>, demands: &[Demand<K>]) -> Allocation<K> {
+    pub fn allocate(
+        &mut self,
+        now: Instant,
+        estimate_bps: Option<u64>,
+        demands: &[Demand<K>],
+    ) -> Allocation<K> {
         let audio_bps: u64 = demands
             .iter()
             .filter(|d| d.kind == MediaKind::Audio && !d.client_paused)
@@ -352,9 +386,19 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
             }
             let held = self.held.get(&d.consumer);
             // A layer that stopped or a lower preference: the highest step not above the held layer.
-            let current = held.and_then(|h| h.layer).and_then(|layer| ladder.iter().rposition(|(l, _)| *l <= layer));
-            let eager = held.is_none_or(|h| cap.spatial > h.cap.spatial || cap.temporal > h.cap.temporal);
-            entries.push(Entry { input, ladder, cap, priority: d.priority.max(1), current, eager });
+            let current = held
+                .and_then(|h| h.layer)
+                .and_then(|layer| ladder.iter().rposition(|(l, _)| *l <= layer));
+            let eager =
+                held.is_none_or(|h| cap.spatial > h.cap.spatial || cap.temporal > h.cap.temporal);
+            entries.push(Entry {
+                input,
+                ladder,
+                cap,
+                priority: d.priority.max(1),
+                current,
+                eager,
+            });
         }
 
         let (chosen, next_step) = match estimate_bps {
@@ -363,13 +407,20 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
                 self.chosen_at_estimate = None;
                 self.cost_rise_since = None;
                 self.temporal_since = None;
-                (entries.iter().map(|e| Some(e.ladder.len() - 1)).collect(), None)
+                self.pause_since = None;
+                (
+                    entries.iter().map(|e| Some(e.ladder.len() - 1)).collect(),
+                    None,
+                )
             }
             Some(estimate) => self.choose(now, &entries, estimate, audio_bps + fixed_bps),
         };
         let reserved = audio_bps + fixed_bps;
         let used = cost(&entries, &chosen);
-        let preferred_bps: u64 = entries.iter().map(|e| e.ladder.last().map_or(0, |(_, rate)| *rate)).sum();
+        let preferred_bps: u64 = entries
+            .iter()
+            .map(|e| e.ladder.last().map_or(0, |(_, rate)| *rate))
+            .sum();
         let next_step_bps = next_step.map(|video| reserved + video);
 
         // Remember the choice; forget consumers that left or idle.
@@ -393,32 +444,60 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
                 .filter(|(d, _)| d.kind == MediaKind::Video)
                 .map(|(d, t)| (d.consumer, t))
                 .collect(),
-            bwe: BweTargets { min_bps, desired_bps: (reserved + preferred_bps).max(min_bps), next_step_bps },
+            bwe: BweTargets {
+                min_bps,
+                desired_bps: (reserved + preferred_bps).max(min_bps),
+                next_step_bps,
+            },
         }
     }
 
     /// Places on the ladders, and what the video would need after the first
     /// step up that does not fit with headroom.
-    fn choose(&mut self, now: Instant, entries: &[Entry], estimate: u64, audio_bps: u64) -> (Vec<Option<usize>>, Option<u64>) {
+    fn choose(
+        &mut self,
+        now: Instant,
+        entries: &[Entry],
+        estimate: u64,
+        audio_bps: u64,
+    ) -> (Vec<Option<usize>>, Option<u64>) {
         let tops: Vec<Option<usize>> = entries.iter().map(|e| Some(e.ladder.len() - 1)).collect();
-        let up_budget = (estimate.saturating_mul(100) / (100 + UP_HEADROOM_PERCENT)).saturating_sub(audio_bps);
+        let up_budget =
+            (estimate.saturating_mul(100) / (100 + UP_HEADROOM_PERCENT)).saturating_sub(audio_bps);
         let (up, blocked) = fill(entries, up_budget, &tops);
         let next_step = blocked.map(|extra| cost(entries, &up) + extra);
-        let ceilings: Vec<Option<usize>> =
-            entries.iter().zip(&up).map(|(e, up)| if e.eager { e.current.max(*up) } else { e.current }).collect();
-        let (fit, _) = fill(entries, estimate.saturating_sub(audio_bps), &ceilings);
+        let ceilings: Vec<Option<usize>> = entries
+            .iter()
+            .zip(&up)
+            .map(|(e, up)| {
+                if e.eager {
+                    e.current.max(*up)
+                } else {
+                    e.current
+                }
+            })
+            .collect();
+        let video_budget = estimate.saturating_sub(audio_bps);
+        let (mut fit, _) = fill(entries, video_budget, &ceilings);
+        let pause_due = self.hold_pauses(now, entries, video_budget, &mut fit);
 
         let went_down = entries.iter().zip(&fit).any(|(e, fit)| *fit < e.current);
         let can_go_up = up.iter().zip(&fit).any(|(up, fit)| up > fit);
         if went_down {
             self.headroom_since = None;
             self.temporal_since = None;
-            let fell = self.chosen_at_estimate.is_none_or(|at| estimate * 100 < at * (100 - ESTIMATE_FALL_PERCENT));
+            let fell = self
+                .chosen_at_estimate
+                .is_none_or(|at| estimate * 100 < at * (100 - ESTIMATE_FALL_PERCENT));
             let since = *self.cost_rise_since.get_or_insert(now);
-            if !fell && now.saturating_duration_since(since) < COST_RISE_HOLD {
+            if !fell && !pause_due && now.saturating_duration_since(since) < COST_RISE_HOLD {
                 // The layers cost more, the link did not shrink: hold them
                 // (a consumer new to the allocation still takes its place).
-                let held = entries.iter().zip(&fit).map(|(e, fit)| if e.eager { *fit } else { e.current }).collect();
+                let held = entries
+                    .iter()
+                    .zip(&fit)
+                    .map(|(e, fit)| if e.eager { *fit } else { e.current })
+                    .collect();
                 return (held, next_step);
             }
             self.cost_rise_since = None;
@@ -439,9 +518,11 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
                 e.ladder.iter().rposition(|(l, _)| l.spatial == spatial)
             })
             .collect();
-        let temporal_budget = (estimate.saturating_mul(100) / (100 + TEMPORAL_HEADROOM_PERCENT)).saturating_sub(audio_bps);
+        let temporal_budget = (estimate.saturating_mul(100) / (100 + TEMPORAL_HEADROOM_PERCENT))
+            .saturating_sub(audio_bps);
         let (temporal, _) = fill(entries, temporal_budget, &temporal_ceilings);
-        let temporal_raises = temporal.iter().zip(&choice).all(|(t, c)| t >= c) && temporal != choice;
+        let temporal_raises =
+            temporal.iter().zip(&choice).all(|(t, c)| t >= c) && temporal != choice;
         if temporal_raises {
             let since = *self.temporal_since.get_or_insert(now);
             if now.saturating_duration_since(since) >= TEMPORAL_HOLD {
@@ -453,7 +534,10 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
         }
         if can_go_up {
             let since = *self.headroom_since.get_or_insert(now);
-            let resumes = up.iter().zip(&fit).any(|(up, fit)| fit.is_none() && up.is_some());
+            let resumes = up
+                .iter()
+                .zip(&fit)
+                .any(|(up, fit)| fit.is_none() && up.is_some());
             let hold = if resumes { RESUME_HOLD } else { UP_HOLD };
             if now.saturating_duration_since(since) >= hold {
                 self.headroom_since = None;
@@ -471,16 +555,58 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
     }
 }
 
+impl<K> Allocator<K> {
+    /// Keeps on their lowest layer, for [`PAUSE_HOLD`], the consumers that
+    /// `fit` pauses while they play, as long as `video_budget` covers half of
+    /// that layer. Held consumers are over the budget: the estimate is taken
+    /// to be dipping, not the link to have shrunk. True when the hold is over
+    /// and the pauses are due now (not to be held again as a rise of cost).
+    fn hold_pauses(
+        &mut self,
+        now: Instant,
+        entries: &[Entry],
+        video_budget: u64,
+        fit: &mut [Option<usize>],
+    ) -> bool {
+        let pausing: Vec<usize> = (0..entries.len())
+            .filter(|&i| entries[i].current.is_some() && fit[i].is_none())
+            .collect();
+        if pausing.is_empty() {
+            self.pause_since = None;
+            return false;
+        }
+        let since = *self.pause_since.get_or_insert(now);
+        if now.saturating_duration_since(since) >= PAUSE_HOLD {
+            self.pause_since = None;
+            return true;
+        }
+        for i in pausing {
+            if video_budget.saturating_mul(2) >= entries[i].ladder[0].1 {
+                fit[i] = Some(0);
+            }
+        }
+        false
+    }
+}
+
 /// The bitrate of the chosen places.
 fn cost(entries: &[Entry], places: &[Option<usize>]) -> u64 {
-    entries.iter().zip(places).filter_map(|(e, p)| p.map(|p| e.ladder[p].1)).sum()
+    entries
+        .iter()
+        .zip(places)
+        .filter_map(|(e, p)| p.map(|p| e.ladder[p].1))
+        .sum()
 }
 
 /// Admission then raising, as the module doc says, within `budget`, no
 /// consumer above its ceiling (`None`: stays paused). Returns the places and
 /// the extra bitrate of the first step that did not fit (an admission or a
 /// raise), if any.
-fn fill(entries: &[Entry], budget: u64, ceilings: &[Option<usize>]) -> (Vec<Option<usize>>, Option<u64>) {
+fn fill(
+    entries: &[Entry],
+    budget: u64,
+    ceilings: &[Option<usize>],
+) -> (Vec<Option<usize>>, Option<u64>) {
     let mut order: Vec<usize> = (0..entries.len()).collect();
     // Stable: equal priorities keep their input order.
     order.sort_by_key(|&i| std::cmp::Reverse(entries[i].priority));
@@ -506,7 +632,9 @@ fn fill(entries: &[Entry], budget: u64, ceilings: &[Option<usize>]) -> (Vec<Opti
         for &i in &order {
             let Some(ceiling) = ceilings[i] else { continue };
             for _ in 0..entries[i].priority {
-                let Some(place) = places[i].filter(|&p| p < ceiling) else { break };
+                let Some(place) = places[i].filter(|&p| p < ceiling) else {
+                    break;
+                };
                 let ladder = &entries[i].ladder;
                 let step = i128::from(ladder[place + 1].1) - i128::from(ladder[place].1);
                 if step > left {
@@ -550,15 +678,34 @@ mod tests {
     }
 
     fn video(consumer: u32) -> Demand<u32> {
-        Demand { consumer, kind: MediaKind::Video, priority: 1, preferred: None, layers: simulcast(), client_paused: false, single_stream: false }
+        Demand {
+            consumer,
+            kind: MediaKind::Video,
+            priority: 1,
+            preferred: None,
+            layers: simulcast(),
+            client_paused: false,
+            single_stream: false,
+        }
     }
 
     fn video_with_priority(consumer: u32, priority: u8) -> Demand<u32> {
-        Demand { priority, ..video(consumer) }
+        Demand {
+            priority,
+            ..video(consumer)
+        }
     }
 
     fn audio(consumer: u32) -> Demand<u32> {
-        Demand { consumer, kind: MediaKind::Audio, priority: 1, preferred: None, layers: opus(), client_paused: false, single_stream: true }
+        Demand {
+            consumer,
+            kind: MediaKind::Audio,
+            priority: 1,
+            preferred: None,
+            layers: opus(),
+            client_paused: false,
+            single_stream: true,
+        }
     }
 
     const fn l(spatial: u8, temporal: u8) -> VideoTarget {
@@ -574,20 +721,38 @@ mod tests {
 
     impl Transport {
         fn new(demands: Vec<Demand<u32>>) -> Self {
-            Transport { t0: Instant::now(), allocator: Allocator::new(), demands }
+            Transport {
+                t0: Instant::now(),
+                allocator: Allocator::new(),
+                demands,
+            }
         }
 
         fn at(&mut self, ms: u64, estimate_kbps: Option<u64>) -> Allocation<u32> {
             let now = self.t0 + Duration::from_millis(ms);
-            self.allocator.allocate(now, estimate_kbps.map(|k| k * KBPS), &self.demands)
+            self.allocator
+                .allocate(now, estimate_kbps.map(|k| k * KBPS), &self.demands)
         }
 
         /// Runs every ALLOCATION_INTERVAL in [from, to) at one estimate; the targets of `consumer`.
-        fn during(&mut self, from: u64, to: u64, estimate_kbps: u64, consumer: u32) -> Vec<(u64, VideoTarget)> {
+        fn during(
+            &mut self,
+            from: u64,
+            to: u64,
+            estimate_kbps: u64,
+            consumer: u32,
+        ) -> Vec<(u64, VideoTarget)> {
             let step = ALLOCATION_INTERVAL.as_millis() as u64;
             (from..to)
                 .step_by(step as usize)
-                .map(|ms| (ms, self.at(ms, Some(estimate_kbps)).target(&consumer).expect("a video consumer")))
+                .map(|ms| {
+                    (
+                        ms,
+                        self.at(ms, Some(estimate_kbps))
+                            .target(&consumer)
+                            .expect("a video consumer"),
+                    )
+                })
                 .collect()
         }
     }
@@ -606,23 +771,46 @@ mod tests {
         // starts at T1, 400; its T0 is not on the ladder).
         let a = t.at(1000, Some(400));
         assert_eq!(a.target(&2), Some(l(0, 2)));
-        assert_eq!(a.bwe.min_bps, (50 + 150) * KBPS, "audio reserve + the chosen layer");
-        assert_eq!(a.bwe.desired_bps, (50 + 1500) * KBPS, "audio reserve + the preferred layer");
+        assert_eq!(
+            a.bwe.min_bps,
+            (50 + 150) * KBPS,
+            "audio reserve + the chosen layer"
+        );
+        assert_eq!(
+            a.bwe.desired_bps,
+            (50 + 1500) * KBPS,
+            "audio reserve + the preferred layer"
+        );
         // It stays there at 400 kbit/s: S1T1 (400) does not fit.
-        assert!(t.during(1500, 5000, 400, 2).iter().all(|(_, target)| *target == l(0, 2)));
+        assert!(t
+            .during(1500, 5000, 400, 2)
+            .iter()
+            .all(|(_, target)| *target == l(0, 2)));
         // Back to 2 Mbit/s: the top again only after UP_HOLD of headroom.
         let runs = t.during(5000, 10_000, 2000, 2);
-        assert_eq!(first(&runs, l(2, 2)), Some(5000 + UP_HOLD.as_millis() as u64), "{runs:?}");
-        assert!(runs.iter().take_while(|(_, target)| *target != l(2, 2)).all(|(_, target)| *target == l(0, 2)));
+        assert_eq!(
+            first(&runs, l(2, 2)),
+            Some(5000 + UP_HOLD.as_millis() as u64),
+            "{runs:?}"
+        );
+        assert!(runs
+            .iter()
+            .take_while(|(_, target)| *target != l(2, 2))
+            .all(|(_, target)| *target == l(0, 2)));
     }
 
     #[test]
-    fn a_cost_that_rises_under_a_steady_estimate_is_held_a_while_and_a_falling_estimate_lowers_at_once() {
+    fn a_cost_that_rises_under_a_steady_estimate_is_held_a_while_and_a_falling_estimate_lowers_at_once(
+    ) {
         let mut t = Transport::new(vec![video(1)]);
         assert_eq!(t.at(0, Some(2000)).target(&1), Some(l(2, 2)));
         // A key frame of the top layer: its meter reads 2100 for a second.
         t.demands[0].layers.set(Layer::new(2, 2), 2100 * KBPS);
-        assert_eq!(t.at(500, Some(2000)).target(&1), Some(l(2, 2)), "held: the estimate did not fall");
+        assert_eq!(
+            t.at(500, Some(2000)).target(&1),
+            Some(l(2, 2)),
+            "held: the estimate did not fall"
+        );
         assert_eq!(t.at(1500, Some(2000)).target(&1), Some(l(2, 2)));
         // The rise passed: nothing moves.
         t.demands[0].layers.set(Layer::new(2, 2), 1500 * KBPS);
@@ -631,13 +819,20 @@ mod tests {
         t.demands[0].layers.set(Layer::new(2, 2), 2100 * KBPS);
         let hold = COST_RISE_HOLD.as_millis() as u64;
         assert_eq!(t.at(2500, Some(2000)).target(&1), Some(l(2, 2)));
-        assert_eq!(t.at(2500 + hold - 100, Some(2000)).target(&1), Some(l(2, 2)));
+        assert_eq!(
+            t.at(2500 + hold - 100, Some(2000)).target(&1),
+            Some(l(2, 2))
+        );
         assert_eq!(t.at(2500 + hold, Some(2000)).target(&1), Some(l(2, 1)));
         // Up again later (a temporal step: after TEMPORAL_HOLD); then the
         // estimate falls by a tenth while the cost is high: down at once.
         t.demands[0].layers.set(Layer::new(2, 2), 1500 * KBPS);
         let runs = t.during(5000, 10_000, 2000, 1);
-        assert_eq!(first(&runs, l(2, 2)), Some(5000 + TEMPORAL_HOLD.as_millis() as u64), "{runs:?}");
+        assert_eq!(
+            first(&runs, l(2, 2)),
+            Some(5000 + TEMPORAL_HOLD.as_millis() as u64),
+            "{runs:?}"
+        );
         t.demands[0].layers.set(Layer::new(2, 2), 1900 * KBPS);
         assert_eq!(t.at(10_000, Some(1800)).target(&1), Some(l(2, 1)));
     }
@@ -648,28 +843,57 @@ mod tests {
         t.at(0, Some(300));
         assert_eq!(t.at(500, Some(300)).target(&1), Some(l(0, 2)));
         // 2.5 s of headroom, one run without, then headroom again.
-        assert!(t.during(1000, 3500, 2000, 1).iter().all(|(_, target)| *target == l(0, 2)));
+        assert!(t
+            .during(1000, 3500, 2000, 1)
+            .iter()
+            .all(|(_, target)| *target == l(0, 2)));
         assert_eq!(t.at(3500, Some(300)).target(&1), Some(l(0, 2)));
         let runs = t.during(4000, 8000, 2000, 1);
-        assert_eq!(first(&runs, l(2, 2)), Some(4000 + UP_HOLD.as_millis() as u64));
+        assert_eq!(
+            first(&runs, l(2, 2)),
+            Some(4000 + UP_HOLD.as_millis() as u64)
+        );
     }
 
     #[test]
     fn temporal_steps_need_less_headroom_and_a_shorter_hold_than_spatial_ones() {
         let mut t = Transport::new(vec![video(1)]);
-        assert_eq!(t.at(0, Some(560)).target(&1), Some(l(1, 1)), "500 is S1T2 but 560 lacks headroom for it");
+        assert_eq!(
+            t.at(0, Some(560)).target(&1),
+            Some(l(1, 1)),
+            "500 is S1T2 but 560 lacks headroom for it"
+        );
         // 3% above S1T2's need for a long time: no raise (a temporal step needs 5%).
-        assert!(t.during(500, 10_000, 515, 1).iter().all(|(_, target)| *target == l(1, 1)));
+        assert!(t
+            .during(500, 10_000, 515, 1)
+            .iter()
+            .all(|(_, target)| *target == l(1, 1)));
         // 10% above: S1T2 after TEMPORAL_HOLD, though a spatial step would need 15%.
         let runs = t.during(10_000, 14_000, 550, 1);
-        assert_eq!(first(&runs, l(1, 2)), Some(10_000 + TEMPORAL_HOLD.as_millis() as u64), "{runs:?}");
-        assert!(runs.iter().all(|(_, target)| *target == l(1, 1) || *target == l(1, 2)), "never a spatial step: {runs:?}");
+        assert_eq!(
+            first(&runs, l(1, 2)),
+            Some(10_000 + TEMPORAL_HOLD.as_millis() as u64),
+            "{runs:?}"
+        );
+        assert!(
+            runs.iter()
+                .all(|(_, target)| *target == l(1, 1) || *target == l(1, 2)),
+            "never a spatial step: {runs:?}"
+        );
         // S1T2 needs 500: an estimate of 499 takes it down a temporal layer at once.
         assert_eq!(t.at(14_000, Some(499)).target(&1), Some(l(1, 1)));
         // A spatial step (S2T1, 1100) still takes UP_HOLD with 15% of headroom.
         let runs = t.during(15_000, 20_000, 1300, 1);
-        assert_eq!(first(&runs, l(1, 2)), Some(15_000 + TEMPORAL_HOLD.as_millis() as u64), "{runs:?}");
-        assert_eq!(first(&runs, l(2, 1)), Some(15_000 + UP_HOLD.as_millis() as u64), "{runs:?}");
+        assert_eq!(
+            first(&runs, l(1, 2)),
+            Some(15_000 + TEMPORAL_HOLD.as_millis() as u64),
+            "{runs:?}"
+        );
+        assert_eq!(
+            first(&runs, l(2, 1)),
+            Some(15_000 + UP_HOLD.as_millis() as u64),
+            "{runs:?}"
+        );
     }
 
     #[test]
@@ -709,7 +933,11 @@ mod tests {
         t.demands.push(video(2));
         let a = t.at(500, Some(2000));
         assert_eq!(a.target(&2), Some(l(1, 2)));
-        assert_eq!(a.target(&1), Some(l(2, 2)), "the first keeps what still fits beside it");
+        assert_eq!(
+            a.target(&1),
+            Some(l(2, 2)),
+            "the first keeps what still fits beside it"
+        );
         assert!(a.bwe.min_bps <= 2000 * KBPS);
         // Nothing flaps afterwards.
         for ms in (1000..10_000).step_by(500) {
@@ -727,19 +955,27 @@ mod tests {
         // 3 × 50 kbit/s for audio first; 300 with headroom leaves 110 for video: S0T1.
         let a = t.at(0, Some(300));
         assert_eq!(a.target(&4), Some(l(0, 1)));
-        assert_eq!(a.video.len(), 1, "audio consumers are never given a target, so never paused");
+        assert_eq!(
+            a.video.len(),
+            1,
+            "audio consumers are never given a target, so never paused"
+        );
         assert_eq!(a.bwe.min_bps, (150 + 100) * KBPS);
-        // 180: 30 left for video, below its lowest layer (60): video pauses, audio is still counted.
+        // 180: 30 left for video, below its lowest layer (60) but half of
+        // it: held on that layer for PAUSE_HOLD, then paused; audio is still counted.
         let a = t.at(500, Some(180));
+        assert_eq!(a.target(&4), Some(l(0, 0)));
+        assert_eq!(a.bwe.min_bps, (150 + 60) * KBPS);
+        let a = t.at(500 + PAUSE_HOLD.as_millis() as u64, Some(180));
         assert_eq!(a.target(&4), Some(VideoTarget::PausedForBandwidth));
         assert_eq!(a.bwe.min_bps, 150 * KBPS);
         // An estimate below audio alone: still no audio change, video still paused.
-        let a = t.at(1000, Some(100));
+        let a = t.at(2000, Some(100));
         assert_eq!(a.target(&4), Some(VideoTarget::PausedForBandwidth));
         assert_eq!(a.bwe.min_bps, 150 * KBPS);
         // A silent audio producer (nothing measured) reserves nothing.
         t.demands[0].layers = LayerBitrates::default();
-        assert_eq!(t.at(1500, Some(100)).bwe.min_bps, 100 * KBPS);
+        assert_eq!(t.at(2500, Some(100)).bwe.min_bps, 100 * KBPS);
     }
 
     #[test]
@@ -758,7 +994,11 @@ mod tests {
         // 2 Mbit/s: with headroom, 2000 / 1.15 - 1500 = 239 left for the
         // other: S0T2 (150), resumed after RESUME_HOLD.
         let runs = t.during(500, 3000, 2000, 2);
-        assert_eq!(first(&runs, l(0, 2)), Some(500 + RESUME_HOLD.as_millis() as u64), "{runs:?}");
+        assert_eq!(
+            first(&runs, l(0, 2)),
+            Some(500 + RESUME_HOLD.as_millis() as u64),
+            "{runs:?}"
+        );
         assert_eq!(t.at(3000, Some(2000)).target(&1), Some(l(0, 0)));
     }
 
@@ -770,10 +1010,18 @@ mod tests {
         let a = t.at(0, Some(10_000));
         assert_eq!(a.target(&1), Some(l(0, 2)));
         assert_eq!(a.target(&2), Some(l(2, 2)));
-        assert_eq!(a.bwe.desired_bps, (150 + 1500) * KBPS, "desired is what the preferences need");
+        assert_eq!(
+            a.bwe.desired_bps,
+            (150 + 1500) * KBPS,
+            "desired is what the preferences need"
+        );
         // A temporal preference caps every spatial layer's temporal layer.
         t.demands[1].preferred = Some(Layer::new(2, 0));
-        assert_eq!(t.at(500, Some(10_000)).target(&2), Some(l(2, 0)), "lowered at once");
+        assert_eq!(
+            t.at(500, Some(10_000)).target(&2),
+            Some(l(2, 0)),
+            "lowered at once"
+        );
         // Raised again: at once, since the headroom is there (no hold for a preference).
         t.demands[1].preferred = None;
         assert_eq!(t.at(1000, Some(10_000)).target(&2), Some(l(2, 2)));
@@ -786,19 +1034,67 @@ mod tests {
     fn pause_below_the_lowest_layer_and_resume_with_hysteresis() {
         let mut t = Transport::new(vec![video(1)]);
         assert_eq!(t.at(0, Some(2000)).target(&1), Some(l(2, 2)));
-        // 50 kbit/s: not even S0T0 (60) fits: paused at once.
-        let a = t.at(500, Some(50));
+        // 50 kbit/s: not even S0T0 (60) fits: down to it at once, paused
+        // after PAUSE_HOLD (50 is more than half of it: maybe a dip).
+        assert_eq!(t.at(500, Some(50)).target(&1), Some(l(0, 0)));
+        assert_eq!(t.at(1000, Some(50)).target(&1), Some(l(0, 0)));
+        let a = t.at(500 + PAUSE_HOLD.as_millis() as u64, Some(50));
         assert_eq!(a.target(&1), Some(VideoTarget::PausedForBandwidth));
         assert_eq!(a.bwe.min_bps, 0);
-        assert_eq!(a.bwe.next_step_bps, Some(60 * KBPS), "what resuming would take");
+        assert_eq!(
+            a.bwe.next_step_bps,
+            Some(60 * KBPS),
+            "what resuming would take"
+        );
         // 65: S0T0 fits, but not with headroom (65 / 1.15 = 56): stays paused.
-        assert!(t.during(1000, 10_000, 65, 1).iter().all(|(_, target)| *target == VideoTarget::PausedForBandwidth));
+        assert!(t
+            .during(1000, 10_000, 65, 1)
+            .iter()
+            .all(|(_, target)| *target == VideoTarget::PausedForBandwidth));
         // 80 (69 with headroom): resumes at S0T0 after the (shorter) resume hold, not before.
         let runs = t.during(10_000, 15_000, 80, 1);
-        assert_eq!(first(&runs, l(0, 0)), Some(10_000 + RESUME_HOLD.as_millis() as u64));
-        assert_eq!(runs.iter().filter(|(_, target)| *target == VideoTarget::PausedForBandwidth).count(), 2);
-        // And down to pause again at once.
-        assert_eq!(t.at(15_000, Some(59)).target(&1), Some(VideoTarget::PausedForBandwidth));
+        assert_eq!(
+            first(&runs, l(0, 0)),
+            Some(10_000 + RESUME_HOLD.as_millis() as u64)
+        );
+        assert_eq!(
+            runs.iter()
+                .filter(|(_, target)| *target == VideoTarget::PausedForBandwidth)
+                .count(),
+            2
+        );
+        // An estimate below half of S0T0: the link collapsed, paused at once.
+        assert_eq!(
+            t.at(15_000, Some(29)).target(&1),
+            Some(VideoTarget::PausedForBandwidth)
+        );
+    }
+
+    #[test]
+    fn a_dip_of_the_estimate_below_the_lowest_layer_does_not_pause() {
+        let mut t = Transport::new(vec![audio(1), video(2)]);
+        // 300 kbit/s: S0T2 (150) with the audio reserve (50).
+        assert_eq!(t.at(0, Some(300)).target(&2), Some(l(0, 2)));
+        // A probe overshoots the link: 90 for 800 ms (40 for video, below
+        // S0T0 but above half of it): down to S0T0, never paused.
+        for ms in [500, 800, 1100, 1300] {
+            assert_eq!(t.at(ms, Some(90)).target(&2), Some(l(0, 0)), "at {ms} ms");
+        }
+        let runs = t.during(1500, 4000, 300, 2);
+        assert!(
+            runs.iter()
+                .all(|(_, target)| matches!(target, VideoTarget::Layer(_))),
+            "{runs:?}"
+        );
+        // A dip lasting longer than PAUSE_HOLD pauses.
+        let mut t = Transport::new(vec![audio(1), video(2)]);
+        t.at(0, Some(300));
+        let runs = t.during(500, 3000, 90, 2);
+        assert_eq!(
+            first(&runs, VideoTarget::PausedForBandwidth),
+            Some(500 + PAUSE_HOLD.as_millis() as u64),
+            "{runs:?}"
+        );
     }
 
     #[test]
@@ -834,7 +1130,10 @@ mod tests {
         t.demands[0].layers = LayerBitrates::default();
         t.demands[1].client_paused = true;
         let a = t.at(1000, Some(10_000));
-        assert_eq!(a.video, vec![(1, VideoTarget::Idle), (2, VideoTarget::Idle)]);
+        assert_eq!(
+            a.video,
+            vec![(1, VideoTarget::Idle), (2, VideoTarget::Idle)]
+        );
         assert_eq!((a.bwe.min_bps, a.bwe.desired_bps), (0, 0));
         // Resumed by its client: video again in the same run.
         t.demands[1].client_paused = false;
@@ -865,7 +1164,8 @@ mod tests {
     }
 
     #[test]
-    fn metered_layers_feed_the_allocation_and_a_disabled_encoding_moves_the_viewer_within_the_window() {
+    fn metered_layers_feed_the_allocation_and_a_disabled_encoding_moves_the_viewer_within_the_window(
+    ) {
         use meter::{LayerMeter, WINDOW_MS};
         let t0 = Instant::now();
         let mut meter = LayerMeter::new(t0);
@@ -878,23 +1178,44 @@ mod tests {
                 for spatial in 0..spatial_layers {
                     let temporal = [0, 2, 1, 2][frame as usize % 4];
                     let now = t0 + Duration::from_millis(frame * 33);
-                    meter.record(now, Layer::new(spatial, temporal), frame_bytes[spatial as usize]);
+                    meter.record(
+                        now,
+                        Layer::new(spatial, temporal),
+                        frame_bytes[spatial as usize],
+                    );
                 }
             }
         };
         run(&mut meter, 0, 3000, 3);
-        let allocate = |allocator: &mut Allocator<u32>, meter: &LayerMeter, ms: u64, estimate_kbps: u64| {
-            let now = t0 + Duration::from_millis(ms);
-            let demand = Demand { layers: meter.bitrates(now), ..video(1) };
-            allocator.allocate(now, Some(estimate_kbps * KBPS), &[demand]).target(&1)
-        };
+        let allocate =
+            |allocator: &mut Allocator<u32>, meter: &LayerMeter, ms: u64, estimate_kbps: u64| {
+                let now = t0 + Duration::from_millis(ms);
+                let demand = Demand {
+                    layers: meter.bitrates(now),
+                    ..video(1)
+                };
+                allocator
+                    .allocate(now, Some(estimate_kbps * KBPS), &[demand])
+                    .target(&1)
+            };
         // 600 kbit/s: S1 with all its frames (410). S2 at T0 (300) is cheaper, so it is no step up.
         assert_eq!(allocate(&mut allocator, &meter, 3000, 600), Some(l(1, 2)));
-        assert_eq!(allocate(&mut allocator, &meter, 3000, 300), Some(l(1, 1)), "T0 and T1 are half the frames of S1");
-        assert_eq!(allocate(&mut allocator, &meter, 3000, 5000), Some(l(1, 1)), "up waits for the hold");
+        assert_eq!(
+            allocate(&mut allocator, &meter, 3000, 300),
+            Some(l(1, 1)),
+            "T0 and T1 are half the frames of S1"
+        );
+        assert_eq!(
+            allocate(&mut allocator, &meter, 3000, 5000),
+            Some(l(1, 1)),
+            "up waits for the hold"
+        );
         // The publisher disables S1 and S2 (dynacast, or its own CPU adaptation).
         run(&mut meter, 3000, 3000 + WINDOW_MS + 100, 1);
-        assert_eq!(allocate(&mut allocator, &meter, 3000 + WINDOW_MS + 100, 5000), Some(l(0, 2)));
+        assert_eq!(
+            allocate(&mut allocator, &meter, 3000 + WINDOW_MS + 100, 5000),
+            Some(l(0, 2))
+        );
     }
 
     #[test]
@@ -903,8 +1224,15 @@ mod tests {
         for (layer, kbps) in [((0, 0), 100), ((0, 1), 300), ((1, 0), 250), ((1, 1), 600)] {
             cheap_top.set(Layer::new(layer.0, layer.1), kbps * KBPS);
         }
-        let ladder: Vec<Layer> = cheap_top.ladder(Layer::TOP).into_iter().map(|(layer, _)| layer).collect();
-        assert_eq!(ladder, vec![Layer::new(0, 0), Layer::new(0, 1), Layer::new(1, 1)]);
+        let ladder: Vec<Layer> = cheap_top
+            .ladder(Layer::TOP)
+            .into_iter()
+            .map(|(layer, _)| layer)
+            .collect();
+        assert_eq!(
+            ladder,
+            vec![Layer::new(0, 0), Layer::new(0, 1), Layer::new(1, 1)]
+        );
     }
 
     #[test]

@@ -60,12 +60,19 @@ impl Vp8Temporal {
     pub fn parse(payload: &[u8]) -> Option<Self> {
         let b0 = *payload.first()?;
         let frame_start = b0 & 0x10 != 0 && b0 & 0x07 == 0;
-        let mut info = Vp8Temporal { tid: 0, sync: false, frame_start, keyframe: false, picture_id: None };
+        let mut info = Vp8Temporal {
+            tid: 0,
+            sync: false,
+            frame_start,
+            keyframe: false,
+            picture_id: None,
+        };
         let mut i = 1;
         if b0 & 0x80 != 0 {
             let x = *payload.get(i)?;
             i += 1;
-            let (has_pid, has_tl0, has_tid, has_key_idx) = (x & 0x80 != 0, x & 0x40 != 0, x & 0x20 != 0, x & 0x10 != 0);
+            let (has_pid, has_tl0, has_tid, has_key_idx) =
+                (x & 0x80 != 0, x & 0x40 != 0, x & 0x20 != 0, x & 0x10 != 0);
             if has_tl0 && !has_tid {
                 return None;
             }
@@ -106,7 +113,10 @@ pub(crate) enum TemporalDecision {
     /// Send it, as if it had come with these numbers: give `seq` to
     /// `SeqRewriter::rewrite` and `picture_id` (same width as the packet's)
     /// to the VP8 PictureID mapping in place of the packet's own.
-    Forward { seq: u64, picture_id: Option<u16> },
+    Forward {
+        seq: u64,
+        picture_id: Option<u16>,
+    },
     Drop,
 }
 
@@ -174,7 +184,9 @@ impl TemporalFilter {
         if vp8.frame_start {
             self.switch_at_frame_start(vp8);
         }
-        let picture = vp8.picture_id.map(|(id, long)| (self.extend_picture_id(id, long), long));
+        let picture = vp8
+            .picture_id
+            .map(|(id, long)| (self.extend_picture_id(id, long), long));
         let forward = self.current.is_some_and(|current| vp8.tid <= current);
         if !forward {
             self.seqs.dropped(seq);
@@ -183,7 +195,9 @@ impl TemporalFilter {
             }
             return TemporalDecision::Drop;
         }
-        let Some(seq) = self.seqs.map(seq) else { return TemporalDecision::Drop };
+        let Some(seq) = self.seqs.map(seq) else {
+            return TemporalDecision::Drop;
+        };
         let picture_id = match picture {
             Some((picture, long)) => match self.pictures.map(picture) {
                 Some(closed) => Some((closed & if long { 0x7fff } else { 0x7f }) as u16),
@@ -258,7 +272,11 @@ impl GapCloser {
         }
         self.newest = Some(value);
         self.dropped.push_back(value);
-        while self.dropped.front().is_some_and(|&oldest| oldest + HORIZON < value) {
+        while self
+            .dropped
+            .front()
+            .is_some_and(|&oldest| oldest + HORIZON < value)
+        {
             self.dropped.pop_front();
             self.forgotten += 1;
         }
@@ -306,7 +324,13 @@ mod tests {
 
     /// Feeds `frames` one-packet frames starting at PictureID/seq `first`,
     /// returns (tid, decision) per frame.
-    fn run(f: &mut TemporalFilter, first: u16, frames: u16, key_at: Option<u16>, sync_at: &[u16]) -> Vec<(u8, TemporalDecision)> {
+    fn run(
+        f: &mut TemporalFilter,
+        first: u16,
+        frames: u16,
+        key_at: Option<u16>,
+        sync_at: &[u16],
+    ) -> Vec<(u8, TemporalDecision)> {
         (first..first + frames)
             .map(|n| {
                 let tid = if key_at == Some(n) { 0 } else { l1t3_tid(n) };
@@ -329,7 +353,13 @@ mod tests {
     fn parses_tid_sync_start_and_keyframe() {
         assert_eq!(
             info(&packet(300, 2, true, true, false)),
-            Vp8Temporal { tid: 2, sync: true, frame_start: true, keyframe: false, picture_id: Some((300, true)) }
+            Vp8Temporal {
+                tid: 2,
+                sync: true,
+                frame_start: true,
+                keyframe: false,
+                picture_id: Some((300, true))
+            }
         );
         assert!(info(&packet(1, 0, false, true, true)).keyframe);
         // A continuation packet is neither a frame start nor a key frame.
@@ -339,7 +369,12 @@ mod tests {
         assert_eq!(info(&[0x10, 0x00, 1]).tid, 0);
         assert_eq!(info(&[0x90, 0x80, 0x05, 0x01]).picture_id, Some((5, false)));
         // Truncated or malformed (L without T).
-        for bad in [&[][..], &[0x90], &[0x90, 0xe0, 0x80, 1, 2], &[0x90, 0x40, 1, 0]] {
+        for bad in [
+            &[][..],
+            &[0x90],
+            &[0x90, 0xe0, 0x80, 1, 2],
+            &[0x90, 0x40, 1, 0],
+        ] {
             assert_eq!(Vp8Temporal::parse(bad), None, "{bad:02x?}");
         }
     }
@@ -349,7 +384,14 @@ mod tests {
         let mut f = TemporalFilter::new(0);
         let out = run(&mut f, 100, 12, Some(100), &[]);
         // Frames 100, 104, 108 (T0) go; their numbers are consecutive.
-        assert_eq!(forwarded(&out), vec![(0, 100, Some(100)), (0, 101, Some(101)), (0, 102, Some(102))]);
+        assert_eq!(
+            forwarded(&out),
+            vec![
+                (0, 100, Some(100)),
+                (0, 101, Some(101)),
+                (0, 102, Some(102))
+            ]
+        );
     }
 
     #[test]
@@ -367,7 +409,11 @@ mod tests {
         let mut f = TemporalFilter::new(0);
         run(&mut f, 0, 8, Some(0), &[]);
         f.set_target(2);
-        assert_eq!((f.target(), f.current()), (2, Some(0)), "the target waits for a switch point");
+        assert_eq!(
+            (f.target(), f.current()),
+            (2, Some(0)),
+            "the target waits for a switch point"
+        );
         assert!(f.waiting_to_move_up());
         // Frames 8..16: T2 at 9 and 11 and T1 at 10 without sync: still T0 only.
         let out = run(&mut f, 8, 4, None, &[]);
@@ -375,11 +421,17 @@ mod tests {
         assert_eq!(f.current(), Some(0));
         // A T2 sync frame (13) is not enough from T0; the T1 sync frame (14) is.
         let out = run(&mut f, 12, 4, None, &[13, 14]);
-        assert_eq!(forwarded(&out).iter().map(|(t, ..)| *t).collect::<Vec<_>>(), vec![0, 1]);
+        assert_eq!(
+            forwarded(&out).iter().map(|(t, ..)| *t).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
         assert_eq!(f.current(), Some(1));
         // Then T2 at its next sync frame (17).
         let out = run(&mut f, 16, 4, None, &[17]);
-        assert_eq!(forwarded(&out).iter().map(|(t, ..)| *t).collect::<Vec<_>>(), vec![0, 2, 1, 2]);
+        assert_eq!(
+            forwarded(&out).iter().map(|(t, ..)| *t).collect::<Vec<_>>(),
+            vec![0, 2, 1, 2]
+        );
         assert_eq!(f.current(), Some(2));
         assert!(!f.waiting_to_move_up());
     }
@@ -403,10 +455,23 @@ mod tests {
         f.set_target(0);
         let rest = [2, 3].map(|seq| f.filter(seq, &info(&packet(1, 2, false, false, false))));
         assert!(matches!(first, TemporalDecision::Forward { .. }));
-        assert!(rest.iter().all(|d| matches!(d, TemporalDecision::Forward { .. })), "the frame is finished");
+        assert!(
+            rest.iter()
+                .all(|d| matches!(d, TemporalDecision::Forward { .. })),
+            "the frame is finished"
+        );
         // The next frame (T1) is dropped, the one after (T0) goes with closed-up numbers.
-        assert_eq!(f.filter(4, &info(&packet(2, 1, false, true, false))), TemporalDecision::Drop);
-        assert_eq!(f.filter(5, &info(&packet(3, 0, false, true, false))), TemporalDecision::Forward { seq: 4, picture_id: Some(2) });
+        assert_eq!(
+            f.filter(4, &info(&packet(2, 1, false, true, false))),
+            TemporalDecision::Drop
+        );
+        assert_eq!(
+            f.filter(5, &info(&packet(3, 0, false, true, false))),
+            TemporalDecision::Forward {
+                seq: 4,
+                picture_id: Some(2)
+            }
+        );
         assert_eq!(f.current(), Some(0));
     }
 
@@ -416,13 +481,34 @@ mod tests {
         run(&mut f, 0, 8, Some(0), &[]);
         f.restart();
         // A continuation packet of a frame that started before: not sent.
-        assert_eq!(f.filter(5000, &info(&packet(900, 0, false, false, false))), TemporalDecision::Drop);
+        assert_eq!(
+            f.filter(5000, &info(&packet(900, 0, false, false, false))),
+            TemporalDecision::Drop
+        );
         // A delta frame start: T0 only until a sync frame.
-        assert!(matches!(f.filter(5001, &info(&packet(901, 0, false, true, false))), TemporalDecision::Forward { .. }));
-        assert_eq!(f.filter(5002, &info(&packet(902, 2, false, true, false))), TemporalDecision::Drop);
+        assert!(matches!(
+            f.filter(5001, &info(&packet(901, 0, false, true, false))),
+            TemporalDecision::Forward { .. }
+        ));
+        assert_eq!(
+            f.filter(5002, &info(&packet(902, 2, false, true, false))),
+            TemporalDecision::Drop
+        );
         // A key frame: everything up to the target.
-        assert_eq!(f.filter(5003, &info(&packet(903, 0, false, true, true))), TemporalDecision::Forward { seq: 5001, picture_id: Some(901) });
-        assert_eq!(f.filter(5004, &info(&packet(904, 2, false, true, false))), TemporalDecision::Forward { seq: 5002, picture_id: Some(902) });
+        assert_eq!(
+            f.filter(5003, &info(&packet(903, 0, false, true, true))),
+            TemporalDecision::Forward {
+                seq: 5001,
+                picture_id: Some(901)
+            }
+        );
+        assert_eq!(
+            f.filter(5004, &info(&packet(904, 2, false, true, false))),
+            TemporalDecision::Forward {
+                seq: 5002,
+                picture_id: Some(902)
+            }
+        );
     }
 
     #[test]
@@ -434,10 +520,28 @@ mod tests {
         f.filter(12, &info(&packet(2, 2, false, true, false)));
         let b = f.filter(10, &info(&packet(1, 0, false, true, false)));
         let c = f.filter(13, &info(&packet(3, 0, false, true, false)));
-        assert_eq!(a, TemporalDecision::Forward { seq: 11, picture_id: Some(1) });
-        assert_eq!(b, TemporalDecision::Forward { seq: 10, picture_id: Some(1) });
+        assert_eq!(
+            a,
+            TemporalDecision::Forward {
+                seq: 11,
+                picture_id: Some(1)
+            }
+        );
+        assert_eq!(
+            b,
+            TemporalDecision::Forward {
+                seq: 10,
+                picture_id: Some(1)
+            }
+        );
         // 12 was dropped and closed up: 13 follows 11 directly; picture 3 follows 1.
-        assert_eq!(c, TemporalDecision::Forward { seq: 12, picture_id: Some(2) });
+        assert_eq!(
+            c,
+            TemporalDecision::Forward {
+                seq: 12,
+                picture_id: Some(2)
+            }
+        );
     }
 
     #[test]
@@ -445,35 +549,88 @@ mod tests {
         let mut f = TemporalFilter::new(0);
         run(&mut f, 0, 1, Some(0), &[]);
         // 21 (T0) overtakes 20 (the last packet of a T2 frame whose first packet is lost).
-        assert_eq!(f.filter(21, &info(&packet(5, 0, false, true, false))), TemporalDecision::Forward { seq: 21, picture_id: Some(5) });
-        assert_eq!(f.filter(20, &info(&packet(4, 2, false, false, false))), TemporalDecision::Drop);
+        assert_eq!(
+            f.filter(21, &info(&packet(5, 0, false, true, false))),
+            TemporalDecision::Forward {
+                seq: 21,
+                picture_id: Some(5)
+            }
+        );
+        assert_eq!(
+            f.filter(20, &info(&packet(4, 2, false, false, false))),
+            TemporalDecision::Drop
+        );
         // 22 still maps to 22: number 20 stays a gap, 21 is not given twice.
-        assert_eq!(f.filter(22, &info(&packet(6, 0, false, true, false))), TemporalDecision::Forward { seq: 22, picture_id: Some(6) });
+        assert_eq!(
+            f.filter(22, &info(&packet(6, 0, false, true, false))),
+            TemporalDecision::Forward {
+                seq: 22,
+                picture_id: Some(6)
+            }
+        );
     }
 
     #[test]
     fn picture_ids_wrap_and_keep_their_width() {
         let mut f = TemporalFilter::new(0);
         // 15-bit IDs around the wrap: T0 at 0x7ffe, T2 0x7fff dropped, T0 at 0 becomes 0x7fff.
-        let mut next = |seq: u64, id: u16, tid: u8, key: bool| f.filter(seq, &info(&packet(id, tid, false, true, key)));
+        let mut next = |seq: u64, id: u16, tid: u8, key: bool| {
+            f.filter(seq, &info(&packet(id, tid, false, true, key)))
+        };
         next(1, 0x7ffe, 0, true);
         assert_eq!(next(2, 0x7fff, 2, false), TemporalDecision::Drop);
-        assert_eq!(next(3, 0, 0, false), TemporalDecision::Forward { seq: 2, picture_id: Some(0x7fff) });
-        assert_eq!(next(4, 1, 0, false), TemporalDecision::Forward { seq: 3, picture_id: Some(0) });
+        assert_eq!(
+            next(3, 0, 0, false),
+            TemporalDecision::Forward {
+                seq: 2,
+                picture_id: Some(0x7fff)
+            }
+        );
+        assert_eq!(
+            next(4, 1, 0, false),
+            TemporalDecision::Forward {
+                seq: 3,
+                picture_id: Some(0)
+            }
+        );
         // 7-bit IDs: 127 (T0), 0 (T2, dropped), 1 (T0) becomes 0.
         let mut f = TemporalFilter::new(0);
-        let short = |id: u8, tid: u8, key: bool| vec![0x90, 0xa0, id, tid << 6, if key { 0 } else { 1 }, 0xab];
+        let short = |id: u8, tid: u8, key: bool| {
+            vec![0x90, 0xa0, id, tid << 6, if key { 0 } else { 1 }, 0xab]
+        };
         f.filter(1, &info(&short(127, 0, true)));
-        assert_eq!(f.filter(2, &info(&short(0, 2, false))), TemporalDecision::Drop);
-        assert_eq!(f.filter(3, &info(&short(1, 0, false))), TemporalDecision::Forward { seq: 2, picture_id: Some(0) });
+        assert_eq!(
+            f.filter(2, &info(&short(0, 2, false))),
+            TemporalDecision::Drop
+        );
+        assert_eq!(
+            f.filter(3, &info(&short(1, 0, false))),
+            TemporalDecision::Forward {
+                seq: 2,
+                picture_id: Some(0)
+            }
+        );
     }
 
     #[test]
     fn a_stream_without_temporal_layers_passes_whole() {
         let mut f = TemporalFilter::new(0);
         for seq in 0..10u64 {
-            let p = [0x90, 0x80, 0x80 | (seq >> 8) as u8, seq as u8, if seq == 0 { 0 } else { 1 }, 0xab];
-            assert_eq!(f.filter(seq, &info(&p)), TemporalDecision::Forward { seq, picture_id: Some(seq as u16) });
+            let p = [
+                0x90,
+                0x80,
+                0x80 | (seq >> 8) as u8,
+                seq as u8,
+                if seq == 0 { 0 } else { 1 },
+                0xab,
+            ];
+            assert_eq!(
+                f.filter(seq, &info(&p)),
+                TemporalDecision::Forward {
+                    seq,
+                    picture_id: Some(seq as u16)
+                }
+            );
         }
         assert_eq!(f.pass(10), Some(10));
     }
@@ -489,6 +646,12 @@ mod tests {
             f.filter(seq, &info(&packet(2, 2, false, seq == 5001, false)));
         }
         assert!(f.seqs.dropped.len() as u64 <= HORIZON + 1);
-        assert_eq!(f.filter(10_001, &info(&packet(3, 0, false, true, false))), TemporalDecision::Forward { seq: 5001, picture_id: Some(2) });
+        assert_eq!(
+            f.filter(10_001, &info(&packet(3, 0, false, true, false))),
+            TemporalDecision::Forward {
+                seq: 5001,
+                picture_id: Some(2)
+            }
+        );
     }
 }

@@ -6,7 +6,9 @@
 //! and the change reported to the owner.
 
 use super::{Consumer, Router, INITIAL_ESTIMATE, NO_FEEDBACK_AFTER};
-use crate::allocation::{self, Demand, Layer, VideoTarget, ALLOCATION_INTERVAL, UP_HEADROOM_PERCENT};
+use crate::allocation::{
+    self, Demand, Layer, VideoTarget, ALLOCATION_INTERVAL, UP_HEADROOM_PERCENT,
+};
 use crate::api::EngineEvent;
 use mediasoup_types::rtp_parameters::MediaKind;
 use simplesfu_proto::{ConsumerId, TransportId};
@@ -21,8 +23,14 @@ const BWE_CHANGE_PERCENT: u64 = 10;
 impl Router {
     /// Run the allocation of receive transport `tid` and carry it out.
     pub(super) fn allocate(&mut self, now: Instant, tid: TransportId) {
-        let Some(t) = self.transports.get(&tid) else { return };
-        let mut consumers: Vec<(&str, ConsumerId)> = t.consumers_by_mid.iter().map(|(mid, c)| (&**mid, *c)).collect();
+        let Some(t) = self.transports.get(&tid) else {
+            return;
+        };
+        let mut consumers: Vec<(&str, ConsumerId)> = t
+            .consumers_by_mid
+            .iter()
+            .map(|(mid, c)| (&**mid, *c))
+            .collect();
         // Input order breaks ties between equal priorities: keep it stable.
         consumers.sort_unstable();
         let demands: Vec<Demand<ConsumerId>> = consumers
@@ -38,27 +46,38 @@ impl Router {
                     },
                     priority: c.priority,
                     preferred: c.preferred,
-                    layers: p.meter.as_ref().map(|m| m.bitrates(now)).unwrap_or_default(),
+                    layers: p
+                        .meter
+                        .as_ref()
+                        .map(|m| m.bitrates(now))
+                        .unwrap_or_default(),
                     client_paused: c.paused || p.paused,
                     single_stream: !p.is_simulcast(),
                 })
             })
             .collect();
-        let Some(t) = self.transports.get_mut(&tid) else { return };
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
         let without_feedback = t.estimate_bps.is_none()
             && !t.unpaced
-            && t.connected_at.is_some_and(|at| now.saturating_duration_since(at) >= NO_FEEDBACK_AFTER);
+            && t.connected_at
+                .is_some_and(|at| now.saturating_duration_since(at) >= NO_FEEDBACK_AFTER);
         if without_feedback {
             self.set_video_paced(tid, false);
         }
-        let Some(t) = self.transports.get_mut(&tid) else { return };
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
         // Until the first estimate, a transport that may still get feedback
         // is held to the estimator's starting value: a viewer behind a slow
         // link that is sent the top layer meanwhile floods its link, and
         // the losses sink its estimate below the lowest layer for seconds
         // (the bench's constrained scenario). One that never gets feedback
         // (`unpaced`) is forwarded the best layer, as without estimation.
-        let budget = t.estimate_bps.or_else(|| (!t.unpaced).then_some(INITIAL_ESTIMATE.as_u64()));
+        let budget = t
+            .estimate_bps
+            .or_else(|| (!t.unpaced).then_some(INITIAL_ESTIMATE.as_u64()));
         let result = t.allocator.allocate(now, budget, &demands);
         let estimated = budget.is_some();
         t.allocate_at = (!demands.is_empty()).then_some(now + ALLOCATION_INTERVAL);
@@ -80,12 +99,18 @@ impl Router {
             // From the start, so that str0m probes: without a target its
             // estimate holds at the starting value, which it reports once
             // and again only when it moves (seen: 4 s on a 300 kbit/s link).
-            let pad_to = result.bwe.next_step_bps.unwrap_or(0).min(estimate * 100 / (100 + UP_HEADROOM_PERCENT));
+            let pad_to = result
+                .bwe
+                .next_step_bps
+                .unwrap_or(0)
+                .min(estimate * 100 / (100 + UP_HEADROOM_PERCENT));
             let min = result.bwe.min_bps.max(pad_to);
             let wanted = (min.min(result.bwe.desired_bps), result.bwe.desired_bps);
             if t.bwe_applied.is_none_or(|applied| differs(applied, wanted)) {
                 t.bwe_applied = Some(wanted);
-                t.rtc.bwe().set_bitrate(Bitrate::bps(wanted.0), Bitrate::bps(wanted.1));
+                t.rtc
+                    .bwe()
+                    .set_bitrate(Bitrate::bps(wanted.0), Bitrate::bps(wanted.1));
                 self.mark_dirty(tid);
             }
         }
@@ -114,7 +139,9 @@ impl Router {
     }
 
     fn apply_target(&mut self, now: Instant, cid: ConsumerId, target: VideoTarget) {
-        let Some(c) = self.consumers.get_mut(&cid) else { return };
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
         let layers = match target {
             VideoTarget::Idle => return,
             VideoTarget::PausedForBandwidth => {
@@ -142,7 +169,9 @@ impl Router {
     /// Report the layers a consumer forwards now (`(None, None)`: paused for
     /// bandwidth), when they changed; counted in `layer_switches`.
     pub(super) fn report_layers(&mut self, cid: ConsumerId, layers: (Option<u8>, Option<u8>)) {
-        let Some(c) = self.consumers.get_mut(&cid) else { return };
+        let Some(c) = self.consumers.get_mut(&cid) else {
+            return;
+        };
         if c.reported_layers != Some(layers) {
             c.reported_layers = Some(layers);
             self.stats.layer_switches += 1;
@@ -171,7 +200,9 @@ impl Router {
     /// without an estimate [`NO_FEEDBACK_AFTER`] its connection goes
     /// unpaced, until an estimate comes.
     pub(super) fn set_video_paced(&mut self, tid: TransportId, paced: bool) {
-        let Some(t) = self.transports.get_mut(&tid) else { return };
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
         t.unpaced = !paced;
         if !paced && t.bwe_applied.take().is_some() {
             // The target handed over before the first estimate: no padding
@@ -179,7 +210,13 @@ impl Router {
             t.rtc.bwe().set_bitrate(Bitrate::ZERO, Bitrate::ZERO);
         }
         for cid in t.consumers_by_mid.values() {
-            let Some(c) = self.consumers.get(cid).filter(|c| c.kind == MediaKind::Video) else { continue };
+            let Some(c) = self
+                .consumers
+                .get(cid)
+                .filter(|c| c.kind == MediaKind::Video)
+            else {
+                continue;
+            };
             if let Some(stream) = t.rtc.direct_api().stream_tx(&c.ssrc) {
                 stream.set_unpaced(!paced);
             }

@@ -21,8 +21,15 @@ use str0m::rtp::Ssrc;
 
 impl Router {
     /// Create a consumer of `producer_id` on receive transport `tid`. It starts paused.
-    pub fn consume(&mut self, tid: TransportId, producer_id: ProducerId) -> Result<ConsumerInfo, EngineError> {
-        let producer = self.producers.get(&producer_id).ok_or(EngineError::ProducerNotFound(producer_id))?;
+    pub fn consume(
+        &mut self,
+        tid: TransportId,
+        producer_id: ProducerId,
+    ) -> Result<ConsumerInfo, EngineError> {
+        let producer = self
+            .producers
+            .get(&producer_id)
+            .ok_or(EngineError::ProducerNotFound(producer_id))?;
         let kind = producer.kind;
         let router_codec = producer.router_codec.clone();
         let router_rtx_pt = producer.router_rtx_pt;
@@ -105,8 +112,16 @@ impl Router {
     }
 
     /// Pause or resume a consumer. Resuming a video consumer asks for a key frame.
-    pub fn set_consumer_paused(&mut self, now: Instant, id: ConsumerId, paused: bool) -> Result<(), EngineError> {
-        let c = self.consumers.get_mut(&id).ok_or(EngineError::ConsumerNotFound(id))?;
+    pub fn set_consumer_paused(
+        &mut self,
+        now: Instant,
+        id: ConsumerId,
+        paused: bool,
+    ) -> Result<(), EngineError> {
+        let c = self
+            .consumers
+            .get_mut(&id)
+            .ok_or(EngineError::ConsumerNotFound(id))?;
         c.paused = paused;
         let (kind, producer) = (c.kind, c.producer_id);
         if !paused && kind == MediaKind::Video {
@@ -134,17 +149,24 @@ impl Router {
         spatial: u8,
         temporal: Option<u8>,
     ) -> Result<(), EngineError> {
-        let c = self.consumers.get(&id).ok_or(EngineError::ConsumerNotFound(id))?;
+        let c = self
+            .consumers
+            .get(&id)
+            .ok_or(EngineError::ConsumerNotFound(id))?;
         let (spatial_layers, temporal_layers) = match c.kind {
             MediaKind::Audio => (0, 0),
             MediaKind::Video => {
-                let producer = self.producers.get(&c.producer_id).ok_or(EngineError::ProducerNotFound(c.producer_id))?;
+                let producer = self
+                    .producers
+                    .get(&c.producer_id)
+                    .ok_or(EngineError::ProducerNotFound(c.producer_id))?;
                 (producer.layers.len(), usize::from(Layer::TOP.temporal) + 1)
             }
         };
         let top_temporal = temporal_layers.saturating_sub(1) as u8;
         let temporal_layer = temporal.unwrap_or(top_temporal);
-        if usize::from(spatial) >= spatial_layers || usize::from(temporal_layer) >= temporal_layers {
+        if usize::from(spatial) >= spatial_layers || usize::from(temporal_layer) >= temporal_layers
+        {
             return Err(EngineError::LayersOutOfRange {
                 consumer: id,
                 spatial,
@@ -163,11 +185,19 @@ impl Router {
 
     /// The consumer's weight in its transport's allocation: 1..=255, higher
     /// goes up first and takes more steps per round.
-    pub fn set_consumer_priority(&mut self, now: Instant, id: ConsumerId, priority: u8) -> Result<(), EngineError> {
+    pub fn set_consumer_priority(
+        &mut self,
+        now: Instant,
+        id: ConsumerId,
+        priority: u8,
+    ) -> Result<(), EngineError> {
         if priority == 0 {
             return Err(EngineError::InvalidPriority(priority));
         }
-        let c = self.consumers.get_mut(&id).ok_or(EngineError::ConsumerNotFound(id))?;
+        let c = self
+            .consumers
+            .get_mut(&id)
+            .ok_or(EngineError::ConsumerNotFound(id))?;
         c.priority = priority;
         let tid = c.transport_id;
         self.allocate(now, tid);
@@ -184,7 +214,9 @@ impl Router {
     }
 
     pub(super) fn remove_consumer(&mut self, id: ConsumerId) {
-        let Some(c) = self.consumers.remove(&id) else { return };
+        let Some(c) = self.consumers.remove(&id) else {
+            return;
+        };
         if let Some(p) = self.producers.get_mut(&c.producer_id) {
             p.consumers.retain(|x| *x != id);
         }

@@ -18,7 +18,9 @@ impl Router {
         let tid = o.transport_id;
         let t = self.transport_mut(tid, Direction::Send)?;
         if !t.sctp {
-            return Err(EngineError::InvalidSctpParameters("the transport was created without SCTP".into()));
+            return Err(EngineError::InvalidSctpParameters(
+                "the transport was created without SCTP".into(),
+            ));
         }
         if t.dtls.is_none() {
             return Err(EngineError::NotConnected(tid));
@@ -56,8 +58,14 @@ impl Router {
     }
 
     /// Close a data producer and its data consumers.
-    pub fn close_data_producer(&mut self, id: DataProducerId) -> Result<Vec<DataConsumerId>, EngineError> {
-        let d = self.data_producers.remove(&id).ok_or(EngineError::DataProducerNotFound(id))?;
+    pub fn close_data_producer(
+        &mut self,
+        id: DataProducerId,
+    ) -> Result<Vec<DataConsumerId>, EngineError> {
+        let d = self
+            .data_producers
+            .remove(&id)
+            .ok_or(EngineError::DataProducerNotFound(id))?;
         for pipe in &d.pipes {
             let _ = pipe.sink.send(Command::DataPipeClose(id));
         }
@@ -74,16 +82,31 @@ impl Router {
     }
 
     /// Create a data consumer on receive transport `tid`; the server picks the stream id.
-    pub fn consume_data(&mut self, tid: TransportId, dp: DataProducerId) -> Result<DataConsumerInfo, EngineError> {
-        let producer = self.data_producers.get(&dp).ok_or(EngineError::DataProducerNotFound(dp))?;
-        let (params, label, protocol) = (producer.params, producer.label.clone(), producer.protocol.clone());
+    pub fn consume_data(
+        &mut self,
+        tid: TransportId,
+        dp: DataProducerId,
+    ) -> Result<DataConsumerInfo, EngineError> {
+        let producer = self
+            .data_producers
+            .get(&dp)
+            .ok_or(EngineError::DataProducerNotFound(dp))?;
+        let (params, label, protocol) = (
+            producer.params,
+            producer.label.clone(),
+            producer.protocol.clone(),
+        );
         let t = self.transport_mut(tid, Direction::Recv)?;
         if !t.sctp {
-            return Err(EngineError::InvalidSctpParameters("the receive transport was created without SCTP".into()));
+            return Err(EngineError::InvalidSctpParameters(
+                "the receive transport was created without SCTP".into(),
+            ));
         }
         let stream_id = (0..SCTP_STREAMS)
             .find(|s| !t.used_stream_ids.contains(s))
-            .ok_or_else(|| EngineError::InvalidSctpParameters("no free SCTP stream id left".into()))?;
+            .ok_or_else(|| {
+                EngineError::InvalidSctpParameters("no free SCTP stream id left".into())
+            })?;
         let reliability = reliability_of(&params)?;
         let channel = t.rtc.direct_api().create_data_channel(ChannelConfig {
             label: label.clone(),
@@ -97,7 +120,13 @@ impl Router {
         t.channels.insert(channel, DataRoute::Consumer(id));
         self.data_consumers.insert(
             id,
-            DataConsumer { data_producer_id: dp, transport_id: tid, channel, open: false, pending: PendingMessages::default() },
+            DataConsumer {
+                data_producer_id: dp,
+                transport_id: tid,
+                channel,
+                open: false,
+                pending: PendingMessages::default(),
+            },
         );
         if let Some(p) = self.data_producers.get_mut(&dp) {
             p.consumers.push(id);
@@ -106,7 +135,10 @@ impl Router {
         Ok(DataConsumerInfo {
             id,
             data_producer_id: dp,
-            sctp_stream_parameters: SctpStreamParameters { stream_id, ..params },
+            sctp_stream_parameters: SctpStreamParameters {
+                stream_id,
+                ..params
+            },
             label,
             protocol,
         })
@@ -122,7 +154,9 @@ impl Router {
     }
 
     fn remove_data_consumer(&mut self, id: DataConsumerId) {
-        let Some(d) = self.data_consumers.remove(&id) else { return };
+        let Some(d) = self.data_consumers.remove(&id) else {
+            return;
+        };
         if let Some(p) = self.data_producers.get_mut(&d.data_producer_id) {
             p.consumers.retain(|x| *x != id);
         }
@@ -136,7 +170,11 @@ impl Router {
     }
 
     pub(super) fn on_channel_open(&mut self, tid: TransportId, channel: ChannelId) {
-        let route = self.transports.get(&tid).and_then(|t| t.channels.get(&channel)).copied();
+        let route = self
+            .transports
+            .get(&tid)
+            .and_then(|t| t.channels.get(&channel))
+            .copied();
         if let Some(DataRoute::Consumer(cid)) = route {
             if let Some(c) = self.data_consumers.get_mut(&cid) {
                 c.open = true;
@@ -159,9 +197,21 @@ impl Router {
         }
     }
 
-    pub(super) fn on_channel_data(&mut self, tid: TransportId, channel: ChannelId, binary: bool, data: &[u8]) {
-        let route = self.transports.get(&tid).and_then(|t| t.channels.get(&channel)).copied();
-        let Some(DataRoute::Producer(pid)) = route else { return };
+    pub(super) fn on_channel_data(
+        &mut self,
+        tid: TransportId,
+        channel: ChannelId,
+        binary: bool,
+        data: &[u8],
+    ) {
+        let route = self
+            .transports
+            .get(&tid)
+            .and_then(|t| t.channels.get(&channel))
+            .copied();
+        let Some(DataRoute::Producer(pid)) = route else {
+            return;
+        };
         self.stats.data_messages_in += 1;
         self.fan_out_data(pid, binary, data);
     }
@@ -173,7 +223,11 @@ impl Router {
             Some(p) => {
                 if !p.pipes.is_empty() {
                     let shared: Arc<[u8]> = data.into();
-                    p.pipes.retain(|pipe| pipe.sink.send(Command::PipeData(pid, binary, shared.clone())).is_ok());
+                    p.pipes.retain(|pipe| {
+                        pipe.sink
+                            .send(Command::PipeData(pid, binary, shared.clone()))
+                            .is_ok()
+                    });
                 }
                 p.consumers.clone()
             }
@@ -188,10 +242,16 @@ impl Router {
     }
 
     fn flush_data_consumer(&mut self, cid: DataConsumerId) {
-        let Some(c) = self.data_consumers.get_mut(&cid) else { return };
-        let Some(t) = self.transports.get_mut(&c.transport_id) else { return };
+        let Some(c) = self.data_consumers.get_mut(&cid) else {
+            return;
+        };
+        let Some(t) = self.transports.get_mut(&c.transport_id) else {
+            return;
+        };
         while let Some((binary, data)) = c.pending.front() {
-            let Some(mut channel) = t.rtc.channel(c.channel) else { break };
+            let Some(mut channel) = t.rtc.channel(c.channel) else {
+                break;
+            };
             match channel.write(*binary, data) {
                 Ok(true) => {
                     c.pending.pop_front();

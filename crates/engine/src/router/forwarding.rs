@@ -29,17 +29,29 @@ impl Router {
             return Some(*route);
         }
         let (mid, rid) = {
-            let stream = t.rtc.direct_api().stream_rx(&ssrc).map(|s| (s.mid(), s.rid()))?;
+            let stream = t
+                .rtc
+                .direct_api()
+                .stream_rx(&ssrc)
+                .map(|s| (s.mid(), s.rid()))?;
             stream
         };
         let mid_text = mid.to_string();
-        let producer_id = t.send_media.iter().find(|m| m.mid == mid_text).and_then(|m| m.producer)?;
+        let producer_id = t
+            .send_media
+            .iter()
+            .find(|m| m.mid == mid_text)
+            .and_then(|m| m.producer)?;
         let producer = self.producers.get(&producer_id)?;
         let layer = producer
             .layers
             .iter()
             .position(|l| (rid.is_some() && l.rid == rid) || l.ssrc == Some(*ssrc))
-            .or(if producer.layers.len() == 1 { Some(0) } else { None })?;
+            .or(if producer.layers.len() == 1 {
+                Some(0)
+            } else {
+                None
+            })?;
         t.ssrc_routes.insert(ssrc, (producer_id, layer));
         Some((producer_id, layer))
     }
@@ -51,7 +63,9 @@ impl Router {
             return;
         };
         self.stats.rtp_bytes_in += packet.payload.len() as u64;
-        let Some(producer) = self.producers.get(&producer_id) else { return };
+        let Some(producer) = self.producers.get(&producer_id) else {
+            return;
+        };
         let Some(&router_pt) = producer.pt_map.get(&*packet.header.payload_type) else {
             return;
         };
@@ -59,9 +73,14 @@ impl Router {
             // Levels of this worker's own producers only: piped copies are
             // reported where they come from.
             let ext = &packet.header.ext_vals;
-            self.audio_levels.record(now, tid, producer_id, ext.audio_level, ext.voice_activity);
+            self.audio_levels
+                .record(now, tid, producer_id, ext.audio_level, ext.voice_activity);
         }
-        let vp8 = if producer.codec == Codec::Vp8 { Vp8Info::parse(&packet.payload) } else { None };
+        let vp8 = if producer.codec == Codec::Vp8 {
+            Vp8Info::parse(&packet.payload)
+        } else {
+            None
+        };
         let keyframe = match &vp8 {
             Some(vp8) => vp8.keyframe(),
             None => producer.is_simulcast() && is_keyframe_start(producer.codec, &packet.payload),
@@ -93,24 +112,41 @@ impl Router {
     /// consumer that wants it.
     pub(super) fn fan_out(&mut self, now: Instant, packet: ForwardedPacket) {
         let (producer_id, layer) = (packet.producer_id, packet.layer);
-        let Some(producer) = self.producers.get_mut(&producer_id) else { return };
+        let Some(producer) = self.producers.get_mut(&producer_id) else {
+            return;
+        };
         let first_of_layer = producer.layers[layer].last_packet.is_none();
         producer.layers[layer].last_packet = Some(now);
-        let temporal_layer = packet.vp8.as_ref().and_then(|vp8| vp8.temporal()).map_or(0, |t| t.tid);
-        producer.meter.get_or_insert_with(|| LayerMeter::new(now)).record(
-            now,
-            Layer::new(layer as u8, temporal_layer),
-            packet.payload.len() + FORWARDED_HEADER_BYTES,
-        );
+        let temporal_layer = packet
+            .vp8
+            .as_ref()
+            .and_then(|vp8| vp8.temporal())
+            .map_or(0, |t| t.tid);
+        producer
+            .meter
+            .get_or_insert_with(|| LayerMeter::new(now))
+            .record(
+                now,
+                Layer::new(layer as u8, temporal_layer),
+                packet.payload.len() + FORWARDED_HEADER_BYTES,
+            );
         if producer.paused {
             return;
         }
         // A pipe whose worker is gone is dropped on the first failed send.
         producer.pipes.retain(|pipe| !pipe.sink.is_closed());
         for pipe in &producer.pipes {
-            match self.pipe_outbox.iter_mut().find(|(worker, _, _)| *worker == pipe.worker) {
+            match self
+                .pipe_outbox
+                .iter_mut()
+                .find(|(worker, _, _)| *worker == pipe.worker)
+            {
                 Some((_, _, batch)) => batch.push(packet.clone()),
-                None => self.pipe_outbox.push((pipe.worker.clone(), pipe.sink.clone(), vec![packet.clone()])),
+                None => self.pipe_outbox.push((
+                    pipe.worker.clone(),
+                    pipe.sink.clone(),
+                    vec![packet.clone()],
+                )),
             }
         }
         let best = producer.best_layer(now);
@@ -125,7 +161,9 @@ impl Router {
         let mut wants_keyframe = None;
         let mut now_forwarding = Vec::new();
         for cid in consumers {
-            let Some(c) = self.consumers.get_mut(&cid) else { continue };
+            let Some(c) = self.consumers.get_mut(&cid) else {
+                continue;
+            };
             if c.paused || c.paused_for_bandwidth {
                 continue;
             }
@@ -149,7 +187,10 @@ impl Router {
             }
             // The temporal filter hands on closed-up numbers, so the rewriters
             // see a stream that simply has fewer packets.
-            let (in_seq, picture_id) = match (&mut c.temporal, packet.vp8.as_ref().and_then(|vp8| vp8.temporal())) {
+            let (in_seq, picture_id) = match (
+                &mut c.temporal,
+                packet.vp8.as_ref().and_then(|vp8| vp8.temporal()),
+            ) {
                 (Some(filter), Some(vp8)) => match filter.filter(packet.seq_no, vp8) {
                     TemporalDecision::Forward { seq, picture_id } => (seq, picture_id),
                     TemporalDecision::Drop => continue,
@@ -163,22 +204,43 @@ impl Router {
             let Some((seq_no, time)) = c.seq.rewrite(now, in_seq, packet.timestamp, clock) else {
                 continue;
             };
-            let vp8_patch = packet.vp8.as_ref().and_then(|vp8| c.vp8.rewrite(vp8, picture_id));
+            let vp8_patch = packet
+                .vp8
+                .as_ref()
+                .and_then(|vp8| c.vp8.rewrite(vp8, picture_id));
             let (consumer_tid, ssrc) = (c.transport_id, c.ssrc);
             // The layers it forwards from now on, reported (to viewers whose
             // allocation runs on an estimate) when they change.
-            let forwarding = (Some(layer as u8), Some(c.temporal.as_ref().and_then(TemporalFilter::current).unwrap_or(0)));
+            let forwarding = (
+                Some(layer as u8),
+                Some(
+                    c.temporal
+                        .as_ref()
+                        .and_then(TemporalFilter::current)
+                        .unwrap_or(0),
+                ),
+            );
             let report = video && c.reported_layers != Some(forwarding);
-            let Some(t) = self.transports.get_mut(&consumer_tid) else { continue };
+            let Some(t) = self.transports.get_mut(&consumer_tid) else {
+                continue;
+            };
             if report && t.estimate_bps.is_some() {
                 now_forwarding.push((cid, forwarding));
             }
             let mut api = t.rtc.direct_api();
-            let Some(stream) = api.stream_tx(&ssrc) else { continue };
-            let mut write = RtpWrite::new(packet.router_pt, seq_no.into(), time, packet.arrival, packet.payload.clone())
-                .marker(packet.marker)
-                .ext_vals(packet.ext.clone())
-                .nackable(video);
+            let Some(stream) = api.stream_tx(&ssrc) else {
+                continue;
+            };
+            let mut write = RtpWrite::new(
+                packet.router_pt,
+                seq_no.into(),
+                time,
+                packet.arrival,
+                packet.payload.clone(),
+            )
+            .marker(packet.marker)
+            .ext_vals(packet.ext.clone())
+            .nackable(video);
             if let Some(patch) = vp8_patch {
                 // Applied while str0m serialises: the shared payload is not copied.
                 write = write.vp8_patch(patch);
@@ -198,8 +260,15 @@ impl Router {
 
     /// Ask a producer for a key frame (PLI), at most once per interval per layer.
     /// `layer: None` means every layer.
-    pub(super) fn request_keyframe(&mut self, now: Instant, producer_id: ProducerId, layer: Option<usize>) {
-        let Some(p) = self.producers.get_mut(&producer_id) else { return };
+    pub(super) fn request_keyframe(
+        &mut self,
+        now: Instant,
+        producer_id: ProducerId,
+        layer: Option<usize>,
+    ) {
+        let Some(p) = self.producers.get_mut(&producer_id) else {
+            return;
+        };
         if p.kind != MediaKind::Video {
             return;
         }
@@ -212,7 +281,9 @@ impl Router {
             ProducerSource::Pipe(origin) => {
                 for l in range {
                     let layer = &mut p.layers[l];
-                    if layer.last_keyframe_request.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+                    if layer.last_keyframe_request.is_some_and(|t| {
+                        now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL
+                    }) {
                         continue;
                     }
                     layer.last_keyframe_request = Some(now);
@@ -221,10 +292,15 @@ impl Router {
                 return;
             }
         };
-        let Some(t) = self.transports.get_mut(&tid) else { return };
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
         for l in range {
             let layer = &mut p.layers[l];
-            if layer.last_keyframe_request.is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL) {
+            if layer
+                .last_keyframe_request
+                .is_some_and(|t| now.saturating_duration_since(t) < KEYFRAME_REQUEST_INTERVAL)
+            {
                 continue;
             }
             let mut api = t.rtc.direct_api();

@@ -4,8 +4,8 @@
 //! (RTP, key-frame requests, data channels, connection, death).
 
 use super::{
-    Router, Transport, IDLE_TIMEOUT, IMMEDIATE_ROUNDS, IMMEDIATE_SLACK, INITIAL_ESTIMATE, MAX_PATHS_PER_TRANSPORT,
-    UNKNOWN_REMOTE_PASSWORD,
+    Router, Transport, IDLE_TIMEOUT, IMMEDIATE_ROUNDS, IMMEDIATE_SLACK, INITIAL_ESTIMATE,
+    MAX_PATHS_PER_TRANSPORT, UNKNOWN_REMOTE_PASSWORD,
 };
 use crate::api::EngineEvent;
 use crate::stun;
@@ -26,7 +26,13 @@ impl Router {
     /// MESSAGE-INTEGRITY holds), this one included. The worker keeps an
     /// ICE-TCP connection open only while it sends such datagrams, so a
     /// transport holds at most as many as it has path slots.
-    pub fn handle_datagram(&mut self, now: Instant, proto: Protocol, source: SocketAddr, data: &[u8]) -> bool {
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
+        source: SocketAddr,
+        data: &[u8],
+    ) -> bool {
         let tid = match stun::binding_request_username(data) {
             Some(username) => {
                 // USERNAME is `ourUfrag:theirUfrag`.
@@ -88,7 +94,9 @@ impl Router {
             tracing::debug!(transport = %tid, %error, "datagram refused");
         }
         let path = (proto, source);
-        let new_path = stun::is_stun(data) && !t.addrs.contains(&path) && t.addrs.len() < MAX_PATHS_PER_TRANSPORT;
+        let new_path = stun::is_stun(data)
+            && !t.addrs.contains(&path)
+            && t.addrs.len() < MAX_PATHS_PER_TRANSPORT;
         let sent_before = self.outbox.len();
         // str0m keeps only the last input's event unless it is polled after
         // every input: poll the receiving transport now. The consumers it
@@ -97,7 +105,9 @@ impl Router {
         // Learn a path only from a request str0m answered, i.e. whose
         // MESSAGE-INTEGRITY checked out: a stranger who saw the ufrag cannot
         // fill the transport's path slots.
-        let answered = self.outbox[sent_before..].iter().any(|(p, to, _)| *p == proto && *to == source);
+        let answered = self.outbox[sent_before..]
+            .iter()
+            .any(|(p, to, _)| *p == proto && *to == source);
         if !answered && stun::binding_request_username(data).is_some() {
             // str0m ignores a request whose integrity fails: count it, so a
             // stranger probing a known ufrag shows in the worker's figures.
@@ -131,7 +141,12 @@ impl Router {
             };
             if due {
                 self.mark_dirty(tid);
-                if self.transports.get(&tid).and_then(|t| t.allocate_at).is_some_and(|at| at <= now) {
+                if self
+                    .transports
+                    .get(&tid)
+                    .and_then(|t| t.allocate_at)
+                    .is_some_and(|at| at <= now)
+                {
                     self.allocate(now, tid);
                 }
             }
@@ -142,7 +157,10 @@ impl Router {
     /// than a short idle period).
     pub fn next_timeout(&self, now: Instant) -> Instant {
         let idle = now + IDLE_TIMEOUT;
-        let next = self.timers.peek().map_or(idle, |Reverse((at, _))| (*at).min(idle));
+        let next = self
+            .timers
+            .peek()
+            .map_or(idle, |Reverse((at, _))| (*at).min(idle));
         self.audio_levels.due().map_or(next, |due| due.min(next))
     }
 
@@ -156,7 +174,9 @@ impl Router {
     /// Keep the heap's entry for `tid` at or before `at`. A later entry that
     /// fires early only makes the transport be polled early, which is harmless.
     pub(super) fn schedule(&mut self, tid: TransportId, at: Instant) {
-        let Some(t) = self.transports.get_mut(&tid) else { return };
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
         if t.scheduled.is_none_or(|s| at < s) {
             t.scheduled = Some(at);
             self.timers.push(Reverse((at, tid)));
@@ -202,9 +222,13 @@ impl Router {
         }
         let mut rounds = 0;
         loop {
-            let Some(t) = self.transports.get_mut(&tid) else { return };
+            let Some(t) = self.transports.get_mut(&tid) else {
+                return;
+            };
             match t.rtc.poll_output() {
-                Ok(Output::Timeout(at)) if at <= now + IMMEDIATE_SLACK && rounds < IMMEDIATE_ROUNDS => {
+                Ok(Output::Timeout(at))
+                    if at <= now + IMMEDIATE_SLACK && rounds < IMMEDIATE_ROUNDS =>
+                {
                     // With bandwidth estimation, str0m's pacer hands out one
                     // packet per timeout input and asks for the next one a
                     // microsecond later (time must move between packets).
@@ -222,7 +246,10 @@ impl Router {
                     self.schedule(tid, at);
                     break;
                 }
-                Ok(Output::Transmit(tx)) => self.outbox.push((tx.proto, tx.destination, tx.contents.into())),
+                Ok(Output::Transmit(tx)) => {
+                    self.outbox
+                        .push((tx.proto, tx.destination, tx.contents.into()))
+                }
                 Ok(Output::Event(event)) => self.handle_event(now, tid, event),
                 Err(error) => {
                     tracing::debug!(transport = %tid, %error, "transport failed");
@@ -233,7 +260,10 @@ impl Router {
         }
         let alive = self.transports.get(&tid).is_some_and(|t| t.rtc.is_alive());
         if !alive {
-            self.transport_died(tid, "the connection closed (ICE timeout or DTLS close)".into());
+            self.transport_died(
+                tid,
+                "the connection closed (ICE timeout or DTLS close)".into(),
+            );
         }
     }
 
@@ -253,14 +283,20 @@ impl Router {
         match event {
             Event::RtpPacket(packet) => self.forward_rtp(now, tid, packet),
             Event::KeyframeRequest(req) => {
-                let consumer = self.transports.get(&tid).and_then(|t| t.consumers_by_mid.get(&req.mid)).copied();
+                let consumer = self
+                    .transports
+                    .get(&tid)
+                    .and_then(|t| t.consumers_by_mid.get(&req.mid))
+                    .copied();
                 if let Some(c) = consumer.and_then(|cid| self.consumers.get(&cid)) {
                     let (producer, layer) = (c.producer_id, c.layers.current());
                     self.request_keyframe(now, producer, layer);
                 }
             }
             Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-                let Some(t) = self.transports.get_mut(&tid) else { return };
+                let Some(t) = self.transports.get_mut(&tid) else {
+                    return;
+                };
                 // str0m reports its starting value as soon as it could probe,
                 // feedback or not; only feedback moves it. A client that sends
                 // none (a bot, an old client) must keep its layers rather than
@@ -297,7 +333,9 @@ impl Router {
     /// reached the viewer: ask their producers for a new one now rather than
     /// leave the viewer waiting for the sender's next periodic key frame.
     fn on_transport_connected(&mut self, now: Instant, tid: TransportId) {
-        let Some(t) = self.transports.get_mut(&tid) else { return };
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
         t.connected_at = Some(now);
         let t = &*t;
         let wanted: Vec<(ProducerId, Option<usize>)> = t
@@ -329,7 +367,10 @@ fn learn_remote_ufrag(t: &mut Transport, remote: &str) {
         // negotiate. Keep the first; str0m refuses the request's integrity.
         return;
     }
-    let creds = IceCreds { ufrag: remote.to_owned(), pass: UNKNOWN_REMOTE_PASSWORD.into() };
+    let creds = IceCreds {
+        ufrag: remote.to_owned(),
+        pass: UNKNOWN_REMOTE_PASSWORD.into(),
+    };
     t.rtc.direct_api().set_remote_ice_credentials(creds.clone());
     t.remote_creds = Some(creds);
     t.remote_creds_placeholder = false;
@@ -337,7 +378,10 @@ fn learn_remote_ufrag(t: &mut Transport, remote: &str) {
 
 /// After an ICE restart: stop using every path but `keep` (their candidate
 /// pairs go, so str0m nominates the new path). Gives the paths dropped.
-fn forget_other_paths(t: &mut Transport, keep: (Protocol, SocketAddr)) -> Vec<(Protocol, SocketAddr)> {
+fn forget_other_paths(
+    t: &mut Transport,
+    keep: (Protocol, SocketAddr),
+) -> Vec<(Protocol, SocketAddr)> {
     let stale: Vec<_> = t.addrs.iter().copied().filter(|p| *p != keep).collect();
     t.addrs.retain(|p| *p == keep);
     for (proto, addr) in &stale {

@@ -35,9 +35,24 @@ impl AudioLevels {
     /// One audio packet's level (str0m's `audio_level`: 0 to -127, in dBov)
     /// and voice flag. A packet without a level, or with one outside that
     /// range (a broken or hostile sender), counts for nothing.
-    pub fn record(&mut self, now: Instant, transport_id: TransportId, producer_id: ProducerId, level: Option<i8>, voice: Option<bool>) {
-        let Some(level) = level.filter(|l| (-127..=0).contains(l)) else { return };
-        let g = self.pending.entry(producer_id).or_insert(Gathered { transport_id, sum_dbov: 0, packets: 0, voiced: 0, voice_known: 0 });
+    pub fn record(
+        &mut self,
+        now: Instant,
+        transport_id: TransportId,
+        producer_id: ProducerId,
+        level: Option<i8>,
+        voice: Option<bool>,
+    ) {
+        let Some(level) = level.filter(|l| (-127..=0).contains(l)) else {
+            return;
+        };
+        let g = self.pending.entry(producer_id).or_insert(Gathered {
+            transport_id,
+            sum_dbov: 0,
+            packets: 0,
+            voiced: 0,
+            voice_known: 0,
+        });
         g.sum_dbov += u32::from(level.unsigned_abs());
         g.packets += 1;
         if let Some(voice) = voice {
@@ -89,12 +104,30 @@ mod tests {
             levels.record(now, t, quiet, Some(-90), Some(i == 0));
         }
         assert_eq!(levels.due(), Some(start + LEVEL_REPORT_PERIOD));
-        assert!(levels.take_due(start + Duration::from_millis(99)).is_none(), "not yet");
+        assert!(
+            levels.take_due(start + Duration::from_millis(99)).is_none(),
+            "not yet"
+        );
         let mut reports = levels.take_due(start + LEVEL_REPORT_PERIOD).expect("due");
         reports.sort_by_key(|r| r.level_dbov);
         assert_eq!(reports.len(), 2);
-        assert_eq!((reports[0].producer_id, reports[0].level_dbov, reports[0].voice, reports[0].packets), (loud, 20, Some(true), 5));
-        assert_eq!((reports[1].producer_id, reports[1].level_dbov, reports[1].voice), (quiet, 90, Some(false)));
+        assert_eq!(
+            (
+                reports[0].producer_id,
+                reports[0].level_dbov,
+                reports[0].voice,
+                reports[0].packets
+            ),
+            (loud, 20, Some(true), 5)
+        );
+        assert_eq!(
+            (
+                reports[1].producer_id,
+                reports[1].level_dbov,
+                reports[1].voice
+            ),
+            (quiet, 90, Some(false))
+        );
         assert_eq!(levels.due(), None, "emptied");
         assert!(levels.take_due(start + Duration::from_secs(1)).is_none());
     }

@@ -30,7 +30,9 @@ use crate::forward::{LayerSwitch, SeqRewriter, Vp8Info, Vp8Rewriter};
 use crate::pending::PendingMessages;
 use crate::sdp::MediaState;
 use crate::worker::Command;
-use mediasoup_types::rtp_parameters::{MediaKind, RtpCapabilitiesFinalized, RtpCodecParameters, RtpParameters};
+use mediasoup_types::rtp_parameters::{
+    MediaKind, RtpCapabilitiesFinalized, RtpCodecParameters, RtpParameters,
+};
 use mediasoup_types::sctp_parameters::SctpStreamParameters;
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
 use std::cmp::Reverse;
@@ -406,7 +408,10 @@ impl Router {
         let mut estimate_buckets = [0; ESTIMATE_BUCKETS_BPS.len() + 1];
         let mut estimate_sum_bps = 0u64;
         for estimate in self.transports.values().filter_map(|t| t.estimate_bps) {
-            for (bucket, bound) in estimate_buckets.iter_mut().zip(ESTIMATE_BUCKETS_BPS.iter().chain([&u64::MAX])) {
+            for (bucket, bound) in estimate_buckets
+                .iter_mut()
+                .zip(ESTIMATE_BUCKETS_BPS.iter().chain([&u64::MAX]))
+            {
                 *bucket += u64::from(estimate <= *bound);
             }
             estimate_sum_bps = estimate_sum_bps.saturating_add(estimate);
@@ -417,7 +422,11 @@ impl Router {
             consumers: self.consumers.len(),
             data_producers: self.data_producers.len(),
             data_consumers: self.data_consumers.len(),
-            consumers_paused_for_bandwidth: self.consumers.values().filter(|c| c.paused_for_bandwidth).count() as u64,
+            consumers_paused_for_bandwidth: self
+                .consumers
+                .values()
+                .filter(|c| c.paused_for_bandwidth)
+                .count() as u64,
             estimate_buckets,
             estimate_sum_bps,
             ..self.stats
@@ -447,7 +456,9 @@ impl Router {
             Command::SetConsumerPreferredLayers(id, s, t, r) => {
                 drop(r.send(self.set_consumer_preferred_layers(now, id, s, t)))
             }
-            Command::SetConsumerPriority(id, p, r) => drop(r.send(self.set_consumer_priority(now, id, p))),
+            Command::SetConsumerPriority(id, p, r) => {
+                drop(r.send(self.set_consumer_priority(now, id, p)))
+            }
             Command::ProduceData(o, r) => drop(r.send(self.produce_data(o))),
             Command::CloseDataProducer(id, r) => drop(r.send(self.close_data_producer(id))),
             Command::ConsumeData(t, p, r) => drop(r.send(self.consume_data(t, p))),
@@ -464,13 +475,19 @@ impl Router {
             }
             Command::PipeClose(id) => self.on_pipe_close(id),
             Command::PipeKeyframe(id, layer) => self.request_keyframe(now, id, layer),
-            Command::DataPipeOut(id, worker, sink, r) => drop(r.send(self.data_pipe_out(id, worker, sink))),
+            Command::DataPipeOut(id, worker, sink, r) => {
+                drop(r.send(self.data_pipe_out(id, worker, sink)))
+            }
             Command::DataPipeIn(piped, r) => {
                 self.data_pipe_in(piped);
                 drop(r.send(Ok(())))
             }
             Command::PipeData(id, binary, data) => {
-                if self.data_producers.get(&id).is_some_and(|d| d.source.is_none()) {
+                if self
+                    .data_producers
+                    .get(&id)
+                    .is_some_and(|d| d.source.is_none())
+                {
                     self.fan_out_data(id, binary, &data);
                 }
             }

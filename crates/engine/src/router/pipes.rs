@@ -3,8 +3,8 @@
 //! (same id) so local transports can consume it. Data producers likewise.
 
 use super::{
-    DataProducer, ForwardedPacket, Layer, PipeOut, PipedDataProducer, PipedProducer, Producer, ProducerSource,
-    Router,
+    DataProducer, ForwardedPacket, Layer, PipeOut, PipedDataProducer, PipedProducer, Producer,
+    ProducerSource, Router,
 };
 use crate::api::EngineError;
 use crate::worker::Command;
@@ -24,7 +24,10 @@ impl Router {
         worker: Arc<str>,
         sink: UnboundedSender<Command>,
     ) -> Result<PipedProducer, EngineError> {
-        let p = self.producers.get_mut(&id).ok_or(EngineError::ProducerNotFound(id))?;
+        let p = self
+            .producers
+            .get_mut(&id)
+            .ok_or(EngineError::ProducerNotFound(id))?;
         add_pipe(&mut p.pipes, worker, sink);
         Ok(PipedProducer {
             id,
@@ -45,7 +48,12 @@ impl Router {
             return;
         }
         let layers = (0..piped.layers)
-            .map(|_| Layer { rid: None, ssrc: None, last_packet: None, last_keyframe_request: None })
+            .map(|_| Layer {
+                rid: None,
+                ssrc: None,
+                last_packet: None,
+                last_keyframe_request: None,
+            })
             .collect();
         self.producers.insert(
             piped.id,
@@ -71,7 +79,9 @@ impl Router {
 
     pub(super) fn on_pipe_packet(&mut self, now: Instant, packet: ForwardedPacket) {
         match self.producers.get(&packet.producer_id) {
-            Some(p) if matches!(p.source, ProducerSource::Pipe(_)) && packet.layer < p.layers.len() => {
+            Some(p)
+                if matches!(p.source, ProducerSource::Pipe(_)) && packet.layer < p.layers.len() =>
+            {
                 self.fan_out(now, packet)
             }
             // Not mirrored (yet or any more): nobody here wants it.
@@ -86,9 +96,17 @@ impl Router {
         worker: Arc<str>,
         sink: UnboundedSender<Command>,
     ) -> Result<PipedDataProducer, EngineError> {
-        let d = self.data_producers.get_mut(&id).ok_or(EngineError::DataProducerNotFound(id))?;
+        let d = self
+            .data_producers
+            .get_mut(&id)
+            .ok_or(EngineError::DataProducerNotFound(id))?;
         add_pipe(&mut d.pipes, worker, sink);
-        Ok(PipedDataProducer { id, params: d.params, label: d.label.clone(), protocol: d.protocol.clone() })
+        Ok(PipedDataProducer {
+            id,
+            params: d.params,
+            label: d.label.clone(),
+            protocol: d.protocol.clone(),
+        })
     }
 
     /// Mirror a data producer of another worker.
@@ -104,13 +122,21 @@ impl Router {
     }
 
     pub(super) fn on_data_pipe_close(&mut self, id: DataProducerId) {
-        if self.data_producers.get(&id).is_some_and(|d| d.source.is_none()) {
+        if self
+            .data_producers
+            .get(&id)
+            .is_some_and(|d| d.source.is_none())
+        {
             let _ = self.close_data_producer(id);
         }
     }
 
     pub(super) fn on_pipe_close(&mut self, id: ProducerId) {
-        if self.producers.get(&id).is_some_and(|p| matches!(p.source, ProducerSource::Pipe(_))) {
+        if self
+            .producers
+            .get(&id)
+            .is_some_and(|p| matches!(p.source, ProducerSource::Pipe(_)))
+        {
             let _ = self.close_producer(id);
         }
     }

@@ -30,21 +30,38 @@ impl Router {
         let checked = check_producer_parameters(&caps, options.kind, &options.rtp_parameters)?;
         let mid_text = options.rtp_parameters.mid.clone().unwrap_or_default();
         if t.send_media.iter().any(|m| m.mid == mid_text) {
-            return Err(EngineError::InvalidRtpParameters(format!("mid {mid_text:?} is already used on this transport")));
+            return Err(EngineError::InvalidRtpParameters(format!(
+                "mid {mid_text:?} is already used on this transport"
+            )));
         }
-        if let Some(ssrc) = ssrcs_of(&options.rtp_parameters).find(|ssrc| t.used_ssrcs.contains(ssrc)) {
-            return Err(EngineError::InvalidRtpParameters(format!("ssrc {ssrc} is already used on this transport")));
+        if let Some(ssrc) =
+            ssrcs_of(&options.rtp_parameters).find(|ssrc| t.used_ssrcs.contains(ssrc))
+        {
+            return Err(EngineError::InvalidRtpParameters(format!(
+                "ssrc {ssrc} is already used on this transport"
+            )));
         }
         // A closed producer's released m-line takes the new one, so
         // produce/close churn does not grow the offer.
-        let slot = t.send_media.iter().position(|m| m.state == MediaState::Rejected);
+        let slot = t
+            .send_media
+            .iter()
+            .position(|m| m.state == MediaState::Rejected);
         if slot.is_none() && t.send_media.len() >= MAX_SEND_MEDIA {
-            return Err(EngineError::TooManyProducers { transport: tid, limit: MAX_SEND_MEDIA });
+            return Err(EngineError::TooManyProducers {
+                transport: tid,
+                limit: MAX_SEND_MEDIA,
+            });
         }
         // The remote ICE credentials in the offer must equal those set in str0m.
         if t.remote_creds.is_none() {
-            let placeholder = IceCreds { ufrag: "pending".into(), pass: UNKNOWN_REMOTE_PASSWORD.into() };
-            t.rtc.direct_api().set_remote_ice_credentials(placeholder.clone());
+            let placeholder = IceCreds {
+                ufrag: "pending".into(),
+                pass: UNKNOWN_REMOTE_PASSWORD.into(),
+            };
+            t.rtc
+                .direct_api()
+                .set_remote_ice_credentials(placeholder.clone());
             t.remote_creds = Some(placeholder);
             t.remote_creds_placeholder = true;
         }
@@ -97,8 +114,18 @@ impl Router {
             pt_map: checked.pt_map,
             router_codec: checked.router_codec,
             router_rtx_pt: checked.router_rtx_pt,
-            msid_stream: options.rtp_parameters.msid.as_deref().and_then(|m| m.split(' ').next()).map(str::to_owned),
-            max_bitrate: options.rtp_parameters.encodings.iter().filter_map(|e| e.max_bitrate).max(),
+            msid_stream: options
+                .rtp_parameters
+                .msid
+                .as_deref()
+                .and_then(|m| m.split(' ').next())
+                .map(str::to_owned),
+            max_bitrate: options
+                .rtp_parameters
+                .encodings
+                .iter()
+                .filter_map(|e| e.max_bitrate)
+                .max(),
             layers,
             paused: options.paused,
             consumers: Vec::new(),
@@ -111,8 +138,16 @@ impl Router {
     }
 
     /// Pause or resume a producer. Resuming asks for a key frame for its consumers.
-    pub fn set_producer_paused(&mut self, now: Instant, id: ProducerId, paused: bool) -> Result<(), EngineError> {
-        let p = self.producers.get_mut(&id).ok_or(EngineError::ProducerNotFound(id))?;
+    pub fn set_producer_paused(
+        &mut self,
+        now: Instant,
+        id: ProducerId,
+        paused: bool,
+    ) -> Result<(), EngineError> {
+        let p = self
+            .producers
+            .get_mut(&id)
+            .ok_or(EngineError::ProducerNotFound(id))?;
         let was = p.paused;
         p.paused = paused;
         if was && !paused && p.kind == MediaKind::Video {
@@ -129,12 +164,22 @@ impl Router {
     /// Close a producer; with `release_slot`, tell str0m at once that its
     /// m-line is rejected, so the next `produce` can reuse it (not worth an
     /// offer when the whole transport goes).
-    pub(super) fn remove_producer(&mut self, id: ProducerId, release_slot: bool) -> Result<ClosedProducer, EngineError> {
-        let p = self.producers.remove(&id).ok_or(EngineError::ProducerNotFound(id))?;
+    pub(super) fn remove_producer(
+        &mut self,
+        id: ProducerId,
+        release_slot: bool,
+    ) -> Result<ClosedProducer, EngineError> {
+        let p = self
+            .producers
+            .remove(&id)
+            .ok_or(EngineError::ProducerNotFound(id))?;
         for pipe in &p.pipes {
             let _ = pipe.sink.send(Command::PipeClose(id));
         }
-        if let Some((tid, t)) = p.transport_id().and_then(|tid| Some((tid, self.transports.get_mut(&tid)?))) {
+        if let Some((tid, t)) = p
+            .transport_id()
+            .and_then(|tid| Some((tid, self.transports.get_mut(&tid)?)))
+        {
             t.ssrc_routes.retain(|_, (pid, _)| *pid != id);
             if let Some(i) = t.send_media.iter().position(|m| m.producer == Some(id)) {
                 t.send_media[i].producer = None;
@@ -160,7 +205,9 @@ impl Router {
 
 /// The SSRCs (media and RTX) a producer's encodings declare.
 fn ssrcs_of(rtp: &RtpParameters) -> impl Iterator<Item = u32> + '_ {
-    rtp.encodings.iter().flat_map(|e| e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)))
+    rtp.encodings
+        .iter()
+        .flat_map(|e| e.ssrc.into_iter().chain(e.rtx.map(|r| r.ssrc)))
 }
 
 /// Hand str0m the offer that describes the send transport's m-lines as they
@@ -172,26 +219,41 @@ fn apply_send_offer(tid: TransportId, t: &mut Transport) -> Result<(), EngineErr
         return Err(EngineError::NotConnected(tid));
     };
     let release = t.send_media.iter().any(|m| m.state == MediaState::Sending);
-    let offered = |state| if release && state == MediaState::Inactive { MediaState::Rejected } else { state };
+    let offered = |state| {
+        if release && state == MediaState::Inactive {
+            MediaState::Rejected
+        } else {
+            state
+        }
+    };
     let media: Vec<SendMedia<'_>> = t
         .send_media
         .iter()
-        .map(|m| SendMedia { mid: &m.mid, kind: m.kind, rtp_parameters: &m.rtp_parameters, state: offered(m.state) })
+        .map(|m| SendMedia {
+            mid: &m.mid,
+            kind: m.kind,
+            rtp_parameters: &m.rtp_parameters,
+            state: offered(m.state),
+        })
         .collect();
     t.offer_version += 1;
     let remote = RemoteEnd {
         ice_ufrag: &creds.ufrag,
         ice_pwd: &creds.pass,
         fingerprint: &dtls.remote_fingerprint,
-        setup: if dtls.browser_is_client { "active" } else { "passive" },
+        setup: if dtls.browser_is_client {
+            "active"
+        } else {
+            "passive"
+        },
     };
     let offer_text = send_transport_offer(&remote, &media, t.offer_version);
-    let offer = SdpOffer::from_sdp_string(&offer_text)
-        .map_err(|e| EngineError::InvalidRtpParameters(format!("parameters do not form a valid SDP: {e}")))?;
-    t.rtc
-        .sdp_api()
-        .accept_offer(offer)
-        .map_err(|e| EngineError::InvalidRtpParameters(format!("str0m refused the media description: {e}")))?;
+    let offer = SdpOffer::from_sdp_string(&offer_text).map_err(|e| {
+        EngineError::InvalidRtpParameters(format!("parameters do not form a valid SDP: {e}"))
+    })?;
+    t.rtc.sdp_api().accept_offer(offer).map_err(|e| {
+        EngineError::InvalidRtpParameters(format!("str0m refused the media description: {e}"))
+    })?;
     for m in &mut t.send_media {
         m.state = offered(m.state);
     }

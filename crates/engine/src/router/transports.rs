@@ -3,7 +3,8 @@
 //! start), ICE restart, and closing it with everything on it.
 
 use super::{
-    Direction, DtlsSetup, Router, Transport, INITIAL_ESTIMATE, SCTP_MAX_MESSAGE_SIZE, SCTP_PORT, SCTP_STREAMS,
+    Direction, DtlsSetup, Router, Transport, INITIAL_ESTIMATE, SCTP_MAX_MESSAGE_SIZE, SCTP_PORT,
+    SCTP_STREAMS,
 };
 use crate::allocation::Allocator;
 use crate::api::{ClosedProducer, EngineError, WebRtcTransportInfo, WebRtcTransportOptions};
@@ -29,7 +30,8 @@ impl Router {
         let estimate = options.direction == Direction::Recv && self.config.bandwidth_estimation;
         let mut rtc = build_rtc(now, estimate);
         let creds = rtc.direct_api().local_ice_credentials();
-        let (ice_candidates, str0m_candidates) = self.candidates.for_transport(options.force_tcp)?;
+        let (ice_candidates, str0m_candidates) =
+            self.candidates.for_transport(options.force_tcp)?;
         for candidate in str0m_candidates {
             rtc.add_local_candidate(candidate);
         }
@@ -44,7 +46,10 @@ impl Router {
                 ice_lite: Some(true),
             },
             ice_candidates,
-            dtls_parameters: DtlsParameters { role: DtlsRole::Auto, fingerprints: vec![dtls_fingerprint] },
+            dtls_parameters: DtlsParameters {
+                role: DtlsRole::Auto,
+                fingerprints: vec![dtls_fingerprint],
+            },
             sctp_parameters: options.enable_sctp.then_some(SctpParameters {
                 port: SCTP_PORT,
                 max_send_message_size: SCTP_MAX_MESSAGE_SIZE,
@@ -95,8 +100,15 @@ impl Router {
     }
 
     /// Give a transport the client's DTLS parameters and start DTLS (and SCTP).
-    pub fn connect_transport(&mut self, id: TransportId, dtls: DtlsParameters) -> Result<(), EngineError> {
-        let t = self.transports.get_mut(&id).ok_or(EngineError::TransportNotFound(id))?;
+    pub fn connect_transport(
+        &mut self,
+        id: TransportId,
+        dtls: DtlsParameters,
+    ) -> Result<(), EngineError> {
+        let t = self
+            .transports
+            .get_mut(&id)
+            .ok_or(EngineError::TransportNotFound(id))?;
         if t.dtls.is_some() {
             return Err(EngineError::AlreadyConnected(id));
         }
@@ -105,9 +117,15 @@ impl Router {
             .fingerprints
             .iter()
             .find(|f| matches!(f, DtlsFingerprint::Sha256 { .. }))
-            .or_else(|| dtls.fingerprints.iter().find(|f| matches!(f, DtlsFingerprint::Sha1 { .. })))
+            .or_else(|| {
+                dtls.fingerprints
+                    .iter()
+                    .find(|f| matches!(f, DtlsFingerprint::Sha1 { .. }))
+            })
             .ok_or_else(|| {
-                EngineError::InvalidDtlsParameters("no sha-256 or sha-1 fingerprint among the client's".into())
+                EngineError::InvalidDtlsParameters(
+                    "no sha-256 or sha-1 fingerprint among the client's".into(),
+                )
             })?;
         let remote = from_mediasoup_fingerprint(chosen);
         let browser_is_client = !matches!(dtls.role, DtlsRole::Server);
@@ -115,12 +133,16 @@ impl Router {
         let mut api = t.rtc.direct_api();
         api.set_remote_fingerprint(remote);
         // The browser as DTLS client means we are the passive (server) end.
-        api.start_dtls(!browser_is_client).map_err(|e| EngineError::Internal(format!("DTLS start failed: {e}")))?;
+        api.start_dtls(!browser_is_client)
+            .map_err(|e| EngineError::Internal(format!("DTLS start failed: {e}")))?;
         if t.sctp {
             // As SCTP client both ends sent INIT and opening took a second; the DTLS server is the SCTP server.
             api.start_sctp(!browser_is_client);
         }
-        t.dtls = Some(DtlsSetup { remote_fingerprint, browser_is_client });
+        t.dtls = Some(DtlsSetup {
+            remote_fingerprint,
+            browser_is_client,
+        });
         self.mark_dirty(id);
         tracing::debug!(transport = %id, "transport connected");
         Ok(())
@@ -135,7 +157,10 @@ impl Router {
     /// ignored by this transport from then on. DTLS, SCTP, producers and
     /// consumers stay as they are.
     pub fn restart_ice(&mut self, id: TransportId) -> Result<IceParameters, EngineError> {
-        let t = self.transports.get_mut(&id).ok_or(EngineError::TransportNotFound(id))?;
+        let t = self
+            .transports
+            .get_mut(&id)
+            .ok_or(EngineError::TransportNotFound(id))?;
         let creds = IceCreds::new();
         t.rtc.direct_api().set_local_ice_credentials(creds.clone());
         let old = std::mem::replace(&mut t.local_ufrag, creds.ufrag.clone());
@@ -145,7 +170,11 @@ impl Router {
         self.by_ufrag.insert(creds.ufrag.clone(), id);
         self.mark_dirty(id);
         tracing::debug!(transport = %id, "ICE restarted");
-        Ok(IceParameters { username_fragment: creds.ufrag, password: creds.pass, ice_lite: Some(true) })
+        Ok(IceParameters {
+            username_fragment: creds.ufrag,
+            password: creds.pass,
+            ice_lite: Some(true),
+        })
     }
 
     /// Close a transport with everything on it.
@@ -154,30 +183,49 @@ impl Router {
         Ok(closed)
     }
 
-    pub(super) fn remove_transport(&mut self, id: TransportId) -> Result<(ClosedProducer, Vec<ProducerId>), EngineError> {
+    pub(super) fn remove_transport(
+        &mut self,
+        id: TransportId,
+    ) -> Result<(ClosedProducer, Vec<ProducerId>), EngineError> {
         if !self.transports.contains_key(&id) {
             return Err(EngineError::TransportNotFound(id));
         }
-        let producers: Vec<ProducerId> =
-            self.producers.iter().filter(|(_, p)| p.transport_id() == Some(id)).map(|(pid, _)| *pid).collect();
+        let producers: Vec<ProducerId> = self
+            .producers
+            .iter()
+            .filter(|(_, p)| p.transport_id() == Some(id))
+            .map(|(pid, _)| *pid)
+            .collect();
         let mut closed = ClosedProducer::default();
         for pid in &producers {
             if let Ok(c) = self.remove_producer(*pid, false) {
                 closed.consumers.extend(c.consumers);
             }
         }
-        let consumers: Vec<ConsumerId> =
-            self.consumers.iter().filter(|(_, c)| c.transport_id == id).map(|(cid, _)| *cid).collect();
+        let consumers: Vec<ConsumerId> = self
+            .consumers
+            .iter()
+            .filter(|(_, c)| c.transport_id == id)
+            .map(|(cid, _)| *cid)
+            .collect();
         for cid in consumers {
             let _ = self.close_consumer(cid);
         }
-        let data_producers: Vec<DataProducerId> =
-            self.data_producers.iter().filter(|(_, d)| d.source.is_some_and(|(t, _)| t == id)).map(|(k, _)| *k).collect();
+        let data_producers: Vec<DataProducerId> = self
+            .data_producers
+            .iter()
+            .filter(|(_, d)| d.source.is_some_and(|(t, _)| t == id))
+            .map(|(k, _)| *k)
+            .collect();
         for d in data_producers {
             let _ = self.close_data_producer(d);
         }
-        let data_consumers: Vec<DataConsumerId> =
-            self.data_consumers.iter().filter(|(_, d)| d.transport_id == id).map(|(k, _)| *k).collect();
+        let data_consumers: Vec<DataConsumerId> = self
+            .data_consumers
+            .iter()
+            .filter(|(_, d)| d.transport_id == id)
+            .map(|(k, _)| *k)
+            .collect();
         for d in data_consumers {
             let _ = self.close_data_consumer(d);
         }
@@ -196,8 +244,15 @@ impl Router {
         Ok((closed, producers))
     }
 
-    pub(super) fn transport_mut(&mut self, id: TransportId, direction: Direction) -> Result<&mut Transport, EngineError> {
-        let t = self.transports.get_mut(&id).ok_or(EngineError::TransportNotFound(id))?;
+    pub(super) fn transport_mut(
+        &mut self,
+        id: TransportId,
+        direction: Direction,
+    ) -> Result<&mut Transport, EngineError> {
+        let t = self
+            .transports
+            .get_mut(&id)
+            .ok_or(EngineError::TransportNotFound(id))?;
         if t.direction != direction {
             return Err(EngineError::WrongDirection(id));
         }
@@ -234,28 +289,45 @@ fn build_rtc(now: Instant, estimate: bool) -> Rtc {
         Codec::Opus,
         Frequency::FORTY_EIGHT_KHZ,
         Some(2),
-        FormatParams { min_p_time: Some(10), use_inband_fec: Some(true), ..Default::default() },
+        FormatParams {
+            min_p_time: Some(10),
+            use_inband_fec: Some(true),
+            ..Default::default()
+        },
     );
-    codecs.add_config(pt::VP8.into(), Some(pt::VP8_RTX.into()), Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
+    codecs.add_config(
+        pt::VP8.into(),
+        Some(pt::VP8_RTX.into()),
+        Codec::Vp8,
+        Frequency::NINETY_KHZ,
+        None,
+        FormatParams::default(),
+    );
     codecs.add_config(
         pt::VP9.into(),
         Some(pt::VP9_RTX.into()),
         Codec::Vp9,
         Frequency::NINETY_KHZ,
         None,
-        FormatParams { profile_id: Some(0), ..Default::default() },
+        FormatParams {
+            profile_id: Some(0),
+            ..Default::default()
+        },
     );
     codecs.add_h264(pt::H264.into(), Some(pt::H264_RTX.into()), true, 0x42e01f);
-    codecs.add_h264(pt::H264_HIGH.into(), Some(pt::H264_HIGH_RTX.into()), true, 0x4d0032);
+    codecs.add_h264(
+        pt::H264_HIGH.into(),
+        Some(pt::H264_HIGH_RTX.into()),
+        true,
+        0x4d0032,
+    );
     config.build(now)
 }
 
 fn to_mediasoup_fingerprint(f: &Fingerprint) -> Result<DtlsFingerprint, EngineError> {
-    let value: [u8; 32] = f
-        .bytes
-        .as_slice()
-        .try_into()
-        .map_err(|_| EngineError::Internal(format!("unexpected local fingerprint {}", f.hash_func)))?;
+    let value: [u8; 32] = f.bytes.as_slice().try_into().map_err(|_| {
+        EngineError::Internal(format!("unexpected local fingerprint {}", f.hash_func))
+    })?;
     Ok(DtlsFingerprint::Sha256 { value })
 }
 
@@ -267,5 +339,8 @@ fn from_mediasoup_fingerprint(f: &DtlsFingerprint) -> Fingerprint {
         DtlsFingerprint::Sha384 { value } => ("sha-384", value.to_vec()),
         DtlsFingerprint::Sha512 { value } => ("sha-512", value.to_vec()),
     };
-    Fingerprint { hash_func: hash_func.into(), bytes }
+    Fingerprint {
+        hash_func: hash_func.into(),
+        bytes,
+    }
 }

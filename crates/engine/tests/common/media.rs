@@ -28,16 +28,47 @@ pub enum ClientCodecs {
 /// server's credentials, DTLS client and SCTP started. The caller adds the
 /// candidates of its own network and feeds it time from its own clock.
 pub fn client_rtc(info: &WebRtcTransportInfo, codecs: ClientCodecs, now: Instant) -> Rtc {
-    let mut config = Rtc::builder().set_rtp_mode(true).clear_codecs().set_extension_map(ExtensionMap::standard());
+    let mut config = Rtc::builder()
+        .set_rtp_mode(true)
+        .clear_codecs()
+        .set_extension_map(ExtensionMap::standard());
     let c = config.codec_config();
     match codecs {
         ClientCodecs::Browser => {
-            c.add_config(Pt::from(111), None, Codec::Opus, Frequency::FORTY_EIGHT_KHZ, Some(2), FormatParams::default());
-            c.add_config(Pt::from(96), Some(Pt::from(97)), Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
+            c.add_config(
+                Pt::from(111),
+                None,
+                Codec::Opus,
+                Frequency::FORTY_EIGHT_KHZ,
+                Some(2),
+                FormatParams::default(),
+            );
+            c.add_config(
+                Pt::from(96),
+                Some(Pt::from(97)),
+                Codec::Vp8,
+                Frequency::NINETY_KHZ,
+                None,
+                FormatParams::default(),
+            );
         }
         ClientCodecs::Router => {
-            c.add_config(Pt::from(100), None, Codec::Opus, Frequency::FORTY_EIGHT_KHZ, Some(2), FormatParams::default());
-            c.add_config(Pt::from(101), Some(Pt::from(102)), Codec::Vp8, Frequency::NINETY_KHZ, None, FormatParams::default());
+            c.add_config(
+                Pt::from(100),
+                None,
+                Codec::Opus,
+                Frequency::FORTY_EIGHT_KHZ,
+                Some(2),
+                FormatParams::default(),
+            );
+            c.add_config(
+                Pt::from(101),
+                Some(Pt::from(102)),
+                Codec::Vp8,
+                Frequency::NINETY_KHZ,
+                None,
+                FormatParams::default(),
+            );
         }
     }
     // The server's RTP uses its own extension ids on receive transports.
@@ -58,7 +89,10 @@ pub fn client_rtc(info: &WebRtcTransportInfo, codecs: ClientCodecs, now: Instant
     });
     api.set_ice_controlling(true);
     let fp = match &info.dtls_parameters.fingerprints[0] {
-        DtlsFingerprint::Sha256 { value } => Fingerprint { hash_func: "sha-256".into(), bytes: value.to_vec() },
+        DtlsFingerprint::Sha256 { value } => Fingerprint {
+            hash_func: "sha-256".into(),
+            bytes: value.to_vec(),
+        },
         other => panic!("server offered {other:?}"),
     };
     api.set_remote_fingerprint(fp);
@@ -71,7 +105,10 @@ pub fn client_rtc(info: &WebRtcTransportInfo, codecs: ClientCodecs, now: Instant
 pub fn dtls_parameters(rtc: &mut Rtc) -> DtlsParameters {
     let fp = rtc.direct_api().local_dtls_fingerprint().clone();
     let value: [u8; 32] = fp.bytes.as_slice().try_into().expect("sha-256");
-    DtlsParameters { role: DtlsRole::Client, fingerprints: vec![DtlsFingerprint::Sha256 { value }] }
+    DtlsParameters {
+        role: DtlsRole::Client,
+        fingerprints: vec![DtlsFingerprint::Sha256 { value }],
+    }
 }
 
 /// Realistic producer RTP parameters as Chromium + mediasoup-client send them.
@@ -139,8 +176,21 @@ pub fn vp8_payload(keyframe: bool, fill: u8) -> Vec<u8> {
 /// A simulcast VP8 payload as libwebrtc sends it: 15-bit PictureID,
 /// TL0PICIDX, TID 0 with KEYIDX, then the payload header (P bit) and filler
 /// whose last byte names the layer.
-pub fn vp8_numbered_payload(picture_id: u16, tl0_pic_idx: u8, key_idx: u8, keyframe: bool, layer: u8) -> Vec<u8> {
-    let mut p = vec![0x90, 0xf0, 0x80 | (picture_id >> 8) as u8 & 0x7f, picture_id as u8, tl0_pic_idx, key_idx & 0x1f];
+pub fn vp8_numbered_payload(
+    picture_id: u16,
+    tl0_pic_idx: u8,
+    key_idx: u8,
+    keyframe: bool,
+    layer: u8,
+) -> Vec<u8> {
+    let mut p = vec![
+        0x90,
+        0xf0,
+        0x80 | (picture_id >> 8) as u8 & 0x7f,
+        picture_id as u8,
+        tl0_pic_idx,
+        key_idx & 0x1f,
+    ];
     p.push(if keyframe { 0x00 } else { 0x01 });
     p.extend(std::iter::repeat_n(0x55, 50));
     p.push(layer);

@@ -38,30 +38,58 @@ impl Sfu {
 
     /// A worker started with these settings (limits, protocols).
     pub fn start_with(settings: WorkerSettings) -> Sfu {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simplesfu_engine=debug").try_init();
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("simplesfu_engine=debug")
+            .try_init();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
         let (worker, _events) = Worker::spawn(settings).expect("worker binds a loopback port");
         Sfu { worker, rt }
     }
 
     /// Create a transport on `worker` and the client end that talks to it, connected.
-    pub fn transport_on(&self, worker: &WorkerHandle, direction: Direction, codecs: ClientCodecs) -> ClientPeer {
+    pub fn transport_on(
+        &self,
+        worker: &WorkerHandle,
+        direction: Direction,
+        codecs: ClientCodecs,
+    ) -> ClientPeer {
         self.transport_with(worker, direction, codecs, false)
     }
 
     /// Like `transport_on`, over ICE-TCP when `tcp` is true.
-    pub fn transport_with(&self, worker: &WorkerHandle, direction: Direction, codecs: ClientCodecs, tcp: bool) -> ClientPeer {
+    pub fn transport_with(
+        &self,
+        worker: &WorkerHandle,
+        direction: Direction,
+        codecs: ClientCodecs,
+        tcp: bool,
+    ) -> ClientPeer {
         let info = self
-            .block(worker.create_webrtc_transport(WebRtcTransportOptions { direction, enable_sctp: true, force_tcp: false }))
+            .block(worker.create_webrtc_transport(WebRtcTransportOptions {
+                direction,
+                enable_sctp: true,
+                force_tcp: false,
+            }))
             .expect("transport created");
         self.client_for(worker, &info, codecs, tcp)
     }
 
     /// The connected client end of a created transport; it talks to the first
     /// candidate of its protocol in `info`.
-    pub fn client_for(&self, worker: &WorkerHandle, info: &WebRtcTransportInfo, codecs: ClientCodecs, tcp: bool) -> ClientPeer {
+    pub fn client_for(
+        &self,
+        worker: &WorkerHandle,
+        info: &WebRtcTransportInfo,
+        codecs: ClientCodecs,
+        tcp: bool,
+    ) -> ClientPeer {
         let mut peer = ClientPeer::new(info, codecs, tcp);
-        self.block(worker.connect_webrtc_transport(info.id, peer.dtls_parameters())).expect("transport connected");
+        self.block(worker.connect_webrtc_transport(info.id, peer.dtls_parameters()))
+            .expect("transport connected");
         peer.id = Some(info.id);
         peer
     }
@@ -72,7 +100,11 @@ impl Sfu {
 
     /// Produce the scenarios' standard video from `sender` on `worker`: VP8 on
     /// mid "0", SSRC 1111 with RTX 2222, declared on the client too.
-    pub fn produce_video(&self, worker: &WorkerHandle, sender: &mut ClientPeer) -> simplesfu_proto::ProducerId {
+    pub fn produce_video(
+        &self,
+        worker: &WorkerHandle,
+        sender: &mut ClientPeer,
+    ) -> simplesfu_proto::ProducerId {
         let producer = self
             .block(worker.produce(simplesfu_engine::ProducerOptions {
                 transport_id: sender.id.expect("created"),
@@ -89,23 +121,41 @@ impl Sfu {
     /// ICE-TCP when `tcp`), the standard video produced by the sender and
     /// consumed, resumed, by the receiver.
     pub fn resumed_video(&self, tcp: bool) -> ResumedVideo {
-        let mut sender = self.transport_with(&self.worker, Direction::Send, ClientCodecs::Browser, tcp);
-        let mut receiver = self.transport_with(&self.worker, Direction::Recv, ClientCodecs::Router, tcp);
+        let mut sender =
+            self.transport_with(&self.worker, Direction::Send, ClientCodecs::Browser, tcp);
+        let mut receiver =
+            self.transport_with(&self.worker, Direction::Recv, ClientCodecs::Router, tcp);
         assert!(
-            pump_until(&mut [&mut sender, &mut receiver], Duration::from_secs(10), |p| p[0].connected && p[1].connected),
+            pump_until(
+                &mut [&mut sender, &mut receiver],
+                Duration::from_secs(10),
+                |p| p[0].connected && p[1].connected
+            ),
             "ICE and DTLS complete (tcp: {tcp})"
         );
         let consumer_ssrc = self.consume_resumed_video(&self.worker, &mut sender, &mut receiver);
-        ResumedVideo { sender, receiver, consumer_ssrc }
+        ResumedVideo {
+            sender,
+            receiver,
+            consumer_ssrc,
+        }
     }
 
     /// The standard video produced by connected `sender` on `worker` and
     /// consumed, resumed, by `receiver`: the SSRC the receiver gets it with.
-    pub fn consume_resumed_video(&self, worker: &WorkerHandle, sender: &mut ClientPeer, receiver: &mut ClientPeer) -> u32 {
+    pub fn consume_resumed_video(
+        &self,
+        worker: &WorkerHandle,
+        sender: &mut ClientPeer,
+        receiver: &mut ClientPeer,
+    ) -> u32 {
         let producer = self.produce_video(worker, sender);
-        let info = self.block(worker.consume(receiver.id.expect("created"), producer)).expect("consumer");
+        let info = self
+            .block(worker.consume(receiver.id.expect("created"), producer))
+            .expect("consumer");
         let consumer_ssrc = receiver.expect_consumer(&info);
-        self.block(worker.set_consumer_paused(info.id, false)).expect("resume");
+        self.block(worker.set_consumer_paused(info.id, false))
+            .expect("resume");
         consumer_ssrc
     }
 
@@ -136,7 +186,14 @@ pub fn stream_video(
     pump_until(&mut [sender, receiver], timeout, |p| {
         *seq += 1;
         let s = *seq;
-        p[0].send_rtp(1111, 96, 10_000 + s, (s * 3000) as u32, true, &vp8_payload(false, s as u8));
+        p[0].send_rtp(
+            1111,
+            96,
+            10_000 + s,
+            (s * 3000) as u32,
+            true,
+            &vp8_payload(false, s as u8),
+        );
         done(&*p[0], &*p[1])
     })
 }
@@ -144,7 +201,7 @@ pub fn stream_video(
 /// Another worker on loopback.
 pub fn spawn_worker(name: &str) -> WorkerHandle {
     let (worker, _events) = Worker::spawn(WorkerSettings::new(name, LOOPBACK, 0, LOOPBACK))
-    .expect("worker binds a loopback port");
+        .expect("worker binds a loopback port");
     worker
 }
 
@@ -174,27 +231,65 @@ pub struct ReceivedRtp {
 /// RFC 4571 framing.
 enum ClientIo {
     Udp(UdpSocket),
-    Tcp { stream: std::net::TcpStream, inbox: Vec<u8> },
+    Tcp {
+        stream: std::net::TcpStream,
+        inbox: Vec<u8>,
+    },
 }
 
 impl ClientPeer {
     fn new(info: &WebRtcTransportInfo, codecs: ClientCodecs, tcp: bool) -> ClientPeer {
-        let wanted = if tcp { mediasoup_types::data_structures::Protocol::Tcp } else { mediasoup_types::data_structures::Protocol::Udp };
-        let candidate = info.ice_candidates.iter().find(|c| c.protocol == wanted).expect("the server offers this protocol");
+        let wanted = if tcp {
+            mediasoup_types::data_structures::Protocol::Tcp
+        } else {
+            mediasoup_types::data_structures::Protocol::Udp
+        };
+        let candidate = info
+            .ice_candidates
+            .iter()
+            .find(|c| c.protocol == wanted)
+            .expect("the server offers this protocol");
         let server = SocketAddr::new(candidate.address.parse().expect("ip"), candidate.port);
         let (io, local, local_candidate, remote_candidate) = if tcp {
             let stream = std::net::TcpStream::connect(server).expect("ICE-TCP connect");
-            stream.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+            stream
+                .set_read_timeout(Some(Duration::from_millis(2)))
+                .expect("timeout");
             stream.set_nodelay(true).expect("nodelay");
             let local = stream.local_addr().expect("addr");
-            let local_candidate = Candidate::builder().tcp().host(local).tcptype(str0m::net::TcpType::Active).build().expect("candidate");
-            let remote_candidate = Candidate::builder().tcp().host(server).tcptype(str0m::net::TcpType::Passive).build().expect("candidate");
-            (ClientIo::Tcp { stream, inbox: Vec::new() }, local, local_candidate, remote_candidate)
+            let local_candidate = Candidate::builder()
+                .tcp()
+                .host(local)
+                .tcptype(str0m::net::TcpType::Active)
+                .build()
+                .expect("candidate");
+            let remote_candidate = Candidate::builder()
+                .tcp()
+                .host(server)
+                .tcptype(str0m::net::TcpType::Passive)
+                .build()
+                .expect("candidate");
+            (
+                ClientIo::Tcp {
+                    stream,
+                    inbox: Vec::new(),
+                },
+                local,
+                local_candidate,
+                remote_candidate,
+            )
         } else {
             let socket = UdpSocket::bind((LOOPBACK, 0)).expect("client socket");
-            socket.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+            socket
+                .set_read_timeout(Some(Duration::from_millis(2)))
+                .expect("timeout");
             let local = socket.local_addr().expect("addr");
-            (ClientIo::Udp(socket), local, Candidate::host(local, "udp").expect("candidate"), Candidate::host(server, "udp").expect("candidate"))
+            (
+                ClientIo::Udp(socket),
+                local,
+                Candidate::host(local, "udp").expect("candidate"),
+                Candidate::host(server, "udp").expect("candidate"),
+            )
         };
         let mut rtc = client_rtc(info, codecs, Instant::now());
         rtc.add_local_candidate(local_candidate);
@@ -232,7 +327,9 @@ impl ClientPeer {
                 },
                 ClientIo::Tcp { stream, inbox } => {
                     use std::io::Read;
-                    if inbox.len() < 2 || inbox.len() < 2 + u16::from_be_bytes([inbox[0], inbox[1]]) as usize {
+                    if inbox.len() < 2
+                        || inbox.len() < 2 + u16::from_be_bytes([inbox[0], inbox[1]]) as usize
+                    {
                         match stream.read(&mut buf) {
                             Ok(0) | Err(_) => break,
                             Ok(n) => inbox.extend_from_slice(&buf[..n]),
@@ -291,28 +388,49 @@ impl ClientPeer {
     }
 
     /// Declare what this client sends on `mid` and return a sender for it.
-    pub fn declare_send(&mut self, mid: &str, kind: StrKind, ssrc: u32, rtx: Option<u32>, rid: Option<&str>) {
+    pub fn declare_send(
+        &mut self,
+        mid: &str,
+        kind: StrKind,
+        ssrc: u32,
+        rtx: Option<u32>,
+        rid: Option<&str>,
+    ) {
         let mut api = self.rtc.direct_api();
         let mid = Mid::from(mid);
         if api.stream_tx_by_mid(mid, None).is_none() && self.rtc.media(mid).is_none() {
             self.rtc.direct_api().declare_media(mid, kind);
         }
-        self.rtc.direct_api().declare_stream_tx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, rid.map(Rid::from));
+        self.rtc.direct_api().declare_stream_tx(
+            Ssrc::from(ssrc),
+            rtx.map(Ssrc::from),
+            mid,
+            rid.map(Rid::from),
+        );
     }
 
     /// Expect a stream from the server (a consumer) on `mid`.
     pub fn expect_receive(&mut self, mid: &str, kind: StrKind, ssrc: u32, rtx: Option<u32>) {
         let mid = Mid::from(mid);
         self.rtc.direct_api().declare_media(mid, kind);
-        self.rtc.direct_api().expect_stream_rx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
+        self.rtc
+            .direct_api()
+            .expect_stream_rx(Ssrc::from(ssrc), rtx.map(Ssrc::from), mid, None);
     }
 
     /// Declare on the client the stream of a consumer the server made (its
     /// mid, SSRC and RTX SSRC); returns the SSRC packets arrive with.
     pub fn expect_consumer(&mut self, info: &simplesfu_engine::ConsumerInfo) -> u32 {
-        let ssrc = info.rtp_parameters.encodings[0].ssrc.expect("consumer ssrc");
+        let ssrc = info.rtp_parameters.encodings[0]
+            .ssrc
+            .expect("consumer ssrc");
         let rtx = info.rtp_parameters.encodings[0].rtx.map(|r| r.ssrc);
-        self.expect_receive(info.rtp_parameters.mid.as_deref().expect("consumer mid"), kind_of(info.kind), ssrc, rtx);
+        self.expect_receive(
+            info.rtp_parameters.mid.as_deref().expect("consumer mid"),
+            kind_of(info.kind),
+            ssrc,
+            rtx,
+        );
         ssrc
     }
 
@@ -321,7 +439,11 @@ impl ClientPeer {
         let now = Instant::now();
         let mut api = self.rtc.direct_api();
         let stream = api.stream_tx(&Ssrc::from(ssrc)).expect("declared stream");
-        stream.write_rtp(RtpWrite::new(Pt::from(pt), seq.into(), ts, now, payload.to_vec()).marker(marker).nackable(true));
+        stream.write_rtp(
+            RtpWrite::new(Pt::from(pt), seq.into(), ts, now, payload.to_vec())
+                .marker(marker)
+                .nackable(true),
+        );
     }
 
     /// Send a PLI for the stream we receive with `ssrc`.
@@ -343,13 +465,19 @@ impl ClientPeer {
     }
 
     pub fn write_data(&mut self, channel: ChannelId, data: &[u8]) -> bool {
-        self.rtc.channel(channel).map(|mut c| c.write(true, data).unwrap_or(false)).unwrap_or(false)
+        self.rtc
+            .channel(channel)
+            .map(|mut c| c.write(true, data).unwrap_or(false))
+            .unwrap_or(false)
     }
 
     /// The network path changed: move to a new UDP socket (a new local
     /// address) and restart ICE with the server's new parameters, with fresh
     /// local credentials, as a browser does after `transport.restartIce()`.
-    pub fn restart_ice_on_new_path(&mut self, server: &mediasoup_types::data_structures::IceParameters) {
+    pub fn restart_ice_on_new_path(
+        &mut self,
+        server: &mediasoup_types::data_structures::IceParameters,
+    ) {
         self.move_to_new_socket();
         let mut api = self.rtc.direct_api();
         api.set_local_ice_credentials(IceCreds::new());
@@ -363,28 +491,39 @@ impl ClientPeer {
     /// new local address) whose checks, with the same credentials, find and
     /// nominate a new candidate pair.
     pub fn move_to_new_socket(&mut self) {
-        let ClientIo::Udp(_) = &self.io else { panic!("only UDP clients move to a new socket") };
+        let ClientIo::Udp(_) = &self.io else {
+            panic!("only UDP clients move to a new socket")
+        };
         let socket = UdpSocket::bind((LOOPBACK, 0)).expect("client socket");
-        socket.set_read_timeout(Some(Duration::from_millis(2))).expect("timeout");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(2)))
+            .expect("timeout");
         let old = Candidate::host(self.local, "udp").expect("candidate");
         self.local = socket.local_addr().expect("addr");
         self.io = ClientIo::Udp(socket);
         self.rtc.direct_api().invalidate_candidate(&old);
-        self.rtc.add_local_candidate(Candidate::host(self.local, "udp").expect("candidate"));
+        self.rtc
+            .add_local_candidate(Candidate::host(self.local, "udp").expect("candidate"));
     }
 
     /// Whether the server closes this client's ICE-TCP connection (EOF or
     /// reset) within `within`; what arrives meanwhile is discarded.
     pub fn tcp_closed_by_server(&mut self, within: Duration) -> bool {
         use std::io::Read;
-        let ClientIo::Tcp { stream, .. } = &mut self.io else { panic!("only ICE-TCP clients have a connection") };
+        let ClientIo::Tcp { stream, .. } = &mut self.io else {
+            panic!("only ICE-TCP clients have a connection")
+        };
         let deadline = Instant::now() + within;
         let mut buf = [0u8; 4000];
         while Instant::now() < deadline {
             match stream.read(&mut buf) {
                 Ok(0) => return true,
                 Ok(_) => {}
-                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
                 Err(_) => return true,
             }
         }
@@ -397,7 +536,11 @@ impl ClientPeer {
 }
 
 /// Pump every peer until `done` holds or `timeout` passes; returns whether it held.
-pub fn pump_until(peers: &mut [&mut ClientPeer], timeout: Duration, mut done: impl FnMut(&mut [&mut ClientPeer]) -> bool) -> bool {
+pub fn pump_until(
+    peers: &mut [&mut ClientPeer],
+    timeout: Duration,
+    mut done: impl FnMut(&mut [&mut ClientPeer]) -> bool,
+) -> bool {
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         for p in peers.iter_mut() {

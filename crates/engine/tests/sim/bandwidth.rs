@@ -59,22 +59,38 @@ impl Call {
     fn with_estimation(estimation: bool) -> Call {
         let mut sim = Sim::with_estimation(estimation);
         let sender = sim.connected_peer(Direction::Send);
-        Call { sim, sender, source: Source { keyframe_due: [true; 3], ..Source::default() } }
+        Call {
+            sim,
+            sender,
+            source: Source {
+                keyframe_due: [true; 3],
+                ..Source::default()
+            },
+        }
     }
 
     /// Produce video and audio; the viewers added after this consume both.
     fn produce(&mut self) -> (simplesfu_proto::ProducerId, simplesfu_proto::ProducerId) {
         let video = self.sim.produce_simulcast(self.sender);
-        let audio = self.sim.produce(self.sender, MediaKind::Audio, opus_parameters("1", AUDIO_SSRC));
+        let audio = self.sim.produce(
+            self.sender,
+            MediaKind::Audio,
+            opus_parameters("1", AUDIO_SSRC),
+        );
         (video, audio)
     }
 
     /// A viewer that sends congestion feedback, behind a downlink of `cap_bps`.
-    fn viewer(&mut self, producers: (simplesfu_proto::ProducerId, simplesfu_proto::ProducerId), cap_bps: Option<u64>) -> Viewer {
+    fn viewer(
+        &mut self,
+        producers: (simplesfu_proto::ProducerId, simplesfu_proto::ProducerId),
+        cap_bps: Option<u64>,
+    ) -> Viewer {
         let peer = self.sim.connected_peer(Direction::Recv);
         self.sim.send_feedback(peer);
         if let Some(cap) = cap_bps {
-            self.sim.limit_downlink(peer, cap, Duration::from_millis(100));
+            self.sim
+                .limit_downlink(peer, cap, Duration::from_millis(100));
         }
         let video = self.sim.consume(peer, producers.0);
         let audio = self.sim.consume(peer, producers.1);
@@ -86,7 +102,8 @@ impl Call {
     /// Send for `duration`.
     fn run(&mut self, duration: Duration) {
         let (sender, source) = (self.sender, &mut self.source);
-        self.sim.every(TICK, duration, |sim, _| source.tick(sim, sender));
+        self.sim
+            .every(TICK, duration, |sim, _| source.tick(sim, sender));
     }
 }
 
@@ -108,8 +125,16 @@ impl Source {
         let mut api = sim.peer_mut(sender).rtc.direct_api();
         if self.ticks % 2 == 0 {
             let seq = next(&mut self.seq[3]);
-            let stream = api.stream_tx(&Ssrc::from(AUDIO_SSRC)).expect("audio stream");
-            stream.write_rtp(RtpWrite::new(Pt::from(111), seq.into(), (seq * 960) as u32, now, vec![0x11; 90]));
+            let stream = api
+                .stream_tx(&Ssrc::from(AUDIO_SSRC))
+                .expect("audio stream");
+            stream.write_rtp(RtpWrite::new(
+                Pt::from(111),
+                seq.into(),
+                (seq * 960) as u32,
+                now,
+                vec![0x11; 90],
+            ));
         }
         if self.ticks % 3 == 0 {
             let tid = [0u8, 2, 1, 2][(self.frames % 4) as usize];
@@ -122,13 +147,29 @@ impl Source {
                 self.picture_id[layer] = (self.picture_id[layer] + 1) & 0x7fff;
                 let size = FRAME_BASE_BYTES[layer] * TEMPORAL_WEIGHT[usize::from(tid)] / 4;
                 let packets = size.div_ceil(MAX_PACKET);
-                let stream = api.stream_tx(&Ssrc::from(SIMULCAST_SSRC + layer as u32)).expect("video stream");
+                let stream = api
+                    .stream_tx(&Ssrc::from(SIMULCAST_SSRC + layer as u32))
+                    .expect("video stream");
                 for k in 0..packets {
-                    let payload = vp8_packet(self.picture_id[layer], self.tl0[layer], tid, k == 0, key, size / packets, layer as u8);
+                    let payload = vp8_packet(
+                        self.picture_id[layer],
+                        self.tl0[layer],
+                        tid,
+                        k == 0,
+                        key,
+                        size / packets,
+                        layer as u8,
+                    );
                     let seq = next(&mut self.seq[layer]);
-                    let write = RtpWrite::new(Pt::from(96), seq.into(), (self.frames * 3000) as u32, now, payload)
-                        .marker(k + 1 == packets)
-                        .nackable(true);
+                    let write = RtpWrite::new(
+                        Pt::from(96),
+                        seq.into(),
+                        (self.frames * 3000) as u32,
+                        now,
+                        payload,
+                    )
+                    .marker(k + 1 == packets)
+                    .nackable(true);
                     stream.write_rtp(write);
                 }
             }
@@ -146,8 +187,22 @@ fn next(counter: &mut u64) -> u64 {
 /// One packet of an L1T3 frame: 15-bit PictureID, TL0PICIDX, TID with the
 /// sync bit on every upper-layer frame, the VP8 header (P bit) in the first
 /// packet; the last byte names the simulcast layer.
-fn vp8_packet(picture_id: u16, tl0: u8, tid: u8, start: bool, key: bool, len: usize, layer: u8) -> Vec<u8> {
-    let mut p = vec![if start { 0x90 } else { 0x80 }, 0xe0, 0x80 | (picture_id >> 8) as u8, picture_id as u8, tl0];
+fn vp8_packet(
+    picture_id: u16,
+    tl0: u8,
+    tid: u8,
+    start: bool,
+    key: bool,
+    len: usize,
+    layer: u8,
+) -> Vec<u8> {
+    let mut p = vec![
+        if start { 0x90 } else { 0x80 },
+        0xe0,
+        0x80 | (picture_id >> 8) as u8,
+        picture_id as u8,
+        tl0,
+    ];
     p.push(tid << 6 | u8::from(tid > 0) << 5);
     p.push(if key { 0x00 } else { 0x01 });
     p.resize(len.max(8) - 1, 0x55);
@@ -168,28 +223,46 @@ struct Got {
 fn last_other_than(sim: &Sim, viewer: &Viewer, layer: u8, from: Instant) -> Option<Duration> {
     let peer = sim.peer(viewer.peer);
     let video = peer.received_from(viewer.video.ssrc);
-    video.iter().filter(|p| p.at >= from && p.payload.last() != Some(&layer)).map(|p| p.at - from).last()
+    video
+        .iter()
+        .filter(|p| p.at >= from && p.payload.last() != Some(&layer))
+        .map(|p| p.at - from)
+        .last()
 }
 
 fn got(sim: &Sim, viewer: &Viewer, from: Instant) -> Got {
     let peer = sim.peer(viewer.peer);
-    let video: Vec<_> = peer.received_from(viewer.video.ssrc).into_iter().filter(|p| p.at >= from).collect();
-    let mut layers: Vec<u8> = video.iter().filter_map(|p| p.payload.last().copied()).collect();
+    let video: Vec<_> = peer
+        .received_from(viewer.video.ssrc)
+        .into_iter()
+        .filter(|p| p.at >= from)
+        .collect();
+    let mut layers: Vec<u8> = video
+        .iter()
+        .filter_map(|p| p.payload.last().copied())
+        .collect();
     layers.dedup();
     Got {
         frames: video.iter().filter(|p| p.marker).count(),
         video_bytes: video.iter().map(|p| p.payload.len()).sum(),
         layers,
-        audio: peer.received_from(viewer.audio.ssrc).iter().filter(|p| p.at >= from).count(),
+        audio: peer
+            .received_from(viewer.audio.ssrc)
+            .iter()
+            .filter(|p| p.at >= from)
+            .count(),
     }
 }
 
 /// The layers the router last reported for a consumer (`None`: none yet).
 fn reported(sim: &Sim, consumer: ConsumerId) -> Option<(Option<u8>, Option<u8>)> {
     sim.events.iter().rev().find_map(|e| match e {
-        EngineEvent::ConsumerLayersChanged { consumer_id, spatial_layer, temporal_layer, .. } if *consumer_id == consumer => {
-            Some((*spatial_layer, *temporal_layer))
-        }
+        EngineEvent::ConsumerLayersChanged {
+            consumer_id,
+            spatial_layer,
+            temporal_layer,
+            ..
+        } if *consumer_id == consumer => Some((*spatial_layer, *temporal_layer)),
         _ => None,
     })
 }
@@ -204,17 +277,38 @@ fn a_viewer_on_a_slow_link_gets_the_low_layer_and_climbs_back_when_the_link_is_r
     let settled = call.sim.now;
     call.run(Duration::from_secs(4));
     let slow = got(&call.sim, &viewer, settled);
-    let left_higher = last_other_than(&call.sim, &viewer, 0, start).expect("it starts higher, before feedback");
-    assert!(left_higher < Duration::from_secs(4), "on the low layer within 4 s: {left_higher:?}");
+    let left_higher =
+        last_other_than(&call.sim, &viewer, 0, start).expect("it starts higher, before feedback");
+    assert!(
+        left_higher < Duration::from_secs(4),
+        "on the low layer within 4 s: {left_higher:?}"
+    );
     assert_eq!(slow.layers, [0], "then only the low layer");
     // At least the base temporal layer (7.5 fps): how far str0m's estimate
     // undershoots the link after the start varies from run to run.
-    assert!(slow.frames >= 4 * 7, "frames keep coming: {} in 4 s", slow.frames);
-    assert!(slow.video_bytes * 8 / 4 < 400_000 - 50_000, "the video fits beside the audio: {} bit/s", slow.video_bytes * 2);
-    assert!(slow.audio >= 4 * 44, "audio untouched: {} packets in 4 s", slow.audio);
-    assert_eq!(reported(&call.sim, viewer.video.id).map(|r| r.0), Some(Some(0)), "consumerLayersChanged says so");
+    assert!(
+        slow.frames >= 4 * 7,
+        "frames keep coming: {} in 4 s",
+        slow.frames
+    );
+    assert!(
+        slow.video_bytes * 8 / 4 < 400_000 - 50_000,
+        "the video fits beside the audio: {} bit/s",
+        slow.video_bytes * 2
+    );
+    assert!(
+        slow.audio >= 4 * 44,
+        "audio untouched: {} packets in 4 s",
+        slow.audio
+    );
+    assert_eq!(
+        reported(&call.sim, viewer.video.id).map(|r| r.0),
+        Some(Some(0)),
+        "consumerLayersChanged says so"
+    );
 
-    call.sim.limit_downlink(viewer.peer, 5_000_000, Duration::from_millis(100));
+    call.sim
+        .limit_downlink(viewer.peer, 5_000_000, Duration::from_millis(100));
     // How fast str0m's estimate climbs after the losses of the slow link
     // varies from run to run with the random SSRCs and keys: it waits for
     // str0m's probes (every 5 s while the transport sends well under its
@@ -224,20 +318,36 @@ fn a_viewer_on_a_slow_link_gets_the_low_layer_and_climbs_back_when_the_link_is_r
     // --nocapture` (the line below).
     let raise = call.sim.now;
     call.run(Duration::from_secs(20));
-    let back_on_top = last_other_than(&call.sim, &viewer, 2, raise).expect("it was on the low layer");
+    let back_on_top =
+        last_other_than(&call.sim, &viewer, 2, raise).expect("it was on the low layer");
     eprintln!("back on the top layer {back_on_top:?} after the link was raised");
-    assert!(back_on_top < Duration::from_secs(17), "the top layer within 17 s of a 5 Mbit/s link: {back_on_top:?}");
-    let top = got(&call.sim, &viewer, raise + back_on_top + Duration::from_millis(1));
+    assert!(
+        back_on_top < Duration::from_secs(17),
+        "the top layer within 17 s of a 5 Mbit/s link: {back_on_top:?}"
+    );
+    let top = got(
+        &call.sim,
+        &viewer,
+        raise + back_on_top + Duration::from_millis(1),
+    );
     assert_eq!(top.layers, [2], "and it stays there");
     let on_top = Duration::from_secs(20) - back_on_top;
     // It may reach the top resolution at its base frame rate and add the
     // upper temporal layers after another hold.
-    assert!(top.frames as f64 >= on_top.as_secs_f64() * 7.0, "frames keep coming: {} in {on_top:?}", top.frames);
-    assert_eq!(reported(&call.sim, viewer.video.id).map(|r| r.0), Some(Some(2)));
+    assert!(
+        top.frames as f64 >= on_top.as_secs_f64() * 7.0,
+        "frames keep coming: {} in {on_top:?}",
+        top.frames
+    );
+    assert_eq!(
+        reported(&call.sim, viewer.video.id).map(|r| r.0),
+        Some(Some(2))
+    );
 }
 
 #[test]
-fn a_link_below_the_lowest_layer_pauses_video_while_audio_flows_and_video_resumes_when_it_is_lifted() {
+fn a_link_below_the_lowest_layer_pauses_video_while_audio_flows_and_video_resumes_when_it_is_lifted(
+) {
     let mut call = Call::new();
     let producers = call.produce();
     let viewer = call.viewer(producers, Some(120_000));
@@ -245,26 +355,66 @@ fn a_link_below_the_lowest_layer_pauses_video_while_audio_flows_and_video_resume
     let paused = call.sim.now;
     call.run(Duration::from_secs(3));
     let starved = got(&call.sim, &viewer, paused);
-    assert_eq!(reported(&call.sim, viewer.video.id), Some((None, None)), "consumerLayersChanged: paused for bandwidth");
-    assert_eq!(starved.frames, 0, "no video on a link below the lowest layer");
-    assert!(starved.audio >= 3 * 44, "audio keeps flowing: {} packets in 3 s", starved.audio);
+    assert_eq!(
+        reported(&call.sim, viewer.video.id),
+        Some((None, None)),
+        "consumerLayersChanged: paused for bandwidth"
+    );
+    assert_eq!(
+        starved.frames, 0,
+        "no video on a link below the lowest layer"
+    );
+    assert!(
+        starved.audio >= 3 * 44,
+        "audio keeps flowing: {} packets in 3 s",
+        starved.audio
+    );
 
-    call.sim.limit_downlink(viewer.peer, 5_000_000, Duration::from_millis(100));
+    call.sim
+        .limit_downlink(viewer.peer, 5_000_000, Duration::from_millis(100));
     let lifted = call.sim.now;
     call.run(Duration::from_secs(16));
     let resumed = got(&call.sim, &viewer, lifted);
-    assert!(resumed.frames >= 20, "video resumes: {} frames in 16 s", resumed.frames);
+    assert!(
+        resumed.frames >= 20,
+        "video resumes: {} frames in 16 s",
+        resumed.frames
+    );
     // The resumed stream's timestamps continue by the time paused (seconds);
     // retransmissions of what the slow link lost come with older ones.
     let video = call.sim.peer(viewer.peer).received_from(viewer.video.ssrc);
-    let paused_at = video.iter().filter(|p| p.at <= lifted).map(|p| p.timestamp).max().expect("video before the pause");
+    let paused_at = video
+        .iter()
+        .filter(|p| p.at <= lifted)
+        .map(|p| p.timestamp)
+        .max()
+        .expect("video before the pause");
     let resumed_at = paused_at + 90_000;
-    let before = video.iter().filter(|p| p.timestamp < resumed_at).map(|p| p.seq).max().unwrap_or(0);
-    let first = video.iter().find(|p| p.timestamp >= resumed_at).expect("video after the pause");
-    assert!(first.at - lifted < Duration::from_secs(14), "within 14 s: {:?}", first.at - lifted);
+    let before = video
+        .iter()
+        .filter(|p| p.timestamp < resumed_at)
+        .map(|p| p.seq)
+        .max()
+        .unwrap_or(0);
+    let first = video
+        .iter()
+        .find(|p| p.timestamp >= resumed_at)
+        .expect("video after the pause");
+    assert!(
+        first.at - lifted < Duration::from_secs(14),
+        "within 14 s: {:?}",
+        first.at - lifted
+    );
     assert!(first.seq > before && first.seq - before <= 10, "the numbering continues across the pause (less what the slow link lost): {before}, then {}", first.seq);
-    assert_eq!((first.payload[0] & 0x10, first.payload[6] & 0x01), (0x10, 0), "from the start of a key frame");
-    assert!(matches!(reported(&call.sim, viewer.video.id), Some((Some(_), Some(_)))));
+    assert_eq!(
+        (first.payload[0] & 0x10, first.payload[6] & 0x01),
+        (0x10, 0),
+        "from the start of a key frame"
+    );
+    assert!(matches!(
+        reported(&call.sim, viewer.video.id),
+        Some((Some(_), Some(_)))
+    ));
 }
 
 #[test]
@@ -276,10 +426,22 @@ fn two_viewers_on_different_links_each_get_their_own_layer() {
     call.run(Duration::from_secs(12));
     let settled = call.sim.now;
     call.run(Duration::from_secs(3));
-    let (slow_got, fast_got) = (got(&call.sim, &slow, settled), got(&call.sim, &fast, settled));
+    let (slow_got, fast_got) = (
+        got(&call.sim, &slow, settled),
+        got(&call.sim, &fast, settled),
+    );
     assert_eq!(slow_got.layers, [0], "the slow viewer on the low layer");
-    assert_eq!(fast_got.layers, [2], "the fast viewer on the top layer, not lowered by the slow one");
-    assert!(slow_got.frames >= 3 * 7 && fast_got.frames >= 3 * 28, "both get frames: {} and {}", slow_got.frames, fast_got.frames);
+    assert_eq!(
+        fast_got.layers,
+        [2],
+        "the fast viewer on the top layer, not lowered by the slow one"
+    );
+    assert!(
+        slow_got.frames >= 3 * 7 && fast_got.frames >= 3 * 28,
+        "both get frames: {} and {}",
+        slow_got.frames,
+        fast_got.frames
+    );
 }
 
 #[test]
@@ -288,21 +450,56 @@ fn a_preferred_layer_caps_what_a_viewer_gets_and_bad_preferences_are_refused() {
     let producers = call.produce();
     let viewer = call.viewer(producers, None);
     let now = call.sim.now;
-    call.sim.router.set_consumer_preferred_layers(now, viewer.video.id, 0, Some(1)).expect("a thumbnail's layers");
+    call.sim
+        .router
+        .set_consumer_preferred_layers(now, viewer.video.id, 0, Some(1))
+        .expect("a thumbnail's layers");
     call.run(Duration::from_secs(5));
     let settled = call.sim.now;
     call.run(Duration::from_secs(2));
     let thumbnail = got(&call.sim, &viewer, settled);
-    assert_eq!(thumbnail.layers, [0], "the low layer on a link that could carry the top");
-    assert!((25..=35).contains(&thumbnail.frames), "T0 and T1: 15 fps, {} frames in 2 s", thumbnail.frames);
+    assert_eq!(
+        thumbnail.layers,
+        [0],
+        "the low layer on a link that could carry the top"
+    );
+    assert!(
+        (25..=35).contains(&thumbnail.frames),
+        "T0 and T1: 15 fps, {} frames in 2 s",
+        thumbnail.frames
+    );
 
     let refused = |result: Result<(), EngineError>| result.expect_err("refused").to_string();
-    let message = refused(call.sim.router.set_consumer_preferred_layers(now, viewer.video.id, 3, None));
+    let message = refused(call.sim.router.set_consumer_preferred_layers(
+        now,
+        viewer.video.id,
+        3,
+        None,
+    ));
     assert!(message.contains("3 spatial"), "{message}");
-    assert!(refused(call.sim.router.set_consumer_preferred_layers(now, viewer.video.id, 0, Some(3))).contains("S0T3"));
-    assert!(refused(call.sim.router.set_consumer_preferred_layers(now, viewer.audio.id, 0, None)).contains("0 spatial"));
-    assert_eq!(call.sim.router.set_consumer_priority(now, viewer.video.id, 0), Err(EngineError::InvalidPriority(0)));
-    call.sim.router.set_consumer_priority(now, viewer.video.id, 255).expect("the highest priority");
+    assert!(refused(call.sim.router.set_consumer_preferred_layers(
+        now,
+        viewer.video.id,
+        0,
+        Some(3)
+    ))
+    .contains("S0T3"));
+    assert!(refused(
+        call.sim
+            .router
+            .set_consumer_preferred_layers(now, viewer.audio.id, 0, None)
+    )
+    .contains("0 spatial"));
+    assert_eq!(
+        call.sim
+            .router
+            .set_consumer_priority(now, viewer.video.id, 0),
+        Err(EngineError::InvalidPriority(0))
+    );
+    call.sim
+        .router
+        .set_consumer_priority(now, viewer.video.id, 255)
+        .expect("the highest priority");
 }
 
 #[test]
@@ -315,6 +512,14 @@ fn with_estimation_off_a_viewer_gets_the_best_layer_whatever_its_link() {
     call.run(Duration::from_secs(6));
     let from = call.sim.now;
     call.run(Duration::from_secs(2));
-    assert_eq!(got(&call.sim, &viewer, from).layers, [2], "the top layer, though the link cannot carry it");
-    assert_eq!(reported(&call.sim, viewer.video.id), None, "no layer changes reported");
+    assert_eq!(
+        got(&call.sim, &viewer, from).layers,
+        [2],
+        "the top layer, though the link cannot carry it"
+    );
+    assert_eq!(
+        reported(&call.sim, viewer.video.id),
+        None,
+        "no layer changes reported"
+    );
 }

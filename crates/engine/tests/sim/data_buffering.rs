@@ -26,7 +26,10 @@ fn feed() -> (Sim, PeerId, ChannelId, PeerId, DataConsumerInfo) {
         .expect("data producer");
     // The viewer's client stays silent, so its channel cannot open.
     let viewer = sim.add_peer(Direction::Recv, false);
-    let info = sim.router.consume_data(sim.peer(viewer).transport, data_producer).expect("data consumer");
+    let info = sim
+        .router
+        .consume_data(sim.peer(viewer).transport, data_producer)
+        .expect("data consumer");
     sim.open_channel(viewer, info.sctp_stream_parameters.stream_id, "feed");
     (sim, sender, channel, viewer, info)
 }
@@ -37,14 +40,21 @@ fn send_all(sim: &mut Sim, sender: PeerId, channel: ChannelId, messages: &[Vec<u
     let mut written = 0;
     let deadline = sim.now + Duration::from_secs(10);
     while written < messages.len() {
-        assert!(sim.now < deadline, "the sender's channel took only {written} messages");
-        if sim.peer(sender).channel_open.contains(&channel) && sim.write_data(sender, channel, &messages[written]) {
+        assert!(
+            sim.now < deadline,
+            "the sender's channel took only {written} messages"
+        );
+        if sim.peer(sender).channel_open.contains(&channel)
+            && sim.write_data(sender, channel, &messages[written])
+        {
             written += 1;
         } else {
             sim.advance(Duration::from_millis(10));
         }
     }
-    let all_in = sim.run_until(Duration::from_secs(10), |s| s.router.stats().data_messages_in == messages.len() as u64);
+    let all_in = sim.run_until(Duration::from_secs(10), |s| {
+        s.router.stats().data_messages_in == messages.len() as u64
+    });
     assert!(all_in, "the router received every message");
 }
 
@@ -66,9 +76,20 @@ fn messages_sent_before_the_consumers_channel_opens_arrive_once_it_opens_in_orde
     send_all(&mut sim, sender, channel, &messages);
     assert!(sim.peer(viewer).data.is_empty());
     sim.go_online(viewer);
-    let got = sim.run_until(Duration::from_secs(5), |s| s.peer(viewer).data.len() == messages.len());
-    assert!(got, "every message waited for the channel: {} arrived", sim.peer(viewer).data.len());
-    let received: Vec<usize> = sim.peer(viewer).data.iter().map(|(_, d)| number(d)).collect();
+    let got = sim.run_until(Duration::from_secs(5), |s| {
+        s.peer(viewer).data.len() == messages.len()
+    });
+    assert!(
+        got,
+        "every message waited for the channel: {} arrived",
+        sim.peer(viewer).data.len()
+    );
+    let received: Vec<usize> = sim
+        .peer(viewer)
+        .data
+        .iter()
+        .map(|(_, d)| number(d))
+        .collect();
     assert_eq!(received, [0, 1, 2, 3, 4], "in order, none twice");
     assert_eq!(sim.router.stats().data_messages_dropped, 0);
 }
@@ -82,14 +103,31 @@ fn a_consumer_that_connects_late_gets_the_newest_megabyte_in_order() {
     send_all(&mut sim, sender, channel, &messages);
     sim.go_online(viewer);
     let last = &messages[MESSAGES - 1];
-    let got_last = sim.run_until(Duration::from_secs(10), |s| s.peer(viewer).data.iter().any(|(_, d)| d == last));
-    assert!(got_last, "the newest message reaches the consumer once it connects");
+    let got_last = sim.run_until(Duration::from_secs(10), |s| {
+        s.peer(viewer).data.iter().any(|(_, d)| d == last)
+    });
+    assert!(
+        got_last,
+        "the newest message reaches the consumer once it connects"
+    );
     let data = &sim.peer(viewer).data;
     let received: Vec<usize> = data.iter().map(|(_, d)| number(d)).collect();
     let bytes: usize = data.iter().map(|(_, d)| d.len()).sum();
-    assert!(bytes <= 1 << 20, "at most 1 MiB waited for the consumer ({} messages)", received.len());
+    assert!(
+        bytes <= 1 << 20,
+        "at most 1 MiB waited for the consumer ({} messages)",
+        received.len()
+    );
     assert!(received.len() >= 2, "more than the newest message is kept");
     let first = MESSAGES - received.len();
-    assert_eq!(received, (first..MESSAGES).collect::<Vec<_>>(), "the newest, in order, none twice");
-    assert_eq!(sim.router.stats().data_messages_dropped, first as u64, "the dropped ones are counted");
+    assert_eq!(
+        received,
+        (first..MESSAGES).collect::<Vec<_>>(),
+        "the newest, in order, none twice"
+    );
+    assert_eq!(
+        sim.router.stats().data_messages_dropped,
+        first as u64,
+        "the dropped ones are counted"
+    );
 }

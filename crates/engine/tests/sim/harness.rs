@@ -14,10 +14,13 @@
 //! are dropped when the queue is full, as a home router's would be, so its
 //! client's congestion feedback reports the delay and the loss.
 
-use crate::media::{client_rtc, dtls_parameters, kind_of, vp8_parameters, vp8_simulcast_parameters, ClientCodecs};
+use crate::media::{
+    client_rtc, dtls_parameters, kind_of, vp8_parameters, vp8_simulcast_parameters, ClientCodecs,
+};
 use mediasoup_types::rtp_parameters::{MediaKind, RtpParameters};
 use simplesfu_engine::{
-    ConsumerInfo, Direction, EngineEvent, ProducerOptions, Router, RouterConfig, WebRtcTransportOptions,
+    ConsumerInfo, Direction, EngineEvent, ProducerOptions, Router, RouterConfig,
+    WebRtcTransportOptions,
 };
 use simplesfu_proto::{ConsumerId, ProducerId, TransportId};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -181,7 +184,10 @@ impl Sim {
 
     /// A router with bandwidth estimation on or off.
     pub fn with_estimation(estimation: bool) -> Sim {
-        let _ = tracing_subscriber::fmt().with_test_writer().with_env_filter("simplesfu_engine=debug").try_init();
+        let _ = tracing_subscriber::fmt()
+            .with_test_writer()
+            .with_env_filter("simplesfu_engine=debug")
+            .try_init();
         let router_addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)), 40_000);
         let router = Router::new(RouterConfig {
             local_addr: router_addr,
@@ -190,7 +196,15 @@ impl Sim {
             tcp_port: None,
             bandwidth_estimation: estimation,
         });
-        Sim { now: Instant::now(), router, peers: Vec::new(), router_addr, wire: Vec::new(), router_sent: Vec::new(), events: Vec::new() }
+        Sim {
+            now: Instant::now(),
+            router,
+            peers: Vec::new(),
+            router_addr,
+            wire: Vec::new(),
+            router_sent: Vec::new(),
+            events: Vec::new(),
+        }
     }
 
     pub fn peer(&self, id: PeerId) -> &Peer {
@@ -208,14 +222,30 @@ impl Sim {
     pub fn add_peer(&mut self, direction: Direction, online: bool) -> PeerId {
         let info = self
             .router
-            .create_transport(self.now, WebRtcTransportOptions { direction, enable_sctp: true, force_tcp: false })
+            .create_transport(
+                self.now,
+                WebRtcTransportOptions {
+                    direction,
+                    enable_sctp: true,
+                    force_tcp: false,
+                },
+            )
             .expect("transport created");
-        let codecs = if direction == Direction::Send { ClientCodecs::Browser } else { ClientCodecs::Router };
+        let codecs = if direction == Direction::Send {
+            ClientCodecs::Browser
+        } else {
+            ClientCodecs::Router
+        };
         let mut rtc = client_rtc(&info, codecs, self.now);
-        let addr = SocketAddr::new(IpAddr::V4(Ipv4Addr::new(10, 0, 1, self.peers.len() as u8 + 1)), 50_000);
+        let addr = SocketAddr::new(
+            IpAddr::V4(Ipv4Addr::new(10, 0, 1, self.peers.len() as u8 + 1)),
+            50_000,
+        );
         rtc.add_local_candidate(Candidate::host(addr, "udp").expect("candidate"));
         rtc.add_remote_candidate(Candidate::host(self.router_addr, "udp").expect("candidate"));
-        self.router.connect_transport(info.id, dtls_parameters(&mut rtc)).expect("transport connected");
+        self.router
+            .connect_transport(info.id, dtls_parameters(&mut rtc))
+            .expect("transport connected");
         self.peers.push(Peer {
             transport: info.id,
             rtc,
@@ -235,7 +265,10 @@ impl Sim {
     /// A transport whose client end has connected (ICE and DTLS done).
     pub fn connected_peer(&mut self, direction: Direction) -> PeerId {
         let id = self.add_peer(direction, true);
-        assert!(self.run_until(CONNECT_WITHIN, |s| s.peer(id).connected), "peer {id} connects");
+        assert!(
+            self.run_until(CONNECT_WITHIN, |s| s.peer(id).connected),
+            "peer {id} connects"
+        );
         id
     }
 
@@ -244,7 +277,9 @@ impl Sim {
     /// new cap keeps what is queued.
     pub fn limit_downlink(&mut self, peer: PeerId, rate_bps: u64, queue: Duration) {
         let queue_bytes = rate_bps * queue.as_millis() as u64 / 8 / 1000;
-        let link = self.peers[peer].downlink.get_or_insert_with(Link::unlimited);
+        let link = self.peers[peer]
+            .downlink
+            .get_or_insert_with(Link::unlimited);
         link.rate_bps = rate_bps;
         link.queue_bytes = queue_bytes;
     }
@@ -252,7 +287,9 @@ impl Sim {
     /// `peer`'s downlink loses every `every`-th datagram (0: none) and
     /// delays the rest by `delay` (one way).
     pub fn lossy_downlink(&mut self, peer: PeerId, every: u64, delay: Duration) {
-        let link = self.peers[peer].downlink.get_or_insert_with(Link::unlimited);
+        let link = self.peers[peer]
+            .downlink
+            .get_or_insert_with(Link::unlimited);
         link.lose_every = every;
         link.delay = delay;
     }
@@ -305,7 +342,12 @@ impl Sim {
 
     /// Call `tick` every `interval` for `duration` (a frame source, a
     /// viewer's feedback), letting time pass in between.
-    pub fn every(&mut self, interval: Duration, duration: Duration, mut tick: impl FnMut(&mut Sim, u64)) {
+    pub fn every(
+        &mut self,
+        interval: Duration,
+        duration: Duration,
+        mut tick: impl FnMut(&mut Sim, u64),
+    ) {
         let end = self.now + duration;
         let mut n = 0;
         while self.now < end {
@@ -317,13 +359,23 @@ impl Sim {
 
     /// Produce on `sender`'s transport and declare the stream on its client
     /// (mid, SSRC, RTX SSRC or rid per encoding).
-    pub fn produce(&mut self, sender: PeerId, kind: MediaKind, rtp_parameters: RtpParameters) -> ProducerId {
+    pub fn produce(
+        &mut self,
+        sender: PeerId,
+        kind: MediaKind,
+        rtp_parameters: RtpParameters,
+    ) -> ProducerId {
         let transport_id = self.peers[sender].transport;
         let mid = rtp_parameters.mid.clone().expect("a mid");
         let encodings = rtp_parameters.encodings.clone();
         let producer = self
             .router
-            .produce(ProducerOptions { transport_id, kind, rtp_parameters, paused: false })
+            .produce(ProducerOptions {
+                transport_id,
+                kind,
+                rtp_parameters,
+                paused: false,
+            })
             .expect("producer created");
         let rtc = &mut self.peers[sender].rtc;
         let mid = Mid::from(mid.as_str());
@@ -334,7 +386,12 @@ impl Sim {
             // rid-only encodings get SSRCs of their own on the client.
             let ssrc = e.ssrc.unwrap_or(SIMULCAST_SSRC + i as u32);
             let rtx = e.rtx.map(|r| Ssrc::from(r.ssrc));
-            rtc.direct_api().declare_stream_tx(Ssrc::from(ssrc), rtx, mid, e.rid.as_deref().map(Rid::from));
+            rtc.direct_api().declare_stream_tx(
+                Ssrc::from(ssrc),
+                rtx,
+                mid,
+                e.rid.as_deref().map(Rid::from),
+            );
         }
         producer
     }
@@ -342,7 +399,11 @@ impl Sim {
     /// The scenarios' standard video from `sender`: VP8 on mid "0", SSRC
     /// [`VIDEO_SSRC`] with RTX 2222.
     pub fn produce_video(&mut self, sender: PeerId) -> ProducerId {
-        self.produce(sender, MediaKind::Video, vp8_parameters("0", VIDEO_SSRC, 2222))
+        self.produce(
+            sender,
+            MediaKind::Video,
+            vp8_parameters("0", VIDEO_SSRC, 2222),
+        )
     }
 
     /// A connected sender of the standard video ([`Sim::produce_video`])
@@ -365,7 +426,10 @@ impl Sim {
     /// Consume `producer` on `receiver`'s transport (paused, as the router
     /// creates consumers) and declare the stream on its client.
     pub fn consume(&mut self, receiver: PeerId, producer: ProducerId) -> Consumed {
-        let info: ConsumerInfo = self.router.consume(self.peers[receiver].transport, producer).expect("consumer created");
+        let info: ConsumerInfo = self
+            .router
+            .consume(self.peers[receiver].transport, producer)
+            .expect("consumer created");
         let encoding = &info.rtp_parameters.encodings[0];
         let ssrc = encoding.ssrc.expect("consumer ssrc");
         let rtx = encoding.rtx.map(|r| Ssrc::from(r.ssrc));
@@ -377,56 +441,84 @@ impl Sim {
     }
 
     pub fn resume(&mut self, consumer: &Consumed) {
-        self.router.set_consumer_paused(self.now, consumer.id, false).expect("consumer resumed");
+        self.router
+            .set_consumer_paused(self.now, consumer.id, false)
+            .expect("consumer resumed");
     }
 
     pub fn pause(&mut self, consumer: &Consumed) {
-        self.router.set_consumer_paused(self.now, consumer.id, true).expect("consumer paused");
+        self.router
+            .set_consumer_paused(self.now, consumer.id, true)
+            .expect("consumer paused");
     }
 
     /// `sender` writes one VP8 packet (the browser's payload type 96) that
     /// ends a frame on a declared stream; it leaves at the next step of the clock.
-    pub fn send_vp8(&mut self, sender: PeerId, ssrc: u32, seq: u64, timestamp: u32, payload: Vec<u8>) {
+    pub fn send_vp8(
+        &mut self,
+        sender: PeerId,
+        ssrc: u32,
+        seq: u64,
+        timestamp: u32,
+        payload: Vec<u8>,
+    ) {
         let now = self.now;
         let mut api = self.peers[sender].rtc.direct_api();
         let stream = api.stream_tx(&Ssrc::from(ssrc)).expect("a declared stream");
-        stream.write_rtp(RtpWrite::new(Pt::from(96), seq.into(), timestamp, now, payload).marker(true).nackable(true));
+        stream.write_rtp(
+            RtpWrite::new(Pt::from(96), seq.into(), timestamp, now, payload)
+                .marker(true)
+                .nackable(true),
+        );
     }
 
     /// `receiver` asks for a key frame of the stream it receives with `ssrc` (a PLI).
     pub fn request_keyframe(&mut self, receiver: PeerId, ssrc: u32) {
-        if let Some(s) = self.peers[receiver].rtc.direct_api().stream_rx(&Ssrc::from(ssrc)) {
+        if let Some(s) = self.peers[receiver]
+            .rtc
+            .direct_api()
+            .stream_rx(&Ssrc::from(ssrc))
+        {
             s.request_keyframe(str0m::media::KeyframeRequestKind::Pli);
         }
     }
 
     /// A negotiated data channel on `stream_id` of `peer`'s client.
     pub fn open_channel(&mut self, peer: PeerId, stream_id: u16, label: &str) -> ChannelId {
-        self.peers[peer].rtc.direct_api().create_data_channel(ChannelConfig {
-            label: label.into(),
-            ordered: true,
-            reliability: Default::default(),
-            negotiated: Some(stream_id),
-            protocol: String::new(),
-        })
+        self.peers[peer]
+            .rtc
+            .direct_api()
+            .create_data_channel(ChannelConfig {
+                label: label.into(),
+                ordered: true,
+                reliability: Default::default(),
+                negotiated: Some(stream_id),
+                protocol: String::new(),
+            })
     }
 
     /// Whether `peer`'s client took the message (false: not open yet, or its buffer is full).
     pub fn write_data(&mut self, peer: PeerId, channel: ChannelId, data: &[u8]) -> bool {
-        self.peers[peer].rtc.channel(channel).is_some_and(|mut c| c.write(true, data).unwrap_or(false))
+        self.peers[peer]
+            .rtc
+            .channel(channel)
+            .is_some_and(|mut c| c.write(true, data).unwrap_or(false))
     }
 
     /// Everything due at `now`: datagrams that land, the router's timers and
     /// its output, and every online client's timers and output.
     fn settle(&mut self) {
         let now = self.now;
-        let (due, later): (Vec<Datagram>, Vec<Datagram>) = self.wire.drain(..).partition(|d| d.arrives <= now);
+        let (due, later): (Vec<Datagram>, Vec<Datagram>) =
+            self.wire.drain(..).partition(|d| d.arrives <= now);
         self.wire = later;
         for d in due {
             if d.to == self.router_addr {
-                self.router.handle_datagram(now, Protocol::Udp, d.from, &d.bytes);
+                self.router
+                    .handle_datagram(now, Protocol::Udp, d.from, &d.bytes);
             } else if let Some(peer) = self.peers.iter_mut().find(|p| p.addr == d.to && p.online) {
-                let receive = Receive::new(Protocol::Udp, d.from, d.to, &d.bytes).expect("a datagram str0m can parse");
+                let receive = Receive::new(Protocol::Udp, d.from, d.to, &d.bytes)
+                    .expect("a datagram str0m can parse");
                 if let Err(error) = peer.rtc.handle_input(Input::Receive(now, receive)) {
                     panic!("client {} refused a datagram: {error}", peer.addr);
                 }
@@ -434,21 +526,37 @@ impl Sim {
             }
         }
         self.router.handle_timeout(now);
-        let (wire, sent, peers, from) = (&mut self.wire, &mut self.router_sent, &mut self.peers, self.router_addr);
+        let (wire, sent, peers, from) = (
+            &mut self.wire,
+            &mut self.router_sent,
+            &mut self.peers,
+            self.router_addr,
+        );
         self.router.drain(now, |_, to, bytes| {
             let peer = peers.iter().position(|p| p.addr == to);
-            sent.push(Sent { at: now, to: peer, len: bytes.len() });
+            sent.push(Sent {
+                at: now,
+                to: peer,
+                len: bytes.len(),
+            });
             let through = match peer.and_then(|i| peers[i].downlink.as_mut()) {
                 Some(link) => link.pass(now, bytes.len() + IP_UDP_HEADER_BYTES),
                 None => Some(now),
             };
             if let Some(through) = through {
-                wire.push(Datagram { arrives: through + LATENCY, from, to, bytes });
+                wire.push(Datagram {
+                    arrives: through + LATENCY,
+                    from,
+                    to,
+                    bytes,
+                });
             }
         });
         self.events.extend(self.router.take_events());
         for peer in self.peers.iter_mut().filter(|p| p.online) {
-            peer.rtc.handle_input(Input::Timeout(now)).expect("client takes the time");
+            peer.rtc
+                .handle_input(Input::Timeout(now))
+                .expect("client takes the time");
             peer.poll(now, &mut self.wire);
         }
     }
@@ -457,7 +565,9 @@ impl Sim {
     fn next_event(&self) -> Instant {
         let landing = self.wire.iter().map(|d| d.arrives);
         let clients = self.peers.iter().filter(|p| p.online).map(|p| p.timeout);
-        let next = landing.chain(clients).fold(self.router.next_timeout(self.now), Instant::min);
+        let next = landing
+            .chain(clients)
+            .fold(self.router.next_timeout(self.now), Instant::min);
         next.max(self.now + MIN_STEP)
     }
 }
@@ -500,7 +610,11 @@ impl Peer {
                 marker: p.header.marker,
                 payload: p.payload,
             }),
-            Event::KeyframeRequest(r) => self.keyframe_requests.push(KeyframeRequested { at: now, mid: r.mid, rid: r.rid }),
+            Event::KeyframeRequest(r) => self.keyframe_requests.push(KeyframeRequested {
+                at: now,
+                mid: r.mid,
+                rid: r.rid,
+            }),
             Event::ChannelOpen(id, _) => self.channel_open.push(id),
             Event::ChannelData(d) => self.data.push((d.id, d.data)),
             _ => {}

@@ -12,7 +12,13 @@ const FRAME: Duration = Duration::from_millis(40);
 
 /// Frame `n` of the standard video: one packet, a key frame every 50.
 fn send_frame(sim: &mut Sim, sender: PeerId, n: u64) {
-    sim.send_vp8(sender, VIDEO_SSRC, 10_000 + n, (n * 3600) as u32, vp8_payload(n.is_multiple_of(50), n as u8));
+    sim.send_vp8(
+        sender,
+        VIDEO_SSRC,
+        10_000 + n,
+        (n * 3600) as u32,
+        vp8_payload(n.is_multiple_of(50), n as u8),
+    );
 }
 
 #[test]
@@ -33,7 +39,12 @@ fn plis_from_many_viewers_reach_the_sender_at_most_once_per_half_second() {
         send_frame(sim, sender, frame);
         frame += 1;
     });
-    assert!(viewers.iter().all(|(v, c)| !sim.peer(*v).received_from(c.ssrc).is_empty()), "video flows to every viewer");
+    assert!(
+        viewers
+            .iter()
+            .all(|(v, c)| !sim.peer(*v).received_from(c.ssrc).is_empty()),
+        "video flows to every viewer"
+    );
 
     // Every viewer sends a PLI with every frame for two seconds: 150 PLIs.
     let before = sim.peer(sender).keyframe_requests.len();
@@ -46,10 +57,16 @@ fn plis_from_many_viewers_reach_the_sender_at_most_once_per_half_second() {
     });
     sim.advance(FRAME);
     let requests = &sim.peer(sender).keyframe_requests[before..];
-    assert!((3..=5).contains(&requests.len()), "about one request per 500 ms reaches the sender: {requests:?}");
+    assert!(
+        (3..=5).contains(&requests.len()),
+        "about one request per 500 ms reaches the sender: {requests:?}"
+    );
     for pair in requests.windows(2) {
         let gap = pair[1].at - pair[0].at;
-        assert!(gap >= Duration::from_millis(500), "requests at least 500 ms apart, got {gap:?}");
+        assert!(
+            gap >= Duration::from_millis(500),
+            "requests at least 500 ms apart, got {gap:?}"
+        );
     }
 }
 
@@ -62,13 +79,26 @@ fn resuming_a_video_consumer_asks_the_sender_for_a_keyframe_at_once() {
         send_frame(sim, sender, frame);
         frame += 1;
     });
-    assert!(sim.peer(viewer).received.is_empty(), "a consumer is created paused");
+    assert!(
+        sim.peer(viewer).received.is_empty(),
+        "a consumer is created paused"
+    );
     let before = sim.peer(sender).keyframe_requests.len();
     let resumed_at = sim.now;
     sim.resume(&consumer);
-    assert!(sim.run_until(Duration::from_secs(1), |s| s.peer(sender).keyframe_requests.len() > before), "a request comes");
+    assert!(
+        sim.run_until(Duration::from_secs(1), |s| s
+            .peer(sender)
+            .keyframe_requests
+            .len()
+            > before),
+        "a request comes"
+    );
     let asked = sim.peer(sender).keyframe_requests[before].at - resumed_at;
-    assert!(asked <= 3 * LATENCY, "the request reaches the sender one hop after the resume, took {asked:?}");
+    assert!(
+        asked <= 3 * LATENCY,
+        "the request reaches the sender one hop after the resume, took {asked:?}"
+    );
 }
 
 #[test]
@@ -98,8 +128,13 @@ fn a_viewer_that_connects_after_its_consumer_was_resumed_gets_a_keyframe_request
     });
     let requests = &sim.peer(sender).keyframe_requests[before..];
     assert!(
-        requests.iter().any(|r| r.at >= connected_at && r.at - connected_at <= 3 * LATENCY),
+        requests
+            .iter()
+            .any(|r| r.at >= connected_at && r.at - connected_at <= 3 * LATENCY),
         "the sender is asked for a key frame as the viewer connects: {requests:?}"
     );
-    assert!(!sim.peer(viewer).received_from(consumer.ssrc).is_empty(), "and the viewer gets the video");
+    assert!(
+        !sim.peer(viewer).received_from(consumer.ssrc).is_empty(),
+        "and the viewer gets the video"
+    );
 }

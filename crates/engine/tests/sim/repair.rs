@@ -25,7 +25,13 @@ fn a_viewer_behind_a_lossy_link_with_a_200_ms_round_trip_gets_every_packet() {
     sim.every(FRAME, Duration::from_secs(4), |sim, _| {
         for i in 0..PACKETS_PER_FRAME {
             let key = frame.is_multiple_of(100) && i == 0;
-            sim.send_vp8(sender, VIDEO_SSRC, 10_000 + seq, (frame * 3000) as u32, vp8_payload(key, seq as u8));
+            sim.send_vp8(
+                sender,
+                VIDEO_SSRC,
+                10_000 + seq,
+                (frame * 3000) as u32,
+                vp8_payload(key, seq as u8),
+            );
             seq += 1;
         }
         frame += 1;
@@ -34,9 +40,20 @@ fn a_viewer_behind_a_lossy_link_with_a_200_ms_round_trip_gets_every_packet() {
     sim.advance(Duration::from_millis(600));
     let lost = sim.peer(viewer).downlink.as_ref().map_or(0, |l| l.dropped);
     assert!(lost >= 20, "the link lost datagrams: {lost}");
-    let got: BTreeSet<u64> = sim.peer(viewer).received_from(consumer.ssrc).iter().map(|p| p.seq).collect();
-    let (first, last) = (*got.first().expect("video arrived"), *got.last().expect("video arrived"));
+    let got: BTreeSet<u64> = sim
+        .peer(viewer)
+        .received_from(consumer.ssrc)
+        .iter()
+        .map(|p| p.seq)
+        .collect();
+    let (first, last) = (
+        *got.first().expect("video arrived"),
+        *got.last().expect("video arrived"),
+    );
     let missing: Vec<u64> = (first..=last).filter(|s| !got.contains(s)).collect();
     assert!(missing.is_empty(), "every packet arrives, lost ones resent: missing {missing:?} of {first}..={last} ({lost} lost on the link)");
-    assert!(last - first + 1 >= 4 * 30 * PACKETS_PER_FRAME - 2 * PACKETS_PER_FRAME, "the whole stream: {first}..={last}");
+    assert!(
+        last - first + 1 >= 4 * 30 * PACKETS_PER_FRAME - 2 * PACKETS_PER_FRAME,
+        "the whole stream: {first}..={last}"
+    );
 }

@@ -25,7 +25,12 @@ pub(crate) trait ConsumerKind {
     /// The push for a new consumer of `them`'s producer.
     fn push(them: &PeerEntry, producing_peer: &PeerId, info: Self::Info) -> Self::Push;
     /// Keep the consumer in `me`'s entry.
-    fn record(me: &mut PeerEntry, producing_peer: &PeerId, producer: Self::ProducerId, push: Self::Push);
+    fn record(
+        me: &mut PeerEntry,
+        producing_peer: &PeerId,
+        producer: Self::ProducerId,
+        push: Self::Push,
+    );
 }
 
 /// Audio and video consumers (`createConsumer`).
@@ -59,7 +64,9 @@ impl ConsumerKind for Media {
 
     fn push(them: &PeerEntry, producing_peer: &PeerId, info: ConsumerInfo) -> CreateConsumer {
         let producer = them.producers.get(&info.producer_id);
-        let (label, broadcast, paused) = producer.map_or(("", false, false), |p| (p.label.as_str(), p.broadcast, p.paused));
+        let (label, broadcast, paused) = producer.map_or(("", false, false), |p| {
+            (p.label.as_str(), p.broadcast, p.paused)
+        });
         CreateConsumer {
             peer_id: producing_peer.clone(),
             producer_id: info.producer_id,
@@ -76,8 +83,18 @@ impl ConsumerKind for Media {
         }
     }
 
-    fn record(me: &mut PeerEntry, producing_peer: &PeerId, producer: ProducerId, push: CreateConsumer) {
-        let entry = ConsumerEntry { producing_peer: producing_peer.clone(), push, paused: true, preferred_spatial: None };
+    fn record(
+        me: &mut PeerEntry,
+        producing_peer: &PeerId,
+        producer: ProducerId,
+        push: CreateConsumer,
+    ) {
+        let entry = ConsumerEntry {
+            producing_peer: producing_peer.clone(),
+            push,
+            paused: true,
+            preferred_spatial: None,
+        };
         me.consumers.insert(producer, entry);
     }
 }
@@ -92,7 +109,11 @@ impl ConsumerKind for Data {
         peer.data_producers.contains_key(&id)
     }
 
-    fn existing(me: &PeerEntry, _them: &PeerEntry, id: DataProducerId) -> Option<CreateDataConsumer> {
+    fn existing(
+        me: &PeerEntry,
+        _them: &PeerEntry,
+        id: DataProducerId,
+    ) -> Option<CreateDataConsumer> {
         me.data_consumers.get(&id).map(|c| c.push.clone())
     }
 
@@ -100,8 +121,16 @@ impl ConsumerKind for Data {
         info.data_producer_id
     }
 
-    fn push(them: &PeerEntry, producing_peer: &PeerId, info: DataConsumerInfo) -> CreateDataConsumer {
-        let app_data = them.data_producers.get(&info.data_producer_id).map(|p| p.app_data.clone()).unwrap_or(Value::Null);
+    fn push(
+        them: &PeerEntry,
+        producing_peer: &PeerId,
+        info: DataConsumerInfo,
+    ) -> CreateDataConsumer {
+        let app_data = them
+            .data_producers
+            .get(&info.data_producer_id)
+            .map(|p| p.app_data.clone())
+            .unwrap_or(Value::Null);
         CreateDataConsumer {
             peer_id: producing_peer.clone(),
             data_producer_id: info.data_producer_id,
@@ -113,7 +142,18 @@ impl ConsumerKind for Data {
         }
     }
 
-    fn record(me: &mut PeerEntry, producing_peer: &PeerId, producer: DataProducerId, push: CreateDataConsumer) {
-        me.data_consumers.insert(producer, DataConsumerEntry { producing_peer: producing_peer.clone(), push });
+    fn record(
+        me: &mut PeerEntry,
+        producing_peer: &PeerId,
+        producer: DataProducerId,
+        push: CreateDataConsumer,
+    ) {
+        me.data_consumers.insert(
+            producer,
+            DataConsumerEntry {
+                producing_peer: producing_peer.clone(),
+                push,
+            },
+        );
     }
 }

@@ -6,7 +6,12 @@ use super::*;
 
 impl Registry {
     /// Record a new producer; gives the room to refresh (if any).
-    pub fn add_producer(&mut self, peer: &PeerId, id: ProducerId, producer: ProducerEntry) -> Result<Effects, SignalingError> {
+    pub fn add_producer(
+        &mut self,
+        peer: &PeerId,
+        id: ProducerId,
+        producer: ProducerEntry,
+    ) -> Result<Effects, SignalingError> {
         let entry = self.peer_mut(peer)?;
         entry.producers.insert(id, producer);
         let mut effects = Effects::default();
@@ -14,7 +19,12 @@ impl Registry {
         Ok(effects)
     }
 
-    pub fn add_data_producer(&mut self, peer: &PeerId, id: DataProducerId, producer: DataProducerEntry) -> Result<Effects, SignalingError> {
+    pub fn add_data_producer(
+        &mut self,
+        peer: &PeerId,
+        id: DataProducerId,
+        producer: DataProducerEntry,
+    ) -> Result<Effects, SignalingError> {
         let entry = self.peer_mut(peer)?;
         entry.data_producers.insert(id, producer);
         let mut effects = Effects::default();
@@ -22,17 +32,28 @@ impl Registry {
         Ok(effects)
     }
 
-    pub fn own_producer(&self, peer: &PeerId, id: ProducerId) -> Result<WorkerIndex, SignalingError> {
+    pub fn own_producer(
+        &self,
+        peer: &PeerId,
+        id: ProducerId,
+    ) -> Result<WorkerIndex, SignalingError> {
         let entry = self.peer(peer)?;
         if entry.producers.contains_key(&id) {
             Ok(entry.worker)
         } else {
-            Err(err(ErrorCode::ProducerNotFound, format!("this peer has no producer {id}")))
+            Err(err(
+                ErrorCode::ProducerNotFound,
+                format!("this peer has no producer {id}"),
+            ))
         }
     }
 
     /// Forget a producer the engine closed (with its consumers).
-    pub fn remove_producer(&mut self, peer: &PeerId, id: ProducerId) -> Result<Effects, SignalingError> {
+    pub fn remove_producer(
+        &mut self,
+        peer: &PeerId,
+        id: ProducerId,
+    ) -> Result<Effects, SignalingError> {
         self.own_producer(peer, id)?;
         let entry = self.peer_mut(peer)?;
         entry.producers.remove(&id);
@@ -42,12 +63,19 @@ impl Registry {
         Ok(effects)
     }
 
-    pub fn set_producer_paused(&mut self, peer: &PeerId, id: ProducerId, paused: bool) -> Result<Effects, SignalingError> {
+    pub fn set_producer_paused(
+        &mut self,
+        peer: &PeerId,
+        id: ProducerId,
+        paused: bool,
+    ) -> Result<Effects, SignalingError> {
         let entry = self.peer_mut(peer)?;
-        let producer = entry
-            .producers
-            .get_mut(&id)
-            .ok_or_else(|| err(ErrorCode::ProducerNotFound, format!("this peer has no producer {id}")))?;
+        let producer = entry.producers.get_mut(&id).ok_or_else(|| {
+            err(
+                ErrorCode::ProducerNotFound,
+                format!("this peer has no producer {id}"),
+            )
+        })?;
         let mut effects = Effects::default();
         if producer.paused != paused {
             producer.paused = paused;
@@ -57,13 +85,20 @@ impl Registry {
     }
 
     /// Check that `consumer` may consume `producer` of `producing_peer`.
-    pub(super) fn check_same_room(&self, consumer: &PeerId, producing_peer: &PeerId) -> Result<(&PeerEntry, &PeerEntry), SignalingError> {
+    pub(super) fn check_same_room(
+        &self,
+        consumer: &PeerId,
+        producing_peer: &PeerId,
+    ) -> Result<(&PeerEntry, &PeerEntry), SignalingError> {
         let me = self.peer(consumer)?;
         let Some(my_room) = me.room.as_ref() else {
             return Err(err(ErrorCode::NotInRoom, "join a room before consuming"));
         };
         let Some(them) = self.peers.get(producing_peer) else {
-            return Err(err(ErrorCode::PeerNotFound, format!("no peer `{producing_peer}`")));
+            return Err(err(
+                ErrorCode::PeerNotFound,
+                format!("no peer `{producing_peer}`"),
+            ));
         };
         if them.room.as_ref() != Some(my_room) {
             return Err(err(
@@ -93,7 +128,11 @@ impl Registry {
             return Ok(ConsumePlan::Existing(push));
         }
         let (worker, recv_transport) = self.recv_for_consuming(me)?;
-        Ok(ConsumePlan::Create { worker, recv_transport, producer_worker: them.worker })
+        Ok(ConsumePlan::Create {
+            worker,
+            recv_transport,
+            producer_worker: them.worker,
+        })
     }
 
     /// Record the consumer the engine made, unless the world changed while
@@ -108,36 +147,69 @@ impl Registry {
         let (me, them) = self.check_same_room(consumer, producing_peer)?;
         let producer = K::producer_of(&info);
         if !K::produces(them, producer) {
-            return Err(err(ErrorCode::ProducerNotFound, format!("{} {producer} closed meanwhile", K::PRODUCER)));
+            return Err(err(
+                ErrorCode::ProducerNotFound,
+                format!("{} {producer} closed meanwhile", K::PRODUCER),
+            ));
         }
         if me.recv.map(|t| t.id) != Some(recv_transport) {
-            return Err(err(ErrorCode::NoReceiveTransport, "the receive transport closed meanwhile"));
+            return Err(err(
+                ErrorCode::NoReceiveTransport,
+                "the receive transport closed meanwhile",
+            ));
         }
         let push = K::push(them, producing_peer, info);
-        K::record(self.peer_mut(consumer)?, producing_peer, producer, push.clone());
+        K::record(
+            self.peer_mut(consumer)?,
+            producing_peer,
+            producer,
+            push.clone(),
+        );
         Ok(push)
     }
 
     /// The peer's consumer of `producer`.
-    pub fn consumer_of(&self, peer: &PeerId, producer: ProducerId) -> Result<(WorkerIndex, ConsumerId), SignalingError> {
+    pub fn consumer_of(
+        &self,
+        peer: &PeerId,
+        producer: ProducerId,
+    ) -> Result<(WorkerIndex, ConsumerId), SignalingError> {
         let entry = self.peer(peer)?;
         entry
             .consumers
             .get(&producer)
             .map(|c| (entry.worker, c.push.id))
-            .ok_or_else(|| err(ErrorCode::ConsumerNotFound, format!("this peer does not consume producer {producer}")))
+            .ok_or_else(|| {
+                err(
+                    ErrorCode::ConsumerNotFound,
+                    format!("this peer does not consume producer {producer}"),
+                )
+            })
     }
 
     /// Its client paused or resumed the peer's consumer of `producer`.
     pub fn set_consumer_paused(&mut self, peer: &PeerId, producer: ProducerId, paused: bool) {
-        if let Some(c) = self.peer_mut(peer).ok().and_then(|p| p.consumers.get_mut(&producer)) {
+        if let Some(c) = self
+            .peer_mut(peer)
+            .ok()
+            .and_then(|p| p.consumers.get_mut(&producer))
+        {
             c.paused = paused;
         }
     }
 
     /// Its client set the preferred simulcast layer of its consumer of `producer`.
-    pub fn set_consumer_preferred_spatial(&mut self, peer: &PeerId, producer: ProducerId, spatial: u8) {
-        if let Some(c) = self.peer_mut(peer).ok().and_then(|p| p.consumers.get_mut(&producer)) {
+    pub fn set_consumer_preferred_spatial(
+        &mut self,
+        peer: &PeerId,
+        producer: ProducerId,
+        spatial: u8,
+    ) {
+        if let Some(c) = self
+            .peer_mut(peer)
+            .ok()
+            .and_then(|p| p.consumers.get_mut(&producer))
+        {
             c.preferred_spatial = Some(spatial);
         }
     }
@@ -153,14 +225,26 @@ impl Registry {
         for peer in self.peers.values() {
             for (producer, c) in peer.consumers.iter().filter(|(_, c)| !c.paused) {
                 let want = c.preferred_spatial.unwrap_or(u8::MAX);
-                wanted.entry(*producer).and_modify(|w| *w = (*w).max(want)).or_insert(want);
+                wanted
+                    .entry(*producer)
+                    .and_modify(|w| *w = (*w).max(want))
+                    .or_insert(want);
             }
         }
         let mut out = Vec::new();
         for (owner, peer) in &self.peers {
-            for (id, p) in peer.producers.iter().filter(|(_, p)| p.kind == MediaKind::Video && p.spatial_layers > 1) {
+            for (id, p) in peer
+                .producers
+                .iter()
+                .filter(|(_, p)| p.kind == MediaKind::Video && p.spatial_layers > 1)
+            {
                 let top = p.spatial_layers - 1;
-                out.push((owner.clone(), *id, wanted.get(id).map_or(0, |w| (*w).min(top)), top));
+                out.push((
+                    owner.clone(),
+                    *id,
+                    wanted.get(id).map_or(0, |w| (*w).min(top)),
+                    top,
+                ));
             }
         }
         out
@@ -168,14 +252,23 @@ impl Registry {
 
     /// Forget the peer's consumer of `producer`; the peer is told with a
     /// `consumerClosed` push, as the original server did.
-    pub fn remove_consumer(&mut self, peer: &PeerId, producer: ProducerId) -> Result<(WorkerIndex, ConsumerId, Effects), SignalingError> {
+    pub fn remove_consumer(
+        &mut self,
+        peer: &PeerId,
+        producer: ProducerId,
+    ) -> Result<(WorkerIndex, ConsumerId, Effects), SignalingError> {
         let entry = self.peer_mut(peer)?;
-        let c = entry
-            .consumers
-            .remove(&producer)
-            .ok_or_else(|| err(ErrorCode::ConsumerNotFound, format!("this peer does not consume producer {producer}")))?;
+        let c = entry.consumers.remove(&producer).ok_or_else(|| {
+            err(
+                ErrorCode::ConsumerNotFound,
+                format!("this peer does not consume producer {producer}"),
+            )
+        })?;
         let mut effects = Effects::default();
-        effects.push(peer, Push::ConsumerClosed(closed(&c.producing_peer, producer)));
+        effects.push(
+            peer,
+            Push::ConsumerClosed(closed(&c.producing_peer, producer)),
+        );
         Ok((entry.worker, c.push.id, effects))
     }
 
@@ -184,7 +277,9 @@ impl Registry {
     /// joiner's. Peers that joined with `autoConsume: false` get only
     /// broadcast producers; peers without a receive transport get nothing.
     pub fn auto_consume_on_join(&self, peer: &PeerId) -> Vec<AutoConsume> {
-        let Some(room) = self.room_of(peer) else { return Vec::new() };
+        let Some(room) = self.room_of(peer) else {
+            return Vec::new();
+        };
         let mut out = Vec::new();
         for other in self.members(&room).into_iter().filter(|o| o != peer) {
             out.extend(self.wanted(peer, &other, None));
@@ -195,7 +290,9 @@ impl Registry {
 
     /// Consumers the server creates without being asked for a new producer.
     pub fn auto_consume_on_produce(&self, peer: &PeerId, producer: ProducerId) -> Vec<AutoConsume> {
-        let Some(room) = self.room_of(peer) else { return Vec::new() };
+        let Some(room) = self.room_of(peer) else {
+            return Vec::new();
+        };
         self.members(&room)
             .into_iter()
             .filter(|o| o != peer)

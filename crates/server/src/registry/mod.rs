@@ -8,6 +8,7 @@
 //! send and the engine objects to close, which the caller carries out after
 //! releasing the lock that guards the registry.
 
+use serde_json::Value;
 use simplesfu_engine::{ConsumerInfo, DataConsumerInfo, Direction};
 use simplesfu_proto::types::rtp_parameters::MediaKind;
 use simplesfu_proto::{
@@ -15,16 +16,15 @@ use simplesfu_proto::{
     CreateDataConsumer, DataConsumerId, DataProducerId, ErrorCode, PeerId, PeerProducers,
     ProducerId, Push, RoomId, SignalingError, TransportId,
 };
-use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub(crate) use kinds::{ConsumerKind, Data, Media};
 
 mod kinds;
 mod media;
-mod transports;
 #[cfg(test)]
 mod tests;
+mod transports;
 
 /// Index of a media worker in the SFU's worker list.
 pub(crate) type WorkerIndex = usize;
@@ -134,7 +134,11 @@ pub(crate) enum ConsumePlan<P> {
     Existing(P),
     /// Ask the engine for a consumer on this worker and receive transport;
     /// the producer lives on `producer_worker` (piped over first when it differs).
-    Create { worker: WorkerIndex, recv_transport: TransportId, producer_worker: WorkerIndex },
+    Create {
+        worker: WorkerIndex,
+        recv_transport: TransportId,
+        producer_worker: WorkerIndex,
+    },
 }
 
 /// A consumer the server creates without being asked.
@@ -185,12 +189,19 @@ fn peer_gone() -> SignalingError {
 }
 
 fn closed(producing_peer: &PeerId, producer: impl ToString) -> ConsumerClosed {
-    ConsumerClosed { producing_peer_id: producing_peer.clone(), producer_id: producer.to_string() }
+    ConsumerClosed {
+        producing_peer_id: producing_peer.clone(),
+        producer_id: producer.to_string(),
+    }
 }
 
 impl Registry {
     pub fn counts(&self) -> RegistryCounts {
-        let mut c = RegistryCounts { peers: self.peers.len(), rooms: self.rooms.len(), ..Default::default() };
+        let mut c = RegistryCounts {
+            peers: self.peers.len(),
+            rooms: self.rooms.len(),
+            ..Default::default()
+        };
         for p in self.peers.values() {
             c.transports += usize::from(p.send.is_some()) + usize::from(p.recv.is_some());
             c.producers += p.producers.len();
@@ -220,7 +231,8 @@ impl Registry {
 
     /// The peer's producers, media and data together (for the producer limit).
     pub fn producer_count(&self, peer: &PeerId) -> Result<usize, SignalingError> {
-        self.peer(peer).map(|p| p.producers.len() + p.data_producers.len())
+        self.peer(peer)
+            .map(|p| p.producers.len() + p.data_producers.len())
     }
 
     pub fn worker_of(&self, peer: &PeerId) -> Result<WorkerIndex, SignalingError> {
@@ -245,13 +257,21 @@ impl Registry {
 
     /// Join `room`, leaving the current room first (as the original server
     /// did). Joining the room one is in already changes nothing.
-    pub fn join_room(&mut self, peer: &PeerId, room: &RoomId, auto_consume: bool) -> Result<Effects, SignalingError> {
+    pub fn join_room(
+        &mut self,
+        peer: &PeerId,
+        room: &RoomId,
+        auto_consume: bool,
+    ) -> Result<Effects, SignalingError> {
         self.peer_mut(peer)?.auto_consume = auto_consume;
         let current = self.peer(peer)?.room.clone();
         let mut effects = Effects::default();
         if current.as_ref() == Some(room) {
             // Nothing changed for the others: only the joiner hears the list again.
-            effects.push(peer, Push::AvailableProducers(self.available_producers(room)));
+            effects.push(
+                peer,
+                Push::AvailableProducers(self.available_producers(room)),
+            );
             return Ok(effects);
         }
         if current.is_some() {
@@ -264,7 +284,10 @@ impl Registry {
         if !existing.is_empty() {
             effects.push(peer, Push::PeerConnection(existing));
         }
-        self.rooms.entry(room.clone()).or_default().push(peer.clone());
+        self.rooms
+            .entry(room.clone())
+            .or_default()
+            .push(peer.clone());
         self.peer_mut(peer)?.room = Some(room.clone());
         effects.rooms_changed.insert(room.clone());
         Ok(effects)
@@ -281,7 +304,11 @@ impl Registry {
         let worker = entry.worker;
         let mut effects = Effects::default();
 
-        let remaining: Vec<PeerId> = self.members(room).into_iter().filter(|p| p != peer).collect();
+        let remaining: Vec<PeerId> = self
+            .members(room)
+            .into_iter()
+            .filter(|p| p != peer)
+            .collect();
         if remaining.is_empty() {
             self.rooms.remove(room);
         } else {
@@ -293,14 +320,21 @@ impl Registry {
         let own_consumers = std::mem::take(&mut leaver.consumers);
         let own_data_consumers = std::mem::take(&mut leaver.data_consumers);
         let own_producers: Vec<ProducerId> = leaver.producers.keys().copied().collect();
-        let own_data_producers: Vec<DataProducerId> = leaver.data_producers.keys().copied().collect();
+        let own_data_producers: Vec<DataProducerId> =
+            leaver.data_producers.keys().copied().collect();
         for (producer, c) in own_consumers {
             effects.close_consumers.push((worker, c.push.id));
-            effects.push(peer, Push::ConsumerClosed(closed(&c.producing_peer, producer)));
+            effects.push(
+                peer,
+                Push::ConsumerClosed(closed(&c.producing_peer, producer)),
+            );
         }
         for (producer, c) in own_data_consumers {
             effects.close_data_consumers.push((worker, c.push.id));
-            effects.push(peer, Push::DataConsumerClosed(closed(&c.producing_peer, producer)));
+            effects.push(
+                peer,
+                Push::DataConsumerClosed(closed(&c.producing_peer, producer)),
+            );
         }
         if !remaining.is_empty() {
             effects.push(peer, Push::PeerDisconnection(remaining.clone()));
@@ -308,17 +342,25 @@ impl Registry {
 
         for other_id in &remaining {
             effects.push(other_id, Push::PeerDisconnection(vec![peer.clone()]));
-            let Some(other) = self.peers.get_mut(other_id) else { continue };
+            let Some(other) = self.peers.get_mut(other_id) else {
+                continue;
+            };
             for producer in &own_producers {
                 if let Some(c) = other.consumers.remove(producer) {
                     effects.close_consumers.push((other.worker, c.push.id));
-                    effects.pushes.push((other_id.clone(), Push::ConsumerClosed(closed(peer, producer))));
+                    effects.pushes.push((
+                        other_id.clone(),
+                        Push::ConsumerClosed(closed(peer, producer)),
+                    ));
                 }
             }
             for producer in &own_data_producers {
                 if let Some(c) = other.data_consumers.remove(producer) {
                     effects.close_data_consumers.push((other.worker, c.push.id));
-                    effects.pushes.push((other_id.clone(), Push::DataConsumerClosed(closed(peer, producer))));
+                    effects.pushes.push((
+                        other_id.clone(),
+                        Push::DataConsumerClosed(closed(peer, producer)),
+                    ));
                 }
             }
         }
@@ -345,24 +387,40 @@ impl Registry {
         for producer in entry.data_producers.keys() {
             effects.merge(self.drop_data_consumers_of(peer, *producer, false));
         }
-        let transports: Vec<TransportId> = [entry.send, entry.recv].into_iter().flatten().map(|t| t.id).collect();
+        let transports: Vec<TransportId> = [entry.send, entry.recv]
+            .into_iter()
+            .flatten()
+            .map(|t| t.id)
+            .collect();
         for t in &transports {
             self.transport_owners.remove(t);
         }
-        Some(RemovedPeer { worker: entry.worker, transports, effects })
+        Some(RemovedPeer {
+            worker: entry.worker,
+            transports,
+            effects,
+        })
     }
 
     /// Remove every consumer of `producer` and tell their peers. With
     /// `close_in_engine`, also ask the engine to close them (not needed when
     /// the engine closes them along with their producer).
-    fn drop_consumers_of(&mut self, producing_peer: &PeerId, producer: ProducerId, close_in_engine: bool) -> Effects {
+    fn drop_consumers_of(
+        &mut self,
+        producing_peer: &PeerId,
+        producer: ProducerId,
+        close_in_engine: bool,
+    ) -> Effects {
         let mut effects = Effects::default();
         for (peer_id, entry) in self.peers.iter_mut() {
             if let Some(c) = entry.consumers.remove(&producer) {
                 if close_in_engine {
                     effects.close_consumers.push((entry.worker, c.push.id));
                 }
-                effects.push(peer_id, Push::ConsumerClosed(closed(producing_peer, producer)));
+                effects.push(
+                    peer_id,
+                    Push::ConsumerClosed(closed(producing_peer, producer)),
+                );
             }
         }
         effects
@@ -380,7 +438,10 @@ impl Registry {
                 if close_in_engine {
                     effects.close_data_consumers.push((entry.worker, c.push.id));
                 }
-                effects.push(peer_id, Push::DataConsumerClosed(closed(producing_peer, producer)));
+                effects.push(
+                    peer_id,
+                    Push::DataConsumerClosed(closed(producing_peer, producer)),
+                );
             }
         }
         effects
@@ -398,7 +459,12 @@ impl Registry {
     }
 
     /// Producers of `producing` (all, or just `only`) that `consumer` gets automatically.
-    fn wanted(&self, consumer: &PeerId, producing: &PeerId, only: Option<ProducerId>) -> Vec<AutoConsume> {
+    fn wanted(
+        &self,
+        consumer: &PeerId,
+        producing: &PeerId,
+        only: Option<ProducerId>,
+    ) -> Vec<AutoConsume> {
         let (Some(me), Some(them)) = (self.peers.get(consumer), self.peers.get(producing)) else {
             return Vec::new();
         };
@@ -409,7 +475,11 @@ impl Registry {
             .iter()
             .filter(|(id, p)| only.is_none_or(|o| o == **id) && (me.auto_consume || p.broadcast))
             .filter(|(id, _)| !me.consumers.contains_key(id))
-            .map(|(id, _)| AutoConsume { consumer: consumer.clone(), producing_peer: producing.clone(), producer: *id })
+            .map(|(id, _)| AutoConsume {
+                consumer: consumer.clone(),
+                producing_peer: producing.clone(),
+                producer: *id,
+            })
             .collect()
     }
 
@@ -417,7 +487,9 @@ impl Registry {
     pub fn available_producers(&self, room: &RoomId) -> AvailableProducers {
         let mut out = AvailableProducers::new();
         for peer_id in self.members(room) {
-            let Some(peer) = self.peers.get(&peer_id) else { continue };
+            let Some(peer) = self.peers.get(&peer_id) else {
+                continue;
+            };
             let mut offer = PeerProducers::default();
             for (id, p) in &peer.producers {
                 offer.producers.insert(

@@ -13,7 +13,13 @@ fn rid(s: &str) -> RoomId {
 }
 
 fn video(label: &str) -> ProducerEntry {
-    ProducerEntry { kind: MediaKind::Video, label: label.into(), broadcast: false, paused: false, spatial_layers: 1 }
+    ProducerEntry {
+        kind: MediaKind::Video,
+        label: label.into(),
+        broadcast: false,
+        paused: false,
+        spatial_layers: 1,
+    }
 }
 
 fn types_of(effects: &Effects, to: &str) -> Vec<String> {
@@ -21,7 +27,12 @@ fn types_of(effects: &Effects, to: &str) -> Vec<String> {
         .pushes
         .iter()
         .filter(|(p, _)| p.as_str() == to)
-        .map(|(_, push)| serde_json::to_value(push).expect("serializes")["type"].as_str().unwrap_or("").to_owned())
+        .map(|(_, push)| {
+            serde_json::to_value(push).expect("serializes")["type"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
         .collect()
 }
 
@@ -35,8 +46,10 @@ fn registry_with(peers: &[&str]) -> Registry {
 
 fn with_transports(r: &mut Registry, peer: &str) -> (TransportId, TransportId) {
     let (send, recv) = (TransportId::new(), TransportId::new());
-    r.add_transport(&pid(peer), Direction::Send, send).expect("first send transport");
-    r.add_transport(&pid(peer), Direction::Recv, recv).expect("first recv transport");
+    r.add_transport(&pid(peer), Direction::Send, send)
+        .expect("first send transport");
+    r.add_transport(&pid(peer), Direction::Recv, recv)
+        .expect("first recv transport");
     r.mark_connected(&pid(peer), send);
     (send, recv)
 }
@@ -55,15 +68,18 @@ fn consumer_info(producer: ProducerId) -> ConsumerInfo {
 /// `b` consumes a fresh video producer of `a`; gives (producer, consumer).
 fn consume(r: &mut Registry, a: &str, b: &str) -> (ProducerId, ConsumerId) {
     let producer = ProducerId::new();
-    r.add_producer(&pid(a), producer, video("cam")).expect("producer added");
-    let ConsumePlan::Create { recv_transport, .. } =
-        r.plan_consume::<Media>(&pid(b), &pid(a), producer).expect("may consume")
+    r.add_producer(&pid(a), producer, video("cam"))
+        .expect("producer added");
+    let ConsumePlan::Create { recv_transport, .. } = r
+        .plan_consume::<Media>(&pid(b), &pid(a), producer)
+        .expect("may consume")
     else {
         panic!("expected a new consumer")
     };
     let info = consumer_info(producer);
     let id = info.id;
-    r.add_consumer::<Media>(&pid(b), &pid(a), recv_transport, info).expect("consumer recorded");
+    r.add_consumer::<Media>(&pid(b), &pid(a), recv_transport, info)
+        .expect("consumer recorded");
     (producer, id)
 }
 
@@ -71,11 +87,20 @@ fn consume(r: &mut Registry, a: &str, b: &str) -> (ProducerId, ConsumerId) {
 fn joining_tells_the_joiner_everyone_and_everyone_the_joiner() {
     let mut r = registry_with(&["a", "b", "c"]);
     let first = r.join_room(&pid("a"), &rid("x"), true).expect("joins");
-    assert!(types_of(&first, "a").is_empty(), "nobody to announce to the first peer");
+    assert!(
+        types_of(&first, "a").is_empty(),
+        "nobody to announce to the first peer"
+    );
     r.join_room(&pid("b"), &rid("x"), true).expect("joins");
     let third = r.join_room(&pid("c"), &rid("x"), true).expect("joins");
-    let to_c: Vec<_> = third.pushes.iter().filter(|(p, _)| p.as_str() == "c").collect();
-    assert!(matches!(&to_c[..], [(_, Push::PeerConnection(ids))] if ids == &vec![pid("a"), pid("b")]));
+    let to_c: Vec<_> = third
+        .pushes
+        .iter()
+        .filter(|(p, _)| p.as_str() == "c")
+        .collect();
+    assert!(
+        matches!(&to_c[..], [(_, Push::PeerConnection(ids))] if ids == &vec![pid("a"), pid("b")])
+    );
     assert_eq!(types_of(&third, "a"), vec!["peerConnection"]);
     assert_eq!(types_of(&third, "b"), vec!["peerConnection"]);
     assert_eq!(third.rooms_changed, BTreeSet::from([rid("x")]));
@@ -101,7 +126,11 @@ fn rejoining_the_same_room_changes_nothing() {
     r.join_room(&pid("b"), &rid("x"), true).expect("joins");
     let again = r.join_room(&pid("a"), &rid("x"), true).expect("joins");
     assert!(types_of(&again, "b").is_empty(), "the others hear nothing");
-    assert_eq!(types_of(&again, "a"), vec!["availableProducers"], "the joiner hears the list again");
+    assert_eq!(
+        types_of(&again, "a"),
+        vec!["availableProducers"],
+        "the joiner hears the list again"
+    );
     assert!(again.rooms_changed.is_empty(), "no room-wide resend");
     assert_eq!(r.members(&rid("x")), vec![pid("a"), pid("b")]);
 }
@@ -130,17 +159,27 @@ fn consuming_needs_same_room_and_a_receive_transport() {
     r.join_room(&pid("c"), &rid("y"), true).expect("joins");
     with_transports(&mut r, "a");
     let producer = ProducerId::new();
-    r.add_producer(&pid("a"), producer, video("cam")).expect("added");
+    r.add_producer(&pid("a"), producer, video("cam"))
+        .expect("added");
 
-    let e = r.plan_consume::<Media>(&pid("b"), &pid("a"), producer).expect_err("no recv transport");
+    let e = r
+        .plan_consume::<Media>(&pid("b"), &pid("a"), producer)
+        .expect_err("no recv transport");
     assert_eq!(e.code, ErrorCode::NoReceiveTransport);
     with_transports(&mut r, "c");
-    let e = r.plan_consume::<Media>(&pid("c"), &pid("a"), producer).expect_err("other room");
+    let e = r
+        .plan_consume::<Media>(&pid("c"), &pid("a"), producer)
+        .expect_err("other room");
     assert_eq!(e.code, ErrorCode::ProducerNotInRoom);
     with_transports(&mut r, "b");
-    let e = r.plan_consume::<Media>(&pid("b"), &pid("a"), ProducerId::new()).expect_err("unknown producer");
+    let e = r
+        .plan_consume::<Media>(&pid("b"), &pid("a"), ProducerId::new())
+        .expect_err("unknown producer");
     assert_eq!(e.code, ErrorCode::ProducerNotFound);
-    assert!(matches!(r.plan_consume::<Media>(&pid("b"), &pid("a"), producer), Ok(ConsumePlan::Create { .. })));
+    assert!(matches!(
+        r.plan_consume::<Media>(&pid("b"), &pid("a"), producer),
+        Ok(ConsumePlan::Create { .. })
+    ));
 }
 
 #[test]
@@ -151,7 +190,10 @@ fn a_second_consume_of_the_same_producer_returns_the_first_consumer() {
     with_transports(&mut r, "a");
     with_transports(&mut r, "b");
     let (producer, consumer) = consume(&mut r, "a", "b");
-    match r.plan_consume::<Media>(&pid("b"), &pid("a"), producer).expect("may consume") {
+    match r
+        .plan_consume::<Media>(&pid("b"), &pid("a"), producer)
+        .expect("may consume")
+    {
         ConsumePlan::Existing(push) => {
             assert_eq!(push.id, consumer);
             assert_eq!(push.app_data["label"], "cam");
@@ -170,9 +212,12 @@ fn a_consumer_made_while_its_producer_closed_is_refused() {
     with_transports(&mut r, "a");
     let (_, recv) = with_transports(&mut r, "b");
     let producer = ProducerId::new();
-    r.add_producer(&pid("a"), producer, video("cam")).expect("added");
+    r.add_producer(&pid("a"), producer, video("cam"))
+        .expect("added");
     r.remove_producer(&pid("a"), producer).expect("removed");
-    let e = r.add_consumer::<Media>(&pid("b"), &pid("a"), recv, consumer_info(producer)).expect_err("gone");
+    let e = r
+        .add_consumer::<Media>(&pid("b"), &pid("a"), recv, consumer_info(producer))
+        .expect_err("gone");
     assert_eq!(e.code, ErrorCode::ProducerNotFound);
     assert_eq!(r.counts().consumers, 0);
 }
@@ -185,11 +230,18 @@ fn closing_a_producer_tells_its_consumers() {
     with_transports(&mut r, "a");
     with_transports(&mut r, "b");
     let (producer, _) = consume(&mut r, "a", "b");
-    let effects = r.remove_producer(&pid("a"), producer).expect("own producer");
+    let effects = r
+        .remove_producer(&pid("a"), producer)
+        .expect("own producer");
     assert_eq!(types_of(&effects, "b"), vec!["consumerClosed"]);
-    assert!(effects.close_consumers.is_empty(), "the engine closes a producer's consumers itself");
+    assert!(
+        effects.close_consumers.is_empty(),
+        "the engine closes a producer's consumers itself"
+    );
     assert_eq!(effects.rooms_changed, BTreeSet::from([rid("x")]));
-    let e = r.remove_producer(&pid("b"), ProducerId::new()).expect_err("not b's");
+    let e = r
+        .remove_producer(&pid("b"), ProducerId::new())
+        .expect_err("not b's");
     assert_eq!(e.code, ErrorCode::ProducerNotFound);
 }
 
@@ -203,8 +255,14 @@ fn leaving_closes_consumers_both_ways() {
     consume(&mut r, "a", "b");
     consume(&mut r, "b", "a");
     let effects = r.leave_room(&pid("a")).expect("leaves");
-    assert_eq!(types_of(&effects, "a"), vec!["consumerClosed", "peerDisconnection"]);
-    assert_eq!(types_of(&effects, "b"), vec!["peerDisconnection", "consumerClosed"]);
+    assert_eq!(
+        types_of(&effects, "a"),
+        vec!["consumerClosed", "peerDisconnection"]
+    );
+    assert_eq!(
+        types_of(&effects, "b"),
+        vec!["peerDisconnection", "consumerClosed"]
+    );
     assert_eq!(effects.close_consumers.len(), 2);
     assert_eq!(r.counts().consumers, 0);
     assert_eq!(r.counts().producers, 2, "producers survive a leave");
@@ -220,11 +278,25 @@ fn removing_a_peer_cleans_up_everything() {
     consume(&mut r, "a", "b");
     let removed = r.remove_peer(&pid("a")).expect("known peer");
     assert_eq!(removed.transports, vec![send, recv]);
-    assert_eq!(types_of(&removed.effects, "b"), vec!["peerDisconnection", "consumerClosed"]);
+    assert_eq!(
+        types_of(&removed.effects, "b"),
+        vec!["peerDisconnection", "consumerClosed"]
+    );
     assert_eq!(removed.effects.rooms_changed, BTreeSet::from([rid("x")]));
     let counts = r.counts();
-    assert_eq!((counts.peers, counts.producers, counts.consumers, counts.transports), (1, 0, 0, 2));
-    assert!(r.transport_closed(send).is_none(), "its transports are forgotten");
+    assert_eq!(
+        (
+            counts.peers,
+            counts.producers,
+            counts.consumers,
+            counts.transports
+        ),
+        (1, 0, 0, 2)
+    );
+    assert!(
+        r.transport_closed(send).is_none(),
+        "its transports are forgotten"
+    );
     assert!(r.remove_peer(&pid("a")).is_none());
 }
 
@@ -232,18 +304,34 @@ fn removing_a_peer_cleans_up_everything() {
 fn transports_are_one_per_direction_and_private() {
     let mut r = registry_with(&["a", "b"]);
     let (send, recv) = with_transports(&mut r, "a");
-    let e = r.check_new_transport(&pid("a"), Direction::Send).expect_err("second send");
+    let e = r
+        .check_new_transport(&pid("a"), Direction::Send)
+        .expect_err("second send");
     assert_eq!(e.code, ErrorCode::TransportAlreadyExists);
     let e = r.own_transport(&pid("b"), send).expect_err("a's transport");
     assert_eq!(e.code, ErrorCode::TransportNotFound);
-    let e = r.producing_transport(&pid("a"), recv).expect_err("recv transport");
+    let e = r
+        .producing_transport(&pid("a"), recv)
+        .expect_err("recv transport");
     assert_eq!(e.code, ErrorCode::WrongTransportDirection);
-    r.add_transport(&pid("b"), Direction::Send, TransportId::new()).expect("b's own");
-    let b_send = r.own_transport(&pid("b"), r.peers[&pid("b")].send.expect("set").id).expect("own").2.id;
-    let e = r.producing_transport(&pid("b"), b_send).expect_err("not connected");
+    r.add_transport(&pid("b"), Direction::Send, TransportId::new())
+        .expect("b's own");
+    let b_send = r
+        .own_transport(&pid("b"), r.peers[&pid("b")].send.expect("set").id)
+        .expect("own")
+        .2
+        .id;
+    let e = r
+        .producing_transport(&pid("b"), b_send)
+        .expect_err("not connected");
     assert_eq!(e.code, ErrorCode::TransportNotConnected);
-    assert_eq!(r.producing_transport(&pid("a"), send).expect("connected"), 0);
-    let e = r.check_connect(&pid("a"), send).expect_err("connected twice");
+    assert_eq!(
+        r.producing_transport(&pid("a"), send).expect("connected"),
+        0
+    );
+    let e = r
+        .check_connect(&pid("a"), send)
+        .expect_err("connected twice");
     assert_eq!(e.code, ErrorCode::TransportAlreadyConnected);
 }
 
@@ -259,7 +347,8 @@ fn a_dead_send_transport_takes_its_producers_along() {
     assert_eq!(owner, pid("a"));
     assert_eq!(types_of(&effects, "b"), vec!["consumerClosed"]);
     assert_eq!(r.counts().producers, 0);
-    r.check_new_transport(&pid("a"), Direction::Send).expect("may create a new send transport");
+    r.check_new_transport(&pid("a"), Direction::Send)
+        .expect("may create a new send transport");
 }
 
 #[test]
@@ -269,23 +358,40 @@ fn available_producers_lists_every_member_with_its_offer() {
     r.join_room(&pid("b"), &rid("x"), true).expect("joins");
     r.join_room(&pid("c"), &rid("y"), true).expect("joins");
     let producer = ProducerId::new();
-    r.add_producer(&pid("a"), producer, ProducerEntry { broadcast: true, ..video("stage") }).expect("added");
+    r.add_producer(
+        &pid("a"),
+        producer,
+        ProducerEntry {
+            broadcast: true,
+            ..video("stage")
+        },
+    )
+    .expect("added");
     let data = DataProducerId::new();
     r.add_data_producer(
         &pid("b"),
         data,
-        DataProducerEntry { app_data: serde_json::json!({"type": "data"}) },
+        DataProducerEntry {
+            app_data: serde_json::json!({"type": "data"}),
+        },
     )
     .expect("added");
-    r.set_producer_paused(&pid("a"), producer, true).expect("own producer");
+    r.set_producer_paused(&pid("a"), producer, true)
+        .expect("own producer");
     let json = serde_json::to_value(r.available_producers(&rid("x"))).expect("serializes");
     assert_eq!(
         json[pid("a").as_str()]["producers"][producer.to_string()],
         serde_json::json!({"label": "stage", "broadcast": true, "peerId": "a", "kind": "video", "paused": true})
     );
     assert_eq!(json["b"]["producers"], serde_json::json!({}));
-    assert_eq!(json["b"]["dataProducers"][data.to_string()], serde_json::json!({"type": "data"}));
-    assert!(json.get("c").is_none(), "peers of other rooms are not listed");
+    assert_eq!(
+        json["b"]["dataProducers"][data.to_string()],
+        serde_json::json!({"type": "data"})
+    );
+    assert!(
+        json.get("c").is_none(),
+        "peers of other rooms are not listed"
+    );
 }
 
 #[test]
@@ -299,22 +405,36 @@ fn data_consumers_follow_the_same_rules() {
     r.add_data_producer(
         &pid("a"),
         data,
-        DataProducerEntry { app_data: serde_json::json!({}) },
+        DataProducerEntry {
+            app_data: serde_json::json!({}),
+        },
     )
     .expect("added");
-    assert!(matches!(r.plan_consume::<Data>(&pid("b"), &pid("a"), data), Ok(ConsumePlan::Create { .. })));
+    assert!(matches!(
+        r.plan_consume::<Data>(&pid("b"), &pid("a"), data),
+        Ok(ConsumePlan::Create { .. })
+    ));
     let info = DataConsumerInfo {
         id: DataConsumerId::new(),
         data_producer_id: data,
-        sctp_stream_parameters: serde_json::from_value::<SctpStreamParameters>(serde_json::json!({"streamId": 1, "ordered": true}))
-            .expect("valid"),
+        sctp_stream_parameters: serde_json::from_value::<SctpStreamParameters>(
+            serde_json::json!({"streamId": 1, "ordered": true}),
+        )
+        .expect("valid"),
         label: "chat".into(),
         protocol: "json".into(),
     };
-    r.add_consumer::<Data>(&pid("b"), &pid("a"), recv, info).expect("recorded");
-    assert!(matches!(r.plan_consume::<Data>(&pid("b"), &pid("a"), data), Ok(ConsumePlan::Existing(_))));
+    r.add_consumer::<Data>(&pid("b"), &pid("a"), recv, info)
+        .expect("recorded");
+    assert!(matches!(
+        r.plan_consume::<Data>(&pid("b"), &pid("a"), data),
+        Ok(ConsumePlan::Existing(_))
+    ));
     let removed = r.remove_peer(&pid("a")).expect("known");
-    assert_eq!(types_of(&removed.effects, "b"), vec!["peerDisconnection", "dataConsumerClosed"]);
+    assert_eq!(
+        types_of(&removed.effects, "b"),
+        vec!["peerDisconnection", "dataConsumerClosed"]
+    );
 }
 
 #[test]
@@ -326,16 +446,45 @@ fn auto_consume_follows_the_joiners_choice_and_broadcast() {
     let cam = ProducerId::new();
     let stage = ProducerId::new();
     r.add_producer(&pid("a"), cam, video("cam")).expect("added");
-    r.add_producer(&pid("a"), stage, ProducerEntry { broadcast: true, ..video("stage") }).expect("added");
+    r.add_producer(
+        &pid("a"),
+        stage,
+        ProducerEntry {
+            broadcast: true,
+            ..video("stage")
+        },
+    )
+    .expect("added");
     r.join_room(&pid("a"), &rid("x"), true).expect("joins");
     r.join_room(&pid("b"), &rid("x"), true).expect("joins");
-    let for_b: Vec<_> = r.auto_consume_on_join(&pid("b")).into_iter().map(|t| t.producer).collect();
-    assert_eq!(for_b.len(), 2, "an auto-consuming joiner gets every producer");
+    let for_b: Vec<_> = r
+        .auto_consume_on_join(&pid("b"))
+        .into_iter()
+        .map(|t| t.producer)
+        .collect();
+    assert_eq!(
+        for_b.len(),
+        2,
+        "an auto-consuming joiner gets every producer"
+    );
     r.join_room(&pid("c"), &rid("x"), false).expect("joins");
-    let for_c: Vec<_> = r.auto_consume_on_join(&pid("c")).into_iter().filter(|t| t.consumer == pid("c")).map(|t| t.producer).collect();
-    assert_eq!(for_c, vec![stage], "autoConsume: false still gets broadcast producers");
+    let for_c: Vec<_> = r
+        .auto_consume_on_join(&pid("c"))
+        .into_iter()
+        .filter(|t| t.consumer == pid("c"))
+        .map(|t| t.producer)
+        .collect();
+    assert_eq!(
+        for_c,
+        vec![stage],
+        "autoConsume: false still gets broadcast producers"
+    );
     let mic = ProducerId::new();
     r.add_producer(&pid("b"), mic, video("mic")).expect("added");
-    let targets: Vec<_> = r.auto_consume_on_produce(&pid("b"), mic).into_iter().map(|t| t.consumer).collect();
+    let targets: Vec<_> = r
+        .auto_consume_on_produce(&pid("b"), mic)
+        .into_iter()
+        .map(|t| t.consumer)
+        .collect();
     assert_eq!(targets, vec![pid("a")]);
 }

@@ -5,7 +5,11 @@ use super::*;
 
 impl Registry {
     /// May this peer create a transport of this direction? Gives its worker.
-    pub fn check_new_transport(&self, peer: &PeerId, direction: Direction) -> Result<WorkerIndex, SignalingError> {
+    pub fn check_new_transport(
+        &self,
+        peer: &PeerId,
+        direction: Direction,
+    ) -> Result<WorkerIndex, SignalingError> {
         let entry = self.peer(peer)?;
         if let Some(existing) = entry.slot(direction) {
             let which = match direction {
@@ -14,32 +18,54 @@ impl Registry {
             };
             return Err(err(
                 ErrorCode::TransportAlreadyExists,
-                format!("this peer already has a {which} transport ({})", existing.id),
+                format!(
+                    "this peer already has a {which} transport ({})",
+                    existing.id
+                ),
             ));
         }
         Ok(entry.worker)
     }
 
-    pub fn add_transport(&mut self, peer: &PeerId, direction: Direction, id: TransportId) -> Result<(), SignalingError> {
+    pub fn add_transport(
+        &mut self,
+        peer: &PeerId,
+        direction: Direction,
+        id: TransportId,
+    ) -> Result<(), SignalingError> {
         self.check_new_transport(peer, direction)?;
-        *self.peer_mut(peer)?.slot_mut(direction) = Some(TransportSlot { id, connected: false });
+        *self.peer_mut(peer)?.slot_mut(direction) = Some(TransportSlot {
+            id,
+            connected: false,
+        });
         self.transport_owners.insert(id, (peer.clone(), direction));
         Ok(())
     }
 
     /// The peer's own transport with this id (another peer's id is "not found").
-    pub fn own_transport(&self, peer: &PeerId, id: TransportId) -> Result<(WorkerIndex, Direction, TransportSlot), SignalingError> {
+    pub fn own_transport(
+        &self,
+        peer: &PeerId,
+        id: TransportId,
+    ) -> Result<(WorkerIndex, Direction, TransportSlot), SignalingError> {
         let entry = self.peer(peer)?;
         for direction in [Direction::Send, Direction::Recv] {
             if let Some(slot) = entry.slot(direction).filter(|s| s.id == id) {
                 return Ok((entry.worker, direction, slot));
             }
         }
-        Err(err(ErrorCode::TransportNotFound, format!("this peer has no transport {id}")))
+        Err(err(
+            ErrorCode::TransportNotFound,
+            format!("this peer has no transport {id}"),
+        ))
     }
 
     /// The peer's send transport `id`, connected: where producers go.
-    pub fn producing_transport(&self, peer: &PeerId, id: TransportId) -> Result<WorkerIndex, SignalingError> {
+    pub fn producing_transport(
+        &self,
+        peer: &PeerId,
+        id: TransportId,
+    ) -> Result<WorkerIndex, SignalingError> {
         let (worker, direction, slot) = self.own_transport(peer, id)?;
         if direction != Direction::Send {
             return Err(err(
@@ -56,10 +82,17 @@ impl Registry {
         Ok(worker)
     }
 
-    pub fn check_connect(&self, peer: &PeerId, id: TransportId) -> Result<WorkerIndex, SignalingError> {
+    pub fn check_connect(
+        &self,
+        peer: &PeerId,
+        id: TransportId,
+    ) -> Result<WorkerIndex, SignalingError> {
         let (worker, _, slot) = self.own_transport(peer, id)?;
         if slot.connected {
-            return Err(err(ErrorCode::TransportAlreadyConnected, format!("transport {id} is connected already")));
+            return Err(err(
+                ErrorCode::TransportAlreadyConnected,
+                format!("transport {id} is connected already"),
+            ));
         }
         Ok(worker)
     }
@@ -74,7 +107,10 @@ impl Registry {
         }
     }
 
-    pub(super) fn recv_for_consuming(&self, me: &PeerEntry) -> Result<(WorkerIndex, TransportId), SignalingError> {
+    pub(super) fn recv_for_consuming(
+        &self,
+        me: &PeerEntry,
+    ) -> Result<(WorkerIndex, TransportId), SignalingError> {
         let Some(recv) = me.recv else {
             return Err(err(
                 ErrorCode::NoReceiveTransport,
@@ -86,7 +122,10 @@ impl Registry {
 
     /// Whether the peer's receive transport got its `connectWebRtcTransport`.
     pub fn recv_connected(&self, peer: &PeerId) -> bool {
-        self.peers.get(peer).and_then(|p| p.recv).is_some_and(|t| t.connected)
+        self.peers
+            .get(peer)
+            .and_then(|p| p.recv)
+            .is_some_and(|t| t.connected)
     }
 
     pub fn transport_owner(&self, id: TransportId) -> Option<PeerId> {
@@ -102,9 +141,11 @@ impl Registry {
         let mut effects = Effects::default();
         match direction {
             Direction::Send => {
-                let producers: Vec<ProducerId> = std::mem::take(&mut entry.producers).into_keys().collect();
-                let data_producers: Vec<DataProducerId> =
-                    std::mem::take(&mut entry.data_producers).into_keys().collect();
+                let producers: Vec<ProducerId> =
+                    std::mem::take(&mut entry.producers).into_keys().collect();
+                let data_producers: Vec<DataProducerId> = std::mem::take(&mut entry.data_producers)
+                    .into_keys()
+                    .collect();
                 effects.rooms_changed.extend(entry.room.clone());
                 for p in producers {
                     effects.merge(self.drop_consumers_of(&peer, p, false));
@@ -115,10 +156,16 @@ impl Registry {
             }
             Direction::Recv => {
                 for (producer, c) in std::mem::take(&mut entry.consumers) {
-                    effects.push(&peer, Push::ConsumerClosed(closed(&c.producing_peer, producer)));
+                    effects.push(
+                        &peer,
+                        Push::ConsumerClosed(closed(&c.producing_peer, producer)),
+                    );
                 }
                 for (producer, c) in std::mem::take(&mut entry.data_consumers) {
-                    effects.push(&peer, Push::DataConsumerClosed(closed(&c.producing_peer, producer)));
+                    effects.push(
+                        &peer,
+                        Push::DataConsumerClosed(closed(&c.producing_peer, producer)),
+                    );
                 }
             }
         }

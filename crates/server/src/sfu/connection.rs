@@ -9,7 +9,10 @@ use super::*;
 impl Sfu {
     /// Refuse a connection whose auth payload was over [`MAX_AUTH_BYTES`]
     /// (see [`BoundedAuth`]): it was never parsed.
-    pub fn check_auth_size(&self, auth: &Result<Option<Value>, usize>) -> Result<(), AuthPayloadTooLarge> {
+    pub fn check_auth_size(
+        &self,
+        auth: &Result<Option<Value>, usize>,
+    ) -> Result<(), AuthPayloadTooLarge> {
         match auth {
             Err(size) => {
                 self.inner.metrics.refused("payload_too_large");
@@ -26,7 +29,9 @@ impl Sfu {
     /// before the one calling `on_connect`; an `Err` refuses the connection,
     /// and its text is the client's `connect_error` message.
     pub fn authenticate(&self, socket: &SocketRef, auth: Option<&Value>) -> Result<(), AuthError> {
-        let Some(verifier) = &self.inner.verifier else { return Ok(()) };
+        let Some(verifier) = &self.inner.verifier else {
+            return Ok(());
+        };
         match verifier.verify_auth_payload(auth) {
             Ok(grant) => {
                 socket.extensions.insert(grant);
@@ -55,13 +60,20 @@ impl Sfu {
     /// token}}`, see docs/PROTOCOL.md). Call it from a connect middleware; an
     /// `Err` refuses the connection with its text as the `connect_error`
     /// message. Then call [`Sfu::on_connected`] from the connect handler.
-    pub fn on_connect_with_auth(&self, socket: SocketRef, auth: Option<&Value>) -> Result<(), ResumeError> {
-        let intent = ResumeIntent::from_auth(auth).inspect_err(|_| self.inner.metrics.refused("invalid_auth"))?;
+    pub fn on_connect_with_auth(
+        &self,
+        socket: SocketRef,
+        auth: Option<&Value>,
+    ) -> Result<(), ResumeError> {
+        let intent = ResumeIntent::from_auth(auth)
+            .inspect_err(|_| self.inner.metrics.refused("invalid_auth"))?;
         match intent {
-            ResumeIntent::Resume { peer, token } => self.resume(socket, peer, &token).inspect_err(|error| {
-                self.inner.metrics.refused("resume_failed");
-                tracing::info!(%error, "resume refused");
-            }),
+            ResumeIntent::Resume { peer, token } => {
+                self.resume(socket, peer, &token).inspect_err(|error| {
+                    self.inner.metrics.refused("resume_failed");
+                    tracing::info!(%error, "resume refused");
+                })
+            }
             intent => {
                 self.admit(socket, intent);
                 Ok(())
@@ -73,7 +85,9 @@ impl Sfu {
     /// `session` push, pushes missed while away) and, after a resume, the
     /// room's `availableProducers` again.
     pub fn on_connected(&self, socket: &SocketRef) {
-        let Some(peer) = socket.extensions.get::<PeerId>() else { return };
+        let Some(peer) = socket.extensions.get::<PeerId>() else {
+            return;
+        };
         let outbox = self.links().get(&peer).map(|l| l.outbox.clone());
         let Some(outbox) = outbox else { return };
         let delivery = lock(&outbox).flush(&peer);
@@ -84,7 +98,9 @@ impl Sfu {
         if socket.extensions.get::<Resumed>().is_some() {
             let available = {
                 let registry = self.registry();
-                registry.room_of(&peer).map(|room| registry.available_producers(&room))
+                registry
+                    .room_of(&peer)
+                    .map(|room| registry.available_producers(&room))
             };
             if let Some(available) = available {
                 self.push(&peer, &Push::AvailableProducers(available));
@@ -108,7 +124,10 @@ impl Sfu {
         }
         let worker = {
             let mut registry = self.registry();
-            let placed = least_loaded(&registry.peers_per_worker(self.inner.workers.len()), &self.inner.workers);
+            let placed = least_loaded(
+                &registry.peers_per_worker(self.inner.workers.len()),
+                &self.inner.workers,
+            );
             // With every worker gone the peer still gets a place, so each of
             // its media requests is answered with `worker_stopped`'s error.
             let worker = placed.unwrap_or_else(|| {
@@ -121,7 +140,9 @@ impl Sfu {
         let resumable = intent == ResumeIntent::Supported && !self.inner.resume_grace.is_zero();
         self.inner.metrics.connected();
         tracing::info!(peer = %peer, worker, resumable, room = grant.as_ref().map(|g| g.room.as_str()), "peer connected");
-        let rate = Arc::new(Mutex::new(RequestRate::new(self.inner.limits.bucket(Instant::now()))));
+        let rate = Arc::new(Mutex::new(RequestRate::new(
+            self.inner.limits.bucket(Instant::now()),
+        )));
         let outbox = Outbox::new(socket.clone(), resumable, &peer, self.inner.resume_grace);
         self.links().insert(
             peer.clone(),
@@ -139,18 +160,34 @@ impl Sfu {
     /// With join tokens on, the new connection's token must name the room
     /// the session is in, and its grant replaces the old one (rights may
     /// have changed since).
-    pub(crate) fn resume(&self, socket: SocketRef, peer: PeerId, token: &str) -> Result<(), ResumeError> {
+    pub(crate) fn resume(
+        &self,
+        socket: SocketRef,
+        peer: PeerId,
+        token: &str,
+    ) -> Result<(), ResumeError> {
         let grant = socket.extensions.get::<Grant>();
         if self.inner.verifier.is_some() {
-            let Some(grant) = &grant else { return Err(ResumeError::Refused) };
-            if self.registry().room_of(&peer).is_some_and(|room| room != grant.room) {
+            let Some(grant) = &grant else {
+                return Err(ResumeError::Refused);
+            };
+            if self
+                .registry()
+                .room_of(&peer)
+                .is_some_and(|room| room != grant.room)
+            {
                 return Err(ResumeError::WrongRoom);
             }
         }
         let replaced = {
             let mut links = self.links();
             let link = links.get_mut(&peer).ok_or(ResumeError::Refused)?;
-            let replaced = lock(&link.outbox).take_over(&peer, token, socket.clone(), self.inner.resume_grace)?;
+            let replaced = lock(&link.outbox).take_over(
+                &peer,
+                token,
+                socket.clone(),
+                self.inner.resume_grace,
+            )?;
             if self.inner.verifier.is_some() {
                 link.grant = grant;
             }
@@ -170,13 +207,18 @@ impl Sfu {
     /// Requests on `socket` act for `peer`; its disconnect may end the peer.
     pub(crate) fn speak_for(&self, socket: &SocketRef, peer: PeerId) {
         socket.extensions.insert(peer.clone());
-        socket.extensions.insert(RequestLimit(self.inner.limits.max_request_bytes));
+        socket
+            .extensions
+            .insert(RequestLimit(self.inner.limits.max_request_bytes));
         let sfu = self.clone();
         let id = peer.clone();
-        socket.on(SIGNALING_EVENT, move |BoundedRequest(raw): BoundedRequest, ack: AckSender| {
-            let (sfu, id) = (sfu.clone(), id.clone());
-            async move { sfu.on_request(&id, raw, ack).await }
-        });
+        socket.on(
+            SIGNALING_EVENT,
+            move |BoundedRequest(raw): BoundedRequest, ack: AckSender| {
+                let (sfu, id) = (sfu.clone(), id.clone());
+                async move { sfu.on_request(&id, raw, ack).await }
+            },
+        );
         let sfu = self.clone();
         let sid = socket.id;
         socket.on_disconnect(move |reason: DisconnectReason| {
@@ -187,7 +229,12 @@ impl Sfu {
 
     /// A socket went: clean its peer up now, or after the grace period if
     /// the client may resume, or not at all if another socket took over.
-    pub(crate) fn on_socket_gone(&self, peer: &PeerId, sid: socketioxide::socket::Sid, reason: DisconnectReason) {
+    pub(crate) fn on_socket_gone(
+        &self,
+        peer: &PeerId,
+        sid: socketioxide::socket::Sid,
+        reason: DisconnectReason,
+    ) {
         enum Next {
             Nothing,
             Wait(u64),
@@ -223,12 +270,15 @@ impl Sfu {
                         outbox.away && outbox.generation == generation
                     });
                     if expired {
-                        sfu.remove_peer(&peer, "no resume within the grace period").await;
+                        sfu.remove_peer(&peer, "no resume within the grace period")
+                            .await;
                     }
                 });
             }
             // Cleanup waits for the peer's queue; do not hold up socketioxide meanwhile.
-            Next::CleanUp => drop(tokio::spawn(async move { sfu.remove_peer(&peer, reason_text(reason)).await })),
+            Next::CleanUp => drop(tokio::spawn(async move {
+                sfu.remove_peer(&peer, reason_text(reason)).await
+            })),
         }
     }
 
@@ -237,7 +287,10 @@ impl Sfu {
     /// still full, engine.io's next heartbeat closes the connection).
     pub(crate) fn end_session(&self, peer: &PeerId) {
         self.inner.metrics.refused("too_many_pushes_waiting");
-        let socket = self.links().get(peer).map(|l| lock(&l.outbox).socket.clone());
+        let socket = self
+            .links()
+            .get(peer)
+            .map(|l| lock(&l.outbox).socket.clone());
         if let Some(socket) = socket {
             let _ = socket.disconnect();
         }
@@ -256,10 +309,15 @@ impl Sfu {
     /// client would stay dead until reloaded). Returns when every peer is
     /// gone or `within` has passed.
     pub async fn close(&self, message: &str, within: Duration) {
-        let peers: Vec<(PeerId, Arc<Mutex<Outbox>>)> =
-            self.links().iter().map(|(id, link)| (id.clone(), link.outbox.clone())).collect();
+        let peers: Vec<(PeerId, Arc<Mutex<Outbox>>)> = self
+            .links()
+            .iter()
+            .map(|(id, link)| (id.clone(), link.outbox.clone()))
+            .collect();
         tracing::info!(peers = peers.len(), "telling every client the server stops");
-        let goodbye = Push::ServerShutdown(ServerShutdown { message: message.to_owned() });
+        let goodbye = Push::ServerShutdown(ServerShutdown {
+            message: message.to_owned(),
+        });
         for (_, outbox) in &peers {
             let outbox = lock(outbox);
             // Straight to the socket: nothing queued matters any more.
@@ -276,7 +334,10 @@ impl Sfu {
             .collect();
         let all = futures_join_all(cleanups);
         if tokio::time::timeout(within, all).await.is_err() {
-            tracing::warn!(peers = self.links().len(), "peers still being cleaned up at shutdown");
+            tracing::warn!(
+                peers = self.links().len(),
+                "peers still being cleaned up at shutdown"
+            );
         }
     }
 
@@ -296,7 +357,9 @@ impl Sfu {
     }
 
     pub(crate) async fn cleanup_peer(&self, peer: &PeerId) {
-        let Some(removed) = self.registry().remove_peer(peer) else { return };
+        let Some(removed) = self.registry().remove_peer(peer) else {
+            return;
+        };
         if let Ok(engine) = self.worker(removed.worker) {
             for transport in removed.transports {
                 match engine.close_transport(transport).await {
@@ -310,11 +373,17 @@ impl Sfu {
 
     pub(crate) async fn on_engine_event(&self, worker: WorkerIndex, event: EngineEvent) {
         match event {
-            EngineEvent::TransportClosed { transport_id, reason, .. } => {
+            EngineEvent::TransportClosed {
+                transport_id,
+                reason,
+                ..
+            } => {
                 let owner = self.registry().transport_owner(transport_id);
                 let Some(owner) = owner else { return };
                 tracing::info!(peer = %owner, worker, transport = %transport_id, %reason, "transport closed by the engine");
-                let Some(queue) = self.queue_of(&owner) else { return };
+                let Some(queue) = self.queue_of(&owner) else {
+                    return;
+                };
                 let _turn = queue.lock().await;
                 let closed = self.registry().transport_closed(transport_id);
                 if let Some((_, effects)) = closed {
@@ -322,14 +391,30 @@ impl Sfu {
                 }
             }
             EngineEvent::AudioLevels(reports) => self.on_audio_levels(reports),
-            EngineEvent::ConsumerLayersChanged { transport_id, consumer_id, producer_id, spatial_layer, temporal_layer } => {
+            EngineEvent::ConsumerLayersChanged {
+                transport_id,
+                consumer_id,
+                producer_id,
+                spatial_layer,
+                temporal_layer,
+            } => {
                 let owner = self.registry().transport_owner(transport_id);
                 let Some(owner) = owner else { return };
                 // A consumer closed (or replaced) meanwhile is not reported.
-                if self.registry().consumer_of(&owner, producer_id).ok().map(|(_, c)| c) != Some(consumer_id) {
+                if self
+                    .registry()
+                    .consumer_of(&owner, producer_id)
+                    .ok()
+                    .map(|(_, c)| c)
+                    != Some(consumer_id)
+                {
                     return;
                 }
-                let push = ConsumerLayersChanged { producer_id, spatial_layer, temporal_layer };
+                let push = ConsumerLayersChanged {
+                    producer_id,
+                    spatial_layer,
+                    temporal_layer,
+                };
                 self.push(&owner, &Push::ConsumerLayersChanged(push));
             }
         }
@@ -339,7 +424,9 @@ impl Sfu {
 /// A connection refused because its auth payload was over
 /// [`MAX_AUTH_BYTES`]; the text is the client's `connect_error` message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("payload_too_large: the connection's auth payload is {0} bytes; the most is {MAX_AUTH_BYTES}")]
+#[error(
+    "payload_too_large: the connection's auth payload is {0} bytes; the most is {MAX_AUTH_BYTES}"
+)]
 pub struct AuthPayloadTooLarge(pub usize);
 
 /// Wait for every task (their panics are the tasks' own business).
@@ -363,7 +450,11 @@ pub(super) fn reason_text(reason: DisconnectReason) -> &'static str {
     }
 }
 
-pub(super) async fn watch_engine_events(sfu: Weak<Inner>, worker: WorkerIndex, mut events: UnboundedReceiver<EngineEvent>) {
+pub(super) async fn watch_engine_events(
+    sfu: Weak<Inner>,
+    worker: WorkerIndex,
+    mut events: UnboundedReceiver<EngineEvent>,
+) {
     while let Some(event) = events.recv().await {
         let Some(inner) = sfu.upgrade() else { break };
         Sfu { inner }.on_engine_event(worker, event).await;
@@ -397,7 +488,10 @@ pub(super) async fn sweep_orphans(sfu: Weak<Inner>) {
             .collect();
         for peer in unconnected.iter().filter(|p| suspects.contains(*p)) {
             let (sfu, peer) = (sfu.clone(), peer.clone());
-            tokio::spawn(async move { sfu.remove_peer(&peer, "its connection never completed").await });
+            tokio::spawn(async move {
+                sfu.remove_peer(&peer, "its connection never completed")
+                    .await
+            });
         }
         suspects = unconnected.into_iter().collect();
     }

@@ -18,19 +18,31 @@ impl Sfu {
         producing_peer: &PeerId,
         producer: K::ProducerId,
     ) -> Result<K::Push, SignalingError> {
-        let plan = self.registry().plan_consume::<K>(peer, producing_peer, producer)?;
+        let plan = self
+            .registry()
+            .plan_consume::<K>(peer, producing_peer, producer)?;
         let (worker, recv_transport, producer_worker) = match plan {
             ConsumePlan::Existing(push) => return Ok(push),
-            ConsumePlan::Create { worker, recv_transport, producer_worker } => (worker, recv_transport, producer_worker),
+            ConsumePlan::Create {
+                worker,
+                recv_transport,
+                producer_worker,
+            } => (worker, recv_transport, producer_worker),
         };
         let engine = self.worker(worker)?;
         if producer_worker != worker {
             // mediasoup's pipeToRouter: once per producer and worker, idempotent.
-            K::pipe(self.worker(producer_worker)?, producer, engine).await.map_err(from_engine)?;
+            K::pipe(self.worker(producer_worker)?, producer, engine)
+                .await
+                .map_err(from_engine)?;
         }
-        let info = K::consume(engine, recv_transport, producer).await.map_err(from_engine)?;
+        let info = K::consume(engine, recv_transport, producer)
+            .await
+            .map_err(from_engine)?;
         let consumer = K::consumer_id(&info);
-        let recorded = self.registry().add_consumer::<K>(peer, producing_peer, recv_transport, info);
+        let recorded =
+            self.registry()
+                .add_consumer::<K>(peer, producing_peer, recv_transport, info);
         if recorded.is_err() {
             // The producer, the room or the transport went away meanwhile.
             K::close(engine, consumer).await;
@@ -44,7 +56,10 @@ impl Sfu {
     pub(crate) fn auto_consume(&self, targets: Vec<AutoConsume>) {
         let mut by_peer: HashMap<PeerId, Vec<AutoConsume>> = HashMap::new();
         for target in targets {
-            by_peer.entry(target.consumer.clone()).or_default().push(target);
+            by_peer
+                .entry(target.consumer.clone())
+                .or_default()
+                .push(target);
         }
         for (peer, targets) in by_peer {
             if self.require(&peer, Right::Subscribe).is_err() {
@@ -52,10 +67,15 @@ impl Sfu {
             }
             let sfu = self.clone();
             tokio::spawn(async move {
-                let Some(queue) = sfu.queue_of(&peer) else { return };
+                let Some(queue) = sfu.queue_of(&peer) else {
+                    return;
+                };
                 let _turn = queue.lock().await;
                 for t in targets {
-                    match sfu.consumer_for::<Media>(&peer, &t.producing_peer, t.producer).await {
+                    match sfu
+                        .consumer_for::<Media>(&peer, &t.producing_peer, t.producer)
+                        .await
+                    {
                         Ok(push) => sfu.push(&peer, &Push::CreateConsumer(Box::new(push))),
                         Err(error) => tracing::debug!(
                             peer = %peer, producer = %t.producer, code = error.code.as_str(), "automatic consumer not created"
@@ -73,8 +93,16 @@ pub(crate) trait EngineConsumer: ConsumerKind {
     type ConsumerId: Copy + Send;
     fn consumer_id(info: &Self::Info) -> Self::ConsumerId;
     /// Make `producer` (of worker `from`) consumable on worker `to`.
-    fn pipe(from: &WorkerHandle, producer: Self::ProducerId, to: &WorkerHandle) -> impl Future<Output = Result<(), EngineError>> + Send;
-    fn consume(engine: &WorkerHandle, transport: TransportId, producer: Self::ProducerId) -> impl Future<Output = Result<Self::Info, EngineError>> + Send;
+    fn pipe(
+        from: &WorkerHandle,
+        producer: Self::ProducerId,
+        to: &WorkerHandle,
+    ) -> impl Future<Output = Result<(), EngineError>> + Send;
+    fn consume(
+        engine: &WorkerHandle,
+        transport: TransportId,
+        producer: Self::ProducerId,
+    ) -> impl Future<Output = Result<Self::Info, EngineError>> + Send;
     /// Close a consumer nobody will use (its failure changes nothing).
     fn close(engine: &WorkerHandle, consumer: Self::ConsumerId) -> impl Future<Output = ()> + Send;
 }
@@ -84,10 +112,18 @@ impl EngineConsumer for Media {
     fn consumer_id(info: &ConsumerInfo) -> ConsumerId {
         info.id
     }
-    async fn pipe(from: &WorkerHandle, producer: ProducerId, to: &WorkerHandle) -> Result<(), EngineError> {
+    async fn pipe(
+        from: &WorkerHandle,
+        producer: ProducerId,
+        to: &WorkerHandle,
+    ) -> Result<(), EngineError> {
         from.pipe_producer(producer, to).await
     }
-    async fn consume(engine: &WorkerHandle, transport: TransportId, producer: ProducerId) -> Result<ConsumerInfo, EngineError> {
+    async fn consume(
+        engine: &WorkerHandle,
+        transport: TransportId,
+        producer: ProducerId,
+    ) -> Result<ConsumerInfo, EngineError> {
         engine.consume(transport, producer).await
     }
     async fn close(engine: &WorkerHandle, consumer: ConsumerId) {
@@ -100,10 +136,18 @@ impl EngineConsumer for Data {
     fn consumer_id(info: &DataConsumerInfo) -> DataConsumerId {
         info.id
     }
-    async fn pipe(from: &WorkerHandle, producer: DataProducerId, to: &WorkerHandle) -> Result<(), EngineError> {
+    async fn pipe(
+        from: &WorkerHandle,
+        producer: DataProducerId,
+        to: &WorkerHandle,
+    ) -> Result<(), EngineError> {
         from.pipe_data_producer(producer, to).await
     }
-    async fn consume(engine: &WorkerHandle, transport: TransportId, producer: DataProducerId) -> Result<DataConsumerInfo, EngineError> {
+    async fn consume(
+        engine: &WorkerHandle,
+        transport: TransportId,
+        producer: DataProducerId,
+    ) -> Result<DataConsumerInfo, EngineError> {
         engine.consume_data(transport, producer).await
     }
     async fn close(engine: &WorkerHandle, consumer: DataConsumerId) {

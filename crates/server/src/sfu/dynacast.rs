@@ -43,14 +43,23 @@ impl Sfu {
             let mut told = HashMap::with_capacity(wanted.len());
             for (owner, producer, want, top) in wanted {
                 // A publisher starts with every layer on.
-                let mut t = state.told.get(&producer).copied().unwrap_or(Told { layer: top, lower_since: None });
+                let mut t = state.told.get(&producer).copied().unwrap_or(Told {
+                    layer: top,
+                    lower_since: None,
+                });
                 if want > t.layer {
-                    t = Told { layer: want, lower_since: None };
+                    t = Told {
+                        layer: want,
+                        lower_since: None,
+                    };
                     pushes.push((owner, producer, want));
                 } else if want < t.layer {
                     let since = *t.lower_since.get_or_insert(now);
                     if now.saturating_duration_since(since) >= DYNACAST_DOWN_AFTER {
-                        t = Told { layer: want, lower_since: None };
+                        t = Told {
+                            layer: want,
+                            lower_since: None,
+                        };
                         pushes.push((owner, producer, want));
                     }
                 } else {
@@ -63,7 +72,13 @@ impl Sfu {
         }
         for (owner, producer_id, max_spatial_layer) in pushes {
             tracing::debug!(peer = %owner, producer = %producer_id, max_spatial_layer, "layers wanted");
-            self.push(&owner, &Push::ProducerLayersWanted(ProducerLayersWanted { producer_id, max_spatial_layer }));
+            self.push(
+                &owner,
+                &Push::ProducerLayersWanted(ProducerLayersWanted {
+                    producer_id,
+                    max_spatial_layer,
+                }),
+            );
         }
     }
 }

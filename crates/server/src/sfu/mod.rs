@@ -13,20 +13,20 @@
 
 use crate::auth::{AuthError, Grant, Right, TokenSecret, TokenVerifier};
 use crate::errors::{from_engine, SfuError};
+use crate::extract::{BoundedAuth, BoundedRequest, RequestLimit, MAX_AUTH_BYTES};
 use crate::limits::{Limits, RequestRate};
 use crate::metrics::{request_label, Metrics};
 use crate::registry::{AutoConsume, ConsumePlan, Effects, Registry, RegistryCounts, WorkerIndex};
-use crate::extract::{BoundedAuth, BoundedRequest, RequestLimit, MAX_AUTH_BYTES};
 use crate::session::{may_come_back, Delivery, Outbox, Prepared, ResumeError, ResumeIntent};
 use serde_json::Value;
 use simplesfu_engine::{EngineError, EngineEvent, Worker, WorkerHandle, WorkerSettings};
 use simplesfu_proto::{
-    success_ack, ConsumerLayersChanged, RequestType, ServerShutdown, DataProducerId, ErrorCode, PeerId, ProducerId,
-    Push, Request, RoomId, SignalingError, SIGNALING_EVENT,
+    success_ack, ConsumerLayersChanged, DataProducerId, ErrorCode, PeerId, ProducerId, Push,
+    Request, RequestType, RoomId, ServerShutdown, SignalingError, SIGNALING_EVENT,
 };
 use socketioxide::extract::{AckSender, SocketRef};
-use socketioxide::socket::DisconnectReason;
 use socketioxide::handler::ConnectHandler;
+use socketioxide::socket::DisconnectReason;
 use socketioxide::SocketIo;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -116,7 +116,9 @@ impl Default for SfuOptions {
 
 /// One worker per core.
 pub fn default_workers() -> usize {
-    std::thread::available_parallelism().map(usize::from).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(usize::from)
+        .unwrap_or(1)
 }
 
 impl SfuOptions {
@@ -126,7 +128,11 @@ impl SfuOptions {
         if !self.announced_ips.is_empty() {
             return self.announced_ips.clone();
         }
-        let lan = if self.rtc_listen_ip.is_unspecified() { crate::netif::lan_addresses() } else { Vec::new() };
+        let lan = if self.rtc_listen_ip.is_unspecified() {
+            crate::netif::lan_addresses()
+        } else {
+            Vec::new()
+        };
         crate::netif::default_announced_ips(self.rtc_listen_ip, &lan)
     }
 }
@@ -185,7 +191,9 @@ pub struct Sfu {
 
 impl std::fmt::Debug for Sfu {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Sfu").field("workers", &self.inner.workers).finish_non_exhaustive()
+        f.debug_struct("Sfu")
+            .field("workers", &self.inner.workers)
+            .finish_non_exhaustive()
     }
 }
 
@@ -215,12 +223,16 @@ impl Sfu {
         io.ns(
             "/",
             (async move |socket: SocketRef| connected.on_connected(&socket))
-                .with(async move |socket: SocketRef, BoundedAuth(auth): BoundedAuth| {
-                    handle.on_connect_with_auth(socket, auth.ok().flatten().as_ref())
-                })
-                .with(async move |socket: SocketRef, BoundedAuth(auth): BoundedAuth| {
-                    verifier.authenticate(&socket, auth.ok().flatten().as_ref())
-                })
+                .with(
+                    async move |socket: SocketRef, BoundedAuth(auth): BoundedAuth| {
+                        handle.on_connect_with_auth(socket, auth.ok().flatten().as_ref())
+                    },
+                )
+                .with(
+                    async move |socket: SocketRef, BoundedAuth(auth): BoundedAuth| {
+                        verifier.authenticate(&socket, auth.ok().flatten().as_ref())
+                    },
+                )
                 .with(async move |BoundedAuth(auth): BoundedAuth| sizer.check_auth_size(&auth)),
         );
         Ok(sfu)
@@ -234,7 +246,10 @@ impl Sfu {
             return Err(SfuError::UnsupportedWorkerCount(options.workers));
         }
         let announced_ips = options.effective_announced_ips();
-        tracing::info!(addresses = announced_ips.len(), "ICE candidates announce this many addresses");
+        tracing::info!(
+            addresses = announced_ips.len(),
+            "ICE candidates announce this many addresses"
+        );
         tracing::debug!(?announced_ips, "announced addresses");
         let mut workers = Vec::with_capacity(options.workers);
         let mut event_streams = Vec::with_capacity(options.workers);
@@ -255,7 +270,11 @@ impl Sfu {
                 bandwidth_estimation: options.bandwidth_estimation,
             };
             let (handle, events) =
-                Worker::spawn(settings).map_err(|source| SfuError::WorkerSpawn { index, port, source })?;
+                Worker::spawn(settings).map_err(|source| SfuError::WorkerSpawn {
+                    index,
+                    port,
+                    source,
+                })?;
             workers.push(handle);
             event_streams.push(events);
         }
@@ -275,26 +294,43 @@ impl Sfu {
             }),
         };
         for (index, events) in event_streams.into_iter().enumerate() {
-            runtime.spawn(watch_engine_events(Arc::downgrade(&sfu.inner), index, events));
+            runtime.spawn(watch_engine_events(
+                Arc::downgrade(&sfu.inner),
+                index,
+                events,
+            ));
         }
         runtime.spawn(sweep_orphans(Arc::downgrade(&sfu.inner)));
         runtime.spawn(flush_stalled(Arc::downgrade(&sfu.inner)));
         runtime.spawn(speaker_ticks(Arc::downgrade(&sfu.inner)));
         runtime.spawn(dynacast::dynacast_ticks(Arc::downgrade(&sfu.inner)));
-        if let Some(period) = options.available_producers_interval.filter(|p| !p.is_zero()) {
-            runtime.spawn(resend_available_producers(Arc::downgrade(&sfu.inner), period));
+        if let Some(period) = options
+            .available_producers_interval
+            .filter(|p| !p.is_zero())
+        {
+            runtime.spawn(resend_available_producers(
+                Arc::downgrade(&sfu.inner),
+                period,
+            ));
         }
         Ok(sfu)
     }
 
     /// Counters of peers, rooms, transports, producers and consumers.
     pub fn stats(&self) -> SfuStats {
-        SfuStats { workers: self.inner.workers.len(), signaling: self.registry().counts() }
+        SfuStats {
+            workers: self.inner.workers.len(),
+            signaling: self.registry().counts(),
+        }
     }
 
     /// The UDP addresses the media workers listen on.
     pub fn rtc_addrs(&self) -> Vec<std::net::SocketAddr> {
-        self.inner.workers.iter().map(WorkerHandle::local_addr).collect()
+        self.inner
+            .workers
+            .iter()
+            .map(WorkerHandle::local_addr)
+            .collect()
     }
 
     /// Stop the media workers (transports die with them).
@@ -307,20 +343,25 @@ impl Sfu {
     pub(crate) fn registry(&self) -> MutexGuard<'_, Registry> {
         // A panic while holding the lock leaves bookkeeping that is still
         // structurally valid; keep serving rather than poisoning every peer.
-        self.inner.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn links(&self) -> MutexGuard<'_, HashMap<PeerId, PeerLink>> {
-        self.inner.links.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .links
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The worker at `index`, if it still runs.
     pub(crate) fn worker(&self, index: WorkerIndex) -> Result<&WorkerHandle, SignalingError> {
-        let worker = self
-            .inner
-            .workers
-            .get(index)
-            .ok_or_else(|| SignalingError::new(ErrorCode::InternalError, "no such media worker"))?;
+        let worker =
+            self.inner.workers.get(index).ok_or_else(|| {
+                SignalingError::new(ErrorCode::InternalError, "no such media worker")
+            })?;
         if worker.is_alive() {
             Ok(worker)
         } else {
@@ -345,7 +386,9 @@ impl Sfu {
 
 /// A peer's outbox, even if a panic poisoned it (its queue stays usable).
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Build a success ack's fields from pairs.

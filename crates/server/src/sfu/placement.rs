@@ -9,11 +9,17 @@ use super::*;
 /// connections before any of them has created a transport. A worker whose
 /// thread died (a panic) is skipped: every request to it would fail.
 /// `None` when no worker runs.
-pub(super) fn least_loaded(peers_per_worker: &[usize], workers: &[WorkerHandle]) -> Option<WorkerIndex> {
+pub(super) fn least_loaded(
+    peers_per_worker: &[usize],
+    workers: &[WorkerHandle],
+) -> Option<WorkerIndex> {
     let loads: Vec<Option<usize>> = workers
         .iter()
         .enumerate()
-        .map(|(i, w)| w.is_alive().then(|| peers_per_worker.get(i).copied().unwrap_or(0) + w.load()))
+        .map(|(i, w)| {
+            w.is_alive()
+                .then(|| peers_per_worker.get(i).copied().unwrap_or(0) + w.load())
+        })
         .collect();
     pick_least(&loads)
 }
@@ -46,13 +52,21 @@ mod placement_tests {
     #[test]
     fn a_worker_with_more_load_is_not_chosen() {
         assert_eq!(pick_least(&[Some(3), Some(1), Some(2)]), Some(1));
-        assert_eq!(pick_least(&[Some(0), Some(0)]), Some(0), "ties go to the first worker");
+        assert_eq!(
+            pick_least(&[Some(0), Some(0)]),
+            Some(0),
+            "ties go to the first worker"
+        );
         assert_eq!(pick_least(&[Some(5), Some(5), Some(4)]), Some(2));
     }
 
     #[test]
     fn a_dead_worker_is_never_chosen() {
-        assert_eq!(pick_least(&[None, Some(7), Some(3)]), Some(2), "the idle worker is dead");
+        assert_eq!(
+            pick_least(&[None, Some(7), Some(3)]),
+            Some(2),
+            "the idle worker is dead"
+        );
         assert_eq!(pick_least(&[None, Some(9)]), Some(1));
         assert_eq!(pick_least(&[None, None]), None, "no worker runs");
         assert_eq!(pick_least(&[]), None);
@@ -73,7 +87,9 @@ mod placement_tests {
 
     async fn stop(worker: &WorkerHandle) {
         worker.shutdown();
-        tokio::time::timeout(Duration::from_secs(5), worker.stopped()).await.expect("the worker thread stops");
+        tokio::time::timeout(Duration::from_secs(5), worker.stopped())
+            .await
+            .expect("the worker thread stops");
     }
 
     /// New peers go to a running worker, however idle a dead one looks; a
@@ -82,23 +98,49 @@ mod placement_tests {
     async fn new_peers_go_to_a_running_worker_and_requests_to_a_dead_one_get_a_clear_error() {
         let sfu = two_workers();
         let workers = &sfu.inner.workers;
-        assert_eq!(least_loaded(&[5, 0], workers), Some(1), "both run: the less loaded one");
+        assert_eq!(
+            least_loaded(&[5, 0], workers),
+            Some(1),
+            "both run: the less loaded one"
+        );
         stop(&workers[1]).await;
         assert!(!workers[1].is_alive());
-        assert_eq!(least_loaded(&[5, 0], workers), Some(0), "the idle worker is dead: the busy, running one");
+        assert_eq!(
+            least_loaded(&[5, 0], workers),
+            Some(0),
+            "the idle worker is dead: the busy, running one"
+        );
 
         let peer: PeerId = "peer-on-a-dead-worker".parse().expect("a valid peer id");
         sfu.registry().add_peer(peer.clone(), 1);
-        let join = Request::parse(&serde_json::json!({"type": "joinRoom", "data": {"roomId": "r"}})).expect("valid");
-        let error = sfu.dispatch(&peer, join).await.expect_err("its worker is gone");
+        let join =
+            Request::parse(&serde_json::json!({"type": "joinRoom", "data": {"roomId": "r"}}))
+                .expect("valid");
+        let error = sfu
+            .dispatch(&peer, join)
+            .await
+            .expect_err("its worker is gone");
         assert_eq!(error.code, ErrorCode::InternalError);
-        assert!(error.message.contains("connect again as a new peer"), "{}", error.message);
-        let caps = Request::parse(&serde_json::json!({"type": "getRouterRtpCapabilities"})).expect("valid");
-        assert_eq!(sfu.dispatch(&peer, caps).await.expect_err("its worker is gone").code, ErrorCode::InternalError);
+        assert!(
+            error.message.contains("connect again as a new peer"),
+            "{}",
+            error.message
+        );
+        let caps = Request::parse(&serde_json::json!({"type": "getRouterRtpCapabilities"}))
+            .expect("valid");
+        assert_eq!(
+            sfu.dispatch(&peer, caps)
+                .await
+                .expect_err("its worker is gone")
+                .code,
+            ErrorCode::InternalError
+        );
 
         stop(&workers[0]).await;
         assert_eq!(least_loaded(&[0, 0], workers), None, "no worker runs");
-        let join = Request::parse(&serde_json::json!({"type": "joinRoom", "data": {"roomId": "r"}})).expect("valid");
+        let join =
+            Request::parse(&serde_json::json!({"type": "joinRoom", "data": {"roomId": "r"}}))
+                .expect("valid");
         let error = sfu.dispatch(&peer, join).await.expect_err("no worker runs");
         assert!(error.message.contains("restart"), "{}", error.message);
     }

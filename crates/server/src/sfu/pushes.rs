@@ -54,11 +54,18 @@ impl Sfu {
         let now = tokio::time::Instant::now();
         let wait = {
             let mut lists = lock(&self.inner.room_lists);
-            let state = lists.entry(room.clone()).or_insert(RoomListState { last_sent: None, scheduled: false });
+            let state = lists.entry(room.clone()).or_insert(RoomListState {
+                last_sent: None,
+                scheduled: false,
+            });
             if state.scheduled {
                 return; // the send already scheduled will carry this change
             }
-            match state.last_sent.map(|at| at + ROOM_LIST_MIN_INTERVAL).filter(|due| *due > now) {
+            match state
+                .last_sent
+                .map(|at| at + ROOM_LIST_MIN_INTERVAL)
+                .filter(|due| *due > now)
+            {
                 None => {
                     state.last_sent = Some(now);
                     None
@@ -94,7 +101,9 @@ impl Sfu {
             lock(&self.inner.room_lists).remove(room);
             return;
         }
-        let Some(push) = Prepared::new(&Push::AvailableProducers(available)) else { return };
+        let Some(push) = Prepared::new(&Push::AvailableProducers(available)) else {
+            return;
+        };
         for member in &members {
             self.push_prepared(member, &push);
         }
@@ -122,7 +131,9 @@ impl Sfu {
             if let Ok(w) = self.worker(worker) {
                 match w.close_consumer(id).await {
                     Ok(()) | Err(EngineError::ConsumerNotFound(_)) => {}
-                    Err(error) => tracing::warn!(consumer = %id, %error, "could not close consumer"),
+                    Err(error) => {
+                        tracing::warn!(consumer = %id, %error, "could not close consumer")
+                    }
                 }
             }
         }
@@ -130,7 +141,9 @@ impl Sfu {
             if let Ok(w) = self.worker(worker) {
                 match w.close_data_consumer(id).await {
                     Ok(()) | Err(EngineError::DataConsumerNotFound(_)) => {}
-                    Err(error) => tracing::warn!(data_consumer = %id, %error, "could not close data consumer"),
+                    Err(error) => {
+                        tracing::warn!(data_consumer = %id, %error, "could not close data consumer")
+                    }
                 }
             }
         }

@@ -15,13 +15,21 @@ impl Sfu {
         let rate = self.links().get(peer).map(|l| l.rate.clone());
         let Some(rate) = rate else { return true };
         let mut rate = lock(&rate);
-        rate.try_take(Instant::now(), label == RequestType::ResumeConsumer.as_str())
+        rate.try_take(
+            Instant::now(),
+            label == RequestType::ResumeConsumer.as_str(),
+        )
     }
 
     /// One request, start to ack. Always acks exactly once.
     /// One request: `raw` is its JSON, or the size of a message too large
     /// to be parsed at all (see [`BoundedRequest`]).
-    pub(crate) async fn on_request(&self, peer: &PeerId, raw: Result<Value, usize>, ack: AckSender) {
+    pub(crate) async fn on_request(
+        &self,
+        peer: &PeerId,
+        raw: Result<Value, usize>,
+        ack: AckSender,
+    ) {
         let label = raw.as_ref().map_or("invalid", request_label);
         self.inner.metrics.request(label);
         let parsed = if !self.within_rate(peer, label) {
@@ -32,7 +40,10 @@ impl Sfu {
                 Ok(raw) => Request::parse_limited(raw, self.inner.limits.max_request_bytes),
                 Err(size) => Err(SignalingError::new(
                     ErrorCode::PayloadTooLarge,
-                    format!("request is about {size} bytes; the limit is {} (limits.max_request_bytes)", self.inner.limits.max_request_bytes),
+                    format!(
+                        "request is about {size} bytes; the limit is {} (limits.max_request_bytes)",
+                        self.inner.limits.max_request_bytes
+                    ),
                 )),
             }
         };
@@ -41,7 +52,10 @@ impl Sfu {
             Ok(request) => {
                 let kind = request.request_type().as_str();
                 match self.queue_of(peer) {
-                    None => Err(SignalingError::new(ErrorCode::PeerNotFound, "this peer is disconnecting")),
+                    None => Err(SignalingError::new(
+                        ErrorCode::PeerNotFound,
+                        "this peer is disconnecting",
+                    )),
                     Some(queue) => {
                         let _turn = queue.lock().await;
                         let (sfu, id) = (self.clone(), peer.clone());

@@ -49,8 +49,16 @@ impl Sfu {
         };
         let mut speakers = self.speakers();
         for (room, peer, report) in located {
-            let span = PACKET_AUDIO.saturating_mul(report.packets).min(MAX_REPORT_SPAN);
-            speakers.rooms.entry(room).or_default().observe_for(&peer, now, i16::from(report.level_dbov), report.voice, span);
+            let span = PACKET_AUDIO
+                .saturating_mul(report.packets)
+                .min(MAX_REPORT_SPAN);
+            speakers.rooms.entry(room).or_default().observe_for(
+                &peer,
+                now,
+                i16::from(report.level_dbov),
+                report.voice,
+                span,
+            );
         }
     }
 
@@ -71,7 +79,10 @@ impl Sfu {
 
     /// The room's dominant speaker now, for a peer that joins it.
     pub(crate) fn active_speaker(&self, room: &RoomId) -> Option<PeerId> {
-        self.speakers().rooms.get(room).and_then(|d| d.dominant().cloned())
+        self.speakers()
+            .rooms
+            .get(room)
+            .and_then(|d| d.dominant().cloned())
     }
 
     /// Decide every room's speaker; with `with_levels`, send levels too.
@@ -81,15 +92,22 @@ impl Sfu {
             let members = self.registry().members(&room);
             let (changed, levels, subscribers) = {
                 let mut speakers = self.speakers();
-                let Some(detector) = speakers.rooms.get_mut(&room) else { continue };
+                let Some(detector) = speakers.rooms.get_mut(&room) else {
+                    continue;
+                };
                 detector.retain(&members);
                 let changed = detector.tick(now);
-                let levels = with_levels.then(|| detector.levels()).filter(|l| !l.is_empty());
+                let levels = with_levels
+                    .then(|| detector.levels())
+                    .filter(|l| !l.is_empty());
                 if detector.is_empty() {
                     speakers.rooms.remove(&room);
                 }
-                let subscribers: Vec<PeerId> =
-                    members.iter().filter(|m| speakers.level_subscribers.contains(*m)).cloned().collect();
+                let subscribers: Vec<PeerId> = members
+                    .iter()
+                    .filter(|m| speakers.level_subscribers.contains(*m))
+                    .cloned()
+                    .collect();
                 (changed, levels, subscribers)
             };
             if let Some(peer_id) = changed {
@@ -103,7 +121,10 @@ impl Sfu {
             if let (Some(levels), false) = (levels, subscribers.is_empty()) {
                 let levels = levels
                     .into_iter()
-                    .map(|(peer_id, level)| AudioLevel { peer_id, level: (level * 1000.0).round() / 1000.0 })
+                    .map(|(peer_id, level)| AudioLevel {
+                        peer_id,
+                        level: (level * 1000.0).round() / 1000.0,
+                    })
                     .collect();
                 if let Some(push) = Prepared::new(&Push::AudioLevels(levels)) {
                     for subscriber in &subscribers {
