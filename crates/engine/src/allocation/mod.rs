@@ -109,6 +109,17 @@ pub(crate) const UP_HEADROOM_PERCENT: u64 = 15;
 /// a drop, so one good second does not bring a switch up and a switch down.
 /// It also spaces out the key frames a spatial switch costs the publisher.
 pub(crate) const UP_HOLD: Duration = Duration::from_secs(3);
+/// For this long after a transport's first estimate, as long as nothing had
+/// to go down, going up waits only [`STARTUP_UP_HOLD`]: str0m's start-up
+/// probes find the link within a second or two, and with the whole
+/// [`UP_HOLD`] per step a viewer on a fast link reached the top layer 4 to 9
+/// s after joining (`simplesfu-bot run --simulcast --audio --downlinks 0`).
+/// The first step down ends the start-up: from there on the estimate is known
+/// to describe a link that fills.
+pub(crate) const STARTUP: Duration = Duration::from_secs(6);
+/// The hold of a step up during [`STARTUP`]: long enough that a probe that
+/// overshoots does not bring a switch up and straight back.
+pub(crate) const STARTUP_UP_HOLD: Duration = Duration::from_millis(500);
 /// A temporal step up within a consumer's spatial layer needs only this
 /// headroom: taking a frame rate back costs nothing (the filter drops frames
 /// from the next one on, no key frame is asked for), so the margin only has
@@ -310,6 +321,10 @@ pub(crate) struct Allocator<K> {
     temporal_since: Option<Instant>,
     /// Since when a playing consumer's lowest layer has not fitted (see [`PAUSE_HOLD`]).
     pause_since: Option<Instant>,
+    /// The first run with an estimate, while the start-up lasts (see [`STARTUP`]).
+    startup_since: Option<Instant>,
+    /// The start-up is over (its time ran out or something went down).
+    started: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -342,6 +357,8 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
             cost_rise_since: None,
             temporal_since: None,
             pause_since: None,
+            startup_since: None,
+            started: false,
         }
     }
 
@@ -483,6 +500,10 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
 
         let went_down = entries.iter().zip(&fit).any(|(e, fit)| *fit < e.current);
         let can_go_up = up.iter().zip(&fit).any(|(up, fit)| up > fit);
+        let startup_since = *self.startup_since.get_or_insert(now);
+        if went_down || now.saturating_duration_since(startup_since) >= STARTUP {
+            self.started = true;
+        }
         if went_down {
             self.headroom_since = None;
             self.temporal_since = None;
@@ -538,7 +559,11 @@ impl<K: Copy + Eq + Hash> Allocator<K> {
                 .iter()
                 .zip(&fit)
                 .any(|(up, fit)| fit.is_none() && up.is_some());
-            let hold = if resumes { RESUME_HOLD } else { UP_HOLD };
+            let hold = match (resumes, self.started) {
+                (true, _) => RESUME_HOLD,
+                (false, false) => STARTUP_UP_HOLD,
+                (false, true) => UP_HOLD,
+            };
             if now.saturating_duration_since(since) >= hold {
                 self.headroom_since = None;
                 self.temporal_since = None;
@@ -840,18 +865,43 @@ mod tests {
     #[test]
     fn headroom_that_breaks_off_restarts_the_wait() {
         let mut t = Transport::new(vec![video(1)]);
-        t.at(0, Some(300));
-        assert_eq!(t.at(500, Some(300)).target(&1), Some(l(0, 2)));
-        // 2.5 s of headroom, one run without, then headroom again.
+        let s = STARTUP.as_millis() as u64;
         assert!(t
-            .during(1000, 3500, 2000, 1)
+            .during(0, s + 500, 300, 1)
             .iter()
             .all(|(_, target)| *target == l(0, 2)));
-        assert_eq!(t.at(3500, Some(300)).target(&1), Some(l(0, 2)));
-        let runs = t.during(4000, 8000, 2000, 1);
+        // 2.5 s of headroom, one run without, then headroom again.
+        assert!(t
+            .during(s + 1000, s + 3500, 2000, 1)
+            .iter()
+            .all(|(_, target)| *target == l(0, 2)));
+        assert_eq!(t.at(s + 3500, Some(300)).target(&1), Some(l(0, 2)));
+        let runs = t.during(s + 4000, s + 8000, 2000, 1);
         assert_eq!(
             first(&runs, l(2, 2)),
-            Some(4000 + UP_HOLD.as_millis() as u64)
+            Some(s + 4000 + UP_HOLD.as_millis() as u64)
+        );
+    }
+
+    #[test]
+    fn a_new_transport_climbs_with_its_first_estimates_until_something_goes_down() {
+        let mut t = Transport::new(vec![audio(1), video(2)]);
+        // The starting budget (600 kbit/s): S1T2 (500) does not fit with headroom, S1T1 does.
+        assert_eq!(t.at(0, Some(600)).target(&2), Some(l(1, 1)));
+        // The start-up probes find a fast link: the top after STARTUP_UP_HOLD, not UP_HOLD.
+        let runs = t.during(500, 3000, 3000, 2);
+        assert_eq!(
+            first(&runs, l(2, 2)),
+            Some(500 + STARTUP_UP_HOLD.as_millis() as u64),
+            "{runs:?}"
+        );
+        // A step down (to what fits without headroom) ends the start-up: the next climb takes UP_HOLD.
+        assert_eq!(t.at(3000, Some(600)).target(&2), Some(l(1, 2)));
+        let runs = t.during(3500, 8000, 3000, 2);
+        assert_eq!(
+            first(&runs, l(2, 2)),
+            Some(3500 + UP_HOLD.as_millis() as u64),
+            "{runs:?}"
         );
     }
 

@@ -150,7 +150,7 @@ impl TemporalFilter {
         self.target = target.min(MAX_TID);
     }
 
-    #[cfg(test)]
+    /// The temporal layer it moves to (or holds).
     pub fn target(&self) -> u8 {
         self.target
     }

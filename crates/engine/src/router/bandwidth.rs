@@ -150,7 +150,9 @@ impl Router {
             }
             VideoTarget::Layer(layer) => {
                 let resumed = std::mem::take(&mut c.paused_for_bandwidth);
-                set_layer(c, layer);
+                if set_layer(c, layer) || resumed {
+                    tracing::debug!(consumer = %cid, spatial = layer.spatial, temporal = layer.temporal, "consumer target changed");
+                }
                 if resumed {
                     // As a resume: continue the numbering, start at a key frame.
                     c.layers.restart();
@@ -226,11 +228,17 @@ impl Router {
 
 /// The allocator's layer into the forwarding: the simulcast layer is switched
 /// to at its next key frame, the temporal one at the filter's next switch point.
-fn set_layer(c: &mut Consumer, layer: Layer) {
+/// True when the target changed.
+fn set_layer(c: &mut Consumer, layer: Layer) -> bool {
+    let changed = c.spatial_cap != Some(usize::from(layer.spatial))
+        || c.temporal
+            .as_ref()
+            .is_some_and(|f| f.target() != layer.temporal);
     c.spatial_cap = Some(usize::from(layer.spatial));
     if let Some(filter) = &mut c.temporal {
         filter.set_target(layer.temporal);
     }
+    changed
 }
 
 /// Whether two `(min, desired)` pairs differ by more than [`BWE_CHANGE_PERCENT`].
