@@ -602,6 +602,40 @@ fn scenarios(
                 )
             }),
         },
+        Scenario {
+            name: "estimation",
+            ramped: false,
+            // What estimation costs, on the same packets: the constrained
+            // scenario's publisher and viewers, every link unlimited, so the
+            // viewers get the top layer with estimation as without it.
+            levels: [true, false]
+                .into_iter()
+                .take(if smoke { 1 } else { 2 })
+                .map(|bandwidth_estimation| Level {
+                    load: if smoke { 3 } else { constrained_viewers.max(3) },
+                    settings: ServerSettings {
+                        bandwidth_estimation,
+                        ..ServerSettings::FORWARDING
+                    },
+                })
+                .collect(),
+            shape: Box::new(|viewers| Shape {
+                downlinks_kbps: vec![None],
+                congestion_feedback: true,
+                warmup: CONSTRAINED_WARMUP,
+                ..Shape::new(
+                    1,
+                    1,
+                    viewers,
+                    false,
+                    MediaOptions {
+                        simulcast: true,
+                        audio: true,
+                        ..Default::default()
+                    },
+                )
+            }),
+        },
     ]
 }
 
@@ -656,7 +690,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
             continue;
         }
         for &(kind, workers) in &servers {
-            if kind == ServerKind::Janus && scenario.name == "constrained" {
+            if kind == ServerKind::Janus && matches!(scenario.name, "constrained" | "estimation") {
                 eprintln!("bench: Janus skipped in constrained: the bot's Janus driver sends no simulcast");
                 continue;
             }
@@ -1149,6 +1183,34 @@ mod tests {
                 .collect::<Vec<_>>(),
             vec![(3, true)]
         );
+    }
+
+    #[test]
+    fn estimation_compares_the_same_viewers_on_unlimited_links_with_and_without() {
+        let s = scenarios(false, 800, 2.0, &big_room(), 30);
+        let e = s
+            .iter()
+            .find(|s| s.name == "estimation")
+            .expect("estimation");
+        let levels: Vec<(u32, bool)> = e
+            .levels
+            .iter()
+            .map(|l| (l.load, l.settings.bandwidth_estimation))
+            .collect();
+        assert_eq!(levels, vec![(30, true), (30, false)]);
+        let shape = (e.shape)(30);
+        assert!(shape.media.simulcast && shape.media.audio && shape.congestion_feedback);
+        assert_eq!(
+            shape.downlinks_kbps,
+            vec![None],
+            "every viewer unlimited: the same layers both sides"
+        );
+        let smoke = scenarios(true, 800, 2.0, &big_room(), 30);
+        let e = smoke
+            .iter()
+            .find(|s| s.name == "estimation")
+            .expect("the smoke run covers it");
+        assert_eq!(e.levels.len(), 1);
     }
 
     #[test]

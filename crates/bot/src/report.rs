@@ -206,14 +206,15 @@ fn big_room_section(r: &BenchReport) -> String {
 
 /// The constrained table: per level (estimation on, off) and downlink class,
 /// what the viewers got; then what estimation costs per forwarded packet.
-fn constrained_section(r: &BenchReport) -> String {
-    let mut s = String::from("## constrained\n\n");
-    let levels: Vec<&LevelResult> = r
-        .levels
-        .iter()
-        .filter(|l| l.scenario == "constrained")
-        .collect();
-    if let Some(l) = levels.first() {
+/// The `estimation` scenario has the same tables: one class, unlimited.
+fn constrained_section(r: &BenchReport, name: &str) -> String {
+    let mut s = format!("## {name}\n\n");
+    let levels: Vec<&LevelResult> = r.levels.iter().filter(|l| l.scenario == name).collect();
+    let same_packets = name == "estimation";
+    if same_packets {
+        s += "What estimation costs on the same packets: the constrained scenario's publisher, its viewers all on unlimited links (sending congestion feedback, so with estimation the server paces, pads and probes towards them), with and without the server's estimation. Both sides forward the top layer once the estimate has climbed (5 s of warm-up).\n\n";
+    }
+    if let Some(l) = levels.first().filter(|_| !same_packets) {
         let c = &l.report.config;
         let _ = writeln!(
             s,
@@ -284,8 +285,13 @@ fn constrained_section(r: &BenchReport) -> String {
         if off.cpu_us_per_forwarded_packet > 0.0 {
             let _ = writeln!(
                 s,
-                "\nEstimation costs {:+.0}% CPU per forwarded packet here (the packets differ: without it the slow viewers are sent layers their links drop).",
-                100.0 * (on.cpu_us_per_forwarded_packet / off.cpu_us_per_forwarded_packet - 1.0)
+                "\nEstimation costs {:+.0}% CPU per forwarded packet here ({}).",
+                100.0 * (on.cpu_us_per_forwarded_packet / off.cpu_us_per_forwarded_packet - 1.0),
+                if same_packets {
+                    "the same packets both sides"
+                } else {
+                    "the packets differ: without it the slow viewers are sent layers their links drop"
+                }
             );
         }
     }
@@ -330,7 +336,7 @@ fn non_default_settings(r: &BenchReport) -> String {
         "- simplesfu's settings besides its defaults: `--workers` as labelled, `--log-level error`, `--max-peers-per-room 1000000` (the livestream ramps past the default 500), `--available-producers-interval-ms 0` in the forwarding scenarios (default 1000: the periodic room list is signaling, not forwarding) and as given per row in big-room{}{}. Request limits are the defaults otherwise (50 requests/s, burst 200).{extra}\n",
         bursts.concat(),
         if r.levels.iter().any(|l| l.settings.is_some_and(|s| !s.bandwidth_estimation)) {
-            ", `--bandwidth-estimation=false` in the constrained rows that say estimation off"
+            ", `--bandwidth-estimation=false` in the constrained and estimation rows that say estimation off"
         } else {
             ""
         }
@@ -390,8 +396,8 @@ pub fn markdown(r: &BenchReport) -> String {
             s += &big_room_section(r);
             continue;
         }
-        if *name == "constrained" {
-            s += &constrained_section(r);
+        if matches!(*name, "constrained" | "estimation") {
+            s += &constrained_section(r, name);
             continue;
         }
         let _ = writeln!(s, "## {name}\n");
@@ -668,7 +674,7 @@ pub(crate) mod tests {
         );
         assert!(
             md.contains(
-                "`--bandwidth-estimation=false` in the constrained rows that say estimation off"
+                "`--bandwidth-estimation=false` in the constrained and estimation rows that say estimation off"
             ),
             "{md}"
         );

@@ -5,7 +5,10 @@
 //! `LayerSwitch`), temporal layer (`TemporalFilter`) or pause for bandwidth,
 //! and the change reported to the owner.
 
-use super::{Consumer, Router, INITIAL_ESTIMATE, NO_FEEDBACK_AFTER};
+use super::{
+    Consumer, ProbeNudge, Router, INITIAL_ESTIMATE, NO_FEEDBACK_AFTER, PROBE_INTERVAL_MAX,
+    PROBE_INTERVAL_MIN,
+};
 use crate::allocation::{
     self, Demand, Layer, VideoTarget, ALLOCATION_INTERVAL, UP_HEADROOM_PERCENT,
 };
@@ -105,7 +108,34 @@ impl Router {
                 .unwrap_or(0)
                 .min(estimate * 100 / (100 + UP_HEADROOM_PERCENT));
             let min = result.bwe.min_bps.max(pad_to);
-            let wanted = (min.min(result.bwe.desired_bps), result.bwe.desired_bps);
+            let mut wanted = (min.min(result.bwe.desired_bps), result.bwe.desired_bps);
+            // While the preferred layers do not fit, ask for a probe now and
+            // then. str0m probes on its own at the start, in application-
+            // limited periods (which the padding above prevents) and after
+            // 15 s without a change; otherwise its estimate climbs only as
+            // fast as its AIMD lets it (1.5 times what was acknowledged per
+            // step), and a viewer whose link was raised from 400 kbit/s took
+            // 6 to 15 s back to the top layer (tests/sim/bandwidth.rs). str0m
+            // probes (at up to twice the estimate, for 15 ms) when the
+            // desired rate rises above the last it saw: hand it a fifth more
+            // for one run. A probe that does not raise the estimate doubles
+            // the wait for the next, up to PROBE_INTERVAL_MAX.
+            let nudge = t.estimate_bps.is_some() && result.bwe.next_step_bps.is_some();
+            if !nudge {
+                t.probing = ProbeNudge::default();
+            } else if t.probing.due.is_none_or(|due| now >= due) {
+                if t.probing.due.is_some() {
+                    t.probing.interval = if estimate * 100 >= t.probing.asked_at_estimate * 110 {
+                        PROBE_INTERVAL_MIN
+                    } else {
+                        (t.probing.interval * 2).min(PROBE_INTERVAL_MAX)
+                    };
+                }
+                t.probing.due = Some(now + t.probing.interval);
+                t.probing.asked_at_estimate = estimate;
+                wanted.1 = wanted.1 * 6 / 5;
+                t.bwe_applied = None;
+            }
             if t.bwe_applied.is_none_or(|applied| differs(applied, wanted)) {
                 t.bwe_applied = Some(wanted);
                 t.rtc

@@ -15,7 +15,7 @@ use simplesfu_proto::{ProducerId, TransportId};
 use std::cmp::Reverse;
 use std::net::SocketAddr;
 use std::time::Instant;
-use str0m::bwe::BweKind;
+use str0m::bwe::{Bitrate, BweKind};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output};
 
@@ -209,6 +209,30 @@ impl Router {
         std::mem::take(&mut self.events)
     }
 
+    /// A receive transport's bandwidth estimate, read every
+    /// [`super::ESTIMATE_READ_INTERVAL`]: the allocation runs when it moved.
+    fn on_estimate(&mut self, now: Instant, tid: TransportId, estimate: Bitrate) {
+        let Some(t) = self.transports.get_mut(&tid) else {
+            return;
+        };
+        // str0m holds its starting value until feedback moves it. A client
+        // that sends none (a bot, an old client) must keep its layers
+        // rather than be held to the starting guess forever.
+        if t.estimate_bps.is_none() && estimate == INITIAL_ESTIMATE {
+            return;
+        }
+        let estimate = estimate.as_u64();
+        let previous = t.estimate_bps.replace(estimate);
+        if t.unpaced {
+            self.set_video_paced(tid, true);
+        }
+        if previous == Some(estimate) {
+            return;
+        }
+        tracing::debug!(transport = %tid, estimate_bps = estimate, "bandwidth estimate");
+        self.allocate(now, tid);
+    }
+
     /// Poll one transport until str0m has nothing more; datagrams go to the
     /// outbox, events are handled (which may mark other transports dirty).
     fn poll_transport(&mut self, now: Instant, tid: TransportId) {
@@ -293,23 +317,14 @@ impl Router {
                     self.request_keyframe(now, producer, layer);
                 }
             }
-            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-                let Some(t) = self.transports.get_mut(&tid) else {
-                    return;
-                };
-                // str0m reports its starting value as soon as it could probe,
-                // feedback or not; only feedback moves it. A client that sends
-                // none (a bot, an old client) must keep its layers rather than
-                // be held to the starting guess forever.
-                if t.estimate_bps.is_none() && estimate == INITIAL_ESTIMATE {
-                    return;
+            // The estimate str0m reports in this event is averaged over the
+            // values of the last 3 s, which delayed every step down and up
+            // by seconds; its stats carry the estimate itself.
+            Event::EgressBitrateEstimate(BweKind::Twcc { .. }) => {}
+            Event::PeerStats(stats) => {
+                if let Some(estimate) = stats.bwe_tx {
+                    self.on_estimate(now, tid, estimate);
                 }
-                t.estimate_bps = Some(estimate.as_u64());
-                if t.unpaced {
-                    self.set_video_paced(tid, true);
-                }
-                tracing::debug!(transport = %tid, estimate_bps = estimate.as_u64(), "bandwidth estimate");
-                self.allocate(now, tid);
             }
             Event::ChannelOpen(channel, _) => self.on_channel_open(tid, channel),
             Event::ChannelData(data) => self.on_channel_data(tid, data.id, data.binary, &data.data),

@@ -69,6 +69,15 @@ const MAX_PATHS_PER_TRANSPORT: usize = 8;
 /// feedback is then forwarded its preferred layers, as without
 /// estimation); from the first feedback on, str0m probes upwards from here.
 const INITIAL_ESTIMATE: Bitrate = Bitrate::kbps(600);
+/// How often a receive transport's estimate is read from str0m (its stats
+/// carry the estimate itself; the event is a 3 s average, see `io.rs`).
+const ESTIMATE_READ_INTERVAL: Duration = Duration::from_millis(200);
+/// While a receive transport's preferred layers do not fit, str0m is asked
+/// for a probe this often at first (see `Router::allocate`), and half as often
+/// after each probe that did not raise the estimate, down to
+/// [`PROBE_INTERVAL_MAX`].
+const PROBE_INTERVAL_MIN: Duration = Duration::from_secs(2);
+const PROBE_INTERVAL_MAX: Duration = Duration::from_secs(8);
 /// A receive transport connected this long without an estimate gets no
 /// congestion feedback (a browser's first comes within about 100 ms).
 const NO_FEEDBACK_AFTER: Duration = Duration::from_secs(1);
@@ -168,6 +177,28 @@ struct Transport {
     connected_at: Option<Instant>,
     /// Video goes out unpaced: no feedback came (see `Router::set_video_paced`).
     unpaced: bool,
+    /// Recv transports: the probes asked of str0m while the preferred layers
+    /// do not fit (see `Router::allocate`).
+    probing: ProbeNudge,
+}
+
+/// When to ask str0m's estimator for a probe next, and what came of the last.
+#[derive(Debug, Clone, Copy)]
+struct ProbeNudge {
+    due: Option<Instant>,
+    interval: Duration,
+    /// The estimate when the last probe was asked for.
+    asked_at_estimate: u64,
+}
+
+impl Default for ProbeNudge {
+    fn default() -> Self {
+        ProbeNudge {
+            due: None,
+            interval: PROBE_INTERVAL_MIN,
+            asked_at_estimate: 0,
+        }
+    }
 }
 
 struct DtlsSetup {

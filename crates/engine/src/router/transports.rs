@@ -3,8 +3,8 @@
 //! start), ICE restart, and closing it with everything on it.
 
 use super::{
-    Direction, DtlsSetup, Router, Transport, INITIAL_ESTIMATE, SCTP_MAX_MESSAGE_SIZE, SCTP_PORT,
-    SCTP_STREAMS,
+    Direction, DtlsSetup, ProbeNudge, Router, Transport, ESTIMATE_READ_INTERVAL, INITIAL_ESTIMATE,
+    SCTP_MAX_MESSAGE_SIZE, SCTP_PORT, SCTP_STREAMS,
 };
 use crate::allocation::Allocator;
 use crate::api::{ClosedProducer, EngineError, WebRtcTransportInfo, WebRtcTransportOptions};
@@ -92,6 +92,7 @@ impl Router {
                 allocate_at: None,
                 connected_at: None,
                 unpaced: false,
+                probing: ProbeNudge::default(),
             },
         );
         self.mark_dirty(id);
@@ -280,7 +281,9 @@ fn build_rtc(now: Instant, estimate: bool) -> Rtc {
     if estimate {
         // Estimates what each viewer's link carries, from its transport-wide
         // congestion control feedback; the allocation splits it.
-        config = config.enable_bwe(Some(INITIAL_ESTIMATE));
+        config = config
+            .enable_bwe(Some(INITIAL_ESTIMATE))
+            .set_stats_interval(Some(ESTIMATE_READ_INTERVAL));
     }
     let codecs = config.codec_config();
     codecs.add_config(
