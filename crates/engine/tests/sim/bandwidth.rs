@@ -310,12 +310,12 @@ fn a_viewer_on_a_slow_link_gets_the_low_layer_and_climbs_back_when_the_link_is_r
     call.sim
         .limit_downlink(viewer.peer, 5_000_000, Duration::from_millis(100));
     // How fast str0m's estimate climbs after the losses of the slow link
-    // varies from run to run with the random SSRCs and keys: it waits for
-    // str0m's probes (every 5 s while the transport sends well under its
-    // estimate, else the stagnation probe after 15 s), and the allocation
-    // adds its holds. 8.7 to 15.7 s (median 11) in 16 runs of
+    // varies from run to run with the random SSRCs and keys: its AIMD, the
+    // probes the router asks for while a step up is blocked (every 2 to 8 s),
+    // and the allocation's holds. 2.8 to 10.4 s (median 4.3) in 12 runs of
     // `cargo test -p simplesfu-engine --test sim a_viewer_on_a_slow_link --
-    // --nocapture` (the line below).
+    // --nocapture` (the line below); 8.7 to 15.7 s (median 11) in 16 runs
+    // before the router read the estimate itself and asked for probes.
     let raise = call.sim.now;
     call.run(Duration::from_secs(20));
     let back_on_top =
