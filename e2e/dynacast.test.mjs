@@ -2,14 +2,16 @@
 // three-layer simulcast camera; when the only viewer asks for the lowest
 // layer (setPreferredLayers), the server tells the publisher
 // (producerLayersWanted) and its browser stops the two upper encodings;
-// when the viewer wants the best again, they come back.
+// when the viewer wants the best again, they come back. The same with the
+// client's adaptiveStream option, where the size and visibility of the
+// viewer's <video> element ask for the layers.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { pollUntil, useServerAndBrowser } from './harness.mjs';
-import { call, describePeers, openClientPage, waitForFlows } from './client-pages.mjs';
+import { call, describePeers, liveTrack, openClientPage, readClientState, readClientStats, waitForFlows } from './client-pages.mjs';
 
 const env = useServerAndBrowser();
 
@@ -64,4 +66,66 @@ test('the publisher stops the simulcast layers nobody wants and starts them agai
     describe,
   });
   t.diagnostic(`upper layers on again ${Date.now() - on} ms after the viewer wanted the best`);
+});
+
+test('adaptiveStream: a thumbnail gets the low layer, a large element the top, a hidden one nothing', { timeout: 120_000 }, async (t) => {
+  const room = `adaptive-${randomUUID()}`;
+  const publisher = await openClientPage(env.browser.context, env.server.url, 'publisher', { roomId: room });
+  t.after(() => publisher.page.close());
+  await publisher.page.evaluate(
+    (encodings) => window.t.publish({ camera: 'camera', encodings, video: { width: 1280, height: 720 } }),
+    SIMULCAST,
+  );
+  const viewer = await openClientPage(env.browser.context, env.server.url, 'viewer', { roomId: room, adaptiveStream: true });
+  t.after(() => viewer.page.close());
+  await waitForFlows([[viewer, publisher, 'camera']], { what: 'the viewer to receive the camera', describe: () => describePeers([viewer, publisher], env.server) });
+  const producerId = liveTrack(await readClientState(viewer.page), publisher, 'camera');
+  const received = async () => (await readClientStats(viewer.page))[producerId];
+  const describe = async () =>
+    `${await describePeers([viewer, publisher], env.server)}\nviewer's camera: ${JSON.stringify(await received())}\npublisher's camera: ${JSON.stringify(await camera(publisher.page))}`;
+  const show = (size) => viewer.page.evaluate(([id, size]) => window.t.showRemote(id, size), [producerId, size]);
+  /** Waits until the viewer decodes `width`-wide frames of the layer the server says, and the publisher sends `active`. */
+  const until = async (width, spatialLayer, active, what) => {
+    const started = Date.now();
+    await pollUntil(
+      async () => {
+        const stats = await received();
+        const sender = await camera(publisher.page);
+        return stats.frameWidth === width && stats.spatialLayer === spatialLayer && JSON.stringify(sender.active) === JSON.stringify(active);
+      },
+      { timeoutMs: 20_000, what, describe },
+    );
+    return Date.now() - started;
+  };
+
+  // A 160x90 thumbnail: the low layer (320x180); nobody wants more, so the publisher stops the others.
+  await show({ width: 160, height: 90 });
+  const thumb = await until(320, 0, [true, false, false], 'the thumbnail to get the low layer only');
+  t.diagnostic(`thumbnail: the low layer after ${thumb} ms`);
+  // 1280x720: the top layer, and the publisher sends every layer again.
+  await show({ width: 1280, height: 720 });
+  const large = await until(1280, 2, [true, true, true], 'the large element to get the top layer');
+  t.diagnostic(`large: the top layer after ${large} ms`);
+
+  // Hidden: the consumer is paused, no frames come; the publisher keeps only the lowest layer.
+  await show(null);
+  await pollUntil(async () => (await received()).paused === true, { timeoutMs: 5_000, what: 'the hidden track to be paused', describe });
+  await pollUntil(async () => JSON.stringify((await camera(publisher.page)).active) === '[true,false,false]', {
+    timeoutMs: 10_000,
+    what: 'the publisher to stop the layers nobody watches',
+    describe,
+  });
+  const before = await received();
+  await sleep(2000);
+  const after = await received();
+  assert.ok(after.framesDecoded - before.framesDecoded <= 1, `no frames while hidden: ${after.framesDecoded - before.framesDecoded} in 2 s`);
+  assert.ok(after.bytesReceived - before.bytesReceived < 2000, `no video bytes while hidden: ${after.bytesReceived - before.bytesReceived} in 2 s`);
+
+  // Shown again at 640x360: frames again, on the middle layer.
+  await show({ width: 640, height: 360 });
+  const again = await until(640, 1, [true, true, false], 'the track shown again to play the middle layer');
+  t.diagnostic(`shown again: the middle layer after ${again} ms`);
+  const playing = await received();
+  await sleep(2000);
+  assert.ok((await received()).framesDecoded - playing.framesDecoded >= 10, 'frames keep coming once shown');
 });

@@ -30,6 +30,14 @@ export interface SimpleMediasoupPeerOptions {
   handlerFactory?: types.HandlerFactory;
   /** How long an ICE restart may take before the transport is rebuilt (default 5 s). */
   iceRestartTimeoutMs?: number;
+  /**
+   * Let the elements that show a remote video track choose its layers
+   * (default false): register them with `observeVideoElement`; a small
+   * element gets a low simulcast layer, a large one the top, and a track no
+   * element shows (off screen, hidden, the page in the background) is paused
+   * until one does. Needs ResizeObserver and IntersectionObserver (browsers).
+   */
+  adaptiveStream?: boolean;
 }
 
 /**

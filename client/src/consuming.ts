@@ -146,8 +146,9 @@ export async function consume(core: PeerCore, session: Session, push: CreateCons
         core.reportError(`setPreferredLayers of ${producerId}`, error),
       );
     }
-    // The server creates consumers paused; a paused peer stays so.
-    const paused = core.pausedPeers.has(peerId);
+    // The server creates consumers paused; a paused peer stays so, and a
+    // video track no element shows (adaptiveStream).
+    const paused = core.pausedPeers.has(peerId) || (kind === 'video' && core.adaptive?.isHidden(peerId, label) === true);
     if (paused) {
       consumer.pause();
     } else {
@@ -158,6 +159,7 @@ export async function consume(core: PeerCore, session: Session, push: CreateCons
       if (consumer.closed) return;
       consumer.resume();
     }
+    if (kind === 'video') core.adaptive?.refresh(peerId, label);
     const event: TrackEvent = { ...trackEventOf(producerId, record), paused };
     core.events.emit('track', event);
     callLegacyOnTrack(core, event);
@@ -225,7 +227,7 @@ export async function stopConsuming(core: PeerCore, peerId: string): Promise<voi
 export async function resumeConsumers(core: PeerCore, session: Session): Promise<void> {
   await Promise.all(
     [...session.consumers].map(async ([producerId, record]) => {
-      if (core.pausedPeers.has(record.peerId) || record.consumer.closed) return;
+      if (core.pausedPeers.has(record.peerId) || record.consumer.closed || hiddenByAdaptive(core, record)) return;
       await core.request('resumeConsumer', { producerId }).catch(unlessConsumerGone);
     }),
   );
@@ -236,13 +238,45 @@ export async function setPeerPaused(core: PeerCore, peerId: string, paused: bool
   const session = core.session;
   if (!session) return;
   const records = [...session.consumers.entries()].filter(
-    ([, record]) => record.peerId === peerId && record.consumer.paused !== paused,
+    ([, record]) =>
+      record.peerId === peerId && record.consumer.paused !== paused && (paused || !hiddenByAdaptive(core, record)),
   );
   await Promise.all(
     records.map(async ([producerId, { consumer }]) => {
       await core.request(paused ? 'pauseConsumer' : 'resumeConsumer', { producerId });
       if (consumer.closed) return;
       if (paused) consumer.pause();
+      else consumer.resume();
+    }),
+  );
+}
+
+/** A video consumer that adaptiveStream keeps paused: no element shows its track. */
+function hiddenByAdaptive(core: PeerCore, record: ConsumerRecord): boolean {
+  return record.consumer.kind === 'video' && core.adaptive?.isHidden(record.peerId, record.label) === true;
+}
+
+/**
+ * adaptiveStream: pauses our video consumers of `peerId`'s track `label`
+ * when no element shows it, on the server, then here; resumes them when one
+ * does (unless the user paused the peer).
+ */
+export async function setTrackHidden(core: PeerCore, peerId: string, label: string, hidden: boolean): Promise<void> {
+  const session = core.session;
+  if (!session) return;
+  if (!hidden && core.pausedPeers.has(peerId)) return;
+  const records = [...session.consumers.entries()].filter(
+    ([, record]) =>
+      record.peerId === peerId &&
+      record.label === label &&
+      record.consumer.kind === 'video' &&
+      record.consumer.paused !== hidden,
+  );
+  await Promise.all(
+    records.map(async ([producerId, { consumer }]) => {
+      await core.request(hidden ? 'pauseConsumer' : 'resumeConsumer', { producerId }).catch(unlessConsumerGone);
+      if (consumer.closed) return;
+      if (hidden) consumer.pause();
       else consumer.resume();
     }),
   );
@@ -277,6 +311,7 @@ export function onLayersChanged(core: PeerCore, session: Session, data: unknown)
   if (!record) return;
   const layer = (v: unknown) => (Number.isInteger(v) ? (v as number) : null);
   record.layers = { spatialLayer: layer(data.spatialLayer), temporalLayer: layer(data.temporalLayer) };
+  core.adaptive?.refresh(record.peerId, record.label);
   core.events.emit('layersChanged', {
     peerId: record.peerId,
     label: record.label,

@@ -7,6 +7,7 @@
  * publishing, consuming, data, pushes) are functions of a PeerCore; the
  * facade, peer.ts, is the only one that is public.
  */
+import type { AdaptiveStream } from './adaptive.js';
 import { debug, type types } from 'mediasoup-client';
 import { io } from 'socket.io-client';
 import type {
@@ -115,6 +116,8 @@ export class PeerCore {
   readonly pausedPeers = new Set<string>();
   /** `peerId label` -> the layers asked for with setPreferredLayers; applied to every new consumer. */
   readonly preferredLayers = new Map<string, PreferredLayers>();
+  /** The `adaptiveStream` option's watcher of video elements; null when off. */
+  adaptive: AdaptiveStream | null = null;
 
   // What the server told us, for the current session.
   session: Session | null = null;

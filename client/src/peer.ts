@@ -33,6 +33,7 @@ import {
   setPeerPaused,
   stopConsuming,
 } from './consuming.js';
+import { AdaptiveStream } from './adaptive.js';
 import { log, PeerCore, type DesiredTrack } from './core.js';
 import { sendData } from './data.js';
 import type { Listener } from './emitter.js';
@@ -76,6 +77,7 @@ export class SimpleMediasoupPeer {
     const options = parseOptions(socketOrOptions);
     const core = new PeerCore(options, resumeClaim, () => this.onTrack);
     this.#core = core;
+    if (options.adaptiveStream) core.adaptive = new AdaptiveStream(core);
     if (options.roomId !== undefined) core.desiredRoom = normalizeRoomId(options.roomId);
     core.socket.on(SIGNALING_EVENT, this.#onSignaling);
     core.socket.on('connect', this.#onSocketConnect);
@@ -281,6 +283,27 @@ export class SimpleMediasoupPeer {
     return core.queue.push(() => applyPreferredLayers(core, peerId, label));
   }
 
+  /**
+   * With the `adaptiveStream` option: `element` shows `peerId`'s video track
+   * `label`, and its size and visibility choose the track's layers (the
+   * largest element on screen wins; none on screen for half a second pauses
+   * the track). Call it once the element shows the track (`track` event);
+   * the returned function stops watching it (call it before removing the
+   * element, or the track stays paused as hidden). Watching outlives
+   * reconnects and a republished track with the same label.
+   */
+  observeVideoElement(element: HTMLVideoElement, peerId: string, label: string): () => void {
+    this.#assertOpen('observeVideoElement');
+    assertPeerId(peerId);
+    assertLabel(label);
+    const adaptive = this.#core.adaptive;
+    if (!adaptive) throw new TypeError('observeVideoElement needs the adaptiveStream option: new SimpleMediasoupPeer({adaptiveStream: true, ...})');
+    if (typeof HTMLVideoElement === 'undefined' || !(element instanceof HTMLVideoElement)) {
+      throw new TypeError('element must be a <video> element');
+    }
+    return adaptive.observe(element, peerId, label);
+  }
+
   // ----------------------------------------------------------------- data
 
   /**
@@ -335,6 +358,7 @@ export class SimpleMediasoupPeer {
         core.request('leaveRoom', { roomId: core.currentRoom }).catch((error) => log('leaveRoom on close: %o', error));
       }
     }
+    core.adaptive?.close();
     endSession(core, false);
     clearGraceTimer(core);
     core.updateConnectionState();

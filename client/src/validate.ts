@@ -31,6 +31,12 @@ export function parseOptions(arg: unknown): SimpleMediasoupPeerOptions {
   ) {
     throw new TypeError('options.requestTimeoutMs must be a positive number');
   }
+  if (options.adaptiveStream !== undefined && typeof options.adaptiveStream !== 'boolean') {
+    throw new TypeError('options.adaptiveStream must be a boolean');
+  }
+  if (options.adaptiveStream && (typeof ResizeObserver === 'undefined' || typeof IntersectionObserver === 'undefined')) {
+    throw new TypeError('options.adaptiveStream needs ResizeObserver and IntersectionObserver (a browser)');
+  }
   if (options.roomId !== undefined && options.roomId !== null) normalizeRoomId(options.roomId);
   return options;
 }

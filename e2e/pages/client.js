@@ -180,6 +180,28 @@ window.t = {
     return senders;
   },
 
+  /**
+   * adaptiveStream: sizes the element showing remote track `producerId`
+   * (CSS pixels; `null` hides it with display: none) and has the peer watch
+   * it (`observeVideoElement`, once).
+   */
+  showRemote(producerId, size) {
+    const element = document.querySelector(`video[data-producer-id="${producerId}"]`);
+    if (!element) throw new Error(`no element shows ${producerId}`);
+    if (!element.dataset.observed) {
+      const { peerId, label } = state.tracks[producerId];
+      peer.observeVideoElement(element, peerId, label);
+      element.dataset.observed = 'yes';
+    }
+    if (size === null) {
+      element.style.display = 'none';
+    } else {
+      element.style.display = '';
+      element.style.width = `${size.width}px`;
+      element.style.height = `${size.height}px`;
+    }
+  },
+
   /** Remote track stats by producer id. */
   async stats() {
     const byProducer = {};
