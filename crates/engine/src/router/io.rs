@@ -185,7 +185,23 @@ impl Router {
 
     /// Poll every transport that has work, then hand every datagram to
     /// `send`. Consumers written to by a whole batch of input are polled once.
-    pub fn drain(&mut self, now: Instant, mut send: impl FnMut(Protocol, SocketAddr, Vec<u8>)) {
+    pub fn drain(&mut self, now: Instant, send: impl FnMut(Protocol, SocketAddr, Vec<u8>)) {
+        self.drain_some(now, usize::MAX, send);
+    }
+
+    /// Like [`Router::drain`], but hands the datagrams to `send` as soon as
+    /// polled transports have produced `flush_at` of them, and then returns
+    /// false: the caller sends them and calls again, with a fresh `now`. So
+    /// a frame fanned out to many viewers starts leaving after the first
+    /// few transports are polled, not after all of them (the first viewer
+    /// of 200 waited for the whole fan-out). A transport's datagrams are
+    /// never split, so they stay one GSO group. True when nothing is left.
+    pub fn drain_some(
+        &mut self,
+        now: Instant,
+        flush_at: usize,
+        mut send: impl FnMut(Protocol, SocketAddr, Vec<u8>),
+    ) -> bool {
         for (_, sink, packets) in self.pipe_outbox.iter_mut() {
             if !packets.is_empty() {
                 // A worker that is gone drops the batch; its pipes go at the next packet.
@@ -195,13 +211,19 @@ impl Router {
         for tid in std::mem::take(&mut self.reallocate) {
             self.allocate(now, tid);
         }
+        let mut done = true;
         while let Some(tid) = self.dirty.pop() {
             self.dirty_set.remove(&tid);
             self.poll_transport(now, tid);
+            if self.outbox.len() >= flush_at && !self.dirty.is_empty() {
+                done = false;
+                break;
+            }
         }
         for (proto, to, bytes) in self.outbox.drain(..) {
             send(proto, to, bytes);
         }
+        done
     }
 
     /// Events for the owner of the worker.

@@ -57,6 +57,11 @@ pub struct Sim {
     pub router_sent: Vec<Sent>,
     /// The router's events ([`Router::take_events`]), in order.
     pub events: Vec<EngineEvent>,
+    /// Datagrams the router hands over before polling more transports
+    /// ([`Router::drain_some`]); unlimited by default.
+    pub flush_at: usize,
+    /// Hand-overs so far (each `drain_some` call that gave datagrams).
+    handovers: usize,
 }
 
 /// A bottleneck on the way to one peer: datagrams leave one after another
@@ -125,6 +130,8 @@ pub struct Sent {
     pub at: Instant,
     pub to: Option<PeerId>,
     pub len: usize,
+    /// Which hand-over of the router's output it was in.
+    pub handover: usize,
 }
 
 /// The client end of one router transport, as a browser's transport.
@@ -204,6 +211,8 @@ impl Sim {
             wire: Vec::new(),
             router_sent: Vec::new(),
             events: Vec::new(),
+            flush_at: usize::MAX,
+            handovers: 0,
         }
     }
 
@@ -532,26 +541,37 @@ impl Sim {
             &mut self.peers,
             self.router_addr,
         );
-        self.router.drain(now, |_, to, bytes| {
-            let peer = peers.iter().position(|p| p.addr == to);
-            sent.push(Sent {
-                at: now,
-                to: peer,
-                len: bytes.len(),
-            });
-            let through = match peer.and_then(|i| peers[i].downlink.as_mut()) {
-                Some(link) => link.pass(now, bytes.len() + IP_UDP_HEADER_BYTES),
-                None => Some(now),
-            };
-            if let Some(through) = through {
-                wire.push(Datagram {
-                    arrives: through + LATENCY,
-                    from,
-                    to,
-                    bytes,
+        loop {
+            let handover = self.handovers;
+            let before = sent.len();
+            let done = self.router.drain_some(now, self.flush_at, |_, to, bytes| {
+                let peer = peers.iter().position(|p| p.addr == to);
+                sent.push(Sent {
+                    at: now,
+                    to: peer,
+                    len: bytes.len(),
+                    handover,
                 });
+                let through = match peer.and_then(|i| peers[i].downlink.as_mut()) {
+                    Some(link) => link.pass(now, bytes.len() + IP_UDP_HEADER_BYTES),
+                    None => Some(now),
+                };
+                if let Some(through) = through {
+                    wire.push(Datagram {
+                        arrives: through + LATENCY,
+                        from,
+                        to,
+                        bytes,
+                    });
+                }
+            });
+            if sent.len() > before {
+                self.handovers += 1;
             }
-        });
+            if done {
+                break;
+            }
+        }
         self.events.extend(self.router.take_events());
         for peer in self.peers.iter_mut().filter(|p| p.online) {
             peer.rtc

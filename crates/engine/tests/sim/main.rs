@@ -22,6 +22,7 @@ mod harness;
 mod audio_levels;
 mod bandwidth;
 mod data_buffering;
+mod fan_out;
 mod keyframes;
 mod pause_resume;
 mod repair;
