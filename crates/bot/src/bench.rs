@@ -122,6 +122,15 @@ pub const CONSTRAINED_DOWNLINKS: [Option<u32>; 3] = [Some(300), Some(1000), None
 /// Time the server has to fit every viewer's link before the window: the
 /// goal is a layer that fits within 5 s.
 pub const CONSTRAINED_WARMUP: Duration = Duration::from_secs(5);
+/// A level where the bot used more than this share of the CPUs it may run
+/// on is marked bot-limited, and a ramp stops there: past it the bot's
+/// receive work, not the server, may be what loses packets or adds latency.
+pub const BOT_CPU_LIMIT_PCT: f64 = 70.0;
+/// Whether the bot used more than [`BOT_CPU_LIMIT_PCT`] of the CPUs it may run on.
+pub fn bot_limited(report: &crate::load::LoadReport) -> bool {
+    report.bot_cpu_pct > BOT_CPU_LIMIT_PCT * report.bot_cpus.max(1) as f64
+}
+
 /// A constrained level holds when no class loses more than this (after
 /// NACK repair, by the consumers' sequence numbers) or stalls.
 pub const CONSTRAINED_MAX_LOSS_PCT: f64 = 2.0;
@@ -164,6 +173,10 @@ pub struct LevelResult {
     pub p99_ms: f64,
     pub max_ms: f64,
     pub passed: bool,
+    /// The bot used more than [`BOT_CPU_LIMIT_PCT`] of the CPU it has:
+    /// its own work, not the server, may set the level's figures.
+    #[serde(default)]
+    pub bot_limited: bool,
     pub report: LoadReport,
 }
 
@@ -786,11 +799,18 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     result.server_cpu_pct,
                     result.cpu_us_per_forwarded_packet,
                     result.floor_multiple,
-                    if result.passed { "" } else { " -- limit reached" }
+                    match (result.passed, result.bot_limited) {
+                        (true, false) => String::new(),
+                        (false, false) => " -- limit reached".into(),
+                        (_, true) => format!(
+                            " -- the bot is the limit (its CPU {:.0}% of {} CPU(s) it may use); the ramp stops",
+                            result.report.bot_cpu_pct, result.report.bot_cpus
+                        ),
+                    }
                 );
-                let passed = result.passed;
+                let stop = !result.passed || result.bot_limited;
                 levels.push(result);
-                if !passed && scenario.ramped {
+                if stop && scenario.ramped {
                     break;
                 }
             }
@@ -1053,8 +1073,10 @@ fn level_result(
         p99_ms: report.latency.p99_ms,
         max_ms: report.latency.max_ms,
         passed: false,
+        bot_limited: false,
         report,
     };
+    result.bot_limited = bot_limited(&result.report);
     passed &= check_consumers(&result).is_ok();
     if scenario == "big-room" {
         passed &= result.report.consumers.join_to_first_media.max_ms < MAX_FIRST_MEDIA_MS;

@@ -3,8 +3,8 @@
 //! big-room, consumers, refusals, time to first audio and signaling CPU.
 
 use crate::bench::{
-    server_label, BenchReport, LevelResult, ServerKind, ServerSettings, CONSTRAINED_MAX_LOSS_PCT,
-    CONSTRAINED_WARMUP, MAX_FIRST_MEDIA_MS, MAX_LOSS_PCT, MAX_P99_MS,
+    server_label, BenchReport, LevelResult, ServerKind, ServerSettings, BOT_CPU_LIMIT_PCT,
+    CONSTRAINED_MAX_LOSS_PCT, CONSTRAINED_WARMUP, MAX_FIRST_MEDIA_MS, MAX_LOSS_PCT, MAX_P99_MS,
 };
 use crate::load::{downlink_name, layers_name};
 use std::fmt::Write;
@@ -25,7 +25,7 @@ fn row(l: &LevelResult) -> String {
         l.floor_multiple,
         l.server_rss_mb,
         l.report.bot_cpu_pct,
-        if l.passed { "yes" } else { "**no**" }
+        held(l)
     )
 }
 
@@ -177,7 +177,7 @@ fn big_room_section(r: &BenchReport) -> String {
             l.report.signaling_kb_per_s,
             l.server_rss_mb,
             l.report.bot_cpu_pct,
-            if l.passed { "yes" } else { "**no**" }
+            held(l)
         );
     }
     for l in &levels {
@@ -202,6 +202,15 @@ fn big_room_section(r: &BenchReport) -> String {
     }
     s += "\n";
     s
+}
+
+/// The "held" column: yes, **no**, or bot-limited (see [`BOT_CPU_LIMIT_PCT`]).
+fn held(l: &LevelResult) -> &'static str {
+    match (l.passed, l.bot_limited) {
+        (_, true) => "bot-limited",
+        (true, false) => "yes",
+        (false, false) => "**no**",
+    }
 }
 
 /// The constrained table: per level (estimation on, off) and downlink class,
@@ -276,7 +285,7 @@ fn constrained_section(r: &BenchReport, name: &str) -> String {
             l.floor_multiple,
             l.server_rss_mb,
             l.report.bot_cpu_pct,
-            if l.passed { "yes" } else { "**no**" }
+            held(l)
         );
     }
     let on = levels.iter().find(|l| estimation(l) == "on");
@@ -379,7 +388,7 @@ pub fn markdown(r: &BenchReport) -> String {
     );
     let _ = writeln!(
         s,
-        "- µs/pkt is server CPU time per packet the bot received from it (forwarded); a bot CPU near 100% means the bot, not the server, may be the limit."
+        "- µs/pkt is server CPU time per packet the bot received from it (forwarded). A level where the bot's CPU exceeds {BOT_CPU_LIMIT_PCT}% of what it may use is marked bot-limited, and a ramp stops there: its figures may be the bot's, not the server's."
     );
     if r.levels.iter().any(|l| l.server == ServerKind::Simplesfu) {
         s += &non_default_settings(r);
@@ -608,8 +617,32 @@ pub(crate) mod tests {
             p99_ms: 1.0,
             max_ms: 2.0,
             passed: true,
+            bot_limited: false,
             report,
         }
+    }
+
+    #[test]
+    fn a_level_where_the_bot_used_most_of_its_cpu_is_marked_bot_limited() {
+        let mut l = sample_level("livestream", ServerSettings::FORWARDING);
+        l.report.bot_cpus = 1;
+        l.report.bot_cpu_pct = 69.0;
+        assert!(!crate::bench::bot_limited(&l.report));
+        l.report.bot_cpu_pct = 85.0;
+        assert!(
+            crate::bench::bot_limited(&l.report),
+            "85% of the one CPU it may use"
+        );
+        l.report.bot_cpus = 2;
+        assert!(
+            !crate::bench::bot_limited(&l.report),
+            "85% of two CPUs is under 70% of them"
+        );
+        l.report.bot_cpus = 1;
+        l.bot_limited = crate::bench::bot_limited(&l.report);
+        assert_eq!(held(&l), "bot-limited");
+        let md = markdown(&bench_report(vec![l]));
+        assert!(md.contains("| bot-limited |"), "{md}");
     }
 
     #[test]
