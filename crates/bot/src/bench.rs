@@ -533,6 +533,19 @@ fn scenarios(
             },
         })
         .collect();
+    // The constrained and estimation scenarios: with the server's
+    // estimation, then without; the smoke run only with.
+    let estimation_levels: Vec<Level> = [true, false]
+        .into_iter()
+        .take(if smoke { 1 } else { 2 })
+        .map(|bandwidth_estimation| Level {
+            load: if smoke { 3 } else { constrained_viewers.max(3) },
+            settings: ServerSettings {
+                bandwidth_estimation,
+                ..ServerSettings::FORWARDING
+            },
+        })
+        .collect();
     let speakers = room.speakers;
     let joiners = room.joiners;
     let big_room_media = MediaOptions {
@@ -587,33 +600,8 @@ fn scenarios(
             // With the server's estimation, then without (what every viewer
             // got before it): what estimation costs and what it buys. The
             // smoke run checks the first only.
-            levels: [true, false]
-                .into_iter()
-                .take(if smoke { 1 } else { 2 })
-                .map(|bandwidth_estimation| Level {
-                    load: if smoke { 3 } else { constrained_viewers.max(3) },
-                    settings: ServerSettings {
-                        bandwidth_estimation,
-                        ..ServerSettings::FORWARDING
-                    },
-                })
-                .collect(),
-            shape: Box::new(|viewers| Shape {
-                downlinks_kbps: CONSTRAINED_DOWNLINKS.to_vec(),
-                congestion_feedback: true,
-                warmup: CONSTRAINED_WARMUP,
-                ..Shape::new(
-                    1,
-                    1,
-                    viewers,
-                    false,
-                    MediaOptions {
-                        simulcast: true,
-                        audio: true,
-                        ..Default::default()
-                    },
-                )
-            }),
+            levels: estimation_levels.clone(),
+            shape: simulcast_viewers_behind(&CONSTRAINED_DOWNLINKS),
         },
         Scenario {
             name: "estimation",
@@ -621,35 +609,32 @@ fn scenarios(
             // What estimation costs, on the same packets: the constrained
             // scenario's publisher and viewers, every link unlimited, so the
             // viewers get the top layer with estimation as without it.
-            levels: [true, false]
-                .into_iter()
-                .take(if smoke { 1 } else { 2 })
-                .map(|bandwidth_estimation| Level {
-                    load: if smoke { 3 } else { constrained_viewers.max(3) },
-                    settings: ServerSettings {
-                        bandwidth_estimation,
-                        ..ServerSettings::FORWARDING
-                    },
-                })
-                .collect(),
-            shape: Box::new(|viewers| Shape {
-                downlinks_kbps: vec![None],
-                congestion_feedback: true,
-                warmup: CONSTRAINED_WARMUP,
-                ..Shape::new(
-                    1,
-                    1,
-                    viewers,
-                    false,
-                    MediaOptions {
-                        simulcast: true,
-                        audio: true,
-                        ..Default::default()
-                    },
-                )
-            }),
+            levels: estimation_levels,
+            shape: simulcast_viewers_behind(&[None]),
         },
     ]
+}
+
+/// The constrained and estimation scenarios' peers: one publisher of
+/// three-layer simulcast and audio, and the viewers, taking `downlinks` in
+/// turn, sending congestion feedback, measured after CONSTRAINED_WARMUP.
+fn simulcast_viewers_behind(downlinks: &'static [Option<u32>]) -> Box<dyn Fn(u32) -> Shape> {
+    Box::new(move |viewers| Shape {
+        downlinks_kbps: downlinks.to_vec(),
+        congestion_feedback: true,
+        warmup: CONSTRAINED_WARMUP,
+        ..Shape::new(
+            1,
+            1,
+            viewers,
+            false,
+            MediaOptions {
+                simulcast: true,
+                audio: true,
+                ..Default::default()
+            },
+        )
+    })
 }
 
 fn ramp_rooms(factor: f64) -> Vec<u32> {
