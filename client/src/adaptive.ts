@@ -20,7 +20,7 @@
  */
 import type { types } from 'mediasoup-client';
 import { applyPreferredLayers, layersKey, setTrackHidden } from './consuming.js';
-import type { PeerCore } from './core.js';
+import type { ConsumerRecord, PeerCore } from './core.js';
 
 /** How long a track must stay out of sight before its consumer is paused (scrolling past a tile does not pause it). */
 export const HIDE_DELAY_MS = 500;
@@ -49,6 +49,11 @@ export function chooseSpatialLayer(topHeight: number, renderedHeight: number, la
     if (topHeight / 2 ** (top - layer) >= renderedHeight * HEIGHT_TOLERANCE) return layer;
   }
   return top;
+}
+
+/** The most spatial layers among a track's consumers. */
+function layerCount(records: ConsumerRecord[]): number {
+  return Math.max(1, ...records.map((r) => spatialLayerCount(r.consumer.rtpParameters)));
 }
 
 interface Watched {
@@ -155,7 +160,7 @@ export class AdaptiveStream {
       // Nothing watches it any more: back to the best layers, playing.
       if (watched.timer) clearTimeout(watched.timer);
       this.#tracks.delete(key);
-      this.#apply(watched, this.#layerCount(watched) - 1, false);
+      this.#apply(watched, layerCount(this.#records(watched)) - 1, false);
       return;
     }
     this.#schedule(watched, SETTLE_MS);
@@ -180,20 +185,17 @@ export class AdaptiveStream {
   }
 
   /** Our video consumers of the watched track (one, or none between sessions). */
-  #records(watched: Watched) {
+  #records(watched: Watched): ConsumerRecord[] {
     return [...(this.#core.session?.consumers.values() ?? [])].filter(
       (r) => r.peerId === watched.peerId && r.label === watched.label && r.consumer.kind === 'video',
     );
   }
 
-  #layerCount(watched: Watched): number {
-    return Math.max(1, ...this.#records(watched).map((r) => spatialLayerCount(r.consumer.rtpParameters)));
-  }
 
   #evaluate(watched: Watched): void {
     if (this.#core.closed) return;
     const records = this.#records(watched);
-    const layers = this.#layerCount(watched);
+    const layers = layerCount(records);
     const current = records.find((r) => r.layers?.spatialLayer != null)?.layers?.spatialLayer ?? null;
     const pageVisible = document.visibilityState !== 'hidden';
     let rendered = 0;
