@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { types } from 'mediasoup-client';
-import { chooseSpatialLayer, spatialLayerCount } from './adaptive.js';
+import { chooseSpatialLayer, learnTopHeight, spatialLayerCount } from './adaptive.js';
 import { SimpleMediasoupPeer } from './peer.js';
 
 test('the layer count comes from the consumer scalability mode', () => {
@@ -29,4 +29,21 @@ test('the lowest layer at least as tall as the element, the top when unknown', (
 test('adaptiveStream is checked as an option and needs browser observers', () => {
   assert.throws(() => new SimpleMediasoupPeer({ adaptiveStream: 'yes' as unknown as boolean }), /adaptiveStream must be a boolean/);
   assert.throws(() => new SimpleMediasoupPeer({ adaptiveStream: true }), /needs ResizeObserver/);
+});
+
+test('the top layer height is learned from a frame height and layer that agreed for half a second', () => {
+  // The server reports S0 while the element still shows the 720-row frames of S2.
+  let step = learnTopHeight(null, 720, 0, 3, 1000);
+  assert.equal(step.topHeight, undefined, 'not at first sight');
+  assert.equal(step.recheckInMs, 500);
+  // The low layer's frames arrive: a new sample, still nothing learned (720 x 4 was wrong).
+  step = learnTopHeight(step.sample, 180, 0, 3, 1100);
+  assert.equal(step.topHeight, undefined);
+  step = learnTopHeight(step.sample, 180, 0, 3, 1400);
+  assert.equal(step.topHeight, undefined, 'held 300 ms only');
+  assert.equal(step.recheckInMs, 200);
+  step = learnTopHeight(step.sample, 180, 0, 3, 1600);
+  assert.equal(step.topHeight, 720, '180 rows of the lowest of three layers: a 720-row top');
+  assert.deepEqual(learnTopHeight(step.sample, 0, 0, 3, 2000), { sample: step.sample }, 'no frame yet: nothing');
+  assert.deepEqual(learnTopHeight(null, 360, null, 3, 2000), { sample: null }, 'no layer report: nothing');
 });

@@ -24,6 +24,14 @@ import type { ConsumerRecord, PeerCore } from './core.js';
 
 /** How long a track must stay out of sight before its consumer is paused (scrolling past a tile does not pause it). */
 export const HIDE_DELAY_MS = 500;
+/**
+ * A decoded frame height and the layer the server says it forwards must
+ * agree this long before they tell the top layer's height: the layer report
+ * and the first frames of a new layer arrive apart (the report over the
+ * signaling socket), and a report of S0 read beside a 720-row frame of S2
+ * would take the top for 2880 rows and keep the viewer on the low layer.
+ */
+const SAMPLE_STABLE_MS = 500;
 /** Element changes are looked at together, this long after the first. */
 const SETTLE_MS = 100;
 /** A layer this much shorter than the element still counts as tall enough (scaling up by 10% is not visible). */
@@ -56,13 +64,39 @@ function layerCount(records: ConsumerRecord[]): number {
   return Math.max(1, ...records.map((r) => spatialLayerCount(r.consumer.rtpParameters)));
 }
 
+type Sample = { height: number; layer: number; since: number };
+
+/**
+ * The top layer's height from `frameHeight` rows decoded while the server
+ * says it forwards layer `current` (of `layers`), once both have held for
+ * SAMPLE_STABLE_MS: the sample to keep, the height when learned, and when
+ * to look again when not yet.
+ */
+export function learnTopHeight(
+  sample: Sample | null,
+  frameHeight: number,
+  current: number | null,
+  layers: number,
+  now: number,
+): { sample: Sample | null; topHeight?: number; recheckInMs?: number } {
+  if (!(frameHeight > 0) || current === null) return { sample };
+  if (!sample || sample.height !== frameHeight || sample.layer !== current) {
+    return { sample: { height: frameHeight, layer: current, since: now }, recheckInMs: SAMPLE_STABLE_MS };
+  }
+  const held = now - sample.since;
+  if (held < SAMPLE_STABLE_MS) return { sample, recheckInMs: SAMPLE_STABLE_MS - held };
+  return { sample, topHeight: frameHeight * 2 ** (layers - 1 - current) };
+}
+
 interface Watched {
   peerId: string;
   label: string;
   /** The elements showing it, and whether each is on screen. */
   elements: Map<HTMLVideoElement, { intersecting: boolean }>;
-  /** The tallest top-layer height seen (from a decoded frame and the layer it came from). */
+  /** The top layer's height, from the last frame height and layer that agreed for SAMPLE_STABLE_MS; 0: unknown. */
   topHeight: number;
+  /** The frame height and layer seen last, and since when. */
+  sample: Sample | null;
   /** What was last asked for. */
   spatial: number | null;
   hidden: boolean;
@@ -106,6 +140,7 @@ export class AdaptiveStream {
         label,
         elements: new Map(),
         topHeight: 0,
+        sample: null,
         spatial: null,
         hidden: false,
         unseenSince: null,
@@ -198,20 +233,19 @@ export class AdaptiveStream {
     const layers = layerCount(records);
     const current = records.find((r) => r.layers?.spatialLayer != null)?.layers?.spatialLayer ?? null;
     const pageVisible = document.visibilityState !== 'hidden';
+    const now = Date.now();
     let rendered = 0;
     let shown = false;
+    let frameHeight = 0;
     for (const [element, { intersecting }] of watched.elements) {
-      // Learn the top layer's height from a decoded frame of a known layer.
-      if (element.videoHeight > 0 && current !== null) {
-        watched.topHeight = Math.max(watched.topHeight, element.videoHeight * 2 ** (layers - 1 - current));
-      }
+      frameHeight = Math.max(frameHeight, element.videoHeight);
       const height = element.isConnected ? element.clientHeight : 0;
       if (pageVisible && intersecting && height > 0 && element.clientWidth > 0) {
         shown = true;
         rendered = Math.max(rendered, height * (window.devicePixelRatio || 1));
       }
     }
-    const now = Date.now();
+    this.#learnTopHeight(watched, frameHeight, current, layers, now);
     if (shown) {
       watched.unseenSince = null;
       this.#apply(watched, chooseSpatialLayer(watched.topHeight, rendered, layers), false);
@@ -224,6 +258,13 @@ export class AdaptiveStream {
       return;
     }
     this.#apply(watched, watched.spatial, true);
+  }
+
+  #learnTopHeight(watched: Watched, frameHeight: number, current: number | null, layers: number, now: number): void {
+    const learned = learnTopHeight(watched.sample, frameHeight, current, layers, now);
+    watched.sample = learned.sample;
+    if (learned.topHeight !== undefined) watched.topHeight = learned.topHeight;
+    if (learned.recheckInMs !== undefined) this.#schedule(watched, learned.recheckInMs);
   }
 
   /** Ask for `spatial` (`null`: unchanged) and pause or resume the track's consumers, when either changed. */
