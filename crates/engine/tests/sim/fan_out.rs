@@ -18,14 +18,7 @@ fn a_frame_to_many_viewers_leaves_in_batches_of_whole_transports_and_reaches_eve
     let mut sim = Sim::with_estimation(false);
     let sender = sim.connected_peer(Direction::Send);
     let producer = sim.produce_video(sender);
-    let viewers: Vec<(PeerId, Consumed)> = (0..VIEWERS)
-        .map(|_| {
-            let viewer = sim.connected_peer(Direction::Recv);
-            let consumer = sim.consume(viewer, producer);
-            sim.resume(&consumer);
-            (viewer, consumer)
-        })
-        .collect();
+    let viewers = sim.resumed_viewers(producer, VIEWERS);
     sim.advance(2 * LATENCY);
 
     // Hand over after 8 datagrams: the frame's 36 must leave in several batches.

@@ -432,6 +432,18 @@ impl Sim {
         self.produce(sender, MediaKind::Video, vp8_simulcast_parameters("0"))
     }
 
+    /// `n` connected viewers, each with a resumed consumer of `producer`.
+    pub fn resumed_viewers(&mut self, producer: ProducerId, n: usize) -> Vec<(PeerId, Consumed)> {
+        (0..n)
+            .map(|_| {
+                let viewer = self.connected_peer(Direction::Recv);
+                let consumer = self.consume(viewer, producer);
+                self.resume(&consumer);
+                (viewer, consumer)
+            })
+            .collect()
+    }
+
     /// Consume `producer` on `receiver`'s transport (paused, as the router
     /// creates consumers) and declare the stream on its client.
     pub fn consume(&mut self, receiver: PeerId, producer: ProducerId) -> Consumed {

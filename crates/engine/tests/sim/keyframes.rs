@@ -26,14 +26,7 @@ fn plis_from_many_viewers_reach_the_sender_at_most_once_per_half_second() {
     let mut sim = Sim::new();
     let sender = sim.connected_peer(Direction::Send);
     let producer = sim.produce_video(sender);
-    let viewers: Vec<(PeerId, Consumed)> = (0..3)
-        .map(|_| {
-            let viewer = sim.connected_peer(Direction::Recv);
-            let consumer = sim.consume(viewer, producer);
-            sim.resume(&consumer);
-            (viewer, consumer)
-        })
-        .collect();
+    let viewers = sim.resumed_viewers(producer, 3);
     let mut frame = 0;
     sim.every(FRAME, Duration::from_secs(1), |sim, _| {
         send_frame(sim, sender, frame);
