@@ -28,16 +28,22 @@ async function camera(page) {
   return senders[0];
 }
 
-test('the publisher stops the simulcast layers nobody wants and starts them again when wanted', { timeout: 90_000 }, async (t) => {
-  const room = `dynacast-${randomUUID()}`;
+/** A fresh room with a page publishing the 1280x720 simulcast camera and a viewer page (`viewerOptions` for its peer). */
+async function publisherAndViewer(t, prefix, viewerOptions = {}) {
+  const room = `${prefix}-${randomUUID()}`;
   const publisher = await openClientPage(env.browser.context, env.server.url, 'publisher', { roomId: room });
   t.after(() => publisher.page.close());
   await publisher.page.evaluate(
     (encodings) => window.t.publish({ camera: 'camera', encodings, video: { width: 1280, height: 720 } }),
     SIMULCAST,
   );
-  const viewer = await openClientPage(env.browser.context, env.server.url, 'viewer', { roomId: room });
+  const viewer = await openClientPage(env.browser.context, env.server.url, 'viewer', { roomId: room, ...viewerOptions });
   t.after(() => viewer.page.close());
+  return { publisher, viewer };
+}
+
+test('the publisher stops the simulcast layers nobody wants and starts them again when wanted', { timeout: 90_000 }, async (t) => {
+  const { publisher, viewer } = await publisherAndViewer(t, 'dynacast');
   const describe = async () => `${await describePeers([viewer, publisher], env.server)}\npublisher's camera: ${JSON.stringify(await camera(publisher.page))}`;
   await waitForFlows([[viewer, publisher, 'camera']], { describe, what: 'the viewer to receive the camera' });
   assert.deepEqual((await camera(publisher.page)).active, [true, true, true], 'all three layers on while the viewer wants the best');
@@ -69,15 +75,7 @@ test('the publisher stops the simulcast layers nobody wants and starts them agai
 });
 
 test('adaptiveStream: a thumbnail gets the low layer, a large element the top, a hidden one nothing', { timeout: 120_000 }, async (t) => {
-  const room = `adaptive-${randomUUID()}`;
-  const publisher = await openClientPage(env.browser.context, env.server.url, 'publisher', { roomId: room });
-  t.after(() => publisher.page.close());
-  await publisher.page.evaluate(
-    (encodings) => window.t.publish({ camera: 'camera', encodings, video: { width: 1280, height: 720 } }),
-    SIMULCAST,
-  );
-  const viewer = await openClientPage(env.browser.context, env.server.url, 'viewer', { roomId: room, adaptiveStream: true });
-  t.after(() => viewer.page.close());
+  const { publisher, viewer } = await publisherAndViewer(t, 'adaptive', { adaptiveStream: true });
   await waitForFlows([[viewer, publisher, 'camera']], { what: 'the viewer to receive the camera', describe: () => describePeers([viewer, publisher], env.server) });
   const producerId = liveTrack(await readClientState(viewer.page), publisher, 'camera');
   const received = async () => (await readClientStats(viewer.page))[producerId];
