@@ -34,5 +34,6 @@ pub use api::{
 };
 pub use capabilities::router_rtp_capabilities;
 pub use router::{Router, RouterConfig};
+pub use rtp_params::{codec_supported, extension_supported};
 pub use tcp::IceTcpLimits;
 pub use worker::{Worker, WorkerHandle, WorkerSettings};

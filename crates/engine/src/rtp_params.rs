@@ -217,6 +217,24 @@ pub(crate) fn check_producer_parameters(
     })
 }
 
+/// Whether a producer with this codec would be accepted by a router with
+/// `caps` (what [`check_producer_parameters`] matches on: mime type, clock
+/// rate, channels, H264 packetization mode and profile, VP9 profile).
+pub fn codec_supported(caps: &RtpCapabilitiesFinalized, codec: &RtpCodecParameters) -> bool {
+    !codec.is_rtx() && caps.codecs.iter().any(|rc| codec_matches(rc, codec))
+}
+
+/// Whether the router forwards this header extension for `kind`.
+pub fn extension_supported(
+    caps: &RtpCapabilitiesFinalized,
+    kind: MediaKind,
+    uri: &RtpHeaderExtensionUri,
+) -> bool {
+    caps.header_extensions
+        .iter()
+        .any(|e| e.kind == kind && e.uri == *uri)
+}
+
 /// Whether the router codec can carry the producer's (mime type, clock rate,
 /// channels, and the parameters that change the bitstream).
 fn codec_matches(router: &RtpCodecCapabilityFinalized, producer: &RtpCodecParameters) -> bool {

@@ -70,6 +70,7 @@ pub(crate) enum Command {
     CreateTransport(WebRtcTransportOptions, Reply<WebRtcTransportInfo>),
     ConnectTransport(TransportId, DtlsParameters, Reply<()>),
     RestartIce(TransportId, Reply<IceParameters>),
+    LastConsent(TransportId, Reply<Option<Instant>>),
     CloseTransport(TransportId, Reply<ClosedProducer>),
     Produce(ProducerOptions, Reply<ProducerId>),
     PauseProducer(ProducerId, bool, Reply<()>),
@@ -445,6 +446,12 @@ impl WorkerHandle {
     /// over whatever path its new checks find, without producing anew.
     pub async fn restart_ice(&self, id: TransportId) -> Result<IceParameters, EngineError> {
         self.call(|r| Command::RestartIce(id, r)).await
+    }
+
+    /// When the transport's client last proved it still wants it (see
+    /// [`crate::Router::last_consent`]); `None`: never.
+    pub async fn last_consent(&self, id: TransportId) -> Result<Option<Instant>, EngineError> {
+        self.call(|r| Command::LastConsent(id, r)).await
     }
 
     /// Close a transport with everything on it.

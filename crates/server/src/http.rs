@@ -5,11 +5,12 @@
 
 use crate::config::AllowedOrigins;
 use crate::sfu::Sfu;
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use socketioxide::layer::SocketIoLayer;
 use std::path::Path;
@@ -74,7 +75,19 @@ pub fn app(
     let router = Router::new()
         .route("/health", get(health))
         .route("/metrics", get(metrics))
-        .route("/simplesfu-client.js", get(client_bundle));
+        .route("/simplesfu-client.js", get(client_bundle))
+        .route(
+            "/whip/{room}",
+            post(crate::whip::publish).options(crate::whip::options),
+        )
+        .route(
+            "/whip/{room}/{session}",
+            axum::routing::delete(crate::whip::delete)
+                .patch(crate::whip::patch)
+                .options(crate::whip::session_options),
+        )
+        // An SDP offer is a few KB; refused with 413 above this.
+        .layer(DefaultBodyLimit::max(crate::whip::sdp::MAX_OFFER_BYTES));
     let router = match static_dir {
         Some(dir) => router.fallback_service(ServeDir::new(dir)),
         None => router.fallback(get(crate::embedded::serve)),
@@ -97,7 +110,9 @@ pub fn app(
             CorsLayer::new()
                 .allow_origin(allow)
                 .allow_methods(AllowMethods::mirror_request())
-                .allow_headers(AllowHeaders::mirror_request()),
+                .allow_headers(AllowHeaders::mirror_request())
+                // What a browser WHIP client reads of the answer.
+                .expose_headers([header::LOCATION, header::ETAG, header::LINK]),
         )
 }
 

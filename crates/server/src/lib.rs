@@ -34,6 +34,7 @@ mod sfu;
 mod signaling;
 mod speaker;
 pub mod tls;
+mod whip;
 
 pub use auth::{mint, parse_ttl, AuthError, Claims, Grant, Rights, TokenSecret, TokenVerifier};
 pub use config::{

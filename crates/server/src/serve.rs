@@ -184,11 +184,13 @@ pub async fn serve(
             let _slot = slot;
             let _alive = alive;
             match acceptor {
-                None => serve_connection(stream, app, header_timeout, closing).await,
+                None => serve_connection(stream, app, remote.ip(), header_timeout, closing).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(tls)) => serve_connection(tls, app, header_timeout, closing).await,
+                        Ok(Ok(tls)) => {
+                            serve_connection(tls, app, remote.ip(), header_timeout, closing).await
+                        }
                         Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -210,11 +212,14 @@ pub async fn serve(
 async fn serve_connection<I>(
     io: I,
     app: axum::Router,
+    client: std::net::IpAddr,
     header_timeout: Duration,
     mut closing: watch::Receiver<bool>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    // Handlers that limit per address (WHIP) read the client's address.
+    let app = tower::Layer::layer(&axum::Extension(crate::whip::ClientAddr(client)), app);
     let service = TowerToHyperService::new(app);
     let connection = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())

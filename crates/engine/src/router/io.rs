@@ -67,6 +67,7 @@ impl Router {
                     t.remote_creds_placeholder = true;
                 }
                 learn_remote_ufrag(t, remote);
+                t.last_consent = Some(now);
                 tid
             }
             None => match self.by_addr.get(&(proto, source)) {

@@ -175,6 +175,9 @@ struct Transport {
     allocate_at: Option<Instant>,
     /// Recv transports: when ICE and DTLS completed.
     connected_at: Option<Instant>,
+    /// When the client last proved it still wants this transport: the last
+    /// binding request whose MESSAGE-INTEGRITY held (ICE consent, RFC 7675).
+    last_consent: Option<Instant>,
     /// Video goes out unpaced: no feedback came (see `Router::set_video_paced`).
     unpaced: bool,
     /// Recv transports: the probes asked of str0m while the preferred layers
@@ -477,6 +480,7 @@ impl Router {
             Command::CreateTransport(o, r) => drop(r.send(self.create_transport(now, o))),
             Command::ConnectTransport(id, d, r) => drop(r.send(self.connect_transport(id, d))),
             Command::RestartIce(id, r) => drop(r.send(self.restart_ice(id))),
+            Command::LastConsent(id, r) => drop(r.send(self.last_consent(id))),
             Command::CloseTransport(id, r) => drop(r.send(self.close_transport(id))),
             Command::Produce(o, r) => drop(r.send(self.produce(o))),
             Command::PauseProducer(id, p, r) => drop(r.send(self.set_producer_paused(now, id, p))),

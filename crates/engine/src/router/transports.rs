@@ -91,6 +91,7 @@ impl Router {
                 bwe_applied: None,
                 allocate_at: None,
                 connected_at: None,
+                last_consent: None,
                 unpaced: false,
                 probing: ProbeNudge::default(),
             },
@@ -176,6 +177,18 @@ impl Router {
             password: creds.pass,
             ice_lite: Some(true),
         })
+    }
+
+    /// When the client last sent a binding request that proved it knows the
+    /// transport's ICE password (`None`: never). Browsers and libnice send
+    /// one at least every 5 s while they use the transport (ICE consent
+    /// freshness, RFC 7675), so a transport silent for 30 s is abandoned;
+    /// clients without a signaling connection (WHIP) are timed out this way.
+    pub fn last_consent(&self, id: TransportId) -> Result<Option<Instant>, EngineError> {
+        self.transports
+            .get(&id)
+            .map(|t| t.last_consent)
+            .ok_or(EngineError::TransportNotFound(id))
     }
 
     /// Close a transport with everything on it.

@@ -88,7 +88,7 @@ impl Sfu {
         let Some(peer) = socket.extensions.get::<PeerId>() else {
             return;
         };
-        let outbox = self.links().get(&peer).map(|l| l.outbox.clone());
+        let outbox = self.links().get(&peer).and_then(|l| l.outbox.clone());
         let Some(outbox) = outbox else { return };
         let delivery = lock(&outbox).flush(&peer);
         if delivery == Delivery::Overflowed {
@@ -147,7 +147,7 @@ impl Sfu {
         self.links().insert(
             peer.clone(),
             PeerLink {
-                outbox: Arc::new(Mutex::new(outbox)),
+                outbox: Some(Arc::new(Mutex::new(outbox))),
                 queue: Arc::new(tokio::sync::Mutex::new(())),
                 grant,
                 rate,
@@ -182,12 +182,9 @@ impl Sfu {
         let replaced = {
             let mut links = self.links();
             let link = links.get_mut(&peer).ok_or(ResumeError::Refused)?;
-            let replaced = lock(&link.outbox).take_over(
-                &peer,
-                token,
-                socket.clone(),
-                self.inner.resume_grace,
-            )?;
+            let outbox = link.outbox.clone().ok_or(ResumeError::Refused)?;
+            let replaced =
+                lock(&outbox).take_over(&peer, token, socket.clone(), self.inner.resume_grace)?;
             if self.inner.verifier.is_some() {
                 link.grant = grant;
             }
@@ -227,6 +224,35 @@ impl Sfu {
         });
     }
 
+    /// A new peer without a socket (a WHIP publisher): placed like any
+    /// peer, with `grant` for its requests; its pushes go nowhere.
+    pub(crate) fn admit_without_socket(&self, grant: Option<Grant>) -> PeerId {
+        let peer = PeerId::random();
+        {
+            let mut registry = self.registry();
+            let worker = least_loaded(
+                &registry.peers_per_worker(self.inner.workers.len()),
+                &self.inner.workers,
+            )
+            .unwrap_or(0);
+            registry.add_peer(peer.clone(), worker);
+        }
+        self.inner.metrics.connected();
+        let rate = Arc::new(Mutex::new(RequestRate::new(
+            self.inner.limits.bucket(Instant::now()),
+        )));
+        self.links().insert(
+            peer.clone(),
+            PeerLink {
+                outbox: None,
+                queue: Arc::new(tokio::sync::Mutex::new(())),
+                grant,
+                rate,
+            },
+        );
+        peer
+    }
+
     /// A socket went: clean its peer up now, or after the grace period if
     /// the client may resume, or not at all if another socket took over.
     pub(crate) fn on_socket_gone(
@@ -242,10 +268,10 @@ impl Sfu {
         }
         let next = {
             let links = self.links();
-            match links.get(peer) {
+            match links.get(peer).and_then(|l| l.outbox.as_ref()) {
                 None => Next::Nothing,
-                Some(link) => {
-                    let mut outbox = lock(&link.outbox);
+                Some(outbox) => {
+                    let mut outbox = lock(outbox);
                     if outbox.socket.id != sid {
                         Next::Nothing
                     } else if outbox.resumable && !outbox.overflowed && may_come_back(reason) {
@@ -265,10 +291,14 @@ impl Sfu {
                 let grace = self.inner.resume_grace;
                 tokio::spawn(async move {
                     tokio::time::sleep(grace).await;
-                    let expired = sfu.links().get(&peer).is_some_and(|l| {
-                        let outbox = lock(&l.outbox);
-                        outbox.away && outbox.generation == generation
-                    });
+                    let expired = sfu
+                        .links()
+                        .get(&peer)
+                        .and_then(|l| l.outbox.as_ref())
+                        .is_some_and(|outbox| {
+                            let outbox = lock(outbox);
+                            outbox.away && outbox.generation == generation
+                        });
                     if expired {
                         sfu.remove_peer(&peer, "no resume within the grace period")
                             .await;
@@ -290,7 +320,7 @@ impl Sfu {
         let socket = self
             .links()
             .get(peer)
-            .map(|l| lock(&l.outbox).socket.clone());
+            .and_then(|l| l.outbox.as_ref().map(|o| lock(o).socket.clone()));
         if let Some(socket) = socket {
             let _ = socket.disconnect();
         }
@@ -309,7 +339,7 @@ impl Sfu {
     /// client would stay dead until reloaded). Returns when every peer is
     /// gone or `within` has passed.
     pub async fn close(&self, message: &str, within: Duration) {
-        let peers: Vec<(PeerId, Arc<Mutex<Outbox>>)> = self
+        let peers: Vec<(PeerId, Option<Arc<Mutex<Outbox>>>)> = self
             .links()
             .iter()
             .map(|(id, link)| (id.clone(), link.outbox.clone()))
@@ -318,7 +348,7 @@ impl Sfu {
         let goodbye = Push::ServerShutdown(ServerShutdown {
             message: message.to_owned(),
         });
-        for (_, outbox) in &peers {
+        for outbox in peers.iter().filter_map(|(_, o)| o.as_ref()) {
             let outbox = lock(outbox);
             // Straight to the socket: nothing queued matters any more.
             if !outbox.away {
@@ -346,6 +376,7 @@ impl Sfu {
     /// the peers that consumed from it.
     pub(crate) async fn remove_peer(&self, peer: &PeerId, reason: &'static str) {
         self.forget_speaker(peer);
+        self.whip_sessions().remove_peer(peer);
         let link = self.links().remove(peer);
         if let Some(link) = &link {
             let _turn = link.queue.lock().await;
@@ -481,8 +512,10 @@ pub(super) async fn sweep_orphans(sfu: Weak<Inner>) {
             .links()
             .iter()
             .filter(|(_, link)| {
-                let outbox = lock(&link.outbox);
-                !outbox.away && !outbox.socket.connected()
+                link.outbox.as_ref().is_some_and(|outbox| {
+                    let outbox = lock(outbox);
+                    !outbox.away && !outbox.socket.connected()
+                })
             })
             .map(|(peer, _)| peer.clone())
             .collect();

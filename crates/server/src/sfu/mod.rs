@@ -147,8 +147,10 @@ pub struct SfuStats {
 
 /// What the SFU keeps per connected socket.
 struct PeerLink {
-    /// The socket speaking for the peer and the pushes waiting for it.
-    outbox: Arc<Mutex<Outbox>>,
+    /// The socket speaking for the peer and the pushes waiting for it;
+    /// `None` for a peer without a socket (a WHIP session), whose pushes
+    /// go nowhere.
+    outbox: Option<Arc<Mutex<Outbox>>>,
     /// Serializes this peer's requests (see the module doc).
     queue: Arc<tokio::sync::Mutex<()>>,
     /// What the peer's join token allows (`None`: tokens are off).
@@ -161,7 +163,9 @@ pub(crate) struct Inner {
     pub(crate) workers: Vec<WorkerHandle>,
     registry: Mutex<Registry>,
     links: Mutex<HashMap<PeerId, PeerLink>>,
-    verifier: Option<TokenVerifier>,
+    pub(crate) verifier: Option<TokenVerifier>,
+    /// WHIP publishers (peers without a socket).
+    whip: Mutex<crate::whip::WhipSessions>,
     pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
     pub(crate) metrics_token: Option<TokenSecret>,
@@ -291,6 +295,7 @@ impl Sfu {
                 room_lists: Mutex::new(HashMap::new()),
                 speakers: Mutex::new(Speakers::default()),
                 dynacast: Mutex::new(dynacast::Dynacast::default()),
+                whip: Mutex::new(crate::whip::WhipSessions::default()),
             }),
         };
         for (index, events) in event_streams.into_iter().enumerate() {
@@ -304,6 +309,7 @@ impl Sfu {
         runtime.spawn(flush_stalled(Arc::downgrade(&sfu.inner)));
         runtime.spawn(speaker_ticks(Arc::downgrade(&sfu.inner)));
         runtime.spawn(dynacast::dynacast_ticks(Arc::downgrade(&sfu.inner)));
+        runtime.spawn(crate::whip::consent_sweeps(Arc::downgrade(&sfu.inner)));
         if let Some(period) = options
             .available_producers_interval
             .filter(|p| !p.is_zero())
@@ -369,7 +375,11 @@ impl Sfu {
         }
     }
 
-    fn queue_of(&self, peer: &PeerId) -> Option<Arc<tokio::sync::Mutex<()>>> {
+    pub(crate) fn whip_sessions(&self) -> MutexGuard<'_, crate::whip::WhipSessions> {
+        lock(&self.inner.whip)
+    }
+
+    pub(crate) fn queue_of(&self, peer: &PeerId) -> Option<Arc<tokio::sync::Mutex<()>>> {
         self.links().get(peer).map(|l| l.queue.clone())
     }
 

@@ -36,7 +36,7 @@ impl Sfu {
     }
 
     pub(crate) fn push_prepared(&self, peer: &PeerId, push: &Prepared) {
-        let outbox = self.links().get(peer).map(|l| l.outbox.clone());
+        let outbox = self.links().get(peer).and_then(|l| l.outbox.clone());
         let Some(outbox) = outbox else { return };
         let delivery = lock(&outbox).deliver(peer, push);
         if delivery == Delivery::Overflowed {
@@ -114,7 +114,7 @@ impl Sfu {
         let stalled: Vec<(PeerId, Arc<Mutex<Outbox>>)> = self
             .links()
             .iter()
-            .map(|(peer, link)| (peer.clone(), link.outbox.clone()))
+            .filter_map(|(peer, link)| Some((peer.clone(), link.outbox.clone()?)))
             .collect();
         for (peer, outbox) in stalled {
             let mut outbox = lock(&outbox);
