@@ -22,12 +22,15 @@ fn register_font() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One line of the plot: its name and its points (streams, loss %, p99 ms).
+type Series = (String, Vec<(f64, f64, f64)>);
+
 pub fn draw(report: &BenchReport, path: &Path) -> anyhow::Result<()> {
     register_font()?;
     let root = BitMapBackend::new(path, (1200, 500)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| anyhow!("{e}"))?;
     let (left, right) = root.split_horizontally(600);
-    let mut series: Vec<(String, Vec<(f64, f64, f64)>)> = Vec::new();
+    let mut series: Vec<Series> = Vec::new();
     for l in &report.levels {
         let name = format!("{} {}", server_label(l.server, l.workers), l.scenario);
         let point = (l.streams.max(1) as f64, l.loss_pct, l.p99_ms);
