@@ -1,10 +1,11 @@
 //! The benchmark harness: measure the floor, then for each server (simplesfu,
-//! and Janus when given) and scenario, start a fresh server per load level,
-//! run the load, sample the server's CPU and memory from /proc over the
-//! measurement window, and ramp up until loss or latency limits break.
-//! The server's CPU is split into its media workers (threads `worker-N`,
-//! read from /proc/<pid>/task) and the rest, which is signaling: socket.io,
-//! the room bookkeeping, HTTP. The `big-room` scenario is not a ramp: one
+//! and Janus and the original Node.js server when given) and scenario, start
+//! a fresh server per load level, run the load, sample the server's CPU and
+//! memory from /proc over the measurement window, and ramp up until loss or
+//! latency limits break. The server's CPU is split into its media workers
+//! (simplesfu's threads `worker-N`, read from /proc/<pid>/task; the
+//! original's `mediasoup-worker` child processes) and the rest, which is
+//! signaling: socket.io, the room bookkeeping, HTTP. The `big-room` scenario is not a ramp: one
 //! room of mostly silent audio publishers, then joiners speaking v1 as the
 //! published 0.0.20 client; it checks that every pushed consumer is resumed
 //! without a rate refusal, and measures time to first audio and signaling
@@ -84,6 +85,25 @@ impl ServerSettings {
     };
 }
 
+/// The original SimpleMediasoupPeer server as `bench/mediasoup-setup`
+/// prepared it: where to find it and how to start it.
+#[derive(Debug, Clone)]
+pub struct MediasoupOriginal {
+    /// Its npm install (`node_modules/simple-mediasoup-peer-server`), also
+    /// its working directory, holding `dtls-cert.pem`/`dtls-key.pem`.
+    pub server_dir: PathBuf,
+    /// The mediasoup-worker binary (`MEDIASOUP_WORKER_BIN`).
+    pub worker_bin: PathBuf,
+    /// The launcher script (`bench/mediasoup-server.cjs`).
+    pub launcher: PathBuf,
+    /// The Node.js binary.
+    pub node_bin: PathBuf,
+}
+
+/// The original's worker count at every level: one mediasoup worker, as
+/// simplesfu's one media worker, both pinned to the same CPU.
+pub const MEDIASOUP_WORKERS: usize = 1;
+
 #[derive(Debug, Clone)]
 pub struct BenchOptions {
     pub out_dir: PathBuf,
@@ -92,6 +112,8 @@ pub struct BenchOptions {
     pub janus_bin: Option<PathBuf>,
     /// Janus's advertised address (an address Janus gathers, see DESIGN.md).
     pub janus_ip: IpAddr,
+    /// The original Node.js server; None skips it.
+    pub mediasoup: Option<MediasoupOriginal>,
     pub smoke: bool,
     pub scenarios: Vec<String>,
     pub duration: Duration,
@@ -140,13 +162,44 @@ pub const CONSTRAINED_MAX_LOSS_PCT: f64 = 2.0;
 pub enum ServerKind {
     Simplesfu,
     Janus,
+    /// The original SimpleMediasoupPeer server (Node.js on mediasoup).
+    Mediasoup,
+}
+
+impl ServerKind {
+    /// Why this server sits out `scenario`, if it does.
+    pub fn skips(self, scenario: &str) -> Option<&'static str> {
+        match (self, scenario) {
+            (ServerKind::Janus, "constrained" | "estimation") => {
+                Some("the bot's Janus driver sends no simulcast")
+            }
+            (ServerKind::Mediasoup, "estimation") => Some(
+                "the scenario compares simplesfu with and without its estimation; the original cannot turn mediasoup's off",
+            ),
+            _ => None,
+        }
+    }
+
+    /// The levels this server runs of a scenario's: all for simplesfu; the
+    /// original takes each load once, since the levels of one load differ
+    /// only in simplesfu's settings (big-room's resend interval,
+    /// constrained's estimation), which it does not have.
+    fn levels(self, levels: &[Level]) -> Vec<Level> {
+        let mut v: Vec<Level> = Vec::new();
+        for l in levels {
+            if self != ServerKind::Mediasoup || !v.iter().any(|o| o.load == l.load) {
+                v.push(*l);
+            }
+        }
+        v
+    }
 }
 
 /// One load level of one scenario against one server.
 #[derive(Debug, Clone, Serialize)]
 pub struct LevelResult {
     pub server: ServerKind,
-    /// simplesfu's worker count (None for Janus).
+    /// simplesfu's or the original's worker count (None for Janus).
     pub workers: Option<usize>,
     pub scenario: String,
     /// The ramped quantity: subscribers per room, or rooms for the meeting;
@@ -159,9 +212,10 @@ pub struct LevelResult {
     pub server_cpu_s: f64,
     /// Server CPU in the window, percent of one core.
     pub server_cpu_pct: f64,
-    /// Of which the media workers' threads (simplesfu only).
+    /// Of which the media workers: simplesfu's threads, the original's
+    /// mediasoup-worker processes (None for Janus).
     pub workers_cpu_pct: Option<f64>,
-    /// And the rest: signaling (simplesfu only).
+    /// And the rest: signaling (simplesfu; the original's node process).
     pub signaling_cpu_pct: Option<f64>,
     pub server_rss_mb: f64,
     pub forwarded_packets: u64,
@@ -204,6 +258,8 @@ pub struct BenchReport {
     /// /proc/loadavg's 1-minute load at the start and the end of the run:
     /// anything above the bot and server's own says the machine was shared.
     pub load_average: (f64, f64),
+    /// What the original server was, when it ran.
+    pub mediasoup: Option<MediasoupVersions>,
     pub levels: Vec<LevelResult>,
 }
 
@@ -244,20 +300,35 @@ struct RunningServer {
     child: Child,
     pid: String,
     target: Target,
+    /// The child leads its own process group, which holds its own children
+    /// (the original's mediasoup workers): stop the whole group.
+    group: bool,
     /// Dropped after the server has been stopped (fields drop after `drop`).
     cap: Option<crate::cpucap::CpuCap>,
 }
 
 impl Drop for RunningServer {
     fn drop(&mut self) {
-        // SAFETY: kill(2) on our own child's pid: SIGTERM lets it shut down cleanly.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let pid = self.child.id() as i32;
+        let target = if self.group { -pid } else { pid };
+        // SAFETY: kill(2) on our own child (or the process group it leads):
+        // SIGTERM lets it shut down cleanly.
+        unsafe { libc::kill(target, libc::SIGTERM) };
         let deadline = Instant::now() + Duration::from_secs(5);
+        let mut exited = false;
         while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
+            if !exited {
+                exited = matches!(self.child.try_wait(), Ok(Some(_)));
+            }
+            // SAFETY: signal 0 only asks whether the group still has members.
+            if exited && (!self.group || unsafe { libc::kill(-pid, 0) } != 0) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));
+        }
+        if self.group {
+            // SAFETY: as above; what is left of the group after 5 s.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -324,6 +395,7 @@ fn start_simplesfu(
         child,
         pid,
         target: Target::Simplesfu(String::new()),
+        group: false,
         cap: None,
     };
     let mut line = String::new();
@@ -408,6 +480,7 @@ fn start_janus(
         child,
         pid,
         target: Target::Janus("http://127.0.0.1:8088/janus".into()),
+        group: false,
         cap: None,
     };
     // Ready when its HTTP API answers.
@@ -423,6 +496,139 @@ fn start_janus(
         "Janus did not open 127.0.0.1:8088 within 20 s; see {}",
         log.display()
     )
+}
+
+/// What the launcher prints once the original server listens.
+const MEDIASOUP_READY: &str = "simple-mediasoup-peer-server listening on ";
+
+/// The original server's URL and worker count from the launcher's line
+/// `simple-mediasoup-peer-server listening on http://127.0.0.1:PORT workers=N`.
+pub fn parse_mediasoup_ready(line: &str) -> Option<(String, usize)> {
+    let rest = line.trim().strip_prefix(MEDIASOUP_READY)?;
+    let mut words = rest.split_whitespace();
+    let url = words.next()?.to_string();
+    let workers = words
+        .find_map(|w| w.strip_prefix("workers="))?
+        .parse()
+        .ok()?;
+    Some((url, workers))
+}
+
+/// The environment the original server runs with: one worker, everything
+/// on 127.0.0.1, an HTTP port the system picks.
+pub fn mediasoup_env(ms: &MediasoupOriginal) -> Vec<(&'static str, String)> {
+    vec![
+        ("MEDIASOUP_WORKER_BIN", ms.worker_bin.display().to_string()),
+        // Read by config.js as bench/mediasoup-setup patched it.
+        ("NUM_WORKERS", MEDIASOUP_WORKERS.to_string()),
+        // The workers' ICE candidates (config.js's listenInfos).
+        ("LISTEN_IP", "127.0.0.1".into()),
+        // The launcher's HTTP side.
+        ("HOST", "127.0.0.1".into()),
+        ("PORT", "0".into()),
+    ]
+}
+
+/// Start the original server (node, the launcher, the npm install) in its
+/// own process group, pinned like simplesfu (its workers inherit the
+/// affinity), and wait for its line saying where it listens. Everything it
+/// prints goes to `log`.
+fn start_mediasoup(ms: &MediasoupOriginal, log: &Path, pin: bool) -> anyhow::Result<RunningServer> {
+    use std::io::Write;
+    use std::os::unix::process::CommandExt;
+    let mut log_file = std::fs::File::create(log)
+        .with_context(|| format!("could not create {}", log.display()))?;
+    let mut command = pinned_command(&ms.node_bin, pin);
+    command
+        .arg(&ms.launcher)
+        .arg(&ms.server_dir)
+        .current_dir(&ms.server_dir)
+        .envs(mediasoup_env(ms))
+        .process_group(0)
+        .stdout(Stdio::piped())
+        .stderr(log_file.try_clone()?);
+    let mut child = command.spawn().with_context(|| {
+        format!(
+            "could not start {} {} (bench/mediasoup-setup prepares the original server)",
+            ms.node_bin.display(),
+            ms.launcher.display()
+        )
+    })?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let pid = child.id().to_string();
+    let mut server = RunningServer {
+        child,
+        pid,
+        target: Target::Mediasoup(String::new()),
+        group: true,
+        cap: None,
+    };
+    // config.js prints before the launcher does, and the server keeps
+    // printing: read every line into the log (a full pipe would stall it).
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut ready = Some(ready_tx);
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let _ = writeln!(log_file, "{line}");
+            if let Some(parsed) = parse_mediasoup_ready(&line) {
+                if let Some(tx) = ready.take() {
+                    let _ = tx.send(parsed);
+                }
+            }
+        }
+    });
+    let (url, workers) = ready_rx
+        .recv_timeout(Duration::from_secs(30))
+        .map_err(|_| {
+            anyhow!(
+                "the original server did not say it listens within 30 s; see {}",
+                log.display()
+            )
+        })?;
+    if workers != MEDIASOUP_WORKERS {
+        bail!(
+            "the original server started {workers} workers, not {MEDIASOUP_WORKERS}: is its config.js patched (bench/mediasoup-setup)?"
+        );
+    }
+    server.target = Target::Mediasoup(url);
+    Ok(server)
+}
+
+/// The original server's versions, for the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct MediasoupVersions {
+    pub server: String,
+    pub mediasoup: String,
+    pub node: String,
+}
+
+impl MediasoupVersions {
+    fn of(ms: &MediasoupOriginal) -> MediasoupVersions {
+        let package = |name: &str| {
+            std::fs::read_to_string(
+                ms.server_dir
+                    .join("node_modules")
+                    .join(name)
+                    .join("package.json"),
+            )
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["version"].as_str().map(str::to_string))
+            .unwrap_or_else(|| "unknown".into())
+        };
+        let node = Command::new(&ms.node_bin)
+            .arg("--version")
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_else(|| "unknown".into());
+        MediasoupVersions {
+            server: package("simple-mediasoup-peer-server"),
+            mediasoup: package("mediasoup"),
+            node,
+        }
+    }
 }
 
 /// The peers of one level.
@@ -676,6 +882,9 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     if opts.janus_bin.is_some() {
         servers.push((ServerKind::Janus, None));
     }
+    if opts.mediasoup.is_some() {
+        servers.push((ServerKind::Mediasoup, Some(MEDIASOUP_WORKERS)));
+    }
     let mut levels = Vec::new();
     for scenario in scenarios(
         opts.smoke,
@@ -688,15 +897,15 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
             continue;
         }
         for &(kind, workers) in &servers {
-            if kind == ServerKind::Janus && matches!(scenario.name, "constrained" | "estimation") {
-                eprintln!("bench: Janus skipped in constrained: the bot's Janus driver sends no simulcast");
+            let label = server_label(kind, workers);
+            if let Some(why) = kind.skips(scenario.name) {
+                eprintln!("bench: {label} skipped in {}: {why}", scenario.name);
                 continue;
             }
-            let label = server_label(kind, workers);
-            for &Level {
+            for Level {
                 load: level,
                 settings,
-            } in &scenario.levels
+            } in kind.levels(&scenario.levels)
             {
                 let shape = (scenario.shape)(level);
                 eprintln!("bench: {label} {} load {level}", scenario.name);
@@ -724,6 +933,13 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                         let dir = opts.out_dir.join("janus-config");
                         write_janus_config(&dir, opts.janus_ip)?;
                         start_janus(bin, &dir, &opts.out_dir.join("janus.log"), pinned)?
+                    }
+                    ServerKind::Mediasoup => {
+                        let ms = opts
+                            .mediasoup
+                            .as_ref()
+                            .ok_or_else(|| anyhow!("no original server"))?;
+                        start_mediasoup(ms, &opts.out_dir.join("mediasoup.log"), pinned)?
                     }
                 };
                 let cfg = LoadConfig {
@@ -811,6 +1027,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
         simplesfu_bin: opts.simplesfu_bin.display().to_string(),
         simplesfu_args: opts.simplesfu_args.clone(),
         load_average: (load_at_start, load_average()),
+        mediasoup: opts.mediasoup.as_ref().map(MediasoupVersions::of),
         levels,
     };
     std::fs::write(
@@ -908,12 +1125,12 @@ pub fn check_layers_fit(l: &LevelResult) -> anyhow::Result<()> {
 }
 
 /// Every consumer the server pushed was resumed without a refusal and
-/// delivered media (simplesfu; Janus pushes none).
+/// delivered media (simplesfu and the original; Janus pushes none).
 pub fn check_consumers(l: &LevelResult) -> anyhow::Result<()> {
-    let expected = if l.server == ServerKind::Simplesfu {
-        l.report.expected_streams
-    } else {
+    let expected = if l.server == ServerKind::Janus {
         0
+    } else {
+        l.report.expected_streams
     };
     consumers_ok(&l.report.consumers, expected)
 }
@@ -944,12 +1161,13 @@ fn consumers_ok(c: &ConsumerReport, expected: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// "simplesfu", "simplesfu ×2" (workers), or "Janus".
+/// "simplesfu", "simplesfu ×2" (workers), "Janus", or "mediasoup (original)".
 pub fn server_label(server: ServerKind, workers: Option<usize>) -> String {
     match (server, workers) {
         (ServerKind::Simplesfu, Some(w)) if w > 1 => format!("simplesfu ×{w}"),
         (ServerKind::Simplesfu, _) => "simplesfu".into(),
         (ServerKind::Janus, _) => "Janus".into(),
+        (ServerKind::Mediasoup, _) => "mediasoup (original)".into(),
     }
 }
 
@@ -963,18 +1181,27 @@ struct ServerSample {
 
 impl ServerSample {
     fn take(pid: &str, kind: ServerKind) -> anyhow::Result<ServerSample> {
-        let process = procfs::sample(pid)?;
-        let workers_cpu_s = match kind {
-            ServerKind::Simplesfu => Some(procfs::threads_cpu_s(
-                pid.parse().context("server pid")?,
-                "worker-",
-            )?),
-            ServerKind::Janus => None,
-        };
-        Ok(ServerSample {
-            process,
-            workers_cpu_s,
-        })
+        match kind {
+            ServerKind::Simplesfu => Ok(ServerSample {
+                process: procfs::sample(pid)?,
+                workers_cpu_s: Some(procfs::threads_cpu_s(
+                    pid.parse().context("server pid")?,
+                    "worker-",
+                )?),
+            }),
+            ServerKind::Janus => Ok(ServerSample {
+                process: procfs::sample(pid)?,
+                workers_cpu_s: None,
+            }),
+            // node forwards nothing itself: its mediasoup-worker children do.
+            ServerKind::Mediasoup => {
+                let tree = procfs::sample_tree(pid.parse().context("server pid")?)?;
+                Ok(ServerSample {
+                    process: tree.total,
+                    workers_cpu_s: Some(tree.descendants_cpu_s),
+                })
+            }
+        }
     }
 }
 
@@ -1335,6 +1562,73 @@ mod tests {
         assert_eq!(server_label(ServerKind::Simplesfu, Some(1)), "simplesfu");
         assert_eq!(server_label(ServerKind::Simplesfu, Some(2)), "simplesfu ×2");
         assert_eq!(server_label(ServerKind::Janus, None), "Janus");
+        assert_eq!(
+            server_label(ServerKind::Mediasoup, Some(1)),
+            "mediasoup (original)"
+        );
+    }
+
+    #[test]
+    fn the_original_runs_each_load_once_and_sits_out_estimation() {
+        let s = scenarios(false, 800, 2.0, &big_room(), 30);
+        let levels_of = |name: &str, kind: ServerKind| {
+            let scenario = s.iter().find(|s| s.name == name).expect("scenario");
+            kind.levels(&scenario.levels)
+        };
+        assert_eq!(
+            levels_of("big-room", ServerKind::Mediasoup).len(),
+            1,
+            "no resend interval to vary"
+        );
+        assert_eq!(levels_of("big-room", ServerKind::Simplesfu).len(), 2);
+        assert_eq!(levels_of("big-room", ServerKind::Janus).len(), 2);
+        let constrained = levels_of("constrained", ServerKind::Mediasoup);
+        assert_eq!(constrained.len(), 1, "mediasoup's estimation is always on");
+        assert!(constrained[0].settings.bandwidth_estimation);
+        assert_eq!(
+            levels_of("livestream", ServerKind::Mediasoup),
+            levels_of("livestream", ServerKind::Simplesfu),
+            "ramps are the same"
+        );
+        assert!(ServerKind::Mediasoup.skips("estimation").is_some());
+        assert!(ServerKind::Mediasoup.skips("constrained").is_none());
+        assert!(ServerKind::Janus.skips("constrained").is_some());
+        assert!(ServerKind::Simplesfu.skips("estimation").is_none());
+    }
+
+    #[test]
+    fn the_original_says_where_it_listens_and_runs_one_worker_on_loopback() {
+        assert_eq!(
+            parse_mediasoup_ready(
+                "simple-mediasoup-peer-server listening on http://127.0.0.1:41234 workers=1 routers=1\n"
+            ),
+            Some(("http://127.0.0.1:41234".to_string(), 1))
+        );
+        assert_eq!(parse_mediasoup_ready("Local IP Address:  127.0.0.1"), None);
+        assert_eq!(
+            parse_mediasoup_ready("simple-mediasoup-peer-server listening on http://x"),
+            None,
+            "no worker count"
+        );
+        let ms = MediasoupOriginal {
+            server_dir: "/cache/server".into(),
+            worker_bin: "/cache/bin/mediasoup-worker-3.19.3".into(),
+            launcher: "bench/mediasoup-server.cjs".into(),
+            node_bin: "node".into(),
+        };
+        let env = mediasoup_env(&ms);
+        let get = |k: &str| {
+            env.iter()
+                .find(|(key, _)| *key == k)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(get("NUM_WORKERS"), Some("1"));
+        assert_eq!(get("LISTEN_IP"), Some("127.0.0.1"));
+        assert_eq!(get("HOST"), Some("127.0.0.1"));
+        assert_eq!(
+            get("MEDIASOUP_WORKER_BIN"),
+            Some("/cache/bin/mediasoup-worker-3.19.3")
+        );
     }
 
     #[test]

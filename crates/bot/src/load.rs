@@ -29,6 +29,10 @@ pub enum Target {
     Simplesfu(String),
     /// Janus VideoRoom, HTTP API at `http://host:port/janus`.
     Janus(String),
+    /// The original SimpleMediasoupPeer server (Node.js on mediasoup) at
+    /// `http://host:port`: the same protocol v1, without simplesfu's
+    /// additions (`activeSpeaker`, `audioLevels`, error codes).
+    Mediasoup(String),
 }
 
 impl Target {
@@ -36,6 +40,7 @@ impl Target {
         match self {
             Target::Simplesfu(_) => "simplesfu",
             Target::Janus(_) => "janus",
+            Target::Mediasoup(_) => "mediasoup",
         }
     }
 }
@@ -310,7 +315,7 @@ async fn join_peer(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinedPeer> {
     match &cfg.target {
-        Target::Simplesfu(url) => {
+        Target::Simplesfu(url) | Target::Mediasoup(url) => {
             crate::sfu::join(url, spec, &cfg.media, cfg.local_ip, run, stop).await
         }
         Target::Janus(url) => {

@@ -56,10 +56,25 @@ struct BenchArgs {
     /// The address Janus gathers as its ICE candidate.
     #[arg(long, default_value = "127.0.0.2")]
     janus_ip: IpAddr,
+    /// Also measure the original SimpleMediasoupPeer server (Node.js on
+    /// mediasoup) installed here by bench/mediasoup-setup: its npm install,
+    /// also its working directory with the DTLS certificate.
+    #[arg(long, requires_all = ["mediasoup_worker_bin", "mediasoup_launcher"])]
+    mediasoup_dir: Option<PathBuf>,
+    /// The original's mediasoup-worker binary.
+    #[arg(long, requires = "mediasoup_dir")]
+    mediasoup_worker_bin: Option<PathBuf>,
+    /// The script that starts the original (bench/mediasoup-server.cjs).
+    #[arg(long, requires = "mediasoup_dir")]
+    mediasoup_launcher: Option<PathBuf>,
+    /// The Node.js binary that runs the original.
+    #[arg(long, default_value = "node")]
+    node_bin: PathBuf,
     /// Tiny load for a few seconds: checks the harness, measures nothing useful.
     #[arg(long)]
     smoke: bool,
-    /// Only these scenarios (livestream, meeting, audio-only, big-room, constrained); default all.
+    /// Only these scenarios (livestream, meeting, audio-only, big-room,
+    /// constrained, estimation); default all.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Measurement window per level, seconds.
@@ -121,6 +136,10 @@ struct RunArgs {
     /// Drive Janus VideoRoom at this HTTP API URL (http://host:8088/janus) instead of simplesfu.
     #[arg(long)]
     janus: Option<String>,
+    /// The server at --server is the original SimpleMediasoupPeer server
+    /// (same protocol, no `activeSpeaker`: no speaker report).
+    #[arg(long, conflicts_with = "janus")]
+    original: bool,
     /// Number of rooms.
     #[arg(long, default_value_t = 1)]
     rooms: u32,
@@ -228,6 +247,21 @@ fn main() -> anyhow::Result<()> {
                 simplesfu_bin: b.simplesfu_bin,
                 janus_bin: b.janus_bin,
                 janus_ip: b.janus_ip,
+                mediasoup: match (
+                    b.mediasoup_dir,
+                    b.mediasoup_worker_bin,
+                    b.mediasoup_launcher,
+                ) {
+                    (Some(server_dir), Some(worker_bin), Some(launcher)) => {
+                        Some(simplesfu_bot::bench::MediasoupOriginal {
+                            server_dir,
+                            worker_bin,
+                            launcher,
+                            node_bin: b.node_bin,
+                        })
+                    }
+                    _ => None,
+                },
                 smoke: b.smoke,
                 scenarios: b.scenarios,
                 duration: Duration::from_secs_f64(b.duration.max(1.0)),
@@ -267,6 +301,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 fn run_load(a: RunArgs) -> anyhow::Result<()> {
     let target = match a.janus {
         Some(url) => Target::Janus(url),
+        None if a.original => Target::Mediasoup(a.server),
         None => Target::Simplesfu(a.server),
     };
     let cfg = LoadConfig {

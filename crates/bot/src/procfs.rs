@@ -1,6 +1,6 @@
-//! CPU time and memory of a process and of its named threads from /proc
-//! (Linux), for the server's cost (split into media workers and the rest)
-//! and the bot's own load.
+//! CPU time and memory of a process, of its named threads and of its
+//! process tree from /proc (Linux), for the server's cost (split into media
+//! workers and the rest) and the bot's own load.
 
 use anyhow::{anyhow, Context};
 
@@ -96,8 +96,78 @@ pub fn threads_cpu_s(pid: u32, prefix: &str) -> anyhow::Result<f64> {
     Ok(total)
 }
 
-/// CPU time of a process and all its threads' children is not needed: servers
-/// here are single processes. Number of CPUs this process may run on.
+/// The parent pid from the text of /proc/<pid>/stat.
+pub fn parse_stat_ppid(stat: &str) -> Option<u32> {
+    // After the command name: state, then ppid.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Every living descendant of `pid` (children, their children, ...), found
+/// by the parent pid of each process in /proc.
+pub fn descendants(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(dir) = std::fs::read_dir("/proc") {
+        for entry in dir.flatten() {
+            let Some(child) = entry.file_name().to_str().and_then(|s| s.parse().ok()) else {
+                continue;
+            };
+            if let Some(parent) = std::fs::read_to_string(entry.path().join("stat"))
+                .ok()
+                .and_then(|s| parse_stat_ppid(&s))
+            {
+                parents.push((child, parent));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    let mut frontier = vec![pid];
+    while let Some(p) = frontier.pop() {
+        for &(child, parent) in &parents {
+            if parent == p && !found.contains(&child) {
+                found.push(child);
+                frontier.push(child);
+            }
+        }
+    }
+    found.sort_unstable();
+    found
+}
+
+/// A process and its descendants at one moment (the original Node.js server
+/// forwards in its `mediasoup-worker` child processes).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct TreeSample {
+    /// The whole tree: CPU and RSS summed (shared pages count once per process).
+    pub total: ProcSample,
+    /// The descendants' CPU seconds alone.
+    pub descendants_cpu_s: f64,
+}
+
+/// Sample `pid` and every descendant living now. A child that exits
+/// between two samples takes its CPU time with it: use it for children that
+/// live as long as the process.
+pub fn sample_tree(pid: u32) -> anyhow::Result<TreeSample> {
+    let mut tree = TreeSample {
+        total: sample(&pid.to_string())?,
+        descendants_cpu_s: 0.0,
+    };
+    for child in descendants(pid) {
+        // A child may exit while we read: skip it.
+        if let Ok(s) = sample(&child.to_string()) {
+            tree.total.cpu_s += s.cpu_s;
+            tree.total.rss_bytes += s.rss_bytes;
+            tree.descendants_cpu_s += s.cpu_s;
+        }
+    }
+    Ok(tree)
+}
+
+/// Number of CPUs this process may run on.
 pub fn allowed_cpus() -> usize {
     std::thread::available_parallelism()
         .map(|n| n.get())
@@ -119,6 +189,38 @@ mod tests {
         );
         let me = sample("self").expect("own process");
         assert!(me.rss_bytes > 0);
+    }
+
+    #[test]
+    fn a_process_tree_counts_its_children() {
+        assert_eq!(
+            parse_stat_ppid("4321 (mediasoup-worke r) S 1234 4321 4321 0 -1 0"),
+            Some(1234)
+        );
+        // `timeout` runs a spinning shell as its child (and ends it in 20 s
+        // whatever happens here): the tree's CPU includes the child's.
+        let mut shell = std::process::Command::new("timeout")
+            .args(["20", "sh", "-c", "while :; do :; done"])
+            .spawn()
+            .expect("timeout");
+        let pid = shell.id();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let mut tree = TreeSample::default();
+        while tree.descendants_cpu_s == 0.0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            tree = sample_tree(pid).expect("sampled");
+        }
+        let children = descendants(pid);
+        for child in &children {
+            // SAFETY: kill(2) on the spinning child this test started.
+            unsafe { libc::kill(*child as i32, libc::SIGKILL) };
+        }
+        let _ = shell.kill();
+        let _ = shell.wait();
+        assert_eq!(children.len(), 1, "{children:?}");
+        assert!(tree.descendants_cpu_s > 0.0, "{tree:?}");
+        assert!(tree.total.cpu_s >= tree.descendants_cpu_s, "{tree:?}");
+        assert!(tree.total.rss_bytes > 0);
     }
 
     #[test]

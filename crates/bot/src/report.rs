@@ -104,6 +104,78 @@ fn scaling_table(r: &BenchReport, names: &[&str]) -> String {
     )
 }
 
+/// "a / b" to two places, or "-" without a divisor.
+fn ratio(a: f64, b: f64) -> String {
+    if b > 0.0 {
+        format!("{:.2}", a / b)
+    } else {
+        "-".into()
+    }
+}
+
+/// simplesfu (its first worker count) against `other` at each load both
+/// ran in `scenario`: CPU per forwarded packet and CPU, loss and p99 side by
+/// side. Empty when they share no load.
+fn ratio_table(r: &BenchReport, scenario: &str, other: ServerKind) -> String {
+    let first = servers_of(r, scenario)
+        .into_iter()
+        .find(|(k, _)| *k == ServerKind::Simplesfu)
+        .map(|(_, w)| w);
+    let (name, short) = match other {
+        ServerKind::Mediasoup => ("the original server (mediasoup)", "original"),
+        _ => ("Janus", "Janus"),
+    };
+    let mut rows = String::new();
+    for o in r.levels.iter().filter(|l| {
+        l.scenario == scenario && l.server == ServerKind::Simplesfu && Some(l.workers) == first
+    }) {
+        let Some(t) = r
+            .levels
+            .iter()
+            .find(|l| l.scenario == scenario && l.server == other && l.load == o.load)
+        else {
+            continue;
+        };
+        let _ = writeln!(
+            rows,
+            "| {} | {} | {} | {:.2} / {:.2} | {:.1} / {:.1} |",
+            o.load,
+            ratio(o.cpu_us_per_forwarded_packet, t.cpu_us_per_forwarded_packet),
+            ratio(o.server_cpu_s, t.server_cpu_s),
+            o.loss_pct,
+            t.loss_pct,
+            o.p99_ms,
+            t.p99_ms
+        );
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    let target = if other == ServerKind::Mediasoup {
+        format!(" Issue 18's target: a µs/pkt ratio of at most {ORIGINAL_RATIO_TARGET}.")
+    } else {
+        String::new()
+    };
+    format!(
+        "\nAt equal load (simplesfu ÷ {name}; below 1 means simplesfu is cheaper):{target}\n\n| load | µs/pkt ratio | CPU ratio | loss % ours / {short} | p99 ms ours / {short} |\n|---|---|---|---|---|\n{rows}"
+    )
+}
+
+/// simplesfu's CPU per forwarded packet, as a share of the original server's
+/// at the same load, that issue 18 sets as the goal.
+pub const ORIGINAL_RATIO_TARGET: f64 = 0.25;
+
+/// How the original server ran, when it did.
+fn original_settings(r: &BenchReport) -> String {
+    let Some(v) = &r.mediasoup else {
+        return String::new();
+    };
+    format!(
+        "- mediasoup (original): npm `simple-mediasoup-peer-server` {} on mediasoup {}, Node.js {}, built and patched by `bench/mediasoup-setup` (an ECDSA P-256 DTLS certificate, its router-0 consumer fix, the worker count from `NUM_WORKERS`; the worker's BIO fix for Debian's OpenSSL), otherwise at its defaults: {} mediasoup worker, on 127.0.0.1, started by `bench/mediasoup-server.cjs`. Its CPU is summed over its process tree: node (counted as signaling) and its mediasoup-worker children (counted as workers), all pinned where simplesfu is; its RSS is the tree's sum. It sits out `estimation` (nothing to turn off) and runs each load of big-room and constrained once (their levels differ only in simplesfu's settings). Its `joinRoom` adds a peer to the room only once that peer's consumers exist, so two peers of a meeting whose joins overlap never get each other's consumers: at the bot's join rate part of a meeting's streams never arrive and count as lost.\n",
+        v.server, v.mediasoup, v.node, crate::bench::MEDIASOUP_WORKERS
+    )
+}
+
 /// "1000 ms", or "off" for 0.
 fn resend(settings: Option<ServerSettings>) -> String {
     match settings.map(|s| s.available_producers_interval_ms) {
@@ -238,9 +310,13 @@ fn constrained_section(r: &BenchReport, name: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "| estimation | downlink | viewers | video kbit/s | final layers | no video | layer switches | video loss % | audio loss % | gaps > 200 ms | max gap ms | video p50 / p99 ms | link drops % |"
+        "| server | estimation | downlink | viewers | video kbit/s | final layers | no video | layer switches | video loss % | audio loss % | gaps > 200 ms | max gap ms | video p50 / p99 ms | link drops % |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    // The original's mediasoup always estimates.
     let estimation = |l: &LevelResult| {
         if l.settings.is_none_or(|s| s.bandwidth_estimation) {
             "on"
@@ -248,11 +324,13 @@ fn constrained_section(r: &BenchReport, name: &str) -> String {
             "off"
         }
     };
+    let label = |l: &LevelResult| server_label(l.server, l.workers);
     for l in &levels {
         for c in &l.report.classes {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {} | {:.0} | {:.1} / {:.1} | {:.2} |",
+                "| {} | {} | {} | {} | {:.0} | {} | {} | {} | {:.2} | {:.2} | {} | {:.0} | {:.1} / {:.1} | {:.2} |",
+                label(l),
                 estimation(l),
                 downlink_name(c.downlink_kbps),
                 c.receivers,
@@ -272,13 +350,14 @@ fn constrained_section(r: &BenchReport, name: &str) -> String {
     }
     let _ = writeln!(
         s,
-        "\n| estimation | server CPU % | µs/pkt | x floor | RSS MB | bot CPU % | held |"
+        "\n| server | estimation | server CPU % | µs/pkt | x floor | RSS MB | bot CPU % | held |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|");
     for l in &levels {
         let _ = writeln!(
             s,
-            "| {} | {:.0} | {:.2} | {:.1} | {:.0} | {:.0} | {} |",
+            "| {} | {} | {:.0} | {:.2} | {:.1} | {:.0} | {:.0} | {} |",
+            label(l),
             estimation(l),
             l.server_cpu_pct,
             l.cpu_us_per_forwarded_packet,
@@ -288,8 +367,12 @@ fn constrained_section(r: &BenchReport, name: &str) -> String {
             held(l)
         );
     }
-    let on = levels.iter().find(|l| estimation(l) == "on");
-    let off = levels.iter().find(|l| estimation(l) == "off");
+    let ours = |on: &str| {
+        levels
+            .iter()
+            .find(|l| l.server == ServerKind::Simplesfu && estimation(l) == on)
+    };
+    let (on, off) = (ours("on"), ours("off"));
     if let (Some(on), Some(off)) = (on, off) {
         if off.cpu_us_per_forwarded_packet > 0.0 {
             let _ = writeln!(
@@ -304,15 +387,20 @@ fn constrained_section(r: &BenchReport, name: &str) -> String {
             );
         }
     }
+    // "estimation on" for simplesfu's rows, the server's name for another's.
+    let row_name = |l: &LevelResult| match l.server {
+        ServerKind::Simplesfu => format!("estimation {}", estimation(l)),
+        _ => label(l),
+    };
     for l in &levels {
         if let Err(e) = crate::bench::check_layers_fit(l) {
-            let _ = writeln!(s, "- estimation {}: {e}", estimation(l));
+            let _ = writeln!(s, "- {}: {e}", row_name(l));
         }
         if let Some(error) = &l.report.first_error {
             let _ = writeln!(
                 s,
-                "- estimation {}: {} of {} peers failed to join; first error: {error}",
-                estimation(l),
+                "- {}: {} of {} peers failed to join; first error: {error}",
+                row_name(l),
                 l.report.join_failures,
                 l.report.peers
             );
@@ -393,6 +481,7 @@ pub fn markdown(r: &BenchReport) -> String {
     if r.levels.iter().any(|l| l.server == ServerKind::Simplesfu) {
         s += &non_default_settings(r);
     }
+    s += &original_settings(r);
     s += "\n";
     let mut names: Vec<&str> = Vec::new();
     for l in &r.levels {
@@ -450,57 +539,8 @@ pub fn markdown(r: &BenchReport) -> String {
                 }
             }
         }
-        // Janus is compared with the first simplesfu worker count.
-        let first = servers_of(r, name)
-            .into_iter()
-            .find(|(k, _)| *k == ServerKind::Simplesfu)
-            .map(|(_, w)| w);
-        let ours: Vec<&LevelResult> = r
-            .levels
-            .iter()
-            .filter(|l| {
-                l.scenario == *name && l.server == ServerKind::Simplesfu && Some(l.workers) == first
-            })
-            .collect();
-        let mut ratios = String::new();
-        for o in &ours {
-            if let Some(j) = r
-                .levels
-                .iter()
-                .find(|l| l.scenario == *name && l.server == ServerKind::Janus && l.load == o.load)
-            {
-                let ratio = |a: f64, b: f64| {
-                    if b > 0.0 {
-                        format!("{:.2}", a / b)
-                    } else {
-                        "-".into()
-                    }
-                };
-                let _ = writeln!(
-                    ratios,
-                    "| {} | {} | {} | {:.2} / {:.2} | {:.1} / {:.1} |",
-                    o.load,
-                    ratio(o.cpu_us_per_forwarded_packet, j.cpu_us_per_forwarded_packet),
-                    ratio(o.server_cpu_s, j.server_cpu_s),
-                    o.loss_pct,
-                    j.loss_pct,
-                    o.p99_ms,
-                    j.p99_ms
-                );
-            }
-        }
-        if !ratios.is_empty() {
-            let _ = writeln!(
-                s,
-                "\nAt equal load (simplesfu ÷ Janus; below 1 means simplesfu is cheaper):\n"
-            );
-            let _ = writeln!(
-                s,
-                "| load | µs/pkt ratio | CPU ratio | loss % ours / Janus | p99 ms ours / Janus |"
-            );
-            let _ = writeln!(s, "|---|---|---|---|---|");
-            s += &ratios;
-        }
+        s += &ratio_table(r, name, ServerKind::Janus);
+        s += &ratio_table(r, name, ServerKind::Mediasoup);
         s += "\n";
     }
     s += &scaling_table(r, &names);
@@ -694,11 +734,15 @@ pub(crate) mod tests {
         ]));
         assert!(md.contains("## constrained"), "{md}");
         assert!(
-            md.contains("| on | 300 kbit/s | 1 | 94 | r0 1 | 0 | 0 | 0.00 | 0.00 | 0 |"),
+            md.contains(
+                "| simplesfu | on | 300 kbit/s | 1 | 94 | r0 1 | 0 | 0 | 0.00 | 0.00 | 0 |"
+            ),
             "{md}"
         );
         assert!(
-            md.contains("| off | 300 kbit/s | 1 | 280 | r2 1 | 0 | 0 | 41.50 | 0.00 | 7 |"),
+            md.contains(
+                "| simplesfu | off | 300 kbit/s | 1 | 280 | r2 1 | 0 | 0 | 41.50 | 0.00 | 7 |"
+            ),
             "{md}"
         );
         assert!(
@@ -736,8 +780,67 @@ pub(crate) mod tests {
             simplesfu_bin: "target/release/simplesfu".into(),
             simplesfu_args: vec![],
             load_average: (0.5, 0.7),
+            mediasoup: None,
             levels,
         }
+    }
+
+    #[test]
+    fn the_original_sits_beside_simplesfu_with_the_ratio_against_the_target() {
+        let level = |server: ServerKind, load: u32, us_per_packet: f64, passed: bool| {
+            let mut l = sample_level("livestream", ServerSettings::FORWARDING);
+            l.server = server;
+            l.load = load;
+            l.cpu_us_per_forwarded_packet = us_per_packet;
+            l.passed = passed;
+            if server != ServerKind::Simplesfu {
+                l.settings = None;
+            }
+            l
+        };
+        let mut r = bench_report(vec![
+            level(ServerKind::Simplesfu, 50, 10.0, true),
+            level(ServerKind::Simplesfu, 100, 12.0, true),
+            level(ServerKind::Mediasoup, 50, 40.0, true),
+            level(ServerKind::Mediasoup, 100, 36.0, false),
+        ]);
+        r.mediasoup = Some(crate::bench::MediasoupVersions {
+            server: "0.0.20".into(),
+            mediasoup: "3.19.3".into(),
+            node: "v20.20.2".into(),
+        });
+        let md = markdown(&r);
+        assert!(md.contains("| mediasoup (original) | 50 |"), "{md}");
+        assert!(
+            md.contains("- mediasoup (original): largest load held: 50"),
+            "{md}"
+        );
+        assert!(
+            md.contains("At equal load (simplesfu ÷ the original server (mediasoup); below 1 means simplesfu is cheaper): Issue 18's target: a µs/pkt ratio of at most 0.25."),
+            "{md}"
+        );
+        assert!(
+            md.contains("| load | µs/pkt ratio | CPU ratio | loss % ours / original | p99 ms ours / original |"),
+            "{md}"
+        );
+        assert!(md.contains("| 50 | 0.25 |"), "{md}");
+        assert!(md.contains("| 100 | 0.33 |"), "{md}");
+        assert!(
+            !md.contains("simplesfu ÷ Janus"),
+            "no Janus table without Janus: {md}"
+        );
+        assert!(
+            md.contains(
+                "npm `simple-mediasoup-peer-server` 0.0.20 on mediasoup 3.19.3, Node.js v20.20.2"
+            ),
+            "{md}"
+        );
+        assert!(md.contains("1 mediasoup worker, on 127.0.0.1"), "{md}");
+        r.mediasoup = None;
+        assert!(
+            !markdown(&r).contains("npm `simple-mediasoup-peer-server`"),
+            "no settings line for a server that did not run"
+        );
     }
 
     #[test]
