@@ -93,8 +93,16 @@ pub fn app(
         None => router.fallback(get(crate::embedded::serve)),
     };
     let router = router.with_state(sfu).layer(io_layer);
+    // Outside the CORS layer, which takes every OPTIONS for a preflight.
+    let whip_options = axum::middleware::from_fn(crate::whip::plain_options);
     if origins == AllowedOrigins::Any {
-        return router.layer(CorsLayer::permissive());
+        return router
+            .layer(CorsLayer::permissive().expose_headers([
+                header::LOCATION,
+                header::ETAG,
+                header::LINK,
+            ]))
+            .layer(whip_options);
     }
     let origins = Arc::new(origins);
     let guard = origins.clone();
@@ -114,6 +122,7 @@ pub fn app(
                 // What a browser WHIP client reads of the answer.
                 .expose_headers([header::LOCATION, header::ETAG, header::LINK]),
         )
+        .layer(whip_options)
 }
 
 impl AllowedOrigins {

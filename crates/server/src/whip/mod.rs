@@ -198,17 +198,18 @@ impl Sfu {
     ) -> Result<Response, WhipError> {
         check_content_type(headers, "application/sdp")?;
         let grant = self.whip_grant(headers, &room, Right::Publish)?;
-        let label =
-            match label {
-                Some(l) if !valid_label(&l) => return Err(WhipError::new(
+        let label = match label {
+            Some(l) if !valid_label(&l) => {
+                return Err(WhipError::new(
                     StatusCode::BAD_REQUEST,
                     format!(
                         "label must be 1 to {MAX_LABEL} letters, digits, spaces, '-', '_' or '.'"
                     ),
-                )),
-                Some(l) => l,
-                None => "whip".to_owned(),
-            };
+                ))
+            }
+            Some(l) => l,
+            None => "whip".to_owned(),
+        };
         {
             let sessions = self.whip_sessions();
             let limits = &self.inner.limits;
@@ -667,8 +668,30 @@ pub(crate) async fn patch(
     respond(&sfu, outcome)
 }
 
-/// `OPTIONS /whip/{room}` (not a CORS preflight: those are answered by the
-/// CORS layer before they get here).
+/// A plain `OPTIONS` (no `Access-Control-Request-Method`: not a CORS
+/// preflight) of a WHIP URL is answered here, in front of the CORS layer,
+/// which would take it for a preflight; everything else passes.
+pub(crate) async fn plain_options(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path();
+    let plain = request.method() == axum::http::Method::OPTIONS
+        && !request
+            .headers()
+            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+        && path.starts_with("/whip/");
+    if !plain {
+        return next.run(request).await;
+    }
+    match path.trim_start_matches("/whip/").split('/').count() {
+        1 => options().await,
+        2 => session_options().await,
+        _ => next.run(request).await,
+    }
+}
+
+/// `OPTIONS /whip/{room}`.
 pub(crate) async fn options() -> Response {
     (
         StatusCode::NO_CONTENT,

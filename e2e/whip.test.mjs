@@ -1,0 +1,156 @@
+// WHIP ingest (issue 15) with an independent client: GStreamer's webrtcbin
+// (e2e/whip/gst-whip-publish.py: H264 and Opus test sources) publishes into
+// a room over WHIP, and a Chromium page of our client in that room decodes
+// the video (640x360) and hears the tone. When the publisher ends its
+// session (DELETE), the page sees its tracks end and the server holds
+// nothing of it.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { randomUUID } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
+import { dirname, join } from 'node:path';
+import { Cleanup, PAGES_DIR, buildPages, launchBrowser, pollUntil, startServer } from './harness.mjs';
+import { describePeers, openClientPage, readClientState, readClientStats } from './client-pages.mjs';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const PUBLISHER = join(HERE, 'whip', 'gst-whip-publish.py');
+const PYTHON = '/usr/bin/python3';
+
+/** Whether Debian's GStreamer Python bindings and plugins are here. */
+function gstreamerMissing() {
+  if (!existsSync(PYTHON)) return 'no /usr/bin/python3';
+  for (const plugin of ['libgstwebrtc.so', 'libgstx264.so', 'libgstopus.so', 'libgstnice.so']) {
+    if (!existsSync(`/usr/lib/x86_64-linux-gnu/gstreamer-1.0/${plugin}`)) return `GStreamer plugin ${plugin} missing`;
+  }
+  if (!existsSync('/usr/lib/python3/dist-packages/gi')) return 'python3-gi missing';
+  return null;
+}
+
+const missing = gstreamerMissing();
+const env = { server: null, browser: null, cleanup: new Cleanup() };
+after(() => env.cleanup.run());
+before(async () => {
+  if (missing) return;
+  await buildPages();
+  // Listening on every address: libnice (GStreamer) pairs no loopback
+  // candidates, so the server must announce the namespace's own address.
+  env.server = await startServer({ staticDir: PAGES_DIR, defaultAddresses: true, logLevel: 'warn,simplesfu::whip=debug' });
+  env.cleanup.add('stop simplesfu', () => env.server.stop());
+  env.browser = await launchBrowser();
+  env.cleanup.add('close chromium', () => env.browser.close());
+});
+
+/** Starts the publisher; resolves with {child, lines, location} once ICE connected. */
+async function publish(url, { args = [] } = {}) {
+  const child = spawn(PYTHON, [PUBLISHER, url, '--seconds', '120', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  env.cleanup.add('stop the WHIP publisher', () => child.kill('SIGKILL'));
+  const lines = [];
+  const collector = () => {
+    let partial = '';
+    return (chunk) => {
+      const parts = (partial + chunk.toString()).split('\n');
+      partial = parts.pop();
+      lines.push(...parts.filter(Boolean));
+    };
+  };
+  child.stdout.on('data', collector());
+  child.stderr.on('data', collector());
+  const exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  await pollUntil(() => lines.includes('WHIP_CONNECTED') || child.exitCode !== null, {
+    timeoutMs: 20_000,
+    what: 'the GStreamer WHIP publisher to connect',
+    describe: () => lines.join('\n'),
+  });
+  assert.ok(lines.includes('WHIP_CONNECTED'), `the publisher stopped:\n${lines.join('\n')}`);
+  const location = lines.find((l) => l.startsWith('WHIP_LOCATION '))?.split(' ')[1];
+  return { child, lines, location, exited };
+}
+
+/** RMS level of what `producerId`'s audio element plays, over half a second. */
+function audioLevel(page, producerId) {
+  return page.evaluate(async (producerId) => {
+    const element = document.querySelector(`[data-producer-id="${producerId}"]`);
+    const context = new AudioContext();
+    await context.resume();
+    const analyser = context.createAnalyser();
+    context.createMediaStreamSource(element.srcObject).connect(analyser);
+    let peak = 0;
+    for (let i = 0; i < 10; i += 1) {
+      await new Promise((r) => setTimeout(r, 50));
+      const samples = new Float32Array(analyser.fftSize);
+      analyser.getFloatTimeDomainData(samples);
+      const rms = Math.sqrt(samples.reduce((sum, x) => sum + x * x, 0) / samples.length);
+      peak = Math.max(peak, rms);
+    }
+    await context.close();
+    return peak;
+  }, producerId);
+}
+
+test('a GStreamer WHIP publisher (H264 + Opus) is seen and heard by a page of our client in the room', { skip: missing ?? false, timeout: 120_000 }, async (t) => {
+  const room = `whip-${randomUUID()}`;
+  const viewer = await openClientPage(env.browser.context, env.server.url, 'viewer', { roomId: room });
+  const publisher = await publish(`${env.server.url}/whip/${room}?label=stage`);
+  const describe = async () => `${await describePeers([viewer], env.server)}\npublisher:\n${publisher.lines.join('\n')}`;
+
+  let video;
+  let audio;
+  await pollUntil(
+    async () => {
+      const state = await readClientState(viewer.page);
+      const stats = await readClientStats(viewer.page);
+      const of = (kind) =>
+        Object.entries(state.tracks).find(([id, track]) => track.label === 'stage' && track.kind === kind && !track.ended && stats[id])?.[0];
+      video = of('video') && stats[of('video')];
+      audio = of('audio') && stats[of('audio')];
+      return video?.framesDecoded > 30 && audio?.packetsReceived > 50;
+    },
+    { timeoutMs: 30_000, what: 'the page to decode the WHIP publisher\'s video and receive its audio', describe },
+  );
+  t.diagnostic(`video ${video.frameWidth}x${video.frameHeight}, ${video.framesDecoded} frames; audio ${audio.packetsReceived} packets`);
+  assert.equal(video.frameWidth, 640, 'the publisher sends 640x360');
+  assert.equal(video.frameHeight, 360);
+  const level = await audioLevel(viewer.page, audio.producerId);
+  t.diagnostic(`audio RMS ${level.toFixed(3)}`);
+  assert.ok(level > 0.01, `the page hears the publisher's tone (RMS ${level})`);
+
+  // The publisher leaves (SIGTERM: the script sends DELETE).
+  publisher.child.kill('SIGTERM');
+  assert.equal(await publisher.exited, 0, publisher.lines.join('\n'));
+  assert.ok(publisher.lines.includes('WHIP_DELETED 200'), publisher.lines.join('\n'));
+  await pollUntil(
+    async () => {
+      const state = await readClientState(viewer.page);
+      return Object.values(state.tracks).filter((track) => track.label === 'stage').every((track) => track.ended);
+    },
+    { timeoutMs: 10_000, what: 'the page to see the WHIP tracks end', describe },
+  );
+  const health = await (await fetch(`${env.server.url}/health`)).json();
+  assert.equal(health.peers, 1, `only the viewer is left: ${JSON.stringify(health)}`);
+  assert.equal(health.producers, 0, JSON.stringify(health));
+  const again = await fetch(`${env.server.url}${new URL(publisher.location).pathname}`, { method: 'DELETE' });
+  assert.equal(again.status, 404, 'the session is gone');
+  await viewer.page.close();
+});
+
+test('a WHIP publisher that vanishes without DELETE is gone once its ICE consent lapses', { skip: missing ?? false, timeout: 120_000 }, async (t) => {
+  const room = `whip-silent-${randomUUID()}`;
+  const publisher = await publish(`${env.server.url}/whip/${room}?label=cam`, { args: ['--video-only'] });
+  const peers = async () => (await (await fetch(`${env.server.url}/health`)).json()).peers;
+  assert.ok((await peers()) >= 1);
+  const killedAt = Date.now();
+  publisher.child.kill('SIGKILL');
+  await publisher.exited;
+  await pollUntil(async () => (await peers()) === 0, {
+    timeoutMs: 50_000,
+    intervalMs: 1000,
+    what: 'the silent WHIP session to end',
+    describe: () => env.server.logTail(),
+  });
+  const seconds = (Date.now() - killedAt) / 1000;
+  t.diagnostic(`the session ended ${seconds.toFixed(1)} s after its client vanished`);
+  assert.ok(seconds >= 25, 'not before the consent timeout (30 s)');
+});
