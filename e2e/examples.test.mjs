@@ -83,7 +83,7 @@ async function waitForPlayingVideos(page, selector, count, what) {
   );
 }
 
-test('the binary serves the committed client bundle; the index links the four examples', { timeout: TEST_TIMEOUT_MS }, async () => {
+test('the binary serves the committed client bundle; the index links the five examples', { timeout: TEST_TIMEOUT_MS }, async () => {
   const response = await fetch(`${server.url}/simplesfu-client.js`);
   assert.equal(response.status, 200);
   assert.match(response.headers.get('content-type'), /javascript/);
@@ -91,7 +91,7 @@ test('the binary serves the committed client bundle; the index links the four ex
 
   const index = await open('index', '/');
   const links = await index.page.$$eval('#examples a', (anchors) => anchors.map((a) => a.getAttribute('href')));
-  assert.deepEqual(links, ['/video-chat/', '/broadcast/', '/multiple-rooms/', '/load-test/']);
+  assert.deepEqual(links, ['/video-chat/', '/broadcast/', '/multiple-rooms/', '/load-test/', '/whip-whep/']);
   for (const link of links) {
     const response = await fetch(`${server.url}${link}`);
     assert.equal(response.status, 200, `${link} is served`);
@@ -107,6 +107,35 @@ test('video chat: two pages see each other', { timeout: TEST_TIMEOUT_MS }, async
   }
   assertNoConsoleErrors(pages);
   for (const { page } of pages) await page.close();
+});
+
+test('WHIP and WHEP: a page publishes over WHIP, a WHEP page plays it, a video chat page in the room sees it', { timeout: TEST_TIMEOUT_MS }, async () => {
+  const room = `whip-${randomUUID()}`;
+  const publisher = await open('whip-publish', `/whip-whep/?role=publish&room=${room}&label=stage`);
+  await pollUntil(async () => (await publisher.page.textContent('#status')) === 'publishing: connected', {
+    what: 'the WHIP page to connect',
+    describe,
+  });
+  const player = await open('whep-play', `/whip-whep/?role=play&room=${room}`);
+  await pollUntil(async () => (await player.page.textContent('#status')) === 'playing: connected', {
+    what: 'the WHEP page to connect',
+    describe,
+  });
+  await waitForPlayingVideos(player.page, '.tile video', 1, 'the WHEP page to play the WHIP publisher');
+  const received = await player.page.evaluate(async () => {
+    const kinds = {};
+    for (const s of (await window.whepPeerConnection.getStats()).values()) {
+      if (s.type === 'inbound-rtp') kinds[s.kind] = { packets: s.packetsReceived, frames: s.framesDecoded, width: s.frameWidth };
+    }
+    return kinds;
+  });
+  assert.ok(received.audio?.packets > 0, `the WHEP page receives audio: ${JSON.stringify(received)}`);
+  assert.ok(received.video?.frames > 0, `and decodes video: ${JSON.stringify(received)}`);
+  // Our client, through the video chat example, sees the WHIP peer like any other.
+  const chat = await open('chat', `/video-chat/?room=${room}`);
+  await waitForPlayingVideos(chat.page, '.tile:not([data-peer-id="me"]) video', 1, 'the video chat page to show the WHIP publisher');
+  assertNoConsoleErrors([publisher, player, chat]);
+  for (const { page } of [chat, player, publisher]) await page.close();
 });
 
 test('broadcast: a viewer sees the sender and publishes nothing', { timeout: TEST_TIMEOUT_MS }, async () => {

@@ -1,7 +1,7 @@
 //! The engine's public vocabulary: options, infos and errors of each operation.
 
 use mediasoup_types::data_structures::{DtlsParameters, IceCandidate, IceParameters};
-use mediasoup_types::rtp_parameters::{MediaKind, RtpParameters};
+use mediasoup_types::rtp_parameters::{MediaKind, RtpHeaderExtensionUri, RtpParameters};
 use mediasoup_types::sctp_parameters::{SctpParameters, SctpStreamParameters};
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
 
@@ -22,6 +22,22 @@ pub struct WebRtcTransportOptions {
     pub enable_sctp: bool,
     /// Offer only the TCP candidates (the client asked for `forceTcp`).
     pub force_tcp: bool,
+}
+
+/// A receive transport for a client that writes its own SDP offer (WHEP):
+/// it is sent with the client's payload types and header-extension ids, and
+/// its consumers take the client's mids, instead of the router's numbering
+/// that mediasoup-client adopts.
+#[derive(Debug, Clone, Default)]
+pub struct RemoteNumbering {
+    /// `(router payload type, client payload type, client RTX payload type)`
+    /// for each router codec the client offered.
+    pub payload_types: Vec<(u8, u8, Option<u8>)>,
+    /// The header extensions the client offered, with its ids.
+    pub extensions: Vec<(RtpHeaderExtensionUri, u8)>,
+    /// The client's m-lines in order: each new consumer takes the first
+    /// free one of its kind, and there are no other consumers.
+    pub mids: Vec<(MediaKind, String)>,
 }
 
 /// What the client needs to build its side of a transport.
@@ -250,6 +266,10 @@ pub enum EngineError {
     /// The worker thread is gone (it stopped or crashed).
     #[error("the media worker is not running")]
     WorkerGone,
+    /// A transport numbered after a client's offer (WHEP) has no m-line
+    /// left for another consumer of this kind.
+    #[error("transport {0} has no m-line left for another {1:?} consumer")]
+    NoMediaSlot(TransportId, MediaKind),
     /// Something inside str0m refused the operation.
     #[error("media engine failure: {0}")]
     Internal(String),

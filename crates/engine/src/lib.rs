@@ -29,11 +29,11 @@ mod worker;
 
 pub use api::{
     AudioLevelReport, ClosedProducer, ConsumerInfo, DataConsumerInfo, DataProducerOptions,
-    Direction, EngineError, EngineEvent, ProducerOptions, WebRtcTransportInfo,
+    Direction, EngineError, EngineEvent, ProducerOptions, RemoteNumbering, WebRtcTransportInfo,
     WebRtcTransportOptions, WorkerStats, ESTIMATE_BUCKETS_BPS,
 };
 pub use capabilities::router_rtp_capabilities;
 pub use router::{Router, RouterConfig};
-pub use rtp_params::{codec_supported, extension_supported};
+pub use rtp_params::{codec_supported, extension_supported, router_payload_type};
 pub use tcp::IceTcpLimits;
 pub use worker::{Worker, WorkerHandle, WorkerSettings};

@@ -224,6 +224,24 @@ pub fn codec_supported(caps: &RtpCapabilitiesFinalized, codec: &RtpCodecParamete
     !codec.is_rtx() && caps.codecs.iter().any(|rc| codec_matches(rc, codec))
 }
 
+/// The router's payload type (and its RTX payload type) for a codec the
+/// router takes, as [`codec_supported`] matches it.
+pub fn router_payload_type(
+    caps: &RtpCapabilitiesFinalized,
+    codec: &RtpCodecParameters,
+) -> Option<(u8, Option<u8>)> {
+    if codec.is_rtx() {
+        return None;
+    }
+    let router = caps.codecs.iter().find(|rc| codec_matches(rc, codec))?;
+    let pt = router.preferred_payload_type();
+    let rtx = caps.codecs.iter().find_map(|rc| {
+        (rc.is_rtx() && rc.parameters().get("apt") == Some(&(pt as u32).into()))
+            .then(|| rc.preferred_payload_type())
+    });
+    Some((pt, rtx))
+}
+
 /// Whether the router forwards this header extension for `kind`.
 pub fn extension_supported(
     caps: &RtpCapabilitiesFinalized,

@@ -2,6 +2,7 @@
 //! channel and are answered through oneshot replies; datagrams and timers are
 //! handled in the same loop, so no lock is ever taken on the packet path.
 
+use crate::api::RemoteNumbering;
 use crate::api::*;
 use crate::router::{ForwardedPacket, PipedDataProducer, PipedProducer, Router, RouterConfig};
 use mediasoup_types::data_structures::{DtlsParameters, IceParameters};
@@ -67,7 +68,11 @@ impl WorkerSettings {
 type Reply<T> = oneshot::Sender<Result<T, EngineError>>;
 
 pub(crate) enum Command {
-    CreateTransport(WebRtcTransportOptions, Reply<WebRtcTransportInfo>),
+    CreateTransport(
+        WebRtcTransportOptions,
+        Option<Box<RemoteNumbering>>,
+        Reply<WebRtcTransportInfo>,
+    ),
     ConnectTransport(TransportId, DtlsParameters, Reply<()>),
     RestartIce(TransportId, Reply<IceParameters>),
     LastConsent(TransportId, Reply<Option<Instant>>),
@@ -428,7 +433,19 @@ impl WorkerHandle {
         &self,
         options: WebRtcTransportOptions,
     ) -> Result<WebRtcTransportInfo, EngineError> {
-        self.call(|r| Command::CreateTransport(options, r)).await
+        self.call(|r| Command::CreateTransport(options, None, r))
+            .await
+    }
+
+    /// A receive transport numbered after a client's own offer (WHEP):
+    /// see [`RemoteNumbering`].
+    pub async fn create_numbered_transport(
+        &self,
+        options: WebRtcTransportOptions,
+        numbering: RemoteNumbering,
+    ) -> Result<WebRtcTransportInfo, EngineError> {
+        self.call(|r| Command::CreateTransport(options, Some(Box::new(numbering)), r))
+            .await
     }
 
     /// Give the transport the client's DTLS parameters and start DTLS.

@@ -46,6 +46,7 @@ pub(crate) fn from_engine(error: EngineError) -> SignalingError {
         EngineError::LayersOutOfRange { .. } => ErrorCode::LayersOutOfRange,
         EngineError::InvalidPriority(_) => ErrorCode::InvalidRequest,
         EngineError::TcpUnavailable => ErrorCode::InvalidRequest,
+        EngineError::NoMediaSlot(..) => ErrorCode::LimitReached,
         EngineError::WorkerGone | EngineError::Internal(_) => ErrorCode::InternalError,
         _ => ErrorCode::InternalError,
     };

@@ -86,6 +86,16 @@ pub fn app(
                 .patch(crate::whip::patch)
                 .options(crate::whip::session_options),
         )
+        .route(
+            "/whep/{room}",
+            post(crate::whip::play).options(crate::whip::options),
+        )
+        .route(
+            "/whep/{room}/{session}",
+            axum::routing::delete(crate::whip::whep_delete)
+                .patch(crate::whip::whep_patch)
+                .options(crate::whip::session_options),
+        )
         // An SDP offer is a few KB; refused with 413 above this.
         .layer(DefaultBodyLimit::max(crate::whip::sdp::MAX_OFFER_BYTES));
     let router = match static_dir {

@@ -41,8 +41,21 @@ impl Router {
         let codec = producer.codec;
         let t = self.transport_mut(tid, Direction::Recv)?;
         let unpaced = t.unpaced;
-        let mid_text = t.next_consumer_mid.to_string();
-        t.next_consumer_mid += 1;
+        let mid_text = match &mut t.planned_mids {
+            // Numbered after the client's offer: its next m-line of this kind.
+            Some(planned) => {
+                let i = planned
+                    .iter()
+                    .position(|(k, _)| *k == kind)
+                    .ok_or(EngineError::NoMediaSlot(tid, kind))?;
+                planned.remove(i).1
+            }
+            None => {
+                let mid = t.next_consumer_mid.to_string();
+                t.next_consumer_mid += 1;
+                mid
+            }
+        };
         let mid = Mid::from(mid_text.as_str());
         let mut api = t.rtc.direct_api();
         let ssrc = fresh_ssrc(&mut t.used_ssrcs, || api.new_ssrc());

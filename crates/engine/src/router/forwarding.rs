@@ -231,8 +231,17 @@ impl Router {
             let Some(stream) = api.stream_tx(&ssrc) else {
                 continue;
             };
+            // A transport numbered after its client's offer (WHEP) sends
+            // with the client's payload types.
+            let pt = match &t.pt_out {
+                None => packet.router_pt,
+                Some(map) => map
+                    .get(&packet.router_pt)
+                    .copied()
+                    .unwrap_or(packet.router_pt),
+            };
             let mut write = RtpWrite::new(
-                packet.router_pt,
+                pt,
                 seq_no.into(),
                 time,
                 packet.arrival,

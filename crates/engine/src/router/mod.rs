@@ -175,6 +175,11 @@ struct Transport {
     allocate_at: Option<Instant>,
     /// Recv transports: when ICE and DTLS completed.
     connected_at: Option<Instant>,
+    /// Recv transports numbered after a client's offer (WHEP): router
+    /// payload type to the client's.
+    pt_out: Option<HashMap<Pt, Pt>>,
+    /// ... and the client's mids not yet taken by a consumer.
+    planned_mids: Option<Vec<(MediaKind, String)>>,
     /// When the client last proved it still wants this transport: the last
     /// binding request whose MESSAGE-INTEGRITY held (ICE consent, RFC 7675).
     last_consent: Option<Instant>,
@@ -477,7 +482,9 @@ impl Router {
 
     pub(crate) fn handle_command(&mut self, now: Instant, cmd: Command) {
         match cmd {
-            Command::CreateTransport(o, r) => drop(r.send(self.create_transport(now, o))),
+            Command::CreateTransport(o, numbering, r) => {
+                drop(r.send(self.create_numbered_transport(now, o, numbering.map(|n| *n))))
+            }
             Command::ConnectTransport(id, d, r) => drop(r.send(self.connect_transport(id, d))),
             Command::RestartIce(id, r) => drop(r.send(self.restart_ice(id))),
             Command::LastConsent(id, r) => drop(r.send(self.last_consent(id))),

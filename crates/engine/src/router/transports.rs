@@ -7,9 +7,12 @@ use super::{
     SCTP_MAX_MESSAGE_SIZE, SCTP_PORT, SCTP_STREAMS,
 };
 use crate::allocation::Allocator;
-use crate::api::{ClosedProducer, EngineError, WebRtcTransportInfo, WebRtcTransportOptions};
+use crate::api::{
+    ClosedProducer, EngineError, RemoteNumbering, WebRtcTransportInfo, WebRtcTransportOptions,
+};
 use crate::capabilities::{ext_id, pt};
 use mediasoup_types::data_structures::{DtlsFingerprint, DtlsParameters, DtlsRole, IceParameters};
+use mediasoup_types::rtp_parameters::RtpHeaderExtensionUri;
 use mediasoup_types::sctp_parameters::SctpParameters;
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
 use std::collections::{HashMap, HashSet};
@@ -17,6 +20,7 @@ use std::time::Instant;
 use str0m::config::Fingerprint;
 use str0m::format::{Codec, FormatParams};
 use str0m::media::Frequency;
+use str0m::media::Pt;
 use str0m::rtp::{Extension, ExtensionMap};
 use str0m::{IceCreds, Rtc};
 
@@ -27,8 +31,28 @@ impl Router {
         now: Instant,
         options: WebRtcTransportOptions,
     ) -> Result<WebRtcTransportInfo, EngineError> {
+        self.create_numbered_transport(now, options, None)
+    }
+
+    /// Create a WebRTC transport; a receive transport with `numbering` is
+    /// sent with the client's payload types, extension ids and mids (see
+    /// [`RemoteNumbering`]).
+    pub fn create_numbered_transport(
+        &mut self,
+        now: Instant,
+        options: WebRtcTransportOptions,
+        numbering: Option<RemoteNumbering>,
+    ) -> Result<WebRtcTransportInfo, EngineError> {
         let estimate = options.direction == Direction::Recv && self.config.bandwidth_estimation;
-        let mut rtc = build_rtc(now, estimate);
+        let numbering = numbering.filter(|_| options.direction == Direction::Recv);
+        let mut rtc = build_rtc(now, estimate, numbering.as_ref());
+        let pt_out = numbering.as_ref().map(|n| {
+            n.payload_types
+                .iter()
+                .map(|&(router, client, _)| (Pt::from(router), Pt::from(client)))
+                .collect()
+        });
+        let planned_mids = numbering.map(|n| n.mids);
         let creds = rtc.direct_api().local_ice_credentials();
         let (ice_candidates, str0m_candidates) =
             self.candidates.for_transport(options.force_tcp)?;
@@ -92,6 +116,8 @@ impl Router {
                 allocate_at: None,
                 connected_at: None,
                 last_consent: None,
+                pt_out,
+                planned_mids,
                 unpaced: false,
                 probing: ProbeNudge::default(),
             },
@@ -275,16 +301,38 @@ impl Router {
 }
 
 /// An `Rtc` for one transport; `estimate`: run str0m's bandwidth estimator
-/// (receive transports, when the router estimates).
-fn build_rtc(now: Instant, estimate: bool) -> Rtc {
+/// (receive transports, when the router estimates); `numbering`: the
+/// client's payload types and extension ids instead of the router's.
+fn build_rtc(now: Instant, estimate: bool, numbering: Option<&RemoteNumbering>) -> Rtc {
     let mut exts = ExtensionMap::empty();
-    exts.set(ext_id::MID, Extension::RtpMid);
-    exts.set(ext_id::RID, Extension::RtpStreamId);
-    exts.set(ext_id::REPAIRED_RID, Extension::RepairedRtpStreamId);
-    exts.set(ext_id::ABS_SEND_TIME, Extension::AbsoluteSendTime);
-    exts.set(ext_id::TRANSPORT_CC, Extension::TransportSequenceNumber);
-    exts.set(ext_id::AUDIO_LEVEL, Extension::AudioLevel);
-    exts.set(ext_id::VIDEO_ORIENTATION, Extension::VideoOrientation);
+    match numbering {
+        None => {
+            exts.set(ext_id::MID, Extension::RtpMid);
+            exts.set(ext_id::RID, Extension::RtpStreamId);
+            exts.set(ext_id::REPAIRED_RID, Extension::RepairedRtpStreamId);
+            exts.set(ext_id::ABS_SEND_TIME, Extension::AbsoluteSendTime);
+            exts.set(ext_id::TRANSPORT_CC, Extension::TransportSequenceNumber);
+            exts.set(ext_id::AUDIO_LEVEL, Extension::AudioLevel);
+            exts.set(ext_id::VIDEO_ORIENTATION, Extension::VideoOrientation);
+        }
+        Some(n) => {
+            for (uri, id) in &n.extensions {
+                let ext = match uri {
+                    RtpHeaderExtensionUri::Mid => Extension::RtpMid,
+                    RtpHeaderExtensionUri::AbsSendTime => Extension::AbsoluteSendTime,
+                    RtpHeaderExtensionUri::TransportWideCcDraft01 => {
+                        Extension::TransportSequenceNumber
+                    }
+                    RtpHeaderExtensionUri::SsrcAudioLevel => Extension::AudioLevel,
+                    RtpHeaderExtensionUri::VideoOrientation => Extension::VideoOrientation,
+                    _ => continue,
+                };
+                if (1..=14).contains(id) {
+                    exts.set(*id, ext);
+                }
+            }
+        }
+    }
     let mut config = Rtc::builder()
         .set_rtp_mode(true)
         .set_ice_lite(true)
@@ -299,44 +347,55 @@ fn build_rtc(now: Instant, estimate: bool) -> Rtc {
             .set_stats_interval(Some(ESTIMATE_READ_INTERVAL));
     }
     let codecs = config.codec_config();
-    codecs.add_config(
-        pt::OPUS.into(),
-        None,
-        Codec::Opus,
-        Frequency::FORTY_EIGHT_KHZ,
-        Some(2),
-        FormatParams {
-            min_p_time: Some(10),
-            use_inband_fec: Some(true),
-            ..Default::default()
-        },
-    );
-    codecs.add_config(
-        pt::VP8.into(),
-        Some(pt::VP8_RTX.into()),
-        Codec::Vp8,
-        Frequency::NINETY_KHZ,
-        None,
-        FormatParams::default(),
-    );
-    codecs.add_config(
-        pt::VP9.into(),
-        Some(pt::VP9_RTX.into()),
-        Codec::Vp9,
-        Frequency::NINETY_KHZ,
-        None,
-        FormatParams {
-            profile_id: Some(0),
-            ..Default::default()
-        },
-    );
-    codecs.add_h264(pt::H264.into(), Some(pt::H264_RTX.into()), true, 0x42e01f);
-    codecs.add_h264(
-        pt::H264_HIGH.into(),
-        Some(pt::H264_HIGH_RTX.into()),
-        true,
-        0x4d0032,
-    );
+    let table: Vec<(u8, u8, Option<u8>)> = match numbering {
+        Some(n) => n.payload_types.clone(),
+        None => vec![
+            (pt::OPUS, pt::OPUS, None),
+            (pt::VP8, pt::VP8, Some(pt::VP8_RTX)),
+            (pt::VP9, pt::VP9, Some(pt::VP9_RTX)),
+            (pt::H264, pt::H264, Some(pt::H264_RTX)),
+            (pt::H264_HIGH, pt::H264_HIGH, Some(pt::H264_HIGH_RTX)),
+        ],
+    };
+    for (router, number, rtx) in table {
+        let (number, rtx) = (Pt::from(number), rtx.map(Pt::from));
+        match router {
+            pt::OPUS => codecs.add_config(
+                number,
+                None,
+                Codec::Opus,
+                Frequency::FORTY_EIGHT_KHZ,
+                Some(2),
+                FormatParams {
+                    min_p_time: Some(10),
+                    use_inband_fec: Some(true),
+                    ..Default::default()
+                },
+            ),
+            pt::VP8 => codecs.add_config(
+                number,
+                rtx,
+                Codec::Vp8,
+                Frequency::NINETY_KHZ,
+                None,
+                FormatParams::default(),
+            ),
+            pt::VP9 => codecs.add_config(
+                number,
+                rtx,
+                Codec::Vp9,
+                Frequency::NINETY_KHZ,
+                None,
+                FormatParams {
+                    profile_id: Some(0),
+                    ..Default::default()
+                },
+            ),
+            pt::H264 => codecs.add_h264(number, rtx, true, 0x42e01f),
+            pt::H264_HIGH => codecs.add_h264(number, rtx, true, 0x4d0032),
+            _ => {}
+        }
+    }
     config.build(now)
 }
 

@@ -24,6 +24,7 @@
 pub(crate) mod sdp;
 
 use crate::auth::{require, require_room, Right};
+use crate::errors::from_engine;
 use crate::registry::WorkerIndex;
 use crate::sfu::Sfu;
 use axum::body::Bytes;
@@ -31,7 +32,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
-use simplesfu_engine::{EngineError, WebRtcTransportInfo};
+use simplesfu_engine::{Direction, EngineError, WebRtcTransportInfo, WebRtcTransportOptions};
+use simplesfu_proto::types::rtp_parameters::MediaKind;
 use simplesfu_proto::{ErrorCode, PeerId, Request, RoomId, SignalingError, TransportId};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -50,9 +52,28 @@ const MAX_LABEL: usize = 64;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientAddr(pub IpAddr);
 
-/// One WHIP publisher.
+/// Which protocol a session speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Endpoint {
+    /// WHIP: the client publishes.
+    Whip,
+    /// WHEP: the client plays.
+    Whep,
+}
+
+impl Endpoint {
+    fn right(self) -> Right {
+        match self {
+            Endpoint::Whip => Right::Publish,
+            Endpoint::Whep => Right::Subscribe,
+        }
+    }
+}
+
+/// One WHIP publisher or WHEP player.
 #[derive(Debug)]
 pub(crate) struct WhipSession {
+    endpoint: Endpoint,
     pub peer: PeerId,
     pub room: RoomId,
     worker: WorkerIndex,
@@ -143,6 +164,13 @@ pub(crate) struct PublishQuery {
     label: Option<String>,
 }
 
+/// `?peer=<id>` and/or `?label=<label>`: which producers a WHEP client plays.
+#[derive(Debug, serde::Deserialize)]
+pub(crate) struct PlayQuery {
+    peer: Option<String>,
+    label: Option<String>,
+}
+
 impl Sfu {
     /// The bearer token's grant for `room` (`None` when tokens are off).
     fn whip_grant(
@@ -210,22 +238,7 @@ impl Sfu {
             Some(l) => l,
             None => "whip".to_owned(),
         };
-        {
-            let sessions = self.whip_sessions();
-            let limits = &self.inner.limits;
-            if sessions.len() >= limits.max_connections {
-                return Err(WhipError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the server has as many WHIP sessions as it allows (limits.max_connections); try later",
-                ));
-            }
-            if client.is_some_and(|ip| sessions.count_from(ip) >= limits.max_connections_per_ip) {
-                return Err(WhipError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "this address has as many WHIP sessions as it may (limits.max_connections_per_ip); end one first",
-                ));
-            }
-        }
+        self.check_session_room(client)?;
         let text = std::str::from_utf8(body)
             .map_err(|_| WhipError::new(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"))?;
         let offer = sdp::parse_offer(text).map_err(|e| {
@@ -288,6 +301,7 @@ impl Sfu {
         self.whip_sessions().sessions.insert(
             session_id,
             WhipSession {
+                endpoint: Endpoint::Whip,
                 peer: peer.clone(),
                 room: room.clone(),
                 worker,
@@ -312,6 +326,313 @@ impl Sfu {
             answer,
         )
             .into_response())
+    }
+
+    /// Refuse a new session when the server, or the client's address, has
+    /// as many as the connection limits allow.
+    fn check_session_room(&self, client: Option<IpAddr>) -> Result<(), WhipError> {
+        let sessions = self.whip_sessions();
+        let limits = &self.inner.limits;
+        if sessions.len() >= limits.max_connections {
+            return Err(WhipError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server has as many WHIP/WHEP sessions as it allows (limits.max_connections); try later",
+            ));
+        }
+        if client.is_some_and(|ip| sessions.count_from(ip) >= limits.max_connections_per_ip) {
+            return Err(WhipError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "this address has as many WHIP/WHEP sessions as it may (limits.max_connections_per_ip); end one first",
+            ));
+        }
+        Ok(())
+    }
+
+    /// `POST /whep/<room>`: play the room's producers (or those of one
+    /// peer, or with one label) to a client that sends a recvonly offer.
+    pub(crate) async fn whep_play(
+        &self,
+        room: RoomId,
+        query: PlayQuery,
+        client: Option<IpAddr>,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Response, WhipError> {
+        check_content_type(headers, "application/sdp")?;
+        let grant = self.whip_grant(headers, &room, Right::Subscribe)?;
+        self.check_session_room(client)?;
+        let text = std::str::from_utf8(body)
+            .map_err(|_| WhipError::new(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"))?;
+        let offer = sdp::parse_offer(text).map_err(|e| {
+            WhipError::new(StatusCode::BAD_REQUEST, format!("unusable SDP offer: {e}"))
+        })?;
+        let caps = self
+            .inner
+            .workers
+            .first()
+            .map(|w| w.rtp_capabilities().clone())
+            .ok_or_else(|| WhipError::new(StatusCode::SERVICE_UNAVAILABLE, "no media worker"))?;
+        let router_pt = |c: &_| simplesfu_engine::router_payload_type(&caps, c);
+        let extension = |k, u: &_| simplesfu_engine::extension_supported(&caps, k, u);
+        let (numbering, refused) = sdp::playback_numbering(&offer, &router_pt, &extension);
+        if numbering.mids.is_empty() {
+            let reasons: Vec<String> = offer
+                .media
+                .iter()
+                .zip(&refused)
+                .filter_map(|(m, why)| Some(format!("{}: {}", m.media, why.as_ref()?)))
+                .collect();
+            return Err(WhipError::new(
+                StatusCode::BAD_REQUEST,
+                format!("no m-line of the offer can play: {}", reasons.join("; ")),
+            ));
+        }
+        // What the room has to play, in a stable order: by peer, then producer.
+        let candidates: Vec<(PeerId, simplesfu_proto::ProducerId, MediaKind)> = self
+            .registry()
+            .available_producers(&room)
+            .into_iter()
+            .filter(|(peer, _)| query.peer.as_deref().is_none_or(|p| p == peer.to_string()))
+            .flat_map(|(peer, producers)| {
+                producers
+                    .producers
+                    .into_iter()
+                    .filter(|(_, p)| query.label.as_deref().is_none_or(|l| l == p.label))
+                    .map(move |(id, p)| (peer.clone(), id, p.kind))
+            })
+            .collect();
+        if candidates.is_empty() {
+            return Err(WhipError::new(
+                StatusCode::NOT_FOUND,
+                "nothing to play: no producer in this room (with that peer or label) yet",
+            ));
+        }
+        let peer = self.admit_without_socket(grant);
+        let outcome = self
+            .whep_setup(&peer, &room, &offer, &numbering, refused, candidates)
+            .await;
+        let (transport, worker, lines) = match outcome {
+            Ok(done) => done,
+            Err(error) => {
+                self.remove_peer(&peer, "its WHEP offer was refused").await;
+                return Err(error);
+            }
+        };
+        let answer = sdp::write_playback_answer(&offer, &lines, &numbering, &transport);
+        let session_id = crate::session::new_token();
+        let etag = format!("\"{}\"", &crate::session::new_token()[..16]);
+        let location = format!("/whep/{}/{session_id}", url_segment(room.as_str()));
+        let first_media = offer.media.iter().zip(&lines).find_map(|(m, l)| match l {
+            sdp::Playback::Send { pt, rtx_pt, .. } => Some((
+                match rtx_pt {
+                    Some(r) => format!("{} 9 UDP/TLS/RTP/SAVPF {pt} {r}", m.media),
+                    None => format!("{} 9 UDP/TLS/RTP/SAVPF {pt}", m.media),
+                },
+                m.mid.clone().unwrap_or_default(),
+            )),
+            sdp::Playback::Reject(_) => None,
+        });
+        self.whip_sessions().sessions.insert(
+            session_id,
+            WhipSession {
+                endpoint: Endpoint::Whep,
+                peer: peer.clone(),
+                room: room.clone(),
+                worker,
+                transport_id: transport.id,
+                transport,
+                etag: etag.clone(),
+                created: Instant::now(),
+                ip: client,
+                first_media,
+                client_ufrag: offer.ice_ufrag.clone(),
+            },
+        );
+        self.inner.metrics.request("whep_play");
+        tracing::info!(peer = %peer, room = %room, "WHEP player joined");
+        Ok((
+            StatusCode::CREATED,
+            [
+                (header::CONTENT_TYPE, "application/sdp".to_owned()),
+                (header::LOCATION, location),
+                (header::ETAG, etag),
+            ],
+            answer,
+        )
+            .into_response())
+    }
+
+    /// Join, create the receive transport numbered after the offer, connect
+    /// it, and give each playable m-line the next producer of its kind.
+    async fn whep_setup(
+        &self,
+        peer: &PeerId,
+        room: &RoomId,
+        offer: &sdp::Offer,
+        numbering: &simplesfu_engine::RemoteNumbering,
+        refused: Vec<Option<String>>,
+        candidates: Vec<(PeerId, simplesfu_proto::ProducerId, MediaKind)>,
+    ) -> Result<(WebRtcTransportInfo, WorkerIndex, Vec<sdp::Playback>), WhipError> {
+        let step = |name: &'static str| move |e| WhipError::from_signaling(name, e);
+        self.whip_request(
+            peer,
+            json!({"type": "joinRoom", "data": {"roomId": room.as_str(), "autoConsume": false}}),
+        )
+        .await
+        .map_err(step("joining the room"))?;
+        let queue = self.queue_of(peer).ok_or_else(|| {
+            WhipError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the session ended meanwhile",
+            )
+        })?;
+        let transport = {
+            let _turn = queue.lock().await;
+            let worker = self
+                .registry()
+                .check_new_transport(peer, Direction::Recv)
+                .map_err(step("creating the transport"))?;
+            let engine = self
+                .worker(worker)
+                .map_err(step("creating the transport"))?;
+            let options = WebRtcTransportOptions {
+                direction: Direction::Recv,
+                enable_sctp: false,
+                force_tcp: false,
+            };
+            let info = engine
+                .create_numbered_transport(options, numbering.clone())
+                .await
+                .map_err(|e| WhipError::from_signaling("creating the transport", from_engine(e)))?;
+            let recorded = self
+                .registry()
+                .add_transport(peer, Direction::Recv, info.id);
+            if let Err(e) = recorded {
+                let _ = engine.close_transport(info.id).await;
+                return Err(WhipError::from_signaling("creating the transport", e));
+            }
+            info
+        };
+        let dtls = json!({
+            "role": match offer.client_role {
+                simplesfu_proto::types::data_structures::DtlsRole::Server => "server",
+                _ => "client",
+            },
+            "fingerprints": [offer.fingerprint],
+        });
+        self.whip_request(
+            peer,
+            json!({"type": "connectWebRtcTransport", "data": {"transportId": transport.id, "dtlsParameters": dtls}}),
+        )
+        .await
+        .map_err(step("connecting the transport"))?;
+        let mut taken = vec![false; candidates.len()];
+        let mut lines = Vec::with_capacity(offer.media.len());
+        let mut sending = 0;
+        for (m, why) in offer.media.iter().zip(refused) {
+            if let Some(why) = why {
+                lines.push(sdp::Playback::Reject(why));
+                continue;
+            }
+            let kind = if m.media == "audio" {
+                MediaKind::Audio
+            } else {
+                MediaKind::Video
+            };
+            // Every playable m-line takes one of the transport's planned
+            // mids, in order: consume exactly once for it, or reject it.
+            let Some(i) = (0..candidates.len()).find(|&i| !taken[i] && candidates[i].2 == kind)
+            else {
+                lines.push(sdp::Playback::Reject(format!(
+                    "no {kind:?} producer left to play"
+                )));
+                continue;
+            };
+            taken[i] = true;
+            let (producing_peer, producer, _) = &candidates[i];
+            let consumer = {
+                let _turn = queue.lock().await;
+                self.consumer_for::<crate::registry::Media>(peer, producing_peer, *producer)
+                    .await
+            };
+            let consumer = match consumer {
+                Ok(c) => c,
+                Err(e) => {
+                    lines.push(sdp::Playback::Reject(format!(
+                        "{} ({})",
+                        e.message,
+                        e.code.as_str()
+                    )));
+                    continue;
+                }
+            };
+            let router_pt = consumer
+                .rtp_parameters
+                .codecs
+                .first()
+                .map(|c| c.payload_type());
+            let client = numbering
+                .payload_types
+                .iter()
+                .find(|(r, _, _)| Some(*r) == router_pt)
+                .map(|&(_, client, rtx)| (client, rtx));
+            let offered_here = client.filter(|(pt, _)| m.codecs.iter().any(|c| c.pt == *pt));
+            let Some((pt, rtx_pt)) = offered_here else {
+                let _ = self
+                    .whip_request(
+                        peer,
+                        json!({"type": "closeConsumer", "data": {"producerId": producer}}),
+                    )
+                    .await;
+                lines.push(sdp::Playback::Reject(
+                    "the producer's codec is not among those this m-line offers".into(),
+                ));
+                continue;
+            };
+            let encoding = consumer.rtp_parameters.encodings.first();
+            let ssrc = encoding.and_then(|e| e.ssrc).unwrap_or_default();
+            let rtx_ssrc = encoding.and_then(|e| e.rtx.as_ref()).map(|r| r.ssrc);
+            let cname = consumer
+                .rtp_parameters
+                .rtcp
+                .cname
+                .clone()
+                .unwrap_or_else(|| "simplesfu".into());
+            let msid = (producing_peer.to_string(), producer.to_string());
+            self.whip_request(
+                peer,
+                json!({"type": "resumeConsumer", "data": {"producerId": producer}}),
+            )
+            .await
+            .map_err(step("starting playback"))?;
+            lines.push(sdp::Playback::Send {
+                pt,
+                rtx_pt: rtx_pt.filter(|_| rtx_ssrc.is_some()),
+                ssrc,
+                rtx_ssrc: rtx_ssrc.filter(|_| rtx_pt.is_some()),
+                cname,
+                msid,
+            });
+            sending += 1;
+        }
+        if sending == 0 {
+            let reasons: Vec<String> = lines
+                .iter()
+                .filter_map(|l| match l {
+                    sdp::Playback::Reject(why) => Some(why.clone()),
+                    sdp::Playback::Send { .. } => None,
+                })
+                .collect();
+            return Err(WhipError::new(
+                StatusCode::NOT_FOUND,
+                format!("nothing this offer can play: {}", reasons.join("; ")),
+            ));
+        }
+        let worker = self
+            .registry()
+            .worker_of(peer)
+            .map_err(|e| WhipError::from_signaling("placing", e))?;
+        Ok((transport, worker, lines))
     }
 
     /// Join, create and connect the send transport, produce each m-line.
@@ -396,31 +717,37 @@ impl Sfu {
         Ok((transport, worker))
     }
 
-    /// `DELETE /whip/<room>/<session>`.
+    /// `DELETE /whip/<room>/<session>` (and `/whep/...`).
     pub(crate) async fn whip_delete(
         &self,
+        endpoint: Endpoint,
         room: RoomId,
         session: &str,
         headers: &HeaderMap,
     ) -> Result<Response, WhipError> {
-        let peer = self.whip_session_peer(&room, session)?;
-        self.whip_grant(headers, &room, Right::Publish)?;
+        let peer = self.whip_session_peer(endpoint, &room, session)?;
+        self.whip_grant(headers, &room, endpoint.right())?;
         self.whip_sessions().sessions.remove(session);
-        self.remove_peer(&peer, "its WHIP client ended the session")
-            .await;
+        let reason = match endpoint {
+            Endpoint::Whip => "its WHIP client ended the session",
+            Endpoint::Whep => "its WHEP client ended the session",
+        };
+        self.remove_peer(&peer, reason).await;
         Ok(StatusCode::OK.into_response())
     }
 
-    /// `PATCH /whip/<room>/<session>`: trickle (acknowledged) or ICE restart.
+    /// `PATCH /whip/<room>/<session>` (and `/whep/...`): trickle
+    /// (acknowledged) or ICE restart.
     pub(crate) async fn whip_patch(
         &self,
+        endpoint: Endpoint,
         room: RoomId,
         session: &str,
         headers: &HeaderMap,
         body: &[u8],
     ) -> Result<Response, WhipError> {
-        self.whip_session_peer(&room, session)?;
-        self.whip_grant(headers, &room, Right::Publish)?;
+        self.whip_session_peer(endpoint, &room, session)?;
+        self.whip_grant(headers, &room, endpoint.right())?;
         check_content_type(headers, "application/trickle-ice-sdpfrag")?;
         let text = std::str::from_utf8(body).map_err(|_| {
             WhipError::new(StatusCode::BAD_REQUEST, "the fragment is not UTF-8 text")
@@ -510,11 +837,16 @@ impl Sfu {
             .into_response())
     }
 
-    fn whip_session_peer(&self, room: &RoomId, session: &str) -> Result<PeerId, WhipError> {
+    fn whip_session_peer(
+        &self,
+        endpoint: Endpoint,
+        room: &RoomId,
+        session: &str,
+    ) -> Result<PeerId, WhipError> {
         self.whip_sessions()
             .sessions
             .get(session)
-            .filter(|s| &s.room == room)
+            .filter(|s| &s.room == room && s.endpoint == endpoint)
             .map(|s| s.peer.clone())
             .ok_or_else(unknown_session)
     }
@@ -548,8 +880,9 @@ impl Sfu {
             };
             if gone {
                 self.whip_sessions().sessions.remove(&id);
-                tracing::info!(peer = %peer, "WHIP session ended: no ICE consent for 30 s");
-                self.remove_peer(&peer, "its WHIP client went silent").await;
+                tracing::info!(peer = %peer, "WHIP/WHEP session ended: no ICE consent for 30 s");
+                self.remove_peer(&peer, "its WHIP or WHEP client went silent")
+                    .await;
             }
         }
     }
@@ -643,12 +976,30 @@ pub(crate) async fn publish(
 
 /// `DELETE /whip/{room}/{session}`.
 pub(crate) async fn delete(
+    state: State<Sfu>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    delete_session(Endpoint::Whip, state, path, headers).await
+}
+
+/// `DELETE /whep/{room}/{session}`.
+pub(crate) async fn whep_delete(
+    state: State<Sfu>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    delete_session(Endpoint::Whep, state, path, headers).await
+}
+
+async fn delete_session(
+    endpoint: Endpoint,
     State(sfu): State<Sfu>,
     Path((room, session)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     let outcome = match room_id(&room) {
-        Ok(room) => sfu.whip_delete(room, &session, &headers).await,
+        Ok(room) => sfu.whip_delete(endpoint, room, &session, &headers).await,
         Err(e) => Err(e),
     };
     respond(&sfu, outcome)
@@ -656,15 +1007,56 @@ pub(crate) async fn delete(
 
 /// `PATCH /whip/{room}/{session}`.
 pub(crate) async fn patch(
+    state: State<Sfu>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    patch_session(Endpoint::Whip, state, path, headers, body).await
+}
+
+/// `PATCH /whep/{room}/{session}`.
+pub(crate) async fn whep_patch(
+    state: State<Sfu>,
+    path: Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    patch_session(Endpoint::Whep, state, path, headers, body).await
+}
+
+async fn patch_session(
+    endpoint: Endpoint,
     State(sfu): State<Sfu>,
     Path((room, session)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let outcome = match room_id(&room) {
-        Ok(room) => sfu.whip_patch(room, &session, &headers, &body).await,
+        Ok(room) => {
+            sfu.whip_patch(endpoint, room, &session, &headers, &body)
+                .await
+        }
         Err(e) => Err(e),
     };
+    respond(&sfu, outcome)
+}
+
+/// `POST /whep/{room}`.
+pub(crate) async fn play(
+    State(sfu): State<Sfu>,
+    Path(room): Path<String>,
+    Query(query): Query<PlayQuery>,
+    client: Option<axum::Extension<ClientAddr>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let room = match room_id(&room) {
+        Ok(room) => room,
+        Err(e) => return e.into_response(),
+    };
+    let client = client.map(|c| c.0 .0);
+    let outcome = sfu.whep_play(room, query, client, &headers, &body).await;
     respond(&sfu, outcome)
 }
 
@@ -680,11 +1072,15 @@ pub(crate) async fn plain_options(
         && !request
             .headers()
             .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-        && path.starts_with("/whip/");
+        && (path.starts_with("/whip/") || path.starts_with("/whep/"));
     if !plain {
         return next.run(request).await;
     }
-    match path.trim_start_matches("/whip/").split('/').count() {
+    let rest = path
+        .strip_prefix("/whip/")
+        .or_else(|| path.strip_prefix("/whep/"))
+        .unwrap_or_default();
+    match rest.split('/').count() {
         1 => options().await,
         2 => session_options().await,
         _ => next.run(request).await,

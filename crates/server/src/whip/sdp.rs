@@ -55,7 +55,7 @@ pub(crate) struct OfferedCodec {
 }
 
 impl OfferedCodec {
-    fn is_rtx(&self) -> bool {
+    pub(crate) fn is_rtx(&self) -> bool {
         self.name.eq_ignore_ascii_case("rtx")
     }
 
@@ -843,6 +843,229 @@ pub(crate) fn write_candidates(s: &mut String, transport: &WebRtcTransportInfo) 
 fn hex_colons(bytes: &[u8]) -> String {
     let parts: Vec<String> = bytes.iter().map(|b| format!("{b:02X}")).collect();
     parts.join(":")
+}
+
+/// WHEP: what the transport that plays to a client is numbered with (its
+/// payload types, extension ids and mids, see
+/// [`simplesfu_engine::RemoteNumbering`]), from its recvonly offer.
+/// `router_pt` gives the router's payload type (and RTX's) for a codec it
+/// forwards. The m-lines that can play are audio and video, recvonly (or
+/// sendrecv) with a mid and a codec the router forwards; the others are
+/// refused here, with the reason.
+pub(crate) fn playback_numbering(
+    offer: &Offer,
+    router_pt: &dyn Fn(&RtpCodecParameters) -> Option<(u8, Option<u8>)>,
+    extension: &dyn Fn(MediaKind, &RtpHeaderExtensionUri) -> bool,
+) -> (simplesfu_engine::RemoteNumbering, Vec<Option<String>>) {
+    let mut numbering = simplesfu_engine::RemoteNumbering::default();
+    let mut refused = Vec::new();
+    for m in &offer.media {
+        let kind = match m.media.as_str() {
+            "audio" => MediaKind::Audio,
+            "video" => MediaKind::Video,
+            other => {
+                refused.push(Some(format!("{other} m-lines are not played over WHEP")));
+                continue;
+            }
+        };
+        if !matches!(m.direction.as_str(), "recvonly" | "sendrecv") {
+            refused.push(Some(format!(
+                "a WHEP client receives: a=recvonly, not a={}",
+                m.direction
+            )));
+            continue;
+        }
+        if m.port == 0 && !m.bundle_only {
+            refused.push(Some("rejected in the offer (port 0)".into()));
+            continue;
+        }
+        let Some(mid) = m.mid.clone() else {
+            refused.push(Some("no a=mid (BUNDLE needs one per m-line)".into()));
+            continue;
+        };
+        let mut any = false;
+        for codec in m.codecs.iter().filter(|c| !c.is_rtx()) {
+            let codec = forwarded_params(codec);
+            let Some((router, _)) = codec_json(kind, &codec).ok().and_then(|c| router_pt(&c))
+            else {
+                continue;
+            };
+            any = true;
+            if numbering
+                .payload_types
+                .iter()
+                .any(|(r, c, _)| *r == router || *c == codec.pt)
+            {
+                continue;
+            }
+            let rtx = m
+                .codecs
+                .iter()
+                .find(|c| c.is_rtx() && c.apt() == Some(codec.pt))
+                .map(|c| c.pt)
+                .filter(|_| kind == MediaKind::Video);
+            numbering.payload_types.push((router, codec.pt, rtx));
+        }
+        if !any {
+            refused.push(Some(
+                "none of the offered codecs is one this server forwards".into(),
+            ));
+            continue;
+        }
+        for (id, uri) in &m.extmaps {
+            let Ok(parsed) = uri.parse::<RtpHeaderExtensionUri>() else {
+                continue;
+            };
+            let known = numbering
+                .extensions
+                .iter()
+                .any(|(u, i)| *u == parsed || i == id);
+            if (1..=14).contains(id) && !known && extension(kind, &parsed) {
+                numbering.extensions.push((parsed, *id));
+            }
+        }
+        numbering.mids.push((kind, mid));
+        refused.push(None);
+    }
+    (numbering, refused)
+}
+
+/// One m-line of a WHEP answer.
+#[derive(Debug, Clone)]
+pub(crate) enum Playback {
+    /// A consumer's stream: the client's payload type for its codec (and
+    /// RTX's), our SSRCs.
+    Send {
+        pt: u8,
+        rtx_pt: Option<u8>,
+        ssrc: u32,
+        rtx_ssrc: Option<u32>,
+        cname: String,
+        /// `a=msid` stream and track ids.
+        msid: (String, String),
+    },
+    Reject(String),
+}
+
+/// The WHEP answer: like [`write_answer`], `a=sendonly` with the client's
+/// numbering (its codec lines as offered for the payload types used) and
+/// our SSRCs.
+pub(crate) fn write_playback_answer(
+    offer: &Offer,
+    lines: &[Playback],
+    numbering: &simplesfu_engine::RemoteNumbering,
+    transport: &WebRtcTransportInfo,
+) -> String {
+    let mut s = String::with_capacity(2048);
+    let session_id: u64 = rand::random::<u64>() >> 2;
+    let _ = write!(
+        s,
+        "v=0\r\no=- {session_id} 1 IN IP4 0.0.0.0\r\ns=simplesfu\r\nt=0 0\r\na=ice-lite\r\n"
+    );
+    let bundled: Vec<&str> = offer
+        .media
+        .iter()
+        .zip(lines)
+        .filter(|(_, p)| matches!(p, Playback::Send { .. }))
+        .filter_map(|(m, _)| m.mid.as_deref())
+        .collect();
+    if !bundled.is_empty() {
+        let _ = write!(s, "a=group:BUNDLE {}\r\n", bundled.join(" "));
+    }
+    let setup = match offer.client_role {
+        DtlsRole::Server => "active",
+        _ => "passive",
+    };
+    let fingerprint = transport
+        .dtls_parameters
+        .fingerprints
+        .iter()
+        .find_map(|f| match f {
+            DtlsFingerprint::Sha256 { value } => Some(hex_colons(value)),
+            _ => None,
+        })
+        .unwrap_or_default();
+    let mut first = true;
+    for (m, line) in offer.media.iter().zip(lines) {
+        let Playback::Send {
+            pt,
+            rtx_pt,
+            ssrc,
+            rtx_ssrc,
+            cname,
+            msid,
+        } = line
+        else {
+            let formats = if m.formats.is_empty() {
+                "0".to_owned()
+            } else {
+                m.formats.join(" ")
+            };
+            let _ = write!(
+                s,
+                "m={} 0 {} {formats}\r\nc=IN IP4 0.0.0.0\r\n",
+                m.media, m.proto
+            );
+            if let Some(mid) = &m.mid {
+                let _ = write!(s, "a=mid:{mid}\r\n");
+            }
+            let _ = write!(s, "a=inactive\r\n");
+            continue;
+        };
+        let codec = m.codecs.iter().find(|c| c.pt == *pt);
+        let rtx = rtx_pt.and_then(|r| m.codecs.iter().find(|c| c.pt == r));
+        let mut formats = pt.to_string();
+        if let Some(rtx) = rtx {
+            let _ = write!(formats, " {}", rtx.pt);
+        }
+        let _ = write!(
+            s,
+            "m={} 9 UDP/TLS/RTP/SAVPF {formats}\r\nc=IN IP4 0.0.0.0\r\n\
+             a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {fingerprint}\r\n\
+             a=setup:{setup}\r\na=mid:{}\r\n",
+            m.media,
+            transport.ice_parameters.username_fragment,
+            transport.ice_parameters.password,
+            m.mid.as_deref().unwrap_or_default(),
+        );
+        for (id, uri) in &m.extmaps {
+            if numbering.extensions.iter().any(|(u, i)| {
+                i == id && uri.parse::<RtpHeaderExtensionUri>().is_ok_and(|p| p == *u)
+            }) {
+                let _ = write!(s, "a=extmap:{id} {uri}\r\n");
+            }
+        }
+        let _ = write!(
+            s,
+            "a=sendonly\r\na=msid:{} {}\r\na=rtcp-mux\r\n",
+            msid.0, msid.1
+        );
+        if m.rtcp_rsize {
+            let _ = write!(s, "a=rtcp-rsize\r\n");
+        }
+        if let Some(codec) = codec {
+            write_codec(&mut s, &forwarded_params(codec));
+        }
+        if let Some(rtx) = rtx {
+            write_codec(&mut s, &forwarded_params(rtx));
+        }
+        match rtx_ssrc {
+            Some(r) => {
+                let _ = write!(
+                    s,
+                    "a=ssrc-group:FID {ssrc} {r}\r\na=ssrc:{ssrc} cname:{cname}\r\na=ssrc:{r} cname:{cname}\r\n"
+                );
+            }
+            None => {
+                let _ = write!(s, "a=ssrc:{ssrc} cname:{cname}\r\n");
+            }
+        }
+        if first {
+            write_candidates(&mut s, transport);
+            first = false;
+        }
+    }
+    s
 }
 
 /// The ICE credentials of an `application/trickle-ice-sdpfrag` body (a
