@@ -536,8 +536,12 @@ pub fn mediasoup_env(ms: &MediasoupOriginal) -> Vec<(&'static str, String)> {
 fn start_mediasoup(ms: &MediasoupOriginal, log: &Path, pin: bool) -> anyhow::Result<RunningServer> {
     use std::io::Write;
     use std::os::unix::process::CommandExt;
-    let mut log_file = std::fs::File::create(log)
-        .with_context(|| format!("could not create {}", log.display()))?;
+    // Appended: one server per level, every level's output kept.
+    let mut log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .with_context(|| format!("could not open {}", log.display()))?;
     let mut command = pinned_command(&ms.node_bin, pin);
     command
         .arg(&ms.launcher)
