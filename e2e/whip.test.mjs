@@ -1,22 +1,28 @@
-// WHIP ingest (issue 15) with an independent client: GStreamer's webrtcbin
-// (e2e/whip/gst-whip-publish.py: H264 and Opus test sources) publishes into
-// a room over WHIP, and a Chromium page of our client in that room decodes
-// the video (640x360) and hears the tone. When the publisher ends its
-// session (DELETE), the page sees its tracks end and the server holds
-// nothing of it.
+// WHIP ingest and WHEP playback (issue 15) with clients that are not ours:
+// - GStreamer's webrtcbin (e2e/whip/gst-whip-publish.py: H264 and Opus test
+//   sources) publishes into a room over WHIP, and a Chromium page of our
+//   client in that room decodes the video (640x360) and hears the tone.
+//   When the publisher ends its session (DELETE), the page sees its tracks
+//   end and the server holds nothing of it; one that vanishes is gone once
+//   its ICE consent lapses.
+// - The WHIP/WHEP example page (a plain RTCPeerConnection) publishes VP8 in
+//   three simulcast layers: our client's page gets each layer it asks for,
+//   and a WHEP page (the same example) plays the top one.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { cpSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
 import { Cleanup, PAGES_DIR, buildPages, launchBrowser, pollUntil, startServer } from './harness.mjs';
-import { describePeers, openClientPage, readClientState, readClientStats } from './client-pages.mjs';
+import { call, describePeers, openClientPage, readClientState, readClientStats } from './client-pages.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const PUBLISHER = join(HERE, 'whip', 'gst-whip-publish.py');
+const EXAMPLES_DIR = join(HERE, '..', 'examples');
 const PYTHON = '/usr/bin/python3';
 
 /** Whether Debian's GStreamer Python bindings and plugins are here. */
@@ -33,11 +39,16 @@ const missing = gstreamerMissing();
 const env = { server: null, browser: null, cleanup: new Cleanup() };
 after(() => env.cleanup.run());
 before(async () => {
-  if (missing) return;
   await buildPages();
+  // The test pages and the WHIP/WHEP example, served side by side.
+  const served = mkdtempSync(join(tmpdir(), 'simplesfu-whip-pages-'));
+  env.cleanup.add('remove the served pages', () => rmSync(served, { recursive: true, force: true }));
+  cpSync(PAGES_DIR, served, { recursive: true });
+  cpSync(join(EXAMPLES_DIR, 'whip-whep'), join(served, 'whip-whep'), { recursive: true });
+  cpSync(join(EXAMPLES_DIR, 'style.css'), join(served, 'style.css'));
   // Listening on every address: libnice (GStreamer) pairs no loopback
   // candidates, so the server must announce the namespace's own address.
-  env.server = await startServer({ staticDir: PAGES_DIR, defaultAddresses: true, logLevel: 'warn,simplesfu::whip=debug' });
+  env.server = await startServer({ staticDir: served, defaultAddresses: true, logLevel: 'warn,simplesfu::whip=debug' });
   env.cleanup.add('stop simplesfu', () => env.server.stop());
   env.browser = await launchBrowser();
   env.cleanup.add('close chromium', () => env.browser.close());
@@ -153,4 +164,64 @@ test('a WHIP publisher that vanishes without DELETE is gone once its ICE consent
   const seconds = (Date.now() - killedAt) / 1000;
   t.diagnostic(`the session ended ${seconds.toFixed(1)} s after its client vanished`);
   assert.ok(seconds >= 25, 'not before the consent timeout (30 s)');
+});
+
+test('a browser WHIP page sends VP8 simulcast: our client gets each layer it asks for, a WHEP page plays it', { timeout: 120_000 }, async (t) => {
+  const room = `whip-simulcast-${randomUUID()}`;
+  const publisher = await env.browser.context.newPage();
+  await publisher.goto(`${env.server.url}/whip-whep/?role=publish&room=${room}&label=cam`);
+  const status = (page) => page.textContent('#status');
+  await pollUntil(async () => (await status(publisher)) === 'publishing: connected', {
+    what: 'the WHIP page to connect',
+    describe: async () => status(publisher),
+  });
+  const viewer = await openClientPage(env.browser.context, env.server.url, 'viewer', { roomId: room });
+  const describe = () => describePeers([viewer], env.server);
+  const videoStats = async () => {
+    const state = await readClientState(viewer.page);
+    const id = Object.entries(state.tracks).find(([, tr]) => tr.label === 'cam' && tr.kind === 'video' && !tr.ended)?.[0];
+    return id && { id, peerId: state.tracks[id].peerId, ...(await readClientStats(viewer.page))[id] };
+  };
+  // Each layer in turn, as the viewer asks for it: the simulcast layers
+  // the page sent (a quarter, half and full of 1280x720) all arrive.
+  const widths = [];
+  for (const layer of [0, 1, 2]) {
+    const first = await pollUntil(videoStats, { what: 'the WHIP video at the viewer', describe });
+    await call(viewer, 'setPreferredLayers', first.peerId, 'cam', { spatial: layer });
+    // The layer reported, then the decoded size settled (the same for
+    // four samples: the decoder's size follows the switch by a few frames).
+    let last = [];
+    const seen = await pollUntil(
+      async () => {
+        const stats = await videoStats();
+        if (stats?.spatialLayer !== layer) return (last = []), false;
+        last = [...last.slice(-3), stats.frameWidth];
+        return last.length === 4 && last.every((w) => w === last[0] && w > 0) && stats;
+      },
+      { timeoutMs: 20_000, intervalMs: 250, what: `the viewer to play layer ${layer}`, describe },
+    );
+    widths.push(seen.frameWidth);
+    t.diagnostic(`layer ${layer}: ${seen.frameWidth}x${seen.frameHeight}`);
+  }
+  // Chromium may send its top layer smaller than asked while its encoder
+  // or its estimate ramps up, never larger than the layer below.
+  assert.ok(widths[0] < widths[1] && widths[1] <= widths[2], `the layers' sizes, lowest first: ${widths}`);
+
+  const player = await env.browser.context.newPage();
+  await player.goto(`${env.server.url}/whip-whep/?role=play&room=${room}&label=cam`);
+  const played = await pollUntil(
+    async () => {
+      if (!(await player.evaluate(() => Boolean(window.whepPeerConnection)))) return false;
+      const video = await player.evaluate(async () => {
+        for (const s of (await window.whepPeerConnection.getStats()).values()) {
+          if (s.type === 'inbound-rtp' && s.kind === 'video') return { frames: s.framesDecoded ?? 0, width: s.frameWidth ?? 0 };
+        }
+        return null;
+      });
+      return video?.frames > 30 && video.width === widths[2] && video;
+    },
+    { timeoutMs: 30_000, what: 'the WHEP page to play the top layer', describe: async () => status(player) },
+  );
+  t.diagnostic(`WHEP: ${played.width} wide, ${played.frames} frames`);
+  for (const page of [player, viewer.page, publisher]) await page.close();
 });

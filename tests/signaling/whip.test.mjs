@@ -169,3 +169,80 @@ test('with join tokens, WHIP needs a Bearer token with the publish right for tha
   const left = await health(url);
   assert.equal(left.peers, 0, JSON.stringify(left));
 });
+
+/** A recvonly offer as a WHEP player writes it: one video and one audio m-line. */
+function playOffer({ ufrag = 'play', direction = 'recvonly' } = {}) {
+  return [
+    'v=0', 'o=- 3 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE v a',
+    'm=video 9 UDP/TLS/RTP/SAVPF 98 99 100', 'c=IN IP4 0.0.0.0', `a=ice-ufrag:${ufrag}`,
+    'a=ice-pwd:abcdefghijklmnopqrstuvwx', `a=fingerprint:sha-256 ${FINGERPRINT}`, 'a=setup:actpass',
+    'a=mid:v', 'a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid',
+    'a=extmap:7 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01', `a=${direction}`,
+    'a=rtcp-mux', 'a=rtcp-rsize', 'a=rtpmap:98 VP8/90000', 'a=rtcp-fb:98 nack', 'a=rtcp-fb:98 nack pli',
+    'a=rtcp-fb:98 transport-cc', 'a=rtpmap:99 rtx/90000', 'a=fmtp:99 apt=98', 'a=rtpmap:100 AV1/90000',
+    'm=audio 9 UDP/TLS/RTP/SAVPF 109', 'c=IN IP4 0.0.0.0', `a=ice-ufrag:${ufrag}`,
+    'a=ice-pwd:abcdefghijklmnopqrstuvwx', `a=fingerprint:sha-256 ${FINGERPRINT}`, 'a=setup:actpass',
+    'a=mid:a', 'a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid', `a=${direction}`, 'a=rtcp-mux',
+    'a=rtpmap:109 opus/48000/2', 'a=fmtp:109 minptime=10;useinbandfec=1', '',
+  ].join('\r\n');
+}
+
+function postPlay(url, room, body, { token, query = '' } = {}) {
+  const headers = { 'Content-Type': 'application/sdp' };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  return fetch(`${url}/whep/${room}${query}`, { method: 'POST', headers, body });
+}
+
+test('WHEP: a recvonly offer plays the room with the client\'s own numbering; nothing to play is 404; DELETE ends it', async (t) => {
+  const { url } = await startServer(t);
+  const empty = await postPlay(url, 'show', playOffer());
+  assert.equal(empty.status, 404);
+  assert.match(await empty.text(), /nothing to play/);
+  assert.equal((await health(url)).peers, 0, 'the refused player left nothing behind');
+
+  const published = await post(url, 'show', offer(), { query: '?label=stage' });
+  assert.equal(published.status, 201);
+  const sendonly = await postPlay(url, 'show', playOffer({ direction: 'sendonly' }));
+  assert.equal(sendonly.status, 400);
+  assert.match(await sendonly.text(), /recvonly/);
+  const wrongLabel = await postPlay(url, 'show', playOffer(), { query: '?label=other' });
+  assert.equal(wrongLabel.status, 404);
+
+  const played = await postPlay(url, 'show', playOffer(), { query: '?label=stage' });
+  assert.equal(played.status, 201, await played.clone().text());
+  const location = played.headers.get('location');
+  assert.match(location, /^\/whep\/show\/[0-9a-f]{64}$/);
+  const answer = await played.text();
+  // The client's payload types, extension ids and mids, in its order.
+  const mLines = answer.split('\r\n').filter((l) => l.startsWith('m='));
+  assert.deepEqual(mLines, ['m=video 9 UDP/TLS/RTP/SAVPF 98 99', 'm=audio 9 UDP/TLS/RTP/SAVPF 109']);
+  assert.match(answer, /a=group:BUNDLE v a\r\n/);
+  assert.match(answer, /a=mid:v\r\n[^]*a=mid:a\r\n/);
+  assert.match(answer, /a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid\r\n/);
+  assert.match(answer, /a=extmap:7 http:\/\/www\.ietf\.org\/id\/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n/);
+  assert.match(answer, /a=rtpmap:99 rtx\/90000\r\na=fmtp:99 apt=98\r\n/);
+  assert.match(answer, /a=ssrc-group:FID \d+ \d+\r\n/);
+  assert.equal(answer.match(/a=sendonly/g)?.length, 2);
+  let counts = await health(url);
+  assert.equal(counts.consumers, 2, JSON.stringify(counts));
+
+  assert.equal((await fetch(`${url}${location}`, { method: 'DELETE' })).status, 200);
+  assert.equal((await fetch(`${url}${location.replace('/whep/', '/whip/')}`, { method: 'DELETE' })).status, 404, 'a WHEP session is not a WHIP one');
+  counts = await health(url);
+  assert.equal(counts.consumers, 0, JSON.stringify(counts));
+  assert.equal((await fetch(`${url}${published.headers.get('location')}`, { method: 'DELETE' })).status, 200);
+  counts = await health(url);
+  assert.deepEqual([counts.peers, counts.transports, counts.producers], [0, 0, 0], JSON.stringify(counts));
+});
+
+test('with join tokens, WHEP needs the subscribe right', async (t) => {
+  const { url } = await startSecureServer(t);
+  const publishToken = mintToken({ room: 'show', publish: true });
+  assert.equal((await post(url, 'show', offer(), { token: publishToken })).status, 201);
+  assert.equal((await postPlay(url, 'show', playOffer())).status, 401);
+  const noRight = await postPlay(url, 'show', playOffer(), { token: publishToken });
+  assert.equal(noRight.status, 403);
+  assert.match(await noRight.text(), /subscribe/);
+  const ok = await postPlay(url, 'show', playOffer(), { token: mintToken({ room: 'show', subscribe: true }) });
+  assert.equal(ok.status, 201, await ok.clone().text());
+});
