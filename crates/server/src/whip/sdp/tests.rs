@@ -298,3 +298,100 @@ fn a_restart_fragment_carries_the_new_credentials_and_the_candidates() {
     assert!(fragment.contains("m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=mid:0\r\n"));
     assert!(fragment.contains("a=end-of-candidates"));
 }
+
+/// A WHEP player's offer: video (VP8 with RTX, and AV1) then audio, with
+/// its own payload types and extension ids.
+const PLAYER: &str = "v=0\r\no=- 3 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\na=group:BUNDLE v a\r\n\
+m=video 9 UDP/TLS/RTP/SAVPF 98 99 100\r\nc=IN IP4 0.0.0.0\r\na=ice-ufrag:play\r\n\
+a=ice-pwd:abcdefghijklmnopqrstuvwx\r\n\
+a=fingerprint:sha-256 AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99\r\n\
+a=setup:actpass\r\na=mid:v\r\na=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid\r\n\
+a=extmap:7 http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01\r\n\
+a=extmap:13 http://www.webrtc.org/experiments/rtp-hdrext/color-space\r\n\
+a=recvonly\r\na=rtcp-mux\r\na=rtpmap:98 VP8/90000\r\na=rtcp-fb:98 nack\r\na=rtpmap:99 rtx/90000\r\n\
+a=fmtp:99 apt=98\r\na=rtpmap:100 AV1/90000\r\n\
+m=audio 9 UDP/TLS/RTP/SAVPF 109\r\nc=IN IP4 0.0.0.0\r\na=mid:a\r\n\
+a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid\r\na=recvonly\r\na=rtcp-mux\r\n\
+a=rtpmap:109 opus/48000/2\r\na=fmtp:109 minptime=10;useinbandfec=1\r\n\
+m=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\na=mid:d\r\n";
+
+#[test]
+fn a_player_offer_numbers_the_transport_with_its_own_payload_types_ids_and_mids() {
+    let offer = parse_offer(PLAYER).expect("parses");
+    let caps = simplesfu_engine::router_rtp_capabilities();
+    let router_pt = |c: &RtpCodecParameters| simplesfu_engine::router_payload_type(&caps, c);
+    let extension =
+        |k, u: &RtpHeaderExtensionUri| simplesfu_engine::extension_supported(&caps, k, u);
+    let (numbering, refused) = playback_numbering(&offer, &router_pt, &extension);
+    // Router VP8 is 101 (RTX 102), opus 100: sent as the player's 98/99 and 109.
+    assert_eq!(
+        numbering.payload_types,
+        vec![(101, 98, Some(99)), (100, 109, None)]
+    );
+    assert_eq!(
+        numbering.extensions,
+        vec![
+            (RtpHeaderExtensionUri::Mid, 9),
+            (RtpHeaderExtensionUri::TransportWideCcDraft01, 7)
+        ],
+        "the extensions the router sends, with the player's ids; color-space is not one"
+    );
+    assert_eq!(
+        numbering.mids,
+        vec![
+            (MediaKind::Video, "v".to_owned()),
+            (MediaKind::Audio, "a".to_owned())
+        ]
+    );
+    assert_eq!(refused.len(), 3);
+    assert!(refused[0].is_none() && refused[1].is_none());
+    assert!(refused[2]
+        .as_deref()
+        .is_some_and(|r| r.contains("application")));
+
+    let lines = vec![
+        Playback::Send {
+            pt: 98,
+            rtx_pt: Some(99),
+            ssrc: 11,
+            rtx_ssrc: Some(12),
+            cname: "c".into(),
+            msid: ("peer".into(), "producer".into()),
+        },
+        Playback::Reject("no Audio producer left to play".into()),
+        Playback::Reject("data".into()),
+    ];
+    let answer = write_playback_answer(&offer, &lines, &numbering, &transport());
+    assert!(answer.contains("a=group:BUNDLE v\r\n"));
+    assert!(answer.contains("m=video 9 UDP/TLS/RTP/SAVPF 98 99\r\n"));
+    assert!(answer.contains("a=sendonly\r\na=msid:peer producer\r\n"));
+    assert!(answer.contains("a=extmap:9 urn:ietf:params:rtp-hdrext:sdes:mid\r\n"));
+    assert!(!answer.contains("color-space"));
+    assert!(answer.contains("a=rtpmap:99 rtx/90000\r\na=fmtp:99 apt=98\r\n"));
+    assert!(answer.contains("a=ssrc-group:FID 11 12\r\n"));
+    assert!(answer.contains("m=audio 0 UDP/TLS/RTP/SAVPF 109\r\n"));
+    assert!(!answer.contains("AV1"), "only the codec sent is answered");
+}
+
+#[test]
+fn a_player_offer_that_sends_or_offers_no_codec_we_forward_plays_nothing() {
+    let caps = simplesfu_engine::router_rtp_capabilities();
+    let router_pt = |c: &RtpCodecParameters| simplesfu_engine::router_payload_type(&caps, c);
+    let extension =
+        |k, u: &RtpHeaderExtensionUri| simplesfu_engine::extension_supported(&caps, k, u);
+    let sending = parse_offer(&PLAYER.replace("a=recvonly", "a=sendonly")).expect("parses");
+    let (numbering, refused) = playback_numbering(&sending, &router_pt, &extension);
+    assert!(numbering.mids.is_empty());
+    assert!(refused[0]
+        .as_deref()
+        .is_some_and(|r| r.contains("recvonly")));
+    let av1_only = parse_offer(
+        &PLAYER
+            .replace("a=rtpmap:98 VP8/90000", "a=rtpmap:98 H265/90000")
+            .replace("a=rtpmap:109 opus/48000/2", "a=rtpmap:109 PCMA/8000"),
+    )
+    .expect("parses");
+    let (numbering, refused) = playback_numbering(&av1_only, &router_pt, &extension);
+    assert!(numbering.mids.is_empty() && numbering.payload_types.is_empty());
+    assert!(refused[0].as_deref().is_some_and(|r| r.contains("codec")));
+}
