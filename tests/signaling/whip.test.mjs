@@ -246,3 +246,25 @@ test('with join tokens, WHEP needs the subscribe right', async (t) => {
   const ok = await postPlay(url, 'show', playOffer(), { token: mintToken({ room: 'show', subscribe: true }) });
   assert.equal(ok.status, 201, await ok.clone().text());
 });
+
+test('configured ICE servers reach WHIP and WHEP clients as Link headers', async (t) => {
+  const { mkdtempSync, writeFileSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const dir = mkdtempSync(join(tmpdir(), 'simplesfu-ice-servers-'));
+  const file = join(dir, 'simplesfu.toml');
+  writeFileSync(
+    file,
+    '[rtc]\nice_servers = [{ urls = "stun:stun.example.com:3478" }, { urls = "turn:turn.example.com:3478", username = "u", credential = "p" }]\n',
+  );
+  const { url } = await startServer(t, { args: ['--config', file] });
+  const published = await post(url, 'links', offer());
+  assert.equal(published.status, 201);
+  assert.equal(
+    published.headers.get('link'),
+    '<stun:stun.example.com:3478>; rel="ice-server", <turn:turn.example.com:3478>; rel="ice-server"; username="u"; credential="p"; credential-type="password"',
+  );
+  const played = await postPlay(url, 'links', playOffer());
+  assert.equal(played.status, 201);
+  assert.match(played.headers.get('link'), /^<stun:stun\.example\.com:3478>; rel="ice-server"/);
+});

@@ -103,6 +103,82 @@ pub struct RtcConfig {
     /// "Bandwidth allocation"). Off: the best layer for everyone (about 9%
     /// less CPU per forwarded packet; viewers on slow links freeze).
     pub bandwidth_estimation: bool,
+    /// STUN and TURN servers told to WHIP and WHEP clients (`Link` headers
+    /// of their answers, RFC 9725 §4.6), for clients behind NATs that the
+    /// server's own candidates do not get through. Not used by socket.io
+    /// clients, whose pages configure their own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub ice_servers: Vec<IceServer>,
+}
+
+/// A STUN or TURN server (as `RTCIceServer` has them).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IceServer {
+    /// `stun:host:port`, `turn:host:port?transport=udp`, `turns:...`.
+    pub urls: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl std::fmt::Debug for IceServer {
+    // The credential is a secret: never in logs.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceServer")
+            .field("urls", &self.urls)
+            .field("username", &self.username)
+            .field("credential", &self.credential.as_ref().map(|_| "<hidden>"))
+            .finish()
+    }
+}
+
+impl IceServer {
+    /// Refuse what a `Link` header could not carry, or what is not an ICE
+    /// server URL.
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        let scheme_ok = ["stun:", "stuns:", "turn:", "turns:"]
+            .iter()
+            .any(|s| self.urls.starts_with(s));
+        let clean = |text: &str| {
+            !text.is_empty()
+                && text.len() <= 256
+                && text
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && !matches!(c, '"' | '<' | '>' | '\\'))
+        };
+        if !scheme_ok || !clean(&self.urls) {
+            return Err(format!(
+                "rtc.ice_servers: `{}` is not a stun:, stuns:, turn: or turns: URL of at most 256 visible characters",
+                self.urls
+            ));
+        }
+        let turn = self.urls.starts_with("turn");
+        match (&self.username, &self.credential) {
+            (Some(u), Some(c)) if clean(u) && clean(c) => Ok(()),
+            (None, None) if !turn => Ok(()),
+            (None, None) => Err(format!(
+                "rtc.ice_servers: the TURN server `{}` needs a username and a credential",
+                self.urls
+            )),
+            _ => Err(format!(
+                "rtc.ice_servers: `{}`: give both username and credential, each 1 to 256 visible characters without quotes",
+                self.urls
+            )),
+        }
+    }
+
+    /// The `Link` header value (RFC 9725 §4.6).
+    pub(crate) fn link(&self) -> String {
+        match (&self.username, &self.credential) {
+            (Some(u), Some(c)) => format!(
+                "<{}>; rel=\"ice-server\"; username=\"{u}\"; credential=\"{c}\"; credential-type=\"password\"",
+                self.urls
+            ),
+            _ => format!("<{}>; rel=\"ice-server\"", self.urls),
+        }
+    }
 }
 
 /// HTTPS/WSS. Without a certificate the server speaks plain HTTP.
@@ -169,6 +245,7 @@ impl Default for RtcConfig {
             ice_udp: true,
             ice_tcp: true,
             bandwidth_estimation: true,
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -249,6 +326,9 @@ impl Config {
             secret.validate().map_err(ConfigError::Invalid)?;
         }
         self.limits.validate().map_err(ConfigError::Invalid)?;
+        for server in &self.rtc.ice_servers {
+            server.validate().map_err(ConfigError::Invalid)?;
+        }
         for origin in &self.http.cors_origins {
             if origin != "*" && !(origin.starts_with("http://") || origin.starts_with("https://")) {
                 return invalid(format!(
@@ -275,6 +355,7 @@ impl Config {
             metrics_token: self.auth.metrics_token.clone(),
             limits: self.limits.clone(),
             resume_grace: Duration::from_millis(self.resume_grace_ms),
+            ice_servers: self.rtc.ice_servers.clone(),
         }
     }
 
@@ -700,6 +781,11 @@ mod tests {
         everything.http.static_dir = Some("x".into());
         everything.rtc.announced_ip = vec![IpAddr::from([1, 2, 3, 4])];
         everything.rtc.workers = Some(1);
+        everything.rtc.ice_servers = vec![IceServer {
+            urls: "stun:stun.example.com".into(),
+            username: None,
+            credential: None,
+        }];
         everything.tls.cert = Some("c".into());
         everything.tls.key = Some("k".into());
         everything.auth.secret = Some(TokenSecret::new("s".repeat(32)));
@@ -728,6 +814,43 @@ mod tests {
             missing.is_empty(),
             "options missing from simplesfu.example.toml: {missing:?}"
         );
+    }
+
+    #[test]
+    fn ice_servers_become_link_headers_and_bad_ones_are_refused() {
+        let config = Config::from_toml_str(
+            "[rtc]\nice_servers = [{ urls = \"stun:stun.example.com:3478\" }, \
+             { urls = \"turn:turn.example.com:3478?transport=udp\", username = \"u\", credential = \"p\" }]\n",
+            Path::new("x.toml"),
+        )
+        .expect("parses");
+        config.validate().expect("valid");
+        let links: Vec<String> = config.rtc.ice_servers.iter().map(IceServer::link).collect();
+        assert_eq!(
+            links,
+            [
+                "<stun:stun.example.com:3478>; rel=\"ice-server\"",
+                "<turn:turn.example.com:3478?transport=udp>; rel=\"ice-server\"; username=\"u\"; credential=\"p\"; credential-type=\"password\"",
+            ]
+        );
+        assert!(
+            !format!("{:?}", config.rtc.ice_servers).contains("\"p\""),
+            "the credential stays out of Debug (logs)"
+        );
+        for bad in [
+            "{ urls = \"http://example.com\" }",
+            "{ urls = \"turn:t.example.com\" }",
+            "{ urls = \"stun:a>b\" }",
+            "{ urls = \"turn:t.example.com\", username = \"u\", credential = \"a\\\"b\" }",
+        ] {
+            let config = Config::from_toml_str(
+                &format!("[rtc]\nice_servers = [{bad}]\n"),
+                Path::new("x.toml"),
+            )
+            .expect("parses");
+            let error = config.validate().expect_err(bad).to_string();
+            assert!(error.contains("rtc.ice_servers"), "{bad}: {error}");
+        }
     }
 
     #[test]

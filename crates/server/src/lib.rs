@@ -38,8 +38,8 @@ mod whip;
 
 pub use auth::{mint, parse_ttl, AuthError, Claims, Grant, Rights, TokenSecret, TokenVerifier};
 pub use config::{
-    AllowedOrigins, AuthConfig, Cli, Command, Config, ConfigError, HttpConfig, Overrides,
-    RtcConfig, TlsConfig, TokenArgs,
+    AllowedOrigins, AuthConfig, Cli, Command, Config, ConfigError, HttpConfig, IceServer,
+    Overrides, RtcConfig, TlsConfig, TokenArgs,
 };
 pub use errors::SfuError;
 pub use extract::{BoundedAuth, BoundedRequest, RequestLimit, MAX_AUTH_BYTES};

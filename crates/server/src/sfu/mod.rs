@@ -93,6 +93,8 @@ pub struct SfuOptions {
     /// (`auth: {resume: true}`) outlives a dropped socket, waiting for the
     /// client to come back. Zero: cleaned up at once, like v1 clients.
     pub resume_grace: Duration,
+    /// STUN/TURN servers told to WHIP and WHEP clients in `Link` headers.
+    pub ice_servers: Vec<crate::config::IceServer>,
 }
 
 impl Default for SfuOptions {
@@ -110,6 +112,7 @@ impl Default for SfuOptions {
             limits: Limits::default(),
             metrics_token: None,
             resume_grace: Duration::from_millis(15_000),
+            ice_servers: Vec::new(),
         }
     }
 }
@@ -177,6 +180,8 @@ pub(crate) struct Inner {
     speakers: Mutex<Speakers>,
     /// What each simulcast publisher was told it needs to send.
     dynacast: Mutex<dynacast::Dynacast>,
+    /// The `Link` headers of WHIP and WHEP answers (ICE servers).
+    pub(crate) ice_server_links: Vec<axum::http::HeaderValue>,
 }
 
 /// The SFU. Cheap to clone; all clones are the same SFU.
@@ -296,6 +301,16 @@ impl Sfu {
                 speakers: Mutex::new(Speakers::default()),
                 dynacast: Mutex::new(dynacast::Dynacast::default()),
                 whip: Mutex::new(crate::whip::WhipSessions::default()),
+                ice_server_links: options
+                    .ice_servers
+                    .iter()
+                    .filter(|s| {
+                        s.validate()
+                            .inspect_err(|error| tracing::warn!(%error, "ICE server left out"))
+                            .is_ok()
+                    })
+                    .filter_map(|s| axum::http::HeaderValue::from_str(&s.link()).ok())
+                    .collect(),
             }),
         };
         for (index, events) in event_streams.into_iter().enumerate() {

@@ -316,7 +316,13 @@ impl Sfu {
         );
         self.inner.metrics.request("whip_publish");
         tracing::info!(peer = %peer, room = %room, label = %label, "WHIP publisher joined");
-        Ok((
+        Ok(self.created(location, etag, answer))
+    }
+
+    /// `201 Created` with the answer, the session's URL and entity tag, and
+    /// the configured ICE servers as `Link` headers (RFC 9725 §4.6).
+    fn created(&self, location: String, etag: String, answer: String) -> Response {
+        let mut response = (
             StatusCode::CREATED,
             [
                 (header::CONTENT_TYPE, "application/sdp".to_owned()),
@@ -325,7 +331,11 @@ impl Sfu {
             ],
             answer,
         )
-            .into_response())
+            .into_response();
+        for link in &self.inner.ice_server_links {
+            response.headers_mut().append(header::LINK, link.clone());
+        }
+        response
     }
 
     /// Refuse a new session when the server, or the client's address, has
@@ -450,16 +460,7 @@ impl Sfu {
         );
         self.inner.metrics.request("whep_play");
         tracing::info!(peer = %peer, room = %room, "WHEP player joined");
-        Ok((
-            StatusCode::CREATED,
-            [
-                (header::CONTENT_TYPE, "application/sdp".to_owned()),
-                (header::LOCATION, location),
-                (header::ETAG, etag),
-            ],
-            answer,
-        )
-            .into_response())
+        Ok(self.created(location, etag, answer))
     }
 
     /// Join, create the receive transport numbered after the offer, connect
