@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { randomUUID } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
-import { Cleanup, PAGES_DIR, buildPages, launchBrowser, pollUntil, startServer } from './harness.mjs';
+import { Cleanup, PAGES_DIR, buildPages, launchBrowser, launchFirefox, pollUntil, startServer } from './harness.mjs';
 import { call, describePeers, openClientPage, readClientState, readClientStats } from './client-pages.mjs';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -224,4 +224,37 @@ test('a browser WHIP page sends VP8 simulcast: our client gets each layer it ask
   );
   t.diagnostic(`WHEP: ${played.width} wide, ${played.frames} frames`);
   for (const page of [player, viewer.page, publisher]) await page.close();
+});
+
+test('Firefox publishes over WHIP and plays over WHEP with the example page', { timeout: 120_000 }, async (t) => {
+  const firefox = await launchFirefox();
+  env.cleanup.add('close firefox', () => firefox.close());
+  const room = `whip-firefox-${randomUUID()}`;
+  const status = (page) => page.evaluate(() => document.getElementById('status').textContent);
+  const publisher = await firefox.context.newPage();
+  await publisher.goto(`${env.server.url}/whip-whep/?role=publish&room=${room}&label=fx`);
+  await pollUntil(async () => (await status(publisher)) === 'publishing: connected', {
+    timeoutMs: 30_000,
+    what: 'the Firefox WHIP page to connect',
+    describe: async () => `${await status(publisher)}\n${env.server.logTail()}`,
+  });
+  const player = await firefox.context.newPage();
+  await player.goto(`${env.server.url}/whip-whep/?role=play&room=${room}`);
+  const played = await pollUntil(
+    async () => {
+      const kinds = await player.evaluate(async () => {
+        const out = {};
+        if (!window.whepPeerConnection) return out;
+        for (const s of (await window.whepPeerConnection.getStats()).values()) {
+          if (s.type === 'inbound-rtp') out[s.kind] = { packets: s.packetsReceived ?? 0, frames: s.framesDecoded ?? 0 };
+        }
+        return out;
+      });
+      return kinds.video?.frames > 30 && kinds.audio?.packets > 50 && kinds;
+    },
+    { timeoutMs: 30_000, what: 'the Firefox WHEP page to play video and audio', describe: async () => `${await status(player)}\n${env.server.logTail()}` },
+  );
+  t.diagnostic(`Firefox WHEP: ${played.video.frames} frames, ${played.audio.packets} audio packets`);
+  await player.close();
+  await publisher.close();
 });
