@@ -7,7 +7,10 @@
 // garbage and truncated STUN, DTLS, RTP and RTCP datagrams at the media
 // ports, both from unknown addresses (the demux drops them) and from an
 // address that passed ICE with the right credentials (so they reach str0m),
-// and garbage on the ICE-TCP port. After each round:
+// and garbage on the ICE-TCP port; and WHIP/WHEP over HTTP: mangled and
+// oversized offers, wrong content types, garbage PATCHes, and real sessions
+// (a WHEP player of the victim's producer, a WHIP publisher) ended with
+// DELETE. After each round:
 //   - every request was answered, exactly once (socket.io acks once; a
 //     missing ack fails the round),
 //   - the server still serves a fresh client and the victims' state is intact,
@@ -129,6 +132,64 @@ async function outOfOrder(peer, victim) {
 }
 
 /** Garbage at a transport's media port, from a path that passed ICE and from unknown ones. */
+const FP = 'AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99:AA:BB:CC:DD:EE:FF:00:11:22:33:44:55:66:77:88:99';
+/** A WHIP (sendonly, VP8) or WHEP (recvonly) offer. */
+function sdpOffer(direction) {
+  return ['v=0', 'o=- 1 2 IN IP4 127.0.0.1', 's=-', 't=0 0', 'a=group:BUNDLE 0',
+    'm=video 9 UDP/TLS/RTP/SAVPF 96 97', 'c=IN IP4 0.0.0.0', 'a=ice-ufrag:abcd',
+    'a=ice-pwd:abcdefghijklmnopqrstuvwx', `a=fingerprint:sha-256 ${FP}`, 'a=setup:actpass', 'a=mid:0',
+    'a=extmap:4 urn:ietf:params:rtp-hdrext:sdes:mid', `a=${direction}`, 'a=rtcp-mux',
+    'a=rtpmap:96 VP8/90000', 'a=rtpmap:97 rtx/90000', 'a=fmtp:97 apt=96', 'a=ssrc:4242 cname:h', ''].join('\r\n');
+}
+
+/**
+ * WHIP and WHEP from a hostile client: mangled offers (lines cut, bytes
+ * flipped, attributes repeated past the limits, oversized), wrong content
+ * types, PATCHes of garbage and of unknown sessions; then one real WHEP
+ * session of the victim's room and one WHIP session, both ended with DELETE.
+ * Returns the number of requests answered (every one must be).
+ */
+async function whipChaos(url, r) {
+  const postSdp = (path, body, type = 'application/sdp') =>
+    fetch(`${url}${path}`, { method: 'POST', headers: { 'Content-Type': type }, body });
+  let answered = 0;
+  const expectRefused = async (pending, what) => {
+    const response = await pending;
+    assert.ok(response.status >= 400 && response.status < 500, `${what}: ${response.status} ${await response.text()}`);
+    answered += 1;
+  };
+  const valid = sdpOffer('sendonly');
+  const lines = valid.split('\r\n');
+  for (let i = 0; i < 12; i += 1) {
+    const kind = r.int(5);
+    let body;
+    if (kind === 0) body = lines.slice(0, r.int(lines.length)).join('\r\n').replace('a=fingerprint', 'a=x');
+    else if (kind === 1) body = r.bytes(1 + r.int(2000)).toString('latin1');
+    else if (kind === 2) body = `${valid}${'a=ssrc:1 cname:x\r\n'.repeat(500)}`;
+    else if (kind === 3) body = valid.replace('m=video 9', `m=video 9 ${'96 '.repeat(100)}`);
+    else body = `v=0\r\n${'m=audio 9 UDP/TLS/RTP/SAVPF 111\r\n'.repeat(20)}`;
+    await expectRefused(postSdp(`/whip/hostile-whip`, body), `mangled offer (${kind})`);
+  }
+  await expectRefused(postSdp('/whip/hostile-whip', valid, 'text/plain'), 'wrong content type');
+  await expectRefused(postSdp('/whip/hostile-whip', 'v=0\r\n'.repeat(20_000)), 'oversized');
+  await expectRefused(fetch(`${url}/whip/hostile-whip/${'0'.repeat(64)}`, { method: 'PATCH', headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': '*' }, body: r.bytes(300) }), 'PATCH of no session');
+  // Real sessions, ended properly.
+  const player = await postSdp('/whep/victim-room', sdpOffer('recvonly'));
+  assert.equal(player.status, 201, await player.clone().text());
+  const publisher = await postSdp('/whip/hostile-whip', valid);
+  assert.equal(publisher.status, 201, await publisher.clone().text());
+  const patch = await fetch(`${url}${publisher.headers.get('location')}`, {
+    method: 'PATCH',
+    headers: { 'Content-Type': 'application/trickle-ice-sdpfrag', 'If-Match': publisher.headers.get('etag') },
+    body: r.bytes(500).toString('latin1'),
+  });
+  assert.equal(patch.status, 204, 'garbage trickle with the right ETag is acknowledged and ignored');
+  for (const session of [player, publisher]) {
+    assert.equal((await fetch(`${url}${session.headers.get('location')}`, { method: 'DELETE' })).status, 200);
+  }
+  return answered + 5;
+}
+
 async function mediaGarbage(r, transportInfo, repeats) {
   const udp = transportInfo.iceCandidates.find((c) => c.protocol === 'udp');
   const tcp = transportInfo.iceCandidates.find((c) => c.protocol === 'tcp');
@@ -203,6 +264,7 @@ test(`hostile clients (${ROUNDS} rounds, seed ${SEED}) never break the server or
     }
     assert.equal(targets.size, 2, 'both workers are hit');
     await Promise.all([...targets.values()].map((info) => mediaGarbage(r, info, 3)));
+    answered += await whipChaos(url, r);
 
     // The victim is intact: its producer is still its own and listed.
     const listed = await victim.waitForPush('availableProducers', (d) => d[victim.id]?.producers[victimProducer]?.paused === false);
