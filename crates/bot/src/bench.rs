@@ -10,6 +10,7 @@
 //! published 0.0.20 client; it checks that every pushed consumer is resumed
 //! without a rate refusal, and measures time to first audio and signaling
 //! CPU at steady state once per resend interval of `availableProducers`.
+//! The `whep` scenario is livestream with its viewers playing over WHEP.
 //! Writes report.json, report.md and plot.png into the output directory.
 
 use crate::floor::{self, Floor};
@@ -176,6 +177,12 @@ impl ServerKind {
             (ServerKind::Mediasoup, "estimation") => Some(
                 "the scenario compares simplesfu with and without its estimation; the original cannot turn mediasoup's off",
             ),
+            (ServerKind::Janus, "whep") => Some(
+                "the viewers play over WHEP, which this Janus (its VideoRoom over the HTTP API) does not serve",
+            ),
+            (ServerKind::Mediasoup, "whep") => {
+                Some("the viewers play over WHEP, which the original server does not speak")
+            }
             _ => None,
         }
     }
@@ -368,6 +375,10 @@ fn start_simplesfu(
             "--max-peers-per-room",
             "1000000",
         ])
+        // Every bot peer comes from 127.0.0.1: past the default 256
+        // connections (and WHIP/WHEP sessions) per address. Through the
+        // environment, which an older build (--simplesfu-bin) ignores.
+        .env("SIMPLESFU_MAX_CONNECTIONS_PER_IP", "1000000")
         .args([
             "--available-producers-interval-ms",
             &settings.available_producers_interval_ms.to_string(),
@@ -650,6 +661,8 @@ struct Shape {
     /// Viewers send congestion feedback (TWCC), as browsers do.
     congestion_feedback: bool,
     warmup: Duration,
+    /// The subscribers play over WHEP instead of protocol v1.
+    whep: bool,
 }
 
 impl Shape {
@@ -670,6 +683,7 @@ impl Shape {
             downlinks_kbps: Vec::new(),
             congestion_feedback: false,
             warmup: Duration::from_secs(1),
+            whep: false,
         }
     }
 }
@@ -772,6 +786,20 @@ fn scenarios(
                 ramp(50)
             },
             shape: Box::new(|n| Shape::new(1, 1, n, false, MediaOptions::default())),
+        },
+        Scenario {
+            name: "whep",
+            ramped: true,
+            // livestream's publisher and load, its viewers over WHEP.
+            levels: if smoke {
+                forwarding_levels(vec![2])
+            } else {
+                ramp(50)
+            },
+            shape: Box::new(|n| Shape {
+                whep: true,
+                ..Shape::new(1, 1, n, false, MediaOptions::default())
+            }),
         },
         Scenario {
             name: "meeting",
@@ -950,7 +978,9 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     target: server.target.clone(),
                     rooms: shape.rooms,
                     publishers_per_room: shape.publishers,
-                    subscribers_per_room: shape.subscribers,
+                    subscribers_per_room: if shape.whep { 0 } else { shape.subscribers },
+                    whep_viewers_per_room: if shape.whep { shape.subscribers } else { 0 },
+                    whep: crate::whep::WhepOptions::default(),
                     publishers_subscribe: shape.meeting,
                     published_client: shape.published_client,
                     subscribe_audio_levels: false,
@@ -1080,11 +1110,35 @@ pub fn check_smoke(report: &BenchReport) -> anyhow::Result<()> {
             );
         }
         check_layers_fit(l).map_err(|e| anyhow!("smoke: {:?} {}: {e}", l.server, l.scenario))?;
+        check_whep_sessions(l).map_err(|e| anyhow!("smoke: {:?} {}: {e}", l.server, l.scenario))?;
     }
     eprintln!(
         "bench: smoke OK: {} levels, media forwarded, loss below 5%, every pushed consumer resumed without a refusal",
         report.levels.len()
     );
+    Ok(())
+}
+
+/// Every WHEP viewer got a session, and every session was DELETEd with the
+/// server's confirmation when the level ended (nothing to check without
+/// WHEP viewers).
+pub fn check_whep_sessions(l: &LevelResult) -> anyhow::Result<()> {
+    let Some(w) = &l.report.whep else {
+        return Ok(());
+    };
+    let c = &l.report.config;
+    let viewers = c.rooms as u64 * c.whep_viewers_per_room as u64;
+    if w.sessions < viewers {
+        bail!("{} of {viewers} WHEP viewers got a session", w.sessions);
+    }
+    if w.deleted < w.sessions {
+        bail!(
+            "{} of {} WHEP sessions deleted: {}",
+            w.deleted,
+            w.sessions,
+            w.delete_error.as_deref().unwrap_or("no error reported")
+        );
+    }
     Ok(())
 }
 
@@ -1347,14 +1401,66 @@ mod tests {
     #[test]
     fn ramps_double_up_to_the_maximum() {
         let s = scenarios(false, 800, 2.0, &big_room(), 30);
-        assert_eq!(loads(&s[0]), vec![50, 100, 200, 400, 800]);
-        assert_eq!(loads(&s[1]), vec![1, 2, 4, 8, 16]);
+        let named = |name: &str| s.iter().find(|s| s.name == name).expect("scenario");
+        assert_eq!(loads(named("livestream")), vec![50, 100, 200, 400, 800]);
+        assert_eq!(loads(named("meeting")), vec![1, 2, 4, 8, 16]);
         assert!(s[0]
             .levels
             .iter()
             .all(|l| l.settings == ServerSettings::FORWARDING));
         let smoke = scenarios(true, 800, 2.0, &big_room(), 30);
         assert!(smoke.iter().all(|s| s.levels.len() == 1));
+    }
+
+    #[test]
+    fn whep_is_livestream_with_its_viewers_over_whep_and_simplesfu_only() {
+        for smoke in [false, true] {
+            let s = scenarios(smoke, 800, 2.0, &big_room(), 30);
+            let named = |name: &str| s.iter().find(|s| s.name == name).expect("scenario");
+            let (live, whep) = (named("livestream"), named("whep"));
+            assert!(whep.ramped);
+            assert_eq!(whep.levels, live.levels, "the same loads and settings");
+            let (l, w) = ((live.shape)(50), (whep.shape)(50));
+            assert!(w.whep && !l.whep);
+            assert_eq!(
+                (w.rooms, w.publishers, w.subscribers, w.meeting),
+                (l.rooms, l.publishers, l.subscribers, l.meeting)
+            );
+            assert_eq!(
+                (w.media.video, w.media.audio, w.media.video_bitrate_bps),
+                (l.media.video, l.media.audio, l.media.video_bitrate_bps)
+            );
+        }
+        assert!(ServerKind::Janus.skips("whep").is_some());
+        assert!(ServerKind::Mediasoup.skips("whep").is_some());
+        assert!(ServerKind::Simplesfu.skips("whep").is_none());
+    }
+
+    #[test]
+    fn whep_sessions_must_all_start_and_end() {
+        let mut l = crate::report::tests::sample_level("whep", ServerSettings::FORWARDING);
+        assert!(check_whep_sessions(&l).is_ok(), "no WHEP viewers");
+        l.report.config.whep_viewers_per_room = 2;
+        let session = |sessions, deleted| crate::load::WhepReport {
+            sessions,
+            deleted,
+            delete_error: (deleted < sessions).then(|| "DELETE timed out".to_string()),
+            ..Default::default()
+        };
+        l.report.whep = Some(session(2, 2));
+        assert!(check_whep_sessions(&l).is_ok());
+        l.report.whep = Some(session(2, 1));
+        assert_eq!(
+            check_whep_sessions(&l)
+                .expect_err("one left behind")
+                .to_string(),
+            "1 of 2 WHEP sessions deleted: DELETE timed out"
+        );
+        l.report.whep = Some(session(1, 1));
+        assert!(
+            check_whep_sessions(&l).is_err(),
+            "a viewer without a session"
+        );
     }
 
     #[test]

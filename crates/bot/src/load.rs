@@ -3,8 +3,10 @@
 //! for a fixed window, and returns a report: media (loss, latency) and what
 //! became of the consumers the server pushed (resumed, refused, time to
 //! first packet) and, with audio, how the server followed the publishers'
-//! audio levels (`activeSpeaker`, `audioLevels` to one observing peer). A
-//! progress line goes to stderr once a second.
+//! audio levels (`activeSpeaker`, `audioLevels` to one observing peer).
+//! Viewers may also play a room over WHEP ([`crate::whep`]); their sessions
+//! are DELETEd when the run ends. A progress line goes to stderr once a
+//! second.
 
 use crate::media::MediaOptions;
 use crate::payload::monotonic_ns;
@@ -13,6 +15,8 @@ use crate::sfu::{ConsumerCounters, JoinedPeer, PeerSpec};
 use crate::speakers::SpeakerReport;
 use crate::stats::{percent, Histogram, Kind, KindTotals, LatencySummary, ViewTotals};
 use crate::transport::{RunState, TransportHandle};
+use crate::whep::{WhepOptions, WhepSession};
+use anyhow::bail;
 use serde::Serialize;
 use std::io::Write;
 use std::net::IpAddr;
@@ -53,6 +57,12 @@ pub struct LoadConfig {
     pub publishers_per_room: u32,
     /// Receive-only peers per room.
     pub subscribers_per_room: u32,
+    /// Viewers per room that play it over WHEP (simplesfu only), besides
+    /// the subscribers: each plays the room's first video (and audio).
+    pub whep_viewers_per_room: u32,
+    /// How the WHEP viewers ask to play (the token stays out of reports).
+    #[serde(skip)]
+    pub whep: WhepOptions,
     /// Publishers also receive everyone else in their room.
     pub publishers_subscribe: bool,
     /// Subscribers speak v1 exactly as the published 0.0.20 client does.
@@ -187,6 +197,22 @@ impl ConsumerReport {
     }
 }
 
+/// What became of the WHEP viewers' sessions.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct WhepReport {
+    /// Sessions the server answered with `201 Created`.
+    pub sessions: u64,
+    /// From sending the POST to reading the answer, per session.
+    pub post_to_answer: LatencySummary,
+    /// Sessions whose DELETE the server confirmed when the run ended.
+    pub deleted: u64,
+    /// The first DELETE that failed (or did not finish in time).
+    pub delete_error: Option<String>,
+}
+
+/// How long the run waits for the WHEP viewers' DELETEs at its end.
+const WHEP_DELETE_WAIT: Duration = Duration::from_secs(10);
+
 /// What a run measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadReport {
@@ -226,6 +252,8 @@ pub struct LoadReport {
     pub audio_levels_unasked: u64,
     /// One row per downlink class, when the run has downlinks.
     pub classes: Vec<ClassReport>,
+    /// The WHEP viewers' sessions, when the run has any.
+    pub whep: Option<WhepReport>,
 }
 
 /// Edges of the measurement window, for a caller that samples the server.
@@ -238,10 +266,20 @@ pub enum Window {
 struct Peer {
     spec: PeerSpec,
     joined: JoinedPeer,
+    /// A WHEP viewer's session.
+    whep: Option<WhepSession>,
 }
 
 fn expected_streams_per_receiver(cfg: &LoadConfig, spec: &PeerSpec) -> u64 {
     let kinds = cfg.media.video as u64 + cfg.media.audio as u64;
+    if spec.whep {
+        // One m-line per kind, each playing one producer of the room.
+        return if cfg.publishers_per_room > 0 {
+            kinds
+        } else {
+            0
+        };
+    }
     let others = if spec.publish {
         cfg.publishers_per_room.saturating_sub(1)
     } else {
@@ -254,18 +292,19 @@ fn room_name(r: u32) -> String {
     format!("bench-{r}")
 }
 
-/// Every peer of the run, publishers first; the first receiver of the first
-/// room observes the active speaker.
+/// Every peer of the run: publishers first, then subscribers, then WHEP
+/// viewers; the first protocol v1 receiver of the first room observes the
+/// active speaker.
 fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
     let mut specs = Vec::new();
     let mut index = 0;
     let mut receivers = 0;
-    for publish in [true, false] {
+    for (publish, whep) in [(true, false), (false, false), (false, true)] {
         for r in 0..cfg.rooms {
-            let n = if publish {
-                cfg.publishers_per_room
-            } else {
-                cfg.subscribers_per_room
+            let n = match (publish, whep) {
+                (true, _) => cfg.publishers_per_room,
+                (false, false) => cfg.subscribers_per_room,
+                (false, true) => cfg.whep_viewers_per_room,
             };
             for i in 0..n {
                 let subscribe = !publish || cfg.publishers_subscribe;
@@ -290,9 +329,11 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
                     place: if publish { i } else { 0 },
                     observer: false,
                     subscribe_audio_levels: false,
-                    published_client: !publish && cfg.published_client,
+                    published_client: !publish && !whep && cfg.published_client,
                     downlink_kbps,
-                    congestion_feedback: subscribe && cfg.congestion_feedback,
+                    // A WHEP viewer negotiates transport-cc as a browser does.
+                    congestion_feedback: subscribe && (whep || cfg.congestion_feedback),
+                    whep,
                 });
                 index += 1;
             }
@@ -300,7 +341,7 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
     }
     if let Some(observer) = specs
         .iter_mut()
-        .find(|s| s.room == room_name(0) && s.subscribe)
+        .find(|s| s.room == room_name(0) && s.subscribe && !s.whep)
     {
         observer.observer = true;
         observer.subscribe_audio_levels = cfg.subscribe_audio_levels;
@@ -313,15 +354,55 @@ async fn join_peer(
     spec: &PeerSpec,
     run: Arc<RunState>,
     stop: watch::Receiver<bool>,
-) -> anyhow::Result<JoinedPeer> {
+) -> anyhow::Result<(JoinedPeer, Option<WhepSession>)> {
     match &cfg.target {
-        Target::Simplesfu(url) | Target::Mediasoup(url) => {
-            crate::sfu::join(url, spec, &cfg.media, cfg.local_ip, run, stop).await
+        Target::Simplesfu(url) if spec.whep => {
+            let (peer, session) =
+                crate::whep::join(url, spec, &cfg.media, &cfg.whep, cfg.local_ip, run, stop)
+                    .await?;
+            Ok((peer, Some(session)))
         }
-        Target::Janus(url) => {
-            crate::janus::join(url, spec, &cfg.media, cfg.local_ip, run, stop).await
+        _ if spec.whep => bail!("WHEP viewers play from simplesfu only"),
+        Target::Simplesfu(url) | Target::Mediasoup(url) => {
+            crate::sfu::join(url, spec, &cfg.media, cfg.local_ip, run, stop)
+                .await
+                .map(|p| (p, None))
+        }
+        Target::Janus(url) => crate::janus::join(url, spec, &cfg.media, cfg.local_ip, run, stop)
+            .await
+            .map(|p| (p, None)),
+    }
+}
+
+/// Wait (bounded) for every WHEP viewer's DELETE, sent once the run stopped.
+async fn end_whep_sessions(peers: &mut [Peer]) -> WhepReport {
+    let mut report = WhepReport::default();
+    let mut answers = Histogram::default();
+    let deadline = Instant::now() + WHEP_DELETE_WAIT;
+    for session in peers.iter_mut().filter_map(|p| p.whep.as_mut()) {
+        report.sessions += 1;
+        answers.record_us((session.answer_ms * 1000.0) as u64);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let outcome = match tokio::time::timeout(left, &mut session.leave).await {
+            Ok(Ok(Ok(()))) => Ok(()),
+            Ok(Ok(Err(e))) => Err(format!("{e:#}")),
+            Ok(Err(e)) => Err(format!("the DELETE task failed: {e}")),
+            Err(_) => {
+                session.leave.abort();
+                Err(format!(
+                    "no answer to the DELETE within {WHEP_DELETE_WAIT:?}"
+                ))
+            }
+        };
+        match outcome {
+            Ok(()) => report.deleted += 1,
+            Err(e) => {
+                report.delete_error.get_or_insert(e);
+            }
         }
     }
+    report.post_to_answer = answers.summary_ms();
+    report
 }
 
 fn receivers_of(peers: &[Peer]) -> impl Iterator<Item = (&PeerSpec, &TransportHandle)> {
@@ -402,7 +483,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         }
         while let Some(res) = tasks.join_next().await {
             match res {
-                Ok((spec, Ok(joined))) => peers.push(Peer { spec, joined }),
+                Ok((spec, Ok((joined, whep)))) => peers.push(Peer { spec, joined, whep }),
                 Ok((spec, Err(e))) => {
                     failures += 1;
                     if spec.subscribe {
@@ -572,6 +653,11 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         )
     });
     let _ = stop_tx.send(true);
+    let whep = if cfg.whep_viewers_per_room > 0 {
+        Some(end_whep_sessions(&mut peers).await)
+    } else {
+        None
+    };
     let mut all = video.clone();
     all.merge(&audio);
     let bot_cpu_pct = match (bot_before, bot_after) {
@@ -605,6 +691,7 @@ pub async fn run(cfg: LoadConfig, window: &mut dyn FnMut(Window)) -> anyhow::Res
         speakers,
         audio_levels_unasked: run_state.audio_levels_unasked.load(Ordering::Relaxed),
         classes,
+        whep,
         config: cfg,
     })
 }
@@ -708,7 +795,7 @@ impl LoadReport {
         let mut t = String::new();
         let c = &self.config;
         t += &format!(
-            "{} | rooms {} x ({} publishers{} + {} subscribers) | video {} | audio {}\n",
+            "{} | rooms {} x ({} publishers{} + {} subscribers{}) | video {} | audio {}\n",
             c.target.name(),
             c.rooms,
             c.publishers_per_room,
@@ -718,6 +805,11 @@ impl LoadReport {
                 ""
             },
             c.subscribers_per_room,
+            if c.whep_viewers_per_room > 0 {
+                format!(" + {} WHEP viewers", c.whep_viewers_per_room)
+            } else {
+                String::new()
+            },
             if c.media.video {
                 format!(
                     "{} kbit/s {} pkt/s{}",
@@ -803,6 +895,19 @@ impl LoadReport {
                 );
             }
         }
+        if let Some(w) = &self.whep {
+            t += &format!(
+                "WHEP sessions {} (POST to answer p50 {:.0} ms, max {:.0} ms), deleted at the end {}{}\n",
+                w.sessions,
+                w.post_to_answer.p50_ms,
+                w.post_to_answer.max_ms,
+                w.deleted,
+                w.delete_error
+                    .as_ref()
+                    .map(|e| format!(" (first failure: {e})"))
+                    .unwrap_or_default()
+            );
+        }
         if self.audio_levels_unasked > 0 {
             t += &format!(
                 "audioLevels pushes to peers that did not ask: {}\n",
@@ -823,6 +928,8 @@ mod tests {
             rooms: 2,
             publishers_per_room: publishers,
             subscribers_per_room: subscribers,
+            whep_viewers_per_room: 0,
+            whep: WhepOptions::default(),
             publishers_subscribe: meeting,
             published_client: false,
             subscribe_audio_levels: false,
@@ -885,6 +992,48 @@ mod tests {
             places,
             (0..10).collect::<Vec<u32>>(),
             "each room's publishers in order: their levels"
+        );
+    }
+
+    #[test]
+    fn whep_viewers_come_last_play_one_stream_per_kind_and_never_observe() {
+        let mut c = cfg(2, 1, false);
+        c.whep_viewers_per_room = 2;
+        let specs = peer_specs(&c);
+        let roles: Vec<(bool, bool)> = specs.iter().map(|s| (s.publish, s.whep)).collect();
+        assert_eq!(
+            roles,
+            [
+                vec![(true, false); 4],
+                vec![(false, false); 2],
+                vec![(false, true); 4]
+            ]
+            .concat(),
+            "publishers, subscribers, then WHEP viewers of every room"
+        );
+        let viewer = specs.iter().find(|s| s.whep).expect("a WHEP viewer");
+        assert!(viewer.subscribe && !viewer.published_client);
+        assert!(
+            viewer.congestion_feedback,
+            "negotiates transport-cc as a browser"
+        );
+        assert_eq!(
+            expected_streams_per_receiver(&c, viewer),
+            2,
+            "the room's first video and audio, not every publisher's"
+        );
+        assert_eq!(
+            expected_streams_per_receiver(&cfg(0, 0, false), viewer),
+            0,
+            "nothing to play in an empty room"
+        );
+        let observer = specs.iter().find(|s| s.observer).expect("an observer");
+        assert!(!observer.whep, "a WHEP viewer hears no socket.io pushes");
+        let mut only_whep = cfg(1, 0, false);
+        only_whep.whep_viewers_per_room = 3;
+        assert!(
+            peer_specs(&only_whep).iter().all(|s| !s.observer),
+            "no protocol v1 receiver, no observer"
         );
     }
 

@@ -74,7 +74,7 @@ struct BenchArgs {
     #[arg(long)]
     smoke: bool,
     /// Only these scenarios (livestream, meeting, audio-only, big-room,
-    /// constrained, estimation); default all.
+    /// constrained, estimation, whep); default all.
     #[arg(long, value_delimiter = ',')]
     scenarios: Vec<String>,
     /// Measurement window per level, seconds.
@@ -149,6 +149,20 @@ struct RunArgs {
     /// Receive-only subscribers per room.
     #[arg(long, default_value_t = 2)]
     subscribers: u32,
+    /// Viewers per room that play the room over WHEP (`POST
+    /// /whep/<room>`, simplesfu only), besides --subscribers: each offers
+    /// recvonly video (and audio with --audio) and plays the room's first
+    /// producers; its session is DELETEd at the end. With a server that
+    /// runs with tokens, a token with the subscribe right goes in the
+    /// environment variable SIMPLESFU_BOT_WHEP_TOKEN.
+    #[arg(long, default_value_t = 0)]
+    whep_viewers: u32,
+    /// The WHEP POST's query: `peer=<peerId>` or `label=<label>`.
+    #[arg(long, requires = "whep_viewers")]
+    whep_query: Option<String>,
+    // From the environment, not a flag: a token stays out of the process list.
+    #[arg(skip = std::env::var("SIMPLESFU_BOT_WHEP_TOKEN").ok())]
+    whep_token: Option<String>,
     /// Publishers also receive every other publisher of their room (a meeting).
     #[arg(long)]
     meeting: bool,
@@ -299,6 +313,9 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn run_load(a: RunArgs) -> anyhow::Result<()> {
+    if a.whep_viewers > 0 && (a.janus.is_some() || a.original) {
+        anyhow::bail!("--whep-viewers plays from simplesfu only (not with --janus or --original)");
+    }
     let target = match a.janus {
         Some(url) => Target::Janus(url),
         None if a.original => Target::Mediasoup(a.server),
@@ -309,6 +326,11 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
         rooms: a.rooms,
         publishers_per_room: a.publishers,
         subscribers_per_room: a.subscribers,
+        whep_viewers_per_room: a.whep_viewers,
+        whep: simplesfu_bot::whep::WhepOptions {
+            token: a.whep_token,
+            query: a.whep_query,
+        },
         publishers_subscribe: a.meeting,
         published_client: a.published_client,
         subscribe_audio_levels: a.subscribe_audio_levels,

@@ -1,6 +1,7 @@
 //! The benchmark report in Markdown: machine, floor, one table per scenario,
 //! the largest load each server held, and ratios at equal load; for
-//! big-room, consumers, refusals, time to first audio and signaling CPU.
+//! big-room, consumers, refusals, time to first audio and signaling CPU;
+//! for whep, the WHEP sessions and the cost beside livestream's viewers.
 
 use crate::bench::{
     server_label, BenchReport, LevelResult, ServerKind, ServerSettings, BOT_CPU_LIMIT_PCT,
@@ -410,6 +411,67 @@ fn constrained_section(r: &BenchReport, name: &str) -> String {
     s
 }
 
+/// What the whep scenario is, above its table.
+const WHEP_INTRO: &str = "livestream's publisher (socket.io, protocol v1) and load, its viewers playing over WHEP instead: each POSTs a recvonly offer written by str0m's SDP API to `/whep/<room>`, accepts the answer (the bot is the controlling ICE agent and the DTLS client) and DELETEs its session at the end. Unlike livestream's viewers, which send no congestion feedback, a WHEP viewer negotiates transport-cc as a browser does, so the server also estimates its downlink.\n\n";
+
+/// The WHEP sessions of each whep level: answered, time to the answer, ended.
+fn whep_sessions(r: &BenchReport) -> String {
+    let mut rows = String::new();
+    for l in r.levels.iter().filter(|l| l.scenario == "whep") {
+        let Some(w) = &l.report.whep else { continue };
+        let _ = writeln!(
+            rows,
+            "| {} | {} | {} | {:.1} / {:.1} | {}{} |",
+            server_label(l.server, l.workers),
+            l.load,
+            w.sessions,
+            w.post_to_answer.p50_ms,
+            w.post_to_answer.max_ms,
+            w.deleted,
+            w.delete_error
+                .as_ref()
+                .map(|e| format!(" (first failure: {e})"))
+                .unwrap_or_default()
+        );
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    format!("\nWHEP sessions (POST to `201 Created` with the answer, while the viewers join at the bench's join rate; DELETE when the level ends):\n\n| server | load | sessions | POST to answer p50 / max ms | deleted |\n|---|---|---|---|---|\n{rows}")
+}
+
+/// whep beside livestream at each load both ran (same server and workers):
+/// CPU per forwarded packet, and memory per viewer from the RSS difference.
+fn whep_beside_livestream(r: &BenchReport) -> String {
+    let mut rows = String::new();
+    for w in r.levels.iter().filter(|l| l.scenario == "whep") {
+        let Some(l) = r.levels.iter().find(|l| {
+            l.scenario == "livestream"
+                && l.server == w.server
+                && l.workers == w.workers
+                && l.load == w.load
+        }) else {
+            continue;
+        };
+        let _ = writeln!(
+            rows,
+            "| {} | {} | {:.2} / {:.2} | {} | {:.0} / {:.0} | {:+.0} |",
+            server_label(w.server, w.workers),
+            w.load,
+            l.cpu_us_per_forwarded_packet,
+            w.cpu_us_per_forwarded_packet,
+            ratio(w.cpu_us_per_forwarded_packet, l.cpu_us_per_forwarded_packet),
+            l.server_rss_mb,
+            w.server_rss_mb,
+            (w.server_rss_mb - l.server_rss_mb) * 1024.0 / w.load.max(1) as f64
+        );
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    format!("\nBeside livestream at the same load (socket.io viewers / WHEP viewers; the ratio is WHEP's µs/pkt over socket.io's; the last column is the RSS difference per viewer):\n\n| server | load | µs/pkt livestream / whep | ratio | RSS MB livestream / whep | kB per viewer, whep - livestream |\n|---|---|---|---|---|---|\n{rows}")
+}
+
 /// Which simplesfu settings of this run differ from the server's defaults.
 fn non_default_settings(r: &BenchReport) -> String {
     let bursts: Vec<String> = {
@@ -430,7 +492,7 @@ fn non_default_settings(r: &BenchReport) -> String {
         format!(" Given for this run, on every simplesfu:{extra}.")
     };
     format!(
-        "- simplesfu's settings besides its defaults: `--workers` as labelled, `--log-level error`, `--max-peers-per-room 1000000` (the livestream ramps past the default 500), `--available-producers-interval-ms 0` in the forwarding scenarios (default 1000: the periodic room list is signaling, not forwarding) and as given per row in big-room{}{}. Request limits are the defaults otherwise (50 requests/s, burst 200).{extra}\n",
+        "- simplesfu's settings besides its defaults: `--workers` as labelled, `--log-level error`, `--max-peers-per-room 1000000` (the livestream ramps past the default 500), `SIMPLESFU_MAX_CONNECTIONS_PER_IP=1000000` (every bot peer comes from 127.0.0.1; the default allows 256 connections and WHIP/WHEP sessions per address), `--available-producers-interval-ms 0` in the forwarding scenarios (default 1000: the periodic room list is signaling, not forwarding) and as given per row in big-room{}{}. Request limits are the defaults otherwise (50 requests/s, burst 200).{extra}\n",
         bursts.concat(),
         if r.levels.iter().any(|l| l.settings.is_some_and(|s| !s.bandwidth_estimation)) {
             ", `--bandwidth-estimation=false` in the constrained and estimation rows that say estimation off"
@@ -499,6 +561,9 @@ pub fn markdown(r: &BenchReport) -> String {
             continue;
         }
         let _ = writeln!(s, "## {name}\n");
+        if *name == "whep" {
+            s += WHEP_INTRO;
+        }
         let _ = writeln!(
             s,
             "| server | load | streams | loss % | p50 ms | p99 ms | max ms | server CPU % | µs/pkt | pkt/CPU-s | x floor | RSS MB | bot CPU % | held |"
@@ -541,6 +606,10 @@ pub fn markdown(r: &BenchReport) -> String {
         }
         s += &ratio_table(r, name, ServerKind::Janus);
         s += &ratio_table(r, name, ServerKind::Mediasoup);
+        if *name == "whep" {
+            s += &whep_sessions(r);
+            s += &whep_beside_livestream(r);
+        }
         s += "\n";
     }
     s += &scaling_table(r, &names);
@@ -589,6 +658,8 @@ pub(crate) mod tests {
             rooms: 1,
             publishers_per_room: 300,
             subscribers_per_room: 1,
+            whep_viewers_per_room: 0,
+            whep: Default::default(),
             publishers_subscribe: false,
             published_client: true,
             subscribe_audio_levels: false,
@@ -635,6 +706,7 @@ pub(crate) mod tests {
             speakers: None,
             audio_levels_unasked: 0,
             classes: Vec::new(),
+            whep: None,
         };
         LevelResult {
             server: ServerKind::Simplesfu,
@@ -660,6 +732,41 @@ pub(crate) mod tests {
             bot_limited: false,
             report,
         }
+    }
+
+    #[test]
+    fn whep_sits_beside_livestream_with_its_sessions() {
+        let level = |scenario: &str, us: f64, rss: f64| {
+            let mut l = sample_level(scenario, ServerSettings::FORWARDING);
+            l.load = 100;
+            l.cpu_us_per_forwarded_packet = us;
+            l.server_rss_mb = rss;
+            l
+        };
+        let live = level("livestream", 8.0, 60.0);
+        let mut whep = level("whep", 10.0, 80.0);
+        whep.report.whep = Some(crate::load::WhepReport {
+            sessions: 100,
+            post_to_answer: latency(6.0, 40.0),
+            deleted: 99,
+            delete_error: Some("DELETE /whep/bench-0/x answered 404 Not Found".into()),
+        });
+        let md = markdown(&bench_report(vec![live, whep]));
+        let section = md.split("## whep").nth(1).expect("a whep section");
+        assert!(section.contains("over WHEP"), "what the scenario is");
+        assert!(
+            section.contains("| simplesfu | 100 | 100 | 6.0 / 40.0 | 99 (first failure: DELETE /whep/bench-0/x answered 404 Not Found) |"),
+            "{section}"
+        );
+        assert!(
+            section.contains("| simplesfu | 100 | 8.00 / 10.00 | 1.25 | 60 / 80 | +205 |"),
+            "µs/pkt side by side, 20 MB more for 100 viewers: {section}"
+        );
+        let alone = markdown(&bench_report(vec![level("whep", 10.0, 80.0)]));
+        assert!(
+            !alone.contains("Beside livestream"),
+            "nothing to compare without livestream"
+        );
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub struct PeerSpec {
     /// The receive transport sends transport-wide congestion feedback, as
     /// browsers do, so the server estimates its downlink.
     pub congestion_feedback: bool,
+    /// A viewer that plays the room over WHEP ([`crate::whep`]) instead of
+    /// speaking protocol v1.
+    pub whep: bool,
 }
 
 /// What became of the consumers the server pushed to one peer.
