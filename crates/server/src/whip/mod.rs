@@ -33,7 +33,7 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use simplesfu_engine::{Direction, EngineError, WebRtcTransportInfo, WebRtcTransportOptions};
-use simplesfu_proto::types::rtp_parameters::MediaKind;
+use simplesfu_proto::types::rtp_parameters::{MediaKind, RtpCapabilitiesFinalized};
 use simplesfu_proto::{ErrorCode, PeerId, Request, RoomId, SignalingError, TransportId};
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -85,6 +85,17 @@ pub(crate) struct WhipSession {
     /// The answer's first m-line and mid, for ICE restart answers.
     first_media: Option<(String, String)>,
     /// The client's ICE ufrag as last offered.
+    client_ufrag: String,
+}
+
+/// What [`Sfu::open_session`] keeps of a session set up.
+struct NewSession {
+    peer: PeerId,
+    room: RoomId,
+    worker: WorkerIndex,
+    transport: WebRtcTransportInfo,
+    ip: Option<IpAddr>,
+    first_media: Option<(String, String)>,
     client_ufrag: String,
 }
 
@@ -215,6 +226,27 @@ impl Sfu {
         self.dispatch(peer, request).await.map(Value::Object)
     }
 
+    /// `connectWebRtcTransport` with the DTLS fingerprint and role of the offer.
+    async fn whip_connect(
+        &self,
+        peer: &PeerId,
+        transport: TransportId,
+        offer: &sdp::Offer,
+    ) -> Result<Value, SignalingError> {
+        let dtls = json!({
+            "role": match offer.client_role {
+                simplesfu_proto::types::data_structures::DtlsRole::Server => "server",
+                _ => "client",
+            },
+            "fingerprints": [offer.fingerprint],
+        });
+        self.whip_request(
+            peer,
+            json!({"type": "connectWebRtcTransport", "data": {"transportId": transport, "dtlsParameters": dtls}}),
+        )
+        .await
+    }
+
     /// `POST /whip/<room>`.
     pub(crate) async fn whip_publish(
         &self,
@@ -239,17 +271,7 @@ impl Sfu {
             None => "whip".to_owned(),
         };
         self.check_session_room(client)?;
-        let text = std::str::from_utf8(body)
-            .map_err(|_| WhipError::new(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"))?;
-        let offer = sdp::parse_offer(text).map_err(|e| {
-            WhipError::new(StatusCode::BAD_REQUEST, format!("unusable SDP offer: {e}"))
-        })?;
-        let caps = self
-            .inner
-            .workers
-            .first()
-            .map(|w| w.rtp_capabilities().clone())
-            .ok_or_else(|| WhipError::new(StatusCode::SERVICE_UNAVAILABLE, "no media worker"))?;
+        let (offer, caps) = self.read_offer(body)?;
         let codec = |c: &_| simplesfu_engine::codec_supported(&caps, c);
         let extension = |k, u: &_| simplesfu_engine::extension_supported(&caps, k, u);
         let mut plans = sdp::plan(
@@ -294,29 +316,70 @@ impl Sfu {
             }
         }
         let answer = sdp::write_answer(&offer, &plans, &transport);
-        let session_id = crate::session::new_token();
-        let etag = format!("\"{}\"", &crate::session::new_token()[..16]);
-        let location = format!("/whip/{}/{session_id}", url_segment(room.as_str()));
         let first_media = sdp::first_accepted(&offer, &plans);
-        self.whip_sessions().sessions.insert(
-            session_id,
-            WhipSession {
-                endpoint: Endpoint::Whip,
-                peer: peer.clone(),
-                room: room.clone(),
+        tracing::info!(peer = %peer, room = %room, label = %label, "WHIP publisher joined");
+        Ok(self.open_session(
+            Endpoint::Whip,
+            NewSession {
+                peer,
+                room,
                 worker,
-                transport_id: transport.id,
                 transport,
-                etag: etag.clone(),
-                created: Instant::now(),
                 ip: client,
                 first_media,
                 client_ufrag: offer.ice_ufrag.clone(),
             },
+            answer,
+        ))
+    }
+
+    /// The offer of a POST as text, read, and the router's capabilities to
+    /// match it with.
+    fn read_offer(&self, body: &[u8]) -> Result<(sdp::Offer, RtpCapabilitiesFinalized), WhipError> {
+        let text = std::str::from_utf8(body)
+            .map_err(|_| WhipError::new(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"))?;
+        let offer = sdp::parse_offer(text).map_err(|e| {
+            WhipError::new(StatusCode::BAD_REQUEST, format!("unusable SDP offer: {e}"))
+        })?;
+        let caps = self
+            .inner
+            .workers
+            .first()
+            .map(|w| w.rtp_capabilities().clone())
+            .ok_or_else(|| WhipError::new(StatusCode::SERVICE_UNAVAILABLE, "no media worker"))?;
+        Ok((offer, caps))
+    }
+
+    /// Keep a new session under a fresh URL and answer `201 Created`.
+    fn open_session(&self, endpoint: Endpoint, new: NewSession, answer: String) -> Response {
+        let session_id = crate::session::new_token();
+        let etag = format!("\"{}\"", &crate::session::new_token()[..16]);
+        let prefix = match endpoint {
+            Endpoint::Whip => "whip",
+            Endpoint::Whep => "whep",
+        };
+        let location = format!("/{prefix}/{}/{session_id}", url_segment(new.room.as_str()));
+        self.whip_sessions().sessions.insert(
+            session_id,
+            WhipSession {
+                endpoint,
+                peer: new.peer,
+                room: new.room,
+                worker: new.worker,
+                transport_id: new.transport.id,
+                transport: new.transport,
+                etag: etag.clone(),
+                created: Instant::now(),
+                ip: new.ip,
+                first_media: new.first_media,
+                client_ufrag: new.client_ufrag,
+            },
         );
-        self.inner.metrics.request("whip_publish");
-        tracing::info!(peer = %peer, room = %room, label = %label, "WHIP publisher joined");
-        Ok(self.created(location, etag, answer))
+        self.inner.metrics.request(match endpoint {
+            Endpoint::Whip => "whip_publish",
+            Endpoint::Whep => "whep_play",
+        });
+        self.created(location, etag, answer)
     }
 
     /// `201 Created` with the answer, the session's URL and entity tag, and
@@ -371,17 +434,7 @@ impl Sfu {
         check_content_type(headers, "application/sdp")?;
         let grant = self.whip_grant(headers, &room, Right::Subscribe)?;
         self.check_session_room(client)?;
-        let text = std::str::from_utf8(body)
-            .map_err(|_| WhipError::new(StatusCode::BAD_REQUEST, "the offer is not UTF-8 text"))?;
-        let offer = sdp::parse_offer(text).map_err(|e| {
-            WhipError::new(StatusCode::BAD_REQUEST, format!("unusable SDP offer: {e}"))
-        })?;
-        let caps = self
-            .inner
-            .workers
-            .first()
-            .map(|w| w.rtp_capabilities().clone())
-            .ok_or_else(|| WhipError::new(StatusCode::SERVICE_UNAVAILABLE, "no media worker"))?;
+        let (offer, caps) = self.read_offer(body)?;
         let router_pt = |c: &_| simplesfu_engine::router_payload_type(&caps, c);
         let extension = |k, u: &_| simplesfu_engine::extension_supported(&caps, k, u);
         let (numbering, refused) = sdp::playback_numbering(&offer, &router_pt, &extension);
@@ -429,9 +482,6 @@ impl Sfu {
             }
         };
         let answer = sdp::write_playback_answer(&offer, &lines, &numbering, &transport);
-        let session_id = crate::session::new_token();
-        let etag = format!("\"{}\"", &crate::session::new_token()[..16]);
-        let location = format!("/whep/{}/{session_id}", url_segment(room.as_str()));
         let first_media = offer.media.iter().zip(&lines).find_map(|(m, l)| match l {
             sdp::Playback::Send { pt, rtx_pt, .. } => Some((
                 match rtx_pt {
@@ -442,25 +492,20 @@ impl Sfu {
             )),
             sdp::Playback::Reject(_) => None,
         });
-        self.whip_sessions().sessions.insert(
-            session_id,
-            WhipSession {
-                endpoint: Endpoint::Whep,
-                peer: peer.clone(),
-                room: room.clone(),
+        tracing::info!(peer = %peer, room = %room, "WHEP player joined");
+        Ok(self.open_session(
+            Endpoint::Whep,
+            NewSession {
+                peer,
+                room,
                 worker,
-                transport_id: transport.id,
                 transport,
-                etag: etag.clone(),
-                created: Instant::now(),
                 ip: client,
                 first_media,
                 client_ufrag: offer.ice_ufrag.clone(),
             },
-        );
-        self.inner.metrics.request("whep_play");
-        tracing::info!(peer = %peer, room = %room, "WHEP player joined");
-        Ok(self.created(location, etag, answer))
+            answer,
+        ))
     }
 
     /// Join, create the receive transport numbered after the offer, connect
@@ -514,19 +559,9 @@ impl Sfu {
             }
             info
         };
-        let dtls = json!({
-            "role": match offer.client_role {
-                simplesfu_proto::types::data_structures::DtlsRole::Server => "server",
-                _ => "client",
-            },
-            "fingerprints": [offer.fingerprint],
-        });
-        self.whip_request(
-            peer,
-            json!({"type": "connectWebRtcTransport", "data": {"transportId": transport.id, "dtlsParameters": dtls}}),
-        )
-        .await
-        .map_err(step("connecting the transport"))?;
+        self.whip_connect(peer, transport.id, offer)
+            .await
+            .map_err(step("connecting the transport"))?;
         let mut taken = vec![false; candidates.len()];
         let mut lines = Vec::with_capacity(offer.media.len());
         let mut sending = 0;
@@ -667,19 +702,9 @@ impl Sfu {
                 "the transport could not be read back",
             )
         })?;
-        let dtls = json!({
-            "role": match offer.client_role {
-                simplesfu_proto::types::data_structures::DtlsRole::Server => "server",
-                _ => "client",
-            },
-            "fingerprints": [offer.fingerprint],
-        });
-        self.whip_request(
-            peer,
-            json!({"type": "connectWebRtcTransport", "data": {"transportId": transport.id, "dtlsParameters": dtls}}),
-        )
-        .await
-        .map_err(step("connecting the transport"))?;
+        self.whip_connect(peer, transport.id, offer)
+            .await
+            .map_err(step("connecting the transport"))?;
         let mut produced = 0;
         let mut last_error = None;
         for plan in plans.iter_mut() {
