@@ -695,6 +695,98 @@ pub(crate) fn order_rids(rids: &[String]) -> Vec<String> {
     rids.to_vec()
 }
 
+/// What every answer's media sections share: the DTLS role we take
+/// (opposite the client's) and our certificate's SHA-256 fingerprint.
+struct AnswerDtls {
+    setup: &'static str,
+    fingerprint: String,
+}
+
+impl AnswerDtls {
+    fn new(offer: &Offer, transport: &WebRtcTransportInfo) -> Self {
+        let setup = match offer.client_role {
+            DtlsRole::Server => "active",
+            _ => "passive",
+        };
+        let fingerprint = transport
+            .dtls_parameters
+            .fingerprints
+            .iter()
+            .find_map(|f| match f {
+                DtlsFingerprint::Sha256 { value } => Some(hex_colons(value)),
+                _ => None,
+            })
+            .unwrap_or_default();
+        Self { setup, fingerprint }
+    }
+}
+
+/// The session section of an answer (ICE-lite) and its BUNDLE group of
+/// the accepted m-lines' mids (`accepted[i]` for the offer's m-line i).
+fn write_session(s: &mut String, offer: &Offer, accepted: &[bool]) {
+    let session_id: u64 = rand::random::<u64>() >> 2;
+    let _ = write!(
+        s,
+        "v=0\r\no=- {session_id} 1 IN IP4 0.0.0.0\r\ns=simplesfu\r\nt=0 0\r\na=ice-lite\r\n"
+    );
+    let bundled: Vec<&str> = offer
+        .media
+        .iter()
+        .zip(accepted)
+        .filter(|(_, ok)| **ok)
+        .filter_map(|(m, _)| m.mid.as_deref())
+        .collect();
+    if !bundled.is_empty() {
+        let _ = write!(s, "a=group:BUNDLE {}\r\n", bundled.join(" "));
+    }
+}
+
+/// A refused m-line (port 0, inactive), keeping its place and mid.
+fn write_rejected(s: &mut String, m: &OfferedMedia) {
+    let formats = if m.formats.is_empty() {
+        "0".to_owned()
+    } else {
+        m.formats.join(" ")
+    };
+    let _ = write!(
+        s,
+        "m={} 0 {} {formats}\r\nc=IN IP4 0.0.0.0\r\n",
+        m.media, m.proto
+    );
+    if let Some(mid) = &m.mid {
+        let _ = write!(s, "a=mid:{mid}\r\n");
+    }
+    let _ = write!(s, "a=inactive\r\n");
+}
+
+/// The start of an accepted m-line: its payload types, the transport's
+/// ICE credentials, our fingerprint and role, and its mid.
+fn write_accepted_head(
+    s: &mut String,
+    m: &OfferedMedia,
+    pt: u8,
+    rtx_pt: Option<u8>,
+    transport: &WebRtcTransportInfo,
+    dtls: &AnswerDtls,
+) {
+    let mut formats = pt.to_string();
+    if let Some(rtx) = rtx_pt {
+        let _ = write!(formats, " {rtx}");
+    }
+    let _ = write!(
+        s,
+        "m={} 9 UDP/TLS/RTP/SAVPF {formats}\r\nc=IN IP4 0.0.0.0\r\n\
+         a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {}\r\n\
+         a=setup:{}\r\na=mid:{}\r\n",
+        m.media,
+        transport.ice_parameters.username_fragment,
+        transport.ice_parameters.password,
+        dtls.fingerprint,
+        dtls.setup,
+        m.mid.as_deref().unwrap_or_default(),
+    );
+}
+
 /// The answer: ICE-lite with the transport's credentials and candidates,
 /// our DTLS fingerprint and role, and per m-line the accepted codec or a
 /// rejection, in the offer's order (RFC 3264).
@@ -704,95 +796,52 @@ pub(crate) fn write_answer(
     transport: &WebRtcTransportInfo,
 ) -> String {
     let mut s = String::with_capacity(2048);
-    let session_id: u64 = rand::random::<u64>() >> 2;
-    let _ = write!(
-        s,
-        "v=0\r\no=- {session_id} 1 IN IP4 0.0.0.0\r\ns=simplesfu\r\nt=0 0\r\na=ice-lite\r\n"
-    );
-    let bundled: Vec<&str> = offer
-        .media
+    let accepted: Vec<bool> = plans
         .iter()
-        .zip(plans)
-        .filter(|(_, p)| matches!(p, Plan::Produce { .. }))
-        .filter_map(|(m, _)| m.mid.as_deref())
+        .map(|p| matches!(p, Plan::Produce { .. }))
         .collect();
-    if !bundled.is_empty() {
-        let _ = write!(s, "a=group:BUNDLE {}\r\n", bundled.join(" "));
-    }
-    let setup = match offer.client_role {
-        DtlsRole::Server => "active",
-        _ => "passive",
-    };
-    let fingerprint = transport
-        .dtls_parameters
-        .fingerprints
-        .iter()
-        .find_map(|f| match f {
-            DtlsFingerprint::Sha256 { value } => Some(hex_colons(value)),
-            _ => None,
-        })
-        .unwrap_or_default();
+    write_session(&mut s, offer, &accepted);
+    let dtls = AnswerDtls::new(offer, transport);
     let mut first = true;
     for (m, p) in offer.media.iter().zip(plans) {
-        match p {
-            Plan::Reject(_) => {
-                let formats = if m.formats.is_empty() {
-                    "0".to_owned()
-                } else {
-                    m.formats.join(" ")
-                };
-                let _ = write!(
-                    s,
-                    "m={} 0 {} {formats}\r\nc=IN IP4 0.0.0.0\r\n",
-                    m.media, m.proto
-                );
-                if let Some(mid) = &m.mid {
-                    let _ = write!(s, "a=mid:{mid}\r\n");
-                }
-                let _ = write!(s, "a=inactive\r\n");
+        let Plan::Produce {
+            codec,
+            rtx,
+            extmaps,
+            ..
+        } = p
+        else {
+            write_rejected(&mut s, m);
+            continue;
+        };
+        write_accepted_head(
+            &mut s,
+            m,
+            codec.pt,
+            rtx.as_ref().map(|r| r.pt),
+            transport,
+            &dtls,
+        );
+        for (id, uri) in extmaps {
+            let _ = write!(s, "a=extmap:{id} {uri}\r\n");
+        }
+        let _ = write!(s, "a=recvonly\r\na=rtcp-mux\r\n");
+        if m.rtcp_rsize {
+            let _ = write!(s, "a=rtcp-rsize\r\n");
+        }
+        write_codec(&mut s, codec);
+        if let Some(rtx) = rtx {
+            write_codec(&mut s, rtx);
+        }
+        if !m.simulcast.is_empty() && m.media == "video" {
+            for rid in &m.simulcast {
+                let _ = write!(s, "a=rid:{rid} recv\r\n");
             }
-            Plan::Produce {
-                codec,
-                rtx,
-                extmaps,
-                ..
-            } => {
-                let mut formats = codec.pt.to_string();
-                if let Some(rtx) = rtx {
-                    let _ = write!(formats, " {}", rtx.pt);
-                }
-                let _ = write!(
-                    s,
-                    "m={} 9 UDP/TLS/RTP/SAVPF {formats}\r\nc=IN IP4 0.0.0.0\r\n\
-                     a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {fingerprint}\r\n\
-                     a=setup:{setup}\r\na=mid:{}\r\n",
-                    m.media,
-                    transport.ice_parameters.username_fragment,
-                    transport.ice_parameters.password,
-                    m.mid.as_deref().unwrap_or_default(),
-                );
-                for (id, uri) in extmaps {
-                    let _ = write!(s, "a=extmap:{id} {uri}\r\n");
-                }
-                let _ = write!(s, "a=recvonly\r\na=rtcp-mux\r\n");
-                if m.rtcp_rsize {
-                    let _ = write!(s, "a=rtcp-rsize\r\n");
-                }
-                write_codec(&mut s, codec);
-                if let Some(rtx) = rtx {
-                    write_codec(&mut s, rtx);
-                }
-                if !m.simulcast.is_empty() && m.media == "video" {
-                    for rid in &m.simulcast {
-                        let _ = write!(s, "a=rid:{rid} recv\r\n");
-                    }
-                    let _ = write!(s, "a=simulcast:recv {}\r\n", m.simulcast.join(";"));
-                }
-                if first {
-                    write_candidates(&mut s, transport);
-                    first = false;
-                }
-            }
+            let _ = write!(s, "a=simulcast:recv {}\r\n", m.simulcast.join(";"));
+        }
+        if first {
+            write_candidates(&mut s, transport);
+            first = false;
         }
     }
     s
@@ -957,34 +1006,12 @@ pub(crate) fn write_playback_answer(
     transport: &WebRtcTransportInfo,
 ) -> String {
     let mut s = String::with_capacity(2048);
-    let session_id: u64 = rand::random::<u64>() >> 2;
-    let _ = write!(
-        s,
-        "v=0\r\no=- {session_id} 1 IN IP4 0.0.0.0\r\ns=simplesfu\r\nt=0 0\r\na=ice-lite\r\n"
-    );
-    let bundled: Vec<&str> = offer
-        .media
+    let accepted: Vec<bool> = lines
         .iter()
-        .zip(lines)
-        .filter(|(_, p)| matches!(p, Playback::Send { .. }))
-        .filter_map(|(m, _)| m.mid.as_deref())
+        .map(|p| matches!(p, Playback::Send { .. }))
         .collect();
-    if !bundled.is_empty() {
-        let _ = write!(s, "a=group:BUNDLE {}\r\n", bundled.join(" "));
-    }
-    let setup = match offer.client_role {
-        DtlsRole::Server => "active",
-        _ => "passive",
-    };
-    let fingerprint = transport
-        .dtls_parameters
-        .fingerprints
-        .iter()
-        .find_map(|f| match f {
-            DtlsFingerprint::Sha256 { value } => Some(hex_colons(value)),
-            _ => None,
-        })
-        .unwrap_or_default();
+    write_session(&mut s, offer, &accepted);
+    let dtls = AnswerDtls::new(offer, transport);
     let mut first = true;
     for (m, line) in offer.media.iter().zip(lines) {
         let Playback::Send {
@@ -996,38 +1023,12 @@ pub(crate) fn write_playback_answer(
             msid,
         } = line
         else {
-            let formats = if m.formats.is_empty() {
-                "0".to_owned()
-            } else {
-                m.formats.join(" ")
-            };
-            let _ = write!(
-                s,
-                "m={} 0 {} {formats}\r\nc=IN IP4 0.0.0.0\r\n",
-                m.media, m.proto
-            );
-            if let Some(mid) = &m.mid {
-                let _ = write!(s, "a=mid:{mid}\r\n");
-            }
-            let _ = write!(s, "a=inactive\r\n");
+            write_rejected(&mut s, m);
             continue;
         };
         let codec = m.codecs.iter().find(|c| c.pt == *pt);
         let rtx = rtx_pt.and_then(|r| m.codecs.iter().find(|c| c.pt == r));
-        let mut formats = pt.to_string();
-        if let Some(rtx) = rtx {
-            let _ = write!(formats, " {}", rtx.pt);
-        }
-        let _ = write!(
-            s,
-            "m={} 9 UDP/TLS/RTP/SAVPF {formats}\r\nc=IN IP4 0.0.0.0\r\n\
-             a=ice-ufrag:{}\r\na=ice-pwd:{}\r\na=fingerprint:sha-256 {fingerprint}\r\n\
-             a=setup:{setup}\r\na=mid:{}\r\n",
-            m.media,
-            transport.ice_parameters.username_fragment,
-            transport.ice_parameters.password,
-            m.mid.as_deref().unwrap_or_default(),
-        );
+        write_accepted_head(&mut s, m, *pt, rtx.map(|r| r.pt), transport, &dtls);
         for (id, uri) in &m.extmaps {
             if numbering.extensions.iter().any(|(u, i)| {
                 i == id && uri.parse::<RtpHeaderExtensionUri>().is_ok_and(|p| p == *u)
