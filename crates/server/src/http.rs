@@ -82,8 +82,8 @@ pub fn app(
         )
         .route(
             "/whip/{room}/{session}",
-            axum::routing::delete(crate::whip::delete)
-                .patch(crate::whip::patch)
+            axum::routing::delete(crate::whip::delete::<false>)
+                .patch(crate::whip::patch::<false>)
                 .options(crate::whip::session_options),
         )
         .route(
@@ -92,8 +92,8 @@ pub fn app(
         )
         .route(
             "/whep/{room}/{session}",
-            axum::routing::delete(crate::whip::whep_delete)
-                .patch(crate::whip::whep_patch)
+            axum::routing::delete(crate::whip::delete::<true>)
+                .patch(crate::whip::patch::<true>)
                 .options(crate::whip::session_options),
         )
         // An SDP offer is a few KB; refused with 413 above this.

@@ -62,6 +62,16 @@ pub(crate) enum Endpoint {
 }
 
 impl Endpoint {
+    const fn of(whep: bool) -> Self {
+        if whep {
+            Self::Whep
+        } else {
+            Self::Whip
+        }
+    }
+}
+
+impl Endpoint {
     fn right(self) -> Right {
         match self {
             Endpoint::Whip => Right::Publish,
@@ -1000,59 +1010,26 @@ pub(crate) async fn publish(
     respond(&sfu, outcome)
 }
 
-/// `DELETE /whip/{room}/{session}`.
-pub(crate) async fn delete(
-    state: State<Sfu>,
-    path: Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    delete_session(Endpoint::Whip, state, path, headers).await
-}
-
-/// `DELETE /whep/{room}/{session}`.
-pub(crate) async fn whep_delete(
-    state: State<Sfu>,
-    path: Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    delete_session(Endpoint::Whep, state, path, headers).await
-}
-
-async fn delete_session(
-    endpoint: Endpoint,
+/// `DELETE /whip/{room}/{session}` (`WHEP` false) and
+/// `DELETE /whep/{room}/{session}` (`WHEP` true).
+pub(crate) async fn delete<const WHEP: bool>(
     State(sfu): State<Sfu>,
     Path((room, session)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     let outcome = match room_id(&room) {
-        Ok(room) => sfu.whip_delete(endpoint, room, &session, &headers).await,
+        Ok(room) => {
+            sfu.whip_delete(Endpoint::of(WHEP), room, &session, &headers)
+                .await
+        }
         Err(e) => Err(e),
     };
     respond(&sfu, outcome)
 }
 
-/// `PATCH /whip/{room}/{session}`.
-pub(crate) async fn patch(
-    state: State<Sfu>,
-    path: Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    patch_session(Endpoint::Whip, state, path, headers, body).await
-}
-
-/// `PATCH /whep/{room}/{session}`.
-pub(crate) async fn whep_patch(
-    state: State<Sfu>,
-    path: Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    patch_session(Endpoint::Whep, state, path, headers, body).await
-}
-
-async fn patch_session(
-    endpoint: Endpoint,
+/// `PATCH /whip/{room}/{session}` (`WHEP` false) and
+/// `PATCH /whep/{room}/{session}` (`WHEP` true).
+pub(crate) async fn patch<const WHEP: bool>(
     State(sfu): State<Sfu>,
     Path((room, session)): Path<(String, String)>,
     headers: HeaderMap,
@@ -1060,7 +1037,7 @@ async fn patch_session(
 ) -> Response {
     let outcome = match room_id(&room) {
         Ok(room) => {
-            sfu.whip_patch(endpoint, room, &session, &headers, &body)
+            sfu.whip_patch(Endpoint::of(WHEP), room, &session, &headers, &body)
                 .await
         }
         Err(e) => Err(e),
