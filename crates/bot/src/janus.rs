@@ -18,9 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{Direction, Frequency, MediaKind, Pt};
-use str0m::rtp::ExtensionMap;
+use str0m::format::Codec;
+use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, Rtc};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -210,27 +209,7 @@ fn room_number(room: &str) -> u64 {
 }
 
 fn client_rtc(local: SocketAddr) -> anyhow::Result<Rtc> {
-    let mut config = Rtc::builder()
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .set_extension_map(ExtensionMap::standard());
-    let c = config.codec_config();
-    c.add_config(
-        Pt::from(111),
-        None,
-        Codec::Opus,
-        Frequency::FORTY_EIGHT_KHZ,
-        Some(2),
-        FormatParams::default(),
-    );
-    c.add_config(
-        Pt::from(96),
-        Some(Pt::from(97)),
-        Codec::Vp8,
-        Frequency::NINETY_KHZ,
-        None,
-        FormatParams::default(),
-    );
+    let config = crate::sfu::browser::rtc_config();
     let mut rtc = config.build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp").context("local candidate")?);
     Ok(rtc)

@@ -85,9 +85,42 @@ pub struct JoinedPeer {
 
 /// Payload types and extension ids a mediasoup-client in Chrome sends with.
 pub mod browser {
+    use str0m::format::Codec;
+    use str0m::media::{Frequency, Pt};
+    use str0m::rtp::ExtensionMap;
+    use str0m::RtcConfig;
+
     pub const OPUS: u8 = 111;
     pub const VP8: u8 = 96;
     pub const VP8_RTX: u8 = 97;
+
+    /// An `Rtc` in RTP mode (packets are counted, not decoded) with a
+    /// browser's numbering: opus and VP8 (+RTX) at these payload types and
+    /// str0m's standard extension ids.
+    pub fn rtc_config() -> RtcConfig {
+        let mut config = RtcConfig::new()
+            .set_rtp_mode(true)
+            .clear_codecs()
+            .set_extension_map(ExtensionMap::standard());
+        let c = config.codec_config();
+        c.add_config(
+            Pt::from(OPUS),
+            None,
+            Codec::Opus,
+            Frequency::FORTY_EIGHT_KHZ,
+            Some(2),
+            Default::default(),
+        );
+        c.add_config(
+            Pt::from(VP8),
+            Some(Pt::from(VP8_RTX)),
+            Codec::Vp8,
+            Frequency::NINETY_KHZ,
+            None,
+            Default::default(),
+        );
+        config
+    }
 }
 
 fn extension_for(uri: &str) -> Option<Extension> {
@@ -173,29 +206,10 @@ pub enum ClientCodecs<'a> {
 /// `transportInfo`: controlling ICE agent with the server's credentials and
 /// candidate, DTLS client checking the server's sha-256 fingerprint.
 pub fn client_rtc(info: &Value, codecs: ClientCodecs, local: SocketAddr) -> anyhow::Result<Rtc> {
-    let mut config = Rtc::builder().set_rtp_mode(true).clear_codecs();
-    match codecs {
-        ClientCodecs::Browser => {
-            config = config.set_extension_map(ExtensionMap::standard());
-            let c = config.codec_config();
-            c.add_config(
-                Pt::from(browser::OPUS),
-                None,
-                Codec::Opus,
-                Frequency::FORTY_EIGHT_KHZ,
-                Some(2),
-                FormatParams::default(),
-            );
-            c.add_config(
-                Pt::from(browser::VP8),
-                Some(Pt::from(browser::VP8_RTX)),
-                Codec::Vp8,
-                Frequency::NINETY_KHZ,
-                None,
-                FormatParams::default(),
-            );
-        }
+    let config = match codecs {
+        ClientCodecs::Browser => browser::rtc_config(),
         ClientCodecs::Router(r) => {
+            let mut config = Rtc::builder().set_rtp_mode(true).clear_codecs();
             let mut map = ExtensionMap::empty();
             for (id, ext) in &r.extensions {
                 map.set(*id, ext.clone());
@@ -218,8 +232,9 @@ pub fn client_rtc(info: &Value, codecs: ClientCodecs, local: SocketAddr) -> anyh
                 None,
                 FormatParams::default(),
             );
+            config
         }
-    }
+    };
     let mut rtc = config.build(Instant::now());
     let candidate = info["iceCandidates"]
         .as_array()

@@ -14,7 +14,7 @@
 use crate::http::{self, encode_segment, HttpUrl};
 use crate::link::Downlink;
 use crate::media::MediaOptions;
-use crate::sfu::{browser, ConsumerCounters, JoinedPeer, PeerSpec};
+use crate::sfu::{ConsumerCounters, JoinedPeer, PeerSpec};
 use crate::transport::{self, RunState};
 use anyhow::{anyhow, bail, Context};
 use std::net::{IpAddr, SocketAddr};
@@ -22,9 +22,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::{Codec, FormatParams};
-use str0m::media::{Direction, Frequency, MediaKind, Pt};
-use str0m::rtp::ExtensionMap;
+use str0m::media::{Direction, MediaKind};
 use str0m::{Candidate, Rtc};
 use tokio::sync::watch;
 
@@ -64,27 +62,7 @@ pub struct WhepSession {
 /// opus and VP8 (+RTX) at a browser's payload types, str0m's standard
 /// extension ids, and a host candidate on `local`.
 pub fn viewer_rtc(local: SocketAddr) -> anyhow::Result<Rtc> {
-    let mut config = Rtc::builder()
-        .set_rtp_mode(true)
-        .clear_codecs()
-        .set_extension_map(ExtensionMap::standard());
-    let c = config.codec_config();
-    c.add_config(
-        Pt::from(browser::OPUS),
-        None,
-        Codec::Opus,
-        Frequency::FORTY_EIGHT_KHZ,
-        Some(2),
-        FormatParams::default(),
-    );
-    c.add_config(
-        Pt::from(browser::VP8),
-        Some(Pt::from(browser::VP8_RTX)),
-        Codec::Vp8,
-        Frequency::NINETY_KHZ,
-        None,
-        FormatParams::default(),
-    );
+    let config = crate::sfu::browser::rtc_config();
     let mut rtc = config.build(Instant::now());
     rtc.add_local_candidate(Candidate::host(local, "udp").context("local candidate")?);
     Ok(rtc)
