@@ -74,6 +74,12 @@ pub struct ServerSettings {
     pub request_burst: Option<u32>,
     /// `--bandwidth-estimation` (the server's default: on).
     pub bandwidth_estimation: bool,
+    /// The `defaults` scenario: the server as a user starts it, with none
+    /// of the harness's own settings (its default workers, limits, room
+    /// list interval and log level), unpinned, as is the bot then; only its
+    /// listening addresses are given. The other fields are ignored.
+    #[serde(default)]
+    pub defaults: bool,
 }
 
 impl ServerSettings {
@@ -83,8 +89,22 @@ impl ServerSettings {
         available_producers_interval_ms: 0,
         request_burst: None,
         bandwidth_estimation: true,
+        defaults: false,
+    };
+
+    /// The `defaults` scenario's: nothing but the addresses.
+    pub(crate) const DEFAULTS: ServerSettings = ServerSettings {
+        available_producers_interval_ms: 1000,
+        request_burst: None,
+        bandwidth_estimation: true,
+        defaults: true,
     };
 }
+
+/// The `defaults` scenario stays within the server's default limits: at
+/// most this many viewers (the defaults allow 500 peers per room and 256
+/// connections per address, and every bot peer comes from 127.0.0.1).
+pub const DEFAULTS_MAX_VIEWERS: u32 = 200;
 
 /// The original SimpleMediasoupPeer server as `bench/mediasoup-setup`
 /// prepared it: where to find it and how to start it.
@@ -182,6 +202,9 @@ impl ServerKind {
             ),
             (ServerKind::Mediasoup, "whep") => {
                 Some("the viewers play over WHEP, which the original server does not speak")
+            }
+            (ServerKind::Janus | ServerKind::Mediasoup, "defaults") => {
+                Some("the scenario is simplesfu as a user starts it; livestream has the same load for every server")
             }
             _ => None,
         }
@@ -358,41 +381,52 @@ fn start_simplesfu(
     workers: usize,
     settings: ServerSettings,
     extra: &[String],
+    log: &Path,
 ) -> anyhow::Result<RunningServer> {
-    let mut command = pinned_command(bin, pin);
-    command
-        .args(["--workers", &workers.to_string()])
-        .args([
-            "--http-listen",
-            "127.0.0.1:0",
-            "--rtc-listen-ip",
-            "127.0.0.1",
-            "--rtc-port",
-            "0",
-            "--log-level",
-            "error",
-            // The livestream ramps past the default room limit (500 peers).
-            "--max-peers-per-room",
-            "1000000",
-        ])
-        // Every bot peer comes from 127.0.0.1: past the default 256
-        // connections (and WHIP/WHEP sessions) per address. Through the
-        // environment, which an older build (--simplesfu-bin) ignores.
-        .env("SIMPLESFU_MAX_CONNECTIONS_PER_IP", "1000000")
-        .args([
-            "--available-producers-interval-ms",
-            &settings.available_producers_interval_ms.to_string(),
-        ]);
-    if let Some(burst) = settings.request_burst {
-        command.args(["--request-burst", &burst.to_string()]);
-    }
-    if !settings.bandwidth_estimation {
-        command.arg("--bandwidth-estimation=false");
-    }
+    let mut command = pinned_command(bin, pin && !settings.defaults);
+    command.args([
+        "--http-listen",
+        "127.0.0.1:0",
+        "--rtc-listen-ip",
+        "127.0.0.1",
+        "--rtc-port",
+        "0",
+    ]);
+    let stderr = if settings.defaults {
+        // Its default log level (info): into a file beside the report.
+        let file = std::fs::File::create(log)
+            .with_context(|| format!("could not create {}", log.display()))?;
+        Stdio::from(file)
+    } else {
+        command
+            .args(["--workers", &workers.to_string()])
+            .args([
+                "--log-level",
+                "error",
+                // The livestream ramps past the default room limit (500 peers).
+                "--max-peers-per-room",
+                "1000000",
+            ])
+            // Every bot peer comes from 127.0.0.1: past the default 256
+            // connections (and WHIP/WHEP sessions) per address. Through the
+            // environment, which an older build (--simplesfu-bin) ignores.
+            .env("SIMPLESFU_MAX_CONNECTIONS_PER_IP", "1000000")
+            .args([
+                "--available-producers-interval-ms",
+                &settings.available_producers_interval_ms.to_string(),
+            ]);
+        if let Some(burst) = settings.request_burst {
+            command.args(["--request-burst", &burst.to_string()]);
+        }
+        if !settings.bandwidth_estimation {
+            command.arg("--bandwidth-estimation=false");
+        }
+        Stdio::inherit()
+    };
     command.args(extra);
     let mut child = command
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
+        .stderr(stderr)
         .spawn()
         .with_context(|| {
             format!(
@@ -754,6 +788,7 @@ fn scenarios(
                 available_producers_interval_ms: ms,
                 request_burst: smoke.then_some(SMOKE_REQUEST_BURST),
                 bandwidth_estimation: true,
+                defaults: false,
             },
         })
         .collect();
@@ -785,6 +820,23 @@ fn scenarios(
             } else {
                 ramp(50)
             },
+            shape: Box::new(|n| Shape::new(1, 1, n, false, MediaOptions::default())),
+        },
+        Scenario {
+            name: "defaults",
+            ramped: true,
+            // livestream's shape, the server as a user runs it.
+            levels: if smoke {
+                vec![2]
+            } else {
+                self::ramp(50, max_subscribers.min(DEFAULTS_MAX_VIEWERS), factor)
+            }
+            .into_iter()
+            .map(|load| Level {
+                load,
+                settings: ServerSettings::DEFAULTS,
+            })
+            .collect(),
             shape: Box::new(|n| Shape::new(1, 1, n, false, MediaOptions::default())),
         },
         Scenario {
@@ -879,6 +931,31 @@ fn ramp_rooms(factor: f64) -> Vec<u32> {
     ramp(1, 16, factor)
 }
 
+/// Every thread of this process (the bot's runtime included) onto `cpus`:
+/// the `defaults` scenario unpins the bot for its levels, and pins it back.
+fn set_process_affinity(cpus: &[usize]) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    // SAFETY: cpu_set_t is plain data; sched_setaffinity on this process's
+    // own threads only.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        for &cpu in cpus {
+            libc::CPU_SET(cpu, &mut set);
+        }
+        for task in tasks.flatten() {
+            if let Some(tid) = task
+                .file_name()
+                .to_str()
+                .and_then(|t| t.parse::<i32>().ok())
+            {
+                libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+            }
+        }
+    }
+}
+
 fn pin_self_to_cpu1() -> bool {
     // SAFETY: cpu_set_t is plain data; sched_setaffinity on this process only.
     unsafe {
@@ -893,6 +970,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
     std::fs::create_dir_all(&opts.out_dir)
         .with_context(|| format!("could not create {}", opts.out_dir.display()))?;
     let load_at_start = load_average();
+    let all_cpus: Vec<usize> = (0..procfs::allowed_cpus()).collect();
     let pinned = opts.pin && procfs::allowed_cpus() >= 2 && pin_self_to_cpu1();
     eprintln!("bench: measuring the floor");
     let floor = floor::measure(if opts.smoke { 20_000 } else { 200_000 })?;
@@ -939,9 +1017,30 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                 settings,
             } in kind.levels(&scenario.levels)
             {
+                if settings.defaults && workers != servers[0].1 {
+                    eprintln!(
+                        "bench: {label} skipped in {}: the server runs its default workers, once",
+                        scenario.name
+                    );
+                    break;
+                }
                 let shape = (scenario.shape)(level);
                 eprintln!("bench: {label} {} load {level}", scenario.name);
+                let unpinned = pinned && settings.defaults;
+                if unpinned {
+                    set_process_affinity(&all_cpus);
+                }
                 let server = match kind {
+                    ServerKind::Simplesfu if settings.defaults => start_simplesfu(
+                        &opts.simplesfu_bin,
+                        pinned,
+                        0,
+                        settings,
+                        &[],
+                        &opts
+                            .out_dir
+                            .join(format!("simplesfu-{}-{level}.log", scenario.name)),
+                    )?,
                     ServerKind::Simplesfu => {
                         let w = workers.unwrap_or(1);
                         let mut server = start_simplesfu(
@@ -950,6 +1049,7 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                             w,
                             settings,
                             &opts.simplesfu_args,
+                            &opts.out_dir.join("simplesfu.log"),
                         )?;
                         if let Some(fraction) = opts.worker_cpu {
                             let pid: u32 = server.pid.parse().context("server pid")?;
@@ -1008,6 +1108,9 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     let _ = edge == Window::End;
                 }));
                 drop(server);
+                if unpinned {
+                    set_process_affinity(&[1]);
+                }
                 let report = match report {
                     Ok(r) => r,
                     Err(e) => {
@@ -1018,7 +1121,12 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                 let settings = (kind == ServerKind::Simplesfu).then_some(settings);
                 let result = level_result(
                     kind,
-                    workers,
+                    // The defaults run the server's own worker count.
+                    if settings.is_some_and(|s| s.defaults) {
+                        None
+                    } else {
+                        workers
+                    },
                     scenario.name,
                     level,
                     settings,
@@ -1434,6 +1542,30 @@ mod tests {
         assert!(ServerKind::Janus.skips("whep").is_some());
         assert!(ServerKind::Mediasoup.skips("whep").is_some());
         assert!(ServerKind::Simplesfu.skips("whep").is_none());
+    }
+
+    #[test]
+    fn defaults_is_livestream_within_the_default_limits_for_simplesfu_only() {
+        let s = scenarios(false, 800, 2.0, &big_room(), 30);
+        let named = |name: &str| s.iter().find(|s| s.name == name).expect("scenario");
+        let (live, defaults) = (named("livestream"), named("defaults"));
+        assert_eq!(loads(defaults), vec![50, 100, 200]);
+        assert!(defaults.levels.iter().all(|l| l.settings.defaults));
+        assert!(live.levels.iter().all(|l| !l.settings.defaults));
+        let (l, d) = ((live.shape)(100), (defaults.shape)(100));
+        assert_eq!(
+            (d.rooms, d.publishers, d.subscribers, d.meeting, d.whep),
+            (l.rooms, l.publishers, l.subscribers, l.meeting, l.whep)
+        );
+        let small = scenarios(false, 120, 2.0, &big_room(), 30);
+        let defaults = small
+            .iter()
+            .find(|s| s.name == "defaults")
+            .expect("scenario");
+        assert_eq!(loads(defaults), vec![50, 100]);
+        assert!(ServerKind::Janus.skips("defaults").is_some());
+        assert!(ServerKind::Mediasoup.skips("defaults").is_some());
+        assert!(ServerKind::Simplesfu.skips("defaults").is_none());
     }
 
     #[test]

@@ -10,10 +10,28 @@ use crate::bench::{
 use crate::load::{downlink_name, layers_name};
 use std::fmt::Write;
 
-fn row(l: &LevelResult) -> String {
+/// A level's server: [`server_label`], or simplesfu at its defaults.
+fn level_label(l: &LevelResult) -> String {
+    if l.settings.is_some_and(|s| s.defaults) {
+        "simplesfu (defaults)".into()
+    } else {
+        server_label(l.server, l.workers)
+    }
+}
+
+/// Server memory per peer a level added over `prev` (the same server's
+/// previous level of the scenario): the RSS difference over the peer
+/// difference, in kB. Each level starts a fresh server.
+pub fn kb_per_added_peer(l: &LevelResult, prev: Option<&LevelResult>) -> Option<f64> {
+    let prev = prev?;
+    let peers = l.report.peers.checked_sub(prev.report.peers)?;
+    (peers > 0).then(|| (l.server_rss_mb - prev.server_rss_mb) * 1024.0 / peers as f64)
+}
+
+fn row(l: &LevelResult, prev: Option<&LevelResult>) -> String {
     format!(
-        "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.2} | {:.0} | {:.1} | {:.0} | {:.0} | {} |\n",
-        server_label(l.server, l.workers),
+        "| {} | {} | {} | {:.2} | {:.2} | {:.2} | {:.1} | {:.0} | {:.2} | {:.0} | {:.1} | {:.0} | {} | {:.0} | {} |\n",
+        level_label(l),
         l.load,
         l.streams,
         l.loss_pct,
@@ -25,6 +43,9 @@ fn row(l: &LevelResult) -> String {
         l.forwarded_packets_per_cpu_s,
         l.floor_multiple,
         l.server_rss_mb,
+        kb_per_added_peer(l, prev)
+            .map(|kb| format!("{kb:.0}"))
+            .unwrap_or_else(|| "-".into()),
         l.report.bot_cpu_pct,
         held(l)
     )
@@ -538,8 +559,14 @@ pub fn markdown(r: &BenchReport) -> String {
     );
     let _ = writeln!(
         s,
-        "- µs/pkt is server CPU time per packet the bot received from it (forwarded). A level where the bot's CPU exceeds {BOT_CPU_LIMIT_PCT}% of what it may use is marked bot-limited, and a ramp stops there: its figures may be the bot's, not the server's."
+        "- µs/pkt is server CPU time per packet the bot received from it (forwarded). A level where the bot's CPU exceeds {BOT_CPU_LIMIT_PCT}% of what it may use is marked bot-limited, and a ramp stops there: its figures may be the bot's, not the server's. kB per added peer is the server's RSS difference to the same server's previous level of the table over the peers it added (each level starts a fresh server): what one more viewer costs in memory."
     );
+    if r.levels
+        .iter()
+        .any(|l| l.settings.is_some_and(|s| s.defaults))
+    {
+        s += "- simplesfu (defaults): the server as a user starts it, given only its listening addresses (`--http-listen 127.0.0.1:0 --rtc-listen-ip 127.0.0.1 --rtc-port 0`): its default workers (one per CPU), limits, room list interval (1000 ms) and log level (info, into a file beside the report); it and the bot are not pinned and share every CPU. Its loads stay within the default limits (500 peers per room, 256 connections per address).\n";
+    }
     if r.levels.iter().any(|l| l.server == ServerKind::Simplesfu) {
         s += &non_default_settings(r);
     }
@@ -566,14 +593,17 @@ pub fn markdown(r: &BenchReport) -> String {
         }
         let _ = writeln!(
             s,
-            "| server | load | streams | loss % | p50 ms | p99 ms | max ms | server CPU % | µs/pkt | pkt/CPU-s | x floor | RSS MB | bot CPU % | held |"
+            "| server | load | streams | loss % | p50 ms | p99 ms | max ms | server CPU % | µs/pkt | pkt/CPU-s | x floor | RSS MB | kB per added peer | bot CPU % | held |"
         );
         let _ = writeln!(
             s,
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
         );
+        let mut prev: Option<&LevelResult> = None;
         for l in r.levels.iter().filter(|l| l.scenario == *name) {
-            s += &row(l);
+            let same = prev.filter(|p| p.server == l.server && p.workers == l.workers);
+            s += &row(l, same);
+            prev = Some(l);
         }
         s += "\n";
         // Why a level failed, when the bot saw an error (e.g. a server limit).
@@ -590,7 +620,10 @@ pub fn markdown(r: &BenchReport) -> String {
             }
         }
         for (server, workers) in servers_of(r, name) {
-            let label = server_label(server, workers);
+            let label = match largest_held(r, name, server, workers) {
+                Some(l) => level_label(l),
+                None => server_label(server, workers),
+            };
             match largest_held(r, name, server, workers) {
                 Some(l) => {
                     let _ = writeln!(
@@ -642,6 +675,7 @@ pub(crate) mod tests {
             available_producers_interval_ms: resend_ms,
             request_burst: None,
             bandwidth_estimation: true,
+            defaults: false,
         };
         let mut l = sample_level("big-room", settings);
         l.streams = consumers.with_media;
@@ -790,6 +824,33 @@ pub(crate) mod tests {
         assert_eq!(held(&l), "bot-limited");
         let md = markdown(&bench_report(vec![l]));
         assert!(md.contains("| bot-limited |"), "{md}");
+    }
+
+    #[test]
+    fn rows_show_the_memory_each_added_peer_cost() {
+        let level = |load: u32, rss_mb: f64| {
+            let mut l = sample_level("livestream", ServerSettings::FORWARDING);
+            l.load = load;
+            l.report.peers = load as u64 + 1;
+            l.server_rss_mb = rss_mb;
+            l
+        };
+        let (a, b) = (level(100, 60.0), level(200, 100.0));
+        // 40 MB over 100 more peers.
+        let kb = kb_per_added_peer(&b, Some(&a)).expect("peers added");
+        assert!((kb - 409.6).abs() < 1e-9, "{kb}");
+        assert_eq!(kb_per_added_peer(&a, None), None);
+        assert_eq!(kb_per_added_peer(&a, Some(&a)), None, "no peer added");
+        let md = markdown(&bench_report(vec![a, b]));
+        assert!(md.contains("| kB per added peer |"), "{md}");
+        assert!(md.contains("| 60 | - |"), "{md}");
+        assert!(md.contains("| 100 | 410 |"), "{md}");
+        let mut d = level(50, 30.0);
+        d.scenario = "defaults".into();
+        d.settings = Some(ServerSettings::DEFAULTS);
+        let md = markdown(&bench_report(vec![d]));
+        assert!(md.contains("| simplesfu (defaults) | 50 |"), "{md}");
+        assert!(md.contains("as a user starts it"), "{md}");
     }
 
     #[test]
