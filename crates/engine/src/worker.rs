@@ -98,6 +98,8 @@ pub(crate) enum Command {
     PipeIn(PipedProducer, mpsc::UnboundedSender<Command>, Reply<()>),
     PipePackets(Vec<ForwardedPacket>),
     PipeClose(ProducerId),
+    /// The origin paused (true) or resumed (false) a piped producer.
+    PipePaused(ProducerId, bool),
     PipeKeyframe(ProducerId, Option<usize>),
     DataPipeOut(
         DataProducerId,

@@ -106,6 +106,66 @@ fn peers_on_two_workers_see_each_others_media_and_close_ends_the_pipe() {
     );
 }
 
+/// A producer paused when it is piped (a camera turned off before a viewer
+/// on another worker joined) forwards to that viewer once it resumes.
+#[test]
+fn a_producer_piped_while_paused_reaches_the_far_worker_once_resumed() {
+    let sfu = Sfu::start();
+    let other = spawn_worker("worker-1");
+    let mut sender = sfu.transport(Direction::Send, ClientCodecs::Browser);
+    let mut receiver = sfu.transport_on(&other, Direction::Recv, ClientCodecs::Router);
+    assert!(
+        pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected
+            && p[1].connected),
+        "both connect"
+    );
+    let producer = sfu.produce_video(&sfu.worker, &mut sender);
+    sfu.block(sfu.worker.set_producer_paused(producer, true))
+        .expect("pause");
+    sfu.block(sfu.worker.pipe_producer(producer, &other))
+        .expect("pipe");
+    let info = sfu
+        .block(other.consume(receiver.id.expect("created"), producer))
+        .expect("consumer on worker 1");
+    assert!(info.producer_paused, "the far consumer sees the pause");
+    let ssrc = receiver.expect_consumer(&info);
+    sfu.block(other.set_consumer_paused(info.id, false))
+        .expect("resume the consumer");
+
+    let mut seq = 0u64;
+    let mut send = |p: &mut [&mut ClientPeer]| {
+        seq += 1;
+        p[0].send_rtp(
+            1111,
+            96,
+            30_000 + seq,
+            (seq * 3000) as u32,
+            true,
+            &vp8_payload(seq == 1, seq as u8),
+        );
+    };
+    pump_until(
+        &mut [&mut sender, &mut receiver],
+        Duration::from_millis(500),
+        |p| {
+            send(p);
+            false
+        },
+    );
+    assert!(
+        receiver.received_from(ssrc).is_empty(),
+        "nothing while the producer is paused"
+    );
+
+    sfu.block(sfu.worker.set_producer_paused(producer, false))
+        .expect("resume the producer");
+    let got = pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| {
+        send(p);
+        p[1].received_from(ssrc).len() >= 20
+    });
+    assert!(got, "video crosses the pipe after the producer resumed");
+}
+
 #[test]
 fn load_counts_transports_and_consumers() {
     let sfu = Sfu::start();

@@ -516,6 +516,7 @@ impl Router {
                 }
             }
             Command::PipeClose(id) => self.on_pipe_close(id),
+            Command::PipePaused(id, paused) => self.on_pipe_paused(id, paused),
             Command::PipeKeyframe(id, layer) => self.request_keyframe(now, id, layer),
             Command::DataPipeOut(id, worker, sink, r) => {
                 drop(r.send(self.data_pipe_out(id, worker, sink)))

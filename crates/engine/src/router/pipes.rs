@@ -131,6 +131,19 @@ impl Router {
         }
     }
 
+    /// The origin paused or resumed a producer mirrored here: the mirror
+    /// follows, so that its consumers report it and forward again on resume
+    /// (the origin asks its sender for the key frame).
+    pub(super) fn on_pipe_paused(&mut self, id: ProducerId, paused: bool) {
+        if let Some(p) = self
+            .producers
+            .get_mut(&id)
+            .filter(|p| matches!(p.source, ProducerSource::Pipe(_)))
+        {
+            p.paused = paused;
+        }
+    }
+
     pub(super) fn on_pipe_close(&mut self, id: ProducerId) {
         if self
             .producers

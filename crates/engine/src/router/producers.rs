@@ -150,6 +150,13 @@ impl Router {
             .ok_or(EngineError::ProducerNotFound(id))?;
         let was = p.paused;
         p.paused = paused;
+        if was != paused {
+            // Mirrors on other workers follow (they were piped in with the
+            // state of that moment).
+            for pipe in &p.pipes {
+                let _ = pipe.sink.send(Command::PipePaused(id, paused));
+            }
+        }
         if was && !paused && p.kind == MediaKind::Video {
             self.request_keyframe(now, id, None);
         }
