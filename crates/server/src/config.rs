@@ -54,6 +54,123 @@ pub struct Config {
     pub tls: TlsConfig,
     pub auth: AuthConfig,
     pub limits: Limits,
+    pub cluster: ClusterConfig,
+}
+
+/// Several nodes coordinated through Redis (docs/CLUSTER.md). Without
+/// `redis_url` (the default) the server is a single node, as always.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// `redis://[:password@]host:port[/db]`. Set: this server is a node of
+    /// the cluster that shares this Redis (and `prefix`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_url: Option<String>,
+    /// This node's id, unique in the cluster (1-64 of `A-Z a-z 0-9 . _ -`).
+    /// Default: the host name and a random suffix, new at every start.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+    /// Where clients and the other nodes reach this node's HTTP server.
+    /// Default: the address it listens on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_url: Option<String>,
+    /// Prefix of every Redis key, so that clusters can share one Redis.
+    pub prefix: String,
+    /// How often the node refreshes its registration, in milliseconds.
+    pub heartbeat_ms: u64,
+    /// How long a registration outlives the node's last heartbeat, in
+    /// milliseconds: a node that stops (crash, network) is dropped by the
+    /// others after at most this plus one heartbeat.
+    pub node_ttl_ms: u64,
+}
+
+impl std::fmt::Debug for ClusterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterConfig")
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(crate::cluster::redacted_url),
+            )
+            .field("node_id", &self.node_id)
+            .field("node_url", &self.node_url)
+            .field("prefix", &self.prefix)
+            .field("heartbeat_ms", &self.heartbeat_ms)
+            .field("node_ttl_ms", &self.node_ttl_ms)
+            .finish()
+    }
+}
+
+impl Default for ClusterConfig {
+    fn default() -> Self {
+        ClusterConfig {
+            redis_url: None,
+            node_id: None,
+            node_url: None,
+            prefix: "simplesfu".into(),
+            heartbeat_ms: 1000,
+            node_ttl_ms: 5000,
+        }
+    }
+}
+
+impl ClusterConfig {
+    fn validate(&self) -> Result<(), String> {
+        let Some(url) = &self.redis_url else {
+            return Ok(());
+        };
+        if !url.starts_with("redis://") {
+            return Err(format!(
+                "cluster.redis_url {} must start with redis:// (TLS to Redis is not supported: keep Redis on a private network)",
+                crate::cluster::redacted_url(url)
+            ));
+        }
+        if let Some(id) = &self.node_id {
+            if !crate::cluster::valid_node_id(id) {
+                return Err(format!(
+                    "cluster.node_id `{id}`: use 1 to 64 of A-Z a-z 0-9 . _ -"
+                ));
+            }
+        }
+        if !crate::cluster::valid_node_id(&self.prefix) {
+            return Err(format!(
+                "cluster.prefix `{}`: use 1 to 64 of A-Z a-z 0-9 . _ -",
+                self.prefix
+            ));
+        }
+        if !(100..=10_000).contains(&self.heartbeat_ms) {
+            return Err(format!(
+                "cluster.heartbeat_ms is {}; use 100 to 10000",
+                self.heartbeat_ms
+            ));
+        }
+        if self.node_ttl_ms < 2 * self.heartbeat_ms || self.node_ttl_ms > 60_000 {
+            return Err(format!(
+                "cluster.node_ttl_ms is {}; use at least twice heartbeat_ms ({}) and at most 60000",
+                self.node_ttl_ms,
+                2 * self.heartbeat_ms
+            ));
+        }
+        Ok(())
+    }
+
+    /// The options of `Cluster::start`, when a Redis URL is set;
+    /// `listening` is the URL the HTTP server listens on.
+    pub fn options(&self, listening: &str) -> Option<crate::cluster::ClusterOptions> {
+        Some(crate::cluster::ClusterOptions {
+            redis_url: self.redis_url.clone()?,
+            node_id: self
+                .node_id
+                .clone()
+                .unwrap_or_else(crate::cluster::generated_node_id),
+            node_url: self
+                .node_url
+                .clone()
+                .unwrap_or_else(|| listening.to_owned()),
+            prefix: self.prefix.clone(),
+            heartbeat: Duration::from_millis(self.heartbeat_ms),
+            node_ttl: Duration::from_millis(self.node_ttl_ms),
+        })
+    }
 }
 
 /// The HTTP server: signaling, static files, `/health`, `/metrics`.
@@ -221,6 +338,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             auth: AuthConfig::default(),
             limits: Limits::default(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -326,6 +444,7 @@ impl Config {
             secret.validate().map_err(ConfigError::Invalid)?;
         }
         self.limits.validate().map_err(ConfigError::Invalid)?;
+        self.cluster.validate().map_err(ConfigError::Invalid)?;
         for server in &self.rtc.ice_servers {
             server.validate().map_err(ConfigError::Invalid)?;
         }
@@ -627,6 +746,22 @@ pub struct Overrides {
     /// connections are closed after it. [default: 10000]
     #[arg(long, env = "SIMPLESFU_HEADER_READ_TIMEOUT_MS")]
     pub header_read_timeout_ms: Option<u64>,
+
+    /// Redis of the cluster this server is a node of
+    /// (`redis://[:password@]host:port`; with a password, prefer the
+    /// environment variable or the file to the command line).
+    /// [default: none, a single node]
+    #[arg(long, env = "SIMPLESFU_CLUSTER_REDIS_URL")]
+    pub cluster_redis_url: Option<String>,
+
+    /// This node's id in the cluster. [default: host name and a random suffix]
+    #[arg(long, env = "SIMPLESFU_CLUSTER_NODE_ID")]
+    pub cluster_node_id: Option<String>,
+
+    /// Where clients and other nodes reach this node's HTTP server.
+    /// [default: the address it listens on]
+    #[arg(long, env = "SIMPLESFU_CLUSTER_NODE_URL")]
+    pub cluster_node_url: Option<String>,
 }
 
 /// The one option without a flag: a secret on a command line is visible to
@@ -725,6 +860,15 @@ impl Overrides {
             &mut config.limits.header_read_timeout_ms,
             &self.header_read_timeout_ms,
         );
+        if self.cluster_redis_url.is_some() {
+            config.cluster.redis_url = self.cluster_redis_url.clone();
+        }
+        if self.cluster_node_id.is_some() {
+            config.cluster.node_id = self.cluster_node_id.clone();
+        }
+        if self.cluster_node_url.is_some() {
+            config.cluster.node_url = self.cluster_node_url.clone();
+        }
         if let Some(secret) = secret_from_env {
             config.auth.secret = Some(TokenSecret::new(secret));
         }
@@ -789,6 +933,9 @@ mod tests {
         everything.tls.cert = Some("c".into());
         everything.tls.key = Some("k".into());
         everything.auth.secret = Some(TokenSecret::new("s".repeat(32)));
+        everything.cluster.redis_url = Some("redis://r:6379".into());
+        everything.cluster.node_id = Some("n".into());
+        everything.cluster.node_url = Some("http://n".into());
         let table = toml::Table::try_from(&everything).expect("config serializes");
         let mut missing = Vec::new();
         for (key, value) in &table {
@@ -814,6 +961,68 @@ mod tests {
             missing.is_empty(),
             "options missing from simplesfu.example.toml: {missing:?}"
         );
+    }
+
+    #[test]
+    fn cluster_settings_are_checked_and_the_redis_password_stays_out_of_debug() {
+        let config = Config::from_toml_str(
+            "[cluster]\nredis_url = \"redis://:hunter2@10.0.0.5:6379\"\nnode_id = \"sfu-1\"\n",
+            Path::new("x.toml"),
+        )
+        .expect("parses");
+        config.validate().expect("valid");
+        assert!(!format!("{config:?}").contains("hunter2"));
+        let options = config
+            .cluster
+            .options("http://127.0.0.1:3000")
+            .expect("a cluster");
+        assert_eq!(options.node_id, "sfu-1");
+        assert_eq!(
+            options.node_url, "http://127.0.0.1:3000",
+            "default: where it listens"
+        );
+        assert!(!format!("{options:?}").contains("hunter2"));
+        assert!(
+            Config::default().cluster.options("http://x").is_none(),
+            "no Redis, no cluster"
+        );
+        let flags = from_flags(&[
+            "--cluster-redis-url",
+            "redis://127.0.0.1:6379",
+            "--cluster-node-id",
+            "b",
+        ]);
+        assert_eq!(
+            flags.cluster.redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379")
+        );
+        assert_eq!(flags.cluster.node_id.as_deref(), Some("b"));
+        for (toml, what) in [
+            ("redis_url = \"rediss://:pw@h:1\"", "redis://"),
+            (
+                "redis_url = \"redis://h:1\"\nnode_id = \"a b\"",
+                "cluster.node_id",
+            ),
+            (
+                "redis_url = \"redis://h:1\"\nprefix = \"\"",
+                "cluster.prefix",
+            ),
+            (
+                "redis_url = \"redis://h:1\"\nheartbeat_ms = 10",
+                "cluster.heartbeat_ms",
+            ),
+            (
+                "redis_url = \"redis://h:1\"\nnode_ttl_ms = 1500",
+                "cluster.node_ttl_ms",
+            ),
+        ] {
+            let config =
+                Config::from_toml_str(&format!("[cluster]\n{toml}\n"), Path::new("x.toml"))
+                    .expect("parses");
+            let error = config.validate().expect_err(toml).to_string();
+            assert!(error.contains(what), "{toml}: {error}");
+            assert!(!error.contains("pw@"), "{error}");
+        }
     }
 
     #[test]

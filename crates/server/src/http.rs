@@ -240,6 +240,12 @@ async fn health(State(sfu): State<Sfu>) -> Json<serde_json::Value> {
     let mut body = serde_json::json!({ "status": "ok" });
     if let (Some(out), Some(counts)) = (body.as_object_mut(), stats.as_object()) {
         out.extend(counts.clone());
+        if let Some(cluster) = sfu.cluster() {
+            out.insert(
+                "cluster".into(),
+                serde_json::to_value(cluster).unwrap_or_default(),
+            );
+        }
     }
     Json(body)
 }

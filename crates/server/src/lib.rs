@@ -18,6 +18,7 @@
 //! with [`Sfu::new`] and call [`Sfu::on_connect`] from your handler.
 
 mod auth;
+pub mod cluster;
 mod config;
 mod embedded;
 mod errors;
@@ -38,8 +39,8 @@ mod whip;
 
 pub use auth::{mint, parse_ttl, AuthError, Claims, Grant, Rights, TokenSecret, TokenVerifier};
 pub use config::{
-    AllowedOrigins, AuthConfig, Cli, Command, Config, ConfigError, HttpConfig, IceServer,
-    Overrides, RtcConfig, TlsConfig, TokenArgs,
+    AllowedOrigins, AuthConfig, Cli, ClusterConfig, Command, Config, ConfigError, HttpConfig,
+    IceServer, Overrides, RtcConfig, TlsConfig, TokenArgs,
 };
 pub use errors::SfuError;
 pub use extract::{BoundedAuth, BoundedRequest, RequestLimit, MAX_AUTH_BYTES};

@@ -107,6 +107,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         stdout.flush().context("stdout closed")?;
     }
 
+    let cluster = match config.cluster.options(&format!("{scheme}://{addr}")) {
+        Some(options) => Some(simplesfu::cluster::Cluster::start(options, sfu.clone())?),
+        None => None,
+    };
+
     // On SIGTERM or Ctrl-C: stop accepting connections, tell every client
     // (serverShutdown, then a server disconnect), close the transports, and
     // exit within SHUTDOWN_GRACE even if some connection lingers.
@@ -149,6 +154,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     // The cleanup started with the goodbyes and is bounded by the same grace.
     let _ = tokio::time::timeout(Duration::from_secs(1), closer).await;
+    if let Some(cluster) = cluster {
+        let _ = tokio::time::timeout(Duration::from_secs(1), cluster.leave()).await;
+    }
     sfu.shutdown();
     tracing::info!("stopped");
     Ok(())

@@ -169,6 +169,8 @@ pub(crate) struct Inner {
     pub(crate) verifier: Option<TokenVerifier>,
     /// WHIP publishers (peers without a socket).
     whip: Mutex<crate::whip::WhipSessions>,
+    /// The cluster this node takes part in, if any (`Sfu::set_cluster`).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
     pub(crate) metrics_token: Option<TokenSecret>,
@@ -301,6 +303,7 @@ impl Sfu {
                 speakers: Mutex::new(Speakers::default()),
                 dynacast: Mutex::new(dynacast::Dynacast::default()),
                 whip: Mutex::new(crate::whip::WhipSessions::default()),
+                cluster: std::sync::OnceLock::new(),
                 ice_server_links: options
                     .ice_servers
                     .iter()
@@ -343,6 +346,16 @@ impl Sfu {
             workers: self.inner.workers.len(),
             signaling: self.registry().counts(),
         }
+    }
+
+    /// This node's view of its cluster (`None`: a single node).
+    pub fn cluster(&self) -> Option<crate::cluster::ClusterView> {
+        self.inner.cluster.get().map(|c| c.view())
+    }
+
+    /// Make this SFU a node of `cluster` (once; `Cluster::start` does it).
+    pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
+        let _ = self.inner.cluster.set(cluster);
     }
 
     /// The UDP addresses the media workers listen on.

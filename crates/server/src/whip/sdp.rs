@@ -894,6 +894,10 @@ fn hex_colons(bytes: &[u8]) -> String {
     parts.join(":")
 }
 
+/// The router's payload type for a codec it forwards, and its RTX's.
+pub(crate) type RouterPayloadType<'a> =
+    dyn Fn(&RtpCodecParameters) -> Option<(u8, Option<u8>)> + 'a;
+
 /// WHEP: what the transport that plays to a client is numbered with (its
 /// payload types, extension ids and mids, see
 /// [`simplesfu_engine::RemoteNumbering`]), from its recvonly offer.
@@ -903,7 +907,7 @@ fn hex_colons(bytes: &[u8]) -> String {
 /// refused here, with the reason.
 pub(crate) fn playback_numbering(
     offer: &Offer,
-    router_pt: &dyn Fn(&RtpCodecParameters) -> Option<(u8, Option<u8>)>,
+    router_pt: &RouterPayloadType<'_>,
     extension: &dyn Fn(MediaKind, &RtpHeaderExtensionUri) -> bool,
 ) -> (simplesfu_engine::RemoteNumbering, Vec<Option<String>>) {
     let mut numbering = simplesfu_engine::RemoteNumbering::default();

@@ -1,0 +1,429 @@
+//! Several nodes (issue 16), first part: each node registers in Redis with
+//! a heartbeat that expires, and learns which other nodes are alive. Rooms,
+//! peers and media across nodes build on this (docs/CLUSTER.md).
+//!
+//! Keys (prefix `P`, `cluster.prefix`, default `simplesfu`):
+//! - `P:node:<id>`: a hash (url, version, started_ms, heartbeat_ms, peers,
+//!   rooms, transports, consumers) that expires `node_ttl` after the last
+//!   heartbeat. The only truth about liveness.
+//! - `P:nodes`: a sorted set of node ids, scored by their last heartbeat
+//!   (ms), so that nodes can be listed (an expired key does not say whose
+//!   it was).
+//!
+//! Every heartbeat (`heartbeat`, 1 s by default) writes the node's own hash
+//! and refreshes its expiry in one transaction, then reads the others: a
+//! node whose hash is gone has died (or left) and is dropped from the view
+//! and from `P:nodes`. Redis unreachable or restarted: the node keeps
+//! serving its own peers, keeps its last view of the others (it cannot tell
+//! an empty Redis from dead nodes), says so in `/health`, and registers
+//! again once Redis answers.
+
+use crate::sfu::Sfu;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// At most this many other nodes are read per heartbeat: a bound on what a
+/// Redis full of stale ids can cost.
+pub const MAX_NODES: usize = 256;
+
+/// What a node needs to take part in a cluster.
+#[derive(Clone)]
+pub struct ClusterOptions {
+    /// `redis://[:password@]host:port[/db]`; kept out of logs (it may hold
+    /// a password).
+    pub redis_url: String,
+    /// This node's id, unique in the cluster.
+    pub node_id: String,
+    /// Where clients and other nodes reach this node's HTTP server.
+    pub node_url: String,
+    /// Key prefix, so that several clusters can share one Redis.
+    pub prefix: String,
+    pub heartbeat: Duration,
+    /// How long a node's registration outlives its last heartbeat.
+    pub node_ttl: Duration,
+}
+
+impl std::fmt::Debug for ClusterOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterOptions")
+            .field("redis_url", &redacted_url(&self.redis_url))
+            .field("node_id", &self.node_id)
+            .field("node_url", &self.node_url)
+            .field("prefix", &self.prefix)
+            .field("heartbeat", &self.heartbeat)
+            .field("node_ttl", &self.node_ttl)
+            .finish()
+    }
+}
+
+/// `url` without the password, for logs and errors.
+pub fn redacted_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***@{}", &url[..scheme], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+/// A node as the others see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct NodeInfo {
+    pub id: String,
+    pub url: String,
+    pub version: String,
+    pub peers: u64,
+    pub rooms: u64,
+    pub transports: u64,
+    pub consumers: u64,
+}
+
+/// This node's view of the cluster (in `/health` as `cluster`).
+#[derive(Debug, Clone, Serialize)]
+pub struct ClusterView {
+    pub node: String,
+    /// Whether the last heartbeat reached Redis.
+    pub redis: &'static str,
+    /// Every live node, this one included, by id.
+    pub nodes: Vec<NodeInfo>,
+    /// Nodes found dead (or gone) since this node started.
+    pub departed: u64,
+}
+
+/// A running membership: its view, and its task.
+pub struct Cluster {
+    options: ClusterOptions,
+    state: Arc<Mutex<State>>,
+    manager: ConnectionManager,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct State {
+    connected: bool,
+    others: BTreeMap<String, NodeInfo>,
+    me: Option<NodeInfo>,
+    departed: u64,
+}
+
+impl Cluster {
+    /// Start taking part: registers at once when Redis answers, and keeps
+    /// trying (with backoff) when it does not. Fails only on a malformed
+    /// URL.
+    pub fn start(options: ClusterOptions, sfu: Sfu) -> anyhow::Result<Arc<Cluster>> {
+        let client = redis::Client::open(options.redis_url.as_str()).map_err(|e| {
+            anyhow::anyhow!(
+                "cluster.redis_url {} is not a Redis URL ({e}); use redis://host:6379",
+                redacted_url(&options.redis_url)
+            )
+        })?;
+        let config = redis::aio::ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(2)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(1);
+        let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
+            anyhow::anyhow!(
+                "could not set up the Redis connection to {}: {e}",
+                redacted_url(&options.redis_url)
+            )
+        })?;
+        let state = Arc::new(Mutex::new(State::default()));
+        let started_ms = now_ms();
+        let task = tokio::spawn(heartbeats(
+            options.clone(),
+            manager.clone(),
+            state.clone(),
+            sfu.clone(),
+            started_ms,
+        ));
+        let cluster = Arc::new(Cluster {
+            options,
+            state,
+            manager,
+            task,
+        });
+        sfu.set_cluster(cluster.clone());
+        tracing::info!(node = %cluster.options.node_id, redis = %redacted_url(&cluster.options.redis_url), "cluster: joining");
+        Ok(cluster)
+    }
+
+    pub fn view(&self) -> ClusterView {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut nodes: Vec<NodeInfo> = state.others.values().cloned().collect();
+        nodes.extend(state.me.clone());
+        nodes.sort_by(|a, b| a.id.cmp(&b.id));
+        ClusterView {
+            node: self.options.node_id.clone(),
+            redis: if state.connected {
+                "connected"
+            } else {
+                "unreachable"
+            },
+            nodes,
+            departed: state.departed,
+        }
+    }
+
+    /// Leave on shutdown: stop the heartbeat and remove this node's keys,
+    /// so that the others drop it now rather than when its key expires.
+    pub async fn leave(&self) {
+        self.task.abort();
+        let mut redis = self.manager.clone();
+        let keys = Keys::new(&self.options.prefix);
+        let result: redis::RedisResult<()> = redis::pipe()
+            .atomic()
+            .del(keys.node(&self.options.node_id))
+            .ignore()
+            .zrem(keys.nodes(), &self.options.node_id)
+            .ignore()
+            .query_async(&mut redis)
+            .await;
+        match result {
+            Ok(()) => tracing::info!(node = %self.options.node_id, "cluster: left"),
+            Err(error) => {
+                tracing::warn!(node = %self.options.node_id, %error, "cluster: could not deregister; the others drop this node when its key expires")
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+struct Keys<'a> {
+    prefix: &'a str,
+}
+
+impl<'a> Keys<'a> {
+    fn new(prefix: &'a str) -> Self {
+        Keys { prefix }
+    }
+    fn node(&self, id: &str) -> String {
+        format!("{}:node:{id}", self.prefix)
+    }
+    fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn heartbeats(
+    options: ClusterOptions,
+    mut redis: ConnectionManager,
+    state: Arc<Mutex<State>>,
+    sfu: Sfu,
+    started_ms: u64,
+) {
+    let mut tick = tokio::time::interval(options.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let counts = sfu.stats().signaling;
+        let me = NodeInfo {
+            id: options.node_id.clone(),
+            url: options.node_url.clone(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            peers: counts.peers as u64,
+            rooms: counts.rooms as u64,
+            transports: counts.transports as u64,
+            consumers: counts.consumers as u64,
+        };
+        let outcome = beat(&options, &mut redis, &me, started_ms).await;
+        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+        s.me = Some(me);
+        match outcome {
+            Ok(alive) => {
+                if !s.connected {
+                    tracing::info!(node = %options.node_id, "cluster: registered in Redis");
+                }
+                s.connected = true;
+                let gone: Vec<String> = s
+                    .others
+                    .keys()
+                    .filter(|id| !alive.contains_key(*id))
+                    .cloned()
+                    .collect();
+                for id in gone {
+                    s.others.remove(&id);
+                    s.departed += 1;
+                    tracing::info!(node = %id, "cluster: node gone (left, or its heartbeat expired)");
+                }
+                for (id, info) in alive {
+                    if !s.others.contains_key(&id) {
+                        tracing::info!(node = %id, url = %info.url, "cluster: node joined");
+                    }
+                    s.others.insert(id, info);
+                }
+            }
+            Err(error) => {
+                if s.connected {
+                    tracing::warn!(node = %options.node_id, %error, "cluster: Redis unreachable; serving local peers, retrying");
+                }
+                s.connected = false;
+            }
+        }
+    }
+}
+
+/// One heartbeat: register (or refresh) this node, then read the others.
+/// Nodes whose hash has expired are removed from `P:nodes` and left out.
+async fn beat(
+    options: &ClusterOptions,
+    redis: &mut ConnectionManager,
+    me: &NodeInfo,
+    started_ms: u64,
+) -> redis::RedisResult<BTreeMap<String, NodeInfo>> {
+    let keys = Keys::new(&options.prefix);
+    let now = now_ms();
+    let own = keys.node(&me.id);
+    let ttl_ms = options.node_ttl.as_millis() as i64;
+    let _: () = redis::pipe()
+        .atomic()
+        .hset_multiple(
+            &own,
+            &[
+                ("url", me.url.clone()),
+                ("version", me.version.clone()),
+                ("started_ms", started_ms.to_string()),
+                ("heartbeat_ms", now.to_string()),
+                ("peers", me.peers.to_string()),
+                ("rooms", me.rooms.to_string()),
+                ("transports", me.transports.to_string()),
+                ("consumers", me.consumers.to_string()),
+            ],
+        )
+        .ignore()
+        .pexpire(&own, ttl_ms)
+        .ignore()
+        .zadd(keys.nodes(), &me.id, now)
+        .ignore()
+        .query_async(redis)
+        .await?;
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys.nodes())
+        .arg(0)
+        .arg(MAX_NODES as i64)
+        .query_async(redis)
+        .await?;
+    let others: Vec<String> = ids
+        .into_iter()
+        .filter(|id| *id != me.id && valid_node_id(id))
+        .collect();
+    let mut pipe = redis::pipe();
+    for id in &others {
+        pipe.hgetall(keys.node(id));
+    }
+    let hashes: Vec<BTreeMap<String, String>> = if others.is_empty() {
+        Vec::new()
+    } else {
+        pipe.query_async(redis).await?
+    };
+    let mut alive = BTreeMap::new();
+    let mut dead = Vec::new();
+    for (id, hash) in others.into_iter().zip(hashes) {
+        if hash.is_empty() {
+            dead.push(id);
+            continue;
+        }
+        let number = |k: &str| hash.get(k).and_then(|v| v.parse().ok()).unwrap_or(0);
+        let text = |k: &str| {
+            hash.get(k)
+                .map(|v| v.chars().take(256).collect())
+                .unwrap_or_default()
+        };
+        alive.insert(
+            id.clone(),
+            NodeInfo {
+                url: text("url"),
+                version: text("version"),
+                peers: number("peers"),
+                rooms: number("rooms"),
+                transports: number("transports"),
+                consumers: number("consumers"),
+                id,
+            },
+        );
+    }
+    if !dead.is_empty() {
+        let _: () = redis::cmd("ZREM")
+            .arg(keys.nodes())
+            .arg(&dead)
+            .query_async(redis)
+            .await?;
+    }
+    Ok(alive)
+}
+
+/// A node id: 1 to 64 of `A-Z a-z 0-9 . _ -`.
+pub fn valid_node_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 64
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// A node id for a node that was given none: this machine's host name and
+/// a random suffix (a restarted node is a new node).
+pub fn generated_node_id() -> String {
+    let host: String = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .unwrap_or_default()
+        .trim()
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        .take(40)
+        .collect();
+    let host = if host.is_empty() { "node".into() } else { host };
+    format!("{host}-{:08x}", rand::random::<u32>())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_stay_out_of_printed_urls() {
+        assert_eq!(
+            redacted_url("redis://:hunter2@cache.internal:6379/0"),
+            "redis://***@cache.internal:6379/0"
+        );
+        assert_eq!(redacted_url("redis://user:pw@h:1"), "redis://***@h:1");
+        assert_eq!(
+            redacted_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        let options = ClusterOptions {
+            redis_url: "redis://:hunter2@h:1".into(),
+            node_id: "a".into(),
+            node_url: "http://a".into(),
+            prefix: "simplesfu".into(),
+            heartbeat: Duration::from_secs(1),
+            node_ttl: Duration::from_secs(5),
+        };
+        assert!(!format!("{options:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn node_ids_are_short_and_plain() {
+        assert!(valid_node_id("sfu-1.eu_west"));
+        assert!(!valid_node_id(""));
+        assert!(!valid_node_id("a:b"));
+        assert!(!valid_node_id(&"a".repeat(65)));
+        let id = generated_node_id();
+        assert!(valid_node_id(&id), "{id}");
+        assert_ne!(id, generated_node_id(), "a random suffix");
+    }
+}
