@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startServer, connect, assertStillServing } from './harness.mjs';
+import { startServer, startSecureServer, mintToken, connect, assertStillServing, expectError } from './harness.mjs';
 
 const REDIS = '/usr/bin/redis-server';
 const haveRedis = spawnSync(REDIS, ['--version']).status === 0;
@@ -122,6 +122,69 @@ test('a node keeps serving while Redis is down and registers again when it is ba
   const b = await startNode(t, redisPort, 'node-b');
   await waitForCluster(b.url, (v) => ids(v).includes('node-a'), 'node-b finds node-a');
   await waitForCluster(a.url, (v) => ids(v).includes('node-b'), 'node-a finds node-b');
+});
+
+/** joinRoom until it succeeds (a claim is released within a heartbeat or two). */
+async function joinWhenFree(peer, roomId, timeoutMs = 10_000) {
+  const deadline = Date.now() + timeoutMs;
+  let last;
+  while (Date.now() < deadline) {
+    last = await peer.request('joinRoom', { roomId });
+    if (last?.success) return;
+    await sleep(200);
+  }
+  assert.fail(`joinRoom ${roomId} still refused after ${timeoutMs} ms: ${JSON.stringify(last)}`);
+}
+
+test('a room lives on the node that has it; the others send its peers there', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
+  const redisPort = await freePort();
+  await startRedis(t, redisPort);
+  const a = await startNode(t, redisPort, 'node-a');
+  const b = await startNode(t, redisPort, 'node-b');
+  await waitForCluster(a.url, (v) => ids(v).length === 2, 'node-a sees node-b');
+  await waitForCluster(b.url, (v) => ids(v).length === 2, 'node-b sees node-a');
+
+  const onA = await connect(a.url, t);
+  await onA.ok('joinRoom', { roomId: 'stage' });
+  const onB = await connect(b.url, t);
+  const error = expectError(await onB.request('joinRoom', { roomId: 'stage' }), 'room_on_another_node', 'joinRoom on node-b');
+  assert.match(error.message, /node-a/);
+  assert.ok(error.message.includes(a.url), `the message says where: ${error.message}`);
+
+  const place = await (await fetch(`${b.url}/cluster/rooms/stage`)).json();
+  assert.deepEqual(place, { room: 'stage', node: 'node-a', url: a.url, served: true });
+  const open = await (await fetch(`${b.url}/cluster/rooms/nobody-here`)).json();
+  assert.equal(open.served, false, 'a room nobody serves: a suggestion');
+  assert.ok(['node-a', 'node-b'].includes(open.node));
+
+  // Its last peer gone, the room is free for any node.
+  onA.close();
+  await joinWhenFree(onB, 'stage');
+  assert.equal((await (await fetch(`${a.url}/cluster/rooms/stage`)).json()).node, 'node-b');
+
+  // Its node killed, the room is free once that node's claim expires.
+  b.child.kill('SIGKILL');
+  const again = await connect(a.url, t);
+  await joinWhenFree(again, 'stage');
+});
+
+test('with join tokens, /cluster/rooms answers only a token of that room', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
+  const redisPort = await freePort();
+  await startRedis(t, redisPort);
+  const { url } = await startSecureServer(t, { args: ['--cluster-redis-url', `redis://127.0.0.1:${redisPort}`, '--cluster-node-id', 'node-s'] });
+  const ask = (token) => fetch(`${url}/cluster/rooms/secret-room`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+  assert.equal((await ask()).status, 401);
+  assert.equal((await ask(mintToken({ room: 'other-room', subscribe: true }))).status, 403);
+  const ok = await ask(mintToken({ room: 'secret-room', subscribe: true }));
+  assert.equal(ok.status, 200);
+  assert.equal((await ok.json()).node, 'node-s');
+});
+
+test('a single node answers /cluster/rooms with 404', async (t) => {
+  const { url } = await startServer(t);
+  const response = await fetch(`${url}/cluster/rooms/x`);
+  assert.equal(response.status, 404);
+  assert.match(await response.text(), /single node/);
 });
 
 test('a cluster setting that cannot work is refused at start with the reason', async () => {

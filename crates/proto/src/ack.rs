@@ -51,6 +51,10 @@ pub enum ErrorCode {
     /// The peer's join token does not allow the request (another room, or
     /// producing with a subscribe-only token).
     Forbidden,
+    /// `joinRoom` on a node of a cluster while another node serves that
+    /// room: connect to that node (the message names it; `GET
+    /// /cluster/rooms/<room>` on any node too).
+    RoomOnAnotherNode,
     /// Something failed inside the server; the request changed nothing.
     InternalError,
 }
@@ -79,6 +83,7 @@ impl ErrorCode {
             Self::NoReceiveTransport => "no_receive_transport",
             Self::LimitReached => "limit_reached",
             Self::Forbidden => "forbidden",
+            Self::RoomOnAnotherNode => "room_on_another_node",
             Self::InternalError => "internal_error",
         }
     }

@@ -9,6 +9,10 @@
 //! - `P:nodes`: a sorted set of node ids, scored by their last heartbeat
 //!   (ms), so that nodes can be listed (an expired key does not say whose
 //!   it was).
+//! - `P:room:<room>:node`: the node that serves the room, while it has
+//!   peers in it (refreshed every heartbeat, expiring like the node's
+//!   hash). Until rooms span nodes, a room lives on one node: `joinRoom`
+//!   elsewhere is refused with `room_on_another_node`, naming the node.
 //!
 //! Every heartbeat (`heartbeat`, 1 s by default) writes the node's own hash
 //! and refreshes its expiry in one transaction, then reads the others: a
@@ -107,6 +111,21 @@ struct State {
     others: BTreeMap<String, NodeInfo>,
     me: Option<NodeInfo>,
     departed: u64,
+    /// Rooms this node holds the claim of, with when a peer last claimed
+    /// each here (`claim_room`).
+    claimed: BTreeMap<String, std::time::Instant>,
+}
+
+/// Where a room is served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RoomPlace {
+    pub room: String,
+    /// The node serving it, or the one suggested for it when none does.
+    pub node: String,
+    pub url: String,
+    /// Whether `node` serves it now (false: a suggestion, the least loaded
+    /// live node).
+    pub served: bool,
 }
 
 impl Cluster {
@@ -168,20 +187,112 @@ impl Cluster {
         }
     }
 
+    /// Claim `room` for this node before a peer joins it here: `Ok` when
+    /// this node serves it (or now does), `Err` with the node that does.
+    /// With Redis unreachable the room is served here (a cluster that
+    /// cannot coordinate keeps serving rather than refuse everyone).
+    pub async fn claim_room(&self, room: &str) -> Result<(), RoomPlace> {
+        let keys = Keys::new(&self.options.prefix);
+        let key = keys.room(room);
+        let me = &self.options.node_id;
+        let mut redis = self.manager.clone();
+        let ttl_ms = self.options.node_ttl.as_millis() as u64;
+        let outcome: redis::RedisResult<(Option<String>, Option<String>)> = redis::pipe()
+            .cmd("SET")
+            .arg(&key)
+            .arg(me)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms)
+            .get(&key)
+            .query_async(&mut redis)
+            .await;
+        match outcome {
+            Ok((_, Some(holder))) if holder != *me => {
+                let url = self.url_of(&holder).unwrap_or_default();
+                Err(RoomPlace {
+                    room: room.to_owned(),
+                    node: holder,
+                    url,
+                    served: true,
+                })
+            }
+            Ok(_) => {
+                self.state
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .claimed
+                    .insert(room.to_owned(), std::time::Instant::now());
+                Ok(())
+            }
+            Err(error) => {
+                tracing::warn!(room = %room, %error, "cluster: Redis unreachable; the room is served here");
+                Ok(())
+            }
+        }
+    }
+
+    /// Where `room` is served, or the least loaded live node when nowhere.
+    pub async fn place_of(&self, room: &str) -> RoomPlace {
+        let key = Keys::new(&self.options.prefix).room(room);
+        let mut redis = self.manager.clone();
+        let holder: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(&mut redis)
+            .await
+            .unwrap_or(None);
+        if let Some((node, url)) = holder.and_then(|h| Some((h.clone(), self.url_of(&h)?))) {
+            return RoomPlace {
+                room: room.to_owned(),
+                node,
+                url,
+                served: true,
+            };
+        }
+        let view = self.view();
+        let least = view
+            .nodes
+            .iter()
+            .min_by_key(|n| (n.peers, n.id != view.node))
+            .map(|n| (n.id.clone(), n.url.clone()))
+            .unwrap_or_else(|| (self.options.node_id.clone(), self.options.node_url.clone()));
+        RoomPlace {
+            room: room.to_owned(),
+            node: least.0,
+            url: least.1,
+            served: false,
+        }
+    }
+
+    /// The URL of a live node (this one included).
+    fn url_of(&self, node: &str) -> Option<String> {
+        if node == self.options.node_id {
+            return Some(self.options.node_url.clone());
+        }
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.others.get(node).map(|n| n.url.clone())
+    }
+
     /// Leave on shutdown: stop the heartbeat and remove this node's keys,
     /// so that the others drop it now rather than when its key expires.
     pub async fn leave(&self) {
         self.task.abort();
         let mut redis = self.manager.clone();
         let keys = Keys::new(&self.options.prefix);
-        let result: redis::RedisResult<()> = redis::pipe()
-            .atomic()
+        let claimed: Vec<String> = {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            state.claimed.keys().map(|r| keys.room(r)).collect()
+        };
+        let mut pipe = redis::pipe();
+        pipe.atomic()
             .del(keys.node(&self.options.node_id))
             .ignore()
             .zrem(keys.nodes(), &self.options.node_id)
-            .ignore()
-            .query_async(&mut redis)
-            .await;
+            .ignore();
+        for key in &claimed {
+            pipe.del(key).ignore();
+        }
+        let result: redis::RedisResult<()> = pipe.query_async(&mut redis).await;
         match result {
             Ok(()) => tracing::info!(node = %self.options.node_id, "cluster: left"),
             Err(error) => {
@@ -210,6 +321,9 @@ impl<'a> Keys<'a> {
     }
     fn nodes(&self) -> String {
         format!("{}:nodes", self.prefix)
+    }
+    fn room(&self, room: &str) -> String {
+        format!("{}:room:{room}:node", self.prefix)
     }
 }
 
@@ -242,6 +356,47 @@ async fn heartbeats(
             consumers: counts.consumers as u64,
         };
         let outcome = beat(&options, &mut redis, &me, started_ms).await;
+        if outcome.is_ok() {
+            let claimed = state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .claimed
+                .clone();
+            // The rooms with peers here, and those a peer claimed just now
+            // (its join may not be in the registry yet).
+            let mut rooms: std::collections::BTreeSet<String> = sfu
+                .registry()
+                .room_ids()
+                .iter()
+                .map(|r| r.to_string())
+                .collect();
+            rooms.extend(
+                claimed
+                    .iter()
+                    .filter(|(_, at)| at.elapsed() < 2 * options.heartbeat)
+                    .map(|(r, _)| r.clone()),
+            );
+            let rooms: Vec<String> = rooms.into_iter().collect();
+            let released: Vec<String> = claimed
+                .keys()
+                .filter(|r| rooms.binary_search(r).is_err())
+                .cloned()
+                .collect();
+            match refresh_claims(&options, &mut redis, &rooms, &released).await {
+                Ok(held) => {
+                    let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+                    let now = std::time::Instant::now();
+                    s.claimed = held
+                        .into_iter()
+                        .map(|r| {
+                            let at = s.claimed.get(&r).copied().unwrap_or(now);
+                            (r, at)
+                        })
+                        .collect();
+                }
+                Err(error) => tracing::debug!(%error, "cluster: room claims not refreshed"),
+            }
+        }
         let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
         s.me = Some(me);
         match outcome {
@@ -365,6 +520,56 @@ async fn beat(
             .await?;
     }
     Ok(alive)
+}
+
+/// Keep the claims of `rooms`, those this node has peers in (claiming again
+/// those that expired, e.g. after Redis restarted empty), and give up
+/// `released`, which it has none in any more. Returns the rooms it holds now. A room another
+/// node claimed meanwhile (Redis was away) stays served here for its
+/// peers, unclaimed.
+async fn refresh_claims(
+    options: &ClusterOptions,
+    redis: &mut ConnectionManager,
+    rooms: &[String],
+    released: &[String],
+) -> redis::RedisResult<std::collections::BTreeSet<String>> {
+    let keys = Keys::new(&options.prefix);
+    let me = &options.node_id;
+    let ttl_ms = options.node_ttl.as_millis() as u64;
+    let mut held = std::collections::BTreeSet::new();
+    if !rooms.is_empty() {
+        let mut pipe = redis::pipe();
+        for room in rooms {
+            pipe.cmd("SET")
+                .arg(keys.room(room))
+                .arg(me)
+                .arg("NX")
+                .arg("PX")
+                .arg(ttl_ms)
+                .ignore()
+                .get(keys.room(room));
+        }
+        let holders: Vec<Option<String>> = pipe.query_async(redis).await?;
+        let mut refresh = redis::pipe();
+        for (room, holder) in rooms.iter().zip(holders) {
+            if holder.as_deref() == Some(me.as_str()) {
+                refresh.pexpire(keys.room(room), ttl_ms as i64).ignore();
+                held.insert(room.clone());
+            } else {
+                tracing::warn!(room = %room, holder = ?holder, "cluster: a room with peers here is claimed by another node (split while Redis was away); its peers here stay");
+            }
+        }
+        let _: () = refresh.query_async(redis).await?;
+    }
+    for room in released {
+        // Only our own claim: another node may hold it by now.
+        let key = keys.room(room);
+        let holder: Option<String> = redis::cmd("GET").arg(&key).query_async(redis).await?;
+        if holder.as_deref() == Some(me.as_str()) {
+            let _: () = redis::cmd("DEL").arg(&key).query_async(redis).await?;
+        }
+    }
+    Ok(held)
 }
 
 /// A node id: 1 to 64 of `A-Z a-z 0-9 . _ -`.

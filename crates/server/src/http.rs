@@ -74,6 +74,7 @@ pub fn app(
 ) -> Router {
     let router = Router::new()
         .route("/health", get(health))
+        .route("/cluster/rooms/{room}", get(cluster_room))
         .route("/metrics", get(metrics))
         .route("/simplesfu-client.js", get(client_bundle))
         .route(
@@ -233,6 +234,57 @@ async fn metrics(State(sfu): State<Sfu>, headers: HeaderMap) -> Response {
         crate::metrics::render(&sfu).await,
     )
         .into_response()
+}
+
+/// `GET /cluster/rooms/{room}`: the node that serves a room, or the one
+/// to open it on (the least loaded), for a load balancer or an app that
+/// sends each room's clients to its node.
+async fn cluster_room(
+    State(sfu): State<Sfu>,
+    axum::extract::Path(room): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let Some(cluster) = sfu.inner.cluster.get().cloned() else {
+        return (
+            axum::http::StatusCode::NOT_FOUND,
+            "this server is a single node, not part of a cluster ([cluster] redis_url)",
+        )
+            .into_response();
+    };
+    let Ok(room) = room.parse::<simplesfu_proto::RoomId>() else {
+        return (
+            axum::http::StatusCode::BAD_REQUEST,
+            "a room id is 1 to 128 printable characters",
+        )
+            .into_response();
+    };
+    if let Some(verifier) = &sfu.inner.verifier {
+        // Which rooms exist is for those who may join them.
+        let token = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let Some(token) = token else {
+            return (
+                axum::http::StatusCode::UNAUTHORIZED,
+                "this server needs a join token for the room: send `Authorization: Bearer <token>`",
+            )
+                .into_response();
+        };
+        let allowed = verifier
+            .verify(token)
+            .map_err(|e| e.to_string())
+            .and_then(|grant| {
+                crate::auth::require_room(Some(&grant), &room).map_err(|e| e.message)
+            });
+        if let Err(message) = allowed {
+            return (axum::http::StatusCode::FORBIDDEN, message).into_response();
+        }
+    }
+    Json(cluster.place_of(room.as_str()).await).into_response()
 }
 
 async fn health(State(sfu): State<Sfu>) -> Json<serde_json::Value> {

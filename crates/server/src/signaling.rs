@@ -68,6 +68,23 @@ impl Sfu {
         // say so now rather than announce it to the room.
         let worker = self.registry().worker_of(peer)?;
         self.worker(worker)?;
+        if let Some(cluster) = self.inner.cluster.get() {
+            // Until rooms span nodes, a room lives on the node that has it.
+            if let Err(place) = cluster.claim_room(r.room_id.as_str()).await {
+                let at = if place.url.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at {}", place.url)
+                };
+                return Err(SignalingError::new(
+                    ErrorCode::RoomOnAnotherNode,
+                    format!(
+                        "room {} is served by node {}{at}: connect to that node to join it (GET /cluster/rooms/<room> on any node says where a room is)",
+                        r.room_id, place.node
+                    ),
+                ));
+            }
+        }
         let (effects, targets) = {
             let mut registry = self.registry();
             let members = registry.members(&r.room_id);

@@ -170,7 +170,7 @@ pub(crate) struct Inner {
     /// WHIP publishers (peers without a socket).
     whip: Mutex<crate::whip::WhipSessions>,
     /// The cluster this node takes part in, if any (`Sfu::set_cluster`).
-    cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    pub(crate) cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
     pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
     pub(crate) metrics_token: Option<TokenSecret>,
