@@ -4,13 +4,13 @@
 mod common;
 
 use common::*;
-use simplesfu_engine::{Direction, EngineError};
+use simplesfu_engine::{Direction, EngineError, WorkerHandle};
 use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(10);
 
-#[test]
-fn peers_on_two_workers_see_each_others_media_and_close_ends_the_pipe() {
+/// A sender on worker 0 and a receiver on a second worker, both connected.
+fn sender_and_far_receiver() -> (Sfu, WorkerHandle, ClientPeer, ClientPeer) {
     let sfu = Sfu::start();
     let other = spawn_worker("worker-1");
     let mut sender = sfu.transport(Direction::Send, ClientCodecs::Browser);
@@ -20,6 +20,12 @@ fn peers_on_two_workers_see_each_others_media_and_close_ends_the_pipe() {
             && p[1].connected),
         "both connect"
     );
+    (sfu, other, sender, receiver)
+}
+
+#[test]
+fn peers_on_two_workers_see_each_others_media_and_close_ends_the_pipe() {
+    let (sfu, other, mut sender, mut receiver) = sender_and_far_receiver();
 
     let producer = sfu.produce_video(&sfu.worker, &mut sender);
 
@@ -110,15 +116,7 @@ fn peers_on_two_workers_see_each_others_media_and_close_ends_the_pipe() {
 /// on another worker joined) forwards to that viewer once it resumes.
 #[test]
 fn a_producer_piped_while_paused_reaches_the_far_worker_once_resumed() {
-    let sfu = Sfu::start();
-    let other = spawn_worker("worker-1");
-    let mut sender = sfu.transport(Direction::Send, ClientCodecs::Browser);
-    let mut receiver = sfu.transport_on(&other, Direction::Recv, ClientCodecs::Router);
-    assert!(
-        pump_until(&mut [&mut sender, &mut receiver], WAIT, |p| p[0].connected
-            && p[1].connected),
-        "both connect"
-    );
+    let (sfu, other, mut sender, mut receiver) = sender_and_far_receiver();
     let producer = sfu.produce_video(&sfu.worker, &mut sender);
     sfu.block(sfu.worker.set_producer_paused(producer, true))
         .expect("pause");

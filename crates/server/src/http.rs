@@ -261,12 +261,7 @@ async fn cluster_room(
     };
     if let Some(verifier) = &sfu.inner.verifier {
         // Which rooms exist is for those who may join them.
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
+        let token = crate::auth::bearer_token(&headers);
         let Some(token) = token else {
             return (
                 axum::http::StatusCode::UNAUTHORIZED,

@@ -203,12 +203,7 @@ impl Sfu {
         let Some(verifier) = &self.inner.verifier else {
             return Ok(None);
         };
-        let token = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty());
+        let token = crate::auth::bearer_token(headers);
         let Some(token) = token else {
             return Err(WhipError::new(
                 StatusCode::UNAUTHORIZED,
