@@ -157,6 +157,13 @@ test('a room lives on the node that has it; the others send its peers there', { 
   assert.equal(open.served, false, 'a room nobody serves: a suggestion');
   assert.ok(['node-a', 'node-b'].includes(open.node));
 
+  // WHIP and WHEP clients are redirected to the room's node (RFC 9725 §4.5).
+  for (const [path, body] of [['/whip/stage?label=cam', 'v=0\r\n'], ['/whep/stage', 'v=0\r\n']]) {
+    const response = await fetch(`${b.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/sdp' }, body, redirect: 'manual' });
+    assert.equal(response.status, 307, path);
+    assert.equal(response.headers.get('location'), `${a.url}${path}`);
+  }
+
   // Its last peer gone, the room is free for any node.
   onA.close();
   await joinWhenFree(onB, 'stage');

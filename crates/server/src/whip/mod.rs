@@ -985,12 +985,48 @@ fn transport_info(reply: &Value) -> Option<WebRtcTransportInfo> {
     })
 }
 
+/// In a cluster, a room another node serves: `307 Temporary Redirect` to
+/// the same URL on that node (RFC 9725 §4.5), which the client POSTs to
+/// again. `None`: this node serves the room (or will). Only for a client
+/// whose token allows it: which rooms are where is for those who may join.
+async fn redirect_to_room_node(
+    sfu: &Sfu,
+    room: &RoomId,
+    right: Right,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+) -> Option<Response> {
+    let cluster = sfu.inner.cluster.get()?;
+    if let Err(e) = sfu.whip_grant(headers, room, right) {
+        return Some(e.into_response());
+    }
+    let place = cluster.claim_room(room.as_str()).await.err()?;
+    let message = format!(
+        "room {room} is served by node {}: POST to it (Location)",
+        place.node
+    );
+    if place.url.is_empty() {
+        return Some(WhipError::new(StatusCode::SERVICE_UNAVAILABLE, message).into_response());
+    }
+    let location = format!(
+        "{}{}",
+        place.url.trim_end_matches('/'),
+        uri.path_and_query().map_or(uri.path(), |p| p.as_str())
+    );
+    let mut response = (StatusCode::TEMPORARY_REDIRECT, message).into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Some(response)
+}
+
 /// `POST /whip/{room}`.
 pub(crate) async fn publish(
     State(sfu): State<Sfu>,
     Path(room): Path<String>,
     Query(query): Query<PublishQuery>,
     client: Option<axum::Extension<ClientAddr>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -998,6 +1034,10 @@ pub(crate) async fn publish(
         Ok(room) => room,
         Err(e) => return e.into_response(),
     };
+    if let Some(redirect) = redirect_to_room_node(&sfu, &room, Right::Publish, &headers, &uri).await
+    {
+        return redirect;
+    }
     let client = client.map(|c| c.0 .0);
     let outcome = sfu
         .whip_publish(room, query.label, client, &headers, &body)
@@ -1046,6 +1086,7 @@ pub(crate) async fn play(
     Path(room): Path<String>,
     Query(query): Query<PlayQuery>,
     client: Option<axum::Extension<ClientAddr>>,
+    uri: axum::http::Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -1053,6 +1094,11 @@ pub(crate) async fn play(
         Ok(room) => room,
         Err(e) => return e.into_response(),
     };
+    if let Some(redirect) =
+        redirect_to_room_node(&sfu, &room, Right::Subscribe, &headers, &uri).await
+    {
+        return redirect;
+    }
     let client = client.map(|c| c.0 .0);
     let outcome = sfu.whep_play(room, query, client, &headers, &body).await;
     respond(&sfu, outcome)
