@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startServer, startSecureServer, mintToken, connect, assertStillServing, expectError } from './harness.mjs';
+import { startServer, startSecureServer, mintToken, connect, assertStillServing, expectError, scrapeMetrics } from './harness.mjs';
 
 const REDIS = '/usr/bin/redis-server';
 const haveRedis = spawnSync(REDIS, ['--version']).status === 0;
@@ -102,6 +102,10 @@ test('nodes of one Redis see each other, their load, and who left', { skip: !hav
   const afterKill = await waitForCluster(a.url, (v) => ids(v).length === 1, 'node-b, killed, is dropped', 10_000);
   assert.deepEqual(ids(afterKill), ['node-a']);
   assert.equal(afterKill.departed, 2);
+  const metrics = await scrapeMetrics(a.url);
+  assert.equal(metrics.simplesfu_cluster_nodes, 1);
+  assert.equal(metrics.simplesfu_cluster_nodes_departed_total, 2);
+  assert.equal(metrics.simplesfu_cluster_redis_up, 1);
 });
 
 test('a node keeps serving while Redis is down and registers again when it is back', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
@@ -113,6 +117,7 @@ test('a node keeps serving while Redis is down and registers again when it is ba
   await redis.kill();
   const down = await waitForCluster(a.url, (v) => v.redis === 'unreachable', 'node-a notices Redis is gone');
   assert.deepEqual(ids(down), ['node-a']);
+  assert.equal((await scrapeMetrics(a.url)).simplesfu_cluster_redis_up, 0);
   await assertStillServing(a.url, t);
 
   // Back, empty (no persistence): node-a registers again, and a node that
@@ -151,6 +156,8 @@ test('a room lives on the node that has it; the others send its peers there', { 
   assert.match(error.message, /node-a/);
   assert.ok(error.message.includes(a.url), `the message says where: ${error.message}`);
 
+  assert.equal((await scrapeMetrics(b.url))['simplesfu_request_errors_total{code="room_on_another_node"}'], 1);
+  await waitForCluster(a.url, (v) => v.rooms_served === 1, 'node-a serves one room');
   const place = await (await fetch(`${b.url}/cluster/rooms/stage`)).json();
   assert.deepEqual(place, { room: 'stage', node: 'node-a', url: a.url, served: true });
   const open = await (await fetch(`${b.url}/cluster/rooms/nobody-here`)).json();

@@ -95,6 +95,8 @@ pub struct ClusterView {
     pub nodes: Vec<NodeInfo>,
     /// Nodes found dead (or gone) since this node started.
     pub departed: u64,
+    /// Rooms this node serves (holds the claim of).
+    pub rooms_served: usize,
 }
 
 /// A running membership: its view, and its task.
@@ -184,6 +186,7 @@ impl Cluster {
             },
             nodes,
             departed: state.departed,
+            rooms_served: state.claimed.len(),
         }
     }
 

@@ -318,6 +318,32 @@ pub(crate) async fn render(sfu: &Sfu) -> String {
         "Connections refused or ended by the server, by reason: at the HTTP door (server_full, address_full), for the join token (missing, expired, not_yet_valid, bad_signature, malformed), for the connect payload (payload_too_large, invalid_auth, resume_failed), or for a client that let too many pushes wait (too_many_pushes_waiting).",
         labelled("reason", snapshot(&metrics.refused)),
     );
+    if let Some(cluster) = sfu.cluster() {
+        page.single(
+            "cluster_redis_up",
+            "gauge",
+            "1 while this node's last heartbeat reached the cluster's Redis, else 0.",
+            u64::from(cluster.redis == "connected"),
+        );
+        page.single(
+            "cluster_nodes",
+            "gauge",
+            "Live nodes of the cluster as this node sees them, itself included.",
+            count(cluster.nodes.len()),
+        );
+        page.single(
+            "cluster_nodes_departed_total",
+            "counter",
+            "Nodes found gone (stopped, or their heartbeat expired) since this node started.",
+            cluster.departed,
+        );
+        page.single(
+            "cluster_rooms_served",
+            "gauge",
+            "Rooms this node serves in the cluster (holds the claim of).",
+            count(cluster.rooms_served),
+        );
+    }
     page.single(
         "acks_dropped_total",
         "counter",
