@@ -40,7 +40,12 @@ impl Router {
         let layer_count = producer.layers.len();
         let codec = producer.codec;
         let t = self.transport_mut(tid, Direction::Recv)?;
-        let unpaced = t.unpaced;
+        // A single stream (nothing to choose from) is not held to the
+        // estimator's starting guess before the transport's first estimate:
+        // paced at it, a 1.5 Mbit/s camera queued for that time (up to
+        // `NO_FEEDBACK_AFTER`), reached the viewer late, and str0m's queue
+        // kept the capacity it grew to (about 50 kB per viewer).
+        let unpaced = t.unpaced || (!simulcast && t.estimate_bps.is_none());
         let mid_text = match &mut t.planned_mids {
             // Numbered after the client's offer: its next m-line of this kind.
             Some(planned) => {
@@ -67,7 +72,8 @@ impl Router {
         api.declare_media(mid, str0m_kind);
         api.declare_stream_tx(ssrc, rtx, mid, None);
         // Audio is never paced; video unless the transport gets no feedback
-        // (see `Router::set_video_paced`).
+        // (see `Router::set_video_paced`) or, a single stream, until its
+        // first estimate.
         if let Some(stream) = api.stream_tx(&ssrc).filter(|_| kind == MediaKind::Video) {
             stream.set_unpaced(unpaced);
             // The copies kept to answer NACKs are most of a viewer's memory:

@@ -246,7 +246,9 @@ impl Router {
         }
         let estimate = estimate.as_u64();
         let previous = t.estimate_bps.replace(estimate);
-        if t.unpaced {
+        // The first estimate paces what went unpaced before it (single
+        // streams, see `consume`), as does feedback after none.
+        if t.unpaced || previous.is_none() {
             self.set_video_paced(tid, true);
         }
         if previous == Some(estimate) {
