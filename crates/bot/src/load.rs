@@ -210,6 +210,17 @@ pub struct WhepReport {
     pub delete_error: Option<String>,
 }
 
+impl WhepReport {
+    /// How many sessions were deleted, and the first failure if any:
+    /// `200` or `198 (first failure: ...)`.
+    pub fn deleted_text(&self) -> String {
+        match &self.delete_error {
+            Some(e) => format!("{} (first failure: {e})", self.deleted),
+            None => self.deleted.to_string(),
+        }
+    }
+}
+
 /// How long the run waits for the WHEP viewers' DELETEs at its end.
 const WHEP_DELETE_WAIT: Duration = Duration::from_secs(10);
 
@@ -897,15 +908,11 @@ impl LoadReport {
         }
         if let Some(w) = &self.whep {
             t += &format!(
-                "WHEP sessions {} (POST to answer p50 {:.0} ms, max {:.0} ms), deleted at the end {}{}\n",
+                "WHEP sessions {} (POST to answer p50 {:.0} ms, max {:.0} ms), deleted at the end {}\n",
                 w.sessions,
                 w.post_to_answer.p50_ms,
                 w.post_to_answer.max_ms,
-                w.deleted,
-                w.delete_error
-                    .as_ref()
-                    .map(|e| format!(" (first failure: {e})"))
-                    .unwrap_or_default()
+                w.deleted_text()
             );
         }
         if self.audio_levels_unasked > 0 {

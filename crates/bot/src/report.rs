@@ -442,17 +442,13 @@ fn whep_sessions(r: &BenchReport) -> String {
         let Some(w) = &l.report.whep else { continue };
         let _ = writeln!(
             rows,
-            "| {} | {} | {} | {:.1} / {:.1} | {}{} |",
+            "| {} | {} | {} | {:.1} / {:.1} | {} |",
             server_label(l.server, l.workers),
             l.load,
             w.sessions,
             w.post_to_answer.p50_ms,
             w.post_to_answer.max_ms,
-            w.deleted,
-            w.delete_error
-                .as_ref()
-                .map(|e| format!(" (first failure: {e})"))
-                .unwrap_or_default()
+            w.deleted_text()
         );
     }
     if rows.is_empty() {
