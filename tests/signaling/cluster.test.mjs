@@ -188,6 +188,7 @@ test('with join tokens, /cluster/rooms answers only a token of that room', { ski
   const { url } = await startSecureServer(t, { args: ['--cluster-redis-url', `redis://127.0.0.1:${redisPort}`, '--cluster-node-id', 'node-s'] });
   const ask = (token) => fetch(`${url}/cluster/rooms/secret-room`, token ? { headers: { authorization: `Bearer ${token}` } } : {});
   assert.equal((await ask()).status, 401);
+  assert.equal((await ask('not-a-token')).status, 401, 'a token that does not verify');
   assert.equal((await ask(mintToken({ room: 'other-room', subscribe: true }))).status, 403);
   const ok = await ask(mintToken({ room: 'secret-room', subscribe: true }));
   assert.equal(ok.status, 200);

@@ -259,25 +259,9 @@ async fn cluster_room(
         )
             .into_response();
     };
-    if let Some(verifier) = &sfu.inner.verifier {
-        // Which rooms exist is for those who may join them.
-        let token = crate::auth::bearer_token(&headers);
-        let Some(token) = token else {
-            return (
-                axum::http::StatusCode::UNAUTHORIZED,
-                "this server needs a join token for the room: send `Authorization: Bearer <token>`",
-            )
-                .into_response();
-        };
-        let allowed = verifier
-            .verify(token)
-            .map_err(|e| e.to_string())
-            .and_then(|grant| {
-                crate::auth::require_room(Some(&grant), &room).map_err(|e| e.message)
-            });
-        if let Err(message) = allowed {
-            return (axum::http::StatusCode::FORBIDDEN, message).into_response();
-        }
+    // Which rooms exist is for those who may join them.
+    if let Err(e) = sfu.room_grant(&headers, &room, " with a token of the room") {
+        return e.into_response();
     }
     Json(cluster.place_of(room.as_str()).await).into_response()
 }

@@ -193,21 +193,24 @@ pub(crate) struct PlayQuery {
 }
 
 impl Sfu {
-    /// The bearer token's grant for `room` (`None` when tokens are off).
-    fn whip_grant(
+    /// The bearer token's grant for `room` (`None` when tokens are off):
+    /// 401 without a token or with one that does not verify (counted in
+    /// /metrics), 403 for another room. `hint` ends the 401's message.
+    pub(crate) fn room_grant(
         &self,
         headers: &HeaderMap,
         room: &RoomId,
-        right: Right,
+        hint: &str,
     ) -> Result<Option<crate::auth::Grant>, WhipError> {
         let Some(verifier) = &self.inner.verifier else {
             return Ok(None);
         };
-        let token = crate::auth::bearer_token(headers);
-        let Some(token) = token else {
+        let Some(token) = crate::auth::bearer_token(headers) else {
             return Err(WhipError::new(
                 StatusCode::UNAUTHORIZED,
-                "this server needs a join token: send `Authorization: Bearer <token>` (in OBS: the Bearer Token field)",
+                format!(
+                    "this server needs a join token: send `Authorization: Bearer <token>`{hint}"
+                ),
             ));
         };
         let grant = verifier.verify(token).map_err(|e| {
@@ -215,9 +218,23 @@ impl Sfu {
             WhipError::new(StatusCode::UNAUTHORIZED, e.to_string())
         })?;
         require_room(Some(&grant), room)
-            .and_then(|()| require(Some(&grant), right))
             .map_err(|e| WhipError::new(StatusCode::FORBIDDEN, e.message))?;
         Ok(Some(grant))
+    }
+
+    /// [`Sfu::room_grant`], and the token must give `right`.
+    fn whip_grant(
+        &self,
+        headers: &HeaderMap,
+        room: &RoomId,
+        right: Right,
+    ) -> Result<Option<crate::auth::Grant>, WhipError> {
+        let grant = self.room_grant(headers, room, " (in OBS: the Bearer Token field)")?;
+        if let Some(grant) = &grant {
+            require(Some(grant), right)
+                .map_err(|e| WhipError::new(StatusCode::FORBIDDEN, e.message))?;
+        }
+        Ok(grant)
     }
 
     /// A request of a WHIP peer, through the same dispatch as a socket's,
