@@ -931,12 +931,14 @@ fn ramp_rooms(factor: f64) -> Vec<u32> {
     ramp(1, 16, factor)
 }
 
-/// Every thread of this process (the bot's runtime included) onto `cpus`:
-/// the `defaults` scenario unpins the bot for its levels, and pins it back.
-fn set_process_affinity(cpus: &[usize]) {
+/// Every thread of this process (the bot's runtime included) onto `cpus`;
+/// true when every thread took it. The bench pins the bot to CPU 1 at its
+/// start, and the `defaults` scenario unpins it for its levels.
+fn set_process_affinity(cpus: &[usize]) -> bool {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return;
+        return false;
     };
+    let mut all = true;
     // SAFETY: cpu_set_t is plain data; sched_setaffinity on this process's
     // own threads only.
     unsafe {
@@ -950,19 +952,16 @@ fn set_process_affinity(cpus: &[usize]) {
                 .to_str()
                 .and_then(|t| t.parse::<i32>().ok())
             {
-                libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set);
+                all &=
+                    libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0;
             }
         }
     }
+    all
 }
 
 fn pin_self_to_cpu1() -> bool {
-    // SAFETY: cpu_set_t is plain data; sched_setaffinity on this process only.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(1, &mut set);
-        libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0
-    }
+    set_process_affinity(&[1])
 }
 
 /// Run the whole benchmark and write the report files.
