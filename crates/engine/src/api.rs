@@ -1,9 +1,13 @@
 //! The engine's public vocabulary: options, infos and errors of each operation.
 
 use mediasoup_types::data_structures::{DtlsParameters, IceCandidate, IceParameters};
-use mediasoup_types::rtp_parameters::{MediaKind, RtpHeaderExtensionUri, RtpParameters};
+use mediasoup_types::rtp_parameters::{
+    MediaKind, RtpCodecParameters, RtpHeaderExtensionUri, RtpParameters,
+};
 use mediasoup_types::sctp_parameters::{SctpParameters, SctpStreamParameters};
+use serde::{Deserialize, Serialize};
 use simplesfu_proto::{ConsumerId, DataConsumerId, DataProducerId, ProducerId, TransportId};
+use std::net::SocketAddr;
 
 /// Which way media flows on a transport, seen from the client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -48,6 +52,58 @@ pub struct WebRtcTransportInfo {
     pub ice_candidates: Vec<IceCandidate>,
     pub dtls_parameters: DtlsParameters,
     pub sctp_parameters: Option<SctpParameters>,
+}
+
+/// Options of [`crate::WorkerHandle::create_link`]: one end of a link
+/// between two nodes (see docs/ENGINE.md "Links between nodes"). Both ends
+/// are given both pairs of ICE credentials (the nodes derive them from
+/// their shared secret), so a stranger's binding request fails integrity
+/// on either end.
+#[derive(Debug, Clone)]
+pub struct LinkOptions {
+    pub local_ufrag: String,
+    pub local_password: String,
+    pub remote_ufrag: String,
+    pub remote_password: String,
+    /// `Some`: this end connects to the far end's worker at this address
+    /// (full ICE, controlling; DTLS and SCTP client). `None`: this end
+    /// waits for the far end (ICE-lite, like every client transport).
+    pub connect_to: Option<SocketAddr>,
+}
+
+/// One end of a node link, as [`crate::WorkerHandle::create_link`] made it.
+#[derive(Debug, Clone)]
+pub struct LinkInfo {
+    /// The link's id: it is a transport of the worker, closed with
+    /// `close_transport` and reported in
+    /// [`EngineEvent::TransportClosed`] like one.
+    pub id: TransportId,
+    /// This end's DTLS fingerprint (`sha-256 AB:CD:..`), for the far end's
+    /// [`crate::WorkerHandle::connect_link`].
+    pub fingerprint: String,
+}
+
+/// What the far end of a link needs to mirror a producer relayed to it
+/// ([`crate::WorkerHandle::relay_producer`] gives it,
+/// [`crate::WorkerHandle::accept_relayed_producer`] takes it). It crosses
+/// between nodes, so it serializes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayedProducer {
+    /// The producer's id, kept by its mirror.
+    pub id: ProducerId,
+    pub kind: MediaKind,
+    /// The router codec its packets carry (router payload type).
+    pub codec: RtpCodecParameters,
+    pub rtx_payload_type: Option<u8>,
+    pub msid_stream: Option<String>,
+    pub max_bitrate: Option<u64>,
+    pub paused: bool,
+    /// The link's m-line for it.
+    pub mid: String,
+    /// One per layer, low to high: the SSRC it crosses the link with and
+    /// its RTX SSRC (video).
+    pub layers: Vec<(u32, Option<u32>)>,
 }
 
 /// Options of [`crate::WorkerHandle::produce`].
@@ -182,6 +238,14 @@ pub enum EngineEvent {
         spatial_layer: Option<u8>,
         temporal_layer: Option<u8>,
     },
+    /// The far end of a link closed a producer it relayed here: its mirror
+    /// is closed with the consumers of it on this worker
+    /// (`consumers_closed`; piped copies on other workers close too).
+    RelayedProducerClosed {
+        link_id: TransportId,
+        producer_id: ProducerId,
+        consumers_closed: Vec<ConsumerId>,
+    },
 }
 
 /// One audio producer's levels over one report period.
@@ -270,6 +334,11 @@ pub enum EngineError {
     /// left for another consumer of this kind.
     #[error("transport {0} has no m-line left for another {1:?} consumer")]
     NoMediaSlot(TransportId, MediaKind),
+    /// A link operation that cannot be done: the transport is not a link,
+    /// the far end's description or fingerprint does not hold, or the
+    /// address is linked already.
+    #[error("link: {0}")]
+    InvalidLink(String),
     /// Something inside str0m refused the operation.
     #[error("media engine failure: {0}")]
     Internal(String),

@@ -158,13 +158,7 @@ pub(crate) fn check_producer_parameters(
             pt_map.insert(c.payload_type(), Pt::from(router_pt));
         }
     }
-    let codec = match media.mime_type() {
-        MimeType::Audio(_) => Codec::Opus,
-        MimeType::Video(MimeTypeVideo::Vp8) => Codec::Vp8,
-        MimeType::Video(MimeTypeVideo::Vp9) => Codec::Vp9,
-        MimeType::Video(MimeTypeVideo::H264) => Codec::H264,
-        MimeType::Video(_) => Codec::Vp8,
-    };
+    let codec = codec_of(media);
     let router_codec = match router {
         RtpCodecCapabilityFinalized::Audio {
             mime_type,
@@ -220,6 +214,17 @@ pub(crate) fn check_producer_parameters(
 /// Whether a producer with this codec would be accepted by a router with
 /// `caps` (what [`check_producer_parameters`] matches on: mime type, clock
 /// rate, channels, H264 packetization mode and profile, VP9 profile).
+/// The str0m codec of a (checked, supported) codec's parameters.
+pub(crate) fn codec_of(codec: &RtpCodecParameters) -> Codec {
+    match codec.mime_type() {
+        MimeType::Audio(_) => Codec::Opus,
+        MimeType::Video(MimeTypeVideo::Vp8) => Codec::Vp8,
+        MimeType::Video(MimeTypeVideo::Vp9) => Codec::Vp9,
+        MimeType::Video(MimeTypeVideo::H264) => Codec::H264,
+        MimeType::Video(_) => Codec::Vp8,
+    }
+}
+
 pub fn codec_supported(caps: &RtpCapabilitiesFinalized, codec: &RtpCodecParameters) -> bool {
     !codec.is_rtx() && caps.codecs.iter().any(|rc| codec_matches(rc, codec))
 }

@@ -110,6 +110,10 @@ pub(crate) enum Command {
     DataPipeIn(PipedDataProducer, Reply<()>),
     PipeData(DataProducerId, bool, Arc<[u8]>),
     DataPipeClose(DataProducerId),
+    CreateLink(Box<LinkOptions>, Reply<LinkInfo>),
+    ConnectLink(TransportId, String, Reply<()>),
+    RelayOut(TransportId, ProducerId, Reply<RelayedProducer>),
+    RelayIn(TransportId, Box<RelayedProducer>, Reply<()>),
     Stats(oneshot::Sender<WorkerStats>),
     Shutdown,
 }
@@ -592,6 +596,51 @@ impl WorkerHandle {
             .await?;
         let origin = self.commands.clone();
         to.call(|r| Command::PipeIn(piped, origin, r)).await
+    }
+
+    /// One end of a link to another node (docs/ENGINE.md "Links between
+    /// nodes"): a str0m session over this worker's socket that carries
+    /// relayed producers, with SRTP, NACK/RTX and key-frame requests, and a
+    /// control channel for closing and pausing them. Give its fingerprint
+    /// to the far end, then [`WorkerHandle::connect_link`] with theirs.
+    pub async fn create_link(&self, options: LinkOptions) -> Result<LinkInfo, EngineError> {
+        self.call(|r| Command::CreateLink(Box::new(options), r))
+            .await
+    }
+
+    /// Start DTLS (and SCTP) on a link, pinned to the far end's
+    /// fingerprint (`sha-256 AB:CD:..`).
+    pub async fn connect_link(
+        &self,
+        link: TransportId,
+        remote_fingerprint: String,
+    ) -> Result<(), EngineError> {
+        self.call(|r| Command::ConnectLink(link, remote_fingerprint, r))
+            .await
+    }
+
+    /// Relay `producer` (of this worker, its own or piped in) over `link`,
+    /// every layer, once per link: give the description to the far end's
+    /// [`WorkerHandle::accept_relayed_producer`]. Closing and pausing the
+    /// producer reach the far end over the link's control channel.
+    pub async fn relay_producer(
+        &self,
+        link: TransportId,
+        producer: ProducerId,
+    ) -> Result<RelayedProducer, EngineError> {
+        self.call(|r| Command::RelayOut(link, producer, r)).await
+    }
+
+    /// Mirror a producer the far end of `link` relays here (same id): local
+    /// transports consume it, and other workers get it by
+    /// [`WorkerHandle::pipe_producer`], as any producer of this worker.
+    pub async fn accept_relayed_producer(
+        &self,
+        link: TransportId,
+        relayed: RelayedProducer,
+    ) -> Result<(), EngineError> {
+        self.call(|r| Command::RelayIn(link, Box::new(relayed), r))
+            .await
     }
 
     /// Make `data_producer` (of this worker) consumable on worker `to`: its

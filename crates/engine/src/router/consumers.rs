@@ -249,7 +249,7 @@ impl Router {
     }
 }
 
-fn fresh_ssrc(used: &mut HashSet<u32>, mut next: impl FnMut() -> Ssrc) -> Ssrc {
+pub(super) fn fresh_ssrc(used: &mut HashSet<u32>, mut next: impl FnMut() -> Ssrc) -> Ssrc {
     loop {
         let s = next();
         if *s != 0 && used.insert(*s) {

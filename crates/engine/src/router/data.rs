@@ -10,6 +10,7 @@ use crate::worker::Command;
 use mediasoup_types::sctp_parameters::SctpStreamParameters;
 use simplesfu_proto::{DataConsumerId, DataProducerId, TransportId};
 use std::sync::Arc;
+use std::time::Instant;
 use str0m::channel::{ChannelConfig, ChannelId, Reliability};
 
 impl Router {
@@ -175,11 +176,15 @@ impl Router {
             .get(&tid)
             .and_then(|t| t.channels.get(&channel))
             .copied();
-        if let Some(DataRoute::Consumer(cid)) = route {
-            if let Some(c) = self.data_consumers.get_mut(&cid) {
-                c.open = true;
+        match route {
+            Some(DataRoute::Consumer(cid)) => {
+                if let Some(c) = self.data_consumers.get_mut(&cid) {
+                    c.open = true;
+                }
+                self.flush_data_consumer(cid);
             }
-            self.flush_data_consumer(cid);
+            Some(DataRoute::LinkControl) => self.on_link_control_open(tid),
+            _ => {}
         }
     }
 
@@ -199,6 +204,7 @@ impl Router {
 
     pub(super) fn on_channel_data(
         &mut self,
+        now: Instant,
         tid: TransportId,
         channel: ChannelId,
         binary: bool,
@@ -209,8 +215,10 @@ impl Router {
             .get(&tid)
             .and_then(|t| t.channels.get(&channel))
             .copied();
-        let Some(DataRoute::Producer(pid)) = route else {
-            return;
+        let pid = match route {
+            Some(DataRoute::Producer(pid)) => pid,
+            Some(DataRoute::LinkControl) => return self.on_link_control(now, tid, data),
+            _ => return,
         };
         self.stats.data_messages_in += 1;
         self.fan_out_data(pid, binary, data);

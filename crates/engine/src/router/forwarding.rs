@@ -153,6 +153,41 @@ impl Router {
         let video = producer.kind == MediaKind::Video;
         let simulcast = producer.is_simulcast();
         let clock = if video { 90_000 } else { 48_000 };
+        // Links to other nodes take every layer as it comes.
+        let mut relayed_to = Vec::new();
+        for relay in &mut producer.relays {
+            let Some(t) = self.transports.get_mut(&relay.link) else {
+                continue;
+            };
+            let Some((ssrc, seq_no, time)) =
+                relay.number(now, layer, packet.seq_no, packet.timestamp, clock)
+            else {
+                continue;
+            };
+            if let Some(stream) = t.rtc.direct_api().stream_tx(&ssrc) {
+                stream.write_rtp(
+                    RtpWrite::new(
+                        packet.router_pt,
+                        seq_no.into(),
+                        time,
+                        packet.arrival,
+                        packet.payload.clone(),
+                    )
+                    .marker(packet.marker)
+                    .ext_vals(packet.ext.clone())
+                    .nackable(video),
+                );
+                self.stats.rtp_packets_out += 1;
+                self.stats.rtp_bytes_out += packet.payload.len() as u64;
+                relayed_to.push(relay.link);
+            }
+        }
+        for link in relayed_to {
+            self.mark_dirty(link);
+        }
+        let Some(producer) = self.producers.get(&producer_id) else {
+            return;
+        };
         let consumers = producer.consumers.clone();
         if first_of_layer && simulcast {
             // A layer that just started: consumers that want it need its key frame.

@@ -340,6 +340,9 @@ impl Router {
                 if let Some(c) = consumer.and_then(|cid| self.consumers.get(&cid)) {
                     let (producer, layer) = (c.producer_id, c.layers.current());
                     self.request_keyframe(now, producer, layer);
+                } else if let Some((producer, layer)) = self.relay_of(tid, req.mid, req.rid) {
+                    // The far end of a link wants a key frame of a layer it relays.
+                    self.request_keyframe(now, producer, layer);
                 }
             }
             // The estimate str0m reports in this event is averaged over the
@@ -352,8 +355,13 @@ impl Router {
                 }
             }
             Event::ChannelOpen(channel, _) => self.on_channel_open(tid, channel),
-            Event::ChannelData(data) => self.on_channel_data(tid, data.id, data.binary, &data.data),
-            Event::ChannelBufferedAmountLow(_) => self.on_send_buffer_low(tid),
+            Event::ChannelData(data) => {
+                self.on_channel_data(now, tid, data.id, data.binary, &data.data)
+            }
+            Event::ChannelBufferedAmountLow(_) => {
+                self.on_send_buffer_low(tid);
+                self.on_link_control_open(tid);
+            }
             Event::IceConnectionStateChange(state) => {
                 tracing::debug!(transport = %tid, ?state, "ICE state");
                 if state == IceConnectionState::Disconnected {

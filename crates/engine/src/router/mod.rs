@@ -16,6 +16,7 @@ mod data;
 mod forwarding;
 mod io;
 mod levels;
+mod links;
 mod pipes;
 mod producers;
 mod transports;
@@ -188,6 +189,8 @@ struct Transport {
     /// Recv transports: the probes asked of str0m while the preferred layers
     /// do not fit (see `Router::allocate`).
     probing: ProbeNudge,
+    /// Set on a link to another node (see `links`): what it relays.
+    link: Option<Box<links::LinkState>>,
 }
 
 /// When to ask str0m's estimator for a probe next, and what came of the last.
@@ -226,6 +229,8 @@ struct SendMediaEntry {
 enum DataRoute {
     Producer(DataProducerId),
     Consumer(DataConsumerId),
+    /// A link's control channel (closing and pausing of relayed producers).
+    LinkControl,
 }
 
 struct Layer {
@@ -253,6 +258,8 @@ struct PipeOut {
 struct Producer {
     source: ProducerSource,
     pipes: Vec<PipeOut>,
+    /// Links to other nodes this producer is relayed over.
+    relays: Vec<links::RelayOut>,
     kind: MediaKind,
     mid: Mid,
     codec: Codec,
@@ -535,6 +542,12 @@ impl Router {
                 }
             }
             Command::DataPipeClose(id) => self.on_data_pipe_close(id),
+            Command::CreateLink(o, r) => drop(r.send(self.create_link(now, *o))),
+            Command::ConnectLink(id, fingerprint, r) => {
+                drop(r.send(self.connect_link(id, &fingerprint)))
+            }
+            Command::RelayOut(link, producer, r) => drop(r.send(self.relay_out(link, producer))),
+            Command::RelayIn(link, relayed, r) => drop(r.send(self.relay_in(link, *relayed))),
             Command::Stats(r) => drop(r.send(self.stats())),
             Command::Shutdown => {}
         }

@@ -60,6 +60,7 @@ impl Router {
             Producer {
                 source: ProducerSource::Pipe(origin),
                 pipes: Vec::new(),
+                relays: Vec::new(),
                 kind: piped.kind,
                 mid: Mid::from("pipe"),
                 codec: piped.codec,

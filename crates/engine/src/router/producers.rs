@@ -108,6 +108,7 @@ impl Router {
         let producer = Producer {
             source: ProducerSource::Transport(tid),
             pipes: Vec::new(),
+            relays: Vec::new(),
             kind: options.kind,
             mid: Mid::from(mid_text.as_str()),
             codec: checked.codec,
@@ -157,7 +158,12 @@ impl Router {
                 let _ = pipe.sink.send(Command::PipePaused(id, paused));
             }
         }
-        if was && !paused && p.kind == MediaKind::Video {
+        let video = p.kind == MediaKind::Video;
+        if was != paused {
+            // ... and so do mirrors on other nodes.
+            self.relays_paused(id, paused);
+        }
+        if was && !paused && video {
             self.request_keyframe(now, id, None);
         }
         Ok(())
@@ -183,6 +189,7 @@ impl Router {
         for pipe in &p.pipes {
             let _ = pipe.sink.send(Command::PipeClose(id));
         }
+        self.relays_closed(id, &p.relays);
         if let Some((tid, t)) = p
             .transport_id()
             .and_then(|tid| Some((tid, self.transports.get_mut(&tid)?)))

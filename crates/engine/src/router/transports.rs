@@ -120,6 +120,7 @@ impl Router {
                 planned_mids,
                 unpaced: false,
                 probing: ProbeNudge::default(),
+                link: None,
             },
         );
         self.mark_dirty(id);
@@ -270,6 +271,9 @@ impl Router {
             let _ = self.close_data_consumer(d);
         }
         if let Some(mut t) = self.transports.remove(&id) {
+            if t.link.is_some() {
+                self.forget_link(id);
+            }
             t.rtc.disconnect();
             self.by_ufrag.remove(&t.local_ufrag);
             for path in t.addrs {
@@ -303,7 +307,7 @@ impl Router {
 /// An `Rtc` for one transport; `estimate`: run str0m's bandwidth estimator
 /// (receive transports, when the router estimates); `numbering`: the
 /// client's payload types and extension ids instead of the router's.
-fn build_rtc(now: Instant, estimate: bool, numbering: Option<&RemoteNumbering>) -> Rtc {
+pub(super) fn build_rtc(now: Instant, estimate: bool, numbering: Option<&RemoteNumbering>) -> Rtc {
     let mut exts = ExtensionMap::empty();
     match numbering {
         None => {

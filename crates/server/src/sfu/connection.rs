@@ -422,6 +422,15 @@ impl Sfu {
                 }
             }
             EngineEvent::AudioLevels(reports) => self.on_audio_levels(reports),
+            // Links between nodes are not made by the server yet (issue 16,
+            // docs/CLUSTER.md "Plan"): no relayed producer can close.
+            EngineEvent::RelayedProducerClosed {
+                link_id,
+                producer_id,
+                ..
+            } => {
+                tracing::debug!(worker, link = %link_id, producer = %producer_id, "relayed producer closed");
+            }
             EngineEvent::ConsumerLayersChanged {
                 transport_id,
                 consumer_id,
