@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import net from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { startServer, startSecureServer, mintToken, connect, assertStillServing, expectError, scrapeMetrics } from './harness.mjs';
+import { startServer, startSecureServer, mintToken, connect, assertStillServing, expectError, scrapeMetrics, createTransports, vp8Parameters } from './harness.mjs';
 
 const REDIS = '/usr/bin/redis-server';
 const haveRedis = spawnSync(REDIS, ['--version']).status === 0;
@@ -52,6 +52,16 @@ async function startRedis(t, port) {
 
 function startNode(t, redisPort, id) {
   return startServer(t, { args: ['--cluster-redis-url', `redis://127.0.0.1:${redisPort}`, '--cluster-node-id', id] });
+}
+
+const CLUSTER_SECRET = 'cluster-tests-secret-0123456789abcdef0123';
+
+/** A node of a cluster whose rooms span nodes (a shared secret). */
+function startSpanningNode(t, redisPort, id, secret = CLUSTER_SECRET) {
+  return startServer(t, {
+    args: ['--cluster-redis-url', `redis://127.0.0.1:${redisPort}`, '--cluster-node-id', id],
+    env: { SIMPLESFU_CLUSTER_SECRET: secret },
+  });
 }
 
 async function health(url) {
@@ -218,4 +228,94 @@ test('a cluster setting that cannot work is refused at start with the reason', a
   });
   assert.notEqual(withPassword.status, 0);
   assert.doesNotMatch(withPassword.stderr, /hunter2/, 'the password never reaches the output');
+});
+
+test('with a shared secret, one room spans nodes: peers on each see the others, consume across, and see a killed node leave', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
+  const redisPort = await freePort();
+  await startRedis(t, redisPort);
+  const a = await startSpanningNode(t, redisPort, 'node-a');
+  const b = await startSpanningNode(t, redisPort, 'node-b');
+  const c = await startSpanningNode(t, redisPort, 'node-c');
+  await waitForCluster(a.url, (v) => ids(v).length === 3, 'node-a sees three nodes');
+  await waitForCluster(b.url, (v) => ids(v).length === 3, 'node-b sees three nodes');
+
+  // A publisher on node-a, viewers on node-b and node-c, all in one room.
+  const pub = await connect(a.url, t);
+  const pubT = await createTransports(pub);
+  await pub.ok('joinRoom', { roomId: 'spread' });
+  const { id: producerId } = await pub.ok('produce', {
+    transportId: pubT.send,
+    kind: 'video',
+    rtpParameters: vp8Parameters(),
+    appData: { label: 'camera', broadcast: false },
+  });
+  const viewers = [];
+  for (const node of [b, c]) {
+    const v = await connect(node.url, t);
+    await createTransports(v, { connectRecv: true });
+    await v.ok('joinRoom', { roomId: 'spread' });
+    viewers.push(v);
+  }
+  const [onB, onC] = viewers;
+
+  // Each viewer hears of the publisher and of the other viewer, sees the
+  // remote producer in availableProducers and gets a consumer of it.
+  for (const v of viewers) {
+    await v.waitForPush('peerConnection', (ids) => ids.includes(pub.id), 5000);
+    await v.waitForPush('availableProducers', (list) => list[pub.id]?.producers?.[producerId]?.label === 'camera', 5000);
+    const consumer = await v.waitForPush('createConsumer', (c) => c.producerId === producerId, 5000);
+    assert.equal(consumer.peerId, pub.id);
+    assert.equal(consumer.kind, 'video');
+  }
+  await onB.waitForPush('peerConnection', (ids) => ids.includes(onC.id), 5000);
+  await pub.waitForPush('peerConnection', (ids) => ids.includes(onB.id) && ids.includes(onC.id) || ids.includes(onB.id), 5000);
+  await pub.waitForPush('availableProducers', (list) => Boolean(list[onB.id] && list[onC.id]), 5000);
+
+  // Pausing on node-a shows on node-b.
+  await pub.ok('pauseProducer', { producerId });
+  await onB.waitForPush('availableProducers', (list) => list[pub.id]?.producers?.[producerId]?.paused === true, 5000);
+
+  // A peer id cannot be consumed from a node that does not know it.
+  await onB.fails('createConsumer', { producingPeerId: 'nobody', producerId }, 'peer_not_found');
+
+  // Closing the producer on node-a closes the consumers on node-b and node-c.
+  await pub.ok('closeProducer', { producerId });
+  for (const v of viewers) {
+    await v.waitForPush('consumerClosed', (c) => c.producerId === producerId, 5000);
+  }
+
+  // node-a killed: its peer leaves the room on node-b and node-c within 10 s.
+  const { id: second } = await (async () => {
+    const again = await pub.ok('produce', { transportId: pubT.send, kind: 'video', rtpParameters: vp8Parameters({ ssrc: 4444, rtxSsrc: 5555, mid: '3' }), appData: { label: 'again' } });
+    return again;
+  })();
+  for (const v of viewers) await v.waitForPush('createConsumer', (c) => c.producerId === second, 5000);
+  const pubId = pub.id;
+  a.child.kill('SIGKILL');
+  const killedAt = Date.now();
+  for (const v of viewers) {
+    await v.waitForPush('peerDisconnection', (ids) => ids.includes(pubId), 10_000);
+    await v.waitForPush('consumerClosed', (c) => c.producerId === second, 1000);
+  }
+  assert.ok(Date.now() - killedAt < 10_000, 'within 10 s');
+  // The room goes on between node-b and node-c.
+  const late = await connect(c.url, t);
+  await late.ok('joinRoom', { roomId: 'spread' });
+  await onB.waitForPush('peerConnection', (ids) => ids.includes(late.id), 5000);
+});
+
+test('a node with another secret takes no part in the rooms of the others', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
+  const redisPort = await freePort();
+  await startRedis(t, redisPort);
+  const a = await startSpanningNode(t, redisPort, 'node-a');
+  const stranger = await startSpanningNode(t, redisPort, 'node-x', 'a-different-secret-0123456789abcdef0123');
+  await waitForCluster(a.url, (v) => ids(v).length === 2, 'both registered');
+  const onA = await connect(a.url, t);
+  await onA.ok('joinRoom', { roomId: 'closed' });
+  const onX = await connect(stranger.url, t);
+  await onX.ok('joinRoom', { roomId: 'closed' });
+  await onA.noPush('peerConnection', () => true, 2500);
+  await onX.noPush('peerConnection', () => true, 10);
+  const health = await (await fetch(`${a.url}/health`)).json();
+  assert.ok(health.cluster.span.messagesDropped > 0, `node-a dropped the stranger's messages: ${JSON.stringify(health.cluster.span)}`);
 });

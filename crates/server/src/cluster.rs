@@ -48,6 +48,8 @@ pub struct ClusterOptions {
     pub heartbeat: Duration,
     /// How long a node's registration outlives its last heartbeat.
     pub node_ttl: Duration,
+    /// The secret the nodes share: set, rooms span nodes (`crate::span`).
+    pub secret: Option<String>,
 }
 
 impl std::fmt::Debug for ClusterOptions {
@@ -59,6 +61,7 @@ impl std::fmt::Debug for ClusterOptions {
             .field("prefix", &self.prefix)
             .field("heartbeat", &self.heartbeat)
             .field("node_ttl", &self.node_ttl)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -97,6 +100,9 @@ pub struct ClusterView {
     pub departed: u64,
     /// Rooms this node serves (holds the claim of).
     pub rooms_served: usize,
+    /// Rooms across nodes (with a shared secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub span: Option<crate::span::SpanStats>,
 }
 
 /// A running membership: its view, and its task.
@@ -105,6 +111,8 @@ pub struct Cluster {
     state: Arc<Mutex<State>>,
     manager: ConnectionManager,
     task: tokio::task::JoinHandle<()>,
+    /// Rooms across nodes (with a shared secret).
+    span: Option<Arc<crate::span::Span>>,
 }
 
 #[derive(Default)]
@@ -146,14 +154,29 @@ impl Cluster {
             .set_response_timeout(Some(Duration::from_secs(2)))
             .set_max_delay(Duration::from_secs(2))
             .set_number_of_retries(1);
-        let manager = ConnectionManager::new_lazy_with_config(client, config).map_err(|e| {
-            anyhow::anyhow!(
-                "could not set up the Redis connection to {}: {e}",
-                redacted_url(&options.redis_url)
-            )
-        })?;
+        let manager =
+            ConnectionManager::new_lazy_with_config(client.clone(), config).map_err(|e| {
+                anyhow::anyhow!(
+                    "could not set up the Redis connection to {}: {e}",
+                    redacted_url(&options.redis_url)
+                )
+            })?;
         let state = Arc::new(Mutex::new(State::default()));
         let started_ms = now_ms();
+        let span = options.secret.as_ref().map(|secret| {
+            let span = crate::span::Span::start(
+                &sfu,
+                client,
+                manager.clone(),
+                &options.node_id,
+                &options.prefix,
+                secret,
+                options.heartbeat,
+                started_ms,
+            );
+            sfu.set_span(span.clone());
+            span
+        });
         let task = tokio::spawn(heartbeats(
             options.clone(),
             manager.clone(),
@@ -166,6 +189,7 @@ impl Cluster {
             state,
             manager,
             task,
+            span,
         });
         sfu.set_cluster(cluster.clone());
         tracing::info!(node = %cluster.options.node_id, redis = %redacted_url(&cluster.options.redis_url), "cluster: joining");
@@ -187,6 +211,7 @@ impl Cluster {
             nodes,
             departed: state.departed,
             rooms_served: state.claimed.len(),
+            span: self.span.as_ref().map(|s| s.stats()),
         }
     }
 
@@ -211,7 +236,9 @@ impl Cluster {
             .query_async(&mut redis)
             .await;
         match outcome {
-            Ok((_, Some(holder))) if holder != *me => {
+            // With a shared secret rooms span nodes: the claim only says
+            // where a room began (a hint for placement), it refuses nobody.
+            Ok((_, Some(holder))) if holder != *me && self.options.secret.is_none() => {
                 let url = self.url_of(&holder).unwrap_or_default();
                 Err(RoomPlace {
                     room: room.to_owned(),
@@ -280,6 +307,9 @@ impl Cluster {
     /// so that the others drop it now rather than when its key expires.
     pub async fn leave(&self) {
         self.task.abort();
+        if let Some(span) = &self.span {
+            span.leave().await;
+        }
         let mut redis = self.manager.clone();
         let keys = Keys::new(&self.options.prefix);
         let claimed: Vec<String> = {
@@ -400,37 +430,47 @@ async fn heartbeats(
                 Err(error) => tracing::debug!(%error, "cluster: room claims not refreshed"),
             }
         }
-        let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
-        s.me = Some(me);
-        match outcome {
-            Ok(alive) => {
-                if !s.connected {
-                    tracing::info!(node = %options.node_id, "cluster: registered in Redis");
-                }
-                s.connected = true;
-                let gone: Vec<String> = s
-                    .others
-                    .keys()
-                    .filter(|id| !alive.contains_key(*id))
-                    .cloned()
-                    .collect();
-                for id in gone {
-                    s.others.remove(&id);
-                    s.departed += 1;
-                    tracing::info!(node = %id, "cluster: node gone (left, or its heartbeat expired)");
-                }
-                for (id, info) in alive {
-                    if !s.others.contains_key(&id) {
-                        tracing::info!(node = %id, url = %info.url, "cluster: node joined");
+        let departed = {
+            let mut departed = Vec::new();
+            let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
+            s.me = Some(me);
+            match outcome {
+                Ok(alive) => {
+                    if !s.connected {
+                        tracing::info!(node = %options.node_id, "cluster: registered in Redis");
                     }
-                    s.others.insert(id, info);
+                    s.connected = true;
+                    let gone: Vec<String> = s
+                        .others
+                        .keys()
+                        .filter(|id| !alive.contains_key(*id))
+                        .cloned()
+                        .collect();
+                    for id in gone {
+                        s.others.remove(&id);
+                        s.departed += 1;
+                        tracing::info!(node = %id, "cluster: node gone (left, or its heartbeat expired)");
+                        departed.push(id);
+                    }
+                    for (id, info) in alive {
+                        if !s.others.contains_key(&id) {
+                            tracing::info!(node = %id, url = %info.url, "cluster: node joined");
+                        }
+                        s.others.insert(id, info);
+                    }
+                }
+                Err(error) => {
+                    if s.connected {
+                        tracing::warn!(node = %options.node_id, %error, "cluster: Redis unreachable; serving local peers, retrying");
+                    }
+                    s.connected = false;
                 }
             }
-            Err(error) => {
-                if s.connected {
-                    tracing::warn!(node = %options.node_id, %error, "cluster: Redis unreachable; serving local peers, retrying");
-                }
-                s.connected = false;
+            departed
+        };
+        if let Some(span) = sfu.inner.span.get() {
+            for id in departed {
+                span.node_gone(&sfu, &id).await;
             }
         }
     }
@@ -620,8 +660,11 @@ mod tests {
             prefix: "simplesfu".into(),
             heartbeat: Duration::from_secs(1),
             node_ttl: Duration::from_secs(5),
+            secret: Some("the-cluster-secret-0123456789abcdef".into()),
         };
-        assert!(!format!("{options:?}").contains("hunter2"));
+        let printed = format!("{options:?}");
+        assert!(!printed.contains("hunter2"));
+        assert!(!printed.contains("the-cluster-secret"), "{printed}");
     }
 
     #[test]

@@ -82,6 +82,14 @@ pub struct ClusterConfig {
     /// milliseconds: a node that stops (crash, network) is dropped by the
     /// others after at most this plus one heartbeat.
     pub node_ttl_ms: u64,
+    /// The secret the nodes share (at least 32 characters; from the file
+    /// or `SIMPLESFU_CLUSTER_SECRET`, never a flag). Set: rooms span nodes
+    /// (peers of one room on several nodes see and hear each other through
+    /// links between the nodes, whose messages are signed with it and
+    /// whose ICE credentials derive from it). Unset: a room lives on one
+    /// node (`room_on_another_node` elsewhere).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -96,6 +104,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("prefix", &self.prefix)
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("node_ttl_ms", &self.node_ttl_ms)
+            .field("secret", &self.secret.as_ref().map(|_| "***"))
             .finish()
     }
 }
@@ -109,6 +118,7 @@ impl Default for ClusterConfig {
             prefix: "simplesfu".into(),
             heartbeat_ms: 1000,
             node_ttl_ms: 5000,
+            secret: None,
         }
     }
 }
@@ -143,6 +153,15 @@ impl ClusterConfig {
                 self.heartbeat_ms
             ));
         }
+        if self
+            .secret
+            .as_ref()
+            .is_some_and(|s| s.chars().count() < 32 || s.len() > 1024)
+        {
+            return Err(
+                "cluster.secret must be 32 to 1024 characters (e.g. `openssl rand -hex 32`)".into(),
+            );
+        }
         if self.node_ttl_ms < 2 * self.heartbeat_ms || self.node_ttl_ms > 60_000 {
             return Err(format!(
                 "cluster.node_ttl_ms is {}; use at least twice heartbeat_ms ({}) and at most 60000",
@@ -169,6 +188,7 @@ impl ClusterConfig {
             prefix: self.prefix.clone(),
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             node_ttl: Duration::from_millis(self.node_ttl_ms),
+            secret: self.secret.clone(),
         })
     }
 }
@@ -769,6 +789,8 @@ pub struct Overrides {
 const SECRET_ENV: &str = "SIMPLESFU_AUTH_SECRET";
 /// Likewise the bearer token of /metrics.
 const METRICS_TOKEN_ENV: &str = "SIMPLESFU_METRICS_TOKEN";
+/// Likewise the secret the nodes of a cluster share.
+const CLUSTER_SECRET_ENV: &str = "SIMPLESFU_CLUSTER_SECRET";
 
 impl Cli {
     /// The configuration: defaults, then the file, then the environment and
@@ -785,6 +807,12 @@ impl Cli {
             .filter(|s| !s.is_empty())
         {
             config.auth.metrics_token = Some(TokenSecret::new(token));
+        }
+        if let Some(secret) = std::env::var(CLUSTER_SECRET_ENV)
+            .ok()
+            .filter(|s| !s.is_empty())
+        {
+            config.cluster.secret = Some(secret);
         }
         config.validate()?;
         Ok(config)
@@ -982,6 +1010,20 @@ mod tests {
             "default: where it listens"
         );
         assert!(!format!("{options:?}").contains("hunter2"));
+        let mut with_secret = config.clone();
+        with_secret.cluster.secret = Some("s".repeat(40));
+        with_secret.validate().expect("a long enough secret");
+        assert!(
+            !format!("{with_secret:?}").contains(&"s".repeat(40)),
+            "the secret stays out of debug output"
+        );
+        assert_eq!(
+            with_secret
+                .cluster
+                .options("http://x")
+                .and_then(|o| o.secret),
+            Some("s".repeat(40))
+        );
         assert!(
             Config::default().cluster.options("http://x").is_none(),
             "no Redis, no cluster"
@@ -1014,6 +1056,10 @@ mod tests {
             (
                 "redis_url = \"redis://h:1\"\nnode_ttl_ms = 1500",
                 "cluster.node_ttl_ms",
+            ),
+            (
+                "redis_url = \"redis://h:1\"\nsecret = \"short\"",
+                "cluster.secret",
             ),
         ] {
             let config =

@@ -33,6 +33,7 @@ mod serve;
 mod session;
 mod sfu;
 mod signaling;
+pub mod span;
 mod speaker;
 pub mod tls;
 mod whip;

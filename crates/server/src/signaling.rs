@@ -69,7 +69,7 @@ impl Sfu {
         let worker = self.registry().worker_of(peer)?;
         self.worker(worker)?;
         if let Some(cluster) = self.inner.cluster.get() {
-            // Until rooms span nodes, a room lives on the node that has it.
+            // Without a shared secret, a room lives on the node that has it.
             if let Err(place) = cluster.claim_room(r.room_id.as_str()).await {
                 let at = if place.url.is_empty() {
                     String::new()
@@ -96,6 +96,10 @@ impl Sfu {
         };
         tracing::info!(peer = %peer, room = %r.room_id, auto_consume, "joined room");
         self.apply(effects).await;
+        if let Some(span) = self.inner.span.get() {
+            // The room's peers on other nodes, known already, appear now.
+            span.reconcile(self).await;
+        }
         if let Some(peer_id) = self.active_speaker(&r.room_id) {
             self.push(
                 peer,

@@ -19,9 +19,11 @@ use simplesfu_proto::{
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 pub(crate) use kinds::{ConsumerKind, Data, Media};
+pub(crate) use remote::RemotePeer;
 
 mod kinds;
 mod media;
+mod remote;
 #[cfg(test)]
 mod tests;
 mod transports;
@@ -47,7 +49,7 @@ impl Effects {
         self.pushes.push((to.clone(), push));
     }
 
-    fn merge(&mut self, other: Effects) {
+    pub(crate) fn merge(&mut self, other: Effects) {
         self.pushes.extend(other.pushes);
         self.close_consumers.extend(other.close_consumers);
         self.close_data_consumers.extend(other.close_data_consumers);
@@ -99,6 +101,10 @@ struct DataConsumerEntry {
 #[derive(Debug)]
 pub(crate) struct PeerEntry {
     worker: WorkerIndex,
+    /// The node of a peer connected to another node (rooms across nodes):
+    /// it has no transports or consumers here, only its room and
+    /// producers, which local peers consume through a link.
+    remote: Option<std::sync::Arc<str>>,
     room: Option<RoomId>,
     /// Whether the server creates consumers for this peer without being asked.
     auto_consume: bool,
@@ -197,12 +203,13 @@ fn closed(producing_peer: &PeerId, producer: impl ToString) -> ConsumerClosed {
 
 impl Registry {
     pub fn counts(&self) -> RegistryCounts {
+        let local = self.peers.values().filter(|p| p.remote.is_none());
         let mut c = RegistryCounts {
-            peers: self.peers.len(),
-            rooms: self.rooms.len(),
+            peers: local.clone().count(),
+            rooms: self.local_room_count(),
             ..Default::default()
         };
-        for p in self.peers.values() {
+        for p in local {
             c.transports += usize::from(p.send.is_some()) + usize::from(p.recv.is_some());
             c.producers += p.producers.len();
             c.consumers += p.consumers.len();
@@ -217,6 +224,7 @@ impl Registry {
             peer,
             PeerEntry {
                 worker,
+                remote: None,
                 room: None,
                 auto_consume: true,
                 send: None,
@@ -450,7 +458,7 @@ impl Registry {
     /// How many peers are placed on each of `workers` workers.
     pub fn peers_per_worker(&self, workers: usize) -> Vec<usize> {
         let mut counts = vec![0; workers];
-        for p in self.peers.values() {
+        for p in self.peers.values().filter(|p| p.remote.is_none()) {
             if let Some(c) = counts.get_mut(p.worker) {
                 *c += 1;
             }
@@ -511,7 +519,25 @@ impl Registry {
         out
     }
 
+    /// Rooms with at least one peer of this node.
     pub fn room_ids(&self) -> Vec<RoomId> {
-        self.rooms.keys().cloned().collect()
+        self.rooms
+            .iter()
+            .filter(|(_, members)| self.has_local(members))
+            .map(|(room, _)| room.clone())
+            .collect()
+    }
+
+    fn local_room_count(&self) -> usize {
+        self.rooms
+            .values()
+            .filter(|members| self.has_local(members))
+            .count()
+    }
+
+    fn has_local(&self, members: &[PeerId]) -> bool {
+        members
+            .iter()
+            .any(|m| self.peers.get(m).is_some_and(|p| p.remote.is_none()))
     }
 }

@@ -488,3 +488,68 @@ fn auto_consume_follows_the_joiners_choice_and_broadcast() {
         .collect();
     assert_eq!(targets, vec![pid("a")]);
 }
+
+#[test]
+fn a_remote_peer_joins_produces_and_leaves_like_a_local_one_for_the_local_peers() {
+    let mut r = registry_with(&["local"]);
+    with_transports(&mut r, "local");
+    r.join_room(&pid("local"), &rid("hall"), true)
+        .expect("local joins");
+    let node: std::sync::Arc<str> = "node-b".into();
+    let joined = r
+        .add_remote_peer(&pid("far"), node.clone(), 0, &rid("hall"))
+        .expect("remote joins");
+    assert_eq!(types_of(&joined, "local"), vec!["peerConnection"]);
+    assert_eq!(r.node_of(&pid("far")), Some(node.clone()));
+    assert_eq!(r.node_of(&pid("local")), None);
+    // A peer id in use here is not mirrored.
+    assert!(r
+        .add_remote_peer(&pid("local"), node.clone(), 0, &rid("hall"))
+        .is_err());
+
+    // Its producer: the local peer consumes it without being asked.
+    let producer = ProducerId::new();
+    let (_, targets) = r
+        .add_remote_producer(&pid("far"), producer, video("cam"))
+        .expect("remote producer");
+    assert_eq!(
+        targets,
+        vec![AutoConsume {
+            consumer: pid("local"),
+            producing_peer: pid("far"),
+            producer
+        }]
+    );
+    assert!(r.available_producers(&rid("hall"))[&pid("far")]
+        .producers
+        .contains_key(&producer));
+    // It is not a local producer (no other node asks this one to relay it).
+    assert_eq!(r.local_producer_worker(producer), None);
+    let ConsumePlan::Create { recv_transport, .. } = r
+        .plan_consume::<Media>(&pid("local"), &pid("far"), producer)
+        .expect("may consume")
+    else {
+        panic!("a new consumer")
+    };
+    let info = consumer_info(producer);
+    let consumer = info.id;
+    r.add_consumer::<Media>(&pid("local"), &pid("far"), recv_transport, info)
+        .expect("recorded");
+
+    // Counted as nobody's load here, listed as nobody's room to tell others.
+    assert_eq!(r.counts().peers, 1);
+    assert_eq!(r.local_rooms()[&rid("hall")].len(), 1);
+    assert_eq!(r.remote_peers()[&pid("far")].producers.len(), 1);
+
+    // Its node says it left: the local peer hears it, and the consumer closes in the engine too.
+    let left = r.remove_remote_peer(&pid("far"));
+    assert_eq!(
+        types_of(&left, "local"),
+        vec!["consumerClosed", "peerDisconnection"]
+    );
+    assert_eq!(left.close_consumers, vec![(0, consumer)]);
+    assert!(r.remote_peers().is_empty());
+    // A local peer is never removed as a remote one.
+    assert!(r.remove_remote_peer(&pid("local")).pushes.is_empty());
+    assert_eq!(r.counts().peers, 1);
+}

@@ -410,7 +410,13 @@ impl Sfu {
                 ..
             } => {
                 let owner = self.registry().transport_owner(transport_id);
-                let Some(owner) = owner else { return };
+                let Some(owner) = owner else {
+                    if let Some(span) = self.inner.span.get() {
+                        // A link to another node (it has no peer).
+                        span.link_closed(transport_id);
+                    }
+                    return;
+                };
                 tracing::info!(peer = %owner, worker, transport = %transport_id, %reason, "transport closed by the engine");
                 let Some(queue) = self.queue_of(&owner) else {
                     return;
@@ -422,14 +428,18 @@ impl Sfu {
                 }
             }
             EngineEvent::AudioLevels(reports) => self.on_audio_levels(reports),
-            // Links between nodes are not made by the server yet (issue 16,
-            // docs/CLUSTER.md "Plan"): no relayed producer can close.
+            // The registry hears of it from the producer's node (its state
+            // no longer lists the producer), which closes the consumers'
+            // entries and tells their peers.
             EngineEvent::RelayedProducerClosed {
                 link_id,
                 producer_id,
                 ..
             } => {
                 tracing::debug!(worker, link = %link_id, producer = %producer_id, "relayed producer closed");
+                if let Some(span) = self.inner.span.get() {
+                    span.relay_closed(producer_id);
+                }
             }
             EngineEvent::ConsumerLayersChanged {
                 transport_id,

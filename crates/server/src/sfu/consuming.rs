@@ -29,6 +29,7 @@ impl Sfu {
                 producer_worker,
             } => (worker, recv_transport, producer_worker),
         };
+        K::relay(self, producing_peer, producer).await?;
         let engine = self.worker(worker)?;
         if producer_worker != worker {
             // mediasoup's pipeToRouter: once per producer and worker, idempotent.
@@ -105,6 +106,13 @@ pub(crate) trait EngineConsumer: ConsumerKind {
     ) -> impl Future<Output = Result<Self::Info, EngineError>> + Send;
     /// Close a consumer nobody will use (its failure changes nothing).
     fn close(engine: &WorkerHandle, consumer: Self::ConsumerId) -> impl Future<Output = ()> + Send;
+    /// A producer of a peer on another node: have it relayed to the link
+    /// worker first (nothing for a local peer's).
+    fn relay(
+        sfu: &Sfu,
+        producing_peer: &PeerId,
+        producer: Self::ProducerId,
+    ) -> impl Future<Output = Result<(), SignalingError>> + Send;
 }
 
 impl EngineConsumer for Media {
@@ -129,6 +137,17 @@ impl EngineConsumer for Media {
     async fn close(engine: &WorkerHandle, consumer: ConsumerId) {
         let _ = engine.close_consumer(consumer).await;
     }
+    async fn relay(
+        sfu: &Sfu,
+        producing_peer: &PeerId,
+        producer: ProducerId,
+    ) -> Result<(), SignalingError> {
+        let node = sfu.registry().node_of(producing_peer);
+        match (node, sfu.inner.span.get()) {
+            (Some(node), Some(span)) => span.ensure_relay(sfu, &node, producer).await,
+            _ => Ok(()),
+        }
+    }
 }
 
 impl EngineConsumer for Data {
@@ -152,5 +171,9 @@ impl EngineConsumer for Data {
     }
     async fn close(engine: &WorkerHandle, consumer: DataConsumerId) {
         let _ = engine.close_data_consumer(consumer).await;
+    }
+    /// Remote peers' data producers are not announced (yet), so never consumed.
+    async fn relay(_: &Sfu, _: &PeerId, _: DataProducerId) -> Result<(), SignalingError> {
+        Ok(())
     }
 }

@@ -171,6 +171,11 @@ pub(crate) struct Inner {
     whip: Mutex<crate::whip::WhipSessions>,
     /// The cluster this node takes part in, if any (`Sfu::set_cluster`).
     pub(crate) cluster: std::sync::OnceLock<Arc<crate::cluster::Cluster>>,
+    /// Rooms across nodes, when the cluster shares a secret.
+    pub(crate) span: std::sync::OnceLock<Arc<crate::span::Span>>,
+    /// The addresses ICE candidates announce (the first is where other
+    /// nodes reach this node's links).
+    announced_ips: Vec<IpAddr>,
     pub(crate) limits: Limits,
     pub(crate) metrics: Metrics,
     pub(crate) metrics_token: Option<TokenSecret>,
@@ -304,6 +309,8 @@ impl Sfu {
                 dynacast: Mutex::new(dynacast::Dynacast::default()),
                 whip: Mutex::new(crate::whip::WhipSessions::default()),
                 cluster: std::sync::OnceLock::new(),
+                span: std::sync::OnceLock::new(),
+                announced_ips: announced_ips.clone(),
                 ice_server_links: options
                     .ice_servers
                     .iter()
@@ -356,6 +363,20 @@ impl Sfu {
     /// Make this SFU a node of `cluster` (once; `Cluster::start` does it).
     pub(crate) fn set_cluster(&self, cluster: Arc<crate::cluster::Cluster>) {
         let _ = self.inner.cluster.set(cluster);
+    }
+
+    pub(crate) fn set_span(&self, span: Arc<crate::span::Span>) {
+        let _ = self.inner.span.set(span);
+    }
+
+    /// Where other nodes reach this node's links: its first announced
+    /// address that is not loopback, else the first.
+    pub(crate) fn link_ip(&self) -> Option<IpAddr> {
+        let ips = &self.inner.announced_ips;
+        ips.iter()
+            .find(|ip| !ip.is_loopback())
+            .or(ips.first())
+            .copied()
     }
 
     /// The UDP addresses the media workers listen on.

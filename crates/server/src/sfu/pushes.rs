@@ -51,6 +51,9 @@ impl Sfu {
     /// whole room list to every member faster than that. The list is
     /// serialized once for all members.
     pub(crate) fn send_available_producers(&self, room: &RoomId) {
+        if let Some(span) = self.inner.span.get() {
+            span.changed();
+        }
         let now = tokio::time::Instant::now();
         let wait = {
             let mut lists = lock(&self.inner.room_lists);
