@@ -87,9 +87,10 @@ process.on('exit', () => {
  * Starts `simplesfu` with ephemeral ports and waits for its "listening"
  * line. Media binds loopback and announces it, unless `defaultAddresses`:
  * then the server's defaults (bound to 0.0.0.0, announcing every local
- * address), as a user's first run has them. Returns {url, logTail(), stop()}.
+ * address), as a user's first run has them; `env` is added to the
+ * environment. Returns {url, logTail(), kill(), stop()}.
  */
-export async function startServer({ staticDir, logLevel = 'warn', workers = 2, defaultAddresses = false, args: extraArgs = [] } = {}) {
+export async function startServer({ staticDir, logLevel = 'warn', workers = 2, defaultAddresses = false, args: extraArgs = [], env = {} } = {}) {
   if (!existsSync(SERVER_BIN)) {
     throw new Error(`${SERVER_BIN} does not exist: build it with \`cargo build -p simplesfu\``);
   }
@@ -104,7 +105,7 @@ export async function startServer({ staticDir, logLevel = 'warn', workers = 2, d
     '--log-level', logLevel,
     ...extraArgs,
   ];
-  const child = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(SERVER_BIN, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } });
   liveChildren.add(child);
   const lines = [];
   const exited = new Promise((resolve) => {
@@ -150,6 +151,12 @@ export async function startServer({ staticDir, logLevel = 'warn', workers = 2, d
   return {
     url,
     logTail,
+    /** SIGKILL, as a crash or a machine lost: no goodbye. */
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGKILL');
+      await exited;
+    },
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.kill('SIGTERM');

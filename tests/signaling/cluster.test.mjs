@@ -1,54 +1,17 @@
 // Several nodes (issue 16), membership: nodes started with the same Redis
 // (Debian's redis-server, started here) find each other, see each other's
 // load, drop a node killed with SIGKILL when its heartbeat expires and one
-// that stops at once, and survive Redis restarting empty.
+// that stops at once, and survive Redis restarting empty; rooms live on one
+// node without a shared secret, and span nodes with one.
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import net from 'node:net';
+import { spawnSync } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { startServer, startSecureServer, mintToken, connect, assertStillServing, expectError, scrapeMetrics, createTransports, vp8Parameters } from './harness.mjs';
+import { NO_REDIS, freePort, startRedis as startRedisOn } from '../support/redis.mjs';
 
-const REDIS = '/usr/bin/redis-server';
-const haveRedis = spawnSync(REDIS, ['--version']).status === 0;
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-/** An empty Redis on `port` (no persistence: a restart loses everything). */
-async function startRedis(t, port) {
-  const child = spawn(REDIS, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let output = '';
-  child.stdout.on('data', (c) => (output += c));
-  const kill = () => {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-  };
-  t.after(kill);
-  const deadline = Date.now() + 10_000;
-  while (!output.includes('Ready to accept connections')) {
-    if (child.exitCode !== null) throw new Error(`redis-server exited: ${output}`);
-    if (Date.now() > deadline) throw new Error(`redis-server not ready within 10 s: ${output}`);
-    await sleep(50);
-  }
-  return {
-    kill: async () => {
-      const exited = new Promise((resolve) => child.once('exit', resolve));
-      kill();
-      await exited;
-    },
-  };
-}
+const startRedis = (t, port) => startRedisOn((kill) => t.after(kill), port);
 
 function startNode(t, redisPort, id) {
   return startServer(t, { args: ['--cluster-redis-url', `redis://127.0.0.1:${redisPort}`, '--cluster-node-id', id] });
@@ -84,7 +47,7 @@ async function waitForCluster(url, ok, what, timeoutMs = 10_000) {
 
 const ids = (cluster) => cluster.nodes.map((n) => n.id);
 
-test('nodes of one Redis see each other, their load, and who left', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
+test('nodes of one Redis see each other, their load, and who left', { skip: NO_REDIS }, async (t) => {
   const redisPort = await freePort();
   await startRedis(t, redisPort);
   const a = await startNode(t, redisPort, 'node-a');
@@ -118,7 +81,7 @@ test('nodes of one Redis see each other, their load, and who left', { skip: !hav
   assert.equal(metrics.simplesfu_cluster_redis_up, 1);
 });
 
-test('a node keeps serving while Redis is down and registers again when it is back', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
+test('a node keeps serving while Redis is down and registers again when it is back', { skip: NO_REDIS }, async (t) => {
   const redisPort = await freePort();
   let redis = await startRedis(t, redisPort);
   const a = await startNode(t, redisPort, 'node-a');
@@ -151,7 +114,7 @@ async function joinWhenFree(peer, roomId, timeoutMs = 10_000) {
   assert.fail(`joinRoom ${roomId} still refused after ${timeoutMs} ms: ${JSON.stringify(last)}`);
 }
 
-test('a room lives on the node that has it; the others send its peers there', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
+test('a room lives on the node that has it; the others send its peers there', { skip: NO_REDIS }, async (t) => {
   const redisPort = await freePort();
   await startRedis(t, redisPort);
   const a = await startNode(t, redisPort, 'node-a');
@@ -192,7 +155,7 @@ test('a room lives on the node that has it; the others send its peers there', { 
   await joinWhenFree(again, 'stage');
 });
 
-test('with join tokens, /cluster/rooms answers only a token of that room', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
+test('with join tokens, /cluster/rooms answers only a token of that room', { skip: NO_REDIS }, async (t) => {
   const redisPort = await freePort();
   await startRedis(t, redisPort);
   const { url } = await startSecureServer(t, { args: ['--cluster-redis-url', `redis://127.0.0.1:${redisPort}`, '--cluster-node-id', 'node-s'] });
@@ -230,7 +193,7 @@ test('a cluster setting that cannot work is refused at start with the reason', a
   assert.doesNotMatch(withPassword.stderr, /hunter2/, 'the password never reaches the output');
 });
 
-test('with a shared secret, one room spans nodes: peers on each see the others, consume across, and see a killed node leave', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
+test('with a shared secret, one room spans nodes: peers on each see the others, consume across, and see a killed node leave', { skip: NO_REDIS }, async (t) => {
   const redisPort = await freePort();
   await startRedis(t, redisPort);
   const a = await startSpanningNode(t, redisPort, 'node-a');
@@ -304,7 +267,7 @@ test('with a shared secret, one room spans nodes: peers on each see the others, 
   await onB.waitForPush('peerConnection', (ids) => ids.includes(late.id), 5000);
 });
 
-test('a node with another secret takes no part in the rooms of the others', { skip: !haveRedis && `${REDIS} not installed (apt-get install redis-server)` }, async (t) => {
+test('a node with another secret takes no part in the rooms of the others', { skip: NO_REDIS }, async (t) => {
   const redisPort = await freePort();
   await startRedis(t, redisPort);
   const a = await startSpanningNode(t, redisPort, 'node-a');

@@ -376,6 +376,11 @@ async fn heartbeats(
 ) {
     let mut tick = tokio::time::interval(options.heartbeat);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // After Redis comes back (or comes back empty, which a node notices
+    // by its own hash missing), the others register again within a
+    // heartbeat: until they had `node_ttl` to do so, none is taken for dead.
+    let mut grace_until: Option<std::time::Instant> = None;
+    let mut registered_once = false;
     loop {
         tick.tick().await;
         let counts = sfu.stats().signaling;
@@ -435,15 +440,21 @@ async fn heartbeats(
             let mut s = state.lock().unwrap_or_else(|e| e.into_inner());
             s.me = Some(me);
             match outcome {
-                Ok(alive) => {
+                Ok((alive, existed)) => {
                     if !s.connected {
                         tracing::info!(node = %options.node_id, "cluster: registered in Redis");
                     }
+                    let now = std::time::Instant::now();
+                    if registered_once && (!s.connected || !existed) {
+                        grace_until = Some(now + options.node_ttl);
+                    }
+                    registered_once = true;
                     s.connected = true;
+                    let in_grace = grace_until.is_some_and(|until| now < until);
                     let gone: Vec<String> = s
                         .others
                         .keys()
-                        .filter(|id| !alive.contains_key(*id))
+                        .filter(|id| !in_grace && !alive.contains_key(*id))
                         .cloned()
                         .collect();
                     for id in gone {
@@ -478,18 +489,21 @@ async fn heartbeats(
 
 /// One heartbeat: register (or refresh) this node, then read the others.
 /// Nodes whose hash has expired are removed from `P:nodes` and left out.
+/// Also says whether this node's hash was there before (false: first
+/// registration, or Redis lost it).
 async fn beat(
     options: &ClusterOptions,
     redis: &mut ConnectionManager,
     me: &NodeInfo,
     started_ms: u64,
-) -> redis::RedisResult<BTreeMap<String, NodeInfo>> {
+) -> redis::RedisResult<(BTreeMap<String, NodeInfo>, bool)> {
     let keys = Keys::new(&options.prefix);
     let now = now_ms();
     let own = keys.node(&me.id);
     let ttl_ms = options.node_ttl.as_millis() as i64;
-    let _: () = redis::pipe()
+    let (existed,): (bool,) = redis::pipe()
         .atomic()
+        .exists(&own)
         .hset_multiple(
             &own,
             &[
@@ -562,7 +576,7 @@ async fn beat(
             .query_async(redis)
             .await?;
     }
-    Ok(alive)
+    Ok((alive, existed))
 }
 
 /// Keep the claims of `rooms`, those this node has peers in (claiming again

@@ -411,9 +411,10 @@ impl Span {
             }
             Body::Reply { id, ok, error } => {
                 if let Some(tx) = lock(&self.pending).remove(&id) {
-                    let _ = tx.send(match (ok, error) {
-                        (Some(ok), None) => Ok(ok),
-                        (_, error) => Err(error.unwrap_or_else(|| "no answer".into())),
+                    // `ok: null` (an answer with nothing to say) arrives as None.
+                    let _ = tx.send(match error {
+                        Some(error) => Err(error),
+                        None => Ok(ok.unwrap_or(Value::Null)),
                     });
                 }
             }
@@ -452,7 +453,9 @@ impl Span {
                 tracing::info!(node = %from, %address, link = %info.id, "span: link made");
                 Ok(serde_json::json!({ "fingerprint": info.fingerprint }))
             }
-            Ask::LinkMe => self.ensure_link(sfu, from).await.map(|_| Value::Null),
+            // The asker has no link with this node: one this node still
+            // holds is dead on the far side, so a new one replaces it.
+            Ask::LinkMe => self.ensure_link(sfu, from, true).await.map(|_| Value::Null),
             Ask::Relay { producer } => {
                 let link = lock(&self.state)
                     .links
@@ -480,15 +483,24 @@ impl Span {
         }
     }
 
-    /// The link with `node`, made if there is none.
-    async fn ensure_link(&self, sfu: &Sfu, node: &Arc<str>) -> Result<TransportId, String> {
+    /// The link with `node`, made if there is none (or, with `replace`,
+    /// made anew).
+    async fn ensure_link(
+        &self,
+        sfu: &Sfu,
+        node: &Arc<str>,
+        replace: bool,
+    ) -> Result<TransportId, String> {
         let node_lock = lock(&self.link_locks)
             .entry(node.clone())
             .or_default()
             .clone();
         let _turn = node_lock.lock().await;
-        if let Some(link) = lock(&self.state).links.get(node) {
-            return Ok(*link);
+        let existing = lock(&self.state).links.get(node).copied();
+        match existing {
+            Some(link) if !replace => return Ok(link),
+            Some(link) => self.close_link(sfu, link).await,
+            None => {}
         }
         if *self.node < **node {
             // The higher node id makes the link; its `link` request reaches
@@ -566,7 +578,10 @@ impl Span {
                 ),
             )
         };
-        let link = self.ensure_link(sfu, node).await.map_err(unreachable)?;
+        let link = self
+            .ensure_link(sfu, node, false)
+            .await
+            .map_err(unreachable)?;
         let value = self
             .request(node, Ask::Relay { producer })
             .await
@@ -600,6 +615,18 @@ impl Span {
         }
     }
 
+    /// Close a link of this node: what it brought closes, and the local
+    /// consumers of that are taken back (see `Registry::consumers_gone`).
+    async fn close_link(&self, sfu: &Sfu, link: TransportId) {
+        self.link_closed(link);
+        let Ok(worker) = sfu.worker(LINK_WORKER) else {
+            return;
+        };
+        if let Ok(closed) = worker.close_transport(link).await {
+            sfu.consumers_gone(&closed.consumers).await;
+        }
+    }
+
     /// `node` left or died: its peers leave every room here, its link closes.
     pub async fn node_gone(&self, sfu: &Sfu, node: &str) {
         let link = {
@@ -608,11 +635,11 @@ impl Span {
             state.relayed.retain(|_, n| &**n != node);
             state.links.remove(node)
         };
+        tracing::info!(node = %node, "span: node gone; its peers leave");
+        self.reconcile(sfu).await;
         if let (Some(link), Ok(worker)) = (link, sfu.worker(LINK_WORKER)) {
             let _ = worker.close_transport(link).await;
         }
-        tracing::info!(node = %node, "span: node gone; its peers leave");
-        self.reconcile(sfu).await;
     }
 
     /// Say goodbye: the others drop this node's peers now.

@@ -142,3 +142,35 @@ impl Registry {
         effects
     }
 }
+
+impl Registry {
+    /// Consumers the engine closed on its own (the link their producer
+    /// came over closed): their peers are told, and those that consume
+    /// without being asked get the producer again (over a new link).
+    pub fn consumers_gone(&mut self, ids: &[ConsumerId]) -> (Effects, Vec<AutoConsume>) {
+        let mut effects = Effects::default();
+        let mut again = Vec::new();
+        for (peer_id, entry) in self.peers.iter_mut() {
+            let gone: Vec<ProducerId> = entry
+                .consumers
+                .iter()
+                .filter(|(_, c)| ids.contains(&c.push.id))
+                .map(|(p, _)| *p)
+                .collect();
+            for producer in gone {
+                if let Some(c) = entry.consumers.remove(&producer) {
+                    effects.push(
+                        peer_id,
+                        Push::ConsumerClosed(closed(&c.producing_peer, producer)),
+                    );
+                    again.push((peer_id.clone(), c.producing_peer, producer));
+                }
+            }
+        }
+        let targets = again
+            .into_iter()
+            .flat_map(|(peer, producing, producer)| self.wanted(&peer, &producing, Some(producer)))
+            .collect();
+        (effects, targets)
+    }
+}

@@ -407,6 +407,7 @@ impl Sfu {
             EngineEvent::TransportClosed {
                 transport_id,
                 reason,
+                consumers_closed,
                 ..
             } => {
                 let owner = self.registry().transport_owner(transport_id);
@@ -414,6 +415,7 @@ impl Sfu {
                     if let Some(span) = self.inner.span.get() {
                         // A link to another node (it has no peer).
                         span.link_closed(transport_id);
+                        self.consumers_gone(&consumers_closed).await;
                     }
                     return;
                 };

@@ -51,6 +51,18 @@ impl Sfu {
         recorded
     }
 
+    /// Consumers the engine closed on its own (with a link to another
+    /// node): tell their peers, and consume again what is consumed
+    /// without being asked.
+    pub(crate) async fn consumers_gone(&self, ids: &[ConsumerId]) {
+        if ids.is_empty() {
+            return;
+        }
+        let (effects, targets) = self.registry().consumers_gone(ids);
+        self.apply(effects).await;
+        self.auto_consume(targets);
+    }
+
     /// Create consumers nobody asked for (see "Who consumes what" in
     /// docs/PROTOCOL.md) and push them. Each consuming peer's queue is taken
     /// in a task of its own, so this never waits on two queues at once.
