@@ -307,6 +307,11 @@ fn a_viewer_on_a_slow_link_gets_the_low_layer_and_climbs_back_when_the_link_is_r
         "consumerLayersChanged says so"
     );
 
+    // As long again on the slow link as the browser test sits there: the
+    // probes asked for while the top layer does not fit back off meanwhile
+    // (to one every `PROBE_INTERVAL_MAX`), which is what a viewer whose link
+    // opens waits for at worst.
+    call.run(Duration::from_secs(12));
     call.sim
         .limit_downlink(viewer.peer, 5_000_000, Duration::from_millis(100));
     // How fast str0m's estimate climbs after the losses of the slow link
