@@ -1,7 +1,8 @@
 // Rooms across nodes (issue 16) with real browsers: three simplesfu nodes
 // share Debian's redis-server and a secret; pages of our client in one room
-// are connected to different nodes and see and hear each other (media
-// relayed between the nodes over links). Redis restarted mid-call: media
+// are connected to different nodes and see and hear each other and
+// exchange data messages (media and data relayed between the nodes over
+// links). Redis restarted mid-call: media
 // keeps flowing, and a page that joins after it is back is seen and heard
 // across nodes. A node killed with SIGKILL: the pages on the other nodes see
 // its peer leave within 10 s, and the others go on.
@@ -35,7 +36,25 @@ async function clusterView(url) {
   return (await (await fetch(`${url}/health`)).json()).cluster;
 }
 
-test('pages on three nodes share a room: they see and hear each other through Redis restarts and a killed node', { skip: NO_REDIS, timeout: 180_000 }, async (t) => {
+/** `from` sends numbered messages until every page of `to` got one. */
+async function exchangeData(t, from, to, describe) {
+  let sent = 0;
+  const started = Date.now();
+  await pollUntil(
+    async () => {
+      sent += 1;
+      await from.page.evaluate((text) => window.t.send(text), `hello from ${from.name} #${sent}`);
+      const got = await Promise.all(
+        to.map(async (page) => (await readClientState(page.page)).data.some((m) => m.from === from.id && m.data.startsWith(`hello from ${from.name} #`))),
+      );
+      return got.every(Boolean);
+    },
+    { timeoutMs: 20_000, intervalMs: 300, what: `${from.name}'s data messages to reach ${to.map((p) => p.name).join(', ')}`, describe },
+  );
+  t.diagnostic(`${from.name}: data across nodes after ${Date.now() - started} ms (${sent} sent)`);
+}
+
+test('pages on three nodes share a room: they see, hear and message each other through Redis restarts and a killed node', { skip: NO_REDIS, timeout: 180_000 }, async (t) => {
   await buildPages();
   const redisPort = await freePort();
   let redis = await startRedis((kill) => cleanup.add('kill redis', kill), redisPort);
@@ -71,6 +90,14 @@ test('pages on three nodes share a room: they see and hear each other through Re
     const { span } = await clusterView(node.url);
     assert.ok(span.links >= 1, `${node.url} has links: ${JSON.stringify(span)}`);
   }
+  // Data across nodes: A's messages reach B and C, B's reach A. A client
+  // makes its data producer on its first send, and the others consume it
+  // once it is announced, so the first messages may find no consumer yet:
+  // each sender sends until its message arrives.
+  await exchangeData(t, a, [b, c], describe);
+  await exchangeData(t, b, [a], describe);
+  const relayedData = (await clusterView(n3.url)).span.relayedDataIn;
+  assert.ok(relayedData >= 1, `node-3 has data producers of other nodes relayed in: ${relayedData}`);
 
   // Redis restarts, empty: media goes on meanwhile (the links do not need it).
   await redis.kill();

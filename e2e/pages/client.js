@@ -91,6 +91,11 @@ window.t = {
     );
   },
 
+  /** Sends `text` to the room's peers over our data producer. */
+  async send(text) {
+    await peer.send(text);
+  },
+
   /** Cuts the socket as a network drop would (socket.io reconnects by itself). */
   cutSocket() {
     peer.socket.io.engine.close();

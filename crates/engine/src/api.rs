@@ -106,6 +106,21 @@ pub struct RelayedProducer {
     pub layers: Vec<(u32, Option<u32>)>,
 }
 
+/// What the far end of a link needs to mirror a data producer relayed to
+/// it ([`crate::WorkerHandle::relay_data_producer`] gives it,
+/// [`crate::WorkerHandle::accept_relayed_data_producer`] takes it). Its
+/// messages cross on the link's SCTP association, on `stream_id`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RelayedDataProducer {
+    /// The data producer's id, kept by its mirror.
+    pub id: DataProducerId,
+    /// The stream on the link, and the producer's own reliability.
+    pub sctp_stream_parameters: SctpStreamParameters,
+    pub label: String,
+    pub protocol: String,
+}
+
 /// Options of [`crate::WorkerHandle::produce`].
 #[derive(Debug, Clone)]
 pub struct ProducerOptions {
@@ -245,6 +260,13 @@ pub enum EngineEvent {
         link_id: TransportId,
         producer_id: ProducerId,
         consumers_closed: Vec<ConsumerId>,
+    },
+    /// The far end of a link closed a data producer it relayed here: its
+    /// mirror is closed with its data consumers on this worker.
+    RelayedDataProducerClosed {
+        link_id: TransportId,
+        data_producer_id: DataProducerId,
+        data_consumers_closed: Vec<DataConsumerId>,
     },
 }
 

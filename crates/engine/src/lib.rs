@@ -29,9 +29,9 @@ mod worker;
 
 pub use api::{
     AudioLevelReport, ClosedProducer, ConsumerInfo, DataConsumerInfo, DataProducerOptions,
-    Direction, EngineError, EngineEvent, LinkInfo, LinkOptions, ProducerOptions, RelayedProducer,
-    RemoteNumbering, WebRtcTransportInfo, WebRtcTransportOptions, WorkerStats,
-    ESTIMATE_BUCKETS_BPS,
+    Direction, EngineError, EngineEvent, LinkInfo, LinkOptions, ProducerOptions,
+    RelayedDataProducer, RelayedProducer, RemoteNumbering, WebRtcTransportInfo,
+    WebRtcTransportOptions, WorkerStats, ESTIMATE_BUCKETS_BPS,
 };
 pub use capabilities::router_rtp_capabilities;
 pub use router::{Router, RouterConfig};

@@ -114,6 +114,8 @@ pub(crate) enum Command {
     ConnectLink(TransportId, String, Reply<()>),
     RelayOut(TransportId, ProducerId, Reply<RelayedProducer>),
     RelayIn(TransportId, Box<RelayedProducer>, Reply<()>),
+    RelayDataOut(TransportId, DataProducerId, Reply<RelayedDataProducer>),
+    RelayDataIn(TransportId, Box<RelayedDataProducer>, Reply<()>),
     Stats(oneshot::Sender<WorkerStats>),
     Shutdown,
 }
@@ -640,6 +642,30 @@ impl WorkerHandle {
         relayed: RelayedProducer,
     ) -> Result<(), EngineError> {
         self.call(|r| Command::RelayIn(link, Box::new(relayed), r))
+            .await
+    }
+
+    /// Relay a data producer of this worker over `link` (once per link; the
+    /// same description again after that): its messages cross on an SCTP
+    /// stream of the link's association. Closing it closes its mirror.
+    pub async fn relay_data_producer(
+        &self,
+        link: TransportId,
+        data_producer: DataProducerId,
+    ) -> Result<RelayedDataProducer, EngineError> {
+        self.call(|r| Command::RelayDataOut(link, data_producer, r))
+            .await
+    }
+
+    /// Mirror a data producer the far end of `link` relays here (same id):
+    /// local transports consume it, other workers get it by
+    /// [`WorkerHandle::pipe_data_producer`].
+    pub async fn accept_relayed_data_producer(
+        &self,
+        link: TransportId,
+        relayed: RelayedDataProducer,
+    ) -> Result<(), EngineError> {
+        self.call(|r| Command::RelayDataIn(link, Box::new(relayed), r))
             .await
     }
 

@@ -5,11 +5,12 @@
 mod common;
 
 use common::*;
+use mediasoup_types::sctp_parameters::SctpStreamParameters;
 use simplesfu_engine::{
-    Direction, EngineError, EngineEvent, LinkInfo, LinkOptions, RelayedProducer, Worker,
-    WorkerHandle, WorkerSettings,
+    DataProducerOptions, Direction, EngineError, EngineEvent, LinkInfo, LinkOptions,
+    RelayedDataProducer, RelayedProducer, Worker, WorkerHandle, WorkerSettings,
 };
-use simplesfu_proto::{ProducerId, TransportId};
+use simplesfu_proto::{DataProducerId, ProducerId, TransportId};
 use std::collections::BTreeSet;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -589,4 +590,226 @@ fn what_the_path_between_nodes_loses_is_resent_over_the_link() {
         missing.is_empty(),
         "every packet the hop lost was resent over the link: missing {missing:?}"
     );
+}
+
+fn data_producer(
+    sfu: &Sfu,
+    worker: &WorkerHandle,
+    sender: &ClientPeer,
+    label: &str,
+) -> DataProducerId {
+    sfu.block(worker.produce_data(DataProducerOptions {
+        transport_id: sender.id.expect("created"),
+        sctp_stream_parameters: SctpStreamParameters::new_ordered(0),
+        label: label.into(),
+        protocol: String::new(),
+    }))
+    .expect("data producer")
+}
+
+#[test]
+fn data_crosses_a_link_both_ways_in_order_and_closing_reaches_the_far_end() {
+    let mut n = linked_nodes();
+    // A client on each node sends on its stream 0 and receives what the
+    // other node's client sends.
+    let mut sender_a = n.sfu.transport(Direction::Send, ClientCodecs::Browser);
+    let mut viewer_a = n.sfu.transport(Direction::Recv, ClientCodecs::Router);
+    let mut sender_b = n
+        .sfu
+        .transport_on(&n.b, Direction::Send, ClientCodecs::Browser);
+    let mut viewer_b = n
+        .sfu
+        .transport_on(&n.b, Direction::Recv, ClientCodecs::Router);
+    assert!(
+        pump_until(
+            &mut [&mut sender_a, &mut viewer_a, &mut sender_b, &mut viewer_b],
+            WAIT,
+            |p| p.iter().all(|c| c.connected)
+        ),
+        "the clients connect"
+    );
+    let out_a = sender_a.open_channel(0, "chat-a");
+    let out_b = sender_b.open_channel(0, "chat-b");
+    let on_a = data_producer(&n.sfu, &n.sfu.worker, &sender_a, "chat-a");
+    let on_b = data_producer(&n.sfu, &n.b, &sender_b, "chat-b");
+
+    // A relays its data producer to B, and B its own to A, over one link.
+    let a_to_b = n
+        .sfu
+        .block(n.sfu.worker.relay_data_producer(n.link_a, on_a))
+        .expect("relay on A");
+    let wire = serde_json::to_string(&a_to_b).expect("serializes");
+    let a_to_b: RelayedDataProducer = serde_json::from_str(&wire).expect("parses");
+    assert_eq!(a_to_b.label, "chat-a");
+    assert_eq!(
+        n.sfu
+            .block(n.sfu.worker.relay_data_producer(n.link_a, on_a)),
+        Ok(a_to_b.clone()),
+        "relaying twice describes the same stream"
+    );
+    n.sfu
+        .block(n.b.accept_relayed_data_producer(n.link_b, a_to_b.clone()))
+        .expect("mirror on B");
+    let b_to_a = n
+        .sfu
+        .block(n.b.relay_data_producer(n.link_b, on_b))
+        .expect("relay on B");
+    assert_ne!(
+        a_to_b.sctp_stream_parameters.stream_id % 2,
+        b_to_a.sctp_stream_parameters.stream_id % 2,
+        "the two ends take streams of their own parity"
+    );
+    n.sfu
+        .block(n.sfu.worker.accept_relayed_data_producer(n.link_a, b_to_a))
+        .expect("mirror on A");
+    assert_eq!(
+        n.sfu.block(n.b.relay_data_producer(n.link_b, on_a)),
+        Err(EngineError::InvalidLink(format!(
+            "data producer {on_a} comes from link {}: it is not relayed back",
+            n.link_b
+        ))),
+        "a mirror is not relayed back where it came from"
+    );
+
+    let at_b = n
+        .sfu
+        .block(n.b.consume_data(viewer_b.id.expect("created"), on_a))
+        .expect("data consumer on B");
+    viewer_b.open_channel(at_b.sctp_stream_parameters.stream_id, "chat-a");
+    let at_a = n
+        .sfu
+        .block(
+            n.sfu
+                .worker
+                .consume_data(viewer_a.id.expect("created"), on_b),
+        )
+        .expect("data consumer on A");
+    viewer_a.open_channel(at_a.sctp_stream_parameters.stream_id, "chat-b");
+
+    let mut sent = (0u32, 0u32);
+    let got = pump_until(
+        &mut [&mut sender_a, &mut viewer_a, &mut sender_b, &mut viewer_b],
+        WAIT,
+        |p| {
+            // Messages sent before the far consumer's channel is up may be
+            // lost like any message to a channel not open: send until 20
+            // came through each way.
+            if p[0].channel_open.contains(&out_a) && sent.0 < 200 {
+                let message = format!("a{}", sent.0);
+                if p[0].write_data(out_a, message.as_bytes()) {
+                    sent.0 += 1;
+                }
+            }
+            if p[2].channel_open.contains(&out_b) && sent.1 < 200 {
+                let message = format!("b{}", sent.1);
+                if p[2].write_data(out_b, message.as_bytes()) {
+                    sent.1 += 1;
+                }
+            }
+            p[3].data.len() >= 20 && p[1].data.len() >= 20
+        },
+    );
+    assert!(got, "messages cross both ways: sent {sent:?}");
+    let numbers = |c: &ClientPeer, prefix: char| -> Vec<u32> {
+        c.data
+            .iter()
+            .map(|(_, d)| {
+                let text = String::from_utf8(d.clone()).expect("text");
+                text.strip_prefix(prefix)
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or_else(|| panic!("a message of the other node: {text}"))
+            })
+            .collect()
+    };
+    for (received, prefix) in [
+        (numbers(&viewer_b, 'a'), 'a'),
+        (numbers(&viewer_a, 'b'), 'b'),
+    ] {
+        assert!(
+            received.windows(2).all(|w| w[1] == w[0] + 1),
+            "in order and without a gap ({prefix}): {received:?}"
+        );
+    }
+
+    // A's client closes its data producer: B's mirror goes, with its consumer.
+    n.sfu
+        .block(n.sfu.worker.close_data_producer(on_a))
+        .expect("close on A");
+    let mut closed = None;
+    pump_until(
+        &mut [&mut sender_a, &mut viewer_a, &mut sender_b, &mut viewer_b],
+        WAIT,
+        |_| {
+            while let Ok(event) = n.b_events.try_recv() {
+                if let EngineEvent::RelayedDataProducerClosed {
+                    link_id,
+                    data_producer_id,
+                    data_consumers_closed,
+                } = event
+                {
+                    closed = Some((link_id, data_producer_id, data_consumers_closed));
+                }
+            }
+            closed.is_some()
+        },
+    );
+    assert_eq!(
+        closed,
+        Some((n.link_b, on_a, vec![at_b.id])),
+        "B hears of the close and closes the far data consumer"
+    );
+    assert_eq!(
+        n.sfu
+            .block(n.b.consume_data(viewer_b.id.expect("created"), on_a))
+            .map(|c| c.id),
+        Err(EngineError::DataProducerNotFound(on_a)),
+        "the mirror is gone"
+    );
+}
+
+#[test]
+fn relayed_data_descriptions_that_do_not_hold_are_refused() {
+    let n = linked_nodes();
+    let mut sender = n.sfu.transport(Direction::Send, ClientCodecs::Browser);
+    assert!(
+        pump_until(&mut [&mut sender], WAIT, |p| p[0].connected),
+        "the sender connects"
+    );
+    let on_a = data_producer(&n.sfu, &n.sfu.worker, &sender, "chat");
+    let good = n
+        .sfu
+        .block(n.sfu.worker.relay_data_producer(n.link_a, on_a))
+        .expect("relay on A");
+    let refused = |relayed: RelayedDataProducer| {
+        matches!(
+            n.sfu
+                .block(n.b.accept_relayed_data_producer(n.link_b, relayed)),
+            Err(EngineError::InvalidLink(_))
+        )
+    };
+    let mut own_parity = good.clone();
+    own_parity.sctp_stream_parameters.stream_id += 1;
+    assert!(refused(own_parity), "a stream of B's own parity");
+    let mut control = good.clone();
+    control.sctp_stream_parameters.stream_id = 0;
+    assert!(refused(control), "the control stream");
+    let mut huge = good.clone();
+    huge.sctp_stream_parameters.stream_id = 60_000;
+    assert!(refused(huge), "a stream out of range");
+    let mut long = good.clone();
+    long.label = "x".repeat(2000);
+    assert!(refused(long), "a label over 1024 bytes");
+    let unknown = TransportId::new();
+    assert_eq!(
+        n.sfu
+            .block(n.b.accept_relayed_data_producer(unknown, good.clone())),
+        Err(EngineError::TransportNotFound(unknown)),
+        "a link B does not have"
+    );
+    n.sfu
+        .block(n.b.accept_relayed_data_producer(n.link_b, good.clone()))
+        .expect("the good one");
+    n.sfu
+        .block(n.b.accept_relayed_data_producer(n.link_b, good))
+        .expect("twice is the same mirror");
 }

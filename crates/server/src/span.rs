@@ -33,16 +33,18 @@
 //!   node publishes its state again).
 
 use crate::cluster::valid_node_id;
-use crate::registry::{Effects, ProducerEntry, RemotePeer, WorkerIndex};
+use crate::registry::{DataProducerEntry, Effects, ProducerEntry, RemotePeer, WorkerIndex};
 use crate::sfu::Sfu;
 use aws_lc_rs::hmac;
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use simplesfu_engine::{LinkOptions, RelayedProducer};
+use simplesfu_engine::{LinkOptions, RelayedDataProducer, RelayedProducer};
 use simplesfu_proto::types::rtp_parameters::MediaKind;
-use simplesfu_proto::{ErrorCode, PeerId, ProducerId, RoomId, SignalingError, TransportId};
+use simplesfu_proto::{
+    DataProducerId, ErrorCode, PeerId, ProducerId, RoomId, SignalingError, TransportId,
+};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -74,10 +76,21 @@ struct ProducerWire {
     spatial_layers: u8,
 }
 
+/// A data producer as the other nodes see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DataProducerWire {
+    id: DataProducerId,
+    app_data: Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct PeerWire {
     peer: PeerId,
     producers: Vec<ProducerWire>,
+    #[serde(default)]
+    data_producers: Vec<DataProducerWire>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -131,6 +144,9 @@ enum Ask {
     LinkMe,
     /// Relay this producer of yours to the sender.
     Relay { producer: ProducerId },
+    /// Relay this data producer of yours to the sender.
+    #[serde(rename_all = "camelCase")]
+    RelayData { data_producer: DataProducerId },
 }
 
 struct Known {
@@ -147,6 +163,8 @@ struct State {
     links: HashMap<Arc<str>, TransportId>,
     /// Producers relayed here, with their node.
     relayed: HashMap<ProducerId, Arc<str>>,
+    /// Data producers relayed here, with their node.
+    relayed_data: HashMap<DataProducerId, Arc<str>>,
 }
 
 /// Counters for /metrics and /health.
@@ -157,6 +175,8 @@ pub struct SpanStats {
     pub links: usize,
     /// Producers of other nodes relayed here.
     pub relayed_in: usize,
+    /// Data producers of other nodes relayed here.
+    pub relayed_data_in: usize,
     /// Messages from Redis dropped: unsigned, signed with another secret,
     /// stale or too large.
     pub messages_dropped: u64,
@@ -259,6 +279,7 @@ impl Span {
         SpanStats {
             links: state.links.len(),
             relayed_in: state.relayed.len(),
+            relayed_data_in: state.relayed_data.len(),
             messages_dropped: self.dropped.load(Ordering::Relaxed),
         }
     }
@@ -480,6 +501,32 @@ impl Span {
                     .map_err(|e| e.to_string())?;
                 serde_json::to_value(relayed).map_err(|e| e.to_string())
             }
+            Ask::RelayData { data_producer } => {
+                let link = lock(&self.state)
+                    .links
+                    .get(from)
+                    .copied()
+                    .ok_or_else(|| format!("no link with node {from}"))?;
+                let worker = sfu
+                    .registry()
+                    .local_data_producer_worker(data_producer)
+                    .ok_or_else(|| {
+                        format!("no data producer {data_producer} on node {}", self.node)
+                    })?;
+                let link_worker = sfu.worker(LINK_WORKER).map_err(|e| e.message)?;
+                if worker != LINK_WORKER {
+                    let origin = sfu.worker(worker).map_err(|e| e.message)?;
+                    origin
+                        .pipe_data_producer(data_producer, link_worker)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                }
+                let relayed = link_worker
+                    .relay_data_producer(link, data_producer)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                serde_json::to_value(relayed).map_err(|e| e.to_string())
+            }
         }
     }
 
@@ -596,34 +643,81 @@ impl Span {
         Ok(())
     }
 
+    /// Make data producer `id` of a peer on `node` consumable on the link
+    /// worker.
+    pub async fn ensure_data_relay(
+        &self,
+        sfu: &Sfu,
+        node: &Arc<str>,
+        id: DataProducerId,
+    ) -> Result<(), SignalingError> {
+        if lock(&self.state).relayed_data.contains_key(&id) {
+            return Ok(());
+        }
+        let unreachable = |why: String| {
+            SignalingError::new(
+                ErrorCode::InternalError,
+                format!(
+                    "data producer {id} is on node {node}, which could not relay it here ({why}); try again"
+                ),
+            )
+        };
+        let link = self
+            .ensure_link(sfu, node, false)
+            .await
+            .map_err(unreachable)?;
+        let value = self
+            .request(node, Ask::RelayData { data_producer: id })
+            .await
+            .map_err(unreachable)?;
+        let relayed: RelayedDataProducer =
+            serde_json::from_value(value).map_err(|e| unreachable(e.to_string()))?;
+        if relayed.id != id {
+            return Err(unreachable(format!("it described {}", relayed.id)));
+        }
+        sfu.worker(LINK_WORKER)?
+            .accept_relayed_data_producer(link, relayed)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+        lock(&self.state).relayed_data.insert(id, node.clone());
+        Ok(())
+    }
+
     /// The far node closed a producer it relayed here.
     pub fn relay_closed(&self, producer: ProducerId) {
         lock(&self.state).relayed.remove(&producer);
     }
 
-    /// A link died in the engine (or was closed): forget it and what it brought.
-    pub fn link_closed(&self, link: TransportId) {
+    /// The far node closed a data producer it relayed here.
+    pub fn data_relay_closed(&self, id: DataProducerId) {
+        lock(&self.state).relayed_data.remove(&id);
+    }
+
+    /// A link died in the engine (or was closed): forget it and what it
+    /// brought. The node it went to, if it was one of this node's links.
+    pub fn link_closed(&self, link: TransportId) -> Option<Arc<str>> {
         let mut state = lock(&self.state);
         let node = state
             .links
             .iter()
             .find(|(_, l)| **l == link)
-            .map(|(n, _)| n.clone());
-        if let Some(node) = node {
-            state.links.remove(&node);
-            state.relayed.retain(|_, n| *n != node);
-        }
+            .map(|(n, _)| n.clone())?;
+        state.links.remove(&node);
+        state.relayed.retain(|_, n| *n != node);
+        state.relayed_data.retain(|_, n| *n != node);
+        Some(node)
     }
 
     /// Close a link of this node: what it brought closes, and the local
-    /// consumers of that are taken back (see `Registry::consumers_gone`).
+    /// consumers of that are taken back (see `Registry::link_gone`).
     async fn close_link(&self, sfu: &Sfu, link: TransportId) {
-        self.link_closed(link);
+        let node = self.link_closed(link);
         let Ok(worker) = sfu.worker(LINK_WORKER) else {
             return;
         };
-        if let Ok(closed) = worker.close_transport(link).await {
-            sfu.consumers_gone(&closed.consumers).await;
+        let _ = worker.close_transport(link).await;
+        if let Some(node) = node {
+            sfu.link_gone(&node).await;
         }
     }
 
@@ -633,6 +727,7 @@ impl Span {
             let mut state = lock(&self.state);
             state.nodes.remove(node);
             state.relayed.retain(|_, n| &**n != node);
+            state.relayed_data.retain(|_, n| &**n != node);
             state.links.remove(node)
         };
         tracing::info!(node = %node, "span: node gone; its peers leave");
@@ -674,12 +769,25 @@ impl Span {
                                 )
                             })
                             .collect();
+                        let data_producers = p
+                            .data_producers
+                            .iter()
+                            .map(|d| {
+                                (
+                                    d.id,
+                                    DataProducerEntry {
+                                        app_data: d.app_data.clone(),
+                                    },
+                                )
+                            })
+                            .collect();
                         desired.insert(
                             p.peer.clone(),
                             RemotePeer {
                                 node: node.clone(),
                                 room: room.room.clone(),
                                 producers,
+                                data_producers,
                             },
                         );
                     }
@@ -701,9 +809,9 @@ impl Span {
                 }
             }
             for (peer, want) in desired {
-                let had = match current.get(&peer) {
+                let (had, had_data) = match current.get(&peer) {
                     Some(cur) if cur.node == want.node && cur.room == want.room => {
-                        cur.producers.clone()
+                        (cur.producers.clone(), cur.data_producers.clone())
                     }
                     _ => {
                         match registry.add_remote_peer(
@@ -718,9 +826,24 @@ impl Span {
                                 continue;
                             }
                         }
-                        BTreeMap::new()
+                        (BTreeMap::new(), BTreeMap::new())
                     }
                 };
+                for id in had_data
+                    .keys()
+                    .filter(|id| !want.data_producers.contains_key(id))
+                {
+                    if let Ok(e) = registry.remove_remote_data_producer(&peer, *id) {
+                        effects.merge(e);
+                    }
+                }
+                for (id, d) in &want.data_producers {
+                    if !had_data.contains_key(id) {
+                        if let Ok(e) = registry.add_remote_data_producer(&peer, *id, d.clone()) {
+                            effects.merge(e);
+                        }
+                    }
+                }
                 for id in had.keys().filter(|id| !want.producers.contains_key(id)) {
                     if let Ok(e) = registry.remove_remote_producer(&peer, *id) {
                         effects.merge(e);
@@ -760,9 +883,18 @@ fn wire_rooms(sfu: &Sfu) -> Vec<RoomWire> {
             room,
             peers: peers
                 .into_iter()
-                .map(|(peer, producers)| PeerWire {
-                    peer,
-                    producers: producers
+                .map(|local| PeerWire {
+                    peer: local.peer,
+                    data_producers: local
+                        .data_producers
+                        .into_iter()
+                        .map(|(id, d)| DataProducerWire {
+                            id,
+                            app_data: d.app_data,
+                        })
+                        .collect(),
+                    producers: local
+                        .producers
                         .into_iter()
                         .map(|(id, p)| ProducerWire {
                             id,

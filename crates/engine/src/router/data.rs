@@ -161,6 +161,13 @@ impl Router {
         if let Some(p) = self.data_producers.get_mut(&d.data_producer_id) {
             p.consumers.retain(|x| *x != id);
         }
+        if self
+            .transports
+            .get(&d.transport_id)
+            .is_some_and(|t| t.link.is_some())
+        {
+            self.data_relay_closed(d.transport_id, id);
+        }
         if let Some(t) = self.transports.get_mut(&d.transport_id) {
             let stream_id = t.rtc.direct_api().sctp_stream_id_by_channel_id(d.channel);
             if let Some(stream_id) = stream_id {
@@ -274,7 +281,7 @@ impl Router {
     }
 }
 
-fn reliability_of(p: &SctpStreamParameters) -> Result<Reliability, EngineError> {
+pub(super) fn reliability_of(p: &SctpStreamParameters) -> Result<Reliability, EngineError> {
     match (p.max_packet_life_time, p.max_retransmits) {
         (None, None) => Ok(Reliability::Reliable),
         (Some(lifetime), None) => Ok(Reliability::MaxPacketLifetime { lifetime }),

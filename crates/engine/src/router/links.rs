@@ -18,19 +18,30 @@
 //!   at 0) and keep the origin's gaps, timestamps are the origin's.
 //! - No bandwidth estimation and no pacing: a link is a data-centre path,
 //!   and its latency target is a millisecond.
+//! - Data producers: one negotiated SCTP stream each on the link's
+//!   association (odd stream ids from the connecting end, even ones from
+//!   the waiting end, so both may relay), with the producer's own
+//!   ordering and reliability. The origin end is a data consumer of it;
+//!   the far end mirrors it (same id) with the link as its source.
 //! - Control: a negotiated data channel (SCTP stream 0) carries `close <id>`,
-//!   `pause <id>` and `resume <id>` for relayed producers, in order.
+//!   `pause <id>` and `resume <id>` for relayed producers and `closedata
+//!   <id>` for relayed data producers, in order.
 
 use super::consumers::fresh_ssrc;
 use super::{
-    DataRoute, Direction, DtlsSetup, Layer, ProbeNudge, Producer, ProducerSource, Router, Transport,
+    DataConsumer, DataProducer, DataRoute, Direction, DtlsSetup, Layer, ProbeNudge, Producer,
+    ProducerSource, Router, Transport, SCTP_STREAMS,
 };
 use crate::allocation::Allocator;
-use crate::api::{EngineError, EngineEvent, LinkInfo, LinkOptions, RelayedProducer};
+use crate::api::{
+    EngineError, EngineEvent, LinkInfo, LinkOptions, RelayedDataProducer, RelayedProducer,
+};
 use crate::forward::SeqRewriter;
+use crate::pending::PendingMessages;
 use crate::rtp_params::{codec_of, codec_supported};
 use mediasoup_types::rtp_parameters::MediaKind;
-use simplesfu_proto::{ProducerId, TransportId};
+use mediasoup_types::sctp_parameters::SctpStreamParameters;
+use simplesfu_proto::{DataConsumerId, DataProducerId, ProducerId, TransportId};
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 use str0m::channel::{ChannelConfig, ChannelId};
@@ -53,6 +64,8 @@ const MAX_MID_LEN: usize = 16;
 const MAX_CONTROL_LEN: usize = 128;
 /// ICE credentials of a link: what RFC 8445 allows, at most.
 const MAX_CRED_LEN: usize = 256;
+/// A relayed data producer's label and protocol, at most (bytes).
+const MAX_DATA_LABEL_LEN: usize = 1024;
 
 /// What makes a transport a link.
 pub(super) struct LinkState {
@@ -64,6 +77,9 @@ pub(super) struct LinkState {
     next_mid: u64,
     /// The producers this end relays, by their m-line on the link.
     relays_out: HashMap<Mid, ProducerId>,
+    /// The data producers this end relays, with the data consumer that
+    /// writes their messages to the link.
+    data_out: HashMap<DataProducerId, DataConsumerId>,
 }
 
 /// A link a producer is relayed over: its m-line and, per layer, the stream
@@ -200,6 +216,7 @@ impl Router {
                     pending_control: Vec::new(),
                     next_mid: 0,
                     relays_out: HashMap::new(),
+                    data_out: HashMap::new(),
                 })),
             },
         );
@@ -401,6 +418,185 @@ impl Router {
         Ok(())
     }
 
+    /// Relay a data producer of this worker over a link (once per link):
+    /// a data consumer of it on the link, on a stream of this end's parity.
+    pub fn relay_data_out(
+        &mut self,
+        link: TransportId,
+        id: DataProducerId,
+    ) -> Result<RelayedDataProducer, EngineError> {
+        let d = self
+            .data_producers
+            .get(&id)
+            .ok_or(EngineError::DataProducerNotFound(id))?;
+        if d.source.is_some_and(|(t, _)| t == link) {
+            return Err(EngineError::InvalidLink(format!(
+                "data producer {id} comes from link {link}: it is not relayed back"
+            )));
+        }
+        let (params, label, protocol) = (d.params, d.label.clone(), d.protocol.clone());
+        let existing = self
+            .link_mut(link)?
+            .link
+            .as_ref()
+            .and_then(|l| l.data_out.get(&id))
+            .copied();
+        if let Some(consumer) = existing {
+            let channel = self.data_consumers.get(&consumer).map(|c| c.channel);
+            let t = self.link_mut(link)?;
+            let stream_id = channel
+                .and_then(|c| t.rtc.direct_api().sctp_stream_id_by_channel_id(c))
+                .ok_or_else(|| EngineError::Internal("relayed data stream lost".into()))?;
+            return Ok(RelayedDataProducer {
+                id,
+                sctp_stream_parameters: SctpStreamParameters {
+                    stream_id,
+                    ..params
+                },
+                label,
+                protocol,
+            });
+        }
+        let t = self.link_mut(link)?;
+        let first = if t.link.as_ref().is_some_and(|l| l.connects) {
+            1
+        } else {
+            2
+        };
+        let stream_id = (first..SCTP_STREAMS)
+            .step_by(2)
+            .find(|s| !t.used_stream_ids.contains(s))
+            .ok_or_else(|| {
+                EngineError::InvalidSctpParameters(format!(
+                    "no free SCTP stream left on link {link}"
+                ))
+            })?;
+        let reliability = super::data::reliability_of(&params)?;
+        let channel = t.rtc.direct_api().create_data_channel(ChannelConfig {
+            label: label.clone(),
+            ordered: params.ordered,
+            reliability,
+            negotiated: Some(stream_id),
+            protocol: protocol.clone(),
+        });
+        t.used_stream_ids.insert(stream_id);
+        let consumer = DataConsumerId::new();
+        t.channels.insert(channel, DataRoute::Consumer(consumer));
+        if let Some(state) = &mut t.link {
+            state.data_out.insert(id, consumer);
+        }
+        self.data_consumers.insert(
+            consumer,
+            DataConsumer {
+                data_producer_id: id,
+                transport_id: link,
+                channel,
+                open: false,
+                pending: PendingMessages::default(),
+            },
+        );
+        if let Some(d) = self.data_producers.get_mut(&id) {
+            d.consumers.push(consumer);
+        }
+        self.mark_dirty(link);
+        tracing::debug!(link = %link, data_producer = %id, stream_id, "data producer relayed");
+        Ok(RelayedDataProducer {
+            id,
+            sctp_stream_parameters: SctpStreamParameters {
+                stream_id,
+                ..params
+            },
+            label,
+            protocol,
+        })
+    }
+
+    /// Mirror a data producer the far end relays over `link`.
+    pub fn relay_data_in(
+        &mut self,
+        link: TransportId,
+        relayed: RelayedDataProducer,
+    ) -> Result<(), EngineError> {
+        if let Some(d) = self.data_producers.get(&relayed.id) {
+            return if d.source.is_some_and(|(t, _)| t == link) {
+                Ok(())
+            } else {
+                Err(EngineError::InvalidLink(format!(
+                    "data producer {} exists on this worker already",
+                    relayed.id
+                )))
+            };
+        }
+        let bad = |why: &str| {
+            EngineError::InvalidLink(format!("relayed data producer {}: {why}", relayed.id))
+        };
+        if relayed.label.len() > MAX_DATA_LABEL_LEN || relayed.protocol.len() > MAX_DATA_LABEL_LEN {
+            return Err(bad("label and protocol are 1024 bytes at most"));
+        }
+        let params = relayed.sctp_stream_parameters;
+        let reliability = super::data::reliability_of(&params)?;
+        let t = self.link_mut(link)?;
+        // The far end's parity: odd streams come from the connecting end.
+        let far_parity = if t.link.as_ref().is_some_and(|l| l.connects) {
+            0
+        } else {
+            1
+        };
+        let stream_id = params.stream_id;
+        if stream_id >= SCTP_STREAMS
+            || stream_id % 2 != far_parity
+            || t.used_stream_ids.contains(&stream_id)
+        {
+            return Err(bad(&format!(
+                "stream id {stream_id} is in use, out of range or not the far end's"
+            )));
+        }
+        let channel = t.rtc.direct_api().create_data_channel(ChannelConfig {
+            label: relayed.label.clone(),
+            ordered: params.ordered,
+            reliability,
+            negotiated: Some(stream_id),
+            protocol: relayed.protocol.clone(),
+        });
+        t.used_stream_ids.insert(stream_id);
+        t.channels.insert(channel, DataRoute::Producer(relayed.id));
+        self.data_producers.insert(
+            relayed.id,
+            DataProducer {
+                source: Some((link, channel)),
+                pipes: Vec::new(),
+                params,
+                label: relayed.label,
+                protocol: relayed.protocol,
+                consumers: Vec::new(),
+            },
+        );
+        self.mark_dirty(link);
+        tracing::debug!(link = %link, data_producer = %relayed.id, stream_id, "relayed data producer mirrored");
+        Ok(())
+    }
+
+    /// A data consumer on a link went (its producer closed, or the link):
+    /// the far end closes its mirror.
+    pub(super) fn data_relay_closed(&mut self, link: TransportId, consumer: DataConsumerId) {
+        let relayed = self
+            .transports
+            .get_mut(&link)
+            .and_then(|t| t.link.as_mut())
+            .and_then(|state| {
+                let id = state
+                    .data_out
+                    .iter()
+                    .find(|(_, c)| **c == consumer)
+                    .map(|(d, _)| *d)?;
+                state.data_out.remove(&id);
+                Some(id)
+            });
+        if let Some(id) = relayed {
+            self.link_control(link, format!("closedata {id}"));
+        }
+    }
+
     /// The producer and layer a key-frame request on a link's m-line is for.
     pub(super) fn relay_of(
         &self,
@@ -507,6 +703,28 @@ impl Router {
         let text = std::str::from_utf8(data)
             .ok()
             .filter(|t| t.len() <= MAX_CONTROL_LEN);
+        if let Some(id) = text.and_then(|t| t.strip_prefix("closedata ")) {
+            let mirrored = id.parse::<DataProducerId>().ok().filter(|id| {
+                self.data_producers
+                    .get(id)
+                    .is_some_and(|d| d.source.is_some_and(|(t, _)| t == link))
+            });
+            match mirrored.map(|id| (id, self.close_data_producer(id))) {
+                Some((id, Ok(closed))) => {
+                    tracing::debug!(link = %link, data_producer = %id, "relayed data producer closed by the far end");
+                    self.events.push(EngineEvent::RelayedDataProducerClosed {
+                        link_id: link,
+                        data_producer_id: id,
+                        data_consumers_closed: closed,
+                    });
+                }
+                _ => {
+                    self.stats.data_messages_dropped += 1;
+                    tracing::debug!(link = %link, "control message ignored");
+                }
+            }
+            return;
+        }
         let parsed = text.and_then(|t| t.split_once(' ')).and_then(|(verb, id)| {
             let id: ProducerId = id.parse().ok()?;
             Some((verb, id))

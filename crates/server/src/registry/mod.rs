@@ -76,7 +76,7 @@ pub(crate) struct ProducerEntry {
 }
 
 /// A data producer: its client appData is what `availableProducers` lists.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct DataProducerEntry {
     pub app_data: Value,
 }

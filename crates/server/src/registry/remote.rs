@@ -16,11 +16,19 @@ pub(crate) struct RemotePeer {
     pub node: Arc<str>,
     pub room: RoomId,
     pub producers: BTreeMap<ProducerId, ProducerEntry>,
+    pub data_producers: BTreeMap<DataProducerId, DataProducerEntry>,
+}
+
+/// One local peer as the other nodes should see it.
+pub(crate) struct LocalPeer {
+    pub peer: PeerId,
+    pub producers: BTreeMap<ProducerId, ProducerEntry>,
+    pub data_producers: BTreeMap<DataProducerId, DataProducerEntry>,
 }
 
 /// This node's rooms as the others should see them: each room's local
-/// peers (in join order) with their producers.
-pub(crate) type LocalRooms = BTreeMap<RoomId, Vec<(PeerId, BTreeMap<ProducerId, ProducerEntry>)>>;
+/// peers (in join order) with their producers and data producers.
+pub(crate) type LocalRooms = BTreeMap<RoomId, Vec<LocalPeer>>;
 
 impl Registry {
     /// What this node tells the others.
@@ -31,7 +39,11 @@ impl Registry {
                 .iter()
                 .filter_map(|m| {
                     let p = self.peers.get(m).filter(|p| p.remote.is_none())?;
-                    Some((m.clone(), p.producers.clone()))
+                    Some(LocalPeer {
+                        peer: m.clone(),
+                        producers: p.producers.clone(),
+                        data_producers: p.data_producers.clone(),
+                    })
                 })
                 .collect();
             if !local.is_empty() {
@@ -52,10 +64,19 @@ impl Registry {
                         node: p.remote.clone()?,
                         room: p.room.clone()?,
                         producers: p.producers.clone(),
+                        data_producers: p.data_producers.clone(),
                     },
                 ))
             })
             .collect()
+    }
+
+    /// The worker of the local peer that produces data producer `id`.
+    pub fn local_data_producer_worker(&self, id: DataProducerId) -> Option<WorkerIndex> {
+        self.peers
+            .values()
+            .find(|p| p.remote.is_none() && p.data_producers.contains_key(&id))
+            .map(|p| p.worker)
     }
 
     /// The worker of the local peer that produces `producer`.
@@ -123,16 +144,52 @@ impl Registry {
         Ok(effects)
     }
 
+    /// A remote peer's data producer: announced to its room's local peers
+    /// (`availableProducers`), whose clients ask for its data consumers.
+    pub fn add_remote_data_producer(
+        &mut self,
+        peer: &PeerId,
+        id: DataProducerId,
+        producer: DataProducerEntry,
+    ) -> Result<Effects, SignalingError> {
+        self.add_data_producer(peer, id, producer)
+    }
+
+    /// A remote peer's data producer is gone: its local data consumers close.
+    pub fn remove_remote_data_producer(
+        &mut self,
+        peer: &PeerId,
+        id: DataProducerId,
+    ) -> Result<Effects, SignalingError> {
+        let entry = self.peer_mut(peer)?;
+        if entry.data_producers.remove(&id).is_none() {
+            return Ok(Effects::default());
+        }
+        let room = entry.room.clone();
+        let mut effects = self.drop_data_consumers_of(peer, id, true);
+        effects.rooms_changed.extend(room);
+        Ok(effects)
+    }
+
     /// A remote peer left (or its node did): as a local peer's removal.
     /// Its local consumers close in the engine too.
     pub fn remove_remote_peer(&mut self, peer: &PeerId) -> Effects {
-        let producers: Vec<ProducerId> = match self.peers.get(peer) {
-            Some(p) if p.remote.is_some() => p.producers.keys().copied().collect(),
-            _ => return Effects::default(),
-        };
+        let (producers, data_producers): (Vec<ProducerId>, Vec<DataProducerId>) =
+            match self.peers.get(peer) {
+                Some(p) if p.remote.is_some() => (
+                    p.producers.keys().copied().collect(),
+                    p.data_producers.keys().copied().collect(),
+                ),
+                _ => return Effects::default(),
+            };
         let mut effects = Effects::default();
         for id in producers {
             if let Ok(e) = self.remove_remote_producer(peer, id) {
+                effects.merge(e);
+            }
+        }
+        for id in data_producers {
+            if let Ok(e) = self.remove_remote_data_producer(peer, id) {
                 effects.merge(e);
             }
         }
@@ -144,26 +201,54 @@ impl Registry {
 }
 
 impl Registry {
-    /// Consumers the engine closed on its own (the link their producer
-    /// came over closed): their peers are told, and those that consume
-    /// without being asked get the producer again (over a new link).
-    pub fn consumers_gone(&mut self, ids: &[ConsumerId]) -> (Effects, Vec<AutoConsume>) {
+    /// The link to `node` closed: every local consumer and data consumer of
+    /// a producer of that node's peers went with it (on every worker: the
+    /// mirrors were piped on). Their peers are told, the engine closes
+    /// what may be left, and what is consumed without being asked is
+    /// consumed again (over a new link). Data consumers are asked for by
+    /// their clients again.
+    pub fn link_gone(&mut self, node: &str) -> (Effects, Vec<AutoConsume>) {
+        let remote: std::collections::HashSet<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.remote.as_deref() == Some(node))
+            .map(|(id, _)| id.clone())
+            .collect();
         let mut effects = Effects::default();
         let mut again = Vec::new();
         for (peer_id, entry) in self.peers.iter_mut() {
+            if entry.remote.is_some() {
+                continue;
+            }
             let gone: Vec<ProducerId> = entry
                 .consumers
                 .iter()
-                .filter(|(_, c)| ids.contains(&c.push.id))
+                .filter(|(_, c)| remote.contains(&c.producing_peer))
                 .map(|(p, _)| *p)
                 .collect();
             for producer in gone {
                 if let Some(c) = entry.consumers.remove(&producer) {
+                    effects.close_consumers.push((entry.worker, c.push.id));
                     effects.push(
                         peer_id,
                         Push::ConsumerClosed(closed(&c.producing_peer, producer)),
                     );
                     again.push((peer_id.clone(), c.producing_peer, producer));
+                }
+            }
+            let gone: Vec<DataProducerId> = entry
+                .data_consumers
+                .iter()
+                .filter(|(_, c)| remote.contains(&c.producing_peer))
+                .map(|(p, _)| *p)
+                .collect();
+            for producer in gone {
+                if let Some(c) = entry.data_consumers.remove(&producer) {
+                    effects.close_data_consumers.push((entry.worker, c.push.id));
+                    effects.push(
+                        peer_id,
+                        Push::DataConsumerClosed(closed(&c.producing_peer, producer)),
+                    );
                 }
             }
         }

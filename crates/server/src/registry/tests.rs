@@ -553,3 +553,100 @@ fn a_remote_peer_joins_produces_and_leaves_like_a_local_one_for_the_local_peers(
     assert!(r.remove_remote_peer(&pid("local")).pushes.is_empty());
     assert_eq!(r.counts().peers, 1);
 }
+
+#[test]
+fn a_lost_link_takes_the_consumers_of_its_nodes_producers_and_media_is_consumed_again() {
+    let mut r = registry_with(&["local"]);
+    let (_, recv) = with_transports(&mut r, "local");
+    r.join_room(&pid("local"), &rid("hall"), true)
+        .expect("local joins");
+    r.add_remote_peer(&pid("far"), "node-b".into(), 0, &rid("hall"))
+        .expect("remote joins");
+    r.add_remote_peer(&pid("other"), "node-c".into(), 0, &rid("hall"))
+        .expect("a peer of a third node joins");
+    let producer = ProducerId::new();
+    r.add_remote_producer(&pid("far"), producer, video("cam"))
+        .expect("remote producer");
+    let data = DataProducerId::new();
+    r.add_remote_data_producer(
+        &pid("far"),
+        data,
+        DataProducerEntry {
+            app_data: serde_json::json!({"chat": true}),
+        },
+    )
+    .expect("remote data producer");
+    assert_eq!(
+        r.available_producers(&rid("hall"))[&pid("far")].data_producers[&data],
+        serde_json::json!({"chat": true}),
+        "announced to the local peers"
+    );
+    assert_eq!(r.local_data_producer_worker(data), None, "not a local one");
+    let other_producer = ProducerId::new();
+    r.add_remote_producer(&pid("other"), other_producer, video("cam"))
+        .expect("the third node's producer");
+    let info = consumer_info(producer);
+    let consumer = info.id;
+    r.add_consumer::<Media>(&pid("local"), &pid("far"), recv, info)
+        .expect("recorded");
+    let other_info = consumer_info(other_producer);
+    r.add_consumer::<Media>(&pid("local"), &pid("other"), recv, other_info)
+        .expect("recorded");
+    let data_consumer = DataConsumerId::new();
+    r.add_consumer::<Data>(
+        &pid("local"),
+        &pid("far"),
+        recv,
+        DataConsumerInfo {
+            id: data_consumer,
+            data_producer_id: data,
+            sctp_stream_parameters: serde_json::from_value::<SctpStreamParameters>(
+                serde_json::json!({"streamId": 1, "ordered": true}),
+            )
+            .expect("valid"),
+            label: "chat".into(),
+            protocol: String::new(),
+        },
+    )
+    .expect("recorded");
+
+    let (effects, targets) = r.link_gone("node-b");
+    assert_eq!(
+        types_of(&effects, "local"),
+        vec!["consumerClosed", "dataConsumerClosed"]
+    );
+    assert_eq!(effects.close_consumers, vec![(0, consumer)]);
+    assert_eq!(effects.close_data_consumers, vec![(0, data_consumer)]);
+    assert_eq!(
+        targets,
+        vec![AutoConsume {
+            consumer: pid("local"),
+            producing_peer: pid("far"),
+            producer
+        }],
+        "the video is consumed again (over a new link)"
+    );
+    assert!(
+        matches!(
+            r.plan_consume::<Data>(&pid("local"), &pid("far"), data),
+            Ok(ConsumePlan::Create { .. })
+        ),
+        "the client may ask for the data consumer again"
+    );
+    assert!(
+        matches!(
+            r.plan_consume::<Media>(&pid("local"), &pid("other"), other_producer),
+            Ok(ConsumePlan::Existing(_))
+        ),
+        "the third node's producer is still consumed"
+    );
+
+    // The remote data producer goes: announced gone.
+    let gone = r
+        .remove_remote_data_producer(&pid("far"), data)
+        .expect("known peer");
+    assert!(gone.rooms_changed.contains(&rid("hall")));
+    assert!(r.available_producers(&rid("hall"))[&pid("far")]
+        .data_producers
+        .is_empty());
+}

@@ -407,15 +407,18 @@ impl Sfu {
             EngineEvent::TransportClosed {
                 transport_id,
                 reason,
-                consumers_closed,
                 ..
             } => {
                 let owner = self.registry().transport_owner(transport_id);
                 let Some(owner) = owner else {
-                    if let Some(span) = self.inner.span.get() {
+                    if let Some(node) = self
+                        .inner
+                        .span
+                        .get()
+                        .and_then(|span| span.link_closed(transport_id))
+                    {
                         // A link to another node (it has no peer).
-                        span.link_closed(transport_id);
-                        self.consumers_gone(&consumers_closed).await;
+                        self.link_gone(&node).await;
                     }
                     return;
                 };
@@ -441,6 +444,16 @@ impl Sfu {
                 tracing::debug!(worker, link = %link_id, producer = %producer_id, "relayed producer closed");
                 if let Some(span) = self.inner.span.get() {
                     span.relay_closed(producer_id);
+                }
+            }
+            EngineEvent::RelayedDataProducerClosed {
+                link_id,
+                data_producer_id,
+                ..
+            } => {
+                tracing::debug!(worker, link = %link_id, data_producer = %data_producer_id, "relayed data producer closed");
+                if let Some(span) = self.inner.span.get() {
+                    span.data_relay_closed(data_producer_id);
                 }
             }
             EngineEvent::ConsumerLayersChanged {

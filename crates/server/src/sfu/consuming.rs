@@ -51,14 +51,10 @@ impl Sfu {
         recorded
     }
 
-    /// Consumers the engine closed on its own (with a link to another
-    /// node): tell their peers, and consume again what is consumed
-    /// without being asked.
-    pub(crate) async fn consumers_gone(&self, ids: &[ConsumerId]) {
-        if ids.is_empty() {
-            return;
-        }
-        let (effects, targets) = self.registry().consumers_gone(ids);
+    /// The link to `node` closed: the local consumers of its peers'
+    /// producers went with it (see `Registry::link_gone`).
+    pub(crate) async fn link_gone(&self, node: &str) {
+        let (effects, targets) = self.registry().link_gone(node);
         self.apply(effects).await;
         self.auto_consume(targets);
     }
@@ -184,8 +180,15 @@ impl EngineConsumer for Data {
     async fn close(engine: &WorkerHandle, consumer: DataConsumerId) {
         let _ = engine.close_data_consumer(consumer).await;
     }
-    /// Remote peers' data producers are not announced (yet), so never consumed.
-    async fn relay(_: &Sfu, _: &PeerId, _: DataProducerId) -> Result<(), SignalingError> {
-        Ok(())
+    async fn relay(
+        sfu: &Sfu,
+        producing_peer: &PeerId,
+        producer: DataProducerId,
+    ) -> Result<(), SignalingError> {
+        let node = sfu.registry().node_of(producing_peer);
+        match (node, sfu.inner.span.get()) {
+            (Some(node), Some(span)) => span.ensure_data_relay(sfu, &node, producer).await,
+            _ => Ok(()),
+        }
     }
 }
