@@ -203,6 +203,9 @@ impl ServerKind {
             (ServerKind::Mediasoup, "whep") => {
                 Some("the viewers play over WHEP, which the original server does not speak")
             }
+            (ServerKind::Janus | ServerKind::Mediasoup, "cluster") => {
+                Some("the scenario is simplesfu over several nodes")
+            }
             (ServerKind::Janus | ServerKind::Mediasoup, "defaults") => {
                 Some("the scenario is simplesfu as a user starts it; livestream has the same load for every server")
             }
@@ -383,7 +386,20 @@ fn start_simplesfu(
     extra: &[String],
     log: &Path,
 ) -> anyhow::Result<RunningServer> {
+    start_simplesfu_with(bin, pin, workers, settings, extra, &[], log)
+}
+
+fn start_simplesfu_with(
+    bin: &Path,
+    pin: bool,
+    workers: usize,
+    settings: ServerSettings,
+    extra: &[String],
+    env: &[(&str, &str)],
+    log: &Path,
+) -> anyhow::Result<RunningServer> {
     let mut command = pinned_command(bin, pin && !settings.defaults);
+    command.envs(env.iter().copied());
     command.args([
         "--http-listen",
         "127.0.0.1:0",
@@ -453,6 +469,150 @@ fn start_simplesfu(
         .ok_or_else(|| anyhow!("unexpected first line from simplesfu: `{}`", line.trim()))?;
     server.target = Target::Simplesfu(url.to_string());
     Ok(server)
+}
+
+/// Nodes in the `cluster` scenario: the publisher's and two for the viewers.
+const CLUSTER_NODES: usize = 3;
+/// How long the cluster's nodes may take to see each other.
+const CLUSTER_READY_WAIT: Duration = Duration::from_secs(15);
+
+/// The `cluster` scenario's nodes after the first, and the Redis they share.
+struct ClusterRest {
+    nodes: Vec<RunningServer>,
+    redis: Child,
+}
+
+impl ClusterRest {
+    fn urls(&self) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter_map(|n| match &n.target {
+                Target::Simplesfu(url) => Some(url.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+impl Drop for ClusterRest {
+    fn drop(&mut self) {
+        // The nodes first (each says goodbye on Redis), then Redis.
+        self.nodes.clear();
+        let _ = self.redis.kill();
+        let _ = self.redis.wait();
+    }
+}
+
+/// Why the `cluster` scenario cannot run here, if it cannot.
+fn cluster_unavailable() -> Option<&'static str> {
+    let found = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| dir.join("redis-server").is_file())
+    });
+    (!found).then_some("redis-server is not installed (apt-get install redis-server)")
+}
+
+/// A Redis for the cluster on a free loopback port, without persistence.
+fn start_redis() -> anyhow::Result<(Child, u16)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .context("no free port for Redis")?
+        .port();
+    let mut child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("could not start redis-server (apt-get install redis-server)")?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("redis-server did not listen on port {port} within 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok((child, port))
+}
+
+/// Redis and three simplesfu nodes sharing it and a fresh secret, each
+/// with one worker (pinned as the single server is); returns once every
+/// node sees the three. The first node is the publisher's.
+fn start_cluster(
+    rt: &tokio::runtime::Runtime,
+    bin: &Path,
+    pin: bool,
+    settings: ServerSettings,
+    extra: &[String],
+    out_dir: &Path,
+) -> anyhow::Result<(RunningServer, ClusterRest)> {
+    let (redis, port) = start_redis()?;
+    let mut secret = [0u8; 24];
+    rand::Rng::fill(&mut rand::rng(), &mut secret[..]);
+    let secret: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    let redis_url = format!("redis://127.0.0.1:{port}");
+    let mut rest = ClusterRest {
+        nodes: Vec::new(),
+        redis,
+    };
+    for i in 1..=CLUSTER_NODES {
+        let mut args = extra.to_vec();
+        args.extend([
+            "--cluster-redis-url".to_owned(),
+            redis_url.clone(),
+            "--cluster-node-id".to_owned(),
+            format!("bench-node-{i}"),
+        ]);
+        let node = start_simplesfu_with(
+            bin,
+            pin,
+            1,
+            settings,
+            &args,
+            &[("SIMPLESFU_CLUSTER_SECRET", &secret)],
+            &out_dir.join(format!("simplesfu-cluster-{i}.log")),
+        )?;
+        rest.nodes.push(node);
+    }
+    let urls = rest.urls();
+    rt.block_on(async {
+        let deadline = Instant::now() + CLUSTER_READY_WAIT;
+        for url in &urls {
+            loop {
+                let seen = cluster_nodes_seen(url).await.unwrap_or(0);
+                if seen >= CLUSTER_NODES {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("node {url} saw {seen} of the {CLUSTER_NODES} cluster nodes after {CLUSTER_READY_WAIT:?}");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Ok(())
+    })?;
+    let first = rest.nodes.remove(0);
+    Ok((first, rest))
+}
+
+/// How many nodes `url`'s /health lists in its cluster.
+async fn cluster_nodes_seen(url: &str) -> anyhow::Result<usize> {
+    let health = crate::http::HttpUrl::parse(url)?.with_path("/health");
+    let response = crate::http::request("GET", &health, &[], &[], Duration::from_secs(2)).await?;
+    let body: serde_json::Value = serde_json::from_str(&response.text())?;
+    Ok(body["cluster"]["nodes"]
+        .as_array()
+        .map(|n| n.len())
+        .unwrap_or(0))
 }
 
 /// Janus's configuration for loopback: HTTP transport on 127.0.0.1:8088,
@@ -823,6 +983,20 @@ fn scenarios(
             shape: Box::new(|n| Shape::new(1, 1, n, false, MediaOptions::default())),
         },
         Scenario {
+            name: "cluster",
+            ramped: true,
+            // livestream's publisher and load over three nodes: the
+            // publisher on the first, the viewers on the other two, so every
+            // packet crosses a link between nodes. The same loads, so the
+            // report sets each level beside livestream's.
+            levels: if smoke {
+                forwarding_levels(vec![2])
+            } else {
+                ramp(50)
+            },
+            shape: Box::new(|n| Shape::new(1, 1, n, false, MediaOptions::default())),
+        },
+        Scenario {
             name: "defaults",
             ramped: true,
             // livestream's shape, the server as a user runs it.
@@ -1023,13 +1197,37 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     );
                     break;
                 }
+                let cluster = kind == ServerKind::Simplesfu && scenario.name == "cluster";
+                if cluster && workers != servers[0].1 {
+                    eprintln!(
+                        "bench: {label} skipped in cluster: its nodes run one worker each, once"
+                    );
+                    break;
+                }
+                if let Some(why) = cluster.then(cluster_unavailable).flatten() {
+                    eprintln!("bench: {label} skipped in cluster: {why}");
+                    break;
+                }
                 let shape = (scenario.shape)(level);
                 eprintln!("bench: {label} {} load {level}", scenario.name);
                 let unpinned = pinned && settings.defaults;
                 if unpinned {
                     set_process_affinity(&all_cpus);
                 }
+                let mut cluster_rest: Option<ClusterRest> = None;
                 let server = match kind {
+                    ServerKind::Simplesfu if cluster => {
+                        let (first, rest) = start_cluster(
+                            &rt,
+                            &opts.simplesfu_bin,
+                            pinned,
+                            settings,
+                            &opts.simplesfu_args,
+                            &opts.out_dir,
+                        )?;
+                        cluster_rest = Some(rest);
+                        first
+                    }
                     ServerKind::Simplesfu if settings.defaults => start_simplesfu(
                         &opts.simplesfu_bin,
                         pinned,
@@ -1075,6 +1273,10 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                 };
                 let cfg = LoadConfig {
                     target: server.target.clone(),
+                    spread: cluster_rest
+                        .as_ref()
+                        .map(ClusterRest::urls)
+                        .unwrap_or_default(),
                     rooms: shape.rooms,
                     publishers_per_room: shape.publishers,
                     subscribers_per_room: if shape.whep { 0 } else { shape.subscribers },
@@ -1099,14 +1301,22 @@ pub fn run(opts: BenchOptions) -> anyhow::Result<BenchReport> {
                     progress: true,
                 };
                 let mut samples: Vec<ServerSample> = Vec::new();
-                let pid = server.pid.clone();
+                // Every node of a cluster: its CPU and memory are the sum.
+                let pids: Vec<String> = std::iter::once(server.pid.clone())
+                    .chain(
+                        cluster_rest
+                            .iter()
+                            .flat_map(|c| c.nodes.iter().map(|n| n.pid.clone())),
+                    )
+                    .collect();
                 let report = rt.block_on(load::run(cfg, &mut |edge| {
-                    if let Ok(s) = ServerSample::take(&pid, kind) {
+                    if let Ok(s) = ServerSample::take_all(&pids, kind) {
                         samples.push(s);
                     }
                     let _ = edge == Window::End;
                 }));
                 drop(server);
+                drop(cluster_rest);
                 if unpinned {
                     set_process_affinity(&[1]);
                 }
@@ -1345,6 +1555,26 @@ struct ServerSample {
 }
 
 impl ServerSample {
+    /// The sum over several processes (the nodes of a cluster).
+    fn take_all(pids: &[String], kind: ServerKind) -> anyhow::Result<ServerSample> {
+        let mut total = ServerSample {
+            process: ProcSample {
+                cpu_s: 0.0,
+                rss_bytes: 0,
+            },
+            workers_cpu_s: None,
+        };
+        for pid in pids {
+            let s = ServerSample::take(pid, kind)?;
+            total.process.cpu_s += s.process.cpu_s;
+            total.process.rss_bytes += s.process.rss_bytes;
+            if let Some(w) = s.workers_cpu_s {
+                *total.workers_cpu_s.get_or_insert(0.0) += w;
+            }
+        }
+        Ok(total)
+    }
+
     fn take(pid: &str, kind: ServerKind) -> anyhow::Result<ServerSample> {
         match kind {
             ServerKind::Simplesfu => Ok(ServerSample {
@@ -1517,6 +1747,25 @@ mod tests {
             .all(|l| l.settings == ServerSettings::FORWARDING));
         let smoke = scenarios(true, 800, 2.0, &big_room(), 30);
         assert!(smoke.iter().all(|s| s.levels.len() == 1));
+    }
+
+    #[test]
+    fn cluster_is_livestream_over_three_nodes_for_simplesfu_only() {
+        for smoke in [false, true] {
+            let s = scenarios(smoke, 800, 2.0, &big_room(), 30);
+            let named = |name: &str| s.iter().find(|s| s.name == name).expect("scenario");
+            let (live, cluster) = (named("livestream"), named("cluster"));
+            assert!(cluster.ramped);
+            assert_eq!(cluster.levels, live.levels, "the same loads and settings");
+            let (l, c) = ((live.shape)(50), (cluster.shape)(50));
+            assert_eq!(
+                (c.rooms, c.publishers, c.subscribers, c.meeting),
+                (l.rooms, l.publishers, l.subscribers, l.meeting)
+            );
+        }
+        assert!(ServerKind::Janus.skips("cluster").is_some());
+        assert!(ServerKind::Mediasoup.skips("cluster").is_some());
+        assert!(ServerKind::Simplesfu.skips("cluster").is_none());
     }
 
     #[test]

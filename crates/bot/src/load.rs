@@ -53,6 +53,11 @@ impl Target {
 #[derive(Debug, Clone, Serialize)]
 pub struct LoadConfig {
     pub target: Target,
+    /// More nodes of one simplesfu cluster (`--server a,b,c`): the
+    /// publishers connect to the target's URL, the receivers spread over
+    /// these in turn. Empty: everyone on the target.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spread: Vec<String>,
     pub rooms: u32,
     pub publishers_per_room: u32,
     /// Receive-only peers per room.
@@ -360,6 +365,16 @@ fn peer_specs(cfg: &LoadConfig) -> Vec<PeerSpec> {
     specs
 }
 
+/// The node `spec` connects to: the target's URL for a publisher (or
+/// without `spread`), else the spread's URLs in turn.
+fn url_of(cfg: &LoadConfig, spec: &PeerSpec, url: &str) -> String {
+    match cfg.spread.len() {
+        0 => url.to_owned(),
+        _ if spec.publish => url.to_owned(),
+        n => cfg.spread[spec.index as usize % n].clone(),
+    }
+}
+
 async fn join_peer(
     cfg: &LoadConfig,
     spec: &PeerSpec,
@@ -367,6 +382,18 @@ async fn join_peer(
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(JoinedPeer, Option<WhepSession>)> {
     match &cfg.target {
+        Target::Simplesfu(url) if !cfg.spread.is_empty() => {
+            let url = url_of(cfg, spec, url);
+            if spec.whep {
+                let (peer, session) =
+                    crate::whep::join(&url, spec, &cfg.media, &cfg.whep, cfg.local_ip, run, stop)
+                        .await?;
+                return Ok((peer, Some(session)));
+            }
+            crate::sfu::join(&url, spec, &cfg.media, cfg.local_ip, run, stop)
+                .await
+                .map(|p| (p, None))
+        }
         Target::Simplesfu(url) if spec.whep => {
             let (peer, session) =
                 crate::whep::join(url, spec, &cfg.media, &cfg.whep, cfg.local_ip, run, stop)
@@ -931,6 +958,7 @@ mod tests {
 
     fn cfg(publishers: u32, subscribers: u32, meeting: bool) -> LoadConfig {
         LoadConfig {
+            spread: Vec::new(),
             target: Target::Simplesfu("http://127.0.0.1:1".into()),
             rooms: 2,
             publishers_per_room: publishers,
@@ -952,6 +980,30 @@ mod tests {
             local_ip: IpAddr::from([127, 0, 0, 1]),
             progress: false,
         }
+    }
+
+    #[test]
+    fn with_several_nodes_publishers_stay_on_the_first_and_receivers_spread_over_the_others() {
+        let mut live = cfg(1, 4, false);
+        live.spread = vec!["http://node-2".into(), "http://node-3".into()];
+        let specs = peer_specs(&live);
+        let first = "http://127.0.0.1:1";
+        let urls: Vec<String> = specs.iter().map(|s| url_of(&live, s, first)).collect();
+        for (spec, url) in specs.iter().zip(&urls) {
+            if spec.publish {
+                assert_eq!(url, first, "a publisher on the first node");
+            } else {
+                assert_ne!(url, first, "a receiver on another node");
+            }
+        }
+        let on = |node: &str| urls.iter().filter(|u| *u == node).count();
+        assert_eq!(
+            (on("http://node-2"), on("http://node-3")),
+            (4, 4),
+            "in turn: {urls:?}"
+        );
+        live.spread.clear();
+        assert!(specs.iter().all(|s| url_of(&live, s, first) == first));
     }
 
     #[test]

@@ -130,9 +130,11 @@ struct BenchArgs {
 
 #[derive(Args)]
 struct RunArgs {
-    /// simplesfu's URL (http://host:port).
-    #[arg(long, default_value = "http://127.0.0.1:3000")]
-    server: String,
+    /// simplesfu's URL (http://host:port). Several, comma-separated, are
+    /// nodes of one cluster (sharing Redis and `cluster.secret`): the
+    /// publishers connect to the first, the receivers to the others in turn.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:3000")]
+    server: Vec<String>,
     /// Drive Janus VideoRoom at this HTTP API URL (http://host:8088/janus) instead of simplesfu.
     #[arg(long)]
     janus: Option<String>,
@@ -316,13 +318,20 @@ fn run_load(a: RunArgs) -> anyhow::Result<()> {
     if a.whep_viewers > 0 && (a.janus.is_some() || a.original) {
         anyhow::bail!("--whep-viewers plays from simplesfu only (not with --janus or --original)");
     }
+    let mut urls = a.server.into_iter();
+    let first = urls.next().context("--server needs a URL")?;
+    let spread: Vec<String> = urls.collect();
+    if !spread.is_empty() && (a.janus.is_some() || a.original) {
+        anyhow::bail!("several --server URLs are nodes of one simplesfu cluster (not with --janus or --original)");
+    }
     let target = match a.janus {
         Some(url) => Target::Janus(url),
-        None if a.original => Target::Mediasoup(a.server),
-        None => Target::Simplesfu(a.server),
+        None if a.original => Target::Mediasoup(first),
+        None => Target::Simplesfu(first),
     };
     let cfg = LoadConfig {
         target,
+        spread,
         rooms: a.rooms,
         publishers_per_room: a.publishers,
         subscribers_per_room: a.subscribers,

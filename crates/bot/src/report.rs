@@ -489,6 +489,46 @@ fn whep_beside_livestream(r: &BenchReport) -> String {
     format!("\nBeside livestream at the same load (socket.io viewers / WHEP viewers; the ratio is WHEP's µs/pkt over socket.io's; the last column is the RSS difference per viewer):\n\n| server | load | µs/pkt livestream / whep | ratio | RSS MB livestream / whep | kB per viewer, whep - livestream |\n|---|---|---|---|---|---|\n{rows}")
 }
 
+/// What the cluster scenario is, above its table.
+const CLUSTER_INTRO: &str = "livestream's publisher and load over three simplesfu nodes that share a Redis (redis-server on loopback) and a `cluster.secret`: the publisher connects to node 1, the viewers to nodes 2 and 3 in turn, so every packet crosses a link between nodes (relayed once per node, docs/CLUSTER.md). One worker per node, every node pinned where the single server is; server CPU and RSS are the sum over the three nodes, and µs/pkt is that CPU over the packets the viewers received.\n\n";
+
+/// The cluster beside livestream at each load both ran: loss, and the
+/// latency the hop between nodes adds.
+fn cluster_beside_livestream(r: &BenchReport) -> String {
+    let mut rows = String::new();
+    for c in r.levels.iter().filter(|l| l.scenario == "cluster") {
+        let Some(l) = r.levels.iter().find(|l| {
+            l.scenario == "livestream"
+                && l.server == ServerKind::Simplesfu
+                && l.workers == Some(1)
+                && l.load == c.load
+        }) else {
+            continue;
+        };
+        let _ = writeln!(
+            rows,
+            "| {} | {:.2} / {:.2} | {:.2} / {:.2} | {:+.2} | {:.2} / {:.2} | {:+.2} | {:.2} / {:.2} | {:.0} / {:.0} |",
+            c.load,
+            l.loss_pct,
+            c.loss_pct,
+            l.p50_ms,
+            c.p50_ms,
+            c.p50_ms - l.p50_ms,
+            l.p99_ms,
+            c.p99_ms,
+            c.p99_ms - l.p99_ms,
+            l.cpu_us_per_forwarded_packet,
+            c.cpu_us_per_forwarded_packet,
+            l.server_rss_mb,
+            c.server_rss_mb,
+        );
+    }
+    if rows.is_empty() {
+        return rows;
+    }
+    format!("\nBeside livestream at the same load (one node, one worker / three nodes; \"added\" is the cluster's figure less the single node's: what the hop adds, less what splitting the fan-out over two nodes saves):\n\n| viewers | loss % one node / cluster | p50 ms one node / cluster | p50 added ms | p99 ms one node / cluster | p99 added ms | µs/pkt one node / cluster | RSS MB one node / cluster |\n|---|---|---|---|---|---|---|---|\n{rows}")
+}
+
 /// Which simplesfu settings of this run differ from the server's defaults.
 fn non_default_settings(r: &BenchReport) -> String {
     let bursts: Vec<String> = {
@@ -587,6 +627,9 @@ pub fn markdown(r: &BenchReport) -> String {
         if *name == "whep" {
             s += WHEP_INTRO;
         }
+        if *name == "cluster" {
+            s += CLUSTER_INTRO;
+        }
         let _ = writeln!(
             s,
             "| server | load | streams | loss % | p50 ms | p99 ms | max ms | server CPU % | µs/pkt | pkt/CPU-s | x floor | RSS MB | kB per added peer | bot CPU % | held |"
@@ -639,6 +682,9 @@ pub fn markdown(r: &BenchReport) -> String {
             s += &whep_sessions(r);
             s += &whep_beside_livestream(r);
         }
+        if *name == "cluster" {
+            s += &cluster_beside_livestream(r);
+        }
         s += "\n";
     }
     s += &scaling_table(r, &names);
@@ -684,6 +730,7 @@ pub(crate) mod tests {
     /// A level of `scenario` with made-up figures: a big room's by default.
     pub(crate) fn sample_level(scenario: &str, settings: ServerSettings) -> LevelResult {
         let config = LoadConfig {
+            spread: Vec::new(),
             target: Target::Simplesfu("http://127.0.0.1:1".into()),
             rooms: 1,
             publishers_per_room: 300,
@@ -762,6 +809,37 @@ pub(crate) mod tests {
             bot_limited: false,
             report,
         }
+    }
+
+    #[test]
+    fn the_cluster_sits_beside_livestream_with_what_the_hop_adds() {
+        let level = |scenario: &str, p50: f64, p99: f64| {
+            let mut l = sample_level(scenario, ServerSettings::FORWARDING);
+            l.load = 10;
+            l.workers = Some(1);
+            l.p50_ms = p50;
+            l.p99_ms = p99;
+            l
+        };
+        let md = markdown(&bench_report(vec![
+            level("livestream", 1.5, 4.0),
+            level("cluster", 1.9, 5.0),
+        ]));
+        let section = md.split("## cluster").nth(1).expect("a cluster section");
+        assert!(
+            section.contains("three simplesfu nodes"),
+            "what the scenario is"
+        );
+        let row = section
+            .lines()
+            .find(|l| l.starts_with("| 10 |"))
+            .unwrap_or_else(|| panic!("a comparison row: {section}"));
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert_eq!(cells[3], "1.50 / 1.90", "{row}");
+        assert_eq!(cells[4], "+0.40", "the hop adds 0.4 ms at p50: {row}");
+        assert_eq!(cells[6], "+1.00", "{row}");
+        let alone = markdown(&bench_report(vec![level("cluster", 1.9, 5.0)]));
+        assert!(!alone.contains("Beside livestream"));
     }
 
     #[test]
