@@ -282,3 +282,39 @@ test('a node with another secret takes no part in the rooms of the others', { sk
   const health = await (await fetch(`${a.url}/health`)).json();
   assert.ok(health.cluster.span.messagesDropped > 0, `node-a dropped the stranger's messages: ${JSON.stringify(health.cluster.span)}`);
 });
+
+test('a node restarted under its id (before the membership notices) is linked again: consuming across works', { skip: NO_REDIS }, async (t) => {
+  const redisPort = await freePort();
+  await startRedis(t, redisPort);
+  // node-b has the higher id: it makes the link and its end waits (ICE-lite).
+  let a = await startSpanningNode(t, redisPort, 'node-a');
+  const b = await startSpanningNode(t, redisPort, 'node-b');
+  await waitForCluster(b.url, (v) => ids(v).length === 2, 'node-b sees node-a');
+
+  const viewer = await connect(b.url, t);
+  await createTransports(viewer, { connectRecv: true });
+  await viewer.ok('joinRoom', { roomId: 'restart' });
+  const publishOn = async (node, label) => {
+    const pub = await connect(node.url, t);
+    const pubT = await createTransports(pub);
+    await pub.ok('joinRoom', { roomId: 'restart' });
+    const { id } = await pub.ok('produce', { transportId: pubT.send, kind: 'video', rtpParameters: vp8Parameters(), appData: { label } });
+    return { pub, id };
+  };
+  const first = await publishOn(a, 'before');
+  await viewer.waitForPush('createConsumer', (c) => c.producerId === first.id, 5000);
+  const linksBefore = (await health(b.url)).cluster.span.links;
+  assert.equal(linksBefore, 1, 'one link between the nodes');
+
+  // node-a dies and comes back under its id within a heartbeat: node-b
+  // never sees it leave the membership.
+  a.child.kill('SIGKILL');
+  a = await startSpanningNode(t, redisPort, 'node-a');
+  await viewer.waitForPush('peerDisconnection', (gone) => gone.includes(first.pub.id), 10_000);
+  const second = await publishOn(a, 'after');
+  const consumer = await viewer.waitForPush('createConsumer', (c) => c.producerId === second.id, 10_000);
+  assert.equal(consumer.peerId, second.pub.id, 'consumed across the new link');
+  const span = (await health(b.url)).cluster.span;
+  assert.equal(span.links, 1, `the old link replaced, not kept beside: ${JSON.stringify(span)}`);
+  assert.equal(span.relayedIn, 1, `only the new producer relayed in: ${JSON.stringify(span)}`);
+});

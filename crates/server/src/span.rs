@@ -63,6 +63,11 @@ pub const MAX_MESSAGE_BYTES: usize = 8 << 20;
 const MAX_MESSAGE_AGE_MS: u64 = 60_000;
 /// Requests waiting for an answer at once, at most.
 const MAX_PENDING: usize = 1024;
+/// A link whose far end sent no ICE check for this long is dead (RFC 7675
+/// consent): the end that waits closes it.
+const LINK_CONSENT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often the waiting ends of links are checked.
+const LINK_SWEEP: Duration = Duration::from_secs(5);
 
 /// A producer as the other nodes see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -165,6 +170,9 @@ struct State {
     relayed: HashMap<ProducerId, Arc<str>>,
     /// Data producers relayed here, with their node.
     relayed_data: HashMap<DataProducerId, Arc<str>>,
+    /// The links whose end here waits (ICE-lite: it never times out by
+    /// itself), with when they were made: see [`Span::sweep_links`].
+    waiting: HashMap<TransportId, std::time::Instant>,
 }
 
 /// Counters for /metrics and /health.
@@ -258,6 +266,7 @@ impl Span {
         });
         tokio::spawn(listen(Arc::downgrade(&span), client, sfu.clone()));
         tokio::spawn(publish_states(Arc::downgrade(&span), sfu.clone()));
+        tokio::spawn(sweep_links(Arc::downgrade(&span), sfu.clone()));
         span
     }
 
@@ -381,33 +390,44 @@ impl Span {
         let from: Arc<str> = envelope.from.as_str().into();
         match envelope.body {
             Body::State { seq, rooms } => {
-                {
-                    let mut state = lock(&self.state);
-                    let newer = state
-                        .nodes
-                        .get(&from)
-                        .is_none_or(|k| (envelope.started_ms, seq) > (k.started_ms, k.seq));
-                    if !newer {
-                        return;
-                    }
-                    if state
-                        .nodes
-                        .get(&from)
-                        .is_some_and(|k| k.rooms == rooms && k.started_ms == envelope.started_ms)
+                let restarted_link =
                     {
-                        if let Some(k) = state.nodes.get_mut(&from) {
-                            k.seq = seq;
+                        let mut state = lock(&self.state);
+                        let newer = state
+                            .nodes
+                            .get(&from)
+                            .is_none_or(|k| (envelope.started_ms, seq) > (k.started_ms, k.seq));
+                        if !newer {
+                            return;
                         }
-                        return;
-                    }
-                    state.nodes.insert(
-                        from.clone(),
-                        Known {
-                            started_ms: envelope.started_ms,
-                            seq,
-                            rooms,
-                        },
-                    );
+                        if state.nodes.get(&from).is_some_and(|k| {
+                            k.rooms == rooms && k.started_ms == envelope.started_ms
+                        }) {
+                            if let Some(k) = state.nodes.get_mut(&from) {
+                                k.seq = seq;
+                            }
+                            return;
+                        }
+                        // The node restarted under the same id (faster than
+                        // the membership notices): the link to its old process
+                        // is dead, and the end here may be the one that waits.
+                        let restarted = state
+                            .nodes
+                            .get(&from)
+                            .is_some_and(|k| k.started_ms != envelope.started_ms);
+                        state.nodes.insert(
+                            from.clone(),
+                            Known {
+                                started_ms: envelope.started_ms,
+                                seq,
+                                rooms,
+                            },
+                        );
+                        restarted.then(|| state.links.get(&from).copied()).flatten()
+                    };
+                if let Some(link) = restarted_link {
+                    tracing::info!(node = %from, link = %link, "span: node restarted; the link to its old process closes");
+                    self.close_link(&sfu, link).await;
                 }
                 self.reconcile(&sfu).await;
             }
@@ -602,9 +622,41 @@ impl Span {
             let _ = worker.close_transport(info.id).await;
             return Err(e);
         }
-        lock(&self.state).links.insert(node.clone(), info.id);
+        {
+            let mut state = lock(&self.state);
+            state.links.insert(node.clone(), info.id);
+            state.waiting.insert(info.id, std::time::Instant::now());
+        }
         tracing::info!(node = %node, link = %info.id, "span: link made");
         Ok(info.id)
+    }
+
+    /// Close the links whose end here waits and whose far end went silent
+    /// (no ICE check for [`LINK_CONSENT_TIMEOUT`], or none since it was
+    /// made that long ago): a partition between the nodes, or a far
+    /// process that died while its node id lives on in the membership.
+    async fn sweep_links(&self, sfu: &Sfu) {
+        let Ok(worker) = sfu.worker(LINK_WORKER).cloned() else {
+            return;
+        };
+        let waiting: Vec<(TransportId, std::time::Instant)> = lock(&self.state)
+            .waiting
+            .iter()
+            .map(|(l, t)| (*l, *t))
+            .collect();
+        let now = std::time::Instant::now();
+        for (link, made) in waiting {
+            let silent = match worker.last_consent(link).await {
+                Ok(Some(at)) => now.saturating_duration_since(at) > LINK_CONSENT_TIMEOUT,
+                Ok(None) => now.saturating_duration_since(made) > LINK_CONSENT_TIMEOUT,
+                Err(_) => true,
+            };
+            if silent {
+                tracing::info!(link = %link, "span: link closed: the far node sent no ICE check for 30 s");
+                self.close_link(sfu, link).await;
+                lock(&self.state).waiting.remove(&link);
+            }
+        }
     }
 
     /// Make `producer` of a peer on `node` consumable on the link worker.
@@ -703,6 +755,7 @@ impl Span {
             .find(|(_, l)| **l == link)
             .map(|(n, _)| n.clone())?;
         state.links.remove(&node);
+        state.waiting.remove(&link);
         state.relayed.retain(|_, n| *n != node);
         state.relayed_data.retain(|_, n| *n != node);
         Some(node)
@@ -728,7 +781,11 @@ impl Span {
             state.nodes.remove(node);
             state.relayed.retain(|_, n| &**n != node);
             state.relayed_data.retain(|_, n| &**n != node);
-            state.links.remove(node)
+            let link = state.links.remove(node);
+            if let Some(link) = link {
+                state.waiting.remove(&link);
+            }
+            link
         };
         tracing::info!(node = %node, "span: node gone; its peers leave");
         self.reconcile(sfu).await;
@@ -909,6 +966,17 @@ fn wire_rooms(sfu: &Sfu) -> Vec<RoomWire> {
                 .collect(),
         })
         .collect()
+}
+
+/// Check the waiting ends of links every [`LINK_SWEEP`] while the span lives.
+async fn sweep_links(span: Weak<Span>, sfu: Sfu) {
+    let mut ticker = tokio::time::interval(LINK_SWEEP);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let Some(s) = span.upgrade() else { return };
+        s.sweep_links(&sfu).await;
+    }
 }
 
 /// Publish this node's state when it changes (a few ms later, so a burst
