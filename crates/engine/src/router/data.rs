@@ -125,6 +125,7 @@ impl Router {
                 data_producer_id: dp,
                 transport_id: tid,
                 channel,
+                stream_id,
                 open: false,
                 pending: PendingMessages::default(),
             },
@@ -169,10 +170,7 @@ impl Router {
             self.data_relay_closed(d.transport_id, id);
         }
         if let Some(t) = self.transports.get_mut(&d.transport_id) {
-            let stream_id = t.rtc.direct_api().sctp_stream_id_by_channel_id(d.channel);
-            if let Some(stream_id) = stream_id {
-                close_channel(t, d.channel, stream_id);
-            }
+            close_channel(t, d.channel, d.stream_id);
             self.mark_dirty(d.transport_id);
         }
     }

@@ -78,8 +78,8 @@ pub(super) struct LinkState {
     /// The producers this end relays, by their m-line on the link.
     relays_out: HashMap<Mid, ProducerId>,
     /// The data producers this end relays, with the data consumer that
-    /// writes their messages to the link.
-    data_out: HashMap<DataProducerId, DataConsumerId>,
+    /// writes their messages to the link and its stream.
+    data_out: HashMap<DataProducerId, (DataConsumerId, u16)>,
 }
 
 /// A link a producer is relayed over: its m-line and, per layer, the stream
@@ -441,12 +441,7 @@ impl Router {
             .as_ref()
             .and_then(|l| l.data_out.get(&id))
             .copied();
-        if let Some(consumer) = existing {
-            let channel = self.data_consumers.get(&consumer).map(|c| c.channel);
-            let t = self.link_mut(link)?;
-            let stream_id = channel
-                .and_then(|c| t.rtc.direct_api().sctp_stream_id_by_channel_id(c))
-                .ok_or_else(|| EngineError::Internal("relayed data stream lost".into()))?;
+        if let Some((_, stream_id)) = existing {
             return Ok(RelayedDataProducer {
                 id,
                 sctp_stream_parameters: SctpStreamParameters {
@@ -483,7 +478,7 @@ impl Router {
         let consumer = DataConsumerId::new();
         t.channels.insert(channel, DataRoute::Consumer(consumer));
         if let Some(state) = &mut t.link {
-            state.data_out.insert(id, consumer);
+            state.data_out.insert(id, (consumer, stream_id));
         }
         self.data_consumers.insert(
             consumer,
@@ -491,6 +486,7 @@ impl Router {
                 data_producer_id: id,
                 transport_id: link,
                 channel,
+                stream_id,
                 open: false,
                 pending: PendingMessages::default(),
             },
@@ -579,7 +575,7 @@ impl Router {
     /// A data consumer on a link went (its producer closed, or the link):
     /// the far end closes its mirror.
     pub(super) fn data_relay_closed(&mut self, link: TransportId, consumer: DataConsumerId) {
-        let relayed = self
+        let Some(id) = self
             .transports
             .get_mut(&link)
             .and_then(|t| t.link.as_mut())
@@ -587,14 +583,15 @@ impl Router {
                 let id = state
                     .data_out
                     .iter()
-                    .find(|(_, c)| **c == consumer)
+                    .find(|(_, (c, _))| *c == consumer)
                     .map(|(d, _)| *d)?;
                 state.data_out.remove(&id);
                 Some(id)
-            });
-        if let Some(id) = relayed {
-            self.link_control(link, format!("closedata {id}"));
-        }
+            })
+        else {
+            return;
+        };
+        self.link_control(link, format!("closedata {id}"));
     }
 
     /// The producer and layer a key-frame request on a link's m-line is for.

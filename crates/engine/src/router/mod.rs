@@ -343,6 +343,9 @@ struct DataConsumer {
     data_producer_id: DataProducerId,
     transport_id: TransportId,
     channel: ChannelId,
+    /// Its SCTP stream (str0m knows a channel's only once the association
+    /// is up, so it is kept here to be freed on close).
+    stream_id: u16,
     open: bool,
     pending: PendingMessages,
 }

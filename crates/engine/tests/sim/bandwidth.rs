@@ -410,7 +410,12 @@ fn a_link_below_the_lowest_layer_pauses_video_while_audio_flows_and_video_resume
         "within 14 s: {:?}",
         first.at - lifted
     );
-    assert!(first.seq > before && first.seq - before <= 10, "the numbering continues across the pause (less what the slow link lost): {before}, then {}", first.seq);
+    // The gap is what the slow link lost just before the pause: nothing
+    // (a gap of 1) in 24 of 25 runs here, and once 17 packets, when a probe
+    // (one at least every 4 s while video is paused) had filled the queue
+    // as the pause came. A restarted numbering would jump by thousands.
+    eprintln!("numbering across the pause: {before}, then {}", first.seq);
+    assert!(first.seq > before && first.seq - before <= 32, "the numbering continues across the pause (less what the slow link lost): {before}, then {}", first.seq);
     assert_eq!(
         (first.payload[0] & 0x10, first.payload[6] & 0x01),
         (0x10, 0),
