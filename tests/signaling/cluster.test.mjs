@@ -318,3 +318,39 @@ test('a node restarted under its id (before the membership notices) is linked ag
   assert.equal(span.links, 1, `the old link replaced, not kept beside: ${JSON.stringify(span)}`);
   assert.equal(span.relayedIn, 1, `only the new producer relayed in: ${JSON.stringify(span)}`);
 });
+
+test('with rooms across nodes, a room stays on its node until that node is full, then grows onto a node that has its peers', { skip: NO_REDIS }, async (t) => {
+  const redisPort = await freePort();
+  await startRedis(t, redisPort);
+  const node = (id) =>
+    startServer(t, {
+      args: ['--cluster-redis-url', `redis://127.0.0.1:${redisPort}`, '--cluster-node-id', id, '--cluster-capacity-peers', '2'],
+      env: { SIMPLESFU_CLUSTER_SECRET: CLUSTER_SECRET },
+    });
+  const a = await node('node-a');
+  const b = await node('node-b');
+  const c = await node('node-c');
+  for (const n of [a, b, c]) await waitForCluster(n.url, (v) => ids(v).length === 3, `${n.url} sees three nodes`);
+  const place = async (from) => (await fetch(`${from.url}/cluster/rooms/grow`)).json();
+  const peersOf = (id, count) => (v) => v.nodes.find((n) => n.id === id)?.peers === count;
+
+  const first = await connect(a.url, t);
+  await first.ok('joinRoom', { roomId: 'grow' });
+  await waitForCluster(c.url, peersOf('node-a', 1), 'node-c sees one peer on node-a');
+  assert.deepEqual(await place(c), { room: 'grow', node: 'node-a', url: a.url, served: true }, 'the node that holds the room, while it has room');
+  assert.equal((await health(a.url)).cluster.nodes.find((n) => n.id === 'node-a').capacity, 2, 'each node says its capacity');
+
+  const second = await connect(a.url, t);
+  await second.ok('joinRoom', { roomId: 'grow' });
+  await waitForCluster(c.url, peersOf('node-a', 2), 'node-c sees node-a full');
+  const spill = await place(c);
+  assert.notEqual(spill.node, 'node-a', `a full node is not suggested: ${JSON.stringify(spill)}`);
+  assert.equal(spill.served, false, 'a node without the room yet');
+
+  // A peer of the room on node-b: node-b is where the room grows now.
+  const third = await connect(b.url, t);
+  await third.ok('joinRoom', { roomId: 'grow' });
+  await first.waitForPush('peerConnection', (ids) => ids.includes(third.id), 5000);
+  await waitForCluster(c.url, peersOf('node-b', 1), 'node-c sees the peer on node-b');
+  assert.deepEqual(await place(c), { room: 'grow', node: 'node-b', url: b.url, served: true }, 'the node with the room that has room');
+});

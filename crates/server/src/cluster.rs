@@ -50,7 +50,16 @@ pub struct ClusterOptions {
     pub node_ttl: Duration,
     /// The secret the nodes share: set, rooms span nodes (`crate::span`).
     pub secret: Option<String>,
+    /// Peers this node takes before its rooms' new peers are pointed
+    /// elsewhere (`None`: [`PEERS_PER_WORKER`] per media worker).
+    pub capacity_peers: Option<u64>,
 }
+
+/// A node's default capacity per media worker, in peers (`capacity_peers`):
+/// a viewer of one video and one audio stream costs a few hundred µs of a
+/// core per second at 30 packets/s per stream (bench/RESULTS.md), so a
+/// core carries a few hundred.
+pub const PEERS_PER_WORKER: u64 = 250;
 
 impl std::fmt::Debug for ClusterOptions {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,6 +71,7 @@ impl std::fmt::Debug for ClusterOptions {
             .field("heartbeat", &self.heartbeat)
             .field("node_ttl", &self.node_ttl)
             .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("capacity_peers", &self.capacity_peers)
             .finish()
     }
 }
@@ -86,6 +96,25 @@ pub struct NodeInfo {
     pub rooms: u64,
     pub transports: u64,
     pub consumers: u64,
+    /// Peers it takes before its rooms grow onto other nodes (0: unknown,
+    /// an older node).
+    pub capacity: u64,
+}
+
+impl NodeInfo {
+    /// Whether it takes more peers.
+    fn has_room(&self) -> bool {
+        self.capacity == 0 || self.peers < self.capacity
+    }
+
+    /// Its load as a fraction of its capacity (peers alone when unknown).
+    fn load(&self) -> f64 {
+        if self.capacity == 0 {
+            self.peers as f64
+        } else {
+            self.peers as f64 / self.capacity as f64
+        }
+    }
 }
 
 /// This node's view of the cluster (in `/health` as `cluster`).
@@ -271,26 +300,50 @@ impl Cluster {
             .query_async(&mut redis)
             .await
             .unwrap_or(None);
-        if let Some((node, url)) = holder.and_then(|h| Some((h.clone(), self.url_of(&h)?))) {
+        let view = self.view();
+        let holder = holder.and_then(|h| view.nodes.iter().find(|n| n.id == h).cloned());
+        // Rooms across nodes: a holder without room left gives way to the
+        // least loaded node that has room, one with the room's peers first
+        // (the room grows onto as few nodes as the load allows).
+        let span = self.span.as_ref();
+        if let Some(holder) = holder.filter(|h| span.is_none() || h.has_room()) {
             return RoomPlace {
                 room: room.to_owned(),
-                node,
-                url,
+                node: holder.id,
+                url: holder.url,
                 served: true,
             };
         }
-        let view = self.view();
-        let least = view
-            .nodes
-            .iter()
-            .min_by_key(|n| (n.peers, n.id != view.node))
-            .map(|n| (n.id.clone(), n.url.clone()))
-            .unwrap_or_else(|| (self.options.node_id.clone(), self.options.node_url.clone()));
-        RoomPlace {
-            room: room.to_owned(),
-            node: least.0,
-            url: least.1,
-            served: false,
+        let with_room: Vec<String> = span.map(|s| s.nodes_in_room(room)).unwrap_or_default();
+        let here = &view.node;
+        let best = view.nodes.iter().min_by(|a, b| {
+            let key = |n: &NodeInfo| {
+                (
+                    !n.has_room(),
+                    !with_room.contains(&n.id),
+                    n.load(),
+                    n.id != *here,
+                )
+            };
+            let (ka, kb) = (key(a), key(b));
+            (ka.0, ka.1)
+                .cmp(&(kb.0, kb.1))
+                .then(ka.2.total_cmp(&kb.2))
+                .then(ka.3.cmp(&kb.3))
+        });
+        match best {
+            Some(n) => RoomPlace {
+                room: room.to_owned(),
+                node: n.id.clone(),
+                url: n.url.clone(),
+                served: with_room.contains(&n.id),
+            },
+            None => RoomPlace {
+                room: room.to_owned(),
+                node: self.options.node_id.clone(),
+                url: self.options.node_url.clone(),
+                served: false,
+            },
         }
     }
 
@@ -381,6 +434,9 @@ async fn heartbeats(
     // heartbeat: until they had `node_ttl` to do so, none is taken for dead.
     let mut grace_until: Option<std::time::Instant> = None;
     let mut registered_once = false;
+    let capacity = options
+        .capacity_peers
+        .unwrap_or_else(|| PEERS_PER_WORKER * sfu.stats().workers.max(1) as u64);
     loop {
         tick.tick().await;
         let counts = sfu.stats().signaling;
@@ -392,6 +448,7 @@ async fn heartbeats(
             rooms: counts.rooms as u64,
             transports: counts.transports as u64,
             consumers: counts.consumers as u64,
+            capacity,
         };
         let outcome = beat(&options, &mut redis, &me, started_ms).await;
         if outcome.is_ok() {
@@ -515,6 +572,7 @@ async fn beat(
                 ("rooms", me.rooms.to_string()),
                 ("transports", me.transports.to_string()),
                 ("consumers", me.consumers.to_string()),
+                ("capacity", me.capacity.to_string()),
             ],
         )
         .ignore()
@@ -565,6 +623,7 @@ async fn beat(
                 rooms: number("rooms"),
                 transports: number("transports"),
                 consumers: number("consumers"),
+                capacity: number("capacity"),
                 id,
             },
         );
@@ -675,6 +734,7 @@ mod tests {
             heartbeat: Duration::from_secs(1),
             node_ttl: Duration::from_secs(5),
             secret: Some("the-cluster-secret-0123456789abcdef".into()),
+            capacity_peers: None,
         };
         let printed = format!("{options:?}");
         assert!(!printed.contains("hunter2"));

@@ -90,6 +90,13 @@ pub struct ClusterConfig {
     /// node (`room_on_another_node` elsewhere).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// Peers this node takes before a room it serves is pointed elsewhere
+    /// for its new peers (`GET /cluster/rooms/<room>`, rooms across nodes
+    /// only): a room stays on the node that holds it while that node has
+    /// room, then grows onto the least loaded node (one that has the room's
+    /// peers first). Default: 250 per media worker.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity_peers: Option<u64>,
 }
 
 impl std::fmt::Debug for ClusterConfig {
@@ -105,6 +112,7 @@ impl std::fmt::Debug for ClusterConfig {
             .field("heartbeat_ms", &self.heartbeat_ms)
             .field("node_ttl_ms", &self.node_ttl_ms)
             .field("secret", &self.secret.as_ref().map(|_| "***"))
+            .field("capacity_peers", &self.capacity_peers)
             .finish()
     }
 }
@@ -119,6 +127,7 @@ impl Default for ClusterConfig {
             heartbeat_ms: 1000,
             node_ttl_ms: 5000,
             secret: None,
+            capacity_peers: None,
         }
     }
 }
@@ -189,6 +198,7 @@ impl ClusterConfig {
             heartbeat: Duration::from_millis(self.heartbeat_ms),
             node_ttl: Duration::from_millis(self.node_ttl_ms),
             secret: self.secret.clone(),
+            capacity_peers: self.capacity_peers,
         })
     }
 }
@@ -782,6 +792,11 @@ pub struct Overrides {
     /// [default: the address it listens on]
     #[arg(long, env = "SIMPLESFU_CLUSTER_NODE_URL")]
     pub cluster_node_url: Option<String>,
+
+    /// Peers this node takes before a room it serves grows onto other
+    /// nodes (rooms across nodes). [default: 250 per media worker]
+    #[arg(long, env = "SIMPLESFU_CLUSTER_CAPACITY_PEERS")]
+    pub cluster_capacity_peers: Option<u64>,
 }
 
 /// The one option without a flag: a secret on a command line is visible to
@@ -896,6 +911,9 @@ impl Overrides {
         }
         if self.cluster_node_url.is_some() {
             config.cluster.node_url = self.cluster_node_url.clone();
+        }
+        if self.cluster_capacity_peers.is_some() {
+            config.cluster.capacity_peers = self.cluster_capacity_peers;
         }
         if let Some(secret) = secret_from_env {
             config.auth.secret = Some(TokenSecret::new(secret));

@@ -278,6 +278,24 @@ impl Span {
         format!("{}:inbox:{node}", self.prefix)
     }
 
+    /// The nodes with peers in `room`, this one included.
+    pub fn nodes_in_room(&self, room: &str) -> Vec<String> {
+        let mut nodes: Vec<String> = lock(&self.state)
+            .nodes
+            .iter()
+            .filter(|(_, k)| k.rooms.iter().any(|r| r.room.as_str() == room))
+            .map(|(n, _)| n.to_string())
+            .collect();
+        if lock(&self.state)
+            .published
+            .as_ref()
+            .is_some_and(|rooms| rooms.iter().any(|r| r.room.as_str() == room))
+        {
+            nodes.push(self.node.to_string());
+        }
+        nodes
+    }
+
     /// Something in this node's rooms changed: publish soon.
     pub fn changed(&self) {
         self.changed.notify_one();
