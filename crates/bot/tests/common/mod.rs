@@ -48,6 +48,12 @@ fn server_binary() -> Option<PathBuf> {
 
 /// The server on loopback; None (after saying why) if it cannot be built.
 pub fn start_server() -> Option<Server> {
+    start_server_with(&[], &[])
+}
+
+/// The server on loopback with more arguments and environment variables.
+#[allow(dead_code)] // not every test binary starts nodes of a cluster
+pub fn start_server_with(args: &[&str], env: &[(&str, &str)]) -> Option<Server> {
     let Some(bin) = server_binary() else {
         eprintln!("SKIPPED: the simplesfu binary could not be built or found (run `cargo build -p simplesfu`)");
         return None;
@@ -63,6 +69,8 @@ pub fn start_server() -> Option<Server> {
             "--log-level",
             "warn",
         ])
+        .args(args)
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -83,6 +91,11 @@ pub fn start_server() -> Option<Server> {
 /// `simplesfu-bot run --server <url> --quiet <args>`, which must succeed
 /// within 60 s; its JSON report.
 pub fn run_bot(server: &Server, args: &[&str]) -> serde_json::Value {
+    run_bot_at(&server.url, args)
+}
+
+/// Like [`run_bot`], with `--server` as given (several nodes: `a,b`).
+pub fn run_bot_at(servers: &str, args: &[&str]) -> serde_json::Value {
     let json = std::env::temp_dir().join(format!(
         "simplesfu-bot-test-{}-{:?}.json",
         std::process::id(),
@@ -90,7 +103,7 @@ pub fn run_bot(server: &Server, args: &[&str]) -> serde_json::Value {
     ));
     let started = Instant::now();
     let mut bot = Command::new(env!("CARGO_BIN_EXE_simplesfu-bot"))
-        .args(["run", "--server", &server.url, "--quiet", "--json"])
+        .args(["run", "--server", servers, "--quiet", "--json"])
         .arg(&json)
         .args(args)
         .spawn()
