@@ -813,3 +813,39 @@ fn relayed_data_descriptions_that_do_not_hold_are_refused() {
         .block(n.b.accept_relayed_data_producer(n.link_b, good))
         .expect("twice is the same mirror");
 }
+
+#[test]
+fn the_connecting_end_keeps_checking_so_the_waiting_end_sees_consent() {
+    // The server closes the waiting end of a link after 30 s without an ICE
+    // check from the far end (RFC 7675 consent): a healthy link must get
+    // them far more often than that.
+    let n = linked_nodes();
+    let mut sender = n.sfu.transport(Direction::Send, ClientCodecs::Browser);
+    let started = Instant::now();
+    let mut seen = Vec::new();
+    pump_until(&mut [&mut sender], Duration::from_secs(12), |_| {
+        if let Ok(Some(at)) = n.sfu.block(n.sfu.worker.last_consent(n.link_a)) {
+            if seen.last() != Some(&at) {
+                seen.push(at);
+            }
+        }
+        false
+    });
+    let last = *seen.last().expect("the waiting end saw ICE checks");
+    assert!(
+        Instant::now().saturating_duration_since(last) < Duration::from_secs(5),
+        "a check within the last 5 s of {:?}",
+        started.elapsed()
+    );
+    eprintln!("{} ICE checks seen in {:?}", seen.len(), started.elapsed());
+    let longest = seen
+        .windows(2)
+        .map(|w| w[1].saturating_duration_since(w[0]))
+        .max()
+        .unwrap_or_default();
+    assert!(
+        longest < Duration::from_secs(10),
+        "checks keep coming (longest gap {longest:?}, {} checks in 12 s)",
+        seen.len()
+    );
+}
