@@ -189,14 +189,18 @@ test('a browser WHIP page sends VP8 simulcast: our client gets each layer it ask
     const first = await pollUntil(videoStats, { what: 'the WHIP video at the viewer', describe });
     await call(viewer, 'setPreferredLayers', first.peerId, 'cam', { spatial: layer });
     // The layer reported, then the decoded size settled (the same for
-    // four samples: the decoder's size follows the switch by a few frames).
+    // four samples: the decoder's size follows the switch by a few frames)
+    // while frames decode: a decoder that waits for the new layer's key
+    // frame keeps showing the old size (seen once in CI: 1280 for a second
+    // after layer 0 was reported).
     let last = [];
     const seen = await pollUntil(
       async () => {
         const stats = await videoStats();
         if (stats?.spatialLayer !== layer) return (last = []), false;
-        last = [...last.slice(-3), stats.frameWidth];
-        return last.length === 4 && last.every((w) => w === last[0] && w > 0) && stats;
+        last = [...last.slice(-3), { width: stats.frameWidth, frames: stats.framesDecoded }];
+        const settled = last.length === 4 && last.every((s) => s.width === last[0].width && s.width > 0);
+        return settled && last[3].frames > last[0].frames && stats;
       },
       { timeoutMs: 20_000, intervalMs: 250, what: `the viewer to play layer ${layer}`, describe },
     );
