@@ -504,15 +504,16 @@ impl Drop for ClusterRest {
 }
 
 /// Why the `cluster` scenario cannot run here, if it cannot.
-fn cluster_unavailable() -> Option<&'static str> {
+pub fn cluster_unavailable() -> Option<&'static str> {
     let found = std::env::var_os("PATH").is_some_and(|path| {
         std::env::split_paths(&path).any(|dir| dir.join("redis-server").is_file())
     });
     (!found).then_some("redis-server is not installed (apt-get install redis-server)")
 }
 
-/// A Redis for the cluster on a free loopback port, without persistence.
-fn start_redis() -> anyhow::Result<(Child, u16)> {
+/// A Redis for the cluster on a free loopback port, without persistence
+/// (kill the child to stop it).
+pub fn start_redis() -> anyhow::Result<(Child, u16)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .context("no free port for Redis")?

@@ -5,8 +5,9 @@
 
 mod common;
 
-use simplesfu_bot::http::{self, HttpUrl};
-use std::process::{Child, Command, Stdio};
+use common::health;
+use simplesfu_bot::bench;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "bot-cluster-test-secret-0123456789abcdef";
@@ -20,48 +21,14 @@ impl Drop for Redis {
     }
 }
 
-/// redis-server on a free loopback port; None (after saying why) without it.
+/// The bench's redis-server; None (after saying why) without it.
 fn start_redis() -> Option<(Redis, u16)> {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("a free port")
-        .port();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-        ])
-        .stdout(Stdio::null())
-        .spawn();
-    let Ok(child) = child else {
-        eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+    if let Some(why) = bench::cluster_unavailable() {
+        eprintln!("SKIPPED: {why}");
         return None;
-    };
-    let redis = Redis(child);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "redis-server listens within 5 s");
-        std::thread::sleep(Duration::from_millis(50));
     }
-    Some((redis, port))
-}
-
-fn health(url: &str) -> serde_json::Value {
-    let url = HttpUrl::parse(&format!("{url}/health")).expect("health URL");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let r = rt
-        .block_on(http::request("GET", &url, &[], b"", Duration::from_secs(5)))
-        .expect("/health answers");
-    serde_json::from_slice(&r.body).expect("JSON health")
+    let (child, port) = bench::start_redis().expect("redis-server starts");
+    Some((Redis(child), port))
 }
 
 #[test]

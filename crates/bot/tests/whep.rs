@@ -5,21 +5,7 @@
 
 mod common;
 
-use simplesfu_bot::http::{self, HttpUrl};
 use std::time::Duration;
-
-fn health(server: &common::Server) -> serde_json::Value {
-    let url = HttpUrl::parse(&format!("{}/health", server.url)).expect("health URL");
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let r = rt
-        .block_on(http::request("GET", &url, &[], b"", Duration::from_secs(5)))
-        .expect("/health answers");
-    assert_eq!(r.status, 200, "{}", r.describe());
-    serde_json::from_slice(&r.body).expect("JSON health")
-}
 
 #[test]
 fn whep_viewers_play_video_and_audio_and_leave_nothing_behind() {
@@ -68,13 +54,13 @@ fn whep_viewers_play_video_and_audio_and_leave_nothing_behind() {
 
     // The publisher left with the bot; the DELETEd sessions left no
     // transport or consumer behind.
-    let mut h = health(&server);
+    let mut h = common::health(&server.url);
     for _ in 0..50 {
         if h["transports"] == 0 && h["consumers"] == 0 && h["peers"] == 0 {
             break;
         }
         std::thread::sleep(Duration::from_millis(100));
-        h = health(&server);
+        h = common::health(&server.url);
     }
     assert_eq!(
         (&h["peers"], &h["transports"], &h["consumers"]),

@@ -516,11 +516,7 @@ impl Span {
             // holds is dead on the far side, so a new one replaces it.
             Ask::LinkMe => self.ensure_link(sfu, from, true).await.map(|_| Value::Null),
             Ask::Relay { producer } => {
-                let link = lock(&self.state)
-                    .links
-                    .get(from)
-                    .copied()
-                    .ok_or_else(|| format!("no link with node {from}"))?;
+                let link = self.link_with(from)?;
                 let worker = sfu
                     .registry()
                     .local_producer_worker(producer)
@@ -540,11 +536,7 @@ impl Span {
                 serde_json::to_value(relayed).map_err(|e| e.to_string())
             }
             Ask::RelayData { data_producer } => {
-                let link = lock(&self.state)
-                    .links
-                    .get(from)
-                    .copied()
-                    .ok_or_else(|| format!("no link with node {from}"))?;
+                let link = self.link_with(from)?;
                 let worker = sfu
                     .registry()
                     .local_data_producer_worker(data_producer)
@@ -672,9 +664,29 @@ impl Span {
             if silent {
                 tracing::info!(link = %link, "span: link closed: the far node sent no ICE check for 30 s");
                 self.close_link(sfu, link).await;
-                lock(&self.state).waiting.remove(&link);
             }
         }
+    }
+
+    /// The link with `node`, for its `relay` and `relayData` requests.
+    fn link_with(&self, node: &str) -> Result<TransportId, String> {
+        lock(&self.state)
+            .links
+            .get(node)
+            .copied()
+            .ok_or_else(|| format!("no link with node {node}"))
+    }
+
+    /// The link with `node` (made if need be) and `node`'s description of
+    /// what `ask` relays over it.
+    async fn ask_relay(
+        &self,
+        sfu: &Sfu,
+        node: &Arc<str>,
+        ask: Ask,
+    ) -> Result<(TransportId, Value), String> {
+        let link = self.ensure_link(sfu, node, false).await?;
+        Ok((link, self.request(node, ask).await?))
     }
 
     /// Make `producer` of a peer on `node` consumable on the link worker.
@@ -687,20 +699,10 @@ impl Span {
         if lock(&self.state).relayed.contains_key(&producer) {
             return Ok(());
         }
-        let unreachable = |why: String| {
-            SignalingError::new(
-                ErrorCode::InternalError,
-                format!(
-                    "producer {producer} is on node {node}, which could not relay it here ({why}); try again"
-                ),
-            )
-        };
-        let link = self
-            .ensure_link(sfu, node, false)
-            .await
-            .map_err(unreachable)?;
-        let value = self
-            .request(node, Ask::Relay { producer })
+        let what = format!("producer {producer}");
+        let unreachable = |why: String| relay_failed(&what, node, why);
+        let (link, value) = self
+            .ask_relay(sfu, node, Ask::Relay { producer })
             .await
             .map_err(unreachable)?;
         let relayed: RelayedProducer =
@@ -724,20 +726,10 @@ impl Span {
         if lock(&self.state).relayed_data.contains_key(&id) {
             return Ok(());
         }
-        let unreachable = |why: String| {
-            SignalingError::new(
-                ErrorCode::InternalError,
-                format!(
-                    "data producer {id} is on node {node}, which could not relay it here ({why}); try again"
-                ),
-            )
-        };
-        let link = self
-            .ensure_link(sfu, node, false)
-            .await
-            .map_err(unreachable)?;
-        let value = self
-            .request(node, Ask::RelayData { data_producer: id })
+        let what = format!("data producer {id}");
+        let unreachable = |why: String| relay_failed(&what, node, why);
+        let (link, value) = self
+            .ask_relay(sfu, node, Ask::RelayData { data_producer: id })
             .await
             .map_err(unreachable)?;
         let relayed: RelayedDataProducer =
@@ -767,13 +759,13 @@ impl Span {
     /// brought. The node it went to, if it was one of this node's links.
     pub fn link_closed(&self, link: TransportId) -> Option<Arc<str>> {
         let mut state = lock(&self.state);
+        state.waiting.remove(&link);
         let node = state
             .links
             .iter()
             .find(|(_, l)| **l == link)
             .map(|(n, _)| n.clone())?;
         state.links.remove(&node);
-        state.waiting.remove(&link);
         state.relayed.retain(|_, n| *n != node);
         state.relayed_data.retain(|_, n| *n != node);
         Some(node)
@@ -947,6 +939,15 @@ impl Span {
         sfu.apply(effects).await;
         sfu.auto_consume(targets);
     }
+}
+
+/// What a consumer across nodes is refused with when `what` (a producer or
+/// data producer) could not be relayed from `node`.
+fn relay_failed(what: &str, node: &str, why: String) -> SignalingError {
+    SignalingError::new(
+        ErrorCode::InternalError,
+        format!("{what} is on node {node}, which could not relay it here ({why}); try again"),
+    )
 }
 
 /// This node's rooms as the others see them.

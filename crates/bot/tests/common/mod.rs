@@ -88,6 +88,22 @@ pub fn start_server_with(args: &[&str], env: &[(&str, &str)]) -> Option<Server> 
     Some(Server { child, url })
 }
 
+/// The server's `/health` at `url`, as JSON.
+#[allow(dead_code)] // not every test binary reads it
+pub fn health(url: &str) -> serde_json::Value {
+    use simplesfu_bot::http::{self, HttpUrl};
+    let url = HttpUrl::parse(&format!("{url}/health")).expect("health URL");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let r = rt
+        .block_on(http::request("GET", &url, &[], b"", Duration::from_secs(5)))
+        .expect("/health answers");
+    assert_eq!(r.status, 200, "{}", r.describe());
+    serde_json::from_slice(&r.body).expect("JSON health")
+}
+
 /// `simplesfu-bot run --server <url> --quiet <args>`, which must succeed
 /// within 60 s; its JSON report.
 pub fn run_bot(server: &Server, args: &[&str]) -> serde_json::Value {

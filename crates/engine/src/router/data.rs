@@ -32,28 +32,93 @@ impl Router {
                 "stream id {stream_id} is in use or out of range (0..{SCTP_STREAMS})"
             )));
         }
-        let reliability = reliability_of(&o.sctp_stream_parameters)?;
-        let channel = t.rtc.direct_api().create_data_channel(ChannelConfig {
-            label: o.label.clone(),
-            ordered: o.sctp_stream_parameters.ordered,
-            reliability,
-            negotiated: Some(stream_id),
-            protocol: o.protocol.clone(),
-        });
-        t.used_stream_ids.insert(stream_id);
         let id = DataProducerId::new();
+        self.open_data_producer(tid, id, o.sctp_stream_parameters, o.label, o.protocol)?;
+        Ok(id)
+    }
+
+    /// A data producer `id` arriving on negotiated stream
+    /// `params.stream_id` of transport `tid` (checked free by the caller).
+    pub(super) fn open_data_producer(
+        &mut self,
+        tid: TransportId,
+        id: DataProducerId,
+        params: SctpStreamParameters,
+        label: String,
+        protocol: String,
+    ) -> Result<(), EngineError> {
+        let reliability = reliability_of(&params)?;
+        let t = self
+            .transports
+            .get_mut(&tid)
+            .ok_or(EngineError::TransportNotFound(tid))?;
+        let channel = t.rtc.direct_api().create_data_channel(ChannelConfig {
+            label: label.clone(),
+            ordered: params.ordered,
+            reliability,
+            negotiated: Some(params.stream_id),
+            protocol: protocol.clone(),
+        });
+        t.used_stream_ids.insert(params.stream_id);
         t.channels.insert(channel, DataRoute::Producer(id));
         self.data_producers.insert(
             id,
             DataProducer {
                 source: Some((tid, channel)),
                 pipes: Vec::new(),
-                params: o.sctp_stream_parameters,
-                label: o.label,
-                protocol: o.protocol,
+                params,
+                label,
+                protocol,
                 consumers: Vec::new(),
             },
         );
+        self.mark_dirty(tid);
+        Ok(())
+    }
+
+    /// A data consumer of `dp` writing to negotiated stream `stream_id` of
+    /// transport `tid` (checked free by the caller), with `dp`'s ordering
+    /// and reliability.
+    pub(super) fn open_data_consumer(
+        &mut self,
+        tid: TransportId,
+        dp: DataProducerId,
+        stream_id: u16,
+    ) -> Result<DataConsumerId, EngineError> {
+        let producer = self
+            .data_producers
+            .get(&dp)
+            .ok_or(EngineError::DataProducerNotFound(dp))?;
+        let reliability = reliability_of(&producer.params)?;
+        let config = ChannelConfig {
+            label: producer.label.clone(),
+            ordered: producer.params.ordered,
+            reliability,
+            negotiated: Some(stream_id),
+            protocol: producer.protocol.clone(),
+        };
+        let t = self
+            .transports
+            .get_mut(&tid)
+            .ok_or(EngineError::TransportNotFound(tid))?;
+        let channel = t.rtc.direct_api().create_data_channel(config);
+        t.used_stream_ids.insert(stream_id);
+        let id = DataConsumerId::new();
+        t.channels.insert(channel, DataRoute::Consumer(id));
+        self.data_consumers.insert(
+            id,
+            DataConsumer {
+                data_producer_id: dp,
+                transport_id: tid,
+                channel,
+                stream_id,
+                open: false,
+                pending: PendingMessages::default(),
+            },
+        );
+        if let Some(p) = self.data_producers.get_mut(&dp) {
+            p.consumers.push(id);
+        }
         self.mark_dirty(tid);
         Ok(id)
     }
@@ -108,32 +173,7 @@ impl Router {
             .ok_or_else(|| {
                 EngineError::InvalidSctpParameters("no free SCTP stream id left".into())
             })?;
-        let reliability = reliability_of(&params)?;
-        let channel = t.rtc.direct_api().create_data_channel(ChannelConfig {
-            label: label.clone(),
-            ordered: params.ordered,
-            reliability,
-            negotiated: Some(stream_id),
-            protocol: protocol.clone(),
-        });
-        t.used_stream_ids.insert(stream_id);
-        let id = DataConsumerId::new();
-        t.channels.insert(channel, DataRoute::Consumer(id));
-        self.data_consumers.insert(
-            id,
-            DataConsumer {
-                data_producer_id: dp,
-                transport_id: tid,
-                channel,
-                stream_id,
-                open: false,
-                pending: PendingMessages::default(),
-            },
-        );
-        if let Some(p) = self.data_producers.get_mut(&dp) {
-            p.consumers.push(id);
-        }
-        self.mark_dirty(tid);
+        let id = self.open_data_consumer(tid, dp, stream_id)?;
         Ok(DataConsumerInfo {
             id,
             data_producer_id: dp,
@@ -279,7 +319,7 @@ impl Router {
     }
 }
 
-pub(super) fn reliability_of(p: &SctpStreamParameters) -> Result<Reliability, EngineError> {
+fn reliability_of(p: &SctpStreamParameters) -> Result<Reliability, EngineError> {
     match (p.max_packet_life_time, p.max_retransmits) {
         (None, None) => Ok(Reliability::Reliable),
         (Some(lifetime), None) => Ok(Reliability::MaxPacketLifetime { lifetime }),

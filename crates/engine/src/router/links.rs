@@ -29,15 +29,14 @@
 
 use super::consumers::fresh_ssrc;
 use super::{
-    DataConsumer, DataProducer, DataRoute, Direction, DtlsSetup, Layer, ProbeNudge, Producer,
-    ProducerSource, Router, Transport, SCTP_STREAMS,
+    DataRoute, Direction, DtlsSetup, Layer, ProbeNudge, Producer, ProducerSource, Router,
+    Transport, SCTP_STREAMS,
 };
 use crate::allocation::Allocator;
 use crate::api::{
     EngineError, EngineEvent, LinkInfo, LinkOptions, RelayedDataProducer, RelayedProducer,
 };
 use crate::forward::SeqRewriter;
-use crate::pending::PendingMessages;
 use crate::rtp_params::{codec_of, codec_supported};
 use mediasoup_types::rtp_parameters::MediaKind;
 use mediasoup_types::sctp_parameters::SctpStreamParameters;
@@ -466,35 +465,10 @@ impl Router {
                     "no free SCTP stream left on link {link}"
                 ))
             })?;
-        let reliability = super::data::reliability_of(&params)?;
-        let channel = t.rtc.direct_api().create_data_channel(ChannelConfig {
-            label: label.clone(),
-            ordered: params.ordered,
-            reliability,
-            negotiated: Some(stream_id),
-            protocol: protocol.clone(),
-        });
-        t.used_stream_ids.insert(stream_id);
-        let consumer = DataConsumerId::new();
-        t.channels.insert(channel, DataRoute::Consumer(consumer));
-        if let Some(state) = &mut t.link {
+        let consumer = self.open_data_consumer(link, id, stream_id)?;
+        if let Some(state) = self.link_mut(link)?.link.as_mut() {
             state.data_out.insert(id, (consumer, stream_id));
         }
-        self.data_consumers.insert(
-            consumer,
-            DataConsumer {
-                data_producer_id: id,
-                transport_id: link,
-                channel,
-                stream_id,
-                open: false,
-                pending: PendingMessages::default(),
-            },
-        );
-        if let Some(d) = self.data_producers.get_mut(&id) {
-            d.consumers.push(consumer);
-        }
-        self.mark_dirty(link);
         tracing::debug!(link = %link, data_producer = %id, stream_id, "data producer relayed");
         Ok(RelayedDataProducer {
             id,
@@ -530,7 +504,6 @@ impl Router {
             return Err(bad("label and protocol are 1024 bytes at most"));
         }
         let params = relayed.sctp_stream_parameters;
-        let reliability = super::data::reliability_of(&params)?;
         let t = self.link_mut(link)?;
         // The far end's parity: odd streams come from the connecting end.
         let far_parity = if t.link.as_ref().is_some_and(|l| l.connects) {
@@ -547,27 +520,7 @@ impl Router {
                 "stream id {stream_id} is in use, out of range or not the far end's"
             )));
         }
-        let channel = t.rtc.direct_api().create_data_channel(ChannelConfig {
-            label: relayed.label.clone(),
-            ordered: params.ordered,
-            reliability,
-            negotiated: Some(stream_id),
-            protocol: relayed.protocol.clone(),
-        });
-        t.used_stream_ids.insert(stream_id);
-        t.channels.insert(channel, DataRoute::Producer(relayed.id));
-        self.data_producers.insert(
-            relayed.id,
-            DataProducer {
-                source: Some((link, channel)),
-                pipes: Vec::new(),
-                params,
-                label: relayed.label,
-                protocol: relayed.protocol,
-                consumers: Vec::new(),
-            },
-        );
-        self.mark_dirty(link);
+        self.open_data_producer(link, relayed.id, params, relayed.label, relayed.protocol)?;
         tracing::debug!(link = %link, data_producer = %relayed.id, stream_id, "relayed data producer mirrored");
         Ok(())
     }
