@@ -209,22 +209,50 @@ test('a browser WHIP page sends VP8 simulcast: our client gets each layer it ask
   }
   // Chromium may send its top layer smaller than asked while its encoder
   // or its estimate ramps up, never larger than the layer below.
-  assert.ok(widths[0] < widths[1] && widths[1] <= widths[2], `the layers' sizes, lowest first: ${widths}`);
+  // On failure, the layers the server reported, in order (once seen: layer
+  // 0 reported while 1280-wide frames decoded for a second; not explained).
+  const reports = async () =>
+    (await readClientState(viewer.page)).events
+      .filter(([kind]) => kind === 'layersChanged')
+      .map(([, what]) => what.split(' ').pop())
+      .join(', ');
+  assert.ok(
+    widths[0] < widths[1] && widths[1] <= widths[2],
+    `the layers' sizes, lowest first: ${widths}; layers reported: ${await reports()}`,
+  );
 
   const player = await env.browser.context.newPage();
   await player.goto(`${env.server.url}/whip-whep/?role=play&room=${room}&label=cam`);
+  const whepVideo = () =>
+    player.evaluate(async () => {
+      if (!window.whepPeerConnection) return null;
+      for (const s of (await window.whepPeerConnection.getStats()).values()) {
+        if (s.type === 'inbound-rtp' && s.kind === 'video') {
+          return {
+            frames: s.framesDecoded ?? 0,
+            width: s.frameWidth ?? 0,
+            packets: s.packetsReceived,
+            lost: s.packetsLost,
+            framesReceived: s.framesReceived,
+            keyFrames: s.keyFramesDecoded,
+            pli: s.pliCount,
+            fir: s.firCount,
+            nack: s.nackCount,
+          };
+        }
+      }
+      return null;
+    });
   const played = await pollUntil(
     async () => {
-      if (!(await player.evaluate(() => Boolean(window.whepPeerConnection)))) return false;
-      const video = await player.evaluate(async () => {
-        for (const s of (await window.whepPeerConnection.getStats()).values()) {
-          if (s.type === 'inbound-rtp' && s.kind === 'video') return { frames: s.framesDecoded ?? 0, width: s.frameWidth ?? 0 };
-        }
-        return null;
-      });
+      const video = await whepVideo();
       return video?.frames > 30 && video.width === widths[2] && video;
     },
-    { timeoutMs: 30_000, what: 'the WHEP page to play the top layer', describe: async () => status(player) },
+    {
+      timeoutMs: 30_000,
+      what: 'the WHEP page to play the top layer',
+      describe: async () => `${await status(player)}; WHEP video ${JSON.stringify(await whepVideo())}, top layer ${widths[2]} wide`,
+    },
   );
   t.diagnostic(`WHEP: ${played.width} wide, ${played.frames} frames`);
   for (const page of [player, viewer.page, publisher]) await page.close();

@@ -64,7 +64,7 @@ impl Router {
         };
         let without_feedback = t.estimate_bps.is_none()
             && !t.unpaced
-            && t.connected_at
+            && t.video_sent_at
                 .is_some_and(|at| now.saturating_duration_since(at) >= NO_FEEDBACK_AFTER);
         if without_feedback {
             self.set_video_paced(tid, false);
@@ -84,7 +84,13 @@ impl Router {
         let result = t.allocator.allocate(now, budget, &demands);
         let estimated = budget.is_some();
         t.allocate_at = (!demands.is_empty()).then_some(now + ALLOCATION_INTERVAL);
-        if let Some(estimate) = budget {
+        // str0m's estimator gets its targets, and so probes, only once the
+        // transport has sent video. Before, no stream of it can carry
+        // padding, and str0m probes on SSRC 0 tagged with the video's MID:
+        // Chromium binds its video receiver to that SSRC and never decodes
+        // the real stream (a WHEP page that joined while the publisher's key
+        // frame was late played nothing; tests/sim/bandwidth.rs).
+        if let Some(estimate) = budget.filter(|_| t.video_sent_at.is_some()) {
             // `min` (str0m pads up to it) is what the chosen layers need,
             // raised towards the next step up (`next_step_bps`) but never
             // above the estimate less the up headroom. Padding to the whole
@@ -237,8 +243,10 @@ impl Router {
     /// never leaves the starting 600 kbit/s: a 1.5 Mbit/s stream queued 1.3 s
     /// deep and lost a fifth of its packets (`bench/run --scenarios
     /// livestream`, whose bot sends no feedback). So a transport still
-    /// without an estimate [`NO_FEEDBACK_AFTER`] its connection goes
-    /// unpaced, until an estimate comes.
+    /// without an estimate [`NO_FEEDBACK_AFTER`] after its first video
+    /// packet goes unpaced, until an estimate comes. (From the first video
+    /// packet, not the connection: str0m probes only from then on, see
+    /// `Router::allocate`, and its estimate does not move before.)
     pub(super) fn set_video_paced(&mut self, tid: TransportId, paced: bool) {
         let Some(t) = self.transports.get_mut(&tid) else {
             return;

@@ -290,6 +290,12 @@ impl Router {
                 write = write.vp8_patch(patch);
             }
             stream.write_rtp(write);
+            if video && t.video_sent_at.is_none() {
+                // str0m can pad and probe on this stream now: the
+                // allocation hands its estimator the targets at once.
+                t.video_sent_at = Some(now);
+                self.reallocate.insert(consumer_tid);
+            }
             self.stats.rtp_packets_out += 1;
             self.stats.rtp_bytes_out += packet.payload.len() as u64;
             self.mark_dirty(consumer_tid);

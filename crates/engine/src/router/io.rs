@@ -381,11 +381,9 @@ impl Router {
     /// reached the viewer: ask their producers for a new one now rather than
     /// leave the viewer waiting for the sender's next periodic key frame.
     fn on_transport_connected(&mut self, now: Instant, tid: TransportId) {
-        let Some(t) = self.transports.get_mut(&tid) else {
+        let Some(t) = self.transports.get(&tid) else {
             return;
         };
-        t.connected_at = Some(now);
-        let t = &*t;
         let wanted: Vec<(ProducerId, Option<usize>)> = t
             .consumers_by_mid
             .values()

@@ -83,8 +83,9 @@ const ESTIMATE_READ_INTERVAL: Duration = Duration::from_millis(200);
 /// clean-clone CI run of `e2e/constrained.test.mjs`.
 const PROBE_INTERVAL_MIN: Duration = Duration::from_secs(2);
 const PROBE_INTERVAL_MAX: Duration = Duration::from_secs(4);
-/// A receive transport connected this long without an estimate gets no
-/// congestion feedback (a browser's first comes within about 100 ms).
+/// A receive transport that first sent video this long ago and still has no
+/// estimate gets no congestion feedback (a browser's first comes within
+/// about 100 ms of the probes that follow the first video packet).
 const NO_FEEDBACK_AFTER: Duration = Duration::from_secs(1);
 /// A str0m timeout this close is taken at once while polling a transport
 /// (its pacer's next packet is due a microsecond after the last).
@@ -176,10 +177,12 @@ struct Transport {
     estimate_bps: Option<u64>,
     /// The `(min, desired)` last handed to `rtc.bwe().set_bitrate`.
     bwe_applied: Option<(u64, u64)>,
+    /// Recv transports: when a video packet was first written to one of its
+    /// streams, which str0m can then pad and probe with (see
+    /// `Router::allocate`).
+    video_sent_at: Option<Instant>,
     /// When the allocation runs next without another cause (its meters move).
     allocate_at: Option<Instant>,
-    /// Recv transports: when ICE and DTLS completed.
-    connected_at: Option<Instant>,
     /// Recv transports numbered after a client's offer (WHEP): router
     /// payload type to the client's.
     pt_out: Option<HashMap<Pt, Pt>>,

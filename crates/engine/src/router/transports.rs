@@ -113,12 +113,14 @@ impl Router {
                 allocator: Allocator::new(),
                 estimate_bps: None,
                 bwe_applied: None,
+                video_sent_at: None,
                 allocate_at: None,
-                connected_at: None,
                 last_consent: None,
                 pt_out,
                 planned_mids,
-                unpaced: false,
+                // Without an estimator nothing paces to an estimate: video
+                // goes out as it comes, the best layer of each consumer.
+                unpaced: !estimate,
                 probing: ProbeNudge::default(),
                 link: None,
             },

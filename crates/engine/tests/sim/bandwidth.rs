@@ -49,6 +49,8 @@ struct Source {
     tl0: [u8; 3],
     keyframe_due: [bool; 3],
     requests_seen: usize,
+    /// Key frame requests before this are not answered (a slow encoder).
+    deaf_until: Option<Instant>,
 }
 
 impl Call {
@@ -111,7 +113,11 @@ impl Source {
     fn tick(&mut self, sim: &mut Sim, sender: PeerId) {
         let now = sim.now;
         let requests = &sim.peer(sender).keyframe_requests;
+        let deaf = self.deaf_until.is_some_and(|until| now < until);
         for request in &requests[self.requests_seen..] {
+            if deaf {
+                continue;
+            }
             match request.rid.as_ref().map(|rid| rid.to_string()) {
                 Some(rid) => {
                     if let Some(layer) = ["r0", "r1", "r2"].iter().position(|r| *r == rid) {
@@ -531,5 +537,50 @@ fn with_estimation_off_a_viewer_gets_the_best_layer_whatever_its_link() {
         reported(&call.sim, viewer.video.id),
         None,
         "no layer changes reported"
+    );
+}
+
+/// str0m probes with padding on SSRC 0, tagged with the video's MID, when no
+/// stream of the transport has sent a packet it could pad with. Chromium
+/// then binds its video receiver to SSRC 0 and never decodes the real
+/// stream: a WHEP page that joined while the publisher's key frame was late
+/// played nothing for 30 s (e2e/whip.test.mjs under load; in a capture, 14
+/// packets on SSRC 0 came 27 ms before the first video packet, and the
+/// page's inbound-rtp counted exactly those 14). So the estimator gets its
+/// targets, and probes, only once the transport has sent video.
+#[test]
+fn a_viewer_is_sent_no_probe_on_ssrc_0_before_its_first_video_packet_and_is_probed_after() {
+    let mut call = Call::new();
+    let producers = call.produce();
+    let _first = call.viewer(producers, None);
+    call.run(Duration::from_secs(3));
+    // The next viewer joins while the encoder takes a second for a key frame.
+    call.source.deaf_until = Some(call.sim.now + Duration::from_secs(1));
+    let joined = call.sim.now;
+    let viewer = call.viewer(producers, None);
+    call.run(Duration::from_secs(8));
+    let to_viewer: Vec<&Sent> = call
+        .sim
+        .router_sent
+        .iter()
+        .filter(|s| s.to == Some(viewer.peer) && s.at >= joined)
+        .collect();
+    let on_ssrc_0 = to_viewer.iter().filter(|s| s.rtp_ssrc == Some(0)).count();
+    assert_eq!(on_ssrc_0, 0, "no RTP on SSRC 0 reaches the viewer");
+    // Probes and padding go on the video's RTX stream instead, and the
+    // viewer, which starts on what the starting estimate allows, ends on
+    // the top layer.
+    let media = [viewer.video.ssrc, viewer.audio.ssrc];
+    let repair = to_viewer
+        .iter()
+        .filter(|s| s.rtp_ssrc.is_some_and(|ssrc| !media.contains(&ssrc)))
+        .count();
+    assert!(repair > 0, "padding on the RTX stream");
+    let got = got(&call.sim, &viewer, joined);
+    assert!(got.frames >= 6 * 20, "frames: {}", got.frames);
+    assert_eq!(
+        reported(&call.sim, viewer.video.id).map(|r| r.0),
+        Some(Some(2)),
+        "the top layer once probed"
     );
 }

@@ -132,6 +132,16 @@ pub struct Sent {
     pub len: usize,
     /// Which hand-over of the router's output it was in.
     pub handover: usize,
+    /// The SSRC of an RTP packet (SRTP leaves the header in the clear);
+    /// `None` for RTCP, STUN, DTLS and SCTP.
+    pub rtp_ssrc: Option<u32>,
+}
+
+/// The SSRC in an (S)RTP packet's header: RTP version 2, and not an RTCP
+/// packet type (RFC 5761: 192-223 in the second byte).
+fn rtp_ssrc(bytes: &[u8]) -> Option<u32> {
+    let is_rtp = bytes.len() >= 12 && bytes[0] & 0xC0 == 0x80 && !(192..=223).contains(&bytes[1]);
+    is_rtp.then(|| u32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]))
 }
 
 /// The client end of one router transport, as a browser's transport.
@@ -563,6 +573,7 @@ impl Sim {
                     to: peer,
                     len: bytes.len(),
                     handover,
+                    rtp_ssrc: rtp_ssrc(&bytes),
                 });
                 let through = match peer.and_then(|i| peers[i].downlink.as_mut()) {
                     Some(link) => link.pass(now, bytes.len() + IP_UDP_HEADER_BYTES),

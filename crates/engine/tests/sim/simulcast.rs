@@ -12,10 +12,9 @@ use str0m::media::Rid;
 
 const FRAME: Duration = Duration::from_millis(40);
 
-/// A simulcast sender and a viewer with a resumed consumer of it. The viewer
-/// sends no congestion feedback, and the router has found out (a second
-/// without an estimate) before the media starts: these tests are about
-/// switching layers, not the starting estimate a viewer with feedback gets.
+/// A simulcast sender and a viewer with a resumed consumer of it, on a
+/// router that does not estimate bandwidth: these tests are about switching
+/// layers, not the layers an estimate allows (tests/sim/bandwidth.rs).
 struct Scenario {
     sim: Sim,
     sender: PeerId,
@@ -24,13 +23,12 @@ struct Scenario {
 }
 
 fn scenario() -> Scenario {
-    let mut sim = Sim::new();
+    let mut sim = Sim::with_estimation(false);
     let sender = sim.connected_peer(Direction::Send);
     let producer = sim.produce_simulcast(sender);
     let viewer = sim.connected_peer(Direction::Recv);
     let consumer = sim.consume(viewer, producer);
     sim.resume(&consumer);
-    sim.advance(Duration::from_millis(1500));
     Scenario {
         sim,
         sender,
