@@ -333,11 +333,7 @@ async fn run(
         for event in router.take_events() {
             let _ = events.send(event);
         }
-        let stats = router.stats();
-        load.store(
-            stats.transports + stats.consumers,
-            std::sync::atomic::Ordering::Relaxed,
-        );
+        load.store(router.load(), std::sync::atomic::Ordering::Relaxed);
     }
     tracing::info!("worker stopped");
 }

@@ -460,6 +460,13 @@ impl Router {
     }
 
     /// Counters.
+    /// What placement counts as this worker's load: its transports and
+    /// consumers. Read after every loop iteration, so O(1) (the full
+    /// [`Router::stats`] walks every transport and consumer).
+    pub fn load(&self) -> usize {
+        self.transports.len() + self.consumers.len()
+    }
+
     pub fn stats(&self) -> WorkerStats {
         let mut estimate_buckets = [0; ESTIMATE_BUCKETS_BPS.len() + 1];
         let mut estimate_sum_bps = 0u64;
