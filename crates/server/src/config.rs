@@ -162,6 +162,15 @@ impl ClusterConfig {
                 self.heartbeat_ms
             ));
         }
+        // 0 in a node's hash means "not published" (a node of an older
+        // version) and counts as no limit: as a setting it would read as
+        // a node that never fills up.
+        if self.capacity_peers == Some(0) {
+            return Err(
+                "cluster.capacity_peers is 0; use 1 or more (peers this node takes before a room grows onto other nodes), or leave it unset for 250 per media worker"
+                    .into(),
+            );
+        }
         if self
             .secret
             .as_ref()
@@ -1078,6 +1087,10 @@ mod tests {
             (
                 "redis_url = \"redis://h:1\"\nsecret = \"short\"",
                 "cluster.secret",
+            ),
+            (
+                "redis_url = \"redis://h:1\"\ncapacity_peers = 0",
+                "cluster.capacity_peers",
             ),
         ] {
             let config =
