@@ -280,13 +280,14 @@ impl Span {
 
     /// The nodes with peers in `room`, this one included.
     pub fn nodes_in_room(&self, room: &str) -> Vec<String> {
-        let mut nodes: Vec<String> = lock(&self.state)
+        let state = lock(&self.state);
+        let mut nodes: Vec<String> = state
             .nodes
             .iter()
             .filter(|(_, k)| k.rooms.iter().any(|r| r.room.as_str() == room))
             .map(|(n, _)| n.to_string())
             .collect();
-        if lock(&self.state)
+        if state
             .published
             .as_ref()
             .is_some_and(|rooms| rooms.iter().any(|r| r.room.as_str() == room))
